@@ -1,0 +1,75 @@
+"""The static adapter: canonical objects from a JSON-lines file.
+
+For endpoints no orchestrator knows (VMs, appliances), for trying the hub, and
+for the tests and benchmarks.  Each line is one canonical object (the JSON of
+:class:`core.model.Network` or :class:`core.model.Endpoint`, with ``type``).
+The file is re-read when its mtime or size changes; every read is a Snapshot.
+A bad line is rejected with its line number and the rest still applies.  A
+missing file is an error (the hub restarts the adapter with backoff).
+
+It is also the smallest complete example of an adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import msgspec
+
+from core.adapter import Adapter, AdapterSpec, EventSink, ObjectCache, parse_options
+from core.model import Invalid, Object, Rejected, decode_object, validate
+
+
+class StaticOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    path: str
+    poll_interval: float = 1.0
+
+
+class StaticAdapter:
+    def __init__(self, spec: AdapterSpec) -> None:
+        self.spec = spec
+        self.opts = parse_options(spec, StaticOptions)
+        self.cache = ObjectCache(spec.source)
+        self.log = spec.logger()
+
+    def read(self) -> tuple[list[Object], list[Rejected]]:
+        objects: list[Object] = []
+        rejected: list[Rejected] = []
+        src = self.spec.source
+        with open(self.opts.path, "rb") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = decode_object(line)
+                    if obj.source != src:
+                        raise Invalid("wrong-source", f"object source {obj.source} is not this adapter's {src}")
+                    validate(obj)
+                    objects.append(obj)
+                except Invalid as exc:
+                    rejected.append(Rejected(source=src, reason=exc.reason, message=f"line {n}: {exc}", ref=f"{self.opts.path}:{n}"))
+        return objects, rejected
+
+    async def run(self, sink: EventSink) -> None:
+        last: tuple[float, int] | None = None
+        while True:
+            st = os.stat(self.opts.path)  # a missing file raises: the hub restarts us with backoff
+            stamp = (st.st_mtime, st.st_size)
+            if stamp != last:
+                objects, rejected = await asyncio.to_thread(self.read)
+                for r in rejected:
+                    await sink.emit(r)
+                await sink.emit(self.cache.snapshot(objects))
+                if last is None:
+                    self.log.info("loaded %d objects from %s", len(objects), self.opts.path)
+                last = stamp
+            await asyncio.sleep(self.opts.poll_interval)
+
+
+def create(spec: AdapterSpec) -> Adapter:
+    adapter = StaticAdapter(spec)
+    if not Path(adapter.opts.path).is_absolute():
+        raise ValueError(f"adapters.{spec.name}.path: must be an absolute path")
+    return adapter

@@ -1,0 +1,30 @@
+"""Prometheus metrics shared by core, adapters (through the hub) and the daemon.
+
+Defined once per process on the default registry; ``/metrics`` serves them.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+EVENT_TO_COMMIT = Histogram(
+    "ovn_hub_event_to_commit_seconds",
+    "From an input event marking a row dirty to the NB transaction that wrote it committing",
+    buckets=_BUCKETS,
+)
+COMMIT_TO_UP = Histogram(
+    "ovn_hub_commit_to_up_seconds",
+    "From the NB commit of a logical switch port to OVN reporting it up",
+    buckets=_BUCKETS,
+)
+TXN_SECONDS = Histogram("ovn_hub_nb_transaction_seconds", "Duration of one NB transaction", buckets=_BUCKETS)
+TXNS = Counter("ovn_hub_nb_transactions_total", "NB transactions by result", ["result"])
+NB_OPS = Counter("ovn_hub_nb_operations_total", "NB row operations written", ["table", "op"])
+REJECTED = Counter("ovn_hub_rejected_total", "Input rejected, by source and reason", ["source", "reason"])
+EVENTS = Counter("ovn_hub_events_total", "Input events consumed, by source and type", ["source", "type"])
+DIRTY = Gauge("ovn_hub_dirty_rows", "Rows waiting to be reconciled")
+DESIRED_ENDPOINTS = Gauge("ovn_hub_desired_endpoints", "Endpoints in the desired state")
+ADAPTER_RESTARTS = Counter("ovn_hub_adapter_restarts_total", "Adapter restarts after a failure", ["adapter"])
+ADAPTER_UP = Gauge("ovn_hub_adapter_running", "1 while an adapter task runs", ["adapter"])

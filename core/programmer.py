@@ -1,0 +1,723 @@
+"""The OVN programmer: desired state per source, one level-triggered NB writer.
+
+Events never write.  :meth:`Programmer.apply` updates the desired state and
+marks row names dirty; the writer task wakes, waits a short coalescing window,
+and for a batch of dirty names computes ``desired - actual`` against its
+replica of the hub's own rows and commits it in one transaction.  Replaying,
+duplicating or reordering events therefore cannot change the result, and a
+restart is one list per adapter plus one diff.
+
+Rules this module enforces:
+
+* **Ownership** - the replica is a ``monitor_cond`` on ``external_ids`` including
+  ``ovn-hub:owner=<hub id>``; updates and deletes carry the same condition in
+  their ``where``.  A row without the tag is never seen, changed or deleted.
+  A switch holding a port the hub does not own is never deleted.
+* **Snapshot-bounded GC** - a row that is not desired is deleted only once its
+  source delivered a complete Snapshot in this process (Calico #5044).
+* **Referrers first** - a port leaves its switch's ``ports`` in the same
+  transaction that deletes it; a switch goes only when no port of it remains.
+* **Bisection** - a batch failing on one row (a name taken by a foreign row) is
+  split until the bad row is isolated; that row is reported as Rejected and
+  retried later, every other row commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import msgspec
+
+from core import metrics
+from core.model import (
+    Delete,
+    Endpoint,
+    InputEvent,
+    Network,
+    Programmed,
+    Ready,
+    Rejected,
+    Snapshot,
+    Source,
+    StatusEvent,
+    Upsert,
+)
+from core.nbmodel import (
+    LS,
+    LS_COLUMNS,
+    LSP,
+    LSP_COLUMNS,
+    OWNER,
+    SOURCE,
+    ls_columns,
+    ls_name,
+    lsp_columns,
+    lsp_name,
+    to_ovsdb,
+)
+from core.ovsdb import ConnectionLost, OvsdbClient, OvsdbError, py_map, py_set
+
+log = logging.getLogger("ovn_hub.programmer")
+
+Publish = Callable[[StatusEvent | Rejected], Awaitable[None]]
+
+
+class Row(msgspec.Struct, gc=False):
+    """One hub-owned NB row in the replica (plain Python column values)."""
+
+    uuid: str
+    cols: dict[str, Any]
+
+
+class SourceState:
+    def __init__(self) -> None:
+        self.networks: dict[str, Network] = {}
+        self.endpoints: dict[str, Endpoint] = {}
+        self.synced = False
+
+
+class PlanOp(msgspec.Struct, frozen=True):
+    op: str  # insert | update | delete
+    table: str
+    name: str
+    columns: dict[str, Any] = {}
+
+
+class Programmer:
+    """Keeps NB equal to the desired state.  Use::
+
+        prog = Programmer("unix:/run/ovn/ovnnb_db.sock", hub_id="hub1", publish=bus.publish)
+        await prog.start()          # connect + initial replica
+        task = asyncio.create_task(prog.run())
+        prog.apply(snapshot_event)  # from the bus
+        await prog.flush()          # wait until NB equals desired
+    """
+
+    def __init__(
+        self,
+        nb_remote: str,
+        hub_id: str,
+        publish: Publish | None = None,
+        *,
+        batch_size: int = 50000,
+        coalesce: float = 0.01,
+        retry_interval: float = 30.0,
+    ) -> None:
+        self.nb_remote = nb_remote
+        self.hub_id = hub_id
+        self.publish = publish
+        self.batch_size = batch_size
+        self.coalesce = coalesce
+        self.retry_interval = retry_interval
+        self.sources: dict[str, SourceState] = {}
+        # desired indexes by row name
+        self.want_ls: dict[str, tuple[str, str]] = {}  # ls name -> (source, network)
+        self.want_lsp: dict[str, Endpoint] = {}
+        self.ls_refs: Counter[str] = Counter()
+        # replica of owned rows
+        self.ls: dict[str, Row] = {}  # by name
+        self.lsp: dict[str, Row] = {}  # by name
+        self._uuid_ls: dict[str, str] = {}  # uuid -> name
+        self._uuid_lsp: dict[str, str] = {}
+        self._lsp_parent: dict[str, str] = {}  # lsp uuid -> ls uuid
+        self.dirty_ls: set[str] = set()
+        self.dirty_lsp: set[str] = set()
+        self._since: dict[str, float] = {}
+        self._committed_at: dict[str, float] = {}
+        self.failed: dict[str, str] = {}
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._client: OvsdbClient | None = None
+        self.connected = asyncio.Event()
+        self._status_q: asyncio.Queue[StatusEvent | Rejected] = asyncio.Queue()
+        self._warned: set[str] = set()
+        self.writes = 0  # row operations committed (bench/tests read this)
+        self.transactions = 0
+
+    # ------------------------------------------------------------ replica
+    def _cond(self) -> list[Any]:
+        return [["external_ids", "includes", ["map", [[OWNER, self.hub_id]]]]]
+
+    async def start(self, timeout: float | None = 30.0) -> None:
+        """Connect and load the replica; returns when NB is synced."""
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    await self._connect()
+                    return
+                except (OSError, OvsdbError, TimeoutError) as exc:
+                    log.info("waiting for OVN NB at %s: %s", self.nb_remote, exc)
+                    await asyncio.sleep(0.5)
+
+    async def _connect(self) -> None:
+        client = OvsdbClient(self.nb_remote)
+        await client.connect()
+        self.ls.clear()
+        self.lsp.clear()
+        self._uuid_ls.clear()
+        self._uuid_lsp.clear()
+        self._lsp_parent.clear()
+        client.on_update = self._on_update
+        cond = self._cond()
+        try:
+            # Inserts are not echoed: only this hub inserts rows with its owner
+            # tag, and it records them from the transaction reply.  That halves
+            # the server's and this process's work on bulk programming.
+            select = {"initial": True, "insert": False, "delete": True, "modify": True}
+            await client.monitor_cond(
+                {
+                    LS: [{"columns": LS_COLUMNS, "where": cond, "select": select}],
+                    LSP: [{"columns": LSP_COLUMNS, "where": cond, "select": select}],
+                }
+            )
+        except BaseException:
+            await client.close()
+            raise
+        self._client = client
+        # Level-triggered restart: everything we know of is a candidate.
+        self.dirty_ls.update(self.want_ls, self.ls)
+        self.dirty_lsp.update(self.want_lsp, self.lsp)
+        self.connected.set()
+        self._wake.set()
+        log.info("NB synced: %d switches, %d ports owned by %s", len(self.ls), len(self.lsp), self.hub_id)
+
+    def _on_update(self, updates: dict[str, Any]) -> None:
+        for uuid, change in updates.get(LS, {}).items():
+            self._apply_row(LS, uuid, change)
+        for uuid, change in updates.get(LSP, {}).items():
+            self._apply_row(LSP, uuid, change)
+
+    def _apply_row(self, table: str, uuid: str, change: dict[str, Any]) -> None:
+        by_name, by_uuid = (self.ls, self._uuid_ls) if table == LS else (self.lsp, self._uuid_lsp)
+        if "delete" in change:
+            name = by_uuid.pop(uuid, None)
+            if name is not None and by_name.get(name) is not None and by_name[name].uuid == uuid:
+                del by_name[name]
+                (self.dirty_ls if table == LS else self.dirty_lsp).add(name)
+                self._wake.set()
+            if table == LS:
+                for p in [p for p, parent in self._lsp_parent.items() if parent == uuid]:
+                    del self._lsp_parent[p]
+            return
+        row = change.get("initial") or change.get("insert")
+        if row is not None:
+            cols = _decode_cols(row)
+            name = cols["name"]
+            by_name[name] = Row(uuid, cols)
+            by_uuid[uuid] = name
+            if table == LS:
+                for p in cols.get("ports", ()):
+                    self._lsp_parent[p] = uuid
+            elif cols.get("up") is True:
+                self._port_up(name)
+            return
+        diff = change.get("modify")
+        name = by_uuid.get(uuid)
+        if diff is None or name is None:
+            return
+        cur = by_name[name]
+        old_up = cur.cols.get("up")
+        for col, val in diff.items():
+            cur.cols[col] = _apply_diff(cur.cols.get(col), val)
+        if table == LS and "ports" in diff:
+            for p in py_set(diff["ports"]):
+                if p in cur.cols["ports"]:
+                    self._lsp_parent[p] = uuid
+                elif self._lsp_parent.get(p) == uuid:
+                    del self._lsp_parent[p]
+        if table == LSP and cur.cols.get("up") is True and old_up is not True:
+            self._port_up(name)
+        # someone else changed a row we own: re-check it
+        if table == LS:
+            self.dirty_ls.add(name)
+        elif set(diff) != {"up"}:
+            self.dirty_lsp.add(name)
+        self._wake.set()
+
+    def _port_up(self, name: str) -> None:
+        t = self._committed_at.pop(name, None)
+        if t is not None:
+            metrics.COMMIT_TO_UP.observe(time.monotonic() - t)
+        ep = self.want_lsp.get(name)
+        if ep is not None:
+            self._status_q.put_nowait(Ready(source=ep.source, key=ep.key, port=name))
+
+    # ------------------------------------------------------------ desired state
+    def _state(self, source: Source) -> SourceState:
+        st = self.sources.get(str(source))
+        if st is None:
+            st = self.sources[str(source)] = SourceState()
+        return st
+
+    def _mark_lsp(self, name: str, now: float) -> None:
+        self.dirty_lsp.add(name)
+        self._since.setdefault(name, now)
+        self.failed.pop(name, None)
+
+    def _set_endpoint(self, st: SourceState, ep: Endpoint, now: float) -> None:
+        old = st.endpoints.get(ep.key)
+        if old == ep:
+            return
+        if old is None:
+            self.ls_refs[ls_name(ep.source, ep.network)] += 1
+        st.endpoints[ep.key] = ep
+        name = lsp_name(ep)
+        self.want_lsp[name] = ep
+        self._mark_lsp(name, now)
+        self._refresh_ls(ep.source, ep.network)
+
+    def _del_endpoint(self, st: SourceState, source: Source, key: str, now: float) -> None:
+        ep = st.endpoints.pop(key, None)
+        if ep is None:
+            return
+        name = lsp_name(ep)
+        self.want_lsp.pop(name, None)
+        self._mark_lsp(name, now)
+        lsn = ls_name(source, ep.network)
+        self.ls_refs[lsn] -= 1
+        if self.ls_refs[lsn] <= 0:
+            del self.ls_refs[lsn]
+        self._refresh_ls(source, ep.network)
+
+    def _refresh_ls(self, source: Source, network: str) -> None:
+        name = ls_name(source, network)
+        st = self.sources.get(str(source))
+        wanted = self.ls_refs.get(name, 0) > 0 or (st is not None and network in st.networks)
+        if wanted:
+            self.want_ls[name] = (str(source), network)
+        else:
+            self.want_ls.pop(name, None)
+        self.dirty_ls.add(name)
+
+    def apply(self, event: InputEvent) -> None:
+        """Fold one input event into the desired state (never writes)."""
+        now = time.monotonic()
+        if isinstance(event, Upsert):
+            obj = event.obj
+            st = self._state(obj.source)
+            if isinstance(obj, Endpoint):
+                self._set_endpoint(st, obj, now)
+            else:
+                if st.networks.get(obj.name) != obj:
+                    st.networks[obj.name] = obj
+                    self._refresh_ls(obj.source, obj.name)
+        elif isinstance(event, Delete):
+            st = self._state(event.source)
+            if event.kind == "endpoint":
+                self._del_endpoint(st, event.source, event.key, now)
+            elif st.networks.pop(event.key, None) is not None:
+                self._refresh_ls(event.source, event.key)
+        elif isinstance(event, Snapshot):
+            self._apply_snapshot(event, now)
+        else:
+            return
+        metrics.DESIRED_ENDPOINTS.set(len(self.want_lsp))
+        self._wake.set()
+        self._idle.clear()
+
+    def _apply_snapshot(self, snap: Snapshot, now: float) -> None:
+        st = self._state(snap.source)
+        new_eps = {o.key: o for o in snap.objects if isinstance(o, Endpoint)}
+        new_nets = {o.name: o for o in snap.objects if isinstance(o, Network)}
+        for key in [k for k in st.endpoints if k not in new_eps]:
+            self._del_endpoint(st, snap.source, key, now)
+        old_nets = st.networks
+        st.networks = new_nets
+        for name in set(old_nets) | set(new_nets):
+            if old_nets.get(name) != new_nets.get(name):
+                self._refresh_ls(snap.source, name)
+        for ep in new_eps.values():
+            self._set_endpoint(st, ep, now)
+        if not st.synced:
+            st.synced = True
+            src = str(snap.source)
+            # GC is now licensed for this source: look at every row it owns.
+            self.dirty_ls.update(n for n, r in self.ls.items() if r.cols["external_ids"].get(SOURCE) == src)
+            self.dirty_lsp.update(n for n, r in self.lsp.items() if r.cols["external_ids"].get(SOURCE) == src)
+
+    def remove_source(self, source: Source) -> None:
+        """The source is gone from the config: its rows are collected."""
+        self.apply(Snapshot(source=source, objects=()))
+
+    # ------------------------------------------------------------ diff
+    def _synced(self, row: Row) -> bool:
+        st = self.sources.get(row.cols["external_ids"].get(SOURCE, ""))
+        return st is not None and st.synced
+
+    def _lsp_op(self, name: str) -> PlanOp | None:
+        ep = self.want_lsp.get(name)
+        cur = self.lsp.get(name)
+        if ep is not None:
+            want = lsp_columns(ep, self.hub_id)
+            if cur is None:
+                return PlanOp("insert", LSP, name, want)
+            changed = {k: v for k, v in want.items() if k != "name" and _norm(cur.cols.get(k)) != _norm(v)}
+            return PlanOp("update", LSP, name, changed) if changed else None
+        if cur is not None and self._synced(cur):
+            return PlanOp("delete", LSP, name)
+        return None
+
+    def _ls_op(self, name: str) -> PlanOp | None:
+        want = self.want_ls.get(name)
+        cur = self.ls.get(name)
+        if want is not None:
+            src, net = want
+            st = self.sources.get(src)
+            cols = ls_columns(src, net, st.networks.get(net) if st else None, self.hub_id)
+            if cur is None:
+                return PlanOp("insert", LS, name, cols)
+            changed = {k: v for k, v in cols.items() if k != "name" and _norm(cur.cols.get(k)) != _norm(v)}
+            return PlanOp("update", LS, name, changed) if changed else None
+        if cur is not None and self._synced(cur):
+            foreign = [p for p in cur.cols.get("ports", ()) if p not in self._uuid_lsp]
+            if foreign:
+                if name not in self._warned:
+                    self._warned.add(name)
+                    log.warning("not deleting switch %s: it holds %d port(s) the hub does not own", name, len(foreign))
+                return None
+            return PlanOp("delete", LS, name)
+        return None
+
+    def plan(self) -> list[PlanOp]:
+        """Everything the writer would do now (all rows, not just dirty ones)."""
+        ops = [self._ls_op(n) for n in sorted(set(self.want_ls) | set(self.ls))]
+        ops += [self._lsp_op(n) for n in sorted(set(self.want_lsp) | set(self.lsp))]
+        return [o for o in ops if o is not None]
+
+    # ------------------------------------------------------------ writer
+    async def run(self) -> None:
+        """The single NB writer.  Reconnects (and resyncs) when NB goes away."""
+        publisher = asyncio.create_task(self._publisher(), name="status-publisher")
+        retry_at = time.monotonic() + self.retry_interval
+        backoff = 0.5
+        try:
+            while True:
+                if self._client is None or self._client.closed.is_set():
+                    self.connected.clear()
+                    try:
+                        await self._connect()
+                        backoff = 0.5
+                    except (OSError, OvsdbError, TimeoutError) as exc:
+                        log.warning("NB %s unreachable (%s); retrying in %.1fs", self.nb_remote, exc, backoff)
+                        await asyncio.sleep(backoff * (1 + random.random() / 2))
+                        backoff = min(backoff * 2, 30.0)
+                        continue
+                if not self.dirty_ls and not self.dirty_lsp:
+                    self._idle.set()
+                    metrics.DIRTY.set(0)
+                    self._wake.clear()
+                    timeout = max(0.0, retry_at - time.monotonic()) if self.failed else None
+                    client = self._client
+                    assert client is not None
+                    closed = asyncio.ensure_future(client.closed.wait())
+                    waker = asyncio.ensure_future(self._wake.wait())
+                    try:
+                        await asyncio.wait({closed, waker}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        closed.cancel()
+                        waker.cancel()
+                    if self.failed and time.monotonic() >= retry_at:
+                        retry_at = time.monotonic() + self.retry_interval
+                        self.dirty_lsp.update(n for n in self.failed if n in self.want_lsp)
+                        self.dirty_ls.update(n for n in self.failed if n in self.want_ls)
+                        self.failed.clear()
+                    continue
+                self._idle.clear()
+                if self.coalesce:
+                    await asyncio.sleep(self.coalesce)
+                try:
+                    await self._write_batch()
+                except ConnectionLost:
+                    continue
+        finally:
+            publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publisher
+
+    async def _publisher(self) -> None:
+        while True:
+            ev = await self._status_q.get()
+            if self.publish is not None:
+                try:
+                    await self.publish(ev)
+                except Exception:
+                    log.exception("publishing a status event failed")
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until no row is dirty and no transaction is in flight."""
+        async with asyncio.timeout(timeout):
+            while True:
+                await self._idle.wait()
+                await asyncio.sleep(0)
+                if self._idle.is_set() and not self.dirty_ls and not self.dirty_lsp and self.connected.is_set():
+                    return
+                await asyncio.sleep(0.01)
+
+    async def _write_batch(self) -> None:
+        take_ls = list(itertools.islice(self.dirty_ls, self.batch_size))
+        self.dirty_ls.difference_update(take_ls)
+        room = max(0, self.batch_size - len(take_ls))
+        take_lsp = list(itertools.islice(self.dirty_lsp, room))
+        self.dirty_lsp.difference_update(take_lsp)
+        metrics.DIRTY.set(len(self.dirty_ls) + len(self.dirty_lsp))
+        ls_ops = [op for op in map(self._ls_op, take_ls) if op is not None]
+        lsp_ops = [op for op in map(self._lsp_op, take_lsp) if op is not None]
+        # A port whose switch does not exist yet needs that switch in this batch.
+        new_ls = {o.name for o in ls_ops if o.op == "insert"}
+        for op in lsp_ops:
+            if op.op == "insert":
+                parent = ls_name(self.want_lsp[op.name].source, self.want_lsp[op.name].network)
+                if parent not in self.ls and parent not in new_ls:
+                    extra = self._ls_op(parent)
+                    if extra is not None:
+                        ls_ops.append(extra)
+                        new_ls.add(parent)
+                    self.dirty_ls.discard(parent)
+        # A switch delete must wait until its ports are gone (referrers first).
+        ready_ls: list[PlanOp] = []
+        for op in ls_ops:
+            if op.op == "delete" and self._has_owned_ports(op.name, lsp_ops):
+                self.dirty_ls.add(op.name)
+            else:
+                ready_ls.append(op)
+        units = ready_ls + lsp_ops
+        if not units:
+            for n in take_lsp:
+                self._since.pop(n, None)
+            return
+        await self._commit(units)
+
+    def _has_owned_ports(self, ls: str, lsp_ops: list[PlanOp]) -> bool:
+        row = self.ls.get(ls)
+        if row is None:
+            return False
+        deleting = {self.lsp[o.name].uuid for o in lsp_ops if o.op == "delete" and o.name in self.lsp}
+        return any(p in self._uuid_lsp and p not in deleting for p in row.cols.get("ports", ()))
+
+    async def _commit(self, units: list[PlanOp]) -> None:
+        assert self._client is not None
+        ops, inserts = self._build(units)
+        t0 = time.monotonic()
+        try:
+            result = await self._client.transact(ops)
+        except OvsdbError as exc:
+            if isinstance(exc, ConnectionLost):
+                for u in units:
+                    (self.dirty_ls if u.table == LS else self.dirty_lsp).add(u.name)
+                raise
+            metrics.TXNS.labels("error").inc()
+            if len(units) == 1:
+                self._reject(units[0], str(exc))
+                return
+            mid = len(units) // 2
+            # switches first so the ports' parents exist in the second half
+            await self._commit(units[:mid])
+            await self._commit(units[mid:])
+            return
+        self._record_inserts(units, inserts, result)
+        now = time.monotonic()
+        metrics.TXN_SECONDS.observe(now - t0)
+        metrics.TXNS.labels("ok").inc()
+        self.transactions += 1
+        self.writes += len(units)
+        for u in units:
+            metrics.NB_OPS.labels(u.table, u.op).inc()
+            since = self._since.pop(u.name, None)
+            if since is not None:
+                metrics.EVENT_TO_COMMIT.observe(now - since)
+            if u.table == LSP and u.op == "insert":
+                self._committed_at[u.name] = now
+            self._status_q.put_nowait(self._programmed(u))
+
+    def _programmed(self, u: PlanOp) -> Programmed:
+        if u.table == LSP:
+            ep = self.want_lsp.get(u.name)
+            if ep is not None:
+                return Programmed(source=ep.source, kind="endpoint", key=ep.key, row=u.name, deleted=u.op == "delete")
+            src, _, rest = u.name.partition("/")
+            cluster, _, key = rest.partition("/")
+            return Programmed(source=Source(src, cluster), kind="endpoint", key=key, row=u.name, deleted=True)
+        src, _, rest = u.name.partition("/")
+        cluster, _, net = rest.partition("/")
+        return Programmed(source=Source(src, cluster), kind="network", key=net, row=u.name, deleted=u.op == "delete")
+
+    def _reject(self, unit: PlanOp, why: str) -> None:
+        self.failed[unit.name] = why
+        self._since.pop(unit.name, None)
+        ep = self.want_lsp.get(unit.name) if unit.table == LSP else None
+        src = ep.source if ep else Source(*unit.name.split("/", 2)[:2])
+        reason = "nb-conflict" if "constraint" in why or "duplicate" in why.lower() else "nb-error"
+        metrics.REJECTED.labels(str(src), reason).inc()
+        log.warning("NB refused %s %s %s: %s (retrying every %.0fs)", unit.op, unit.table, unit.name, why, self.retry_interval)
+        self._status_q.put_nowait(
+            Rejected(source=src, reason=reason, message=f"NB refused {unit.op} of {unit.name}: {why}", ref=unit.name)
+        )
+
+    def _record_inserts(self, units: list[PlanOp], inserts: dict[int, int], result: list[Any]) -> None:
+        """Put the rows this transaction inserted into the replica (the monitor
+        does not echo inserts)."""
+        new_ls_uuid: dict[str, str] = {}
+        for op_index, unit_index in inserts.items():
+            u = units[unit_index]
+            uuid = result[op_index]["uuid"][1]
+            cols = _plain_cols(u.columns)
+            if u.table == LS:
+                self.ls[u.name] = Row(uuid, cols)
+                self._uuid_ls[uuid] = u.name
+                new_ls_uuid[u.name] = uuid
+            else:
+                self.lsp[u.name] = Row(uuid, cols)
+                self._uuid_lsp[uuid] = u.name
+        new_ports: dict[str, list[str]] = {}
+        for op_index, unit_index in inserts.items():
+            u = units[unit_index]
+            if u.table != LSP:
+                continue
+            ep = self.want_lsp.get(u.name)
+            if ep is None:
+                continue
+            parent = ls_name(ep.source, ep.network)
+            uuid = result[op_index]["uuid"][1]
+            if parent in new_ls_uuid:
+                new_ports.setdefault(parent, []).append(uuid)
+                self._lsp_parent[uuid] = new_ls_uuid[parent]
+            elif parent in self.ls:
+                self._lsp_parent[uuid] = self.ls[parent].uuid
+        for parent, uuids in new_ports.items():
+            self.ls[parent].cols["ports"] = tuple(uuids)
+
+    def _build(self, units: list[PlanOp]) -> tuple[list[dict[str, Any]], dict[int, int]]:
+        """Operations for ``units``, and {op index: unit index} of the inserts."""
+        ops: list[dict[str, Any]] = []
+        inserts: dict[int, int] = {}
+        owner = ["external_ids", "includes", ["map", [[OWNER, self.hub_id]]]]
+        new_ls: dict[str, dict[str, Any]] = {}
+        add_ports: dict[str, list[Any]] = {}
+        del_ports: dict[str, list[Any]] = {}
+        counter = itertools.count()
+        for ui, u in enumerate(units):
+            if u.table == LS:
+                if u.op == "insert":
+                    inserts[len(ops)] = ui
+                    row = to_ovsdb(u.columns)
+                    op = {"op": "insert", "table": LS, "row": row, "uuid-name": f"s{next(counter)}"}
+                    new_ls[u.name] = op
+                    ops.append(op)
+                elif u.op == "update":
+                    ops.append({"op": "update", "table": LS, "where": [["_uuid", "==", ["uuid", self.ls[u.name].uuid]], owner], "row": to_ovsdb(u.columns)})
+                else:
+                    ops.append({"op": "delete", "table": LS, "where": [["_uuid", "==", ["uuid", self.ls[u.name].uuid]], owner]})
+                continue
+            if u.op == "insert":
+                ep = self.want_lsp[u.name]
+                parent = ls_name(ep.source, ep.network)
+                ref = f"p{next(counter)}"
+                inserts[len(ops)] = ui
+                ops.append({"op": "insert", "table": LSP, "row": to_ovsdb(u.columns), "uuid-name": ref})
+                add_ports.setdefault(parent, []).append(["named-uuid", ref])
+            elif u.op == "update":
+                ops.append({"op": "update", "table": LSP, "where": [["_uuid", "==", ["uuid", self.lsp[u.name].uuid]], owner], "row": to_ovsdb(u.columns)})
+            else:
+                uuid = self.lsp[u.name].uuid
+                ops.append({"op": "delete", "table": LSP, "where": [["_uuid", "==", ["uuid", uuid]], owner]})
+                parent_uuid = self._lsp_parent.get(uuid)
+                if parent_uuid is not None:
+                    del_ports.setdefault(parent_uuid, []).append(["uuid", uuid])
+        for parent, refs in add_ports.items():
+            if parent in new_ls:
+                new_ls[parent]["row"]["ports"] = ["set", refs]
+            else:
+                ops.append({"op": "mutate", "table": LS, "where": [["_uuid", "==", ["uuid", self.ls[parent].uuid]]], "mutations": [["ports", "insert", ["set", refs]]]})
+        for parent_uuid, refs in del_ports.items():
+            ops.append({"op": "mutate", "table": LS, "where": [["_uuid", "==", ["uuid", parent_uuid]]], "mutations": [["ports", "delete", ["set", refs]]]})
+        return ops, inserts
+
+    # ------------------------------------------------------------ views
+    def endpoints(self) -> Iterable[tuple[Endpoint, Row | None]]:
+        for name, ep in self.want_lsp.items():
+            yield ep, self.lsp.get(name)
+
+    def synced_sources(self) -> list[str]:
+        return sorted(s for s, st in self.sources.items() if st.synced)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+_DEFAULTS: dict[str, Any] = {
+    "other_config": {},
+    "external_ids": {},
+    "options": {},
+    "addresses": (),
+    "port_security": (),
+    "ports": (),
+    "up": None,
+}
+
+
+def _decode_cols(row: dict[str, Any]) -> dict[str, Any]:
+    """update2 rows omit columns at their default value: fill them in."""
+    out: dict[str, Any] = dict(_DEFAULTS)
+    for k, v in row.items():
+        if k in ("other_config", "external_ids", "options"):
+            out[k] = py_map(v)
+        elif k in ("addresses", "port_security", "ports"):
+            out[k] = tuple(py_set(v)) if v != ["set", []] else ()
+        elif k == "up":
+            vals = py_set(v) if v != ["set", []] else ()
+            out[k] = vals[0] if vals else None
+        else:
+            out[k] = v
+    return out
+
+
+def _plain_cols(cols: dict[str, Any]) -> dict[str, Any]:
+    out = dict(_DEFAULTS)
+    out.update(cols)
+    return out
+
+
+def _apply_diff(cur: Any, diff: Any) -> Any:
+    """Apply an ``update2`` column diff (RFC 7047 extension, ovsdb-server(7))."""
+    if isinstance(diff, list) and diff and diff[0] == "map":
+        d = dict(cur or {})
+        for k, v in diff[1]:
+            if d.get(k) == v:
+                del d[k]
+            else:
+                d[k] = v
+        return d
+    if isinstance(diff, list) and diff and diff[0] == "set":
+        vals = [v[1] if isinstance(v, list) else v for v in diff[1]]
+        if cur is None or isinstance(cur, bool):  # optional scalar ("up")
+            s = set([] if cur is None else [cur]) ^ set(vals)
+            return next(iter(s)) if s else None
+        s2 = set(cur) ^ set(vals)
+        return tuple(sorted(s2))
+    if isinstance(diff, list) and len(diff) == 2 and diff[0] == "uuid":
+        return (diff[1],) if isinstance(cur, tuple) else diff[1]
+    if isinstance(cur, tuple):  # a one-element set diff sent as an atom
+        return tuple(sorted(set(cur) ^ {diff}))
+    if cur is None and isinstance(diff, bool):
+        return diff
+    if isinstance(cur, bool) and isinstance(diff, bool):
+        return None if cur == diff else diff
+    return diff
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, tuple | list):
+        return tuple(sorted(v))
+    if v is None:
+        return ()
+    return v

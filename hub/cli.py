@@ -1,0 +1,178 @@
+"""``hubctl``: the operator's tool.
+
+Talks to hubd's admin API (``--api``, ``$OVN_HUB_API``, the config's
+``api.listen``, or the default unix socket).  ``normalize`` and ``schema`` work
+offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from core.model import Invalid, Source, encode, json_schema
+from hub.config import DEFAULT_API, DEFAULT_PATH, ConfigError, load, parse_listen
+from hub.plugins import NORMALIZER_GROUP, PluginError, available, normalizer
+
+
+def _api_address(args: argparse.Namespace) -> str:
+    if args.api:
+        return str(args.api)
+    if os.environ.get("OVN_HUB_API"):
+        return os.environ["OVN_HUB_API"]
+    cfg_path = Path(args.config) if args.config else DEFAULT_PATH
+    if cfg_path.exists():
+        try:
+            return load(cfg_path).api.listen
+        except ConfigError:
+            pass
+    return DEFAULT_API
+
+
+async def _get(api: str, path: str) -> Any:
+    kind, addr = parse_listen(api)
+    if kind == "unix":
+        assert isinstance(addr, str)
+        connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=addr)
+        base = "http://hubd"
+    else:
+        assert isinstance(addr, tuple)
+        connector = aiohttp.TCPConnector()
+        base = f"http://{addr[0]}:{addr[1]}"
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as s:
+        async with s.get(base + path) as r:
+            return await r.json()
+
+
+def _fetch(args: argparse.Namespace, path: str) -> Any:
+    api = _api_address(args)
+    try:
+        return asyncio.run(_get(api, path))
+    except (aiohttp.ClientError, OSError) as exc:
+        raise SystemExit(f"hubctl: cannot reach hubd at {api}: {exc}") from None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    st = _fetch(args, "/v1/status")
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return 0
+    nb = st["nb"]
+    print(f"hub {st['hub']}: {'ready' if st['ready'] else 'NOT READY'}, up {st['uptime']}s")
+    conn = "connected" if nb["connected"] else "DISCONNECTED"
+    print(f"NB {nb['remote']} {conn}: {nb['switches']} switches, {nb['ports']} ports, {nb['dirty']} dirty")
+    for name, why in nb["failed"].items():
+        print(f"  failed {name}: {why}")
+    print(f"endpoints: {st['endpoints']}")
+    for a in st["adapters"]:
+        err = f"  last error: {a['last_error']}" if a["last_error"] else ""
+        print(f"adapter {a['name']} ({a['type']}/{a['cluster']}): {a['state']}, {a['snapshots']} snapshots, {a['restarts']} restarts{err}")
+    return 0 if st["ready"] else 1
+
+
+def cmd_endpoints(args: argparse.Namespace) -> int:
+    rows = _fetch(args, "/v1/endpoints")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    head = ("SOURCE", "NAMESPACE", "NAME", "NETWORK", "IPS", "MAC", "PORT", "STATE")
+    table = [head]
+    for r in rows:
+        state = "error" if r["error"] else ("up" if r["up"] else ("programmed" if r["programmed"] else "pending"))
+        table.append((r["source"], r["namespace"], r["name"], r["network"], ",".join(r["ips"]) or "dynamic", r["mac"] or "-", r["port"], state))
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    for row in table:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    ops = _fetch(args, "/v1/plan")
+    if args.json:
+        print(json.dumps(ops, indent=2))
+        return 0
+    if not ops:
+        print("NB equals the desired state: nothing to write")
+        return 0
+    sign = {"insert": "+", "update": "~", "delete": "-"}
+    for op in ops:
+        cols = " ".join(f"{k}={json.dumps(v, sort_keys=True)}" for k, v in op["columns"].items() if k != "name")
+        print(f"{sign.get(op['op'], '?')} {op['table']} {op['name']} {cols}".rstrip())
+    return 0
+
+
+def cmd_normalize(args: argparse.Namespace) -> int:
+    try:
+        fn = normalizer(args.source_type)
+    except PluginError as exc:
+        print(f"hubctl: {exc}", file=sys.stderr)
+        return 2
+    try:
+        source = Source(args.source_type if "/" not in args.cluster else args.cluster.split("/")[0], args.cluster.split("/")[-1])
+    except Invalid as exc:
+        print(f"hubctl: {exc}", file=sys.stderr)
+        return 2
+    bad = 0
+    out = sys.stdout
+    for f in args.files:
+        try:
+            text = sys.stdin.read() if f == "-" else Path(f).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            print(f"{f}: cannot read: {exc.strerror}", file=sys.stderr)
+            bad += 1
+            continue
+        try:
+            for item in fn(text, source):
+                if isinstance(item, Invalid):
+                    bad += 1
+                    print(f"{f}: rejected ({item.reason}): {item}", file=sys.stderr)
+                else:
+                    out.write(encode(item).decode() + "\n")
+        except Exception as exc:  # noqa: BLE001 - a normalizer bug must not print a traceback
+            bad += 1
+            print(f"{f}: rejected (internal): {type(exc).__name__}: {exc}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(json_schema(), indent=2, sort_keys=True))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="hubctl", description="Operate OVN Hub")
+    ap.add_argument("--api", help="hubd admin API: unix:PATH or 127.0.0.1:PORT")
+    ap.add_argument("--config", "-c", help=f"hubd config to read api.listen from (default {DEFAULT_PATH})")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("status", help="hub, NB and adapter state")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_status)
+    p = sub.add_parser("endpoints", help="canonical endpoints and their logical ports")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_endpoints)
+    p = sub.add_parser("plan", help="what hubd would write to NB now (writes nothing)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_plan)
+    p = sub.add_parser("normalize", help="raw orchestrator payloads → canonical JSON lines")
+    p.add_argument("--from", dest="source_type", required=True, help=f"one of: {', '.join(available(NORMALIZER_GROUP))}")
+    p.add_argument("--cluster", default="local", help="cluster name for the canonical source (default local)")
+    p.add_argument("files", nargs="+", help="files (or - for stdin)")
+    p.set_defaults(fn=cmd_normalize)
+    p = sub.add_parser("schema", help="print the JSON Schema of the canonical model")
+    p.set_defaults(fn=cmd_schema)
+    args = ap.parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

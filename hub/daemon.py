@@ -1,0 +1,312 @@
+"""hubd: supervisor of adapters, the bus and the OVN programmer.
+
+Startup order (trio's ``nursery.start`` idea: nothing goes on until the child
+says it started): config → optional OVN sandbox → NB connection and replica →
+admin API → adapters.  ``READY=1`` goes to systemd only after NB is synced and
+every adapter's first snapshot has been applied to NB.
+
+One :class:`asyncio.TaskGroup` owns every long-lived task, each named.  An
+adapter that raises is restarted with exponential backoff and jitter; it never
+takes the daemon or another adapter down.  SIGHUP reloads the config and adds,
+removes or restarts only the adapters whose table changed.  SIGTERM stops the
+adapters, drains queued events and pending NB writes, and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from core import metrics
+from core.adapter import Adapter, AdapterSpec, OptionsError
+from core.model import Delete, Programmed, Ready, Rejected, Snapshot, Source, Upsert
+from core.programmer import Programmer
+from hub.bus import AdapterSink, Bus, Subscription
+from hub.config import Config, ConfigError, load
+from hub.notify import Notifier
+from hub.plugins import PluginError, adapter_factory
+from hub.sandbox import OvnSandbox
+
+log = logging.getLogger("ovn_hub.hubd")
+
+
+class AdapterRunner:
+    """One adapter instance: its task, restarts and state for ``hubctl status``."""
+
+    def __init__(self, spec: AdapterSpec, sink: AdapterSink) -> None:
+        self.spec = spec
+        self.sink = sink
+        self.task: asyncio.Task[None] | None = None
+        self.state = "starting"
+        self.restarts = 0
+        self.last_error = ""
+
+    @property
+    def source(self) -> Source:
+        return self.spec.source
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.spec.name,
+            "type": self.spec.type,
+            "cluster": self.spec.cluster,
+            "state": self.state,
+            "restarts": self.restarts,
+            "snapshots": self.sink.snapshots,
+            "last_error": self.last_error,
+        }
+
+    async def run(self, backoff_min: float = 1.0, backoff_max: float = 60.0) -> None:
+        delay = backoff_min
+        name = self.spec.name
+        while True:
+            started = time.monotonic()
+            try:
+                adapter: Adapter = adapter_factory(self.spec.type)(self.spec)
+                self.state = "running"
+                metrics.ADAPTER_UP.labels(name).set(1)
+                log.info("adapter %s (%s/%s) started", name, self.spec.type, self.spec.cluster)
+                await adapter.run(self.sink)
+                raise RuntimeError("run() returned")
+            except asyncio.CancelledError:
+                self.state = "stopped"
+                metrics.ADAPTER_UP.labels(name).set(0)
+                raise
+            except Exception as exc:  # noqa: BLE001 - any adapter failure is contained here
+                metrics.ADAPTER_UP.labels(name).set(0)
+                metrics.ADAPTER_RESTARTS.labels(name).inc()
+                self.restarts += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                if time.monotonic() - started > 5 * backoff_max:
+                    delay = backoff_min
+                wait = delay * random.uniform(0.5, 1.5)
+                self.state = "backoff"
+                log.warning("adapter %s failed (%s); restarting in %.1fs", name, self.last_error, wait)
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, backoff_max)
+
+
+class Hub:
+    def __init__(self, config: Config, config_path: Path | None = None, *, sandbox: bool = False) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.use_sandbox = sandbox or config.ovn.sandbox
+        self.sandbox: OvnSandbox | None = None
+        self.notifier = Notifier()
+        self.bus = Bus(config.bus.queue_size)
+        self.programmer: Programmer | None = None
+        self.runners: dict[str, AdapterRunner] = {}
+        self.ready = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self._input: Subscription | None = None
+        self._applied: set[str] = set()  # sources whose snapshot the programmer applied
+        self.started_at = time.time()
+        self.reloads = 0
+
+    # ---------------------------------------------------------------- lifecycle
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        from hub.api import ApiServer  # local: keeps aiohttp out of module import time
+
+        api: ApiServer | None = None
+        try:
+            nb = self.config.ovn.nb
+            if self.use_sandbox:
+                state = Path(self.config.hub.state_dir) / "ovn"
+                self.sandbox = OvnSandbox(state)
+                self._status(f"starting OVN sandbox in {state}")
+                await asyncio.to_thread(self.sandbox.start)
+                nb = self.sandbox.nb_remote
+                log.info("OVN sandbox running: NB %s, SB %s", nb, self.sandbox.sb_remote)
+            self.programmer = Programmer(
+                nb,
+                self.config.hub.id,
+                publish=self.bus.publish,
+                batch_size=self.config.ovn.batch_size,
+                retry_interval=self.config.ovn.retry_interval,
+            )
+            self._status(f"connecting to OVN NB {nb}")
+            await self.programmer.start(timeout=None if not self.use_sandbox else 60)
+            api = ApiServer(self)
+            await api.start(self.config.api.listen)
+            self._input = self.bus.subscribe(
+                "programmer", accept=lambda e: isinstance(e, Snapshot | Upsert | Delete)
+            )
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                writer = tg.create_task(self.programmer.run(), name="nb-writer")
+                consumer = tg.create_task(self._consume(), name="consumer")
+                watchdog = tg.create_task(self._watchdog(), name="watchdog")
+                readiness = tg.create_task(self._readiness(), name="readiness")
+                for spec in self.config.adapter_specs().values():
+                    self._start_adapter(spec)
+                await self.stopping.wait()
+                self.notifier.notify("STOPPING=1", "STATUS=stopping: draining NB writes")
+                log.info("stopping: adapters first, then draining NB writes")
+                readiness.cancel()
+                for runner in list(self.runners.values()):
+                    if runner.task is not None:
+                        runner.task.cancel()
+                await self._drain()
+                for t in (consumer, writer, watchdog):
+                    t.cancel()
+            log.info("stopped cleanly")
+            return 0
+        finally:
+            if api is not None:
+                await api.stop()
+            if self.programmer is not None:
+                await self.programmer.close()
+            if self.sandbox is not None:
+                await asyncio.to_thread(self.sandbox.stop)
+            self.notifier.close()
+
+    async def _drain(self, timeout: float = 30.0) -> None:
+        assert self.programmer is not None and self._input is not None
+        try:
+            async with asyncio.timeout(timeout):
+                while not self._input.queue.empty():
+                    await asyncio.sleep(0.01)
+                await self.programmer.flush()
+        except TimeoutError:
+            log.warning("NB writes not drained after %.0fs; exiting anyway (a restart resyncs)", timeout)
+
+    def _status(self, text: str) -> None:
+        self.notifier.notify(f"STATUS={text}")
+
+    # ---------------------------------------------------------------- tasks
+    async def _consume(self) -> None:
+        """Bus → programmer.  Only marks rows dirty; the writer does the rest."""
+        assert self._input is not None and self.programmer is not None
+        while True:
+            ev = await self._input.get()
+            if isinstance(ev, Snapshot | Upsert | Delete):
+                self.programmer.apply(ev)
+                if isinstance(ev, Snapshot):
+                    self._applied.add(str(ev.source))
+
+    async def _readiness(self) -> None:
+        assert self.programmer is not None
+        while True:
+            wanted = {str(r.source) for r in self.runners.values()}
+            missing = sorted(wanted - self._applied)
+            if not missing:
+                await self.programmer.flush()
+                if {str(r.source) for r in self.runners.values()} <= self._applied:
+                    break
+            self._status(f"waiting for first snapshot of {', '.join(missing)}" if missing else "programming NB")
+            await asyncio.sleep(0.05)
+        self.ready.set()
+        n = len(self.programmer.want_lsp)
+        self.notifier.notify("READY=1", f"STATUS=ready: {n} endpoints, {len(self.runners)} adapters")
+        log.info("ready: NB synced, %d adapters snapshotted, %d endpoints programmed", len(self.runners), n)
+        last = ""
+        while True:
+            await asyncio.sleep(5)
+            text = f"ready: {len(self.programmer.want_lsp)} endpoints, {len(self.runners)} adapters"
+            if text != last:
+                self._status(text)
+                last = text
+
+    async def _watchdog(self) -> None:
+        usec = self.notifier.watchdog_usec
+        if not usec:
+            return
+        interval = usec / 2e6
+        while True:
+            self.notifier.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+    # ---------------------------------------------------------------- adapters
+    def _start_adapter(self, spec: AdapterSpec) -> None:
+        assert self._tg is not None
+        runner = AdapterRunner(spec, AdapterSink(self.bus, spec.name))
+        self.runners[spec.name] = runner
+        runner.task = self._tg.create_task(runner.run(), name=f"adapter:{spec.name}")
+
+    async def _stop_adapter(self, name: str) -> AdapterRunner | None:
+        runner = self.runners.pop(name, None)
+        if runner is not None and runner.task is not None:
+            runner.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner.task
+        return runner
+
+    def validate_adapters(self, cfg: Config) -> None:
+        """Check adapter types and options without starting anything."""
+        for spec in cfg.adapter_specs().values():
+            try:
+                adapter_factory(spec.type)(spec)
+            except (PluginError, OptionsError) as exc:
+                raise ConfigError(str(exc)) from None
+
+    async def reload(self) -> bool:
+        """SIGHUP: re-read the config; touch only adapters whose table changed."""
+        if self.config_path is None:
+            log.warning("SIGHUP ignored: hubd runs without a config file")
+            return False
+        try:
+            cfg = load(self.config_path)
+            self.validate_adapters(cfg)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            self._status(f"reload refused: {exc}")
+            return False
+        old = {n: r.spec for n, r in self.runners.items()}
+        new = cfg.adapter_specs()
+        for section in ("hub", "ovn", "api", "bus"):
+            if getattr(cfg, section) != getattr(self.config, section):
+                log.warning("reload: changes to [%s] take effect at the next restart", section)
+        self.config = cfg
+        for name in sorted(set(old) - set(new)):
+            runner = await self._stop_adapter(name)
+            log.info("reload: adapter %s removed; its rows are collected", name)
+            if runner is not None and self.programmer is not None:
+                self.programmer.remove_source(runner.source)
+                self._applied.discard(str(runner.source))
+        for name in sorted(set(new) & set(old)):
+            if new[name] != old[name]:
+                log.info("reload: adapter %s changed; restarting it", name)
+                await self._stop_adapter(name)
+                self._start_adapter(new[name])
+        for name in sorted(set(new) - set(old)):
+            log.info("reload: adapter %s added", name)
+            self._start_adapter(new[name])
+        self.reloads += 1
+        self._status(f"reloaded: {len(self.runners)} adapters")
+        return True
+
+    # ---------------------------------------------------------------- views
+    def status(self) -> dict[str, Any]:
+        p = self.programmer
+        return {
+            "hub": self.config.hub.id,
+            "ready": self.ready.is_set(),
+            "nb": {
+                "remote": p.nb_remote if p else None,
+                "connected": bool(p and p.connected.is_set()),
+                "switches": len(p.ls) if p else 0,
+                "ports": len(p.lsp) if p else 0,
+                "dirty": (len(p.dirty_ls) + len(p.dirty_lsp)) if p else 0,
+                "failed": dict(p.failed) if p else {},
+                "transactions": p.transactions if p else 0,
+            },
+            "sandbox": str(self.sandbox.dir) if self.sandbox else None,
+            "adapters": [r.status() for r in self.runners.values()],
+            "endpoints": len(p.want_lsp) if p else 0,
+            "uptime": round(time.time() - self.started_at, 1),
+            "reloads": self.reloads,
+        }
+
+
+__all__ = ["AdapterRunner", "Hub", "Programmed", "Ready", "Rejected"]

@@ -1,0 +1,59 @@
+"""``hubd`` entry point."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from hub.config import DEFAULT_PATH, Config, ConfigError, load
+
+
+def _logging(level: str) -> None:
+    # journald adds timestamps; keep lines short and parseable.
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="hubd", description="OVN Hub daemon: orchestrators → OVN Northbound")
+    ap.add_argument("--config", "-c", type=Path, default=None, help=f"TOML config (default {DEFAULT_PATH} if it exists)")
+    ap.add_argument("--sandbox", action="store_true", help="run a private OVN NB+SB+northd in the state dir")
+    ap.add_argument("--check", action="store_true", help="validate the config (and adapter options) and exit")
+    args = ap.parse_args(argv)
+    path: Path | None = args.config
+    if path is None and DEFAULT_PATH.exists():
+        path = DEFAULT_PATH
+    try:
+        cfg = load(path) if path is not None else Config()
+    except ConfigError as exc:
+        print(f"hubd: config error: {exc}", file=sys.stderr)
+        return 2
+    _logging(cfg.hub.log_level)
+    from hub.daemon import Hub
+
+    hub = Hub(cfg, path, sandbox=args.sandbox)
+    try:
+        hub.validate_adapters(cfg)
+    except ConfigError as exc:
+        print(f"hubd: config error: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        print(f"hubd: config OK ({len(cfg.adapter_specs())} adapters)")
+        return 0
+    try:
+        return asyncio.run(hub.run())
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        logging.getLogger("ovn_hub.hubd").critical("hubd failed: %s: %s", type(exc).__name__, exc, exc_info=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+#!/bin/sh
+# Install what OVN Hub needs on Debian 12, only what is missing. Idempotent.
+set -eu
+cd "$(dirname "$0")/.."
+PKGS="ovn-central ovn-host openvswitch-switch mosquitto busybox-static iproute2 iputils-ping python3-openvswitch python3-venv python3-dev systemd curl"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+# Never replace a Docker engine that is already installed (docker-ce, a tarball, ...).
+if ! command -v dockerd >/dev/null 2>&1; then
+    missing="$missing docker.io"
+fi
+if [ -n "$missing" ]; then
+    echo "installing Debian packages:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # policy-rc.d keeps package scripts from starting services on the host
+    had_policy=0; [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+    [ $had_policy = 1 ] || printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    [ $had_policy = 1 ] || rm -f /usr/sbin/policy-rc.d
+fi
+# Python: a venv on Debian's python3 so that python3-openvswitch's C JSON parser is used.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import ovs._json' 2>/dev/null; then
+    rm -rf .venv
+    /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+stamp=.venv/.installed-$(cat pyproject.toml | md5sum | cut -c1-12)
+if [ ! -e "$stamp" ]; then
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+    touch "$stamp"
+fi

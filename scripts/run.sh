@@ -1,0 +1,58 @@
+#!/bin/sh
+# make run: hubd with the embedded defaults (OVN sandbox + the local Docker engine).
+set -eu
+cd "$(dirname "$0")/.."
+STATE="$(pwd)/state"
+mkdir -p "$STATE"
+DOCKER_SOCK=/var/run/docker.sock
+if ! curl -sf --unix-socket "$DOCKER_SOCK" http://d/_ping >/dev/null 2>&1; then
+    # No engine runs: a private dockerd from the Debian package, on its own socket.
+    D=/tmp/ovn-hub-dockerd
+    DOCKER_SOCK=$D/docker.sock
+    if ! curl -sf --unix-socket "$DOCKER_SOCK" http://d/_ping >/dev/null 2>&1; then
+        mkdir -p $D
+        echo '{}' > $D/daemon.json
+        dockerd --config-file $D/daemon.json --host unix://$DOCKER_SOCK --data-root $D/data --exec-root $D/exec \
+            --pidfile $D/dockerd.pid --iptables=false --ip-masq=false --bridge=none >$D/dockerd.log 2>&1 &
+        i=0
+        until curl -sf --unix-socket "$DOCKER_SOCK" http://d/_ping >/dev/null 2>&1; do
+            i=$((i+1)); [ $i -lt 100 ] || { echo "dockerd did not start; see $D/dockerd.log"; exit 1; }
+            sleep 0.2
+        done
+        echo "started a private dockerd (pid $(cat $D/dockerd.pid)); its socket: $DOCKER_SOCK"
+    fi
+fi
+if ! DOCKER_HOST=unix://$DOCKER_SOCK docker image inspect busybox:hub >/dev/null 2>&1; then
+    R=$(mktemp -d); mkdir -p $R/bin; cp /bin/busybox $R/bin/
+    for a in sh sleep ping nc httpd ip cat ls; do ln -s busybox $R/bin/$a; done
+    tar -C $R -c . | DOCKER_HOST=unix://$DOCKER_SOCK docker import - busybox:hub >/dev/null; rm -rf $R
+fi
+cat > "$STATE/hubd.toml" <<EOT
+[hub]
+id = "hub-local"
+state_dir = "$STATE"
+
+[ovn]
+sandbox = true
+
+[api]
+listen = "unix:$STATE/hubd.sock"
+
+[adapters.docker]
+type = "docker"
+cluster = "local"
+url = "unix://$DOCKER_SOCK"
+EOT
+cat <<EOT
+
+  OVN Hub is starting with an OVN sandbox in $STATE/ovn and Docker at $DOCKER_SOCK.
+  In another shell:
+    export DOCKER_HOST=unix://$DOCKER_SOCK
+    docker network create --subnet 10.10.0.0/24 blue
+    docker run -d --name web --network blue busybox:hub sleep 3600
+    .venv/bin/hubctl --config $STATE/hubd.toml endpoints
+    ovn-nbctl --db=unix:$STATE/ovn/nb.sock show
+  Stop with Ctrl-C.
+
+EOT
+exec .venv/bin/hubd --config "$STATE/hubd.toml"
