@@ -135,6 +135,8 @@ def cmd_normalize(args: argparse.Namespace) -> int:
                     print(f"{f}: rejected ({item.reason}): {item}", file=sys.stderr)
                 else:
                     out.write(encode(item).decode() + "\n")
+        except BrokenPipeError:
+            raise
         except Exception as exc:  # noqa: BLE001 - a normalizer bug must not print a traceback
             bad += 1
             print(f"{f}: rejected (internal): {type(exc).__name__}: {exc}", file=sys.stderr)

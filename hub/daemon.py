@@ -182,7 +182,7 @@ class Hub:
             log.warning("NB writes not drained after %.0fs; exiting anyway (a restart resyncs)", timeout)
 
     def _status(self, text: str) -> None:
-        self.notifier.notify(f"STATUS={text}")
+        self.notifier.status(text)
 
     # ---------------------------------------------------------------- tasks
     async def _consume(self) -> None:
@@ -210,13 +210,9 @@ class Hub:
         n = len(self.programmer.want_lsp)
         self.notifier.notify("READY=1", f"STATUS=ready: {n} endpoints, {len(self.runners)} adapters")
         log.info("ready: NB synced, %d adapters snapshotted, %d endpoints programmed", len(self.runners), n)
-        last = ""
         while True:
             await asyncio.sleep(5)
-            text = f"ready: {len(self.programmer.want_lsp)} endpoints, {len(self.runners)} adapters"
-            if text != last:
-                self._status(text)
-                last = text
+            self._status(f"ready: {len(self.programmer.want_lsp)} endpoints, {len(self.runners)} adapters")
 
     async def _watchdog(self) -> None:
         usec = self.notifier.watchdog_usec

@@ -22,6 +22,14 @@ class Notifier:
         if usec.isdigit() and (not pid or pid == str(os.getpid())):
             self.watchdog_usec = int(usec)
         self._sock: socket.socket | None = None
+        self._last_status = ""
+
+    def status(self, text: str) -> bool:
+        """``STATUS=text``, sent only when it changed."""
+        if text == self._last_status:
+            return False
+        self._last_status = text
+        return self.notify(f"STATUS={text}")
 
     @property
     def enabled(self) -> bool:
@@ -31,7 +39,8 @@ class Notifier:
         if self.address is None:
             return False
         if self._sock is None:
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # non-blocking: a slow manager must never stall the event loop
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
         try:
             self._sock.sendto("\n".join(lines).encode(), self.address)
             return True

@@ -92,7 +92,7 @@ def test_schema_is_versioned_and_validates() -> None:
     assert schema["version"] == "1.0" and schema["$id"].endswith("/v1")
     defs = schema["$defs"]
     assert {"Endpoint", "Network", "Snapshot", "Upsert", "Delete", "Ready"} <= set(defs)
-    jsonschema = pytest.importorskip("jsonschema")
+    import jsonschema
     jsonschema.validate(json.loads(encode(Upsert(obj=ep(ips=("10.0.0.5",))))), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"type": "upsert", "obj": {"type": "endpoint", "uid": 5}}, schema)

@@ -1,0 +1,426 @@
+"""Docker Engine adapter: list + ``GET /events`` → canonical events.
+
+Session (one per connection to the daemon)::
+
+    GET /info                 node name + daemon clock (the "since" of a first stream)
+    GET /events?since=…       opened BEFORE listing, so nothing falls between list and watch
+    GET /networks, GET /containers/json?all=1 + inspect each  →  Snapshot
+    read event lines          →  re-inspect the container (level-triggered) → Upsert/Delete
+    every resync_interval     →  relist → Snapshot
+
+When the stream ends or fails (daemon restart, socket gone) the adapter
+reconnects with exponential backoff and jitter, resumes the stream at the last
+seen ``timeNano`` (events are de-duplicated by :func:`normalize.event_key`) and
+relists, because the gap may exceed dockerd's 256-event replay buffer.
+
+Bad input (an unparsable event line, an inspect payload that fails
+normalization) becomes a :class:`~core.model.Rejected` event, a warning and a
+count in :attr:`DockerAdapter.rejected`; it never stops :meth:`DockerAdapter.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import logging
+import random
+import re
+import time
+from typing import Annotated, Any
+
+import aiodocker
+import aiohttp
+import msgspec
+
+from core.adapter import AdapterSpec, EventSink, ObjectCache, OptionsError, parse_options
+from core.model import Endpoint, Invalid, Network, Object, Rejected, Snapshot
+
+from .normalize import (
+    event_container_id,
+    event_key,
+    event_time_nano,
+    is_host_network,
+    normalize_container,
+    normalize_network,
+    parse_event_line,
+)
+
+__all__ = ["DockerAdapter", "DockerOptions"]
+
+#: Container actions that cannot change networking or run state: not worth an inspect.
+_NOISE_ACTIONS = frozenset(
+    {
+        "attach", "detach", "resize", "top", "export", "commit", "copy", "archive-path",
+        "extract-to-dir", "exec_create", "exec_start", "exec_die", "exec_detach", "health_status",
+    }
+)  # fmt: skip
+#: Container states (``/containers/json`` ``State``) that never have endpoints: no inspect needed.
+_IDLE_STATES = frozenset({"created", "exited", "dead", "removing"})
+_MAX_LINE = 1 << 20
+_SEEN_KEYS = 4096
+_INSPECT_CONCURRENCY = 8
+#: Plain requests (info, list, inspect); the events stream has no read timeout.
+_REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)
+_URL_SCHEMES = re.compile(r"^(unix|tcp|http|https|ssh|npipe)://.")
+_SYSTEM_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
+class DockerOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[adapters.<name>.options]`` of a docker adapter."""
+
+    url: Annotated[str, msgspec.Meta(min_length=1)] = "unix:///var/run/docker.sock"
+    #: Node/host name stamped on every endpoint; default: the daemon's ``/info`` ``Name``.
+    node: str = ""
+    #: Namespace of containers without a compose/stack label.
+    namespace: Annotated[str, msgspec.Meta(min_length=1)] = "default"
+    #: Seconds between full relists (each emits a Snapshot).
+    resync_interval: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+
+
+class _StreamEnded(Exception):
+    """The daemon closed the events stream (typically: it is restarting)."""
+
+
+#: Failures of the connection or the daemon: reconnect + relist, never a Rejected.
+_RECOVERABLE: tuple[type[BaseException], ...] = (
+    aiodocker.DockerError,
+    aiohttp.ClientError,
+    OSError,
+    asyncio.TimeoutError,
+    _StreamEnded,
+)
+
+
+def _ns_to_since(ns: int) -> str:
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+
+
+def _daemon_now_ns(info: Any) -> int:
+    """The daemon's clock from ``/info`` ``SystemTime`` (RFC 3339, ns); local clock if absent."""
+    text = info.get("SystemTime") if isinstance(info, dict) else None
+    if isinstance(text, str):
+        m = _SYSTEM_TIME.match(text.strip())
+        if m:
+            base, frac, tz = m.groups()
+            try:
+                stamp = dt.datetime.fromisoformat(base + ("+00:00" if tz == "Z" else tz))
+            except ValueError:
+                pass
+            else:
+                return int(stamp.timestamp()) * 1_000_000_000 + int((frac or "0")[:9].ljust(9, "0"))
+    return time.time_ns()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class DockerAdapter:
+    """Watches one Docker Engine; implements :class:`core.adapter.Adapter`."""
+
+    #: Reconnect backoff: first delay, cap (seconds); each delay is jittered into [d/2, d].
+    backoff_initial = 0.5
+    backoff_max = 30.0
+
+    def __init__(self, spec: AdapterSpec, options: DockerOptions | None = None) -> None:
+        self.spec = spec
+        self.options = options if options is not None else parse_options(spec, DockerOptions)
+        if not _URL_SCHEMES.match(self.options.url):
+            raise OptionsError(
+                f"adapters.{spec.name}.url: {self.options.url!r} is not unix://, tcp://, http(s)://, ssh:// or npipe://"
+            )
+        self.source = spec.source
+        self.log = spec.logger()
+        self.cache = ObjectCache(self.source)
+        #: Rejected inputs by reason (the hub also counts Rejected events).
+        self.rejected: collections.Counter[str] = collections.Counter()
+        #: Number of completed (re)lists, i.e. Snapshots emitted.
+        self.relists = 0
+        self.node = self.options.node
+        self.connected = False
+        self._last_ns = 0  # newest event timeNano seen (resume point)
+        self._seen: collections.deque[tuple[int, str, str, str]] = collections.deque()
+        self._seen_set: set[tuple[int, str, str, str]] = set()
+        self._by_container: dict[str, set[str]] = {}  # container id → endpoint keys in the cache
+        self._net_names: dict[str, str] = {}  # network id → name (destroy events)
+        self._host_logged: set[str] = set()
+
+    # ------------------------------------------------------------ run loop
+    async def run(self, sink: EventSink) -> None:
+        attempt = 0
+        while True:
+            reason = "events stream ended"
+            try:
+                async with aiodocker.Docker(url=self.options.url, timeout=_REQUEST_TIMEOUT) as docker:
+                    await self._session(docker, sink)
+            except _RECOVERABLE as exc:
+                reason = _describe(exc)
+            if self.connected:
+                self.connected = False
+                attempt = 0
+                self.log.warning("disconnected from docker at %s: %s; reconnecting", self.options.url, reason)
+            else:
+                self.log.debug("docker at %s unavailable: %s", self.options.url, reason)
+            delay = min(self.backoff_max, self.backoff_initial * 2**attempt)
+            attempt = min(attempt + 1, 30)
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+
+    async def _session(self, docker: aiodocker.Docker, sink: EventSink) -> None:
+        info = await docker.system.info()
+        if not self.options.node and isinstance(info, dict) and isinstance(info.get("Name"), str):
+            self.node = info["Name"]
+        since_ns = self._last_ns or _daemon_now_ns(info)
+        params: dict[str, Any] = {
+            "since": _ns_to_since(since_ns),
+            "filters": {"type": ["container", "network"]},
+        }
+        stream_timeout = aiohttp.ClientTimeout(total=None, sock_read=None, sock_connect=30)
+        async with docker._query("events", params=params, timeout=stream_timeout) as resp:
+            try:
+                await self.relist(docker, sink, reason="connect")
+                if not self.connected:
+                    self.connected = True
+                    self.log.info(
+                        "connected to docker at %s (node %r, API %s)",
+                        self.options.url,
+                        self.node,
+                        docker.api_version,
+                    )
+                await self._read_events(docker, resp, sink)
+            finally:
+                resp.close()
+
+    async def _read_events(self, docker: aiodocker.Docker, resp: aiohttp.ClientResponse, sink: EventSink) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.resync_interval
+        buf = bytearray()
+        skipping = False  # inside an over-long line: drop bytes until its newline
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                await self.relist(docker, sink, reason="resync")
+                deadline = loop.time() + self.options.resync_interval
+                continue
+            try:
+                # readany() is cancellation-safe: unread data stays in aiohttp's buffer.
+                async with asyncio.timeout(remaining):
+                    chunk = await resp.content.readany()
+            except TimeoutError:
+                continue
+            if not chunk:
+                raise _StreamEnded("events stream closed by the daemon")
+            buf += chunk
+            while (nl := buf.find(b"\n")) >= 0:
+                line = bytes(buf[:nl])
+                del buf[: nl + 1]
+                if skipping:
+                    skipping = False
+                    continue
+                await self.handle_line(line, sink, docker)
+            if len(buf) > _MAX_LINE and not skipping:
+                buf.clear()
+                skipping = True
+                await self._reject(sink, Invalid("too-long", f"event line is longer than {_MAX_LINE} bytes"), "")
+            elif skipping:
+                buf.clear()
+
+    # ------------------------------------------------------------ events
+    async def handle_line(self, line: bytes | str, sink: EventSink, docker: aiodocker.Docker) -> None:
+        """Process one raw ``/events`` line; bad input becomes a Rejected."""
+        if not line.strip():
+            return
+        try:
+            ev = parse_event_line(line)
+        except Invalid as exc:
+            await self._reject(sink, exc, "")
+            return
+        await self.handle_event(ev, sink, docker)
+
+    async def handle_event(self, ev: dict[str, Any], sink: EventSink, docker: aiodocker.Docker) -> None:
+        """Process one decoded event (level-triggered: re-inspect what it concerns)."""
+        key = event_key(ev)
+        if key in self._seen_set:
+            return
+        self._seen.append(key)
+        self._seen_set.add(key)
+        if len(self._seen) > _SEEN_KEYS:
+            self._seen_set.discard(self._seen.popleft())
+        self._last_ns = max(self._last_ns, event_time_nano(ev))
+
+        typ, action = ev["Type"], ev["Action"]
+        try:
+            if typ == "container":
+                if action in _NOISE_ACTIONS:
+                    return
+                cid = event_container_id(ev)
+                if cid:
+                    await self.sync_container(docker, cid, sink)
+            elif typ == "network":
+                actor = ev.get("Actor") or {}
+                nid = actor.get("ID") or ""
+                attrs = actor.get("Attributes") or {}
+                if action in ("connect", "disconnect"):
+                    cid = event_container_id(ev)
+                    if cid:
+                        await self.sync_container(docker, cid, sink)
+                elif action == "create" and nid:
+                    await self.sync_network(docker, nid, sink)
+                elif action in ("destroy", "remove"):
+                    name = attrs.get("name") if isinstance(attrs.get("name"), str) else None
+                    name = name or self._net_names.get(nid)
+                    self._net_names.pop(nid, None)
+                    if name:
+                        await self._emit(sink, self.cache.delete("network", name))
+        except _RECOVERABLE:
+            raise
+        except Exception as exc:  # a bug or an unforeseen payload: one event must not kill run()
+            self.log.exception("failed to process %s %s event", typ, action)
+            await self._reject(sink, Invalid("internal-error", f"{typ} {action}: {_describe(exc)}"), key[3])
+
+    async def sync_container(self, docker: aiodocker.Docker, cid: str, sink: EventSink) -> None:
+        """Re-inspect one container and upsert/delete its endpoints (no-ops emit nothing)."""
+        try:
+            data: Any = await docker.containers.container(cid).show()
+        except aiodocker.DockerError as exc:
+            if exc.status != 404:
+                raise
+            data = None
+        if data is None:
+            endpoints: list[Endpoint] = []
+            self._host_logged.discard(cid)
+        else:
+            try:
+                endpoints = normalize_container(
+                    data, self.source, node=self.node, default_namespace=self.options.namespace
+                )
+            except Invalid as exc:
+                await self._reject(sink, exc, cid)
+                return
+            self._note_host_network(data)
+            uid = data.get("Id")
+            if isinstance(uid, str) and uid != cid:  # event carried a short id
+                self._by_container.setdefault(uid, set()).update(self._by_container.pop(cid, set()))
+                cid = uid
+        new_keys: set[str] = set()
+        for ep in endpoints:
+            new_keys.add(ep.key)
+            await self._emit(sink, self.cache.upsert(ep))
+        for key in sorted(self._by_container.get(cid, set()) - new_keys):
+            await self._emit(sink, self.cache.delete("endpoint", key))
+        if new_keys:
+            self._by_container[cid] = new_keys
+        else:
+            self._by_container.pop(cid, None)
+
+    async def sync_network(self, docker: aiodocker.Docker, nid: str, sink: EventSink) -> None:
+        try:
+            data: Any = await docker._query_json(f"networks/{nid}")
+        except aiodocker.DockerError as exc:
+            if exc.status != 404:
+                raise
+            return  # already gone again; its destroy event follows
+        try:
+            net = normalize_network(data, self.source)
+        except Invalid as exc:
+            await self._reject(sink, exc, nid)
+            return
+        if net is not None:
+            self._net_names[nid] = net.name
+            await self._emit(sink, self.cache.upsert(net))
+
+    # ------------------------------------------------------------ relist
+    async def relist(self, docker: aiodocker.Docker, sink: EventSink, *, reason: str = "resync") -> Snapshot:
+        """List networks and containers, emit and return a Snapshot."""
+        objects: list[Object] = []
+        net_names: dict[str, str] = {}
+        raw_networks: Any = await docker.networks.list()
+        for raw in raw_networks if isinstance(raw_networks, list) else []:
+            nid = raw.get("Id", "") if isinstance(raw, dict) else ""
+            try:
+                net = normalize_network(raw, self.source)
+            except Invalid as exc:
+                await self._reject(sink, exc, nid if isinstance(nid, str) else "")
+                continue
+            if net is not None:
+                objects.append(net)
+                if isinstance(nid, str) and nid:
+                    net_names[nid] = net.name
+
+        containers = await docker.containers.list(all=True)
+        sem = asyncio.Semaphore(_INSPECT_CONCURRENCY)
+
+        async def inspect(c: aiodocker.containers.DockerContainer) -> Any:
+            async with sem:
+                try:
+                    return await c.show()
+                except aiodocker.DockerError as exc:
+                    if exc.status == 404:  # vanished between list and inspect
+                        return None
+                    raise
+
+        wanted = [c for c in containers if not ("State" in c and c["State"] in _IDLE_STATES)]
+        results = await asyncio.gather(*(inspect(c) for c in wanted), return_exceptions=True)
+        for res in results:
+            if isinstance(res, BaseException):
+                raise res
+        by_container: dict[str, set[str]] = {}
+        live: set[str] = set()
+        for data, c in zip(results, wanted, strict=True):
+            if data is None:
+                continue
+            live.add(c.id)
+            try:
+                endpoints = normalize_container(
+                    data, self.source, node=self.node, default_namespace=self.options.namespace
+                )
+            except Invalid as exc:
+                await self._reject(sink, exc, c.id)
+                continue
+            self._note_host_network(data)
+            for ep in endpoints:
+                objects.append(ep)
+                by_container.setdefault(ep.uid, set()).add(ep.key)
+
+        snap = self.cache.snapshot(objects)
+        self._by_container = by_container
+        self._net_names = net_names
+        self._host_logged &= live
+        self.relists += 1
+        await sink.emit(snap)
+        level = logging.DEBUG if reason == "resync" else logging.INFO
+        self.log.log(
+            level,
+            "relisted %d containers (%s): %d endpoints on %d networks",
+            len(containers),
+            reason,
+            sum(len(v) for v in by_container.values()),
+            len(net_names),
+        )
+        return snap
+
+    # ------------------------------------------------------------ helpers
+    def _note_host_network(self, data: Any) -> None:
+        if not is_host_network(data):
+            return
+        cid = data.get("Id", "")
+        if cid not in self._host_logged:
+            self._host_logged.add(cid)
+            name = str(data.get("Name", "")).removeprefix("/")
+            self.log.info("container %s (%s) uses host networking: not mapped", cid[:12], name)
+
+    async def _emit(self, sink: EventSink, ev: Any) -> None:
+        if ev is not None:
+            await sink.emit(ev)
+
+    async def _reject(self, sink: EventSink, exc: Invalid, ref: str) -> None:
+        self.rejected[exc.reason] += 1
+        self.log.warning("rejected %s (%s): %s", ref[:12] or "event", exc.reason, exc)
+        await sink.emit(Rejected(source=self.source, reason=exc.reason, message=str(exc), ref=ref))
+
+    def networks(self) -> list[Network]:
+        return self.cache.networks()
+
+    def endpoints(self) -> list[Endpoint]:
+        return self.cache.endpoints()

@@ -1,0 +1,457 @@
+"""Docker Engine payloads → canonical model.  Pure functions: no I/O.
+
+Everything here either returns canonical objects that pass
+:func:`core.model.validate` or raises :class:`core.model.Invalid` with a short
+reason tag and a one-line message; malformed input never escapes as
+``KeyError``/``TypeError``.
+
+Field mapping (see ``shared/reference/protocols.md`` §2):
+
+* one :class:`~core.model.Endpoint` per entry of ``NetworkSettings.Networks``
+  (uid = container ``Id``, network = docker network name);
+* ips from ``IPAddress`` / ``GlobalIPv6Address`` of that entry, mac from its
+  ``MacAddress``; the legacy top-level ``NetworkSettings.IPAddress`` is used only
+  when ``Networks`` is absent (very old APIs);
+* only running (or paused: still attached) containers have endpoints; host and
+  ``none`` networking have none.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from core.model import Endpoint, Invalid, Network, PortSpec, Source, validate, validate_ip, validate_mac
+
+__all__ = [
+    "NAMESPACE_LABELS",
+    "event_action",
+    "event_container_id",
+    "event_key",
+    "event_time_nano",
+    "is_host_network",
+    "normalize_container",
+    "normalize_network",
+    "parse_event_line",
+    "parse_stream",
+]
+
+#: Labels giving the namespace, in order of preference.
+NAMESPACE_LABELS = ("com.docker.compose.project", "com.docker.stack.namespace")
+
+#: Networks that are not L2 domains we can program.
+_SPECIAL_NETWORKS = frozenset({"host", "none"})
+_SPECIAL_DRIVERS = frozenset({"host", "null"})
+_PROTOCOLS = frozenset({"tcp", "udp", "sctp"})
+_MAX_EVENT_LINE = 1 << 20
+# Where parse_stream resumes after a bad chunk: a line starting at column 0
+# with something other than a closing bracket (the start of the next object).
+_RESYNC = re.compile(r"\n(?=[^\s}\]])")
+
+
+# ---------------------------------------------------------------- helpers
+def _short(cid: str) -> str:
+    return cid[:12]
+
+
+def _tname(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _obj(value: object, where: str) -> dict[str, Any]:
+    """``value`` as a dict; None → {}; anything else is a type error."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise Invalid("bad-type", f"{where} is {_tname(value)}, expected an object")
+    return value
+
+
+def _opt_str(d: Mapping[str, Any], key: str, where: str) -> str:
+    """Optional string field; None/missing → ''."""
+    value = d.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise Invalid("bad-type", f"{where}.{key} is {_tname(value)}, expected a string")
+    return value
+
+
+def _opt_bool(d: Mapping[str, Any], key: str, where: str) -> bool | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise Invalid("bad-type", f"{where}.{key} is {_tname(value)}, expected a boolean")
+    return value
+
+
+def _str_map(value: object, where: str) -> dict[str, str]:
+    d = _obj(value, where)
+    for k, v in d.items():
+        if not isinstance(v, str):
+            raise Invalid("bad-label", f"{where}[{k!r}] is {_tname(v)}, expected a string")
+    return dict(d)
+
+
+def _ports(exposed: object, where: str) -> tuple[PortSpec, ...]:
+    """``{"6379/tcp": {}, "53": {}}`` → sorted PortSpecs."""
+    if exposed is None:
+        return ()
+    if isinstance(exposed, list):  # not seen from dockerd, but cheap to accept
+        keys: list[object] = list(exposed)
+    elif isinstance(exposed, dict):
+        keys = list(exposed)
+    else:
+        raise Invalid("bad-type", f"{where} is {_tname(exposed)}, expected an object")
+    out: set[PortSpec] = set()
+    for key in keys:
+        if not isinstance(key, str):
+            raise Invalid("bad-port", f"{where} key {key!r} is not a string")
+        num, _, proto = key.partition("/")
+        proto = (proto or "tcp").lower()
+        if proto not in _PROTOCOLS:
+            raise Invalid("bad-port", f"{where} key {key!r}: protocol {proto!r} is not tcp, udp or sctp")
+        if not num.isdigit() or not 0 < int(num) < 65536:
+            raise Invalid("bad-port", f"{where} key {key!r}: port is not a number 1-65535")
+        out.add(PortSpec(port=int(num), protocol=proto))
+    return tuple(sorted(out, key=lambda p: (p.port, p.protocol)))
+
+
+def _network_mode(inspect: Mapping[str, Any]) -> str:
+    return _opt_str(_obj(inspect.get("HostConfig"), "HostConfig"), "NetworkMode", "HostConfig")
+
+
+def is_host_network(inspect: object) -> bool:
+    """True if the container shares the host's network namespace (never raises)."""
+    if not isinstance(inspect, dict):
+        return False
+    hc = inspect.get("HostConfig")
+    if isinstance(hc, dict) and hc.get("NetworkMode") == "host":
+        return True
+    ns = inspect.get("NetworkSettings")
+    nets = ns.get("Networks") if isinstance(ns, dict) else None
+    return isinstance(nets, dict) and list(nets) == ["host"]
+
+
+def _is_running(state: Mapping[str, Any]) -> tuple[bool, str]:
+    """(has network attachments worth mapping, canonical state string)."""
+    status = _opt_str(state, "Status", "State")
+    running = _opt_bool(state, "Running", "State")
+    paused = _opt_bool(state, "Paused", "State")
+    if running is None:
+        running = status in ("running", "paused")
+    if not status:  # API < 1.21 has no Status
+        status = "paused" if paused else ("running" if running else "exited")
+    return running, status
+
+
+# ---------------------------------------------------------------- containers
+def normalize_container(
+    inspect: object,
+    source: Source,
+    *,
+    node: str = "",
+    default_namespace: str = "default",
+) -> list[Endpoint]:
+    """``GET /containers/{id}/json`` → one Endpoint per attached network.
+
+    Returns ``[]`` for containers that are not running, use host or ``none``
+    networking, or have no attachment with an IP yet.  Raises :class:`Invalid`
+    for malformed input.
+    """
+    if not isinstance(inspect, dict):
+        raise Invalid("not-object", f"container inspect is {_tname(inspect)}, expected an object")
+    cid = inspect.get("Id", inspect.get("ID"))
+    if cid is None or cid == "":
+        raise Invalid("missing-field", "container inspect has no Id")
+    if not isinstance(cid, str):
+        raise Invalid("bad-type", f"container Id is {_tname(cid)}, expected a string")
+    try:
+        return _normalize_container(inspect, cid, source, node, default_namespace)
+    except Invalid as exc:
+        raise Invalid(exc.reason, f"container {_short(cid)}: {exc}") from None
+
+
+def _normalize_container(
+    inspect: dict[str, Any], cid: str, source: Source, node: str, default_namespace: str
+) -> list[Endpoint]:
+    running, status = _is_running(_obj(inspect.get("State"), "State"))
+    if not running:
+        return []
+    mode = _network_mode(inspect)
+    if mode in _SPECIAL_NETWORKS:
+        return []
+
+    name = _opt_str(inspect, "Name", "container").removeprefix("/") or _short(cid)
+    config = _obj(inspect.get("Config"), "Config")
+    labels = _str_map(config.get("Labels"), "Config.Labels")
+    namespace = next((labels[k] for k in NAMESPACE_LABELS if labels.get(k)), default_namespace)
+    ports = _ports(config.get("ExposedPorts"), "Config.ExposedPorts")
+
+    settings = _obj(inspect.get("NetworkSettings"), "NetworkSettings")
+    networks_raw = settings.get("Networks")
+    if networks_raw is None:
+        # Old APIs (< 1.21): one implicit attachment described at the top level.
+        networks: dict[str, Any] = {
+            (mode if mode and mode != "default" else "bridge"): {
+                "IPAddress": settings.get("IPAddress"),
+                "GlobalIPv6Address": settings.get("GlobalIPv6Address"),
+                "MacAddress": settings.get("MacAddress"),
+            }
+        }
+    else:
+        networks = _obj(networks_raw, "NetworkSettings.Networks")
+
+    out: list[Endpoint] = []
+    for net, att_raw in networks.items():
+        if net in _SPECIAL_NETWORKS:
+            continue
+        where = f"NetworkSettings.Networks[{net!r}]"
+        att = _obj(att_raw, where)
+        ips: list[str] = []
+        for field in ("IPAddress", "GlobalIPv6Address"):
+            raw = _opt_str(att, field, where)
+            if raw:
+                ip = validate_ip(raw, f"{net}.{field}")
+                if ip not in ips:
+                    ips.append(ip)
+        if not ips:
+            continue  # attached but not configured yet (or being torn down)
+        mac_raw = _opt_str(att, "MacAddress", where)
+        mac = validate_mac(mac_raw) if mac_raw else None
+        ep = Endpoint(
+            source=source,
+            uid=cid,
+            namespace=namespace,
+            name=name,
+            kind="container",
+            network=net,
+            node=node,
+            ips=tuple(ips),
+            mac=mac,
+            labels=labels,
+            ports=ports,
+            state=status,
+        )
+        validate(ep)
+        out.append(ep)
+    return out
+
+
+# ---------------------------------------------------------------- networks
+def normalize_network(inspect: object, source: Source) -> Network | None:
+    """``GET /networks`` item or ``GET /networks/{id}`` → Network; None for
+    ``host``/``none`` (not L2 domains we program)."""
+    if not isinstance(inspect, dict):
+        raise Invalid("not-object", f"network inspect is {_tname(inspect)}, expected an object")
+    name = inspect.get("Name")
+    if name is None or name == "":
+        raise Invalid("missing-field", "network inspect has no Name")
+    if not isinstance(name, str):
+        raise Invalid("bad-type", f"network Name is {_tname(name)}, expected a string")
+    try:
+        driver = _opt_str(inspect, "Driver", "network")
+        if name in _SPECIAL_NETWORKS or driver in _SPECIAL_DRIVERS:
+            return None
+        ipam = _obj(inspect.get("IPAM"), "IPAM")
+        configs = ipam.get("Config")
+        if configs is None:
+            configs = []
+        if not isinstance(configs, list):
+            raise Invalid("bad-type", f"IPAM.Config is {_tname(configs)}, expected an array")
+        subnets: list[str] = []
+        gateway: str | None = None
+        for i, cfg_raw in enumerate(configs):
+            cfg = _obj(cfg_raw, f"IPAM.Config[{i}]")
+            subnet = _opt_str(cfg, "Subnet", f"IPAM.Config[{i}]")
+            if subnet:
+                try:
+                    canon = str(ipaddress.ip_network(subnet, strict=False))
+                except ValueError:
+                    raise Invalid("bad-subnet", f"IPAM.Config[{i}].Subnet {subnet!r} is not a CIDR") from None
+                if canon not in subnets:
+                    subnets.append(canon)
+            gw = _opt_str(cfg, "Gateway", f"IPAM.Config[{i}]")
+            if gw and gateway is None:
+                gateway = validate_ip(gw.split("/", 1)[0], "gateway")
+        labels = _str_map(inspect.get("Labels"), "Labels")
+        net = Network(source=source, name=name, subnets=tuple(subnets), gateway=gateway, labels=labels)
+        validate(net)
+        return net
+    except Invalid as exc:
+        raise Invalid(exc.reason, f"network {name!r}: {exc}") from None
+
+
+# ---------------------------------------------------------------- events
+def _check_event(ev: object) -> dict[str, Any]:
+    if not isinstance(ev, dict):
+        raise Invalid("not-object", f"event is {_tname(ev)}, expected an object")
+    for key in ("Type", "Action"):
+        value = ev.get(key)
+        if value is None or value == "":
+            raise Invalid("missing-field", f"event has no {key}")
+        if not isinstance(value, str):
+            raise Invalid("bad-type", f"event {key} is {_tname(value)}, expected a string")
+    actor = ev.get("Actor")
+    if actor is not None:
+        if not isinstance(actor, dict):
+            raise Invalid("bad-type", f"event Actor is {_tname(actor)}, expected an object")
+        aid = actor.get("ID")
+        if aid is not None and not isinstance(aid, str):
+            raise Invalid("bad-type", f"event Actor.ID is {_tname(aid)}, expected a string")
+        attrs = actor.get("Attributes")
+        if attrs is not None and not isinstance(attrs, dict):
+            raise Invalid("bad-type", f"event Actor.Attributes is {_tname(attrs)}, expected an object")
+    legacy_id = ev.get("id")
+    if legacy_id is not None and not isinstance(legacy_id, str):
+        raise Invalid("bad-type", f"event id is {_tname(legacy_id)}, expected a string")
+    tn = ev.get("timeNano")
+    if tn is not None and (isinstance(tn, bool) or not isinstance(tn, int) or tn < 0):
+        raise Invalid("bad-type", f"event timeNano is {tn!r}, expected a non-negative integer")
+    t = ev.get("time")
+    if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or t < 0):
+        raise Invalid("bad-type", f"event time is {t!r}, expected a non-negative number")
+    # "health_status: healthy", "exec_start: sh -c ..." → base action; keep the detail.
+    action: str = ev["Action"]
+    base, sep, detail = action.partition(":")
+    if sep:
+        ev["Action"] = base.strip()
+        ev["ActionDetail"] = detail.strip()
+        if not ev["Action"]:
+            raise Invalid("missing-field", f"event Action {action!r} has no base action")
+    return ev
+
+
+def parse_event_line(line: bytes | str) -> dict[str, Any]:
+    """Decode one line of ``GET /events``; raise :class:`Invalid` on bad input.
+
+    Accepts an RFC 7464 record-separator prefix (``application/json-seq``).
+    ``Action`` is reduced to its base (``"health_status: healthy"`` →
+    ``"health_status"``); the suffix is kept as ``ActionDetail``.
+    """
+    if isinstance(line, (bytes, bytearray, memoryview)):
+        if len(line) > _MAX_EVENT_LINE:
+            raise Invalid("too-long", f"event line is longer than {_MAX_EVENT_LINE} bytes")
+        try:
+            text = bytes(line).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Invalid("bad-encoding", f"event line is not UTF-8: {exc.reason} at byte {exc.start}") from None
+    elif isinstance(line, str):
+        text = line
+    else:
+        raise Invalid("bad-type", f"event line is {_tname(line)}, expected bytes or str")
+    text = text.strip().lstrip("\x1e").strip()
+    if not text:
+        raise Invalid("empty", "event line is empty")
+    try:
+        ev = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Invalid("bad-json", f"event line is not JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise Invalid("bad-json", "event line is nested too deeply") from None
+    return _check_event(ev)
+
+
+def parse_stream(text: bytes | str) -> Iterator[dict[str, Any] | Invalid]:
+    """Decode a captured ``/events`` body: one compact object per line, or
+    pretty-printed objects concatenated.  Yields an :class:`Invalid` for each
+    bad chunk and resynchronises at the next line that starts (column 0) with
+    anything but whitespace or a closing bracket."""
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8", errors="replace")
+    decoder = json.JSONDecoder()
+    pos, end = 0, len(text)
+    while True:
+        while pos < end and (text[pos].isspace() or text[pos] == "\x1e"):
+            pos += 1
+        if pos >= end:
+            return
+        try:
+            obj, nxt = decoder.raw_decode(text, pos)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            where = f"line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+            yield Invalid("bad-json", f"event stream chunk is not JSON: {msg} {where}".rstrip())
+            m = _RESYNC.search(text, pos)
+            if m is None:
+                return
+            pos = m.end()
+            continue
+        pos = nxt
+        try:
+            yield _check_event(obj)
+        except Invalid as exc:
+            yield exc
+
+
+def event_action(ev: Mapping[str, Any]) -> str:
+    """The base action (``"health_status: healthy"`` → ``"health_status"``)."""
+    action = ev.get("Action")
+    if not isinstance(action, str):
+        return ""
+    return action.partition(":")[0].strip()
+
+
+def event_time_nano(ev: Mapping[str, Any]) -> int:
+    """``timeNano``, else ``time`` in ns, else 0."""
+    tn = ev.get("timeNano")
+    if isinstance(tn, int) and not isinstance(tn, bool):
+        return tn
+    t = ev.get("time")
+    if isinstance(t, (int, float)) and not isinstance(t, bool):
+        return int(t * 1_000_000_000)
+    return 0
+
+
+def _actor(ev: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    actor = ev.get("Actor")
+    if not isinstance(actor, dict):
+        return "", {}
+    aid = actor.get("ID")
+    attrs = actor.get("Attributes")
+    return (aid if isinstance(aid, str) else ""), (attrs if isinstance(attrs, dict) else {})
+
+
+def event_key(ev: Mapping[str, Any]) -> tuple[int, str, str, str]:
+    """De-duplication key: (timeNano or time, Type, Action, Actor.ID)."""
+    aid, _ = _actor(ev)
+    if not aid:
+        legacy = ev.get("id")
+        aid = legacy if isinstance(legacy, str) else ""
+    typ = ev.get("Type")
+    return (event_time_nano(ev), typ if isinstance(typ, str) else "", event_action(ev), aid)
+
+
+def event_container_id(ev: Mapping[str, Any]) -> str | None:
+    """The container an event concerns, or None.
+
+    Container events: ``Actor.ID`` (legacy ``id``).  Network ``connect`` /
+    ``disconnect``: ``Actor.Attributes.container``.
+    """
+    typ = ev.get("Type")
+    aid, attrs = _actor(ev)
+    if typ == "container":
+        if aid:
+            return aid
+        legacy = ev.get("id")
+        return legacy if isinstance(legacy, str) and legacy else None
+    if typ == "network" and event_action(ev) in ("connect", "disconnect"):
+        cid = attrs.get("container")
+        return cid if isinstance(cid, str) and cid else None
+    return None

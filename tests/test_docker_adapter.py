@@ -1,0 +1,481 @@
+"""DockerAdapter against a REAL private dockerd (see tests/dockerd.py).
+
+Skipped when dockerd/busybox are missing or we are not root.  The daemon is
+module-scoped and always stopped (and its data root removed) at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiodocker
+import pytest
+
+from adapters.docker import DockerAdapter, DockerOptions, create
+from core.adapter import AdapterSpec, OptionsError
+from core.model import Delete, Endpoint, InputEvent, Network, Rejected, Snapshot, Source, Upsert, validate
+
+try:
+    from tests.dockerd import DOCKERD, PrivateDockerd, import_busybox
+except ImportError:  # tests/ itself on sys.path (rootdir-less run)
+    from dockerd import DOCKERD, PrivateDockerd, import_busybox  # type: ignore[no-redef,import-not-found]
+
+WAIT = 30.0  # upper bound of every wait on the daemon / the adapter
+
+
+# ---------------------------------------------------------------- fixtures
+@dataclass
+class Env:
+    dockerd: PrivateDockerd
+    image: str
+    net_a: str
+    net_b: str
+    subnet_a: str
+    subnet_b: str
+
+    @property
+    def url(self) -> str:
+        return self.dockerd.url
+
+
+def _can_run_dockerd() -> str | None:
+    if not os.path.exists(DOCKERD):
+        return f"{DOCKERD} not installed"
+    if not os.path.exists("/bin/busybox"):
+        return "/bin/busybox not installed"
+    if os.geteuid() != 0:
+        return "dockerd needs root"
+    if shutil.which("containerd") is None:
+        return "containerd not installed"
+    return None
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Env]:
+    why = _can_run_dockerd()
+    if why:
+        pytest.fail(f"the real dockerd is required (make test installs it): {why}")
+    d = PrivateDockerd()
+    try:
+        d.start()
+        image = import_busybox(d.sock)
+        # Random /24s so parallel private daemons on this host do not collide.
+        third = random.sample(range(0, 256), 2)
+        second = random.randint(100, 250)
+        subnet_a, subnet_b = (f"10.{second}.{t}.0/24" for t in third)
+
+        async def make_networks() -> None:
+            async with aiodocker.Docker(url=d.url) as docker:
+                # hub-a with an explicit gateway, hub-b without (IPAM.Config then has none)
+                for name, cfg in (
+                    ("hub-a", {"Subnet": subnet_a, "Gateway": subnet_a.replace(".0/24", ".254")}),
+                    ("hub-b", {"Subnet": subnet_b}),
+                ):
+                    await docker.networks.create({"Name": name, "Driver": "bridge", "IPAM": {"Config": [cfg]}})
+
+        asyncio.run(make_networks())
+        yield Env(d, image, "hub-a", "hub-b", subnet_a, subnet_b)
+    finally:
+        d.stop()
+
+
+class Sink:
+    """Collects every event; ``wait_for`` finds the next match after an index."""
+
+    def __init__(self) -> None:
+        self.events: list[InputEvent] = []
+        self._changed = asyncio.Event()
+
+    async def emit(self, event: InputEvent) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    async def wait_for(self, pred: Callable[[InputEvent], bool], start: int = 0, timeout: float = WAIT) -> int:
+        async with asyncio.timeout(timeout):
+            while True:
+                for i in range(start, len(self.events)):
+                    if pred(self.events[i]):
+                        return i
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_until(self, cond: Callable[[], bool], timeout: float = WAIT) -> None:
+        async with asyncio.timeout(timeout):
+            while not cond():
+                self._changed.clear()
+                await self._changed.wait()
+
+    def snapshots(self) -> list[int]:
+        return [i for i, e in enumerate(self.events) if isinstance(e, Snapshot)]
+
+
+def make_adapter(url: str, **options: Any) -> DockerAdapter:
+    spec = AdapterSpec(name="dk", type="docker", cluster="test", options={"url": url, **options})
+    adapter = create(spec)
+    assert isinstance(adapter, DockerAdapter)
+    adapter.backoff_initial = 0.05
+    adapter.backoff_max = 0.5
+    return adapter
+
+
+@contextlib.asynccontextmanager
+async def running(adapter: DockerAdapter, sink: Sink) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(adapter.run(sink))
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            async with asyncio.timeout(WAIT):
+                await task
+
+
+async def start_container(
+    docker: aiodocker.Docker,
+    env: Env,
+    name: str,
+    networks: list[str],
+    *,
+    start: bool = True,
+    restart_always: bool = False,
+    labels: dict[str, str] | None = None,
+) -> str:
+    host_config: dict[str, Any] = {"NetworkMode": networks[0], "Init": True}
+    if restart_always:
+        host_config["RestartPolicy"] = {"Name": "always"}
+    config: dict[str, Any] = {
+        "Image": env.image,
+        "Cmd": ["sleep", "3600"],
+        "Labels": labels or {},
+        "StopTimeout": 1,
+        "HostConfig": host_config,
+    }
+    c = await docker.containers.create(config, name=name)
+    for net in networks[1:]:
+        await docker._query_json(f"networks/{net}/connect", "POST", data={"Container": c.id})
+    if start:
+        await c.start()
+    return c.id
+
+
+def expected_endpoints(inspect: dict[str, Any]) -> dict[str, tuple[tuple[str, ...], str]]:
+    """network → (ips, mac) as the daemon reports them."""
+    out: dict[str, tuple[tuple[str, ...], str]] = {}
+    for net, att in inspect["NetworkSettings"]["Networks"].items():
+        ips = tuple(ip for ip in (att["IPAddress"], att["GlobalIPv6Address"]) if ip)
+        out[net] = (ips, att["MacAddress"])
+    return out
+
+
+def endpoints_of(events: list[InputEvent] | Snapshot, cid: str) -> dict[str, Endpoint]:
+    objs = events.objects if isinstance(events, Snapshot) else [e.obj for e in events if isinstance(e, Upsert)]
+    return {o.network: o for o in objs if isinstance(o, Endpoint) and o.uid == cid}
+
+
+def is_delete_of(key: str) -> Callable[[InputEvent], bool]:
+    return lambda e: isinstance(e, Delete) and e.kind == "endpoint" and e.key == key
+
+
+def is_upsert_of(
+    cid: str, net: str, pred: Callable[[Endpoint], bool] = lambda ep: True
+) -> Callable[[InputEvent], bool]:
+    def match(e: InputEvent) -> bool:
+        return (
+            isinstance(e, Upsert)
+            and isinstance(e.obj, Endpoint)
+            and e.obj.uid == cid
+            and e.obj.network == net
+            and pred(e.obj)
+        )
+
+    return match
+
+
+# ---------------------------------------------------------------- unit-ish (no daemon)
+def test_options_are_validated() -> None:
+    adapter = create(AdapterSpec(name="d1", type="docker", cluster="c", options={}))
+    assert isinstance(adapter, DockerAdapter)
+    assert adapter.options == DockerOptions()
+    assert adapter.options.url == "unix:///var/run/docker.sock"
+    ok = create(AdapterSpec(name="d1", type="docker", cluster="c", options={"resync_interval": 5, "node": "n"}))
+    assert isinstance(ok, DockerAdapter) and ok.options.resync_interval == 5.0 and ok.node == "n"
+    with pytest.raises(OptionsError, match=r"adapters\.d1\.resync_interval"):
+        create(AdapterSpec(name="d1", type="docker", cluster="c", options={"resync_interval": "soon"}))
+    with pytest.raises(OptionsError, match=r"adapters\.d1\.resync_interval"):
+        create(AdapterSpec(name="d1", type="docker", cluster="c", options={"resync_interval": 0}))
+    with pytest.raises(OptionsError, match=r"adapters\.d1"):
+        create(AdapterSpec(name="d1", type="docker", cluster="c", options={"urll": "x"}))
+    with pytest.raises(OptionsError, match=r"adapters\.d1\.url"):
+        create(AdapterSpec(name="d1", type="docker", cluster="c", options={"url": "/var/run/docker.sock"}))
+
+
+async def test_unreachable_daemon_keeps_retrying(tmp_path: Any) -> None:
+    adapter = make_adapter(f"unix://{tmp_path}/nothing.sock")
+    sink = Sink()
+    async with running(adapter, sink) as task:
+        await asyncio.sleep(0.5)
+        assert not task.done()
+    assert sink.events == []
+    assert not adapter.connected
+
+
+async def test_malformed_line_rejected_and_processing_continues() -> None:
+    adapter = make_adapter("unix:///nonexistent.sock")
+    sink = Sink()
+
+    class NoDocker:  # a bad line never reaches the daemon
+        def __getattr__(self, name: str) -> Any:
+            raise AssertionError(f"docker.{name} used for a malformed line")
+
+    docker: Any = NoDocker()
+    bad = [
+        b"garbage",
+        b'{"Type":"container","Action":"start","Actor":{"ID":"abc"',  # truncated
+        b"[1,2]",
+        b'{"Type":"container"}',
+        b"\xff\xfe",
+    ]
+    for line in bad:
+        await adapter.handle_line(line, sink, docker)
+    await adapter.handle_line(b"   ", sink, docker)  # blank: ignored, not rejected
+    # an event that concerns no container (image pull) is harmless
+    await adapter.handle_line(b'{"Type":"image","Action":"pull","Actor":{"ID":"x"},"time":1}', sink, docker)
+    assert [type(e) for e in sink.events] == [Rejected] * 5
+    reasons = [e.reason for e in sink.events if isinstance(e, Rejected)]
+    assert reasons == ["bad-json", "bad-json", "not-object", "missing-field", "bad-encoding"]
+    assert adapter.rejected == {"bad-json": 2, "not-object": 1, "missing-field": 1, "bad-encoding": 1}
+    for e in sink.events:
+        assert isinstance(e, Rejected) and e.source == Source("docker", "test") and e.message
+
+
+async def test_stream_framing_bad_lines_and_eof() -> None:
+    """_read_events: lines split across chunks, bad and over-long lines, then EOF."""
+    from adapters.docker.adapter import _MAX_LINE, _StreamEnded
+
+    adapter = make_adapter("unix:///nonexistent.sock")
+    adapter.cache.upsert(Network(source=adapter.source, name="gone"))
+    sink = Sink()
+    destroy = b'{"Type":"network","Action":"destroy","Actor":{"ID":"n1","Attributes":{"name":"gone"}},"timeNano":5}'
+    chunks = [
+        b'{"Type":"image","Action":"pull","Actor":{"ID":"a"},"time":1}\n{"Type":"cont',
+        b'ainer","Act\n',  # a line split over two chunks, and bad
+        b"x" * (_MAX_LINE + 10),  # over-long line, no newline yet
+        b"yyy\n" + destroy[:40],
+        destroy[40:] + b"\n" + destroy + b"\n",  # the duplicate is ignored
+    ]
+
+    class Content:
+        async def readany(self) -> bytes:
+            return chunks.pop(0) if chunks else b""
+
+    class Resp:
+        content = Content()
+
+    with pytest.raises(_StreamEnded):
+        await adapter._read_events(None, Resp(), sink)  # type: ignore[arg-type]
+    kinds = [(type(e).__name__, getattr(e, "reason", getattr(e, "key", ""))) for e in sink.events]
+    assert kinds == [("Rejected", "bad-json"), ("Rejected", "too-long"), ("Delete", "gone")]
+    assert adapter.rejected == {"bad-json": 1, "too-long": 1}
+
+
+# ---------------------------------------------------------------- with a real daemon
+async def test_first_snapshot_has_real_ips_and_macs(env: Env) -> None:
+    async with aiodocker.Docker(url=env.url) as docker:
+        c1 = await start_container(docker, env, "snap-one", [env.net_a], labels={"com.docker.compose.project": "p1"})
+        c2 = await start_container(docker, env, "snap-two", [env.net_a, env.net_b])
+        c3 = await start_container(docker, env, "snap-stopped", [env.net_b], start=False)
+        host = await docker.containers.create(
+            {"Image": env.image, "Cmd": ["sleep", "3600"], "HostConfig": {"NetworkMode": "host", "Init": True}},
+            name="snap-host",
+        )
+        await host.start()
+        info = await docker.system.info()
+        inspects = {cid: await docker.containers.container(cid).show() for cid in (c1, c2)}
+
+        adapter = make_adapter(env.url)
+        sink = Sink()
+        async with running(adapter, sink):
+            i = await sink.wait_for(lambda e: isinstance(e, Snapshot))
+            snap = sink.events[i]
+            assert isinstance(snap, Snapshot)
+            await sink.wait_until(lambda: adapter.connected)
+
+    assert not [e for e in sink.events[:i] if not isinstance(e, Rejected)]
+    assert adapter.rejected == {}
+    assert snap.source == Source("docker", "test")
+    for obj in snap.objects:
+        validate(obj)
+    nets = {o.name: o for o in snap.objects if isinstance(o, Network)}
+    assert nets[env.net_a].subnets == (env.subnet_a,)
+    assert nets[env.net_b].subnets == (env.subnet_b,)
+    assert nets[env.net_a].gateway == env.subnet_a.replace(".0/24", ".254")
+    assert nets[env.net_b].gateway is None
+    assert "host" not in nets and "none" not in nets
+
+    for cid, want_nets in ((c1, {env.net_a}), (c2, {env.net_a, env.net_b})):
+        got = endpoints_of(snap, cid)
+        assert set(got) == want_nets
+        real = expected_endpoints(inspects[cid])
+        for net, ep in got.items():
+            ips, mac = real[net]
+            assert ep.ips == ips and ips  # the REAL addresses
+            assert ep.mac == mac and mac
+            assert ep.node == info["Name"]
+            assert ep.state == "running"
+            assert ep.kind == "container"
+    assert endpoints_of(snap, c1)[env.net_a].namespace == "p1"
+    assert endpoints_of(snap, c1)[env.net_a].name == "snap-one"
+    assert endpoints_of(snap, c2)[env.net_b].namespace == "default"
+    assert endpoints_of(snap, c3) == {}
+    assert endpoints_of(snap, host.id) == {}
+    assert host.id in adapter._host_logged  # logged once as host-networked
+
+
+async def test_stop_start_pause_rename_connect(env: Env) -> None:
+    async with aiodocker.Docker(url=env.url) as docker:
+        cid = await start_container(docker, env, "life", [env.net_a, env.net_b])
+        adapter = make_adapter(env.url)
+        sink = Sink()
+        async with running(adapter, sink):
+            i = await sink.wait_for(lambda e: isinstance(e, Snapshot))
+            snap = sink.events[i]
+            assert isinstance(snap, Snapshot)
+            keys = {ep.key for ep in endpoints_of(snap, cid).values()}
+            assert keys == {f"{env.net_a}/{cid}", f"{env.net_b}/{cid}"}
+
+            # stop → a Delete per endpoint
+            mark = len(sink.events)
+            await docker.containers.container(cid).stop(t=1)
+            for key in keys:
+                await sink.wait_for(is_delete_of(key), mark)
+            assert not adapter.cache.endpoints() or cid not in {e.uid for e in adapter.cache.endpoints()}
+
+            # start → an Upsert per endpoint, with the new real addresses
+            mark = len(sink.events)
+            await docker.containers.container(cid).start()
+            for net in (env.net_a, env.net_b):
+                await sink.wait_for(is_upsert_of(cid, net), mark)
+            real = expected_endpoints(await docker.containers.container(cid).show())
+            await sink.wait_until(lambda: len(endpoints_of(sink.events[mark:], cid)) == 2)
+            for net, ep in endpoints_of(sink.events[mark:], cid).items():
+                assert (ep.ips, ep.mac) == real[net]
+
+            # pause/unpause: harmless state changes on the same keys
+            mark = len(sink.events)
+            await docker.containers.container(cid).pause()
+            await sink.wait_for(is_upsert_of(cid, env.net_a, lambda ep: ep.state == "paused"), mark)
+            await docker.containers.container(cid).unpause()
+            await sink.wait_for(is_upsert_of(cid, env.net_a, lambda ep: ep.state == "running"), mark)
+
+            # rename → Upsert with the new name, same key
+            mark = len(sink.events)
+            await docker.containers.container(cid).rename("life-renamed")
+            await sink.wait_for(is_upsert_of(cid, env.net_b, lambda ep: ep.name == "life-renamed"), mark)
+
+            # network disconnect → Delete of that endpoint only; connect → Upsert
+            mark = len(sink.events)
+            await docker._query_json(f"networks/{env.net_b}/disconnect", "POST", data={"Container": cid})
+            await sink.wait_for(is_delete_of(f"{env.net_b}/{cid}"), mark)
+            await docker._query_json(f"networks/{env.net_b}/connect", "POST", data={"Container": cid})
+            await sink.wait_for(is_upsert_of(cid, env.net_b), mark)
+
+            # network create/destroy → Upsert/Delete Network
+            mark = len(sink.events)
+            tmp_net = await docker.networks.create({"Name": "hub-tmp", "Driver": "bridge"})
+            await sink.wait_for(lambda e: isinstance(e, Upsert) and isinstance(e.obj, Network)
+                                and e.obj.name == "hub-tmp", mark)  # fmt: skip
+            await tmp_net.delete()
+            await sink.wait_for(lambda e: isinstance(e, Delete) and e.kind == "network" and e.key == "hub-tmp", mark)
+
+            # kill + remove → Deletes; nothing is left of it
+            mark = len(sink.events)
+            await docker.containers.container(cid).delete(force=True)
+            for key in keys:
+                await sink.wait_for(is_delete_of(key), mark)
+            assert cid not in {e.uid for e in adapter.cache.endpoints()}
+
+            # no-op filtering: a duplicate event emits nothing
+            mark = len(sink.events)
+            await adapter.sync_container(docker, cid, sink)
+            assert len(sink.events) == mark
+    assert adapter.rejected == {}
+    assert sink.snapshots() == [i]  # no relist needed while connected
+
+
+async def test_handle_line_on_live_daemon(env: Env) -> None:
+    """A bad line, then a good one for a real container: Rejected, then Upsert."""
+    async with aiodocker.Docker(url=env.url) as docker:
+        cid = await start_container(docker, env, "lines", [env.net_b])
+        adapter = make_adapter(env.url)
+        sink = Sink()
+        await adapter.handle_line(b'{"Type":"container","Action":"sta', sink, docker)
+        good = {"Type": "container", "Action": "start", "Actor": {"ID": cid, "Attributes": {}},
+                "time": 1, "timeNano": 1_000_000_001}  # fmt: skip
+        await adapter.handle_line(json.dumps(good).encode(), sink, docker)
+        await adapter.handle_line(json.dumps(good).encode(), sink, docker)  # duplicate: de-duplicated
+        gone = {**good, "Actor": {"ID": "f" * 64}, "timeNano": 1_000_000_002}
+        await adapter.handle_line(json.dumps(gone).encode(), sink, docker)  # unknown container: nothing
+        real = expected_endpoints(await docker.containers.container(cid).show())
+    assert isinstance(sink.events[0], Rejected) and sink.events[0].reason == "bad-json"
+    assert len(sink.events) == 2
+    up = sink.events[1]
+    assert isinstance(up, Upsert) and isinstance(up.obj, Endpoint)
+    assert (up.obj.uid, up.obj.network, up.obj.ips, up.obj.mac) == (cid, env.net_b, *real[env.net_b])
+    assert adapter.rejected == {"bad-json": 1}
+
+
+async def test_periodic_resync_emits_snapshot(env: Env) -> None:
+    adapter = make_adapter(env.url, resync_interval=0.5)
+    sink = Sink()
+    async with running(adapter, sink):
+        await sink.wait_until(lambda: len(sink.snapshots()) >= 3)
+    assert adapter.relists >= 3
+
+
+async def test_daemon_restart_relists_and_keeps_working(env: Env) -> None:
+    async with aiodocker.Docker(url=env.url) as docker:
+        keeper = await start_container(docker, env, "keeper", [env.net_a], restart_always=True)
+    adapter = make_adapter(env.url)
+    sink = Sink()
+    async with running(adapter, sink) as task:
+        first = await sink.wait_for(lambda e: isinstance(e, Snapshot))
+        first_snap = sink.events[first]
+        assert isinstance(first_snap, Snapshot)
+        assert endpoints_of(first_snap, keeper)
+
+        mark = len(sink.events)
+        await asyncio.wait_for(asyncio.to_thread(env.dockerd.restart), WAIT)
+        again = await sink.wait_for(lambda e: isinstance(e, Snapshot), mark)
+        assert again > first
+        await sink.wait_until(lambda: adapter.connected)
+        assert not task.done()
+
+        # the adapter still works: a new container shows up, the keeper is current
+        async with aiodocker.Docker(url=env.url) as docker:
+            mark = len(sink.events)
+            fresh = await start_container(docker, env, "after-restart", [env.net_b])
+            await sink.wait_for(is_upsert_of(fresh, env.net_b), mark)
+
+            async def keeper_current() -> bool:
+                data = await docker.containers.container(keeper).show()
+                if not data["State"]["Running"]:
+                    return False
+                real = expected_endpoints(data)
+                cached = {e.network: (e.ips, e.mac) for e in adapter.cache.endpoints() if e.uid == keeper}
+                return cached == real
+
+            async with asyncio.timeout(WAIT):
+                while not await keeper_current():
+                    await asyncio.sleep(0.1)
+            real = expected_endpoints(await docker.containers.container(fresh).show())
+            cached = {e.network: (e.ips, e.mac) for e in adapter.cache.endpoints() if e.uid == fresh}
+            assert cached == real
+    assert adapter.rejected == {}

@@ -1,0 +1,132 @@
+"""hubd + Docker adapter + a real private dockerd + a real OVN NB.
+
+Containers on two user-defined networks become logical ports carrying the
+containers' real IP and MAC; stops, engine restarts and changes made while
+hubd was down all converge.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.sandbox import OvnSandbox
+from tests.conftest import Hubd, nb_rows, ovs_map, ovs_set, sync_wait_until
+from tests.dockerd import PrivateDockerd, import_busybox
+
+
+@pytest.fixture(scope="module")
+def dockerd() -> Iterator[PrivateDockerd]:
+    d = PrivateDockerd()
+    try:
+        d.start()
+        import_busybox(d.sock)
+        yield d
+    finally:
+        d.stop()
+
+
+def docker(d: PrivateDockerd, *args: str) -> str:
+    res = subprocess.run(["docker", "-H", d.url, *args], capture_output=True, text=True, timeout=120)
+    if res.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)}: {res.stderr}")
+    return res.stdout.strip()
+
+
+def attachments(d: PrivateDockerd, name: str) -> dict[str, tuple[str, str]]:
+    nets = json.loads(docker(d, "inspect", "--format", "{{json .NetworkSettings.Networks}}", name))
+    return {n: (v["IPAddress"], v["MacAddress"]) for n, v in nets.items()}
+
+
+def cid(d: PrivateDockerd, name: str) -> str:
+    return docker(d, "inspect", "--format", "{{.Id}}", name)
+
+
+def nb_ports(ovn: OvnSandbox) -> dict[str, dict[str, Any]]:
+    return {r["name"]: r for r in nb_rows(ovn, "Logical_Switch_Port")}
+
+
+def expected(d: PrivateDockerd, names: list[str]) -> dict[str, str]:
+    """port name → "MAC IP" for running containers."""
+    out = {}
+    for n in names:
+        for net, (ip, mac) in attachments(d, n).items():
+            out[f"docker/local/{net}/{cid(d, n)}"] = f"{mac} {ip}"
+    return out
+
+
+def converged(ovn: OvnSandbox, want: dict[str, str]) -> bool:
+    got = {n: ovs_set(r["addresses"]) for n, r in nb_ports(ovn).items()}
+    return got == {n: [a] for n, a in want.items()}
+
+
+def hub_config(ovn: OvnSandbox, workdir: Path, d: PrivateDockerd) -> str:
+    return (
+        f'[hub]\nid = "hubd-e2e"\nstate_dir = "{workdir}"\n[ovn]\nnb = "{ovn.nb_remote}"\n'
+        f'[api]\nlisten = "unix:{workdir}/api.sock"\n'
+        f'[adapters.docker]\ntype = "docker"\ncluster = "local"\nurl = "{d.url}"\nnode = "node1"\n'
+    )
+
+
+def test_containers_become_ports_and_converge(
+    dockerd: PrivateDockerd, ovn: OvnSandbox, tmpdir_short: Path, hubd_factory: Any
+) -> None:
+    d = dockerd
+    docker(d, "network", "create", "--subnet", "10.61.0.0/24", "e2e-a")
+    docker(d, "network", "create", "--subnet", "10.62.0.0/24", "e2e-b")
+    try:
+        docker(d, "run", "-d", "--name", "c1", "--restart", "always", "--network", "e2e-a", "busybox:hub", "sleep", "3600")
+        docker(d, "run", "-d", "--name", "c2", "--network", "e2e-a", "busybox:hub", "sleep", "3600")
+        docker(d, "run", "-d", "--name", "c3", "--network", "e2e-b", "busybox:hub", "sleep", "3600")
+        docker(d, "run", "-d", "--name", "hostnet", "--network", "host", "busybox:hub", "sleep", "3600")
+        h: Hubd = hubd_factory(hub_config(ovn, tmpdir_short, d))
+        h.wait_ready(60)
+        want = expected(d, ["c1", "c2", "c3"])
+        assert len(want) == 3
+        # at READY the ports are there with the real IP and MAC, on two switches
+        assert converged(ovn, want), (nb_ports(ovn).keys(), want)
+        switches = {s["name"]: s for s in nb_rows(ovn, "Logical_Switch")}
+        assert set(switches) == {"docker/local/e2e-a", "docker/local/e2e-b"}
+        assert ovs_map(switches["docker/local/e2e-a"]["other_config"])["subnet"] == "10.61.0.0/24"
+        port = nb_ports(ovn)[f"docker/local/e2e-a/{cid(d, 'c1')}"]
+        assert ovs_map(port["options"]) == {"requested-chassis": "node1"}
+        assert ovs_map(port["external_ids"])["ovn-hub:name"] == "c1"
+
+        # stop one → its port goes
+        docker(d, "stop", "-t", "1", "c2")
+        del want[f"docker/local/e2e-a/{cid(d, 'c2')}"]
+        sync_wait_until(lambda: converged(ovn, want), 30, "c2's port deleted")
+
+        # a container connected to a second network gets a second port
+        docker(d, "run", "-d", "--name", "c5", "--network", "e2e-b", "busybox:hub", "sleep", "3600")
+        sync_wait_until(lambda: converged(ovn, expected(d, ["c1", "c3", "c5"])), 30, "c5 programmed")
+
+        # restart the engine while hubd runs: c1 (restart=always) comes back, the others stop
+        d.restart()
+        sync_wait_until(lambda: docker(d, "inspect", "--format", "{{.State.Running}}", "c1") == "true", 60, "c1 restarted")
+        sync_wait_until(lambda: converged(ovn, expected(d, ["c1"])), 60, "converged after dockerd restart")
+        docker(d, "start", "c3")
+        sync_wait_until(lambda: converged(ovn, expected(d, ["c1", "c3"])), 30, "adapter follows events after restart")
+
+        # changes while hubd is down
+        h.signal(signal.SIGTERM)
+        assert h.wait(30) == 0
+        gone = f"docker/local/e2e-b/{cid(d, 'c3')}"
+        docker(d, "rm", "-f", "c3")
+        docker(d, "run", "-d", "--name", "c4", "--network", "e2e-b", "busybox:hub", "sleep", "3600")
+        assert gone in nb_ports(ovn)
+        h2: Hubd = hubd_factory(hub_config(ovn, tmpdir_short, d))
+        h2.wait_ready(60)
+        assert converged(ovn, expected(d, ["c1", "c4"])), nb_ports(ovn).keys()
+        rows = json.loads(h2.ctl("endpoints", "--json").stdout)
+        assert sorted(r["name"] for r in rows) == ["c1", "c4"]
+        assert all(r["programmed"] and r["node"] == "node1" for r in rows)
+    finally:
+        subprocess.run(["docker", "-H", d.url, "rm", "-f", "c1", "c2", "c3", "c4", "c5", "hostnet"], capture_output=True, timeout=120)
+        subprocess.run(["docker", "-H", d.url, "network", "rm", "e2e-a", "e2e-b"], capture_output=True, timeout=60)
