@@ -13,7 +13,7 @@ run: deps
 	@sh scripts/run.sh
 
 lint: deps
-	$(VENV)/bin/ruff check core hub adapters tests bench
+	$(VENV)/bin/ruff check core hub adapters tests $(wildcard bench)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

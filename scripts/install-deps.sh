@@ -28,6 +28,8 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import ovs._json' 2>/dev/
 fi
 stamp=.venv/.installed-$(cat pyproject.toml | md5sum | cut -c1-12)
 if [ ! -e "$stamp" ]; then
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+    log=$(mktemp)
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' >"$log" 2>&1 || { cat "$log"; rm -f "$log"; exit 1; }
+    rm -f "$log"
     touch "$stamp"
 fi
