@@ -258,25 +258,25 @@ def encode(value: Any) -> bytes:
     return _encoder.encode(value)
 
 
-def decode_event(data: bytes | str) -> Event:
-    """Decode one canonical event (JSON); raise :class:`Invalid` on bad input."""
+def _decode(decoder: msgspec.json.Decoder[Any], data: bytes | str, what: str) -> Any:
     try:
-        ev: Event = _event_decoder.decode(data)
-        return ev
+        return decoder.decode(data)
     except msgspec.ValidationError as exc:
-        raise Invalid("schema", f"event does not match the model: {exc}") from None
+        raise Invalid("schema", f"{what} does not match the model: {exc}") from None
     except msgspec.DecodeError as exc:
         raise Invalid("bad-json", f"not JSON: {exc}") from None
+
+
+def decode_event(data: bytes | str) -> Event:
+    """Decode one canonical event (JSON); raise :class:`Invalid` on bad input."""
+    ev: Event = _decode(_event_decoder, data, "event")
+    return ev
 
 
 def decode_object(data: bytes | str) -> Object:
-    try:
-        obj: Object = _object_decoder.decode(data)
-        return obj
-    except msgspec.ValidationError as exc:
-        raise Invalid("schema", f"object does not match the model: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise Invalid("bad-json", f"not JSON: {exc}") from None
+    """Decode one canonical object (JSON); raise :class:`Invalid` on bad input."""
+    obj: Object = _decode(_object_decoder, data, "object")
+    return obj
 
 
 def json_schema() -> dict[str, Any]:

@@ -108,7 +108,7 @@ def to_ovsdb(cols: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in cols.items():
         if isinstance(v, dict):
-            out[k] = ["map", sorted(v.items())]
+            out[k] = ["map", list(v.items())]
         elif isinstance(v, tuple):
             out[k] = ["set", list(v)]
         else:

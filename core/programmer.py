@@ -29,6 +29,7 @@ import contextlib
 import itertools
 import logging
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -37,6 +38,7 @@ from typing import Any
 import msgspec
 
 from core import metrics
+from core.gcpause import gc_paused
 from core.model import (
     Delete,
     Endpoint,
@@ -71,10 +73,34 @@ Publish = Callable[[StatusEvent | Rejected], Awaitable[None]]
 
 
 class Row(msgspec.Struct, gc=False):
-    """One hub-owned NB row in the replica (plain Python column values)."""
+    """A hub-owned Logical_Switch in the replica (plain Python column values)."""
 
     uuid: str
     cols: dict[str, Any]
+
+
+class PortRow(msgspec.Struct, gc=False):
+    """A hub-owned Logical_Switch_Port in the replica, kept compact: at 50k
+    ports the full columns cost ~1.5 KB a row; a digest of them is enough to
+    tell whether the row equals the desired one.  ``digest`` is None when
+    someone else modified the row: it is then rewritten whole."""
+
+    uuid: str
+    source: str
+    digest: int | None
+    up: bool | None = None
+
+
+def lsp_digest(cols: dict[str, Any]) -> int:
+    """Order-insensitive digest of the columns the hub writes on a port."""
+    return hash(
+        (
+            tuple(sorted(cols.get("addresses", ()))),
+            tuple(sorted(cols.get("port_security", ()))),
+            tuple(sorted(cols.get("options", {}).items())),
+            tuple(sorted(cols.get("external_ids", {}).items())),
+        )
+    )
 
 
 class SourceState:
@@ -124,7 +150,7 @@ class Programmer:
         self.ls_refs: Counter[str] = Counter()
         # replica of owned rows
         self.ls: dict[str, Row] = {}  # by name
-        self.lsp: dict[str, Row] = {}  # by name
+        self.lsp: dict[str, PortRow] = {}  # by name
         self._uuid_ls: dict[str, str] = {}  # uuid -> name
         self._uuid_lsp: dict[str, str] = {}
         self._lsp_parent: dict[str, str] = {}  # lsp uuid -> ls uuid
@@ -191,57 +217,83 @@ class Programmer:
         log.info("NB synced: %d switches, %d ports owned by %s", len(self.ls), len(self.lsp), self.hub_id)
 
     def _on_update(self, updates: dict[str, Any]) -> None:
-        for uuid, change in updates.get(LS, {}).items():
-            self._apply_row(LS, uuid, change)
-        for uuid, change in updates.get(LSP, {}).items():
-            self._apply_row(LSP, uuid, change)
+        with gc_paused():
+            for uuid, change in updates.get(LS, {}).items():
+                self._apply_row(LS, uuid, change)
+            for uuid, change in updates.get(LSP, {}).items():
+                self._apply_row(LSP, uuid, change)
 
     def _apply_row(self, table: str, uuid: str, change: dict[str, Any]) -> None:
-        by_name, by_uuid = (self.ls, self._uuid_ls) if table == LS else (self.lsp, self._uuid_lsp)
+        if table == LSP:
+            self._apply_port(uuid, change)
+            return
         if "delete" in change:
-            name = by_uuid.pop(uuid, None)
-            if name is not None and by_name.get(name) is not None and by_name[name].uuid == uuid:
-                del by_name[name]
-                (self.dirty_ls if table == LS else self.dirty_lsp).add(name)
+            name = self._uuid_ls.pop(uuid, None)
+            if name is not None and name in self.ls and self.ls[name].uuid == uuid:
+                del self.ls[name]
+                self.dirty_ls.add(name)
                 self._wake.set()
-            if table == LS:
-                for p in [p for p, parent in self._lsp_parent.items() if parent == uuid]:
-                    del self._lsp_parent[p]
+            for p in [p for p, parent in self._lsp_parent.items() if parent == uuid]:
+                del self._lsp_parent[p]
             return
         row = change.get("initial") or change.get("insert")
         if row is not None:
             cols = _decode_cols(row)
             name = cols["name"]
-            by_name[name] = Row(uuid, cols)
-            by_uuid[uuid] = name
-            if table == LS:
-                for p in cols.get("ports", ()):
-                    self._lsp_parent[p] = uuid
-            elif cols.get("up") is True:
-                self._port_up(name)
+            self.ls[name] = Row(uuid, cols)
+            self._uuid_ls[uuid] = name
+            for p in cols["ports"]:
+                self._lsp_parent[p] = uuid
             return
         diff = change.get("modify")
-        name = by_uuid.get(uuid)
+        name = self._uuid_ls.get(uuid)
         if diff is None or name is None:
             return
-        cur = by_name[name]
-        old_up = cur.cols.get("up")
+        cur = self.ls[name]
         for col, val in diff.items():
             cur.cols[col] = _apply_diff(cur.cols.get(col), val)
-        if table == LS and "ports" in diff:
+        if "ports" in diff:
             for p in py_set(diff["ports"]):
                 if p in cur.cols["ports"]:
                     self._lsp_parent[p] = uuid
                 elif self._lsp_parent.get(p) == uuid:
                     del self._lsp_parent[p]
-        if table == LSP and cur.cols.get("up") is True and old_up is not True:
-            self._port_up(name)
-        # someone else changed a row we own: re-check it
-        if table == LS:
-            self.dirty_ls.add(name)
-        elif set(diff) != {"up"}:
-            self.dirty_lsp.add(name)
+        self.dirty_ls.add(name)  # someone (maybe us) changed a switch we own: re-check it
         self._wake.set()
+
+    def _apply_port(self, uuid: str, change: dict[str, Any]) -> None:
+        if "delete" in change:
+            name = self._uuid_lsp.pop(uuid, None)
+            if name is not None and name in self.lsp and self.lsp[name].uuid == uuid:
+                del self.lsp[name]
+                self.dirty_lsp.add(name)
+                self._wake.set()
+            return
+        row = change.get("initial") or change.get("insert")
+        if row is not None:
+            cols = _decode_cols(row)
+            name = cols["name"]
+            source = sys.intern(cols["external_ids"].get(SOURCE, ""))
+            self.lsp[name] = PortRow(uuid, source, lsp_digest(cols), cols["up"])
+            self._uuid_lsp[uuid] = name
+            if cols["up"] is True:
+                self._port_up(name)
+            return
+        diff = change.get("modify")
+        name = self._uuid_lsp.get(uuid)
+        if diff is None or name is None:
+            return
+        cur = self.lsp[name]
+        if "up" in diff:
+            old_up = cur.up
+            cur.up = _apply_diff(cur.up, diff["up"])
+            if cur.up is True and old_up is not True:
+                self._port_up(name)
+        if set(diff) - {"up"}:
+            # the row changed under us (maybe our own update's echo): rewrite it whole
+            cur.digest = None
+            self.dirty_lsp.add(name)
+            self._wake.set()
 
     def _port_up(self, name: str) -> None:
         t = self._committed_at.pop(name, None)
@@ -317,7 +369,8 @@ class Programmer:
             elif st.networks.pop(event.key, None) is not None:
                 self._refresh_ls(event.source, event.key)
         elif isinstance(event, Snapshot):
-            self._apply_snapshot(event, now)
+            with gc_paused():
+                self._apply_snapshot(event, now)
         else:
             return
         metrics.DESIRED_ENDPOINTS.set(len(self.want_lsp))
@@ -342,15 +395,16 @@ class Programmer:
             src = str(snap.source)
             # GC is now licensed for this source: look at every row it owns.
             self.dirty_ls.update(n for n, r in self.ls.items() if r.cols["external_ids"].get(SOURCE) == src)
-            self.dirty_lsp.update(n for n, r in self.lsp.items() if r.cols["external_ids"].get(SOURCE) == src)
+            self.dirty_lsp.update(n for n, r in self.lsp.items() if r.source == src)
 
     def remove_source(self, source: Source) -> None:
         """The source is gone from the config: its rows are collected."""
         self.apply(Snapshot(source=source, objects=()))
 
     # ------------------------------------------------------------ diff
-    def _synced(self, row: Row) -> bool:
-        st = self.sources.get(row.cols["external_ids"].get(SOURCE, ""))
+    def _synced(self, row: Row | PortRow) -> bool:
+        src = row.source if isinstance(row, PortRow) else row.cols["external_ids"].get(SOURCE, "")
+        st = self.sources.get(src)
         return st is not None and st.synced
 
     def _lsp_op(self, name: str) -> PlanOp | None:
@@ -360,8 +414,9 @@ class Programmer:
             want = lsp_columns(ep, self.hub_id)
             if cur is None:
                 return PlanOp("insert", LSP, name, want)
-            changed = {k: v for k, v in want.items() if k != "name" and _norm(cur.cols.get(k)) != _norm(v)}
-            return PlanOp("update", LSP, name, changed) if changed else None
+            if cur.digest == lsp_digest(want):
+                return None
+            return PlanOp("update", LSP, name, {k: v for k, v in want.items() if k != "name"})
         if cur is not None and self._synced(cur):
             return PlanOp("delete", LSP, name)
         return None
@@ -469,8 +524,9 @@ class Programmer:
         take_lsp = list(itertools.islice(self.dirty_lsp, room))
         self.dirty_lsp.difference_update(take_lsp)
         metrics.DIRTY.set(len(self.dirty_ls) + len(self.dirty_lsp))
-        ls_ops = [op for op in map(self._ls_op, take_ls) if op is not None]
-        lsp_ops = [op for op in map(self._lsp_op, take_lsp) if op is not None]
+        with gc_paused():
+            ls_ops = [op for op in map(self._ls_op, take_ls) if op is not None]
+            lsp_ops = [op for op in map(self._lsp_op, take_lsp) if op is not None]
         # A port whose switch does not exist yet needs that switch in this batch.
         new_ls = {o.name for o in ls_ops if o.op == "insert"}
         for op in lsp_ops:
@@ -505,7 +561,8 @@ class Programmer:
 
     async def _commit(self, units: list[PlanOp]) -> None:
         assert self._client is not None
-        ops, inserts = self._build(units)
+        with gc_paused():
+            ops, inserts = self._build(units)
         t0 = time.monotonic()
         try:
             result = await self._client.transact(ops)
@@ -523,20 +580,29 @@ class Programmer:
             await self._commit(units[:mid])
             await self._commit(units[mid:])
             return
-        self._record_inserts(units, inserts, result)
         now = time.monotonic()
-        metrics.TXN_SECONDS.observe(now - t0)
-        metrics.TXNS.labels("ok").inc()
-        self.transactions += 1
-        self.writes += len(units)
-        for u in units:
-            metrics.NB_OPS.labels(u.table, u.op).inc()
-            since = self._since.pop(u.name, None)
-            if since is not None:
-                metrics.EVENT_TO_COMMIT.observe(now - since)
-            if u.table == LSP and u.op == "insert":
-                self._committed_at[u.name] = now
-            self._status_q.put_nowait(self._programmed(u))
+        with gc_paused():
+            self._record_inserts(units, inserts, result)
+            metrics.TXN_SECONDS.observe(now - t0)
+            metrics.TXNS.labels("ok").inc()
+            self.transactions += 1
+            self.writes += len(units)
+            op_counts: Counter[tuple[str, str]] = Counter()
+            waited: list[float] = []
+            for u in units:
+                if u.table == LSP and u.op == "update" and u.name in self.lsp:
+                    self.lsp[u.name].digest = lsp_digest(u.columns)  # written whole: equal to desired now
+                op_counts[(u.table, u.op)] += 1
+                since = self._since.pop(u.name, None)
+                if since is not None:
+                    waited.append(now - since)
+                if u.table == LSP and u.op == "insert":
+                    self._committed_at[u.name] = now
+                self._status_q.put_nowait(self._programmed(u))
+            for (table, op), n in op_counts.items():
+                metrics.NB_OPS.labels(table, op).inc(n)
+            for w in waited:
+                metrics.EVENT_TO_COMMIT.observe(w)
 
     def _programmed(self, u: PlanOp) -> Programmed:
         if u.table == LSP:
@@ -569,13 +635,13 @@ class Programmer:
         for op_index, unit_index in inserts.items():
             u = units[unit_index]
             uuid = result[op_index]["uuid"][1]
-            cols = _plain_cols(u.columns)
             if u.table == LS:
-                self.ls[u.name] = Row(uuid, cols)
+                self.ls[u.name] = Row(uuid, _plain_cols(u.columns))
                 self._uuid_ls[uuid] = u.name
                 new_ls_uuid[u.name] = uuid
             else:
-                self.lsp[u.name] = Row(uuid, cols)
+                source = sys.intern(u.columns["external_ids"].get(SOURCE, ""))
+                self.lsp[u.name] = PortRow(uuid, source, lsp_digest(u.columns))
                 self._uuid_lsp[uuid] = u.name
         new_ports: dict[str, list[str]] = {}
         for op_index, unit_index in inserts.items():
@@ -642,7 +708,7 @@ class Programmer:
         return ops, inserts
 
     # ------------------------------------------------------------ views
-    def endpoints(self) -> Iterable[tuple[Endpoint, Row | None]]:
+    def endpoints(self) -> Iterable[tuple[Endpoint, PortRow | None]]:
         for name, ep in self.want_lsp.items():
             yield ep, self.lsp.get(name)
 
@@ -721,3 +787,4 @@ def _norm(v: Any) -> Any:
     if v is None:
         return ()
     return v
+

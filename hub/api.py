@@ -42,9 +42,8 @@ def endpoint_rows(hub: Hub) -> list[dict[str, Any]]:
                 "ips": list(ep.ips),
                 "mac": ep.mac,
                 "port": name,
-                "addresses": list(row.cols["addresses"]) if row else [],
-                "programmed": row is not None and name not in p.dirty_lsp,
-                "up": bool(row and row.cols.get("up")),
+                "programmed": row is not None and row.digest is not None and name not in p.dirty_lsp,
+                "up": bool(row and row.up),
                 "error": p.failed.get(name, ""),
             }
         )

@@ -135,30 +135,39 @@ class Hub:
                 batch_size=self.config.ovn.batch_size,
                 retry_interval=self.config.ovn.retry_interval,
             )
-            self._status(f"connecting to OVN NB {nb}")
-            await self.programmer.start(timeout=None if not self.use_sandbox else 60)
-            api = ApiServer(self)
-            await api.start(self.config.api.listen)
             self._input = self.bus.subscribe(
                 "programmer", accept=lambda e: isinstance(e, Snapshot | Upsert | Delete)
             )
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                writer = tg.create_task(self.programmer.run(), name="nb-writer")
+                # Adapters list while NB loads: desired state needs no connection.
                 consumer = tg.create_task(self._consume(), name="consumer")
                 watchdog = tg.create_task(self._watchdog(), name="watchdog")
-                readiness = tg.create_task(self._readiness(), name="readiness")
                 for spec in self.config.adapter_specs().values():
                     self._start_adapter(spec)
-                await self.stopping.wait()
+                self._status(f"connecting to OVN NB {nb}")
+                started = tg.create_task(self.programmer.start(timeout=None if not self.use_sandbox else 60))
+                stop = asyncio.ensure_future(self.stopping.wait())
+                await asyncio.wait({started, stop}, return_when=asyncio.FIRST_COMPLETED)
+                tasks = [consumer, watchdog]
+                if started.done() and not self.stopping.is_set():
+                    started.result()
+                    api = ApiServer(self)
+                    await api.start(self.config.api.listen)
+                    tasks.append(tg.create_task(self.programmer.run(), name="nb-writer"))
+                    tasks.append(tg.create_task(self._readiness(), name="readiness"))
+                    await stop
                 self.notifier.notify("STOPPING=1", "STATUS=stopping: draining NB writes")
                 log.info("stopping: adapters first, then draining NB writes")
-                readiness.cancel()
+                started.cancel()
+                stop.cancel()
                 for runner in list(self.runners.values()):
                     if runner.task is not None:
                         runner.task.cancel()
-                await self._drain()
-                for t in (consumer, writer, watchdog):
+                if len(tasks) == 4:  # the writer runs: let it drain
+                    tasks[-1].cancel()  # readiness
+                    await self._drain()
+                for t in tasks:
                     t.cancel()
             log.info("stopped cleanly")
             return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(f"hubd: config OK ({len(cfg.adapter_specs())} adapters)")
         return 0
+    # Everything imported so far lives for the whole run: keep it out of the
+    # cyclic collector's generations (bulk paths also pause it, core.gcpause).
+    gc.freeze()
     try:
         return asyncio.run(hub.run())
     except KeyboardInterrupt:

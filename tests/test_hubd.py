@@ -185,3 +185,20 @@ def test_kill9_mid_batch_then_restart_converges_exactly(ovn: OvnSandbox, tmpdir_
     assert [s["name"] for s in sw] == ["static/a/blue"]
     assert len(sw[0]["ports"][1]) == len(want)
     assert "nothing to write" in h2.ctl("plan").stdout
+
+
+def test_sigterm_while_nb_unreachable_exits_cleanly(tmpdir_short: Path, hubd_factory: Any) -> None:
+    a = tmpdir_short / "a.jsonl"
+    write_objects(a, "a", 3)
+    cfg = (
+        f'[hub]\nid = "hubt"\nstate_dir = "{tmpdir_short}"\n[ovn]\nnb = "unix:{tmpdir_short}/no-such-nb.sock"\n'
+        f'[api]\nlisten = "unix:{tmpdir_short}/api.sock"\n'
+        f'[adapters.a]\ntype = "static"\ncluster = "a"\npath = "{a}"\n'
+    )
+    h: Hubd = hubd_factory(cfg)
+    h.notify.wait_for("STATUS=connecting to OVN NB", 20)
+    time.sleep(0.5)
+    h.signal(signal.SIGTERM)
+    assert h.wait(30) == 0, h.logtext()
+    h.notify.drain()
+    assert "STOPPING=1" in h.notify.messages and not any(m.startswith("READY=1") for m in h.notify.messages)

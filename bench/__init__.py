@@ -1,0 +1,1 @@
+"""OVN Hub benchmarks: ``python -m bench <name> [options]`` (see bench/README.md)."""

@@ -1,0 +1,23 @@
+"""``python -m bench <name> [options]``: run one benchmark, print one JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench import bulk, resync
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description="OVN Hub benchmarks (JSON on stdout)")
+    subs = ap.add_subparsers(dest="name", required=True)
+    bulk.add_arguments(subs.add_parser("bulk", help="program N endpoints into an empty NB: hub vs baselines"))
+    resync.add_arguments(subs.add_parser("resync", help="restart hubd over N programmed endpoints"))
+    args = ap.parse_args(argv)
+    if args.name == "bulk":
+        return bulk.main(args)
+    return resync.main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

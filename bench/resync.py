@@ -1,0 +1,362 @@
+"""``bench resync``: restart a real ``hubd`` over N already-programmed endpoints.
+
+A ``hubd`` subprocess (the console script next to ``sys.executable``) runs the
+static adapter on a JSON-lines file of N canonical Endpoints, against a private
+NB.  The first run programs them; after SIGTERM the restarts are measured: process start to ``READY=1`` on a NOTIFY_SOCKET we bind, the
+NB writes it made before READY (``ovn_hub_nb_operations_total`` from /metrics
+and ``nb.transactions`` from /v1/status, over the API unix socket), and its RSS
+(VmRSS, VmHWM) at READY.
+
+Baseline, same run: one ``transact`` selecting every Logical_Switch_Port (with
+the hub's columns) and Logical_Switch through :class:`core.ovsdb.OvsdbClient`,
+JSON parse included.  Reads and restarts alternate ``--repeat`` times; the
+medians count (RSS and writes: the maximum).  For context, the RSS of a bare ``python -c "import
+hub.daemon"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.common import (
+    BIN,
+    HUB_ID,
+    emit,
+    environment,
+    log,
+    make_endpoints,
+    make_network,
+    mb,
+    nb_sandbox,
+    proc_status_kb,
+    r,
+    short_tmpdir,
+)
+from core.model import Source, encode
+from core.nbmodel import LS, LS_COLUMNS, LSP, LSP_COLUMNS
+from core.ovsdb import OvsdbClient
+
+SOURCE = Source("static", "bench")  # the static adapter's source: type/cluster
+TARGET_RATIO = 1.5
+TARGET_WRITES = 0
+TARGET_RSS_MB = 150.0
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.messages: list[str] = []
+
+    def drain(self) -> None:
+        self.sock.setblocking(False)
+        try:
+            while True:
+                self.messages.extend(self.sock.recv(65536).decode().split("\n"))
+        except BlockingIOError:
+            pass
+        finally:
+            self.sock.setblocking(True)
+
+    def wait_for(self, line: str, proc: subprocess.Popen[bytes], timeout: float) -> float:
+        """Block until a datagram holds ``line``; return time.monotonic() of its arrival."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {line!r} within {timeout}s; got {self.messages[-5:]}")
+            if proc.poll() is not None:
+                raise RuntimeError(f"hubd exited with {proc.returncode} before {line!r}")
+            self.sock.settimeout(min(left, 0.5))
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            now = time.monotonic()
+            lines = data.decode().split("\n")
+            self.messages.extend(lines)
+            if line in lines:
+                return now
+
+    def close(self) -> None:
+        self.sock.close()
+        self.path.unlink(missing_ok=True)
+
+
+class HubdProcess:
+    def __init__(self, workdir: Path, config: Path, notify: NotifySocket) -> None:
+        self.workdir = workdir
+        self.config = config
+        self.notify = notify
+        self.log_path = workdir / "hubd.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+
+    def start(self) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", NOTIFY_SOCKET=str(self.notify.path))
+        env.pop("WATCHDOG_USEC", None)
+        self.notify.drain()
+        self.notify.messages.clear()
+        with open(self.log_path, "ab") as logf:
+            self.started = time.monotonic()
+            self.proc = subprocess.Popen(
+                [str(BIN / "hubd"), "--config", str(self.config)],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+            )
+
+    def wait_ready(self, timeout: float) -> float:
+        assert self.proc is not None
+        return self.notify.wait_for("READY=1", self.proc, timeout) - self.started
+
+    def terminate(self, timeout: float = 60.0) -> tuple[int, float]:
+        """SIGTERM and wait; returns (exit code, seconds to exit)."""
+        assert self.proc is not None
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait(10)
+        return rc, time.monotonic() - t0
+
+    def ensure_stopped(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def write_inputs(tmp: Path, n: int, nb_remote: str) -> tuple[Path, Path]:
+    data = tmp / "eps.jsonl"
+    with open(data, "wb") as fh:
+        fh.write(encode(make_network(SOURCE)) + b"\n")
+        for ep in make_endpoints(n, SOURCE):
+            fh.write(encode(ep) + b"\n")
+    config = tmp / "hubd.toml"
+    config.write_text(
+        f"""[hub]
+id = "{HUB_ID}"
+state_dir = "{tmp / "state"}"
+log_level = "info"
+
+[ovn]
+nb = "{nb_remote}"
+
+[api]
+listen = "unix:{tmp / "api.sock"}"
+
+[adapters.s]
+type = "static"
+cluster = "{SOURCE.cluster}"
+path = "{data}"
+"""
+    )
+    return data, config
+
+
+async def api_counters(api_sock: Path) -> dict[str, Any]:
+    """NB write counters of a running hubd, over its admin API socket."""
+    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(api_sock))) as session:
+        async with session.get("http://hubd/metrics") as resp:
+            resp.raise_for_status()
+            text = await resp.text()
+        async with session.get("http://hubd/v1/status") as resp:
+            resp.raise_for_status()
+            status: dict[str, Any] = await resp.json()
+    ops: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("ovn_hub_nb_operations_total{"):
+            labels, _, value = line.rpartition(" ")
+            ops[labels[len("ovn_hub_nb_operations_total") :]] = float(value)
+    nb = status.get("nb", {})
+    return {
+        "nb_operations": int(sum(ops.values())),
+        "nb_operations_by_label": ops,
+        "transactions": nb.get("transactions"),
+        "ports": nb.get("ports"),
+        "switches": nb.get("switches"),
+        "dirty": nb.get("dirty"),
+        "endpoints": status.get("endpoints"),
+        "ready": status.get("ready"),
+    }
+
+
+async def raw_read(remote: str) -> tuple[float, int, int]:
+    """One transact selecting all LSP and LS rows with the hub's columns."""
+    client = OvsdbClient(remote)
+    await client.connect()
+    try:
+        t0 = time.perf_counter()
+        res = await client.transact(
+            [
+                {"op": "select", "table": LSP, "where": [], "columns": LSP_COLUMNS},
+                {"op": "select", "table": LS, "where": [], "columns": LS_COLUMNS},
+            ]
+        )
+        seconds = time.perf_counter() - t0
+    finally:
+        await client.close()
+    return seconds, len(res[0]["rows"]), len(res[1]["rows"])
+
+
+def bare_interpreter() -> dict[str, Any]:
+    """RSS (and wall time) of a bare ``python -c "import hub.daemon"``."""
+    code = "import hub.daemon, sys; sys.stdout.write(open('/proc/self/status').read())"
+    t0 = time.monotonic()
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    seconds = time.monotonic() - t0
+    kb: dict[str, int] = {}
+    for line in res.stdout.splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            kb[key] = int(rest.split()[0])
+    return {"rss_mb": mb(kb.get("VmRSS")), "hwm_mb": mb(kb.get("VmHWM")), "seconds": r(seconds, 3)}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    n: int = args.n
+    out: dict[str, Any] = {"bench": "resync", "env": environment(), "n": n}
+    started = time.perf_counter()
+    log("bare interpreter: python -c 'import hub.daemon'")
+    out["interpreter_baseline"] = bare_interpreter()
+    with short_tmpdir("br", keep=args.keep) as tmp, nb_sandbox(tmp / "ovn") as sb:
+        log(f"writing {n} endpoints to a JSON-lines file")
+        _, config = write_inputs(tmp, n, sb.nb_remote)
+        notify = NotifySocket(tmp / "n.sock")
+        hubd = HubdProcess(tmp, config, notify)
+        try:
+            log("hubd run 1: programming an empty NB")
+            hubd.start()
+            first_ready = hubd.wait_ready(args.timeout)
+            first = asyncio.run(api_counters(tmp / "api.sock"))
+            rc1, stop1 = hubd.terminate()
+            log(f"hubd run 1: READY after {first_ready:.2f}s, {first['nb_operations']} NB writes; SIGTERM -> {rc1}")
+            out["first_run"] = {
+                "ready_seconds": r(first_ready, 3),
+                "nb_operations": first["nb_operations"],
+                "transactions": first["transactions"],
+                "ports": first["ports"],
+                "exit_code": rc1,
+                "stop_seconds": r(stop1, 3),
+            }
+
+            # raw reads and measured restarts alternate; medians count
+            reads: list[tuple[float, int, int]] = []
+            runs: list[dict[str, Any]] = []
+            for i in range(args.repeat):
+                reads.append(asyncio.run(raw_read(sb.nb_remote)))
+                log(f"raw read #{i + 1}: {reads[-1][0]:.3f}s ({reads[-1][1]} ports)")
+                hubd.start()
+                assert hubd.proc is not None
+                ready = hubd.wait_ready(args.timeout)
+                kb = proc_status_kb(hubd.proc.pid)
+                counters = asyncio.run(api_counters(tmp / "api.sock"))
+                rc, stop = hubd.terminate()
+                runs.append(
+                    {
+                        "ready_seconds": ready,
+                        "rss_mb": mb(kb.get("VmRSS")),
+                        "hwm_mb": mb(kb.get("VmHWM")),
+                        **counters,
+                        "exit_code": rc,
+                        "stop_seconds": r(stop, 3),
+                    }
+                )
+                log(f"hubd restart #{i + 1}: READY after {ready:.2f}s, {counters['nb_operations']} NB writes, RSS {kb}")
+        except BaseException:
+            log(f"hubd log tail:\n{hubd.log_tail()}")
+            raise
+        finally:
+            hubd.ensure_stopped()
+            notify.close()
+
+    raw_seconds = statistics.median(x[0] for x in reads)
+    ordered = sorted(runs, key=lambda x: x["ready_seconds"])
+    median_run = ordered[(len(ordered) - 1) // 2]
+    ready = statistics.median(x["ready_seconds"] for x in runs)
+    ratio = ready / raw_seconds
+    rss = max(x["rss_mb"] for x in runs)
+    hwm = max(x["hwm_mb"] for x in runs)
+    writes = max(x["nb_operations"] for x in runs)
+    out.update(
+        {
+            "ready_seconds": r(ready, 3),
+            "raw_read_seconds": r(raw_seconds),
+            "ratio": r(ratio, 3),
+            "writes_during_resync": writes,
+            "transactions_during_resync": max(x["transactions"] for x in runs),
+            "rss_mb": rss,
+            "hwm_mb": hwm,
+            "rss_over_interpreter_mb": round(rss - out["interpreter_baseline"]["rss_mb"], 1),
+            "raw_read": {
+                "seconds": r(raw_seconds),
+                "samples": [r(x[0]) for x in reads],
+                "ports": reads[0][1],
+                "switches": reads[0][2],
+                "columns": {"Logical_Switch_Port": LSP_COLUMNS, "Logical_Switch": LS_COLUMNS},
+            },
+            "restarts": {
+                "ready_samples": [r(x["ready_seconds"], 3) for x in runs],
+                "rss_samples": [x["rss_mb"] for x in runs],
+                "writes_samples": [x["nb_operations"] for x in runs],
+                "median_run": {**median_run, "ready_seconds": r(median_run["ready_seconds"], 3)},
+            },
+            "targets": {"ratio": TARGET_RATIO, "writes_during_resync": TARGET_WRITES, "rss_mb": TARGET_RSS_MB},
+            "target_met": {
+                "ratio": ratio <= TARGET_RATIO,
+                "writes_during_resync": writes == TARGET_WRITES,
+                "rss_mb": rss <= TARGET_RSS_MB,
+                "hwm_mb": hwm <= TARGET_RSS_MB,
+                "programmed": all(x["ports"] == n and x["endpoints"] == n for x in runs),
+            },
+            "wall_seconds": round(time.perf_counter() - started, 1),
+        }
+    )
+    out["all_targets_met"] = all(out["target_met"].values())
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    emit(run(args))
+    return 0
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--n", type=int, default=50000, help="endpoints (default 50000)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="raw reads and measured hubd restarts, alternating; medians count (RSS and writes: max)",
+    )
+    ap.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for READY=1")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (NB database, hubd log)")
