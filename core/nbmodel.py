@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import zlib
 from typing import Any
 
 from core.model import Endpoint, Network, Source
@@ -24,6 +25,8 @@ UID = "ovn-hub:uid"
 NAMESPACE = "ovn-hub:namespace"
 NAME = "ovn-hub:name"
 NETWORK = "ovn-hub:network"
+SHARD = "ovn-hub:shard"  # crc32(port name) % SHARDS: lets a restart read ports in slices
+SHARDS = 8
 
 LS = "Logical_Switch"
 LSP = "Logical_Switch_Port"
@@ -86,8 +89,9 @@ def lsp_columns(ep: Endpoint, hub_id: str) -> dict[str, Any]:
         addresses = (f"{ep.mac} dynamic",) if ep.mac else ("dynamic",)
         port_security = ()
     options = {"requested-chassis": ep.node} if ep.node else {}
+    name = lsp_name(ep)
     return {
-        "name": lsp_name(ep),
+        "name": name,
         "addresses": addresses,
         "port_security": port_security,
         "options": options,
@@ -99,6 +103,7 @@ def lsp_columns(ep: Endpoint, hub_id: str) -> dict[str, Any]:
             NAMESPACE: ep.namespace,
             NAME: ep.name,
             NETWORK: ep.network,
+            SHARD: str(zlib.crc32(name.encode()) % SHARDS),
         },
     }
 

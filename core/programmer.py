@@ -58,6 +58,8 @@ from core.nbmodel import (
     LSP,
     LSP_COLUMNS,
     OWNER,
+    SHARD,
+    SHARDS,
     SOURCE,
     ls_columns,
     ls_name,
@@ -199,12 +201,14 @@ class Programmer:
             # tag, and it records them from the transaction reply.  That halves
             # the server's and this process's work on bulk programming.
             select = {"initial": True, "insert": False, "delete": True, "modify": True}
+            port_select = dict(select, initial=False)
             await client.monitor_cond(
                 {
                     LS: [{"columns": LS_COLUMNS, "where": cond, "select": select}],
-                    LSP: [{"columns": LSP_COLUMNS, "where": cond, "select": select}],
+                    LSP: [{"columns": LSP_COLUMNS, "where": cond, "select": port_select}],
                 }
             )
+            await self._load_ports(client, cond)
         except BaseException:
             await client.close()
             raise
@@ -215,6 +219,28 @@ class Programmer:
         self.connected.set()
         self._wake.set()
         log.info("NB synced: %d switches, %d ports owned by %s", len(self.ls), len(self.lsp), self.hub_id)
+
+    async def _load_ports(self, client: OvsdbClient, cond: list[Any]) -> None:
+        """Read the hub's ports shard by shard (``ovn-hub:shard`` in external_ids).
+
+        One 50k-row reply decodes into ~150 MB of short-lived Python objects,
+        and the process keeps that memory; 16 replies of ~3k rows do not.  The
+        monitor is already running (without initial contents), so a change
+        racing with these reads arrives after the read that returns the row.
+        A port the hub owns without a valid shard key (edited by someone) is
+        read last and rewritten whole."""
+        columns = [*LSP_COLUMNS, "_uuid"]
+        owned_shard = [
+            [["external_ids", "includes", ["map", sorted([[OWNER, self.hub_id], [SHARD, str(k)]])]]] for k in range(SHARDS)
+        ]
+        unsharded = cond + [["external_ids", "excludes", ["map", [[SHARD, str(k)]]]] for k in range(SHARDS)]
+        for where in [*owned_shard, unsharded]:
+            result = await client.transact([{"op": "select", "table": LSP, "where": where, "columns": columns}])
+            rows = result[0]["rows"]
+            with gc_paused():
+                for row in rows:
+                    self._apply_port(row.pop("_uuid")[1], {"initial": row})
+            del result, rows
 
     def _on_update(self, updates: dict[str, Any]) -> None:
         with gc_paused():

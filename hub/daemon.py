@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import random
 import signal
@@ -34,6 +35,14 @@ from hub.plugins import PluginError, adapter_factory
 from hub.sandbox import OvnSandbox
 
 log = logging.getLogger("ovn_hub.hubd")
+
+
+def _trim_heap() -> None:
+    """Give memory freed after the initial NB read back to the OS (glibc only)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class AdapterRunner:
@@ -152,6 +161,7 @@ class Hub:
                 tasks = [consumer, watchdog]
                 if started.done() and not self.stopping.is_set():
                     started.result()
+                    _trim_heap()
                     api = ApiServer(self)
                     await api.start(self.config.api.listen)
                     tasks.append(tg.create_task(self.programmer.run(), name="nb-writer"))
