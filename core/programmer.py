@@ -797,7 +797,8 @@ def _apply_diff(cur: Any, diff: Any) -> Any:
         s2 = set(cur) ^ set(vals)
         return tuple(sorted(s2))
     if isinstance(diff, list) and len(diff) == 2 and diff[0] == "uuid":
-        return (diff[1],) if isinstance(cur, tuple) else diff[1]
+        # a one-element diff of a set of references is the atom itself: toggle it
+        return tuple(sorted(set(cur) ^ {diff[1]})) if isinstance(cur, tuple) else diff[1]
     if isinstance(cur, tuple):  # a one-element set diff sent as an atom
         return tuple(sorted(set(cur) ^ {diff}))
     if cur is None and isinstance(diff, bool):

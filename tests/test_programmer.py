@@ -174,6 +174,24 @@ async def test_switch_with_foreign_port_is_not_deleted(ovn: OvnSandbox, prog_fac
     assert [r["name"] for r in nb_rows(ovn, "Logical_Switch")] == ["docker/local/blue"]
 
 
+async def test_foreign_port_survives_single_port_removals(ovn: OvnSandbox, prog_factory: object) -> None:
+    """update2 sends a one-element set diff as a bare atom; the replica must
+    toggle it, or it loses track of a foreign port on a hub switch."""
+    p = await prog_factory()  # type: ignore[operator]
+    p.apply(snap(eps(3)))
+    await p.flush(10)
+    ovn.nbctl("lsp-add", "docker/local/blue", "operator-port")
+    p.apply(snap(eps(2)))  # removes u2 alone: a single-atom diff of ports
+    await p.flush(10)
+    p.apply(snap(eps(1)))
+    await p.flush(10)
+    await wait_until(lambda: len(p.ls["docker/local/blue"].cols["ports"]) == 2, 5, "replica ports = u0 + operator-port")
+    p.apply(snap([]))
+    await p.flush(10)
+    assert {r["name"] for r in nb_rows(ovn, "Logical_Switch_Port")} == {"operator-port"}
+    assert [r["name"] for r in nb_rows(ovn, "Logical_Switch")] == ["docker/local/blue"]
+
+
 async def test_delete_and_status_events(ovn: OvnSandbox, prog_factory: object) -> None:
     published = Published()
     p = await prog_factory(publish=published)  # type: ignore[operator]
