@@ -45,6 +45,7 @@ def test_import_linter_contracts() -> None:
 
 
 def test_adapters_registered_as_entry_points() -> None:
-    from hub.plugins import available
+    from hub.plugins import NORMALIZER_GROUP, available
 
-    assert {"docker", "static"} <= set(available())
+    assert {"docker", "static", "k8s"} <= set(available())
+    assert {"docker", "k8s"} <= set(available(NORMALIZER_GROUP))

@@ -1,0 +1,511 @@
+"""Kubernetes adapter: list + watch of pods, namespaces and nodes → canonical events.
+
+Session (one per connection to the API server, through kubernetes_asyncio)::
+
+    GET /api/v1/nodes, /api/v1/namespaces, /api/v1/pods   paged (limit/continue)
+                                       → ONE Snapshot of the pod endpoints
+    GET …?watch=1&resourceVersion=<list RV>&allowWatchBookmarks=true   one per resource
+        ADDED/MODIFIED/DELETED         → Upsert/Delete (no-ops filtered by ObjectCache)
+        BOOKMARK                       → remember the RV
+        ERROR 410 (or HTTP 410)        → relist that resource, emit the diff
+                                         (synthetic deletes) and a Snapshot, watch
+                                         again from the new RV
+        stream closed cleanly          → watch again from the last RV
+
+Lists and watches use the raw responses (``_preload_content=False``): objects
+stay plain dicts (no model deserialization that could choke on a malformed
+object) and the watch body is read in chunks, so an event split across reads
+or preceded by blank lines is handled.  kubernetes_asyncio's ``Watch`` is not
+used: on a 410 it retries once with the same (expired) RV before raising.
+
+On a connection error (or any API error that is not a 410) the adapter
+reconnects with exponential backoff + jitter and relists everything; deltas
+against the cache (Deletes of pods that vanished meanwhile) are emitted, then a
+Snapshot.
+
+Nodes feed a node-name → chassis map (label/annotation
+``k8s.ovn.org/node-chassis-id``, else the node name); a pod's Endpoint has
+``node`` = its node's chassis, and pods are re-emitted when a chassis changes.
+Namespaces feed :attr:`K8sAdapter.namespaces` (labels; for policies later).
+
+A malformed object becomes a :class:`~core.model.Rejected` (and is treated as
+absent: an endpoint it had is deleted); it never stops :meth:`K8sAdapter.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import random
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import aiohttp
+import msgspec
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from core.adapter import AdapterSpec, EventSink, ObjectCache, OptionsError, parse_options
+from core.model import Endpoint, InputEvent, Invalid, Rejected, Snapshot
+
+from .normalize import (
+    namespace_labels,
+    node_chassis,
+    normalize_pod,
+    object_ref,
+    parse_watch_event,
+    pod_uid,
+    resource_version,
+    watch_error,
+)
+
+__all__ = ["K8sAdapter", "K8sOptions"]
+
+_NET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: Server-side timeout of one watch request; the client read timeout is a bit longer.
+_WATCH_SECONDS = 300
+_WATCH_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=_WATCH_SECONDS + 60)
+_LIST_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=15)
+_MAX_LINE = 16 << 20
+#: Consecutive expired continue tokens before a list is given up (reconnect).
+_LIST_ATTEMPTS = 3
+_REJECT_MEMORY = 4096
+
+
+class K8sOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[adapters.<name>.options]`` of a k8s adapter."""
+
+    #: kubeconfig file; empty: in-cluster config (service account).
+    kubeconfig: str = ""
+    #: kubeconfig context; empty: the file's current-context.
+    context: str = ""
+    #: Canonical network of the pods' primary attachment.
+    network: str = "default"
+    #: ``limit`` of each list page.
+    page_size: Annotated[int, msgspec.Meta(ge=1)] = 500
+    #: Cap of the reconnect backoff (seconds).
+    backoff_max: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+
+
+@dataclass(frozen=True)
+class _Resource:
+    kind: str
+    method: str  # CoreV1Api list method (cluster-wide)
+
+
+PODS = _Resource("Pod", "list_pod_for_all_namespaces")
+NAMESPACES = _Resource("Namespace", "list_namespace")
+NODES = _Resource("Node", "list_node")
+RESOURCES = (NODES, NAMESPACES, PODS)
+
+
+class _Expired(Exception):
+    """410 Gone: the watch RV (or the list continue token) is too old."""
+
+
+class _ApiError(Exception):
+    """An API error that is not a 410, or a stream that makes no sense: reconnect."""
+
+
+#: Failures of the connection or the server: reconnect + relist, never a Rejected.
+_RECOVERABLE: tuple[type[BaseException], ...] = (
+    aiohttp.ClientError,
+    OSError,
+    asyncio.TimeoutError,
+    ApiException,
+    _ApiError,
+    _Expired,
+)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _status_message(body: bytes) -> str:
+    try:
+        status = json.loads(body)
+    except (ValueError, RecursionError):
+        return body[:200].decode(errors="replace")
+    if isinstance(status, dict):
+        return f"{status.get('reason')}: {status.get('message')}"
+    return str(status)[:200]
+
+
+class K8sAdapter:
+    """Watches one Kubernetes cluster; implements :class:`core.adapter.Adapter`."""
+
+    #: First reconnect delay (seconds); doubled per failure up to ``backoff_max``, jittered into [d/2, d].
+    backoff_initial = 0.5
+
+    def __init__(self, spec: AdapterSpec, options: K8sOptions | None = None) -> None:
+        self.spec = spec
+        self.options = options if options is not None else parse_options(spec, K8sOptions)
+        if not _NET_NAME.match(self.options.network):
+            raise OptionsError(f"adapters.{spec.name}.network: {self.options.network!r} is not a network name")
+        if self.options.context and not self.options.kubeconfig:
+            raise OptionsError(f"adapters.{spec.name}.context: needs a kubeconfig (in-cluster config has no contexts)")
+        self.source = spec.source
+        self.network = self.options.network
+        self.log = spec.logger()
+        self.cache = ObjectCache(self.source)
+        #: Rejected inputs by reason (the hub also counts Rejected events).
+        self.rejected: collections.Counter[str] = collections.Counter()
+        #: Number of Snapshots emitted (initial lists and relists).
+        self.relists = 0
+        self.connected = False
+        #: Namespace name → labels.
+        self.namespaces: dict[str, dict[str, str]] = {}
+        #: Node name → chassis name.
+        self.chassis: dict[str, str] = {}
+        #: Last resourceVersion seen per kind (list RV, then watch events/bookmarks).
+        self.resource_versions: dict[str, str] = {}
+        self._pods: dict[str, Endpoint] = {}  # pod uid → endpoint with node = spec.nodeName
+        self._lock = asyncio.Lock()
+        self._logged_rejects: set[tuple[str, str]] = set()
+
+    # ------------------------------------------------------------ run loop
+    async def run(self, sink: EventSink) -> None:
+        attempt = 0
+        while True:
+            try:
+                api = await self._api_client()
+                async with api:
+                    await self._session(api, sink)
+                reason = "session ended"
+            except _RECOVERABLE as exc:
+                reason = _describe(exc)
+            if self.connected:
+                self.connected = False
+                attempt = 0
+                self.log.warning("disconnected from the kubernetes API (%s); reconnecting", reason)
+            else:
+                self.log.debug("kubernetes API unavailable: %s", reason)
+            delay = min(self.options.backoff_max, self.backoff_initial * 2**attempt)
+            attempt = min(attempt + 1, 30)
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+
+    async def _api_client(self) -> k8s_client.ApiClient:
+        cfg = k8s_client.Configuration()
+        if self.options.kubeconfig:
+            await k8s_config.load_kube_config(
+                config_file=self.options.kubeconfig,
+                context=self.options.context or None,
+                client_configuration=cfg,
+                persist_config=False,
+            )
+        else:
+            k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        return k8s_client.ApiClient(configuration=cfg)
+
+    async def _session(self, api: k8s_client.ApiClient, sink: EventSink) -> None:
+        core = k8s_client.CoreV1Api(api)
+        lists = {res.kind: await self._list(core, res) for res in RESOURCES}
+        async with self._lock:
+            events: list[InputEvent | None] = []
+            for res in RESOURCES:
+                items, rv = lists[res.kind]
+                events += self._replace(res, items)
+                self.resource_versions[res.kind] = rv
+            await self._emit_relist(sink, events)
+        if not self.connected:
+            self.connected = True
+            self.log.info(
+                "connected to the kubernetes API at %s: %d pod endpoints, %d namespaces, %d nodes",
+                api.configuration.host,
+                len(self._pods),
+                len(self.namespaces),
+                len(self.chassis),
+            )
+        tasks = [asyncio.create_task(self._watch(core, res, sink), name=f"k8s-watch-{res.kind}") for res in RESOURCES]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                t.result()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------ list
+    async def _list(self, core: k8s_client.CoreV1Api, res: _Resource) -> tuple[list[Any], str]:
+        """All objects of a resource (paged) and the list's resourceVersion."""
+        call: Callable[..., Awaitable[Any]] = getattr(core, res.method)
+        for _ in range(_LIST_ATTEMPTS):
+            items: list[Any] = []
+            token = ""
+            rv = ""
+            while True:
+                kwargs: dict[str, Any] = {
+                    "limit": self.options.page_size,
+                    "_preload_content": False,
+                    "_request_timeout": _LIST_TIMEOUT,
+                }
+                if token:
+                    kwargs["_continue"] = token
+                resp: aiohttp.ClientResponse = await call(**kwargs)
+                try:
+                    body = await resp.read()
+                finally:
+                    resp.release()
+                if resp.status == 410 and token:
+                    self.log.info("list of %ss: continue token expired; listing again", res.kind)
+                    break
+                if resp.status != 200:
+                    raise _ApiError(f"list {res.kind}s: HTTP {resp.status}: {_status_message(body)}")
+                try:
+                    page = json.loads(body)
+                except (ValueError, RecursionError):
+                    raise _ApiError(f"list {res.kind}s: response is not JSON") from None
+                page_items = page.get("items") if isinstance(page, dict) else None
+                meta = page.get("metadata") if isinstance(page, dict) else None
+                if not isinstance(page_items, list) or not isinstance(meta, dict):
+                    raise _ApiError(f"list {res.kind}s: response is not a {res.kind}List")
+                items += page_items
+                rv = rv or resource_version(page)
+                token = meta.get("continue") or ""
+                if not isinstance(token, str):
+                    raise _ApiError(f"list {res.kind}s: metadata.continue is not a string")
+                if not token:
+                    if not rv:
+                        raise _ApiError(f"list {res.kind}s: no metadata.resourceVersion")
+                    return items, rv
+        raise _ApiError(f"list {res.kind}s: continue token expired {_LIST_ATTEMPTS} times in a row")
+
+    async def _relist(self, core: k8s_client.CoreV1Api, res: _Resource, sink: EventSink) -> None:
+        items, rv = await self._list(core, res)
+        async with self._lock:
+            events = self._replace(res, items)
+            self.resource_versions[res.kind] = rv
+            await self._emit_relist(sink, events)
+        self.log.info("relisted %d %ss after an expired watch", len(items), res.kind)
+
+    async def _emit_relist(self, sink: EventSink, events: list[InputEvent | None]) -> None:
+        """Emit a relist's deltas (not on the very first list), then the Snapshot."""
+        if self.relists:
+            for ev in events:
+                if ev is not None:
+                    await sink.emit(ev)
+        else:
+            for ev in events:
+                if isinstance(ev, Rejected):
+                    await sink.emit(ev)
+        snap = self.cache.snapshot(list(self._effective(ep) for ep in self._pods.values()))
+        self.relists += 1
+        await sink.emit(snap)
+
+    # ------------------------------------------------------------ watch
+    async def _watch(self, core: k8s_client.CoreV1Api, res: _Resource, sink: EventSink) -> None:
+        quiet = 0
+        while True:
+            try:
+                got = await self._watch_once(core, res, sink)
+            except _Expired as exc:
+                self.log.info("watch of %ss expired (%s): relisting", res.kind, _describe(exc))
+                await self._relist(core, res, sink)
+                continue
+            # closed cleanly by the server (timeout): resume from the last RV
+            quiet = 0 if got else quiet + 1
+            if quiet:
+                delay = min(self.options.backoff_max, 0.05 * 2 ** min(quiet, 20))
+                await asyncio.sleep(random.uniform(delay / 2, delay))
+
+    async def _watch_once(self, core: k8s_client.CoreV1Api, res: _Resource, sink: EventSink) -> int:
+        """One watch request; returns the number of events when the server ends it."""
+        call: Callable[..., Awaitable[Any]] = getattr(core, res.method)
+        resp: aiohttp.ClientResponse = await call(
+            watch=True,
+            resource_version=self.resource_versions[res.kind],
+            allow_watch_bookmarks=True,
+            timeout_seconds=_WATCH_SECONDS,
+            _preload_content=False,
+            _request_timeout=_WATCH_TIMEOUT,
+        )
+        try:
+            if resp.status == 410:
+                raise _Expired(f"HTTP 410: {_status_message(await resp.read())}")
+            if resp.status != 200:
+                raise _ApiError(f"watch {res.kind}s: HTTP {resp.status}: {_status_message(await resp.read())}")
+            count = 0
+            buf = bytearray()
+            while True:
+                chunk = await resp.content.readany()
+                if not chunk:
+                    if buf.strip():
+                        await self._handle_line(res, bytes(buf), sink)
+                        count += 1
+                    return count
+                buf += chunk
+                while (nl := buf.find(b"\n")) >= 0:
+                    line = bytes(buf[:nl])
+                    del buf[: nl + 1]
+                    if line.strip():
+                        await self._handle_line(res, line, sink)
+                        count += 1
+                if len(buf) > _MAX_LINE:
+                    raise _ApiError(f"watch {res.kind}s: event longer than {_MAX_LINE} bytes")
+        finally:
+            resp.close()
+
+    async def _handle_line(self, res: _Resource, line: bytes, sink: EventSink) -> None:
+        try:
+            try:
+                value = json.loads(line)
+            except (ValueError, RecursionError):
+                raise Invalid("bad-json", f"{res.kind} watch line is not JSON: {line[:80]!r}") from None
+            ev = parse_watch_event(value)
+        except Invalid as exc:
+            await self._emit_all(sink, [self._reject(exc, "")])
+            return
+        typ: str = ev["type"]
+        obj: dict[str, Any] = ev["object"]
+        if typ == "ERROR":
+            err = watch_error(ev)
+            if err.reason == "expired":
+                raise _Expired(str(err))
+            raise _ApiError(f"watch {res.kind}s: {err}")
+        rv = resource_version(obj)
+        if typ != "BOOKMARK":
+            async with self._lock:
+                try:
+                    events = self._apply(res, typ, obj)
+                except Exception as exc:  # a bug or an unforeseen payload: one event must not kill run()
+                    self.log.exception("failed to process %s %s event", res.kind, typ)
+                    events = [
+                        self._reject(Invalid("internal-error", f"{res.kind} {typ}: {_describe(exc)}"), object_ref(obj))
+                    ]
+                await self._emit_all(sink, events)
+        if rv:
+            self.resource_versions[res.kind] = rv
+
+    # ------------------------------------------------------------ state
+    def _effective(self, ep: Endpoint) -> Endpoint:
+        chassis = self.chassis.get(ep.node, ep.node)
+        return ep if chassis == ep.node else msgspec.structs.replace(ep, node=chassis)
+
+    def _drop_pod(self, uid: str) -> InputEvent | None:
+        if self._pods.pop(uid, None) is None:
+            return None
+        return self.cache.delete("endpoint", f"{self.network}/{uid}")
+
+    def _apply(self, res: _Resource, typ: str, obj: dict[str, Any]) -> list[InputEvent | None]:
+        """One watch event → the canonical events to emit (state updated)."""
+        if res is PODS:
+            return self._apply_pod(typ, obj)
+        if res is NODES:
+            return self._apply_node(typ, obj)
+        return self._apply_namespace(typ, obj)
+
+    def _safe_uid(self, obj: Any) -> str:
+        try:
+            return pod_uid(obj)
+        except Invalid:
+            return ""
+
+    def _apply_pod(self, typ: str, obj: dict[str, Any]) -> list[InputEvent | None]:
+        if typ == "DELETED":
+            try:
+                return [self._drop_pod(pod_uid(obj))]
+            except Invalid as exc:
+                return [self._reject(exc, object_ref(obj))]
+        try:
+            ep = normalize_pod(obj, self.source, network=self.network)
+        except Invalid as exc:
+            return [self._reject(exc, object_ref(obj)), self._drop_pod(self._safe_uid(obj))]
+        if ep is None:
+            return [self._drop_pod(self._safe_uid(obj))]
+        self._pods[ep.uid] = ep
+        return [self.cache.upsert(self._effective(ep))]
+
+    def _apply_node(self, typ: str, obj: dict[str, Any]) -> list[InputEvent | None]:
+        try:
+            name, chassis = node_chassis(obj)
+        except Invalid as exc:
+            return [self._reject(exc, object_ref(obj))]
+        before = self.chassis.get(name, name)
+        if typ == "DELETED":
+            self.chassis.pop(name, None)
+        else:
+            self.chassis[name] = chassis
+        if self.chassis.get(name, name) == before:
+            return []
+        self.log.info("node %s: chassis %s", name, self.chassis.get(name, name))
+        return [self.cache.upsert(self._effective(ep)) for ep in self._pods.values() if ep.node == name]
+
+    def _apply_namespace(self, typ: str, obj: dict[str, Any]) -> list[InputEvent | None]:
+        try:
+            name, labels = namespace_labels(obj)
+        except Invalid as exc:
+            return [self._reject(exc, object_ref(obj))]
+        if typ == "DELETED":
+            self.namespaces.pop(name, None)
+        else:
+            self.namespaces[name] = labels
+        return []
+
+    def _replace(self, res: _Resource, items: Iterable[Any]) -> list[InputEvent | None]:
+        """A full list of a resource → new state; returns the deltas against the cache."""
+        events: list[InputEvent | None] = []
+        if res is PODS:
+            pods: dict[str, Endpoint] = {}
+            for obj in items:
+                try:
+                    ep = normalize_pod(obj, self.source, network=self.network)
+                except Invalid as exc:
+                    events.append(self._reject(exc, object_ref(obj)))
+                    continue
+                if ep is not None:
+                    pods[ep.uid] = ep
+            events += [self._drop_pod(uid) for uid in list(self._pods.keys() - pods.keys())]
+            self._pods = pods
+        elif res is NODES:
+            chassis: dict[str, str] = {}
+            for obj in items:
+                try:
+                    name, ch = node_chassis(obj)
+                except Invalid as exc:
+                    events.append(self._reject(exc, object_ref(obj)))
+                    continue
+                chassis[name] = ch
+            self.chassis = chassis
+        else:
+            namespaces: dict[str, dict[str, str]] = {}
+            for obj in items:
+                try:
+                    name, labels = namespace_labels(obj)
+                except Invalid as exc:
+                    events.append(self._reject(exc, object_ref(obj)))
+                    continue
+                namespaces[name] = labels
+            self.namespaces = namespaces
+        if res is not NAMESPACES:
+            events += [self.cache.upsert(self._effective(ep)) for ep in self._pods.values()]
+        return events
+
+    # ------------------------------------------------------------ helpers
+    def _reject(self, exc: Invalid, ref: str) -> Rejected:
+        self.rejected[exc.reason] += 1
+        key = (ref, exc.reason)
+        if key not in self._logged_rejects:  # log once per object and reason
+            if len(self._logged_rejects) >= _REJECT_MEMORY:
+                self._logged_rejects.clear()
+            self._logged_rejects.add(key)
+            self.log.warning("rejected %s (%s): %s", ref or "event", exc.reason, exc)
+        return Rejected(source=self.source, reason=exc.reason, message=str(exc), ref=ref)
+
+    async def _emit_all(self, sink: EventSink, events: list[InputEvent | None]) -> None:
+        for ev in events:
+            if ev is not None:
+                await sink.emit(ev)
+
+    def endpoints(self) -> list[Endpoint]:
+        return self.cache.endpoints()
+
+    def snapshot(self) -> Snapshot:
+        """The current content (what the last Snapshot plus deltas amount to)."""
+        return Snapshot(source=self.source, objects=tuple(self.cache.objects.values()))
