@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-from core.model import Delete, Endpoint, InputEvent, Network, Object, Snapshot, Source, Upsert, kind_of
+from core.model import OBJECT_KINDS, Delete, Endpoint, InputEvent, Network, Object, Snapshot, Source, Upsert, kind_of
 
 ENTRY_POINT_GROUP = "ovn_hub.adapters"
 
@@ -96,9 +96,12 @@ class ObjectCache:
         return Upsert(obj=obj)
 
     def delete(self, kind: str, key: str) -> Delete | None:
-        if self.objects.pop((kind, key), None) is None:
+        obj = self.objects.pop((kind, key), None)
+        if obj is None:
             return None
-        return Delete(source=self.source, kind="network" if kind == "network" else "endpoint", key=key)
+        k = kind_of(obj)
+        assert k in OBJECT_KINDS
+        return Delete(source=self.source, kind=k, key=key)
 
     def snapshot(self, objects: list[Object]) -> Snapshot:
         self.objects = {(kind_of(o), o.key): o for o in objects}

@@ -20,6 +20,27 @@ Rules this module enforces:
 * **Bisection** - a batch failing on one row (a name taken by a foreign row) is
   split until the bad row is isolated; that row is reported as Rejected and
   retried later, every other row commits.
+
+Services and policies ("derived" rows: Load_Balancer, Port_Group, Address_Set,
+ACL) follow the same rules through a second, generic path, kept apart so the
+port path stays as lean as it is measured to be:
+
+* Events only mark the *source* stale.  Before each batch the writer
+  recomputes the source's derived rows with pure functions
+  (:func:`core.nbmodel.lb_rows`, :func:`core.policy.policy_rows`), compares
+  them with the previous result and marks the changed keys dirty; a source
+  without services or policies costs nothing.
+* All dirty derived rows go into *one* transaction (they are few next to
+  ports), and inside it every insert/update comes before every delete:
+  Address_Sets, Port_Groups, load balancers and new ACLs first, then old ACLs,
+  then what only they referenced.  A policy change is thus atomic for
+  ovn-northd, and even a bisected batch commits the new allows before it
+  removes the old ones.  An Address_Set or Port_Group still named by an owned
+  ACL's match is not deleted before that ACL (ovn-kubernetes PR #1068).
+* ACLs are identified by ``ovn-hub:acl`` (a digest of their behaviour), hang
+  from their Port_Group's ``acls`` (non-root table), and a new pod's port joins
+  the default-deny group in the transaction that creates the port, when both
+  are in one batch.
 """
 
 from __future__ import annotations
@@ -32,7 +53,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -43,24 +64,39 @@ from core.model import (
     Delete,
     Endpoint,
     InputEvent,
+    Namespace,
     Network,
+    ObjectKind,
+    Policy,
     Programmed,
     Ready,
     Rejected,
+    Service,
     Snapshot,
     Source,
     StatusEvent,
     Upsert,
 )
 from core.nbmodel import (
+    ACL,
+    ACL_KEY,
+    AS,
+    KIND,
+    LB,
     LS,
     LS_COLUMNS,
     LSP,
     LSP_COLUMNS,
     OWNER,
+    PG,
     SHARD,
     SHARDS,
     SOURCE,
+    UID,
+    X_COLUMNS,
+    X_KINDS,
+    DesiredRow,
+    lb_rows,
     ls_columns,
     ls_name,
     lsp_columns,
@@ -68,6 +104,7 @@ from core.nbmodel import (
     to_ovsdb,
 )
 from core.ovsdb import ConnectionLost, OvsdbClient, OvsdbError, py_map, py_set
+from core.policy import names_in_match, policy_rows
 
 log = logging.getLogger("ovn_hub.programmer")
 
@@ -105,10 +142,26 @@ def lsp_digest(cols: dict[str, Any]) -> int:
     )
 
 
+class XRow(msgspec.Struct, gc=False):
+    """A hub-owned row of a derived table (LB, PG, AS, ACL) in the replica."""
+
+    uuid: str
+    cols: dict[str, Any]
+
+
+#: Derived tables in the order their inserts/updates are written (what is
+#: referenced by name or uuid before what references it); deletes go reversed.
+X_ORDER = (AS, PG, LB, ACL)
+
+
 class SourceState:
     def __init__(self) -> None:
         self.networks: dict[str, Network] = {}
         self.endpoints: dict[str, Endpoint] = {}
+        self.namespaces: dict[str, Namespace] = {}
+        self.services: dict[str, Service] = {}
+        self.policies: dict[str, Policy] = {}
+        self.derived: dict[tuple[str, str], DesiredRow] = {}
         self.synced = False
 
 
@@ -117,6 +170,9 @@ class PlanOp(msgspec.Struct, frozen=True):
     table: str
     name: str
     columns: dict[str, Any] = {}
+    ref: str = ""  # derived rows: parent switch (LB) or port group (ACL) name
+    members: tuple[str, ...] = ()  # Port_Group: port names
+    detach: tuple[str, ...] = ()  # Load_Balancer: uuids of owned switches to leave
 
 
 class Programmer:
@@ -158,6 +214,16 @@ class Programmer:
         self._lsp_parent: dict[str, str] = {}  # lsp uuid -> ls uuid
         self.dirty_ls: set[str] = set()
         self.dirty_lsp: set[str] = set()
+        # derived tables: desired rows, replica, dirty (table, key)
+        self.want_x: dict[str, dict[str, DesiredRow]] = {t: {} for t in X_ORDER}
+        self.x: dict[str, dict[str, XRow]] = {t: {} for t in X_ORDER}
+        self._x_uuid: dict[str, dict[str, str]] = {t: {} for t in X_ORDER}
+        self.dirty_x: set[tuple[str, str]] = set()
+        self._stale: set[str] = set()  # sources whose derived rows must be recomputed
+        self._pg_of_lsp: dict[str, set[str]] = {}  # port name -> desired port groups holding it
+        self._acls_of_pg: dict[str, set[str]] = {}  # port group name -> desired ACL keys
+        self._lbs_of_ls: dict[str, set[str]] = {}  # switch name -> desired load balancer names
+        self._failed_x: dict[str, tuple[str, str]] = {}  # failed name -> (table, key)
         self._since: dict[str, float] = {}
         self._committed_at: dict[str, float] = {}
         self.failed: dict[str, str] = {}
@@ -194,6 +260,9 @@ class Programmer:
         self._uuid_ls.clear()
         self._uuid_lsp.clear()
         self._lsp_parent.clear()
+        for t in X_ORDER:
+            self.x[t].clear()
+            self._x_uuid[t].clear()
         client.on_update = self._on_update
         cond = self._cond()
         try:
@@ -202,12 +271,13 @@ class Programmer:
             # the server's and this process's work on bulk programming.
             select = {"initial": True, "insert": False, "delete": True, "modify": True}
             port_select = dict(select, initial=False)
-            await client.monitor_cond(
-                {
-                    LS: [{"columns": LS_COLUMNS, "where": cond, "select": select}],
-                    LSP: [{"columns": LSP_COLUMNS, "where": cond, "select": port_select}],
-                }
-            )
+            tables: dict[str, Any] = {
+                LS: [{"columns": LS_COLUMNS, "where": cond, "select": select}],
+                LSP: [{"columns": LSP_COLUMNS, "where": cond, "select": port_select}],
+            }
+            for t in X_ORDER:
+                tables[t] = [{"columns": X_COLUMNS[t], "where": cond, "select": select}]
+            await client.monitor_cond(tables)
             await self._load_ports(client, cond)
         except BaseException:
             await client.close()
@@ -216,6 +286,9 @@ class Programmer:
         # Level-triggered restart: everything we know of is a candidate.
         self.dirty_ls.update(self.want_ls, self.ls)
         self.dirty_lsp.update(self.want_lsp, self.lsp)
+        for t in X_ORDER:
+            self.dirty_x.update((t, k) for k in self.want_x[t])
+            self.dirty_x.update((t, k) for k in self.x[t])
         self.connected.set()
         self._wake.set()
         log.info("NB synced: %d switches, %d ports owned by %s", len(self.ls), len(self.lsp), self.hub_id)
@@ -248,6 +321,9 @@ class Programmer:
                 self._apply_row(LS, uuid, change)
             for uuid, change in updates.get(LSP, {}).items():
                 self._apply_row(LSP, uuid, change)
+            for t in X_ORDER:
+                for uuid, change in updates.get(t, {}).items():
+                    self._apply_x(t, uuid, change)
 
     def _apply_row(self, table: str, uuid: str, change: dict[str, Any]) -> None:
         if table == LSP:
@@ -284,6 +360,8 @@ class Programmer:
                     self._lsp_parent[p] = uuid
                 elif self._lsp_parent.get(p) == uuid:
                     del self._lsp_parent[p]
+        if "load_balancer" in diff:  # (maybe someone) detached a balancer: re-check ours
+            self.dirty_x.update((LB, k) for k in self._lbs_of_ls.get(name, ()))
         self.dirty_ls.add(name)  # someone (maybe us) changed a switch we own: re-check it
         self._wake.set()
 
@@ -321,6 +399,49 @@ class Programmer:
             self.dirty_lsp.add(name)
             self._wake.set()
 
+    def _apply_x(self, table: str, uuid: str, change: dict[str, Any]) -> None:
+        """Fold one update2 change of a derived table into the replica.  Every
+        change marks the row dirty: the diff then decides whether it differs
+        from desired (our own updates' echoes come back equal)."""
+        rows = self.x[table]
+        by_uuid = self._x_uuid[table]
+        if "delete" in change:
+            key = by_uuid.pop(uuid, None)
+            if key is not None and key in rows and rows[key].uuid == uuid:
+                old = rows.pop(key)
+                self.dirty_x.add((table, key))
+                if table == ACL:
+                    # what this ACL named may now be deletable (referrers first)
+                    for ref in names_in_match(old.cols.get("match", "")):
+                        for t in (PG, AS):
+                            if ref in self.x[t]:
+                                self.dirty_x.add((t, ref))
+                self._wake.set()
+            return
+        row = change.get("initial") or change.get("insert")
+        if row is not None:
+            self._put_x(table, uuid, _decode_x(row))
+            return
+        diff = change.get("modify")
+        key = by_uuid.get(uuid)
+        if diff is None or key is None:
+            return
+        cur = rows[key]
+        for col, val in diff.items():
+            cur.cols[col] = _apply_x_diff(X_KINDS.get(col, ""), cur.cols.get(col), val)
+        self.dirty_x.add((table, key))
+        self._wake.set()
+
+    def _put_x(self, table: str, uuid: str, cols: dict[str, Any]) -> None:
+        """Index a derived row by its key.  A second owned row with the same key
+        (someone copied it) gets a key nothing desires, so it is collected."""
+        rows = self.x[table]
+        key = cols["external_ids"].get(ACL_KEY, "") if table == ACL else cols.get("name", "")
+        if not key or (key in rows and rows[key].uuid != uuid):
+            key = f"?{uuid}"
+        rows[key] = XRow(uuid, cols)
+        self._x_uuid[table][uuid] = key
+
     def _port_up(self, name: str) -> None:
         t = self._committed_at.pop(name, None)
         if t is not None:
@@ -348,6 +469,8 @@ class Programmer:
         if old is None:
             self.ls_refs[ls_name(ep.source, ep.network)] += 1
         st.endpoints[ep.key] = ep
+        if st.policies:
+            self._stale.add(str(ep.source))
         name = lsp_name(ep)
         self.want_lsp[name] = ep
         self._mark_lsp(name, now)
@@ -357,6 +480,8 @@ class Programmer:
         ep = st.endpoints.pop(key, None)
         if ep is None:
             return
+        if st.policies:
+            self._stale.add(str(source))
         name = lsp_name(ep)
         self.want_lsp.pop(name, None)
         self._mark_lsp(name, now)
@@ -365,6 +490,42 @@ class Programmer:
         if self.ls_refs[lsn] <= 0:
             del self.ls_refs[lsn]
         self._refresh_ls(source, ep.network)
+
+    def _set_service(self, st: SourceState, svc: Service | None, source: Source, uid: str) -> None:
+        """Services hold their switch in the desired state like endpoints do:
+        a load balancer needs a switch to hang from."""
+        old = st.services.get(uid)
+        if old == svc:
+            return
+        if svc is None:
+            del st.services[uid]
+        else:
+            st.services[uid] = svc
+        old_net = old.network if old is not None else None
+        new_net = svc.network if svc is not None else None
+        if old_net != new_net:
+            if new_net is not None:
+                self.ls_refs[ls_name(source, new_net)] += 1
+                self._refresh_ls(source, new_net)
+            if old_net is not None:
+                lsn = ls_name(source, old_net)
+                self.ls_refs[lsn] -= 1
+                if self.ls_refs[lsn] <= 0:
+                    del self.ls_refs[lsn]
+                self._refresh_ls(source, old_net)
+        self._stale.add(str(source))
+
+    def _set_other(self, st: SourceState, source: Source, kind: ObjectKind, key: str, obj: Namespace | Policy | None) -> None:
+        """Namespaces and policies only feed the derived rows."""
+        table: dict[str, Any] = st.namespaces if kind == "namespace" else st.policies
+        if table.get(key) == obj:
+            return
+        if obj is None:
+            del table[key]
+        else:
+            table[key] = obj
+        if kind == "policy" or st.policies:
+            self._stale.add(str(source))
 
     def _refresh_ls(self, source: Source, network: str) -> None:
         name = ls_name(source, network)
@@ -384,16 +545,29 @@ class Programmer:
             st = self._state(obj.source)
             if isinstance(obj, Endpoint):
                 self._set_endpoint(st, obj, now)
-            else:
+            elif isinstance(obj, Network):
                 if st.networks.get(obj.name) != obj:
                     st.networks[obj.name] = obj
                     self._refresh_ls(obj.source, obj.name)
+            elif isinstance(obj, Service):
+                self._set_service(st, obj, obj.source, obj.uid)
+            elif isinstance(obj, Namespace):
+                self._set_other(st, obj.source, "namespace", obj.name, obj)
+            else:
+                self._set_other(st, obj.source, "policy", obj.uid, obj)
         elif isinstance(event, Delete):
             st = self._state(event.source)
             if event.kind == "endpoint":
                 self._del_endpoint(st, event.source, event.key, now)
-            elif st.networks.pop(event.key, None) is not None:
-                self._refresh_ls(event.source, event.key)
+            elif event.kind == "network":
+                if st.networks.pop(event.key, None) is not None:
+                    self._refresh_ls(event.source, event.key)
+            elif event.kind == "service":
+                if event.key in st.services:
+                    self._set_service(st, None, event.source, event.key)
+            elif event.kind in ("namespace", "policy"):
+                if event.key in (st.namespaces if event.kind == "namespace" else st.policies):
+                    self._set_other(st, event.source, event.kind, event.key, None)
         elif isinstance(event, Snapshot):
             with gc_paused():
                 self._apply_snapshot(event, now)
@@ -405,8 +579,27 @@ class Programmer:
 
     def _apply_snapshot(self, snap: Snapshot, now: float) -> None:
         st = self._state(snap.source)
-        new_eps = {o.key: o for o in snap.objects if isinstance(o, Endpoint)}
-        new_nets = {o.name: o for o in snap.objects if isinstance(o, Network)}
+        new_eps: dict[str, Endpoint] = {}
+        new_nets: dict[str, Network] = {}
+        others: list[Namespace | Service | Policy] = []
+        for o in snap.objects:
+            if isinstance(o, Endpoint):
+                new_eps[o.key] = o
+            elif isinstance(o, Network):
+                new_nets[o.name] = o
+            else:
+                others.append(o)
+        new_svcs = {o.uid: o for o in others if isinstance(o, Service)}
+        for uid in [u for u in st.services if u not in new_svcs]:
+            self._set_service(st, None, snap.source, uid)
+        for svc in new_svcs.values():
+            self._set_service(st, svc, snap.source, svc.uid)
+        new_ns = {o.name: o for o in others if isinstance(o, Namespace)}
+        new_pols = {o.uid: o for o in others if isinstance(o, Policy)}
+        if new_ns != st.namespaces or new_pols != st.policies:
+            st.namespaces = new_ns
+            st.policies = new_pols
+            self._stale.add(str(snap.source))
         for key in [k for k in st.endpoints if k not in new_eps]:
             self._del_endpoint(st, snap.source, key, now)
         old_nets = st.networks
@@ -422,6 +615,8 @@ class Programmer:
             # GC is now licensed for this source: look at every row it owns.
             self.dirty_ls.update(n for n, r in self.ls.items() if r.cols["external_ids"].get(SOURCE) == src)
             self.dirty_lsp.update(n for n, r in self.lsp.items() if r.source == src)
+            for t in X_ORDER:
+                self.dirty_x.update((t, k) for k, r in self.x[t].items() if r.cols["external_ids"].get(SOURCE) == src)
 
     def remove_source(self, source: Source) -> None:
         """The source is gone from the config: its rows are collected."""
@@ -468,10 +663,120 @@ class Programmer:
             return PlanOp("delete", LS, name)
         return None
 
+    def _derive(self) -> None:
+        """Recompute the derived rows of every stale source (pure functions of
+        its desired state) and mark the keys whose desired row changed."""
+        while self._stale:
+            src = self._stale.pop()
+            st = self.sources.get(src)
+            if st is None:
+                continue
+            rows: list[DesiredRow] = []
+            if st.services or st.policies or st.derived:
+                for svc in st.services.values():
+                    rows += lb_rows(svc, self.hub_id)
+                if st.policies:
+                    source = Source.parse(src)
+                    rows += policy_rows(source, st.endpoints.values(), st.namespaces, st.policies.values(), self.hub_id)
+            new = {(r.table, r.key): r for r in rows}
+            old = st.derived
+            if new == old:
+                continue
+            st.derived = new
+            for tk in old.keys() - new.keys():
+                r = old[tk]
+                self.want_x[r.table].pop(r.key, None)  # names embed the source: the key is this source's
+                self._unindex(r)
+                self.dirty_x.add(tk)
+            for tk, r in new.items():
+                prev = old.get(tk)
+                if prev == r:
+                    continue
+                if prev is not None:
+                    self._unindex(prev)
+                self.want_x[r.table][r.key] = r
+                self._index(r)
+                self.dirty_x.add(tk)
+
+    def _index(self, r: DesiredRow) -> None:
+        if r.table == PG:
+            for m in r.members:
+                self._pg_of_lsp.setdefault(m, set()).add(r.key)
+        elif r.table == ACL:
+            self._acls_of_pg.setdefault(r.parent, set()).add(r.key)
+        elif r.table == LB:
+            self._lbs_of_ls.setdefault(r.parent, set()).add(r.key)
+
+    def _unindex(self, r: DesiredRow) -> None:
+        def drop(index: dict[str, set[str]], k: str, v: str) -> None:
+            vals = index.get(k)
+            if vals is not None:
+                vals.discard(v)
+                if not vals:
+                    del index[k]
+
+        if r.table == PG:
+            for m in r.members:
+                drop(self._pg_of_lsp, m, r.key)
+        elif r.table == ACL:
+            drop(self._acls_of_pg, r.parent, r.key)
+        elif r.table == LB:
+            drop(self._lbs_of_ls, r.parent, r.key)
+
+    def _x_synced(self, row: XRow) -> bool:
+        st = self.sources.get(row.cols["external_ids"].get(SOURCE, ""))
+        return st is not None and st.synced
+
+    def _x_op(self, table: str, key: str, new_lsp: frozenset[str] = frozenset()) -> PlanOp | None:
+        """desired - actual for one derived row (``new_lsp``: ports the same
+        transaction inserts, which a Port_Group may already reference)."""
+        want = self.want_x[table].get(key)
+        cur = self.x[table].get(key)
+        if want is None:
+            if cur is None or not self._x_synced(cur):
+                return None
+            if table == PG:
+                foreign = [a for a in cur.cols.get("acls", ()) if a not in self._x_uuid[ACL]]
+                if foreign:
+                    if key not in self._warned:
+                        self._warned.add(key)
+                        log.warning("not deleting port group %s: it holds %d ACL(s) the hub does not own", key, len(foreign))
+                    return None
+            return PlanOp("delete", table, key)
+        cols = want.columns
+        if cur is None:
+            return PlanOp("insert", table, key, cols, ref=want.parent, members=self._members(want, new_lsp))
+        # the name is compared too: a renamed row is renamed back
+        changed = {k: v for k, v in cols.items() if _xnorm(cur.cols.get(k)) != _xnorm(v)}
+        if table == PG:
+            members = self._members(want, new_lsp)
+            have = {self.lsp[m].uuid if m in self.lsp else m for m in members}
+            if changed or have != set(cur.cols.get("ports", ())):
+                return PlanOp("update", table, key, changed, ref=want.parent, members=members)
+            return None
+        if table == LB:
+            parent = self.ls.get(want.parent)
+            detach = tuple(
+                r.uuid for n, r in self.ls.items() if n != want.parent and cur.uuid in r.cols.get("load_balancer", ())
+            )
+            attached = parent is not None and cur.uuid in parent.cols.get("load_balancer", ())
+            if changed or detach or not attached:
+                return PlanOp("update", table, key, changed, ref=want.parent, detach=detach)
+            return None
+        return PlanOp("update", table, key, changed, ref=want.parent) if changed else None
+
+    def _members(self, want: DesiredRow, new_lsp: frozenset[str]) -> tuple[str, ...]:
+        """The ports of a desired Port_Group that exist (or are inserted in this
+        transaction).  The others join when their insert is recorded."""
+        return tuple(m for m in want.members if m in self.lsp or m in new_lsp)
+
     def plan(self) -> list[PlanOp]:
         """Everything the writer would do now (all rows, not just dirty ones)."""
+        self._derive()
         ops = [self._ls_op(n) for n in sorted(set(self.want_ls) | set(self.ls))]
         ops += [self._lsp_op(n) for n in sorted(set(self.want_lsp) | set(self.lsp))]
+        for t in X_ORDER:
+            ops += [self._x_op(t, k) for k in sorted(set(self.want_x[t]) | set(self.x[t]))]
         return [o for o in ops if o is not None]
 
     # ------------------------------------------------------------ writer
@@ -492,7 +797,8 @@ class Programmer:
                         await asyncio.sleep(backoff * (1 + random.random() / 2))
                         backoff = min(backoff * 2, 30.0)
                         continue
-                if not self.dirty_ls and not self.dirty_lsp:
+                self._derive()
+                if not self.dirty_ls and not self.dirty_lsp and not self.dirty_x:
                     self._idle.set()
                     metrics.DIRTY.set(0)
                     self._wake.clear()
@@ -510,6 +816,8 @@ class Programmer:
                         retry_at = time.monotonic() + self.retry_interval
                         self.dirty_lsp.update(n for n in self.failed if n in self.want_lsp)
                         self.dirty_ls.update(n for n in self.failed if n in self.want_ls)
+                        self.dirty_x.update(self._failed_x.values())
+                        self._failed_x.clear()
                         self.failed.clear()
                     continue
                 self._idle.clear()
@@ -539,7 +847,14 @@ class Programmer:
             while True:
                 await self._idle.wait()
                 await asyncio.sleep(0)
-                if self._idle.is_set() and not self.dirty_ls and not self.dirty_lsp and self.connected.is_set():
+                if (
+                    self._idle.is_set()
+                    and not self.dirty_ls
+                    and not self.dirty_lsp
+                    and not self.dirty_x
+                    and not self._stale
+                    and self.connected.is_set()
+                ):
                     return
                 await asyncio.sleep(0.01)
 
@@ -549,6 +864,9 @@ class Programmer:
         room = max(0, self.batch_size - len(take_ls))
         take_lsp = list(itertools.islice(self.dirty_lsp, room))
         self.dirty_lsp.difference_update(take_lsp)
+        # Derived rows all go at once: a policy change is then one transaction.
+        take_x = self.dirty_x
+        self.dirty_x = set()
         metrics.DIRTY.set(len(self.dirty_ls) + len(self.dirty_lsp))
         with gc_paused():
             ls_ops = [op for op in map(self._ls_op, take_ls) if op is not None]
@@ -564,6 +882,9 @@ class Programmer:
                         ls_ops.append(extra)
                         new_ls.add(parent)
                     self.dirty_ls.discard(parent)
+        # (a re-created switch must take its balancers back even if nothing else changed)
+        relink = bool(self._lbs_of_ls) and any(o.op == "insert" and o.name in self._lbs_of_ls for o in ls_ops)
+        x_ops = self._x_batch(take_x, ls_ops, lsp_ops, new_ls) if take_x or relink else []
         # A switch delete must wait until its ports are gone (referrers first).
         ready_ls: list[PlanOp] = []
         for op in ls_ops:
@@ -571,12 +892,45 @@ class Programmer:
                 self.dirty_ls.add(op.name)
             else:
                 ready_ls.append(op)
-        units = ready_ls + lsp_ops
+        units = ready_ls + lsp_ops + x_ops
         if not units:
             for n in take_lsp:
                 self._since.pop(n, None)
             return
         await self._commit(units)
+
+    def _x_batch(self, take: set[tuple[str, str]], ls_ops: list[PlanOp], lsp_ops: list[PlanOp], new_ls: set[str]) -> list[PlanOp]:
+        """The derived-row operations of a batch, ordered: inserts/updates
+        (AS, PG, LB, ACL) then deletes (ACL, LB, PG, AS)."""
+        for op in ls_ops:  # a (re)created switch takes its balancers along
+            if op.op == "insert":
+                take.update((LB, k) for k in self._lbs_of_ls.get(op.name, ()))
+        new_lsp = frozenset(o.name for o in lsp_ops if o.op == "insert")
+        ops = [op for op in (self._x_op(t, k, new_lsp) for t, k in take) if op is not None]
+        for op in ops:  # a balancer needs its switch
+            if op.table == LB and op.op != "delete" and op.ref not in self.ls and op.ref not in new_ls:
+                extra = self._ls_op(op.ref)
+                if extra is not None and extra.op == "insert":
+                    ls_ops.append(extra)
+                    new_ls.add(op.ref)
+                    self.dirty_ls.discard(op.ref)
+        deleting_acls = {o.name for o in ops if o.table == ACL and o.op == "delete"}
+        named: set[str] | None = None
+        ready: list[PlanOp] = []
+        for op in ops:
+            if op.op == "delete" and op.table in (PG, AS):
+                if named is None:
+                    named = set()
+                    for k, r in self.x[ACL].items():
+                        if k not in deleting_acls:
+                            named |= names_in_match(r.cols.get("match", ""))
+                if op.name in named:
+                    continue  # an owned ACL still names it; re-dirtied when that ACL goes
+            ready.append(op)
+        rank = {t: i for i, t in enumerate(X_ORDER)}
+        ups = sorted((o for o in ready if o.op != "delete"), key=lambda o: rank[o.table])
+        dels = sorted((o for o in ready if o.op == "delete"), key=lambda o: -rank[o.table])
+        return ups + dels
 
     def _has_owned_ports(self, ls: str, lsp_ops: list[PlanOp]) -> bool:
         row = self.ls.get(ls)
@@ -587,6 +941,10 @@ class Programmer:
 
     async def _commit(self, units: list[PlanOp]) -> None:
         assert self._client is not None
+        if units and units[-1].table not in (LS, LSP):
+            units = self._x_ready(units)
+            if not units:
+                return
         with gc_paused():
             ops, inserts = self._build(units)
         t0 = time.monotonic()
@@ -595,7 +953,12 @@ class Programmer:
         except OvsdbError as exc:
             if isinstance(exc, ConnectionLost):
                 for u in units:
-                    (self.dirty_ls if u.table == LS else self.dirty_lsp).add(u.name)
+                    if u.table == LS:
+                        self.dirty_ls.add(u.name)
+                    elif u.table == LSP:
+                        self.dirty_lsp.add(u.name)
+                    else:
+                        self.dirty_x.add((u.table, u.name))
                 raise
             metrics.TXNS.labels("error").inc()
             if len(units) == 1:
@@ -615,7 +978,14 @@ class Programmer:
             self.writes += len(units)
             op_counts: Counter[tuple[str, str]] = Counter()
             waited: list[float] = []
+            seen: set[tuple[str, str]] = set()
             for u in units:
+                if u.table not in (LS, LSP):
+                    op_counts[(u.table, u.op)] += 1
+                    ev = self._x_programmed(u, seen)
+                    if ev is not None:
+                        self._status_q.put_nowait(ev)
+                    continue
                 if u.table == LSP and u.op == "update" and u.name in self.lsp:
                     self.lsp[u.name].digest = lsp_digest(u.columns)  # written whole: equal to desired now
                 op_counts[(u.table, u.op)] += 1
@@ -630,6 +1000,40 @@ class Programmer:
             for w in waited:
                 metrics.EVENT_TO_COMMIT.observe(w)
 
+    def _x_ready(self, units: list[PlanOp]) -> list[PlanOp]:
+        """Drop ACL inserts whose Port_Group neither exists nor is inserted by
+        these units (its insert failed, or a bisection split them): they are
+        marked dirty again when the group's insert is recorded."""
+        new_pg = {u.name for u in units if u.table == PG and u.op == "insert"}
+        return [
+            u for u in units if not (u.table == ACL and u.op == "insert" and u.ref not in self.x[PG] and u.ref not in new_pg)
+        ]
+
+    def _x_ids(self, u: PlanOp) -> dict[str, str]:
+        ids: dict[str, str] = u.columns.get("external_ids", {})
+        if not ids:
+            want = self.want_x[u.table].get(u.name)
+            cur = self.x[u.table].get(u.name)
+            ids = want.columns["external_ids"] if want else cur.cols["external_ids"] if cur else {}
+        return ids
+
+    def _x_programmed(self, u: PlanOp, seen: set[tuple[str, str]]) -> Programmed | None:
+        """One Programmed per service/policy touched by a transaction (not per
+        row); ``deleted`` when the object is gone from the desired state."""
+        ids = self._x_ids(u)
+        kind, uid = ids.get(KIND, ""), ids.get(UID, "")
+        if kind not in ("service", "policy") or not uid or (kind, uid) in seen:
+            return None
+        seen.add((kind, uid))
+        src = ids.get(SOURCE, "")
+        st = self.sources.get(src)
+        alive = st is not None and uid in (st.services if kind == "service" else st.policies)
+        try:
+            source = Source.parse(src)
+        except ValueError:
+            return None
+        return Programmed(source=source, kind="service" if kind == "service" else "policy", key=uid, row=u.name, deleted=not alive)
+
     def _programmed(self, u: PlanOp) -> Programmed:
         if u.table == LSP:
             ep = self.want_lsp.get(u.name)
@@ -643,6 +1047,18 @@ class Programmer:
         return Programmed(source=Source(src, cluster), kind="network", key=net, row=u.name, deleted=u.op == "delete")
 
     def _reject(self, unit: PlanOp, why: str) -> None:
+        if unit.table not in (LS, LSP):
+            name = f"{unit.table}:{unit.name}"
+            self.failed[name] = why
+            self._failed_x[name] = (unit.table, unit.name)
+            src = Source.parse(self._x_ids(unit).get(SOURCE, "unknown/unknown"))
+            reason = "nb-conflict" if "constraint" in why or "duplicate" in why.lower() else "nb-error"
+            metrics.REJECTED.labels(str(src), reason).inc()
+            log.warning("NB refused %s %s %s: %s (retrying every %.0fs)", unit.op, unit.table, unit.name, why, self.retry_interval)
+            self._status_q.put_nowait(
+                Rejected(source=src, reason=reason, message=f"NB refused {unit.op} of {unit.table} {unit.name}: {why}", ref=name)
+            )
+            return
         self.failed[unit.name] = why
         self._since.pop(unit.name, None)
         ep = self.want_lsp.get(unit.name) if unit.table == LSP else None
@@ -665,7 +1081,7 @@ class Programmer:
                 self.ls[u.name] = Row(uuid, _plain_cols(u.columns))
                 self._uuid_ls[uuid] = u.name
                 new_ls_uuid[u.name] = uuid
-            else:
+            elif u.table == LSP:
                 source = sys.intern(u.columns["external_ids"].get(SOURCE, ""))
                 self.lsp[u.name] = PortRow(uuid, source, lsp_digest(u.columns))
                 self._uuid_lsp[uuid] = u.name
@@ -686,6 +1102,50 @@ class Programmer:
                 self._lsp_parent[uuid] = self.ls[parent].uuid
         for parent, uuids in new_ports.items():
             self.ls[parent].cols["ports"] = tuple(uuids)
+        if units[-1].table not in (LS, LSP):
+            self._record_x_inserts(units, inserts, result, new_ls_uuid)
+        elif self._pg_of_lsp:
+            self._lsp_joined(units, inserts)
+
+    def _lsp_joined(self, units: list[PlanOp], inserts: dict[int, int]) -> None:
+        """New ports the desired port groups wanted but could not reference yet."""
+        for unit_index in inserts.values():
+            u = units[unit_index]
+            if u.table == LSP:
+                self.dirty_x.update((PG, k) for k in self._pg_of_lsp.get(u.name, ()))
+
+    def _record_x_inserts(
+        self, units: list[PlanOp], inserts: dict[int, int], result: list[Any], new_ls_uuid: dict[str, str]
+    ) -> None:
+        new_pg: dict[str, XRow] = {}
+        joined: set[str] = set()
+        for op_index, unit_index in inserts.items():
+            u = units[unit_index]
+            if u.table in (LS, LSP):
+                if u.table == LSP:
+                    joined.add(u.name)
+                continue
+            uuid = result[op_index]["uuid"][1]
+            cols = dict(u.columns)
+            if u.table == PG:
+                cols["ports"] = tuple(sorted(self.lsp[m].uuid for m in u.members if m in self.lsp))
+                cols["acls"] = ()
+            self._put_x(u.table, uuid, cols)
+            if u.table == PG:
+                new_pg[u.name] = self.x[PG][u.name]
+                # ACLs left out of this transaction (bisection) can join now
+                self.dirty_x.update((ACL, k) for k in self._acls_of_pg.get(u.name, ()) if k not in self.x[ACL])
+            elif u.table == ACL and u.ref in new_pg:
+                new_pg[u.ref].cols["acls"] = (*new_pg[u.ref].cols["acls"], uuid)
+            elif u.table == LB and u.ref in new_ls_uuid:
+                ls = self.ls[u.ref]
+                ls.cols["load_balancer"] = (*ls.cols.get("load_balancer", ()), uuid)
+        for u in units:  # existing balancers attached to a switch created here
+            if u.table == LB and u.op == "update" and u.ref in new_ls_uuid and u.name in self.x[LB]:
+                ls = self.ls[u.ref]
+                ls.cols["load_balancer"] = (*ls.cols.get("load_balancer", ()), self.x[LB][u.name].uuid)
+        for name in joined:
+            self.dirty_x.update((PG, k) for k in self._pg_of_lsp.get(name, ()))
 
     def _build(self, units: list[PlanOp]) -> tuple[list[dict[str, Any]], dict[int, int]]:
         """Operations for ``units``, and {op index: unit index} of the inserts."""
@@ -696,7 +1156,13 @@ class Programmer:
         add_ports: dict[str, list[Any]] = {}
         del_ports: dict[str, list[Any]] = {}
         counter = itertools.count()
+        x_units: list[int] = []
+        lsp_refs: dict[str, str] = {}
+        has_x = bool(units) and units[-1].table not in (LS, LSP)
         for ui, u in enumerate(units):
+            if u.table not in (LS, LSP):
+                x_units.append(ui)
+                continue
             if u.table == LS:
                 if u.op == "insert":
                     inserts[len(ops)] = ui
@@ -713,6 +1179,8 @@ class Programmer:
                 ep = self.want_lsp[u.name]
                 parent = ls_name(ep.source, ep.network)
                 ref = f"p{next(counter)}"
+                if has_x:
+                    lsp_refs[u.name] = ref
                 inserts[len(ops)] = ui
                 ops.append({"op": "insert", "table": LSP, "row": to_ovsdb(u.columns), "uuid-name": ref})
                 add_ports.setdefault(parent, []).append(["named-uuid", ref])
@@ -731,7 +1199,94 @@ class Programmer:
                 ops.append({"op": "mutate", "table": LS, "where": [["_uuid", "==", ["uuid", self.ls[parent].uuid]]], "mutations": [["ports", "insert", ["set", refs]]]})
         for parent_uuid, refs in del_ports.items():
             ops.append({"op": "mutate", "table": LS, "where": [["_uuid", "==", ["uuid", parent_uuid]]], "mutations": [["ports", "delete", ["set", refs]]]})
+        if x_units:
+            self._build_x(units, x_units, ops, inserts, new_ls, lsp_refs, counter)
         return ops, inserts
+
+    def _build_x(
+        self,
+        units: list[PlanOp],
+        x_units: list[int],
+        ops: list[dict[str, Any]],
+        inserts: dict[int, int],
+        new_ls: dict[str, dict[str, Any]],
+        lsp_refs: dict[str, str],
+        counter: Iterator[int],
+    ) -> None:
+        """Operations for derived rows.  References are resolved here: ports
+        and switches inserted by this same transaction by ``named-uuid``, the
+        rest by uuid; a port known nowhere is left out (it joins when its insert
+        is recorded).  Every update, delete and mutate names the row's uuid
+        *and* the owner tag."""
+        owner = ["external_ids", "includes", ["map", [[OWNER, self.hub_id]]]]
+
+        def where(uuid: str) -> list[Any]:
+            return [["_uuid", "==", ["uuid", uuid]], owner]
+
+        def mutate(table: str, uuid: str, column: str, how: str, ref: list[str]) -> None:
+            ops.append({"op": "mutate", "table": table, "where": where(uuid), "mutations": [[column, how, ["set", [ref]]]]})
+
+        def attach(ls: str, ref: list[str]) -> None:
+            if ls in new_ls:
+                row = new_ls[ls]["row"]
+                row.setdefault("load_balancer", ["set", []])[1].append(ref)
+            elif ls in self.ls:
+                mutate(LS, self.ls[ls].uuid, "load_balancer", "insert", ref)
+
+        new_pg: dict[str, dict[str, Any]] = {}
+        acl_parent: dict[str, str] | None = None
+        for ui in x_units:
+            u = units[ui]
+            t = u.table
+            cur = self.x[t].get(u.name)
+            if u.op == "delete":
+                if cur is None:
+                    continue
+                if t == ACL:
+                    if acl_parent is None:
+                        acl_parent = {a: pg.uuid for pg in self.x[PG].values() for a in pg.cols.get("acls", ())}
+                    pg_uuid = acl_parent.get(cur.uuid)
+                    if pg_uuid is not None:
+                        mutate(PG, pg_uuid, "acls", "delete", ["uuid", cur.uuid])
+                elif t == LB:
+                    for ls in self.ls.values():
+                        if cur.uuid in ls.cols.get("load_balancer", ()):
+                            mutate(LS, ls.uuid, "load_balancer", "delete", ["uuid", cur.uuid])
+                ops.append({"op": "delete", "table": t, "where": where(cur.uuid)})
+                continue
+            row = to_ovsdb(u.columns)
+            if t == PG:
+                row["ports"] = [
+                    "set",
+                    [
+                        ["named-uuid", lsp_refs[m]] if m in lsp_refs else ["uuid", self.lsp[m].uuid]
+                        for m in u.members
+                        if m in lsp_refs or m in self.lsp
+                    ],
+                ]
+            if u.op == "insert":
+                ref = f"x{next(counter)}"
+                inserts[len(ops)] = ui
+                op = {"op": "insert", "table": t, "row": row, "uuid-name": ref}
+                ops.append(op)
+                if t == PG:
+                    row["acls"] = ["set", []]
+                    new_pg[u.name] = op
+                elif t == LB:
+                    attach(u.ref, ["named-uuid", ref])
+                elif t == ACL:
+                    if u.ref in new_pg:
+                        new_pg[u.ref]["row"]["acls"][1].append(["named-uuid", ref])
+                    elif u.ref in self.x[PG]:
+                        mutate(PG, self.x[PG][u.ref].uuid, "acls", "insert", ["named-uuid", ref])
+                continue
+            assert cur is not None
+            if row:
+                ops.append({"op": "update", "table": t, "where": where(cur.uuid), "row": row})
+            if t == LB:
+                attach(u.ref, ["uuid", cur.uuid])  # inserting a present member is a no-op
+                for ls_uuid in u.detach:
+                    mutate(LS, ls_uuid, "load_balancer", "delete", ["uuid", cur.uuid])
 
     # ------------------------------------------------------------ views
     def endpoints(self) -> Iterable[tuple[Endpoint, PortRow | None]]:
@@ -753,6 +1308,7 @@ _DEFAULTS: dict[str, Any] = {
     "addresses": (),
     "port_security": (),
     "ports": (),
+    "load_balancer": (),
     "up": None,
 }
 
@@ -763,7 +1319,7 @@ def _decode_cols(row: dict[str, Any]) -> dict[str, Any]:
     for k, v in row.items():
         if k in ("other_config", "external_ids", "options"):
             out[k] = py_map(v)
-        elif k in ("addresses", "port_security", "ports"):
+        elif k in ("addresses", "port_security", "ports", "load_balancer"):
             out[k] = tuple(py_set(v)) if v != ["set", []] else ()
         elif k == "up":
             vals = py_set(v) if v != ["set", []] else ()
@@ -815,3 +1371,42 @@ def _norm(v: Any) -> Any:
         return ()
     return v
 
+
+
+_X_DEFAULTS: dict[str, Any] = {"map": {}, "set": (), "uuids": ()}
+
+
+def _decode_x(row: dict[str, Any]) -> dict[str, Any]:
+    """A derived-table row (update2 initial) → plain canonical columns: maps
+    as dicts, sets as sorted tuples (uuids unwrapped), scalars as they are;
+    columns omitted at their default value are filled in."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        kind = X_KINDS.get(k, "")
+        if kind == "map":
+            out[k] = py_map(v)
+        elif kind:
+            out[k] = tuple(sorted(py_set(v))) if v != ["set", []] else ()
+        else:
+            out[k] = v
+    for k, kind in X_KINDS.items():
+        out.setdefault(k, _X_DEFAULTS[kind])
+    return out
+
+
+def _apply_x_diff(kind: str, cur: Any, diff: Any) -> Any:
+    """Apply an update2 column diff to a derived-table column whose type is
+    known: sets toggle the listed members (a single member may come as a bare
+    atom), maps follow ovsdb-server(7), scalars are replaced."""
+    if kind == "map":
+        return _apply_diff(cur or {}, diff)
+    if kind:
+        members = py_set(diff) if diff != ["set", []] else ()
+        return tuple(sorted(set(cur or ()) ^ set(members)))
+    return diff
+
+
+def _xnorm(v: Any) -> Any:
+    if isinstance(v, tuple | list):
+        return tuple(sorted(v))
+    return v

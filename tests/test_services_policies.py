@@ -1,0 +1,498 @@
+"""Services, namespaces and policies: model, pure derivation, and the NB rows
+the programmer writes for them against a real ovsdb-server (no northd here:
+tests/test_ovn_trace.py proves the behaviour of these rows)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]
+import pytest
+
+from core.adapter import ObjectCache
+from core.model import (
+    Delete,
+    Endpoint,
+    Expr,
+    Invalid,
+    LBRule,
+    Namespace,
+    Peer,
+    Policy,
+    PolicyPort,
+    PortSpec,
+    Programmed,
+    Rejected,
+    Rule,
+    Selector,
+    Service,
+    Snapshot,
+    Source,
+    Upsert,
+    decode_event,
+    decode_object,
+    encode,
+    json_schema,
+    kind_of,
+    validate,
+)
+from core.nbmodel import ACL_KEY, NAME, OWNER, PARENT, SOURCE, UID, lsp_name
+from core.policy import ALLOW_PRIORITY, DENY_PRIORITY, deny_pg_name, pg_name, policy_rows, selector_matches
+from core.programmer import Programmer
+from hub.sandbox import OvnSandbox
+from tests.conftest import nb_rows, ovs_map, ovs_set, wait_until
+
+SRC = Source("k8s", "prod")
+OTHER = Source("k8s", "stage")
+IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def pod(i: int, ns: str = "default", src: Source = SRC, net: str = "pods", **labels: str) -> Endpoint:
+    return Endpoint(
+        source=src, uid=f"p{i}", namespace=ns, name=f"pod{i}", kind="pod", network=net,
+        ips=(f"10.0.0.{i}",), labels=labels, ports=(PortSpec(port=8000 + i, name="http"),),
+    )
+
+
+def svc(uid: str = "s1", net: str = "pods", src: Source = SRC, **kw: Any) -> Service:
+    base: dict[str, Any] = dict(
+        source=src, uid=uid, namespace="default", name=f"svc-{uid}", network=net,
+        rules=(
+            LBRule(vip="10.96.0.10", port=80, backends=("10.0.0.2:8080", "10.0.0.1:8080")),
+            LBRule(protocol="udp", vip="10.96.0.10", port=53, backends=("10.0.0.3:53",)),
+            LBRule(vip="fd00::10", port=80, backends=("[fd00::2]:8080",)),
+            LBRule(vip="10.96.0.10", port=443, backends=()),
+        ),
+    )
+    base.update(kw)
+    return Service(**base)
+
+
+def web_policy(uid: str = "np1", **kw: Any) -> Policy:
+    base: dict[str, Any] = dict(
+        source=SRC, uid=uid, namespace="default", name=f"pol-{uid}",
+        pod_selector=Selector(match_labels={"app": "web"}),
+        ingress=(Rule(peers=(Peer(pod_selector=Selector(match_labels={"role": "client"})),), ports=(PolicyPort(port=80),)),),
+    )
+    base.update(kw)
+    return Policy(**base)
+
+
+def snap(*objs: Any, src: Source = SRC) -> Snapshot:
+    return Snapshot(source=src, objects=tuple(objs))
+
+
+# ---------------------------------------------------------------- model
+def test_new_kinds_roundtrip_schema_and_cache() -> None:
+    objs: list[Namespace | Service | Policy] = [
+        Namespace(source=SRC, name="default", labels={"team": "a"}), svc(affinity_timeout=10800), web_policy()
+    ]
+    schema = json_schema()
+    assert {"Service", "Policy", "Namespace", "LBRule", "Rule", "Peer", "PolicyPort", "Selector", "Expr"} <= set(schema["$defs"])
+    for o in objs:
+        validate(o)
+        assert decode_object(encode(o)) == o
+        ev = Upsert(obj=o)
+        assert decode_event(encode(ev)) == ev
+        jsonschema.validate(json.loads(encode(ev)), schema)
+    assert [kind_of(o) for o in objs] == ["namespace", "service", "policy"]
+    assert [o.key for o in objs] == ["default", "s1", "np1"]
+    cache = ObjectCache(SRC)
+    for o in objs:
+        assert cache.upsert(o) is not None
+        assert cache.upsert(o) is None  # no-op filtering works for every kind
+    assert cache.delete("policy", "np1") == Delete(source=SRC, kind="policy", key="np1")
+    assert cache.delete("service", "s1") == Delete(source=SRC, kind="service", key="s1")
+    assert decode_object(b'{"type":"policy","source":{"orchestrator":"k8s","cluster":"a"},"uid":"u","namespace":"n","name":"x",'
+                         b'"ingress":[{"ports":[{"port":"http"},{"port":80,"end_port":90}]}]}').ingress == (  # type: ignore[union-attr]
+        Rule(ports=(PolicyPort(port="http"), PolicyPort(port=80, end_port=90))),
+    )
+
+
+def _rule(**kw: Any) -> Service:
+    base: dict[str, Any] = dict(vip="10.96.0.1", port=80, backends=("10.0.0.1:80",))
+    base.update(kw)
+    return svc(rules=(LBRule(**base),))
+
+
+def _ing(*peers: Peer, ports: tuple[PolicyPort, ...] = ()) -> Policy:
+    return web_policy(ingress=(Rule(peers=peers, ports=ports),))
+
+
+@pytest.mark.parametrize(
+    ("obj", "reason"),
+    [
+        (_rule(vip="10.96.0.300"), "bad-ip"),
+        (_rule(vip="fd00::0:1", backends=()), "bad-ip"),
+        (_rule(port=0), "bad-port"),
+        (_rule(protocol="icmp"), "bad-protocol"),
+        (_rule(backends=("10.0.0.1",)), "bad-backend"),
+        (_rule(backends=("10.0.0.1:99999",)), "bad-backend"),
+        (_rule(backends=("fd00::1:80",)), "bad-backend"),
+        (_rule(backends=("[fd00::1]:80",)), "bad-backend"),  # family differs from the vip
+        (_rule(backends=("10.0.0.1:80", "10.0.0.1:80")), "bad-backend"),
+        (svc(rules=(LBRule(vip="10.96.0.1", port=80), LBRule(vip="10.96.0.1", port=80))), "bad-rule"),
+        (svc(affinity_timeout=86401), "bad-affinity"),
+        (svc(network="a/b"), "bad-network"),
+        (svc(uid="a b"), "bad-uid"),
+        (web_policy(pod_selector=Selector(match_expressions=(Expr(key="a", operator="Equals", values=("x",)),))), "bad-selector"),
+        (web_policy(pod_selector=Selector(match_expressions=(Expr(key="a", operator="In"),))), "bad-selector"),
+        (web_policy(pod_selector=Selector(match_expressions=(Expr(key="a", operator="Exists", values=("x",)),))), "bad-selector"),
+        (web_policy(pod_selector=Selector(match_labels={"-bad": "x"})), "bad-selector"),
+        (_ing(Peer()), "bad-peer"),
+        (_ing(Peer(cidr="10.0.0.0/8", pod_selector=Selector())), "bad-peer"),
+        (_ing(Peer(pod_selector=Selector(), except_cidrs=("10.0.0.0/24",))), "bad-peer"),
+        (_ing(Peer(cidr="10.0.0.0/33")), "bad-cidr"),
+        (_ing(Peer(cidr="10.0.0.0/16", except_cidrs=("10.1.0.0/24",))), "bad-cidr"),
+        (_ing(Peer(cidr="10.0.0.0/16", except_cidrs=("fd00::/64",))), "bad-cidr"),
+        (_ing(ports=(PolicyPort(protocol="icmp"),)), "bad-protocol"),
+        (_ing(ports=(PolicyPort(port=70000),)), "bad-port"),
+        (_ing(ports=(PolicyPort(port=90, end_port=80),)), "bad-port"),
+        (_ing(ports=(PolicyPort(end_port=80),)), "bad-port"),
+        (_ing(ports=(PolicyPort(port="http", end_port=80),)), "bad-port"),
+        (_ing(ports=(PolicyPort(port="Not_A_Name"),)), "bad-port"),
+        (Namespace(source=SRC, name=""), "empty-field"),
+        (Namespace(source=SRC, name="x", labels={"k": "v\n"}), "bad-label"),
+    ],
+)
+def test_validation_reasons(obj: Any, reason: str) -> None:
+    with pytest.raises(Invalid) as exc:
+        validate(obj)
+    assert exc.value.reason == reason, str(exc.value)
+
+
+# ---------------------------------------------------------------- pure derivation
+def test_selector_semantics() -> None:
+    labels = {"app": "web", "tier": "front"}
+
+    def m(**kw: Any) -> bool:
+        return selector_matches(Selector(**kw), labels)
+
+    def e(op: str, *values: str, key: str = "tier") -> Selector:
+        return Selector(match_expressions=(Expr(key=key, operator=op, values=values),))
+
+    assert m() and m(match_labels={"app": "web"}) and not m(match_labels={"app": "db"})
+    assert selector_matches(e("In", "front", "back"), labels) and not selector_matches(e("In", "back"), labels)
+    assert selector_matches(e("NotIn", "back"), labels) and not selector_matches(e("NotIn", "front"), labels)
+    assert selector_matches(e("NotIn", "x", key="absent"), labels)  # NotIn matches a missing key
+    assert selector_matches(e("Exists"), labels) and not selector_matches(e("Exists", key="absent"), labels)
+    assert selector_matches(e("DoesNotExist", key="absent"), labels) and not selector_matches(e("DoesNotExist"), labels)
+    both = Selector(match_labels={"app": "web"}, match_expressions=(Expr(key="tier", operator="In", values=("back",)),))
+    assert not selector_matches(both, labels)  # matchLabels AND matchExpressions
+
+
+def test_policy_rows_deterministic_and_valid_names() -> None:
+    eps = [pod(i, app="web") for i in range(1, 4)] + [pod(i, role="client") for i in range(4, 7)]
+    pols = [
+        web_policy(),
+        web_policy("np2", egress=(Rule(ports=(PolicyPort(port="http"),)),), ingress=None),
+        web_policy("np3", ingress=(Rule(peers=(Peer(cidr="10.0.0.0/8", except_cidrs=("10.1.0.0/16", "10.2.0.0/16")),)),)),
+    ]
+    ns = {"default": Namespace(source=SRC, name="default")}
+    rows = policy_rows(SRC, eps, ns, pols, "hub1")
+    for _ in range(3):
+        random.shuffle(eps)
+        random.shuffle(pols)
+        assert sorted(policy_rows(SRC, eps, ns, pols, "hub1"), key=lambda r: (r.table, r.key)) == sorted(rows, key=lambda r: (r.table, r.key))
+    names = {r.key for r in rows if r.table in ("Port_Group", "Address_Set")}
+    assert names and all(IDENT.match(n) for n in names)
+    assert pg_name(SRC, "np1") != pg_name(OTHER, "np1")
+    matches = {r.columns["match"] for r in rows if r.table == "ACL"}
+    assert "(ip4.src == 10.0.0.0/8 && ip4.src != {10.1.0.0/16, 10.2.0.0/16})" in " ".join(matches)
+    # egress named port: one ACL per resolved number, destination IPs inlined
+    assert any("ip4.dst == {10.0.0.4}) && tcp.dst == 8004" in m for m in matches)
+    assert policy_rows(SRC, eps, ns, [], "hub1") == []
+
+
+# ---------------------------------------------------------------- NB rows
+class Published:
+    def __init__(self) -> None:
+        self.events: list[object] = []
+
+    async def __call__(self, ev: object) -> None:
+        self.events.append(ev)
+
+
+@pytest.fixture
+async def make_prog(ovn: OvnSandbox) -> AsyncIterator[Callable[..., Awaitable[Programmer]]]:
+    made: list[tuple[Programmer, asyncio.Task[None]]] = []
+
+    async def make(hub_id: str = "hub1", **kw: Any) -> Programmer:
+        p = Programmer(ovn.nb_remote, hub_id, **kw)
+        await p.start()
+        made.append((p, asyncio.create_task(p.run())))
+        return p
+
+    make.made = made  # type: ignore[attr-defined]
+
+    try:
+        yield make
+    finally:
+        for p, t in made:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+            await p.close()
+
+
+async def stop(make_prog: Any, p: Programmer) -> None:
+    """Stop one programmer (a hub restart): its writer must not reconnect."""
+    for q, t in make_prog.made:
+        if q is p:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+    await p.close()
+
+
+def rows(ovn: OvnSandbox, table: str) -> dict[str, dict[str, Any]]:
+    out = {}
+    for r in nb_rows(ovn, table):
+        key = ovs_map(r["external_ids"]).get(ACL_KEY) if table == "ACL" else r["name"]
+        out[key or r["_uuid"][1]] = r
+    return out
+
+
+def uuids(value: Any) -> set[str]:
+    return {u[1] for u in ovs_set(value)} if value != ["set", []] else set()
+
+
+def switch_lbs(ovn: OvnSandbox) -> dict[str, set[str]]:
+    lbs = {r["_uuid"][1]: r["name"] for r in nb_rows(ovn, "Load_Balancer")}
+    return {r["name"]: {lbs[u] for u in uuids(r["load_balancer"])} for r in nb_rows(ovn, "Logical_Switch")}
+
+
+class Spy:
+    """Records the programmer's transactions."""
+
+    def __init__(self, prog: Programmer) -> None:
+        assert prog._client is not None
+        self.txns: list[list[dict[str, Any]]] = []
+        client = prog._client
+        real = client.transact
+
+        async def transact(ops: list[dict[str, Any]], timeout: float | None = 300.0) -> list[Any]:
+            self.txns.append(ops)
+            return await real(ops, timeout)
+
+        client.transact = transact  # type: ignore[method-assign]
+
+
+async def test_load_balancers_on_the_right_switch(ovn: OvnSandbox, make_prog: Any) -> None:
+    published = Published()
+    p = await make_prog(publish=published)
+    p.apply(snap(pod(1), pod(2), pod(3), svc(affinity_timeout=100000)))
+    p.apply(snap(pod(9, src=OTHER), src=OTHER))
+    await p.flush(10)
+    lbs = rows(ovn, "Load_Balancer")
+    tcp, udp = lbs["k8s/prod/svc/default/svc-s1/s1/tcp"], lbs["k8s/prod/svc/default/svc-s1/s1/udp"]
+    assert ovs_map(tcp["vips"]) == {"10.96.0.10:80": "10.0.0.1:8080,10.0.0.2:8080", "[fd00::10]:80": "[fd00::2]:8080"}
+    assert tcp["protocol"] == "tcp" and udp["protocol"] == "udp"
+    assert ovs_map(udp["vips"]) == {"10.96.0.10:53": "10.0.0.3:53"}
+    assert ovs_map(tcp["options"]) == {"affinity_timeout": "65535"}  # clamped to OVN's maximum
+    ids = ovs_map(tcp["external_ids"])
+    assert ids[OWNER] == "hub1" and ids[SOURCE] == "k8s/prod" and ids[UID] == "s1" and ids[NAME] == "svc-s1"
+    assert switch_lbs(ovn) == {"k8s/prod/pods": set(lbs), "k8s/stage/pods": set()}
+    await wait_until(lambda: any(isinstance(e, Programmed) and e.kind == "service" and e.key == "s1" for e in published.events), 5)
+    # replay, duplicates and a restarted programmer write nothing
+    writes = p.writes
+    p.apply(snap(pod(1), pod(2), pod(3), svc(affinity_timeout=100000)))
+    p.apply(Upsert(obj=svc(affinity_timeout=100000)))
+    await p.flush(10)
+    assert p.writes == writes and p.plan() == []
+    q = await make_prog()
+    q.apply(snap(pod(1), pod(2), pod(3), svc(affinity_timeout=100000)))
+    await q.flush(10)
+    assert q.writes == 0 and q.plan() == []
+
+
+async def test_service_updates_move_rows(ovn: OvnSandbox, make_prog: Any) -> None:
+    p = await make_prog()
+    p.apply(snap(pod(1), pod(2), pod(3, net="blue"), svc()))
+    await p.flush(10)
+    before = {n: r["_uuid"][1] for n, r in rows(ovn, "Load_Balancer").items()}
+    # backends change: updated in place
+    p.apply(Upsert(obj=svc(rules=(LBRule(vip="10.96.0.10", port=80, backends=("10.0.0.9:8080",)),
+                                  LBRule(protocol="udp", vip="10.96.0.10", port=53, backends=("10.0.0.3:53",))))))
+    await p.flush(10)
+    lbs = rows(ovn, "Load_Balancer")
+    assert {n: r["_uuid"][1] for n, r in lbs.items()} == before
+    assert ovs_map(lbs["k8s/prod/svc/default/svc-s1/s1/tcp"]["vips"]) == {"10.96.0.10:80": "10.0.0.9:8080"}
+    # the service moves to another network: its balancers leave the old switch
+    p.apply(Upsert(obj=svc(net="blue", rules=(LBRule(vip="10.96.0.10", port=80, backends=("10.0.0.9:8080",)),))))
+    await p.flush(10)
+    assert switch_lbs(ovn) == {"k8s/prod/pods": set(), "k8s/prod/blue": {"k8s/prod/svc/default/svc-s1/s1/tcp"}}
+    assert p.plan() == []
+    # a new service on a network with no endpoint creates that network's switch
+    p.apply(Upsert(obj=svc("s2", net="green")))
+    await p.flush(10)
+    assert switch_lbs(ovn)["k8s/prod/green"] == {"k8s/prod/svc/default/svc-s2/s2/tcp", "k8s/prod/svc/default/svc-s2/s2/udp"}
+    # deletes
+    p.apply(Delete(source=SRC, kind="service", key="s1"))
+    p.apply(Delete(source=SRC, kind="service", key="s2"))
+    await p.flush(10)
+    assert rows(ovn, "Load_Balancer") == {}
+    assert set(switch_lbs(ovn)) == {"k8s/prod/pods", "k8s/prod/blue"}  # green had only the service
+
+
+async def test_policy_rows_follow_endpoints_and_namespaces(ovn: OvnSandbox, make_prog: Any) -> None:
+    p = await make_prog()
+    egress = Rule(peers=(Peer(namespace_selector=Selector(match_labels={"team": "a"})),), ports=(PolicyPort(protocol="udp", port=53),))
+    pol = web_policy(egress=(egress,))
+    objs = [pod(1, app="web"), pod(2, app="web"), pod(3, role="client"), pod(4, "ops", role="client"),
+            Namespace(source=SRC, name="default", labels={"team": "a"}), Namespace(source=SRC, name="ops"), pol]
+    p.apply(snap(*objs))
+    await p.flush(10)
+    lsp_uuid = {r["name"]: r["_uuid"][1] for r in nb_rows(ovn, "Logical_Switch_Port")}
+    pgs = rows(ovn, "Port_Group")
+    pg, deny_in, deny_eg = pg_name(SRC, "np1"), deny_pg_name(SRC, "in"), deny_pg_name(SRC, "eg")
+    assert set(pgs) == {pg, deny_in, deny_eg}
+    webs = {lsp_uuid[lsp_name(pod(1, app="web"))], lsp_uuid[lsp_name(pod(2, app="web"))]}
+    assert uuids(pgs[pg]["ports"]) == webs == uuids(pgs[deny_in]["ports"]) == uuids(pgs[deny_eg]["ports"])
+    sets = rows(ovn, "Address_Set")
+    assert ovs_set(sets[f"{pg}_in0_v4"]["addresses"]) == ["10.0.0.3"]  # client of the policy's namespace only
+    assert set(ovs_set(sets[f"{pg}_eg0_v4"]["addresses"])) == {"10.0.0.1", "10.0.0.2", "10.0.0.3"}  # team=a
+    acls = rows(ovn, "ACL")
+    by_match = {r["match"]: r for r in acls.values()}
+    allow_in = by_match[f"outport == @{pg} && ip && (ip4.src == ${pg}_in0_v4 || ip6.src == ${pg}_in0_v6) && (tcp.dst == 80)"]
+    assert (allow_in["priority"], allow_in["direction"], allow_in["action"]) == (ALLOW_PRIORITY, "to-lport", "allow-related")
+    allow_eg = by_match[f"inport == @{pg} && ip && (ip4.dst == ${pg}_eg0_v4 || ip6.dst == ${pg}_eg0_v6) && (udp.dst == 53)"]
+    assert (allow_eg["direction"], ovs_map(allow_eg["options"])) == ("from-lport", {"apply-after-lb": "true"})
+    assert by_match[f"outport == @{deny_in} && ip"]["action"] == "drop"
+    assert by_match[f"inport == @{deny_eg} && ip"]["priority"] == DENY_PRIORITY
+    assert len(acls) == 4
+    for table in ("Port_Group", "Address_Set", "ACL"):
+        for r in nb_rows(ovn, table):
+            ids = ovs_map(r["external_ids"])
+            assert ids[OWNER] == "hub1" and ids[SOURCE] == "k8s/prod", (table, ids)
+    acl_uuids = {r["_uuid"][1] for r in acls.values()}
+    assert uuids(pgs[pg]["acls"]) | uuids(pgs[deny_in]["acls"]) | uuids(pgs[deny_eg]["acls"]) == acl_uuids
+    assert all(ovs_map(r["external_ids"])[PARENT] in pgs for r in acls.values())
+    # labels and namespaces change: sets and groups follow, ACLs stay
+    p.apply(Upsert(obj=pod(2, app="api")))
+    p.apply(Upsert(obj=pod(5, role="client")))
+    p.apply(Upsert(obj=Namespace(source=SRC, name="ops", labels={"team": "a"})))
+    await p.flush(10)
+    pgs = rows(ovn, "Port_Group")
+    assert uuids(pgs[pg]["ports"]) == {lsp_uuid[lsp_name(pod(1))]}
+    sets = rows(ovn, "Address_Set")
+    assert set(ovs_set(sets[f"{pg}_in0_v4"]["addresses"])) == {"10.0.0.3", "10.0.0.5"}
+    assert set(ovs_set(sets[f"{pg}_eg0_v4"]["addresses"])) == {f"10.0.0.{i}" for i in range(1, 6)}
+    assert {r["_uuid"][1] for r in rows(ovn, "ACL").values()} == acl_uuids
+    assert p.plan() == []
+    # replaying the same state, and a restarted hub, write nothing
+    now = [pod(1, app="web"), pod(2, app="api"), pod(3, role="client"), pod(4, "ops", role="client"), pod(5, role="client"),
+           Namespace(source=SRC, name="default", labels={"team": "a"}), Namespace(source=SRC, name="ops", labels={"team": "a"}), pol]
+    writes = p.writes
+    p.apply(snap(*now))
+    await p.flush(10)
+    assert p.writes == writes
+    await stop(make_prog, p)
+    q = await make_prog()
+    q.apply(snap(*now))
+    await q.flush(10)
+    assert q.writes == 0 and q.plan() == []
+
+
+async def test_new_pod_joins_groups_in_the_transaction_that_creates_its_port(ovn: OvnSandbox, make_prog: Any) -> None:
+    p = await make_prog()
+    p.apply(snap(pod(1, app="web"), web_policy()))
+    await p.flush(10)
+    spy = Spy(p)
+    p.apply(Upsert(obj=pod(7, app="web")))
+    await p.flush(10)
+    assert len(spy.txns) == 1
+    txn = spy.txns[0]
+    ins = [op for op in txn if op["op"] == "insert" and op["table"] == "Logical_Switch_Port"]
+    pg_updates = [op for op in txn if op["op"] == "update" and op["table"] == "Port_Group"]
+    assert len(ins) == 1 and len(pg_updates) == 2  # the policy's group and the default-deny group
+    assert all(["named-uuid", ins[0]["uuid-name"]] in op["row"]["ports"][1] for op in pg_updates)
+    assert all(any(c[0] == "external_ids" and c[1] == "includes" for c in op["where"]) for op in pg_updates)
+    p7 = {r["name"]: r["_uuid"][1] for r in nb_rows(ovn, "Logical_Switch_Port")}[lsp_name(pod(7))]
+    assert p7 in uuids(rows(ovn, "Port_Group")[deny_pg_name(SRC, "in")]["ports"])
+
+
+async def test_deletes_referrers_first_and_gc_after_snapshot(ovn: OvnSandbox, make_prog: Any) -> None:
+    p = await make_prog()
+    objs = [pod(1, app="web"), pod(2, role="client"), web_policy(), svc()]
+    p.apply(snap(*objs))
+    await p.flush(10)
+    counts = {t: len(nb_rows(ovn, t)) for t in ("Load_Balancer", "Port_Group", "Address_Set", "ACL")}
+    assert counts == {"Load_Balancer": 2, "Port_Group": 2, "Address_Set": 2, "ACL": 2}
+    await stop(make_prog, p)
+    # restart: deltas without a snapshot never collect anything
+    q = await make_prog()
+    q.apply(Upsert(obj=pod(3)))
+    await q.flush(10)
+    assert {t: len(nb_rows(ovn, t)) for t in counts} == counts, "GC ran before the source's snapshot"
+    spy = Spy(q)
+    q.apply(snap(pod(1, app="web"), pod(2, role="client"), pod(3)))
+    await q.flush(10)
+    assert {t: len(nb_rows(ovn, t)) for t in counts} == dict.fromkeys(counts, 0)
+    ops = [op for txn in spy.txns for op in txn]
+    order = [(op["op"], op["table"]) for op in ops if op["op"] in ("delete", "mutate")]
+    first = {k: order.index(k) for k in set(order)}
+    assert first[("delete", "ACL")] < first[("delete", "Port_Group")]
+    assert first[("delete", "ACL")] < first[("delete", "Address_Set")]
+    assert first[("mutate", "Port_Group")] < first[("delete", "ACL")]  # unhooked from its group first
+    assert all(any(c[0] == "external_ids" for c in op["where"]) for op in ops if op["op"] in ("delete", "update", "mutate") and op["table"] != "Logical_Switch")
+    assert switch_lbs(ovn) == {"k8s/prod/pods": set()}
+
+
+async def test_foreign_rows_untouched_and_name_conflicts_rejected(ovn: OvnSandbox, make_prog: Any) -> None:
+    deny = deny_pg_name(SRC, "in")
+    ovn.nbctl("ls-add", "foreign", "--", "lsp-add", "foreign", "f1")
+    ovn.nbctl("pg-add", "foreign_pg", "f1")
+    ovn.nbctl("--type=port-group", "acl-add", "foreign_pg", "to-lport", "1001", "outport == @foreign_pg && ip", "drop")
+    ovn.nbctl("create", "Address_Set", "name=foreign_as", 'addresses="10.9.9.9"')
+    ovn.nbctl("lb-add", "foreign_lb", "10.96.9.9:80", "10.9.9.9:80", "tcp")
+    ovn.nbctl("ls-lb-add", "foreign", "foreign_lb")
+    ovn.nbctl("pg-add", deny)  # someone took the name the hub wants
+    snapshot = {t: json.loads(ovn.nbctl("--format=json", "list", t)) for t in ("Port_Group", "Address_Set", "ACL", "Load_Balancer")}
+    published = Published()
+    p = await make_prog(publish=published, retry_interval=3600)
+    p.apply(snap(pod(1, app="web"), pod(2, role="client"), web_policy(), svc()))
+    await p.flush(10)
+    assert f"Port_Group:{deny}" in p.failed
+    await wait_until(lambda: any(isinstance(e, Rejected) and e.ref == f"Port_Group:{deny}" for e in published.events), 5)
+    # everything else committed: the policy's group, its allow ACL, address sets, balancers
+    assert pg_name(SRC, "np1") in rows(ovn, "Port_Group") and len(rows(ovn, "Load_Balancer")) == 3
+    assert len([r for r in nb_rows(ovn, "ACL") if ovs_map(r["external_ids"]).get(OWNER) == "hub1"]) == 1
+    # our balancer updates and GC never touch the foreign balancer on the foreign switch
+    p.apply(snap(pod(1), pod(2)))
+    await p.flush(10)
+    after = {t: json.loads(ovn.nbctl("--format=json", "list", t)) for t in snapshot}
+    assert after == snapshot
+    assert switch_lbs(ovn)["foreign"] == {"foreign_lb"}
+
+
+async def test_drift_is_repaired(ovn: OvnSandbox, make_prog: Any) -> None:
+    p = await make_prog()
+    p.apply(snap(pod(1, app="web"), pod(2, role="client"), web_policy(), svc()))
+    await p.flush(10)
+    pg = pg_name(SRC, "np1")
+    acl_before = {r["match"] for r in nb_rows(ovn, "ACL")}
+    ovn.nbctl("set", "Address_Set", f"{pg}_in0_v4", 'addresses="10.66.66.66"')
+    ovn.nbctl("clear", "Port_Group", pg, "acls")  # drops the policy's allow ACL (non-root)
+    ovn.nbctl("ls-lb-del", "k8s/prod/pods")
+    ovn.nbctl("set", "Load_Balancer", "k8s/prod/svc/default/svc-s1/s1/udp", "name=renamed")
+    await wait_until(lambda: ovs_set(rows(ovn, "Address_Set")[f"{pg}_in0_v4"]["addresses"]) == ["10.0.0.2"], 10, "set repaired")
+    await wait_until(lambda: {r["match"] for r in nb_rows(ovn, "ACL")} == acl_before, 10, "ACL re-created")
+    await wait_until(lambda: len(switch_lbs(ovn)["k8s/prod/pods"]) == 2, 10, "balancers re-attached")
+    await wait_until(lambda: "renamed" not in rows(ovn, "Load_Balancer"), 10, "balancer renamed back")
+    await p.flush(10)
+    assert p.plan() == []
+    # the whole switch goes (and with it the ports, out of every port group)
+    ovn.nbctl("ls-del", "k8s/prod/pods")
+    await wait_until(lambda: len(switch_lbs(ovn).get("k8s/prod/pods", ())) == 2, 10, "switch re-created with its balancers")
+    await p.flush(10)
+    ports = {r["_uuid"][1] for r in nb_rows(ovn, "Logical_Switch_Port")}
+    assert len(ports) == 2 and uuids(rows(ovn, "Port_Group")[deny_pg_name(SRC, "in")]["ports"]) <= ports
+    assert len(uuids(rows(ovn, "Port_Group")[pg]["ports"])) == 1
+    assert p.plan() == []
