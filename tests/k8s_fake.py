@@ -1,7 +1,9 @@
 """A fake Kubernetes API server (aiohttp) speaking the real list/watch wire protocol.
 
-Serves ``/api/v1/pods``, ``/api/v1/namespaces/{ns}/pods``, ``/api/v1/namespaces``
-and ``/api/v1/nodes`` on 127.0.0.1 (random port), for the REAL
+Serves ``/api/v1/{pods,services}`` (and ``/api/v1/namespaces/{ns}/...``),
+``/api/v1/namespaces``, ``/api/v1/nodes``, ``/apis/discovery.k8s.io/v1/endpointslices``
+and ``/apis/networking.k8s.io/v1/networkpolicies`` (+ their namespaced forms)
+on 127.0.0.1 (random port), for the REAL
 kubernetes_asyncio client (``write_kubeconfig`` writes a kubeconfig it loads
 unmodified: plain http, no auth).
 
@@ -44,11 +46,27 @@ from typing import Any
 
 from aiohttp import web
 
-KINDS: dict[str, tuple[str, bool]] = {
-    "Pod": ("pods", True),
-    "Namespace": ("namespaces", False),
-    "Node": ("nodes", False),
+
+@dataclass(frozen=True)
+class KindInfo:
+    plural: str
+    namespaced: bool
+    group_version: str  # apiVersion of the objects
+
+    @property
+    def prefix(self) -> str:
+        return "/api/v1" if self.group_version == "v1" else f"/apis/{self.group_version}"
+
+
+KINDS: dict[str, KindInfo] = {
+    "Pod": KindInfo("pods", True, "v1"),
+    "Namespace": KindInfo("namespaces", False, "v1"),
+    "Node": KindInfo("nodes", False, "v1"),
+    "Service": KindInfo("services", True, "v1"),
+    "EndpointSlice": KindInfo("endpointslices", True, "discovery.k8s.io/v1"),
+    "NetworkPolicy": KindInfo("networkpolicies", True, "networking.k8s.io/v1"),
 }
+_BY_PLURAL = {k.plural: kind for kind, k in KINDS.items()}
 FIXTURES = ("pod.apimachinery-managedfields.yaml", "node.apimachinery-managedfields.yaml", "namespace.doc-fixture.json")
 
 
@@ -123,10 +141,10 @@ class FakeKubeApi:
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_get("/api/v1/pods", self._handle)
-        app.router.add_get("/api/v1/namespaces/{ns}/pods", self._handle)
-        app.router.add_get("/api/v1/namespaces", self._handle)
-        app.router.add_get("/api/v1/nodes", self._handle)
+        for info in KINDS.values():
+            app.router.add_get(f"{info.prefix}/{info.plural}", self._handle)
+            if info.namespaced:
+                app.router.add_get(f"{info.prefix}/namespaces/{{ns}}/{info.plural}", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -169,7 +187,7 @@ class FakeKubeApi:
     def key_of(kind: str, obj: dict[str, Any]) -> str:
         meta = _meta(obj)
         name = str(meta.get("name", ""))
-        return f"{meta.get('namespace', 'default')}/{name}" if KINDS[kind][1] else name
+        return f"{meta.get('namespace', 'default')}/{name}" if KINDS[kind].namespaced else name
 
     def _record(self, kind: str, typ: str, key: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         change = Change(self.rv, kind, typ, key, copy.deepcopy(obj), copy.deepcopy(old))
@@ -200,11 +218,11 @@ class FakeKubeApi:
             if not isinstance(meta, dict):
                 meta = obj["metadata"] = {}
             meta.setdefault("uid", str(uuid.uuid4()))
-            if KINDS[kind][1]:
+            if KINDS[kind].namespaced:
                 meta.setdefault("namespace", "default")
             meta.setdefault("creationTimestamp", _now())
             meta["resourceVersion"] = str(self.rv)
-            obj["kind"], obj["apiVersion"] = kind, "v1"
+            obj["kind"], obj["apiVersion"] = kind, KINDS[kind].group_version
             key = self.key_of(kind, obj)
             if key in self.store[kind]:
                 self.rv -= 1
@@ -230,7 +248,7 @@ class FakeKubeApi:
         return copy.deepcopy(obj)
 
     def delete(self, kind: str, name: str, namespace: str = "default") -> dict[str, Any]:
-        key = f"{namespace}/{name}" if KINDS[kind][1] else name
+        key = f"{namespace}/{name}" if KINDS[kind].namespaced else name
         old = self.store[kind].pop(key)
         self.rv += 1
         last = copy.deepcopy(old)
@@ -241,7 +259,7 @@ class FakeKubeApi:
         return last
 
     def get(self, kind: str, name: str, namespace: str = "default") -> dict[str, Any]:
-        key = f"{namespace}/{name}" if KINDS[kind][1] else name
+        key = f"{namespace}/{name}" if KINDS[kind].namespaced else name
         return copy.deepcopy(self.store[kind][key])
 
     def objects(self, kind: str) -> list[dict[str, Any]]:
@@ -261,7 +279,8 @@ class FakeKubeApi:
         """Send a BOOKMARK (current RV) to every watch that allowed them."""
         for w in list(self.watchers):
             if w.bookmarks:
-                bm = {"kind": w.kind, "apiVersion": "v1", "metadata": {"resourceVersion": str(self.rv)}}
+                version = KINDS[w.kind].group_version
+                bm = {"kind": w.kind, "apiVersion": version, "metadata": {"resourceVersion": str(self.rv)}}
                 w.queue.put_nowait(("event", {"type": "BOOKMARK", "object": bm}))
 
     def compact(self) -> None:
@@ -321,7 +340,7 @@ class FakeKubeApi:
     def _wire(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
         out = copy.deepcopy(obj)
         out.setdefault("kind", kind)
-        out.setdefault("apiVersion", "v1")
+        out.setdefault("apiVersion", KINDS[kind].group_version)
         return out
 
     def _state_at(self, kind: str, rv: int) -> dict[str, dict[str, Any]]:
@@ -340,7 +359,7 @@ class FakeKubeApi:
     @staticmethod
     def _kind_of(request: web.Request) -> str:
         last = request.path.rstrip("/").rsplit("/", 1)[-1]
-        return {"pods": "Pod", "namespaces": "Namespace", "nodes": "Node"}[last]
+        return _BY_PLURAL[last]
 
     # ------------------------------------------------------------ handlers
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -386,7 +405,7 @@ class FakeKubeApi:
                 json.dumps({"rv": list_rv, "after": page[-1], "epoch": self._token_epoch}).encode()
             ).decode()
             meta["remainingItemCount"] = len(keys) - limit
-        body = {"kind": f"{kind}List", "apiVersion": "v1", "metadata": meta, "items": items}
+        body = {"kind": f"{kind}List", "apiVersion": KINDS[kind].group_version, "metadata": meta, "items": items}
         if self.after_list is not None:
             self.after_list(kind)
         return web.json_response(body)

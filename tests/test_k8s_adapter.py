@@ -18,9 +18,35 @@ from kubernetes_asyncio import watch as k8s_watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from adapters.k8s import K8sAdapter, create
-from adapters.k8s.normalize import CHASSIS_KEY, node_chassis, normalize_pod
+from adapters.k8s.normalize import (
+    CHASSIS_KEY,
+    SERVICE_NAME_LABEL,
+    node_chassis,
+    node_internal_ips,
+    normalize_namespace,
+    normalize_pod,
+    normalize_policy,
+    normalize_service,
+    parse_endpoint_slice,
+)
 from core.adapter import AdapterSpec, OptionsError
-from core.model import Delete, Endpoint, InputEvent, Invalid, Rejected, Snapshot, Source, Upsert, validate
+from core.model import (
+    Delete,
+    Endpoint,
+    InputEvent,
+    Invalid,
+    LBRule,
+    Namespace,
+    Object,
+    Policy,
+    Rejected,
+    Service,
+    Snapshot,
+    Source,
+    Upsert,
+    kind_of,
+    validate,
+)
 
 try:
     from tests.conftest import shared_dir
@@ -75,23 +101,33 @@ class Sink:
         return next((e for e in self.events[start:] if pred(e)), None)
 
 
-def replay(events: list[InputEvent]) -> tuple[dict[str, Endpoint], int]:
-    """The state the events amount to, and how many were redundant (an Upsert
-    of an unchanged object, a Delete of an absent one)."""
-    state: dict[str, Endpoint] = {}
+Key = tuple[str, str]
+
+
+def replay_all(events: list[InputEvent]) -> tuple[dict[Key, Object], int]:
+    """The state (every kind, by (kind, key)) the events amount to, and how many
+    were redundant (an Upsert of an unchanged object, a Delete of an absent one)."""
+    state: dict[Key, Object] = {}
     redundant = 0
     for ev in events:
         if isinstance(ev, Snapshot):
-            state = {o.key: o for o in ev.objects if isinstance(o, Endpoint)}
-        elif isinstance(ev, Upsert) and isinstance(ev.obj, Endpoint):
-            redundant += state.get(ev.obj.key) == ev.obj
-            state[ev.obj.key] = ev.obj
+            state = {(kind_of(o), o.key): o for o in ev.objects}
+        elif isinstance(ev, Upsert):
+            k = (kind_of(ev.obj), ev.obj.key)
+            redundant += state.get(k) == ev.obj
+            state[k] = ev.obj
         elif isinstance(ev, Delete):
-            redundant += state.pop(ev.key, None) is None
+            redundant += state.pop((ev.kind, ev.key), None) is None
     return state, redundant
 
 
-def expected(fake: FakeKubeApi) -> dict[str, Endpoint]:
+def replay(events: list[InputEvent]) -> tuple[dict[str, Endpoint], int]:
+    """:func:`replay_all` restricted to the Endpoints (by key)."""
+    state, redundant = replay_all(events)
+    return {k: o for (_, k), o in state.items() if isinstance(o, Endpoint)}, redundant
+
+
+def expected(fake: FakeKubeApi, network: str = "default") -> dict[str, Endpoint]:
     """What the adapter must converge to, computed from the server's objects."""
     chassis: dict[str, str] = {}
     for n in fake.objects("Node"):
@@ -101,7 +137,7 @@ def expected(fake: FakeKubeApi) -> dict[str, Endpoint]:
     out: dict[str, Endpoint] = {}
     for p in fake.objects("Pod"):
         try:
-            ep = normalize_pod(p, SRC)
+            ep = normalize_pod(p, SRC, network=network)
         except Invalid:
             continue
         if ep is not None:
@@ -109,8 +145,41 @@ def expected(fake: FakeKubeApi) -> dict[str, Endpoint]:
     return out
 
 
+def expected_all(fake: FakeKubeApi, network: str = "default") -> dict[Key, Object]:
+    """Every canonical object the adapter must converge to (endpoints, namespaces,
+    services joined with slices and node IPs, policies)."""
+    out: dict[Key, Object] = {("endpoint", k): ep for k, ep in expected(fake, network).items()}
+    for n in fake.objects("Namespace"):
+        with contextlib.suppress(Invalid):
+            ns = normalize_namespace(n, SRC)
+            out[("namespace", ns.key)] = ns
+    node_ips: list[str] = []
+    for n in fake.objects("Node"):
+        with contextlib.suppress(Invalid):
+            node_chassis(n)
+            node_ips += node_internal_ips(n)
+    slices = []
+    for sl in fake.objects("EndpointSlice"):
+        with contextlib.suppress(Invalid):
+            slices.append(parse_endpoint_slice(sl))
+    for svc in fake.objects("Service"):
+        with contextlib.suppress(Invalid):
+            s = normalize_service(svc, slices, node_ips, SRC, network)
+            if s is not None:
+                out[("service", s.key)] = s
+    for p in fake.objects("NetworkPolicy"):
+        with contextlib.suppress(Invalid):
+            pol = normalize_policy(p, SRC)
+            out[("policy", pol.key)] = pol
+    return out
+
+
 def cached(adapter: K8sAdapter) -> dict[str, Endpoint]:
     return {e.key: e for e in adapter.endpoints()}
+
+
+def cached_all(adapter: K8sAdapter) -> dict[Key, Object]:
+    return dict(adapter.cache.objects)
 
 
 def mkpod(
@@ -171,9 +240,13 @@ async def running(fake: FakeKubeApi, tmp: Path, **options: Any) -> AsyncIterator
 
 
 async def converged(adapter: K8sAdapter, sink: Sink, fake: FakeKubeApi) -> None:
-    """Wait until both the adapter's cache and the emitted events equal the server's state."""
+    """Wait until both the adapter's cache and the emitted events equal the server's
+    state (every kind)."""
     await sink.wait_for(
-        lambda: cached(adapter) == expected(fake) and replay(sink.events)[0] == expected(fake),
+        lambda: (
+            cached_all(adapter) == expected_all(fake, adapter.network)
+            and replay_all(sink.events)[0] == expected_all(fake, adapter.network)
+        ),
         "convergence with the server",
     )
 
@@ -201,7 +274,8 @@ async def test_first_snapshot_then_deltas(fake: FakeKubeApi, tmp_path: Path) -> 
         )
         assert fx.labels["app"] == "some-app" and fx.source == SRC and fx.key == f"default/{uid_of(fixture_pod)}"
         assert by_uid[uid_of(p2)].namespace == "shop" and by_uid[uid_of(p2)].ports[0].port == 8080
-        assert {o.key: o for o in first.objects} == expected(fake)
+        assert {(kind_of(o), o.key): o for o in first.objects} == expected_all(fake)
+        assert Namespace(source=SRC, name="development", labels={"name": "development"}) in first.objects
 
         # stream quirks: every event split in two writes, blank lines in between
         fake.split_events = True
@@ -514,3 +588,297 @@ async def test_in_cluster_config_missing_raises(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(k8s_config.ConfigException):
         async with asyncio.timeout(WAIT):
             await adapter.run(Sink())
+
+
+# ---------------------------------------------------------------- services, slices, policies, namespaces
+def mksvc(name: str, *cluster_ips: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:
+    s: dict[str, Any] = {
+        "type": "ClusterIP",
+        "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}],
+        "selector": {"app": name},
+    }
+    if cluster_ips:
+        s["clusterIP"], s["clusterIPs"] = cluster_ips[0], list(cluster_ips)
+    s.update(spec)
+    return {"metadata": {"name": name, "namespace": namespace}, "spec": s}
+
+
+def mkslice(
+    name: str,
+    service: str,
+    *addresses: str | tuple[str, bool],
+    family: str = "IPv4",
+    port: int = 8080,
+    port_name: str = "http",
+    namespace: str = "default",
+) -> dict[str, Any]:
+    endpoints = []
+    for a in addresses:
+        ip, ready = a if isinstance(a, tuple) else (a, True)
+        endpoints.append({"addresses": [ip], "conditions": {"ready": ready}, "nodeName": "worker-1"})
+    return {
+        "metadata": {"name": name, "namespace": namespace, "labels": {SERVICE_NAME_LABEL: service}},
+        "addressType": family,
+        "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
+        "endpoints": endpoints,
+    }
+
+
+def website_policy() -> dict[str, Any]:
+    import yaml
+
+    obj: dict[str, Any] = yaml.safe_load((FIXTURES / "networkpolicy.k8s-website-example.yaml").read_text())
+    return obj
+
+
+def services_of(sink: Sink, uid: str) -> list[Service]:
+    return [e.obj for e in sink.events if isinstance(e, Upsert) and isinstance(e.obj, Service) and e.obj.uid == uid]
+
+
+def deleted(sink: Sink, kind: str, key: str) -> bool:
+    return sink.find(lambda e: isinstance(e, Delete) and e.kind == kind and e.key == key) is not None
+
+
+def rule_map(svc: Service) -> dict[tuple[str, int], tuple[str, ...]]:
+    return {(r.vip, r.port): r.backends for r in svc.rules}
+
+
+async def test_services_joined_with_slices(fake: FakeKubeApi, tmp_path: Path) -> None:
+    web = fake.add("Service", mksvc("web", "10.96.0.10", "fd00:96::a", sessionAffinity="ClientIP"))
+    fake.add("EndpointSlice", mkslice("web-v4", "web", "10.244.1.5", "10.244.1.6", ("10.244.1.7", False)))
+    fake.add("EndpointSlice", mkslice("web-v6", "web", "fd00:10:244::5", family="IPv6"))
+    np_ports = [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8081, "nodePort": 30080}]
+    np = fake.add("Service", mksvc("np", "10.96.0.11", type="NodePort", ports=np_ports, externalIPs=["192.0.2.10"]))
+    fake.add("EndpointSlice", mkslice("np-1", "np", "10.244.2.5"))
+    fake.add("Service", mksvc("headless", "None"))
+    fake.add("EndpointSlice", mkslice("headless-1", "headless", "10.244.3.5"))
+    fake.add("Service", {"metadata": {"name": "ext"}, "spec": {"type": "ExternalName", "externalName": "a.example"}})
+    async with running(fake, tmp_path, network="blue") as (adapter, sink):
+        first = (await sink.wait_for(lambda: sink.snapshots(), "first snapshot"))[0]
+        svcs = {o.name: o for o in first.objects if isinstance(o, Service)}
+        assert set(svcs) == {"web", "np"}, "headless and ExternalName services emit nothing"
+        w = svcs["web"]
+        validate(w)
+        assert (w.uid, w.namespace, w.network, w.affinity_timeout) == (uid_of(web), "default", "blue", 10800)
+        assert w.rules == (
+            LBRule(protocol="tcp", vip="10.96.0.10", port=80, backends=("10.244.1.5:8080", "10.244.1.6:8080")),
+            LBRule(protocol="tcp", vip="fd00:96::a", port=80, backends=("[fd00:10:244::5]:8080",)),
+        )
+        # NodePort: cluster IP, external IP and the fixture node's InternalIP 10.0.0.1, numeric targetPort
+        assert rule_map(svcs["np"]) == {
+            ("10.96.0.11", 80): ("10.244.2.5:8081",),
+            ("192.0.2.10", 80): ("10.244.2.5:8081",),
+            ("10.0.0.1", 30080): ("10.244.2.5:8081",),
+        }
+        assert not sink.of(Rejected)
+
+        # an endpoint turns not ready: its backend goes
+        cur = fake.get("EndpointSlice", "web-v4")
+        cur["endpoints"][1]["conditions"]["ready"] = False
+        fake.update("EndpointSlice", cur)
+        ups = await sink.wait_for(lambda: services_of(sink, uid_of(web)), "web re-emitted")
+        assert rule_map(ups[-1])[("10.96.0.10", 80)] == ("10.244.1.5:8080",)
+        assert rule_map(ups[-1])[("fd00:96::a", 80)] == ("[fd00:10:244::5]:8080",)
+        # a slice update that changes nothing canonical emits nothing
+        cur = fake.get("EndpointSlice", "web-v4")
+        cur["endpoints"][0]["zone"] = "z1"
+        fake.update("EndpointSlice", cur)
+        # the v6 slice goes: that rule keeps no backends
+        fake.delete("EndpointSlice", "web-v6")
+        await sink.wait_for(lambda: len(services_of(sink, uid_of(web))) >= 2, "web without v6 backends")
+        assert rule_map(services_of(sink, uid_of(web))[-1])[("fd00:96::a", 80)] == ()
+
+        # a new node: NodePort services get its InternalIP; a heartbeat does nothing
+        fake.add(
+            "Node",
+            {
+                "metadata": {"name": "worker-2"},
+                "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.2"}]},
+            },
+        )
+        nps = await sink.wait_for(lambda: services_of(sink, uid_of(np)), "np re-emitted for the new node")
+        assert rule_map(nps[-1])[("10.0.0.2", 30080)] == ("10.244.2.5:8081",)
+        n = fake.get("Node", "worker-2")
+        n["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+        fake.update("Node", n)
+
+        # the service changes its port; then it is deleted
+        cur = fake.get("Service", "web")
+        cur["spec"]["ports"][0]["port"] = 8000
+        fake.update("Service", cur)
+        await sink.wait_for(
+            lambda: [s for s in services_of(sink, uid_of(web)) if ("10.96.0.10", 8000) in rule_map(s)], "port change"
+        )
+        fake.delete("Service", "web")
+        await sink.wait_for(lambda: deleted(sink, "service", uid_of(web)), "Delete of the service")
+        # a slice of a deleted service changes: nothing
+        fake.update("EndpointSlice", mkslice("web-v4", "web", "10.244.1.9"))
+
+        # a headless service becoming a ClusterIP one appears; a bad service is rejected
+        cur = fake.get("Service", "headless")
+        cur["spec"]["clusterIP"], cur["spec"]["clusterIPs"] = "10.96.0.12", ["10.96.0.12"]
+        fake.update("Service", cur)
+        await sink.wait_for(lambda: services_of(sink, uid_of(cur)), "headless → ClusterIP")
+        fake.add("Service", mksvc("bad", "10.96.0.300"))
+        await sink.wait_for(lambda: sink.find(lambda e: isinstance(e, Rejected) and e.ref == "default/bad"), "reject")
+        await converged(adapter, sink, fake)
+        assert replay_all(sink.events)[1] == 0, "no redundant events"
+        assert len(services_of(sink, uid_of(np))) == 1, "one upsert per node IP change, none for the heartbeat"
+        assert len(sink.snapshots()) == 1
+
+
+async def test_policies_added_updated_deleted(fake: FakeKubeApi, tmp_path: Path) -> None:
+    pol = fake.add("NetworkPolicy", website_policy())
+    async with running(fake, tmp_path) as (adapter, sink):
+        first = (await sink.wait_for(lambda: sink.snapshots(), "first snapshot"))[0]
+        [p] = [o for o in first.objects if isinstance(o, Policy)]
+        assert p.uid == uid_of(pol) and p.pod_selector.match_labels == {"role": "db"}
+        assert p.ingress is not None and p.ingress[0].ports[0].port == 6379
+
+        deny = fake.add(
+            "NetworkPolicy", {"metadata": {"name": "deny", "namespace": "shop"}, "spec": {"podSelector": {}}}
+        )
+        ups = await sink.wait_for(
+            lambda: [e.obj for e in sink.of(Upsert) if isinstance(e.obj, Policy) and e.obj.uid == uid_of(deny)], "add"
+        )
+        assert (ups[0].namespace, ups[0].ingress, ups[0].egress) == ("shop", (), None)
+
+        cur = fake.get("NetworkPolicy", "test-network-policy")
+        cur["spec"]["ingress"][0]["ports"][0]["port"] = 6380
+        fake.update("NetworkPolicy", cur)
+        ups = await sink.wait_for(
+            lambda: [e.obj for e in sink.of(Upsert) if isinstance(e.obj, Policy) and e.obj.uid == uid_of(pol)], "update"
+        )
+        assert ups[-1].ingress is not None and ups[-1].ingress[0].ports[0].port == 6380
+
+        # turning bad: rejected and withdrawn
+        cur = fake.get("NetworkPolicy", "deny", "shop")
+        cur["spec"]["podSelector"] = {"matchExpressions": [{"key": "a", "operator": "Like", "values": ["x"]}]}
+        fake.update("NetworkPolicy", cur)
+        await sink.wait_for(lambda: deleted(sink, "policy", uid_of(deny)), "bad policy withdrawn")
+        assert [r.reason for r in sink.of(Rejected)] == ["bad-selector"]
+        fake.delete("NetworkPolicy", "test-network-policy")
+        await sink.wait_for(lambda: deleted(sink, "policy", uid_of(pol)), "Delete of the policy")
+        await converged(adapter, sink, fake)
+        assert replay_all(sink.events)[1] == 0
+
+
+async def test_namespace_objects(fake: FakeKubeApi, tmp_path: Path) -> None:
+    async with running(fake, tmp_path) as (adapter, sink):
+        await sink.wait_for(lambda: sink.snapshots(), "first snapshot")
+        ns = fake.get("Namespace", "development")
+        ns["metadata"]["labels"]["team"] = "a"
+        fake.update("Namespace", ns)
+        ns = fake.get("Namespace", "development")
+        ns["metadata"]["annotations"] = {"x": "y"}  # no label change: nothing
+        fake.update("Namespace", ns)
+        fake.add("Namespace", {"metadata": {"name": "shop"}})
+        ups = await sink.wait_for(
+            lambda: [e.obj for e in sink.of(Upsert) if isinstance(e.obj, Namespace)] or None, "namespace upserts"
+        )
+        await sink.wait_for(lambda: len([e for e in sink.of(Upsert) if isinstance(e.obj, Namespace)]) >= 2, "two")
+        ups = [e.obj for e in sink.of(Upsert) if isinstance(e.obj, Namespace)]
+        assert ups == [
+            Namespace(source=SRC, name="development", labels={"name": "development", "team": "a"}),
+            Namespace(source=SRC, name="shop", labels={}),
+        ]
+        assert adapter.namespaces["development"] == {"name": "development", "team": "a"}
+        fake.delete("Namespace", "development")
+        await sink.wait_for(lambda: deleted(sink, "namespace", "development"), "Delete of the namespace")
+        assert "development" not in adapter.namespaces
+        await converged(adapter, sink, fake)
+        assert replay_all(sink.events)[1] == 0
+
+
+def _populate(fake: FakeKubeApi) -> None:
+    fake.add("Service", mksvc("web", "10.96.0.10"))
+    fake.add("Service", mksvc("api", "10.96.0.20"))
+    fake.add("EndpointSlice", mkslice("web-1", "web", "10.244.1.5", "10.244.1.6"))
+    fake.add("EndpointSlice", mkslice("api-1", "api", "10.244.2.5"))
+    fake.add("NetworkPolicy", website_policy())
+    fake.add("NetworkPolicy", {"metadata": {"name": "deny"}, "spec": {"podSelector": {}}})
+
+
+def _change_everything(fake: FakeKubeApi) -> None:
+    fake.delete("Service", "api")
+    cur = fake.get("EndpointSlice", "web-1")
+    cur["endpoints"][0]["conditions"]["ready"] = False
+    fake.update("EndpointSlice", cur)
+    fake.delete("NetworkPolicy", "deny")
+    cur = fake.get("NetworkPolicy", "test-network-policy")
+    cur["spec"]["podSelector"] = {"matchLabels": {"role": "cache"}}
+    fake.update("NetworkPolicy", cur)
+    cur = fake.get("Namespace", "development")
+    cur["metadata"]["labels"] = {"name": "dev"}
+    fake.update("Namespace", cur)
+    fake.add("Service", mksvc("late", "10.96.0.30"))
+
+
+NEW_PATHS = {
+    "Service": "GET /api/v1/services?",
+    "EndpointSlice": "GET /apis/discovery.k8s.io/v1/endpointslices?",
+    "NetworkPolicy": "GET /apis/networking.k8s.io/v1/networkpolicies?",
+    "Namespace": "GET /api/v1/namespaces?",
+}
+
+
+def _lists(fake: FakeKubeApi, kind: str) -> int:
+    return sum(r.startswith(NEW_PATHS[kind]) and "watch" not in r for r in fake.requests)
+
+
+async def test_watch_expired_on_new_resources_converges(fake: FakeKubeApi, tmp_path: Path) -> None:
+    _populate(fake)
+    async with running(fake, tmp_path, page_size=1) as (adapter, sink):
+        await sink.wait_for(lambda: sink.snapshots(), "first snapshot")
+        await converged(adapter, sink, fake)
+        before = {k: _lists(fake, k) for k in NEW_PATHS}
+        await fake.wait_watching()
+        fake.expire_watches()
+        _change_everything(fake)  # never delivered by the expired watches: only the relists find them
+        await converged(adapter, sink, fake)
+        assert all(_lists(fake, k) > before[k] for k in NEW_PATHS), "each resource relisted"
+        state, redundant = replay_all(sink.events)
+        assert redundant == 0
+        svc = next(o for o in state.values() if isinstance(o, Service) and o.name == "web")
+        assert rule_map(svc)[("10.96.0.10", 80)] == ("10.244.1.6:8080",)
+        assert not any(isinstance(o, Service) and o.name == "api" for o in state.values())
+        assert state[("namespace", "development")] == Namespace(source=SRC, name="development", labels={"name": "dev"})
+        assert adapter.connected
+        # and the watches resumed
+        fake.delete("Service", "late")
+        await converged(adapter, sink, fake)
+
+
+@pytest.mark.parametrize("kind", ["Service", "EndpointSlice", "NetworkPolicy"])
+async def test_watch_expired_at_start_of_new_resource(fake: FakeKubeApi, tmp_path: Path, kind: str) -> None:
+    _populate(fake)
+    done: list[str] = []
+
+    def after_list(listed: str) -> None:
+        if listed == kind and not done:
+            done.append(listed)
+            _change_everything(fake)
+            fake.compact()
+
+    fake.after_list = after_list
+    async with running(fake, tmp_path) as (adapter, sink):
+        await converged(adapter, sink, fake)
+        assert done and len(sink.snapshots()) >= 2 and _lists(fake, kind) >= 2
+        assert replay_all(sink.events)[1] == 0
+        assert adapter.connected
+
+
+async def test_fake_serves_the_new_resources_to_kubernetes_asyncio(fake: FakeKubeApi, tmp_path: Path) -> None:
+    _populate(fake)
+    cfg = k8s_client.Configuration()
+    await k8s_config.load_kube_config(
+        config_file=str(fake.write_kubeconfig(tmp_path / "kc")), client_configuration=cfg, persist_config=False
+    )
+    async with k8s_client.ApiClient(configuration=cfg) as api:
+        svcs = await k8s_client.CoreV1Api(api).list_service_for_all_namespaces()
+        assert sorted(s.metadata.name for s in svcs.items) == ["api", "web"]
+        slices = await k8s_client.DiscoveryV1Api(api).list_namespaced_endpoint_slice("default", limit=1)
+        assert slices.items[0].address_type == "IPv4" and slices.metadata._continue
+        pols = await k8s_client.NetworkingV1Api(api).list_network_policy_for_all_namespaces()
+        assert {p.metadata.name for p in pols.items} == {"deny", "test-network-policy"}
+        assert pols.items[1].spec.ingress[0].ports[0].port == 6379

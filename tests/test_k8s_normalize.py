@@ -16,12 +16,23 @@ from adapters.k8s.normalize import (
     OVNK_POD_NETWORKS_ANNOTATION,
     namespace_labels,
     node_chassis,
+    normalize_namespace,
     normalize_pod,
     parse_documents,
     watch_error,
 )
 from adapters.k8s.offline import normalize_text
-from core.model import Delete, Endpoint, Invalid, PortSpec, Source, validate
+from core.model import (
+    Delete,
+    Endpoint,
+    Invalid,
+    Namespace,
+    Policy,
+    PortSpec,
+    Service,
+    Source,
+    validate,
+)
 
 try:
     from tests.conftest import shared_dir
@@ -83,13 +94,12 @@ def test_every_fixture_parses_without_crashing() -> None:
     assert len(files) >= 10
     for f in files:
         for item in normalize_text(f.read_text(errors="replace"), SRC):
-            assert isinstance(item, Endpoint | Delete | Invalid), f
+            assert isinstance(item, Endpoint | Namespace | Service | Policy | Delete | Invalid), f
             if isinstance(item, Invalid):
                 assert item.reason and str(item), f
                 assert "\n" not in str(item), f
-            else:
-                if isinstance(item, Endpoint):
-                    validate(item)
+            elif not isinstance(item, Delete):
+                validate(item)
 
 
 def test_pod_fixture_without_uid_is_rejected() -> None:
@@ -135,21 +145,11 @@ def test_namespace_fixture() -> None:
     docs = list(parse_documents(fixture_text("namespace.doc-fixture.json")))
     assert len(docs) == 1 and isinstance(docs[0], dict)
     assert namespace_labels(docs[0]) == ("development", {"name": "development"})
-    assert list(normalize_text(fixture_text("namespace.doc-fixture.json"), SRC)) == []
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "service.kubectl-edit-testdata.json",
-        "endpointslice-v1.k8s-docs-example.yaml",
-        "networkpolicy.k8s-website-example.yaml",
-    ],
-)
-def test_other_kinds_are_unknown_for_now(name: str) -> None:
-    out = list(normalize_text(fixture_text(name), SRC))
-    assert [type(x) for x in out] == [Invalid]
-    assert isinstance(out[0], Invalid) and out[0].reason == "unknown-kind"
+    ns = normalize_namespace(docs[0], SRC)
+    assert ns == Namespace(source=SRC, name="development", labels={"name": "development"})
+    validate(ns)
+    assert ns.key == "development"
+    assert list(normalize_text(fixture_text("namespace.doc-fixture.json"), SRC)) == [ns]
 
 
 def test_multus_mac_is_extracted() -> None:
@@ -372,7 +372,8 @@ def test_yaml_flow_style_and_multi_document() -> None:
     docs = list(parse_documents(text))
     assert [d.get("kind") for d in docs if isinstance(d, dict)] == ["Pod", "Namespace", "Node"]
     out = list(normalize_text(text, SRC))
-    assert len(out) == 1 and isinstance(out[0], Endpoint)
+    assert len(out) == 2 and isinstance(out[0], Endpoint)
+    assert out[1] == Namespace(source=SRC, name="ns", labels={"team": "a"})
     assert out[0].ips == ("10.1.0.2",) and out[0].ports == (PortSpec(80, "tcp"),) and out[0].labels == {"app": "x"}
 
 

@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Any
 from core.adapter import Adapter, AdapterSpec
 
 from . import normalize
-from .normalize import namespace_labels, node_chassis, normalize_pod, parse_documents
+from .normalize import (
+    namespace_labels,
+    node_chassis,
+    normalize_namespace,
+    normalize_pod,
+    normalize_policy,
+    normalize_service,
+    parse_documents,
+    parse_endpoint_slice,
+)
 
 if TYPE_CHECKING:
     from .adapter import K8sAdapter, K8sOptions
@@ -27,8 +36,12 @@ __all__ = [
     "namespace_labels",
     "node_chassis",
     "normalize",
+    "normalize_namespace",
     "normalize_pod",
+    "normalize_policy",
+    "normalize_service",
     "parse_documents",
+    "parse_endpoint_slice",
 ]
 
 

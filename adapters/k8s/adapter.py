@@ -1,9 +1,13 @@
-"""Kubernetes adapter: list + watch of pods, namespaces and nodes → canonical events.
+"""Kubernetes adapter: list + watch of nodes, namespaces, pods, services,
+EndpointSlices and NetworkPolicies → canonical events.
 
 Session (one per connection to the API server, through kubernetes_asyncio)::
 
-    GET /api/v1/nodes, /api/v1/namespaces, /api/v1/pods   paged (limit/continue)
-                                       → ONE Snapshot of the pod endpoints
+    GET /api/v1/nodes, /api/v1/namespaces, /apis/discovery.k8s.io/v1/endpointslices,
+        /api/v1/services, /apis/networking.k8s.io/v1/networkpolicies, /api/v1/pods
+                                       paged (limit/continue)
+                                       → ONE Snapshot (pod Endpoints, Namespaces,
+                                         Services, Policies)
     GET …?watch=1&resourceVersion=<list RV>&allowWatchBookmarks=true   one per resource
         ADDED/MODIFIED/DELETED         → Upsert/Delete (no-ops filtered by ObjectCache)
         BOOKMARK                       → remember the RV
@@ -26,7 +30,15 @@ Snapshot.
 Nodes feed a node-name → chassis map (label/annotation
 ``k8s.ovn.org/node-chassis-id``, else the node name); a pod's Endpoint has
 ``node`` = its node's chassis, and pods are re-emitted when a chassis changes.
-Namespaces feed :attr:`K8sAdapter.namespaces` (labels; for policies later).
+Nodes also feed their InternalIPs: NodePort/LoadBalancer Services get a rule per
+node IP, and are re-emitted when the node IPs change.
+
+Namespaces become :class:`~core.model.Namespace` objects (and
+:attr:`K8sAdapter.namespaces`).  Services are joined with their EndpointSlices
+(label ``kubernetes.io/service-name``) into resolved
+:class:`~core.model.Service` objects, re-emitted when a slice changes;
+headless and ExternalName services emit nothing.  NetworkPolicies become
+:class:`~core.model.Policy` objects.
 
 A malformed object becomes a :class:`~core.model.Rejected` (and is treated as
 absent: an endpoint it had is deleted); it never stops :meth:`K8sAdapter.run`.
@@ -50,13 +62,20 @@ from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from core.adapter import AdapterSpec, EventSink, ObjectCache, OptionsError, parse_options
-from core.model import Endpoint, InputEvent, Invalid, Rejected, Snapshot
+from core.model import Endpoint, InputEvent, Invalid, Namespace, Object, Policy, Rejected, Service, Snapshot
 
 from .normalize import (
+    EndpointSliceInfo,
     namespace_labels,
     node_chassis,
+    node_internal_ips,
+    normalize_namespace,
     normalize_pod,
+    normalize_policy,
+    normalize_service,
     object_ref,
+    object_uid,
+    parse_endpoint_slice,
     parse_watch_event,
     pod_uid,
     resource_version,
@@ -94,13 +113,19 @@ class K8sOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 @dataclass(frozen=True)
 class _Resource:
     kind: str
-    method: str  # CoreV1Api list method (cluster-wide)
+    method: str  # list method (cluster-wide) of the API class
+    api: str = "core"  # core (CoreV1Api) | discovery (DiscoveryV1Api) | networking (NetworkingV1Api)
 
 
 PODS = _Resource("Pod", "list_pod_for_all_namespaces")
 NAMESPACES = _Resource("Namespace", "list_namespace")
 NODES = _Resource("Node", "list_node")
-RESOURCES = (NODES, NAMESPACES, PODS)
+SERVICES = _Resource("Service", "list_service_for_all_namespaces")
+SLICES = _Resource("EndpointSlice", "list_endpoint_slice_for_all_namespaces", "discovery")
+POLICIES = _Resource("NetworkPolicy", "list_network_policy_for_all_namespaces", "networking")
+RESOURCES = (NODES, NAMESPACES, SLICES, SERVICES, POLICIES, PODS)
+#: Resources whose change can change a Service.
+_SERVICE_INPUTS = (NODES, SLICES, SERVICES)
 
 
 class _Expired(Exception):
@@ -163,9 +188,17 @@ class K8sAdapter:
         self.namespaces: dict[str, dict[str, str]] = {}
         #: Node name → chassis name.
         self.chassis: dict[str, str] = {}
+        #: Node name → InternalIPs.
+        self.node_ips: dict[str, tuple[str, ...]] = {}
         #: Last resourceVersion seen per kind (list RV, then watch events/bookmarks).
         self.resource_versions: dict[str, str] = {}
         self._pods: dict[str, Endpoint] = {}  # pod uid → endpoint with node = spec.nodeName
+        self._namespaces: dict[str, Namespace] = {}  # name → Namespace
+        self._svc_raw: dict[tuple[str, str], dict[str, Any]] = {}  # (ns, name) → valid Service payload
+        self._services: dict[tuple[str, str], Service] = {}  # (ns, name) → emitted Service
+        self._slices: dict[tuple[str, str], EndpointSliceInfo] = {}  # (ns, slice name) → slice
+        self._slices_of: dict[tuple[str, str], set[tuple[str, str]]] = {}  # (ns, service) → slice keys
+        self._policies: dict[str, Policy] = {}  # uid → Policy
         self._lock = asyncio.Lock()
         self._logged_rejects: set[tuple[str, str]] = set()
 
@@ -204,25 +237,34 @@ class K8sAdapter:
         return k8s_client.ApiClient(configuration=cfg)
 
     async def _session(self, api: k8s_client.ApiClient, sink: EventSink) -> None:
-        core = k8s_client.CoreV1Api(api)
-        lists = {res.kind: await self._list(core, res) for res in RESOURCES}
+        apis: dict[str, Any] = {
+            "core": k8s_client.CoreV1Api(api),
+            "discovery": k8s_client.DiscoveryV1Api(api),
+            "networking": k8s_client.NetworkingV1Api(api),
+        }
+        lists = {res.kind: await self._list(apis, res) for res in RESOURCES}
         async with self._lock:
             events: list[InputEvent | None] = []
             for res in RESOURCES:
                 items, rv = lists[res.kind]
-                events += self._replace(res, items)
+                events += self._replace(res, items, resync=False)
                 self.resource_versions[res.kind] = rv
+            events += self._resync_services()
             await self._emit_relist(sink, events)
         if not self.connected:
             self.connected = True
             self.log.info(
-                "connected to the kubernetes API at %s: %d pod endpoints, %d namespaces, %d nodes",
+                "connected to the kubernetes API at %s: %d pod endpoints, %d namespaces, %d nodes, "
+                "%d services, %d endpoint slices, %d network policies",
                 api.configuration.host,
                 len(self._pods),
                 len(self.namespaces),
                 len(self.chassis),
+                len(self._services),
+                len(self._slices),
+                len(self._policies),
             )
-        tasks = [asyncio.create_task(self._watch(core, res, sink), name=f"k8s-watch-{res.kind}") for res in RESOURCES]
+        tasks = [asyncio.create_task(self._watch(apis, res, sink), name=f"k8s-watch-{res.kind}") for res in RESOURCES]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for t in done:
@@ -233,9 +275,9 @@ class K8sAdapter:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     # ------------------------------------------------------------ list
-    async def _list(self, core: k8s_client.CoreV1Api, res: _Resource) -> tuple[list[Any], str]:
+    async def _list(self, apis: dict[str, Any], res: _Resource) -> tuple[list[Any], str]:
         """All objects of a resource (paged) and the list's resourceVersion."""
-        call: Callable[..., Awaitable[Any]] = getattr(core, res.method)
+        call: Callable[..., Awaitable[Any]] = getattr(apis[res.api], res.method)
         for _ in range(_LIST_ATTEMPTS):
             items: list[Any] = []
             token = ""
@@ -277,8 +319,8 @@ class K8sAdapter:
                     return items, rv
         raise _ApiError(f"list {res.kind}s: continue token expired {_LIST_ATTEMPTS} times in a row")
 
-    async def _relist(self, core: k8s_client.CoreV1Api, res: _Resource, sink: EventSink) -> None:
-        items, rv = await self._list(core, res)
+    async def _relist(self, apis: dict[str, Any], res: _Resource, sink: EventSink) -> None:
+        items, rv = await self._list(apis, res)
         async with self._lock:
             events = self._replace(res, items)
             self.resource_versions[res.kind] = rv
@@ -295,19 +337,23 @@ class K8sAdapter:
             for ev in events:
                 if isinstance(ev, Rejected):
                     await sink.emit(ev)
-        snap = self.cache.snapshot(list(self._effective(ep) for ep in self._pods.values()))
+        objects: list[Object] = [self._effective(ep) for ep in self._pods.values()]
+        objects += self._namespaces.values()
+        objects += self._services.values()
+        objects += self._policies.values()
+        snap = self.cache.snapshot(objects)
         self.relists += 1
         await sink.emit(snap)
 
     # ------------------------------------------------------------ watch
-    async def _watch(self, core: k8s_client.CoreV1Api, res: _Resource, sink: EventSink) -> None:
+    async def _watch(self, apis: dict[str, Any], res: _Resource, sink: EventSink) -> None:
         quiet = 0
         while True:
             try:
-                got = await self._watch_once(core, res, sink)
+                got = await self._watch_once(apis, res, sink)
             except _Expired as exc:
                 self.log.info("watch of %ss expired (%s): relisting", res.kind, _describe(exc))
-                await self._relist(core, res, sink)
+                await self._relist(apis, res, sink)
                 continue
             # closed cleanly by the server (timeout): resume from the last RV
             quiet = 0 if got else quiet + 1
@@ -315,9 +361,9 @@ class K8sAdapter:
                 delay = min(self.options.backoff_max, 0.05 * 2 ** min(quiet, 20))
                 await asyncio.sleep(random.uniform(delay / 2, delay))
 
-    async def _watch_once(self, core: k8s_client.CoreV1Api, res: _Resource, sink: EventSink) -> int:
+    async def _watch_once(self, apis: dict[str, Any], res: _Resource, sink: EventSink) -> int:
         """One watch request; returns the number of events when the server ends it."""
-        call: Callable[..., Awaitable[Any]] = getattr(core, res.method)
+        call: Callable[..., Awaitable[Any]] = getattr(apis[res.api], res.method)
         resp: aiohttp.ClientResponse = await call(
             watch=True,
             resource_version=self.resource_versions[res.kind],
@@ -399,6 +445,12 @@ class K8sAdapter:
             return self._apply_pod(typ, obj)
         if res is NODES:
             return self._apply_node(typ, obj)
+        if res is SERVICES:
+            return self._apply_service(typ, obj)
+        if res is SLICES:
+            return self._apply_slice(typ, obj)
+        if res is POLICIES:
+            return self._apply_policy(typ, obj)
         return self._apply_namespace(typ, obj)
 
     def _safe_uid(self, obj: Any) -> str:
@@ -425,31 +477,167 @@ class K8sAdapter:
     def _apply_node(self, typ: str, obj: dict[str, Any]) -> list[InputEvent | None]:
         try:
             name, chassis = node_chassis(obj)
+            ips = node_internal_ips(obj)
         except Invalid as exc:
             return [self._reject(exc, object_ref(obj))]
         before = self.chassis.get(name, name)
+        ips_before = self.node_ips.get(name, ())
         if typ == "DELETED":
             self.chassis.pop(name, None)
+            self.node_ips.pop(name, None)
         else:
             self.chassis[name] = chassis
-        if self.chassis.get(name, name) == before:
-            return []
-        self.log.info("node %s: chassis %s", name, self.chassis.get(name, name))
-        return [self.cache.upsert(self._effective(ep)) for ep in self._pods.values() if ep.node == name]
+            self.node_ips[name] = ips
+        events: list[InputEvent | None] = []
+        if self.chassis.get(name, name) != before:
+            self.log.info("node %s: chassis %s", name, self.chassis.get(name, name))
+            events += [self.cache.upsert(self._effective(ep)) for ep in self._pods.values() if ep.node == name]
+        if self.node_ips.get(name, ()) != ips_before:
+            events += self._resync_services()
+        return events
 
     def _apply_namespace(self, typ: str, obj: dict[str, Any]) -> list[InputEvent | None]:
-        try:
-            name, labels = namespace_labels(obj)
-        except Invalid as exc:
-            return [self._reject(exc, object_ref(obj))]
         if typ == "DELETED":
-            self.namespaces.pop(name, None)
-        else:
-            self.namespaces[name] = labels
-        return []
+            try:
+                name, _ = namespace_labels(obj)
+            except Invalid as exc:
+                return [self._reject(exc, object_ref(obj))]
+            return [self._drop_namespace(name)]
+        try:
+            ns = normalize_namespace(obj, self.source)
+        except Invalid as exc:
+            return [self._reject(exc, object_ref(obj)), self._drop_namespace(self._safe_name(obj))]
+        self.namespaces[ns.name] = dict(ns.labels)
+        self._namespaces[ns.name] = ns
+        return [self.cache.upsert(ns)]
 
-    def _replace(self, res: _Resource, items: Iterable[Any]) -> list[InputEvent | None]:
-        """A full list of a resource → new state; returns the deltas against the cache."""
+    def _drop_namespace(self, name: str) -> InputEvent | None:
+        self.namespaces.pop(name, None)
+        if self._namespaces.pop(name, None) is None:
+            return None
+        return self.cache.delete("namespace", name)
+
+    @staticmethod
+    def _safe_name(obj: Any) -> str:
+        meta = obj.get("metadata") if isinstance(obj, dict) else None
+        name = meta.get("name") if isinstance(meta, dict) else None
+        return name if isinstance(name, str) else ""
+
+    @staticmethod
+    def _safe_key(obj: Any) -> tuple[str, str]:
+        """(namespace, name) of a namespaced object, or ("", "") ; never raises."""
+        meta = obj.get("metadata") if isinstance(obj, dict) else None
+        if not isinstance(meta, dict):
+            return ("", "")
+        name, ns = meta.get("name"), meta.get("namespace", "default")
+        if not isinstance(name, str) or not isinstance(ns, str):
+            return ("", "")
+        return (ns, name)
+
+    # services -------------------------------------------------------------
+    def _service_node_ips(self) -> list[str]:
+        return [ip for ips in self.node_ips.values() for ip in ips]
+
+    def _compute_service(self, key: tuple[str, str]) -> list[InputEvent | None]:
+        """Recompute the Service of ``key`` from its payload, slices and node IPs."""
+        raw = self._svc_raw.get(key)
+        svc: Service | None = None
+        events: list[InputEvent | None] = []
+        if raw is not None:
+            slices = [self._slices[k] for k in sorted(self._slices_of.get(key, ()))]
+            try:
+                svc = normalize_service(raw, slices, self._service_node_ips(), self.source, self.network)
+            except Invalid as exc:
+                events.append(self._reject(exc, object_ref(raw)))
+        old = self._services.get(key)
+        if old is not None and (svc is None or old.uid != svc.uid):
+            del self._services[key]
+            events.append(self.cache.delete("service", old.uid))
+        if svc is not None:
+            self._services[key] = svc
+            events.append(self.cache.upsert(svc))
+        return events
+
+    def _resync_services(self) -> list[InputEvent | None]:
+        """Recompute every Service (after a node IP change or a relist)."""
+        events: list[InputEvent | None] = []
+        for key in sorted(self._svc_raw.keys() | self._services.keys()):
+            events += self._compute_service(key)
+        return events
+
+    def _apply_service(self, typ: str, obj: dict[str, Any]) -> list[InputEvent | None]:
+        key = self._safe_key(obj)
+        if typ == "DELETED":
+            self._svc_raw.pop(key, None)
+            return self._compute_service(key)
+        try:
+            normalize_service(obj, [], [], self.source, self.network)  # validate the payload alone
+        except Invalid as exc:
+            self._svc_raw.pop(key, None)
+            return [self._reject(exc, object_ref(obj)), *self._compute_service(key)]
+        self._svc_raw[key] = obj
+        return self._compute_service(key)
+
+    def _set_slice(self, key: tuple[str, str], info: EndpointSliceInfo | None) -> set[tuple[str, str]]:
+        """Store (or remove) a slice; returns the services whose slices changed."""
+        touched: set[tuple[str, str]] = set()
+        old = self._slices.pop(key, None)
+        if old is not None and old.service:
+            skey = (old.namespace, old.service)
+            members = self._slices_of.get(skey)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del self._slices_of[skey]
+            touched.add(skey)
+        if info is not None:
+            self._slices[key] = info
+            if info.service:
+                skey = (info.namespace, info.service)
+                self._slices_of.setdefault(skey, set()).add(key)
+                touched.add(skey)
+        return touched
+
+    def _apply_slice(self, typ: str, obj: dict[str, Any]) -> list[InputEvent | None]:
+        key = self._safe_key(obj)
+        events: list[InputEvent | None] = []
+        info: EndpointSliceInfo | None = None
+        if typ != "DELETED":
+            try:
+                info = parse_endpoint_slice(obj)
+            except Invalid as exc:
+                events.append(self._reject(exc, object_ref(obj)))
+        for skey in sorted(self._set_slice(key, info)):
+            events += self._compute_service(skey)
+        return events
+
+    # policies -------------------------------------------------------------
+    def _drop_policy(self, uid: str) -> InputEvent | None:
+        if self._policies.pop(uid, None) is None:
+            return None
+        return self.cache.delete("policy", uid)
+
+    def _apply_policy(self, typ: str, obj: dict[str, Any]) -> list[InputEvent | None]:
+        if typ == "DELETED":
+            try:
+                return [self._drop_policy(object_uid(obj, "NetworkPolicy"))]
+            except Invalid as exc:
+                return [self._reject(exc, object_ref(obj))]
+        try:
+            pol = normalize_policy(obj, self.source)
+        except Invalid as exc:
+            try:
+                uid = object_uid(obj, "NetworkPolicy")
+            except Invalid:
+                uid = ""
+            return [self._reject(exc, object_ref(obj)), self._drop_policy(uid)]
+        self._policies[pol.uid] = pol
+        return [self.cache.upsert(pol)]
+
+    # relists --------------------------------------------------------------
+    def _replace(self, res: _Resource, items: Iterable[Any], *, resync: bool = True) -> list[InputEvent | None]:
+        """A full list of a resource → new state; returns the deltas against the cache.
+        ``resync``: recompute the Services if the resource feeds them."""
         events: list[InputEvent | None] = []
         if res is PODS:
             pods: dict[str, Endpoint] = {}
@@ -465,26 +653,71 @@ class K8sAdapter:
             self._pods = pods
         elif res is NODES:
             chassis: dict[str, str] = {}
+            node_ips: dict[str, tuple[str, ...]] = {}
             for obj in items:
                 try:
                     name, ch = node_chassis(obj)
+                    ips = node_internal_ips(obj)
                 except Invalid as exc:
                     events.append(self._reject(exc, object_ref(obj)))
                     continue
                 chassis[name] = ch
+                node_ips[name] = ips
             self.chassis = chassis
-        else:
-            namespaces: dict[str, dict[str, str]] = {}
+            self.node_ips = node_ips
+        elif res is NAMESPACES:
+            namespaces: dict[str, Namespace] = {}
             for obj in items:
                 try:
-                    name, labels = namespace_labels(obj)
+                    ns = normalize_namespace(obj, self.source)
                 except Invalid as exc:
                     events.append(self._reject(exc, object_ref(obj)))
                     continue
-                namespaces[name] = labels
-            self.namespaces = namespaces
-        if res is not NAMESPACES:
+                namespaces[ns.name] = ns
+            events += [self._drop_namespace(name) for name in list(self._namespaces.keys() - namespaces.keys())]
+            self._namespaces = namespaces
+            self.namespaces = {name: dict(ns.labels) for name, ns in namespaces.items()}
+            events += [self.cache.upsert(ns) for ns in namespaces.values()]
+        elif res is SERVICES:
+            raw: dict[tuple[str, str], dict[str, Any]] = {}
+            for obj in items:
+                try:
+                    normalize_service(obj, [], [], self.source, self.network)
+                except Invalid as exc:
+                    events.append(self._reject(exc, object_ref(obj)))
+                    continue
+                raw[self._safe_key(obj)] = obj
+            self._svc_raw = raw
+        elif res is SLICES:
+            slices: dict[tuple[str, str], EndpointSliceInfo] = {}
+            for obj in items:
+                try:
+                    info = parse_endpoint_slice(obj)
+                except Invalid as exc:
+                    events.append(self._reject(exc, object_ref(obj)))
+                    continue
+                slices[info.key] = info
+            self._slices = slices
+            self._slices_of = {}
+            for key, info in slices.items():
+                if info.service:
+                    self._slices_of.setdefault((info.namespace, info.service), set()).add(key)
+        else:
+            policies: dict[str, Policy] = {}
+            for obj in items:
+                try:
+                    pol = normalize_policy(obj, self.source)
+                except Invalid as exc:
+                    events.append(self._reject(exc, object_ref(obj)))
+                    continue
+                policies[pol.uid] = pol
+            events += [self._drop_policy(uid) for uid in list(self._policies.keys() - policies.keys())]
+            self._policies = policies
+            events += [self.cache.upsert(pol) for pol in policies.values()]
+        if res in (PODS, NODES):
             events += [self.cache.upsert(self._effective(ep)) for ep in self._pods.values()]
+        if resync and res in _SERVICE_INPUTS:
+            events += self._resync_services()
         return events
 
     # ------------------------------------------------------------ helpers

@@ -12,23 +12,52 @@ API server) and either returns canonical data or raises
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from core.model import Endpoint, Invalid, PortSpec, Source, validate, validate_ip, validate_mac
+from core.model import (
+    Endpoint,
+    Expr,
+    Invalid,
+    LBRule,
+    Namespace,
+    Peer,
+    Policy,
+    PolicyPort,
+    PortSpec,
+    Rule,
+    Selector,
+    Service,
+    Source,
+    validate,
+    validate_ip,
+    validate_mac,
+)
 
 __all__ = [
     "CHASSIS_KEY",
+    "DEFAULT_AFFINITY_TIMEOUT",
     "MULTUS_STATUS_ANNOTATION",
     "OVNK_POD_NETWORKS_ANNOTATION",
+    "SERVICE_NAME_LABEL",
     "WATCH_TYPES",
+    "EndpointSliceInfo",
+    "SlicePort",
     "namespace_labels",
     "node_chassis",
+    "node_internal_ips",
+    "normalize_namespace",
     "normalize_pod",
+    "normalize_policy",
+    "normalize_service",
     "object_ref",
+    "object_uid",
     "parse_documents",
+    "parse_endpoint_slice",
     "parse_watch_event",
     "pod_uid",
     "resource_version",
@@ -41,6 +70,10 @@ OVNK_POD_NETWORKS_ANNOTATION = "k8s.ovn.org/pod-networks"
 MULTUS_STATUS_ANNOTATION = "k8s.v1.cni.cncf.io/network-status"
 #: Node label/annotation naming the OVN chassis of a node.
 CHASSIS_KEY = "k8s.ovn.org/node-chassis-id"
+#: EndpointSlice label naming the Service a slice belongs to.
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+#: Kubernetes' default of ``sessionAffinityConfig.clientIP.timeoutSeconds`` (3 hours).
+DEFAULT_AFFINITY_TIMEOUT = 10800
 
 WATCH_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
 _DONE_PHASES = frozenset({"succeeded", "failed"})
@@ -130,6 +163,32 @@ def pod_uid(obj: Any) -> str:
     pod = _check_kind(obj, "Pod")
     meta = _dict(pod.get("metadata"), "metadata", required=True)
     return _name(meta.get("uid"), "metadata.uid")
+
+
+def object_uid(obj: Any, kind: str) -> str:
+    """``metadata.uid`` of an object of ``kind`` (validated); raises :class:`Invalid`."""
+    o = _check_kind(obj, kind)
+    meta = _dict(o.get("metadata"), "metadata", required=True)
+    return _name(meta.get("uid"), "metadata.uid")
+
+
+def _int(value: Any, field: str, *, lo: int = 1, hi: int = 65535, reason: str = "bad-port") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(reason, f"{field} is {_type_name(value)}, expected an integer")
+    if not lo <= value <= hi:
+        raise Invalid(reason, f"{field} {value} is out of range {lo}-{hi}")
+    return value
+
+
+def _protocol(value: Any, field: str) -> str:
+    proto = _str(value, field, default="TCP").lower()
+    if proto not in ("tcp", "udp", "sctp"):
+        raise Invalid("bad-protocol", f"{field} {proto[:40]!r} is not TCP, UDP or SCTP")
+    return proto
+
+
+def _namespace_of(meta: dict[str, Any]) -> str:
+    return _name(meta.get("namespace"), "metadata.namespace") if meta.get("namespace") is not None else "default"
 
 
 # ---------------------------------------------------------------- pods
@@ -276,6 +335,403 @@ def node_chassis(obj: Any) -> tuple[str, str]:
     if len(chassis) > 253 or _CTRL.search(chassis) or any(c.isspace() for c in chassis):
         raise Invalid("bad-chassis", f"{CHASSIS_KEY} {chassis[:80]!r} of node {name!r} is not a chassis name")
     return name, chassis
+
+
+def normalize_namespace(obj: Any, source: Source) -> Namespace:
+    """A Namespace → its canonical :class:`~core.model.Namespace` (name + labels)."""
+    name, labels = namespace_labels(obj)
+    ns = Namespace(source=source, name=name, labels=labels)
+    validate(ns)
+    return ns
+
+
+def node_internal_ips(obj: Any) -> tuple[str, ...]:
+    """A Node → its ``status.addresses`` of type InternalIP (canonical, in order)."""
+    node = _check_kind(obj, "Node")
+    status = _dict(node.get("status"), "status")
+    ips: list[str] = []
+    for i, entry in enumerate(_list(status.get("addresses"), "status.addresses")):
+        field = f"status.addresses[{i}]"
+        e = _dict(entry, field)
+        if _str(e.get("type"), f"{field}.type") != "InternalIP":
+            continue
+        ip = validate_ip(_str(e.get("address"), f"{field}.address", required=True), f"{field}.address")
+        if ip not in ips:
+            ips.append(ip)
+    return tuple(ips)
+
+
+# ---------------------------------------------------------------- endpoint slices
+@dataclass(frozen=True)
+class SlicePort:
+    name: str
+    port: int
+    protocol: str
+
+
+@dataclass(frozen=True)
+class EndpointSliceInfo:
+    """What an EndpointSlice contributes to its Service: the ready addresses
+    (canonical, of ``family`` 4 or 6; none for FQDN slices) and the ports.
+    ``service`` is the ``kubernetes.io/service-name`` label ("" = none)."""
+
+    namespace: str
+    name: str
+    service: str
+    family: int  # 4, 6, or 0 for FQDN
+    ports: tuple[SlicePort, ...]
+    addresses: tuple[str, ...]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+_ADDRESS_TYPES = {"IPv4": 4, "IPv6": 6, "FQDN": 0}
+
+
+def parse_endpoint_slice(obj: Any) -> EndpointSliceInfo:
+    """A discovery.k8s.io/v1 EndpointSlice → :class:`EndpointSliceInfo`.
+
+    Only endpoints whose ``conditions.ready`` is true (absent = ready) are kept;
+    an address of the wrong family, a bad port or condition is :class:`Invalid`.
+    Ports without a number (``port: null`` = "all ports") are skipped.
+    """
+    sl = _check_kind(obj, "EndpointSlice")
+    meta = _dict(sl.get("metadata"), "metadata", required=True)
+    name = _name(meta.get("name"), "metadata.name")
+    namespace = _namespace_of(meta)
+    labels = _str_map(meta.get("labels"), "metadata.labels")
+    service = labels.get(SERVICE_NAME_LABEL, "")
+    if service:
+        service = _name(service, f"label {SERVICE_NAME_LABEL}")
+    address_type = _str(sl.get("addressType"), "addressType", required=True)
+    if address_type not in _ADDRESS_TYPES:
+        raise Invalid("bad-field", f"addressType {address_type[:40]!r} is not IPv4, IPv6 or FQDN")
+    family = _ADDRESS_TYPES[address_type]
+    ports: list[SlicePort] = []
+    for i, entry in enumerate(_list(sl.get("ports"), "ports")):
+        field = f"ports[{i}]"
+        p = _dict(entry, field)
+        if p.get("port") is None:
+            continue
+        ports.append(
+            SlicePort(
+                name=_str(p.get("name"), f"{field}.name"),
+                port=_int(p.get("port"), f"{field}.port"),
+                protocol=_protocol(p.get("protocol"), f"{field}.protocol"),
+            )
+        )
+    addresses: list[str] = []
+    for i, entry in enumerate(_list(sl.get("endpoints"), "endpoints")):
+        field = f"endpoints[{i}]"
+        ep = _dict(entry, field)
+        conditions = _dict(ep.get("conditions"), f"{field}.conditions")
+        ready = conditions.get("ready")
+        if ready is not None and not isinstance(ready, bool):
+            raise Invalid("bad-field", f"{field}.conditions.ready is {_type_name(ready)}, expected a boolean")
+        raw = _list(ep.get("addresses"), f"{field}.addresses")
+        if family == 0:
+            continue  # FQDN: not programmable, ignored
+        for j, a in enumerate(raw):
+            afield = f"{field}.addresses[{j}]"
+            ip = validate_ip(_str(a, afield, required=True), afield)
+            if ipaddress.ip_address(ip).version != family:
+                raise Invalid("bad-ip", f"{afield} {ip} is not an {address_type} address")
+            if ready is not False and ip not in addresses:
+                addresses.append(ip)
+    return EndpointSliceInfo(namespace, name, service, family, tuple(ports), tuple(addresses))
+
+
+# ---------------------------------------------------------------- services
+_SERVICE_TYPES = frozenset({"ClusterIP", "NodePort", "LoadBalancer", "ExternalName"})
+
+
+@dataclass(frozen=True)
+class _ServicePort:
+    name: str
+    port: int
+    protocol: str
+    target: int | str
+    node_port: int | None
+
+
+def _service_ports(spec: dict[str, Any]) -> list[_ServicePort]:
+    out: list[_ServicePort] = []
+    for i, entry in enumerate(_list(spec.get("ports"), "spec.ports")):
+        field = f"spec.ports[{i}]"
+        p = _dict(entry, field)
+        port = _int(p.get("port"), f"{field}.port")
+        target_raw = p.get("targetPort")
+        target: int | str
+        if target_raw is None or target_raw == 0:
+            target = port
+        elif isinstance(target_raw, str):
+            target = target_raw
+            if not target or len(target) > 63 or _CTRL.search(target) or any(c.isspace() for c in target):
+                raise Invalid("bad-port", f"{field}.targetPort {target[:80]!r} is not a port name")
+        else:
+            target = _int(target_raw, f"{field}.targetPort")
+        node_port_raw = p.get("nodePort")
+        node_port = None if node_port_raw in (None, 0) else _int(node_port_raw, f"{field}.nodePort")
+        out.append(
+            _ServicePort(
+                name=_str(p.get("name"), f"{field}.name"),
+                port=port,
+                protocol=_protocol(p.get("protocol"), f"{field}.protocol"),
+                target=target,
+                node_port=node_port,
+            )
+        )
+    return out
+
+
+def _ip_list(values: list[Any], field: str) -> list[str]:
+    out: list[str] = []
+    for i, v in enumerate(values):
+        ip = validate_ip(_str(v, f"{field}[{i}]", required=True), f"{field}[{i}]")
+        if ip not in out:
+            out.append(ip)
+    return out
+
+
+def _affinity(spec: dict[str, Any]) -> int:
+    affinity = _str(spec.get("sessionAffinity"), "spec.sessionAffinity", default="None")
+    if affinity == "None":
+        return 0
+    if affinity != "ClientIP":
+        raise Invalid("bad-affinity", f"spec.sessionAffinity {affinity[:40]!r} is not None or ClientIP")
+    cfg = _dict(spec.get("sessionAffinityConfig"), "spec.sessionAffinityConfig")
+    client_ip = _dict(cfg.get("clientIP"), "spec.sessionAffinityConfig.clientIP")
+    timeout = client_ip.get("timeoutSeconds")
+    if timeout is None:
+        return DEFAULT_AFFINITY_TIMEOUT
+    return _int(timeout, "spec.sessionAffinityConfig.clientIP.timeoutSeconds", hi=86400, reason="bad-affinity")
+
+
+def _hostport(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _backend_order(backend: str) -> tuple[int, bytes, int]:
+    host, _, port = backend.rpartition(":")
+    ip = ipaddress.ip_address(host.strip("[]"))
+    return (ip.version, ip.packed, int(port))
+
+
+def normalize_service(
+    svc: Any,
+    slices: Iterable[EndpointSliceInfo | dict[str, Any]],
+    node_ips: Iterable[str],
+    source: Source,
+    network: str = "default",
+) -> Service | None:
+    """A Service joined with its EndpointSlices → a resolved :class:`~core.model.Service`.
+
+    ``slices`` may hold slices of other services (they are filtered by namespace
+    and ``kubernetes.io/service-name``), parsed or raw.  ``node_ips`` are the
+    InternalIPs of every node: NodePort and LoadBalancer services get a rule
+    ``node_ip:nodePort`` per node.  One :class:`~core.model.LBRule` per (vip,
+    service port), VIPs = ``spec.clusterIPs`` (or ``clusterIP``) + ``externalIPs``
+    (+ node IPs); backends = ready addresses of the slices of the VIP's family,
+    port = numeric ``targetPort`` (default ``port``), or, for a named one, the
+    port of the slice port named like the service port (slices without it
+    contribute nothing).  None for headless and ExternalName services (still
+    validated).
+    """
+    obj = _check_kind(svc, "Service")
+    meta = _dict(obj.get("metadata"), "metadata", required=True)
+    uid = _name(meta.get("uid"), "metadata.uid")
+    name = _name(meta.get("name"), "metadata.name")
+    namespace = _namespace_of(meta)
+    spec = _dict(obj.get("spec"), "spec", required=True)
+    typ = _str(spec.get("type"), "spec.type", default="ClusterIP")
+    if typ not in _SERVICE_TYPES:
+        raise Invalid("bad-field", f"spec.type {typ[:40]!r} is not ClusterIP, NodePort, LoadBalancer or ExternalName")
+    if typ == "ExternalName":
+        _str(spec.get("externalName"), "spec.externalName", required=True)
+        return None
+    ports = _service_ports(spec)
+    affinity = _affinity(spec)
+    raw_cluster = _list(spec.get("clusterIPs"), "spec.clusterIPs")
+    if not raw_cluster and spec.get("clusterIP") not in (None, ""):
+        raw_cluster = [spec.get("clusterIP")]
+    if raw_cluster and raw_cluster[0] == "None":
+        return None  # headless: no VIP, clients resolve the pods through DNS
+    vips = _ip_list(raw_cluster, "spec.clusterIPs")
+    for ip in _ip_list(_list(spec.get("externalIPs"), "spec.externalIPs"), "spec.externalIPs"):
+        if ip not in vips:
+            vips.append(ip)
+    nodes = sorted({validate_ip(ip, "node ip") for ip in node_ips}, key=lambda ip: _backend_order(_hostport(ip, 1)))
+
+    mine: list[EndpointSliceInfo] = []
+    for sl in slices:
+        info = sl if isinstance(sl, EndpointSliceInfo) else parse_endpoint_slice(sl)
+        if info.namespace == namespace and info.service == name and info.family:
+            mine.append(info)
+
+    def backends(family: int, sp: _ServicePort) -> tuple[str, ...]:
+        out: set[str] = set()
+        for info in mine:
+            if info.family != family:
+                continue
+            if isinstance(sp.target, int):
+                port: int | None = sp.target
+            else:
+                port = next((p.port for p in info.ports if p.name == sp.name and p.protocol == sp.protocol), None)
+            if port is not None:
+                out.update(_hostport(a, port) for a in info.addresses)
+        return tuple(sorted(out, key=_backend_order))
+
+    rules: list[LBRule] = []
+    seen: set[tuple[str, str, int]] = set()
+
+    def add(vip: str, port: int, sp: _ServicePort) -> None:
+        if (sp.protocol, vip, port) in seen:
+            return
+        seen.add((sp.protocol, vip, port))
+        family = ipaddress.ip_address(vip).version
+        rules.append(LBRule(protocol=sp.protocol, vip=vip, port=port, backends=backends(family, sp)))
+
+    for sp in ports:
+        for vip in vips:
+            add(vip, sp.port, sp)
+        if typ in ("NodePort", "LoadBalancer") and sp.node_port is not None:
+            for ip in nodes:
+                add(ip, sp.node_port, sp)
+    service = Service(
+        source=source,
+        uid=uid,
+        namespace=namespace,
+        name=name,
+        network=network,
+        rules=tuple(rules),
+        affinity_timeout=affinity,
+    )
+    validate(service)
+    return service
+
+
+# ---------------------------------------------------------------- network policies
+_POLICY_TYPES = ("Ingress", "Egress")
+
+
+def _selector(value: Any, field: str) -> Selector:
+    sel = _dict(value, field)
+    labels = _str_map(sel.get("matchLabels"), f"{field}.matchLabels")
+    exprs: list[Expr] = []
+    for i, entry in enumerate(_list(sel.get("matchExpressions"), f"{field}.matchExpressions")):
+        efield = f"{field}.matchExpressions[{i}]"
+        e = _dict(entry, efield)
+        values = _list(e.get("values"), f"{efield}.values")
+        for j, v in enumerate(values):
+            if not isinstance(v, str):
+                raise Invalid("bad-selector", f"{efield}.values[{j}] is {_type_name(v)}, expected a string")
+        exprs.append(
+            Expr(
+                key=_str(e.get("key"), f"{efield}.key", required=True),
+                operator=_str(e.get("operator"), f"{efield}.operator", required=True),
+                values=tuple(values),
+            )
+        )
+    return Selector(match_labels=dict(labels), match_expressions=tuple(exprs))
+
+
+def _peer(value: Any, field: str) -> Peer:
+    p = _dict(value, field)
+    pod = _selector(p["podSelector"], f"{field}.podSelector") if p.get("podSelector") is not None else None
+    ns = (
+        _selector(p["namespaceSelector"], f"{field}.namespaceSelector")
+        if p.get("namespaceSelector") is not None
+        else None
+    )
+    cidr: str | None = None
+    excepts: tuple[str, ...] = ()
+    if p.get("ipBlock") is not None:
+        block = _dict(p["ipBlock"], f"{field}.ipBlock")
+        cidr = _str(block.get("cidr"), f"{field}.ipBlock.cidr", required=True)
+        ex = _list(block.get("except"), f"{field}.ipBlock.except")
+        excepts = tuple(_str(x, f"{field}.ipBlock.except[{i}]", required=True) for i, x in enumerate(ex))
+        for i, c in enumerate((cidr, *excepts)):
+            where = f"{field}.ipBlock.cidr" if i == 0 else f"{field}.ipBlock.except[{i - 1}]"
+            try:
+                ipaddress.ip_network(c, strict=False)
+            except ValueError:
+                raise Invalid("bad-cidr", f"{where} {c[:60]!r} is not a CIDR") from None
+            if "/" not in c:
+                raise Invalid("bad-cidr", f"{where} {c[:60]!r} has no prefix length")
+    return Peer(pod_selector=pod, namespace_selector=ns, cidr=cidr, except_cidrs=excepts)
+
+
+def _policy_port(value: Any, field: str) -> PolicyPort:
+    p = _dict(value, field)
+    raw = p.get("port")
+    port: int | str | None
+    if raw is None or isinstance(raw, str):
+        port = raw
+    else:
+        port = _int(raw, f"{field}.port")
+    end_raw = p.get("endPort")
+    end = None if end_raw is None else _int(end_raw, f"{field}.endPort")
+    if end is not None and not isinstance(port, int):
+        raise Invalid("bad-port", f"{field}.endPort needs a numeric port")
+    if end is not None and isinstance(port, int) and end < port:
+        raise Invalid("bad-port", f"{field}.endPort {end} is below port {port}")
+    return PolicyPort(protocol=_protocol(p.get("protocol"), f"{field}.protocol"), port=port, end_port=end)
+
+
+def _rules(spec: dict[str, Any], direction: str, peers_key: str) -> tuple[Rule, ...]:
+    rules: list[Rule] = []
+    for i, entry in enumerate(_list(spec.get(direction), f"spec.{direction}")):
+        field = f"spec.{direction}[{i}]"
+        r = _dict(entry, field)
+        peers = tuple(
+            _peer(x, f"{field}.{peers_key}[{j}]") for j, x in enumerate(_list(r.get(peers_key), f"{field}.{peers_key}"))
+        )
+        ports = tuple(
+            _policy_port(x, f"{field}.ports[{j}]") for j, x in enumerate(_list(r.get("ports"), f"{field}.ports"))
+        )
+        rules.append(Rule(peers=peers, ports=ports))
+    return tuple(rules)
+
+
+def normalize_policy(obj: Any, source: Source) -> Policy:
+    """A networking.k8s.io/v1 NetworkPolicy → :class:`~core.model.Policy`.
+
+    ``policyTypes`` absent or empty defaults as Kubernetes does: Ingress, plus
+    Egress when ``spec.egress`` has rules.  A direction not in ``policyTypes`` is
+    None (its rules, if any, are ignored, as Kubernetes does); a direction in
+    effect without rules is ``()`` (default deny).
+    """
+    pol = _check_kind(obj, "NetworkPolicy")
+    meta = _dict(pol.get("metadata"), "metadata", required=True)
+    uid = _name(meta.get("uid"), "metadata.uid")
+    name = _name(meta.get("name"), "metadata.name")
+    namespace = _namespace_of(meta)
+    spec = _dict(pol.get("spec"), "spec", required=True)
+    pod_selector = _selector(spec.get("podSelector"), "spec.podSelector")
+    types: list[str] = []
+    for i, t in enumerate(_list(spec.get("policyTypes"), "spec.policyTypes")):
+        if t not in _POLICY_TYPES:
+            raise Invalid("bad-field", f"spec.policyTypes[{i}] {str(t)[:40]!r} is not Ingress or Egress")
+        if t in types:
+            raise Invalid("bad-field", f"spec.policyTypes[{i}] {t} appears twice")
+        types.append(t)
+    ingress = _rules(spec, "ingress", "from")
+    egress = _rules(spec, "egress", "to")
+    if not types:
+        types = ["Ingress", "Egress"] if egress else ["Ingress"]
+    policy = Policy(
+        source=source,
+        uid=uid,
+        namespace=namespace,
+        name=name,
+        pod_selector=pod_selector,
+        ingress=ingress if "Ingress" in types else None,
+        egress=egress if "Egress" in types else None,
+    )
+    validate(policy)
+    return policy
 
 
 # ---------------------------------------------------------------- watch events
