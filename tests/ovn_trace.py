@@ -6,7 +6,9 @@ is dropped) rather than the text of ACLs.  ``--ct=new`` is given three times:
 a packet meets conntrack up to three times on one switch (ingress
 pre-stateful, the load balancer, egress pre-stateful), and ovn-trace answers
 "established" for every ct action beyond the ``--ct`` options given, which
-would let a new connection skip the ACLs.
+would let a new connection skip the ACLs.  ``--no-friendly-names``: ovn-trace
+otherwise abbreviates anything that looks like a UUID inside a port name, and
+Kubernetes port names carry pod UIDs.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def sync(sb: OvnSandbox, timeout: float = 20) -> None:
 
 def trace(sb: OvnSandbox, datapath: str, flow: str, *extra: str) -> Trace:
     res = subprocess.run(
-        ["ovn-trace", f"--db={sb.sb_remote}", "--ct=new", "--ct=new", "--ct=new", *extra, datapath, flow],
+        ["ovn-trace", f"--db={sb.sb_remote}", "--no-friendly-names", "--ct=new", "--ct=new", "--ct=new", *extra, datapath, flow],
         capture_output=True,
         text=True,
         timeout=30,

@@ -60,7 +60,8 @@ SRC = Source("k8s", "test")
 WAIT = 20.0  # upper bound of every wait
 T = TypeVar("T")
 
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"{FIXTURES} missing")
+if not FIXTURES.is_dir():  # a missing fixture dir is an error, never a silent skip
+    raise RuntimeError(f"{FIXTURES} missing (set OVN_HUB_SHARED)")
 
 
 # ---------------------------------------------------------------- helpers

@@ -43,7 +43,8 @@ FIXTURES = shared_dir() / "fixtures" / "kubernetes"
 SRC = Source("k8s", "test")
 UID = "0a9d2b9e-779e-11e7-b422-42010a8001bf"
 
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"{FIXTURES} missing")
+if not FIXTURES.is_dir():  # a missing fixture dir is an error, never a silent skip
+    raise RuntimeError(f"{FIXTURES} missing (set OVN_HUB_SHARED)")
 
 
 def fixture_text(name: str) -> str:
