@@ -297,7 +297,7 @@ class Programmer:
         """Read the hub's ports shard by shard (``ovn-hub:shard`` in external_ids).
 
         One 50k-row reply decodes into ~150 MB of short-lived Python objects,
-        and the process keeps that memory; 16 replies of ~3k rows do not.  The
+        and the process keeps that memory; SHARDS replies of a few thousand rows do not.  The
         monitor is already running (without initial contents), so a change
         racing with these reads arrives after the read that returns the row.
         A port the hub owns without a valid shard key (edited by someone) is
@@ -307,13 +307,25 @@ class Programmer:
             [["external_ids", "includes", ["map", sorted([[OWNER, self.hub_id], [SHARD, str(k)]])]]] for k in range(SHARDS)
         ]
         unsharded = cond + [["external_ids", "excludes", ["map", [[SHARD, str(k)]]]] for k in range(SHARDS)]
-        for where in [*owned_shard, unsharded]:
-            result = await client.transact([{"op": "select", "table": LSP, "where": where, "columns": columns}])
-            rows = result[0]["rows"]
-            with gc_paused():
-                for row in rows:
-                    self._apply_port(row.pop("_uuid")[1], {"initial": row})
-            del result, rows
+        def read(where: list[Any]) -> asyncio.Future[list[Any]]:
+            return asyncio.ensure_future(client.transact([{"op": "select", "table": LSP, "where": where, "columns": columns}]))
+
+        wheres = [*owned_shard, unsharded]
+        # Two reads in flight: the server serializes slice k+1 while this
+        # process digests slice k; memory stays at two slices.
+        pending = read(wheres[0])
+        try:
+            with gc_paused():  # one pause for the whole read: no collection per slice
+                for i in range(len(wheres)):
+                    result = await pending
+                    if i + 1 < len(wheres):
+                        pending = read(wheres[i + 1])
+                    rows = result[0]["rows"]
+                    for row in rows:
+                        self._apply_port(row.pop("_uuid")[1], {"initial": row})
+                    del result, rows
+        finally:
+            pending.cancel()
 
     def _on_update(self, updates: dict[str, Any]) -> None:
         with gc_paused():

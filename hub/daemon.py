@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import logging
 import random
 import signal
@@ -162,6 +163,7 @@ class Hub:
                 if started.done() and not self.stopping.is_set():
                     started.result()
                     _trim_heap()
+                    gc.freeze()  # the replica is long-lived: keep it out of every collection
                     api = ApiServer(self)
                     await api.start(self.config.api.listen)
                     tasks.append(tg.create_task(self.programmer.run(), name="nb-writer"))
