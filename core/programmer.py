@@ -836,7 +836,8 @@ class Programmer:
                 if self.coalesce:
                     await asyncio.sleep(self.coalesce)
                 try:
-                    await self._write_batch()
+                    with gc_paused():  # one collector pause per batch, not one per step
+                        await self._write_batch()
                 except ConnectionLost:
                     continue
         finally:
