@@ -238,8 +238,8 @@ def normalize_variants() -> dict[str, Callable[[bytes], Any]]:
 
     dec = msgspec.json.Decoder()
 
-    def decode_normalize(line: bytes) -> Endpoint | None:
-        return normalize_pod(parse_watch_event(json.loads(line))["object"], SOURCE, network=NETWORK)
+    def decode_normalize(line: bytes) -> Endpoint | None:  # the adapter decodes with msgspec
+        return normalize_pod(parse_watch_event(dec.decode(line))["object"], SOURCE, network=NETWORK)
 
     def msgspec_normalize(line: bytes) -> Endpoint | None:
         return normalize_pod(parse_watch_event(dec.decode(line))["object"], SOURCE, network=NETWORK)

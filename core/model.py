@@ -312,8 +312,18 @@ def validate_source(src: Source) -> None:
             raise Invalid("bad-source", f"source {field} {value!r} is not a DNS label ([a-z0-9-], 1-63)")
 
 
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_V4 = re.compile(rf"^{_OCTET}(\.{_OCTET}){{3}}$")
+_SPACE = re.compile(r"\s")
+
+
 def validate_ip(text: str, field: str = "ip") -> str:
     """Return the canonical form of a host IP (v4 or v6), or raise."""
+    if isinstance(text, str) and _V4.match(text):  # fast path: canonical dotted quad (no leading zeros)
+        first = int(text[: text.index(".")])
+        if 224 <= first <= 239 or text == "0.0.0.0":
+            raise Invalid("bad-ip", f"{field} {text!r} is not a unicast host address")
+        return text
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:
@@ -341,7 +351,7 @@ def _labels(labels: dict[str, str]) -> None:
 
 def _uid(uid: str) -> None:
     _text("uid", uid)
-    if any(c.isspace() for c in uid):
+    if _SPACE.search(uid):
         raise Invalid("bad-uid", f"uid {uid!r} contains whitespace")
 
 

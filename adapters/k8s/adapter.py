@@ -152,6 +152,10 @@ def _describe(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+#: msgspec decodes a pod watch line about twice as fast as json.loads (bench k8s).
+_decode = msgspec.json.Decoder().decode
+
+
 def _status_message(body: bytes) -> str:
     try:
         status = json.loads(body)
@@ -301,8 +305,8 @@ class K8sAdapter:
                 if resp.status != 200:
                     raise _ApiError(f"list {res.kind}s: HTTP {resp.status}: {_status_message(body)}")
                 try:
-                    page = json.loads(body)
-                except (ValueError, RecursionError):
+                    page = _decode(body)
+                except (msgspec.DecodeError, ValueError, RecursionError):
                     raise _ApiError(f"list {res.kind}s: response is not JSON") from None
                 page_items = page.get("items") if isinstance(page, dict) else None
                 meta = page.get("metadata") if isinstance(page, dict) else None
@@ -401,8 +405,8 @@ class K8sAdapter:
     async def _handle_line(self, res: _Resource, line: bytes, sink: EventSink) -> None:
         try:
             try:
-                value = json.loads(line)
-            except (ValueError, RecursionError):
+                value = _decode(line)
+            except (msgspec.DecodeError, ValueError, RecursionError):
                 raise Invalid("bad-json", f"{res.kind} watch line is not JSON: {line[:80]!r}") from None
             ev = parse_watch_event(value)
         except Invalid as exc:

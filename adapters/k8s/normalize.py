@@ -77,6 +77,7 @@ DEFAULT_AFFINITY_TIMEOUT = 10800
 
 WATCH_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
 _DONE_PHASES = frozenset({"succeeded", "failed"})
+_SPACE = re.compile(r"\s")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
 _YAML_SEPARATOR = re.compile(r"^(?:---|\.\.\.)(?:\s.*)?$")
 
@@ -116,7 +117,7 @@ def _str(value: Any, field: str, *, required: bool = False, default: str = "") -
 
 def _name(value: Any, field: str) -> str:
     text = _str(value, field, required=True)
-    if len(text) > 253 or _CTRL.search(text) or any(c.isspace() for c in text):
+    if len(text) > 253 or _CTRL.search(text) or _SPACE.search(text):
         raise Invalid("bad-name", f"{field} {text[:80]!r} is not a valid object name")
     return text
 
@@ -332,7 +333,7 @@ def node_chassis(obj: Any) -> tuple[str, str]:
     labels = _str_map(meta.get("labels"), "metadata.labels")
     annotations = _str_map(meta.get("annotations"), "metadata.annotations")
     chassis = labels.get(CHASSIS_KEY) or annotations.get(CHASSIS_KEY) or name
-    if len(chassis) > 253 or _CTRL.search(chassis) or any(c.isspace() for c in chassis):
+    if len(chassis) > 253 or _CTRL.search(chassis) or _SPACE.search(chassis):
         raise Invalid("bad-chassis", f"{CHASSIS_KEY} {chassis[:80]!r} of node {name!r} is not a chassis name")
     return name, chassis
 
@@ -468,7 +469,7 @@ def _service_ports(spec: dict[str, Any]) -> list[_ServicePort]:
             target = port
         elif isinstance(target_raw, str):
             target = target_raw
-            if not target or len(target) > 63 or _CTRL.search(target) or any(c.isspace() for c in target):
+            if not target or len(target) > 63 or _CTRL.search(target) or _SPACE.search(target):
                 raise Invalid("bad-port", f"{field}.targetPort {target[:80]!r} is not a port name")
         else:
             target = _int(target_raw, f"{field}.targetPort")
