@@ -1,7 +1,7 @@
 # OVN Hub: two commands do everything on a fresh Debian 12 machine (as root).
 #   make run   install what is missing, start hubd with an OVN sandbox and the local Docker engine
 #   make test  install what is missing, run lint, types, the layer contract and the whole test suite
-.PHONY: run test deps lint bench demo-clean
+.PHONY: run test deps lint bench
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -23,3 +23,4 @@ test: lint
 bench: deps
 	$(PY) -m bench bulk --n 10000 50000
 	$(PY) -m bench resync --n 50000
+	$(PY) -m bench k8s
