@@ -52,11 +52,10 @@ def test_ready_only_after_first_snapshot_then_watchdog_and_sigterm(ovn: OvnSandb
     h: Hubd = hubd_factory(config(ovn, tmpdir_short, {"a": data}), env={"WATCHDOG_USEC": "200000"})
     h.notify.wait_for("WATCHDOG=1", 20)
     first = time.monotonic()
-    time.sleep(2.0)
-    h.notify.drain()
+    # ten more pings (one every 0.1 s) span a second in which the adapter keeps failing
+    sync_wait_until(lambda: sum(m == "WATCHDOG=1" for m in h.notify.drain()) >= 11, 10, "10 watchdog pings")
+    assert time.monotonic() - first < 5, "watchdog pings are not at half of WATCHDOG_USEC"
     assert not any(m.startswith("READY=1") for m in h.notify.messages), h.logtext()
-    pings = sum(m == "WATCHDOG=1" for m in h.notify.messages)
-    assert pings >= 10, f"{pings} watchdog pings in {time.monotonic() - first:.1f}s; want one every 0.1s\n{h.logtext()}"
     assert any(m.startswith("STATUS=waiting for first snapshot of static/a") for m in h.notify.messages)
     status = json.loads(h.ctl("status", "--json", check=False).stdout)
     assert status["ready"] is False and status["adapters"][0]["restarts"] >= 1
@@ -197,7 +196,6 @@ def test_sigterm_while_nb_unreachable_exits_cleanly(tmpdir_short: Path, hubd_fac
     )
     h: Hubd = hubd_factory(cfg)
     h.notify.wait_for("STATUS=connecting to OVN NB", 20)
-    time.sleep(0.5)
     h.signal(signal.SIGTERM)
     assert h.wait(30) == 0, h.logtext()
     h.notify.drain()
