@@ -5,11 +5,12 @@ programmer publishes status events (programmed, ready, rejected).  Every
 subscriber has a bounded queue.  ``overflow="block"`` (the default, used by the
 programmer) gives backpressure: ``publish`` waits for room, so a burst from an
 adapter slows the adapter, never loses an event.  ``overflow="drop"`` is for
-observers that must never slow the hub (``hubctl events``, a broker mirror):
+observers that must never slow the hub and can lose events:
 the oldest queued event is dropped and counted.
 
-A mirror (e.g. MQTT, a later issue) is just another subscriber: adapters and
-core do not change.
+A mirror is just another subscriber: adapters and core do not change.  The MQTT
+mirror (hub/mqtt.py) subscribes with ``"block"`` but never waits on its broker:
+it folds events into its own latest-state-per-topic map at once.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Talks to hubd's admin API (``--api``, ``$OVN_HUB_API``, the config's
 ``api.listen``, or the default unix socket).  ``normalize`` and ``schema`` work
-offline.
+offline; ``events`` reads the MQTT mirror (the config's ``[mqtt]``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from core.model import Invalid, Source, encode, json_schema
-from hub.config import DEFAULT_API, DEFAULT_PATH, ConfigError, load, parse_listen
+from hub.config import DEFAULT_API, DEFAULT_PATH, Config, ConfigError, load, parse_listen
 from hub.plugins import NORMALIZER_GROUP, PluginError, available, normalizer
 
 
@@ -143,6 +143,109 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _load_config(args: argparse.Namespace) -> Config:
+    cfg_path = Path(args.config) if args.config else DEFAULT_PATH
+    try:
+        return load(cfg_path)
+    except ConfigError as exc:
+        raise SystemExit(f"hubctl: {exc}") from None
+
+
+def _matches(filters: list[str], item: dict[str, Any]) -> bool:
+    if not filters:
+        return True
+    src = str(item.get("source", ""))
+    attrs = {str(item.get("event", "")), str(item.get("kind", "")), src, src.partition("/")[0]}
+    return any(f in attrs for f in filters)
+
+
+def _state_line(topic: str, st: dict[str, Any]) -> str:
+    obj = st.get("object", {})
+    kind = str(obj.get("type", "?"))
+    src = f"{obj.get('source', {}).get('orchestrator', '?')}/{obj.get('source', {}).get('cluster', '?')}"
+    flags = ["programmed" if st.get("programmed") else "pending"] + (["ready"] if st.get("ready") else [])
+    if st.get("error"):
+        flags.append(f"error={st['error']}")
+    where = f" network={obj.get('network')} port={st.get('port')}" if kind == "endpoint" else (f" row={st['row']}" if st.get("row") else "")
+    return f"{kind} {src} {obj.get('namespace')}/{obj.get('name')} uid={obj.get('uid')}{where} {' '.join(flags)}"
+
+
+def _event_line(ev: dict[str, Any]) -> str:
+    what = f"{ev.get('namespace')}/{ev.get('name')}" if ev.get("name") else ""
+    parts = [f"#{ev.get('seq')}", str(ev.get("event")), str(ev.get("kind") or "-"), str(ev.get("source")), what,
+             f"key={ev['key']}" if ev.get("key") else "", f"row={ev['row']}" if ev.get("row") else "",
+             "deleted" if ev.get("deleted") else "",
+             f"reason={ev['reason']}: {ev.get('message', '')}" if ev.get("reason") else ""]
+    return " ".join(p for p in parts if p)
+
+
+async def _events(cfg: Config, args: argparse.Namespace) -> int:
+    import aiomqtt  # local: only this command needs it
+
+    from hub.mqtt import PREFIX, client_kwargs, read_retained
+
+    base = f"{PREFIX}/{cfg.hub.id}"
+    out = sys.stdout
+    last = 0
+
+    def show_event(payload: bytes) -> None:
+        nonlocal last
+        ev = json.loads(payload)
+        seq = int(ev.get("seq", 0))
+        if seq <= last:
+            return  # a duplicate (overlapping subscriptions) or a hub restart's replay
+        if last and seq > last + 1:
+            print(f"hubctl: gap: {seq - last - 1} events missed before #{seq}", file=sys.stderr)
+        last = seq
+        if _matches(args.filter, ev):
+            out.write((json.dumps(ev, sort_keys=True) if args.json else _event_line(ev)) + "\n")
+            out.flush()
+
+    async with aiomqtt.Client(**client_kwargs(cfg.mqtt), timeout=args.timeout) as client:
+        state, early = await read_retained(client, base, timeout=args.timeout, follow_events=args.follow)
+        for topic in sorted(state):
+            try:
+                st = json.loads(state[topic])
+            except ValueError:
+                continue
+            if topic == f"{base}/status":
+                if not args.filter or "status" in args.filter:
+                    line = json.dumps({"topic": topic, **st}, sort_keys=True) if args.json else (
+                        f"hub {st.get('hub')} {st.get('state')}{' ready' if st.get('ready') else ''}"
+                        f"{' (' + st['reason'] + ')' if st.get('reason') else ''}")
+                    out.write(line + "\n")
+                continue
+            obj = st.get("object", {})
+            item = {"kind": obj.get("type"), "source": f"{obj.get('source', {}).get('orchestrator')}/{obj.get('source', {}).get('cluster')}"}
+            if _matches(args.filter, item):
+                out.write((json.dumps({"topic": topic, **st}, sort_keys=True) if args.json else _state_line(topic, st)) + "\n")
+        out.flush()
+        if not args.follow:
+            return 0
+        last = 0
+        for payload in early:
+            show_event(payload)
+        async for msg in client.messages:
+            if msg.topic.value == f"{base}/events" and isinstance(msg.payload, bytes):
+                show_event(msg.payload)
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    import aiomqtt
+
+    cfg = _load_config(args)
+    if args.mqtt:
+        cfg.mqtt.url = args.mqtt
+    try:
+        return asyncio.run(_events(cfg, args))
+    except KeyboardInterrupt:
+        return 0
+    except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+        print(f"hubctl: MQTT broker {cfg.mqtt.url}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(json_schema(), indent=2, sort_keys=True))
     return 0
@@ -167,6 +270,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cluster", default="local", help="cluster name for the canonical source (default local)")
     p.add_argument("files", nargs="+", help="files (or - for stdin)")
     p.set_defaults(fn=cmd_normalize)
+    p = sub.add_parser("events", help="MQTT mirror: retained current state, then (--follow) lifecycle events")
+    p.add_argument("--follow", "-f", action="store_true", help="after the state, print events as they come")
+    p.add_argument("--filter", nargs="+", default=[], metavar="KIND|SOURCE",
+                   help="only these event types (observed, programmed, ready, deleted, rejected), object kinds, "
+                        "sources (docker/local) or orchestrators (docker)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--mqtt", help="broker URL (default: the config's mqtt.url)")
+    p.add_argument("--timeout", type=float, default=10.0, help="connect / state read timeout, seconds")
+    p.set_defaults(fn=cmd_events)
     p = sub.add_parser("schema", help="print the JSON Schema of the canonical model")
     p.set_defaults(fn=cmd_schema)
     args = ap.parse_args(argv)

@@ -51,11 +51,43 @@ class BusSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     queue_size: int = 10000
 
 
+class MqttSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The MQTT mirror of the bus (hub/mqtt.py).  There is deliberately no
+    ``password`` key: a TOML file is often world-readable and copied around, so
+    the password lives in ``password_file`` (first line, mode 0600)."""
+
+    enabled: bool = False
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str = ""
+    password_file: str = ""
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    client_id: str = ""  # default ovn-hub-<hub.id>
+    queue_size: int = 10000  # lifecycle events buffered while the broker is slow or away
+    max_inflight: int = 100  # concurrent unacknowledged publishes
+    event_expiry: int = 3600  # MQTT v5 message expiry of lifecycle events, seconds
+    keepalive: int = 30
+
+
+def parse_mqtt_url(url: str) -> tuple[bool, str, int]:
+    """``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]`` → (tls, host, port)."""
+    m = re.fullmatch(r"(mqtts?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?/?", url)
+    if not m:
+        raise ValueError(f"{url!r} must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+    tls = m.group(1) == "mqtts"
+    port = int(m.group(3)) if m.group(3) else (8883 if tls else 1883)
+    if not 0 < port < 65536:
+        raise ValueError(f"{url!r}: port out of range")
+    return tls, m.group(2).strip("[]"), port
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     hub: HubSection = msgspec.field(default_factory=HubSection)
     ovn: OvnSection = msgspec.field(default_factory=OvnSection)
     api: ApiSection = msgspec.field(default_factory=ApiSection)
     bus: BusSection = msgspec.field(default_factory=BusSection)
+    mqtt: MqttSection = msgspec.field(default_factory=MqttSection)
     adapters: dict[str, dict[str, Any]] = {}
 
     def adapter_specs(self) -> dict[str, AdapterSpec]:
@@ -102,6 +134,19 @@ def _check(cfg: Config) -> None:
         raise ConfigError("ovn.batch_size: must be at least 1")
     if cfg.bus.queue_size < 1:
         raise ConfigError("bus.queue_size: must be at least 1")
+    try:
+        tls, _, _ = parse_mqtt_url(cfg.mqtt.url)
+    except ValueError as exc:
+        raise ConfigError(f"mqtt.url: {exc}") from None
+    if not tls and (cfg.mqtt.ca_file or cfg.mqtt.cert_file):
+        raise ConfigError("mqtt.url: ca_file/cert_file need an mqtts:// url")
+    if bool(cfg.mqtt.cert_file) != bool(cfg.mqtt.key_file):
+        raise ConfigError("mqtt.key_file: cert_file and key_file go together")
+    if cfg.mqtt.password_file and not cfg.mqtt.username:
+        raise ConfigError("mqtt.username: password_file needs a username")
+    for key in ("queue_size", "max_inflight", "event_expiry", "keepalive"):
+        if getattr(cfg.mqtt, key) < 1:
+            raise ConfigError(f"mqtt.{key}: must be at least 1")
     try:
         parse_listen(cfg.api.listen)
     except ValueError as exc:

@@ -23,7 +23,7 @@ import random
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core import metrics
 from core.adapter import Adapter, AdapterSpec, OptionsError
@@ -34,6 +34,9 @@ from hub.config import Config, ConfigError, load
 from hub.notify import Notifier
 from hub.plugins import PluginError, adapter_factory
 from hub.sandbox import OvnSandbox
+
+if TYPE_CHECKING:
+    from hub.mqtt import MqttMirror
 
 log = logging.getLogger("ovn_hub.hubd")
 
@@ -116,6 +119,7 @@ class Hub:
         self.stopping = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
         self._input: Subscription | None = None
+        self.mqtt: MqttMirror | None = None  # when [mqtt] enabled (imported lazily: aiomqtt)
         self._applied: set[str] = set()  # sources whose snapshot the programmer applied
         self.started_at = time.time()
         self.reloads = 0
@@ -153,6 +157,12 @@ class Hub:
                 # Adapters list while NB loads: desired state needs no connection.
                 consumer = tg.create_task(self._consume(), name="consumer")
                 watchdog = tg.create_task(self._watchdog(), name="watchdog")
+                mqtt_task = None
+                if self.config.mqtt.enabled:  # subscribes before any adapter emits
+                    from hub.mqtt import MqttMirror
+
+                    self.mqtt = MqttMirror(self.config.hub.id, self.config.mqtt, self.bus, self.ready, self.programmer)
+                    mqtt_task = tg.create_task(self.mqtt.run(), name="mqtt")
                 for spec in self.config.adapter_specs().values():
                     self._start_adapter(spec)
                 self._status(f"connecting to OVN NB {nb}")
@@ -181,6 +191,8 @@ class Hub:
                     await self._drain()
                 for t in tasks:
                     t.cancel()
+                if mqtt_task is not None:  # last: it mirrors the drain and says "offline"
+                    mqtt_task.cancel()
             log.info("stopped cleanly")
             return 0
         finally:
@@ -281,7 +293,7 @@ class Hub:
             return False
         old = {n: r.spec for n, r in self.runners.items()}
         new = cfg.adapter_specs()
-        for section in ("hub", "ovn", "api", "bus"):
+        for section in ("hub", "ovn", "api", "bus", "mqtt"):
             if getattr(cfg, section) != getattr(self.config, section):
                 log.warning("reload: changes to [%s] take effect at the next restart", section)
         self.config = cfg
@@ -323,6 +335,7 @@ class Hub:
             "endpoints": len(p.want_lsp) if p else 0,
             "uptime": round(time.time() - self.started_at, 1),
             "reloads": self.reloads,
+            "mqtt": self.mqtt.status() if self.mqtt is not None else None,
         }
 
 

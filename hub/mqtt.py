@@ -1,0 +1,623 @@
+"""The MQTT mirror of the bus (aiomqtt, MQTT v5).  Contract: docs/bus.md.
+
+The mirror is one more bus subscriber.  Its bus consumer only folds events
+into memory (current state per object, a set of dirty topics, a bounded deque
+of lifecycle events) and never awaits the broker, so the bus -- and through it
+the OVN programmer -- never waits on MQTT.  A separate connection task publishes
+what is dirty with bounded concurrency, reconnects with exponential backoff and
+jitter, republishes every retained topic after each (re)connect (a broker
+restarted without persistence has lost them) and, once the hub is ready,
+clears retained topics under its prefix that are not in the current state.
+
+While the broker is slow or away, only the newest state of a topic is kept (a
+superseded state is counted in ``ovn_hub_mqtt_dropped_total{what="state"}``);
+lifecycle events beyond ``queue_size`` drop the oldest
+(``{what="event"}``); subscribers see the gap in ``seq``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import ssl
+import time
+import uuid
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import aiomqtt
+import msgspec
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from prometheus_client import Counter, Gauge
+
+from core.model import (
+    Delete,
+    Endpoint,
+    Event,
+    Object,
+    Policy,
+    Programmed,
+    Ready,
+    Rejected,
+    Service,
+    Snapshot,
+    Upsert,
+    kind_of,
+)
+from core.nbmodel import lsp_name
+from hub.bus import Bus, Subscription
+from hub.config import MqttSection, parse_mqtt_url
+
+if TYPE_CHECKING:
+    from core.programmer import Programmer
+
+log = logging.getLogger("ovn_hub.mqtt")
+
+PREFIX = "ovn-hub/v1"
+CONTENT_TYPE = "application/json"
+DROPPED = Counter("ovn_hub_mqtt_dropped_total", "MQTT mirror: superseded states and dropped lifecycle events", ["what"])
+CONNECTED = Gauge("ovn_hub_mqtt_connected", "MQTT mirror connected to the broker")
+PUBLISHED = Counter("ovn_hub_mqtt_published_total", "MQTT messages published", ["what"])
+
+MIRRORED = {"endpoint": "endpoints", "service": "services", "policy": "policies"}
+_ESCAPES = {"%": "%25", "/": "%2F", "+": "%2B", "#": "%23", "\x00": "%00"}
+
+
+# ---------------------------------------------------------------- payloads
+class EndpointState(msgspec.Struct, kw_only=True):
+    """Retained on ``…/endpoints/…``: one endpoint attachment and its OVN port."""
+
+    hub: str
+    object: Endpoint
+    port: str  # the Logical_Switch_Port name
+    programmed: bool  # the port was committed to NB since the endpoint appeared
+    ready: bool  # ovn-controller reported the port up
+    error: str = ""  # NB refused the port (retried), else ""
+    updated: float  # unix time of the last change
+
+
+class ServiceState(msgspec.Struct, kw_only=True):
+    """Retained on ``…/services/…``."""
+
+    hub: str
+    object: Service
+    row: str = ""  # the NB row named in the last ``programmed`` event
+    programmed: bool
+    error: str = ""
+    updated: float
+
+
+class PolicyState(msgspec.Struct, kw_only=True):
+    """Retained on ``…/policies/…``."""
+
+    hub: str
+    object: Policy
+    row: str = ""
+    programmed: bool
+    error: str = ""
+    updated: float
+
+
+EventType = Literal["observed", "programmed", "ready", "deleted", "rejected"]
+
+
+class LifecycleEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One message on ``ovn-hub/v1/<hub>/events`` (QoS 1, not retained)."""
+
+    seq: int  # per hub process, +1 per event: a jump is a gap (dropped while the broker was away)
+    hub: str
+    time: float
+    event: EventType
+    source: str  # "orchestrator/cluster"
+    kind: str = ""  # endpoint, network, namespace, service, policy ("" for an adapter rejection)
+    key: str = ""  # the object's key within its source
+    namespace: str = ""
+    name: str = ""
+    topic: str = ""  # the retained state topic of the object, if mirrored
+    row: str = ""  # programmed/ready: the NB row (port) name
+    deleted: bool = False  # programmed: the NB rows were removed
+    reason: str = ""  # rejected
+    message: str = ""  # rejected
+    ref: str = ""  # rejected
+
+
+class HubStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Retained on ``ovn-hub/v1/<hub>/status``; the Last Will sets ``state`` offline."""
+
+    hub: str
+    state: Literal["online", "offline"]
+    time: float
+    reason: str = ""
+    ready: bool = False
+    pid: int = 0
+    started: float = 0.0
+    objects: int = 0  # retained state topics
+    seq: int = 0  # last event seq
+    dropped_events: int = 0
+    superseded_states: int = 0
+
+
+PAYLOADS: dict[str, Any] = {
+    "endpoint-state": EndpointState,
+    "service-state": ServiceState,
+    "policy-state": PolicyState,
+    "event": LifecycleEvent,
+    "status": HubStatus,
+}
+
+
+def payload_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema of every payload (docs/schemas/*.json are generated from this)."""
+    out = {}
+    for name, typ in PAYLOADS.items():
+        schema = msgspec.json.schema(typ)
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$id"] = f"https://ovn-hub.invalid/schema/mqtt/v1/{name}.json"
+        schema["title"] = f"OVN Hub MQTT {name} payload"
+        out[name] = schema
+    return out
+
+
+# ---------------------------------------------------------------- topics
+def escape(level: str) -> str:
+    """One MQTT topic level: percent-encode ``% / + #`` and NUL."""
+    if not any(c in level for c in _ESCAPES):
+        return level
+    return "".join(_ESCAPES.get(c, c) for c in level)
+
+
+def unescape(level: str) -> str:
+    out = level
+    for c, e in sorted(_ESCAPES.items(), key=lambda kv: kv[0] == "%"):  # %25 last
+        out = out.replace(e, c)
+    return out
+
+
+def state_topic(hub: str, obj: Object) -> str | None:
+    """The retained topic of a mirrored object, None for networks/namespaces."""
+    coll = MIRRORED.get(kind_of(obj))
+    if coll is None:
+        return None
+    src = obj.source
+    levels = [src.orchestrator, src.cluster]
+    if isinstance(obj, Endpoint):
+        levels += [obj.namespace, obj.name, obj.network, obj.uid]
+    elif isinstance(obj, Service | Policy):
+        levels += [obj.namespace, obj.name, obj.uid]
+    return f"{PREFIX}/{hub}/{coll}/" + "/".join(escape(x) for x in levels)
+
+
+class _Rec:
+    __slots__ = ("error", "obj", "programmed", "ready", "row", "topic", "updated")
+
+    def __init__(self, obj: Object, topic: str | None) -> None:
+        self.obj = obj
+        self.topic = topic
+        self.programmed = False
+        self.ready = False
+        self.row = lsp_name(obj) if isinstance(obj, Endpoint) else ""
+        self.error = ""
+        self.updated = time.time()
+
+
+def _props(expiry: int | None = None) -> Properties:
+    p = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    p.ContentType = CONTENT_TYPE
+    p.PayloadFormatIndicator = 1
+    if expiry is not None:
+        p.MessageExpiryInterval = expiry
+    return p
+
+
+def client_kwargs(cfg: MqttSection) -> dict[str, Any]:
+    """aiomqtt.Client arguments for a config section (shared with ``hubctl events``)."""
+    tls, host, port = parse_mqtt_url(cfg.url)
+    kw: dict[str, Any] = {"hostname": host, "port": port, "protocol": aiomqtt.ProtocolVersion.V5}
+    if cfg.username:
+        kw["username"] = cfg.username
+    if cfg.password_file:
+        kw["password"] = Path(cfg.password_file).read_text().splitlines()[0] if Path(cfg.password_file).stat().st_size else ""
+    if tls:
+        ctx = ssl.create_default_context(cafile=cfg.ca_file or None)
+        if cfg.cert_file:
+            ctx.load_cert_chain(cfg.cert_file, cfg.key_file or None)
+        kw["tls_context"] = ctx
+    return kw
+
+
+class MqttMirror:
+    def __init__(
+        self, hub_id: str, cfg: MqttSection, bus: Bus, ready: asyncio.Event | None = None,
+        programmer: Programmer | None = None,
+    ) -> None:
+        self.hub = hub_id
+        self.programmer = programmer
+        self.cfg = cfg
+        self.base = f"{PREFIX}/{hub_id}"
+        self.client_id = cfg.client_id or f"ovn-hub-{hub_id}"
+        self.ready = ready or asyncio.Event()
+        self.sub: Subscription = bus.subscribe("mqtt", overflow="block", maxsize=cfg.queue_size)
+        self.objs: dict[str, dict[tuple[str, str], _Rec]] = {}  # source → (kind, key) → record
+        self.topics: dict[str, _Rec] = {}  # retained topic → record (the current state)
+        self.pending: dict[str, None] = {}  # dirty retained topics (ordered set)
+        self.events: deque[tuple[int, bytes]] = deque()
+        self.seq = 0
+        self.dropped_events = 0
+        self.superseded = 0
+        self.connected = False
+        self.connects = 0
+        self.swept = 0
+        self.last_error = ""
+        self.started = time.time()
+        self._work = asyncio.Event()
+
+    # ------------------------------------------------------------ bus side
+    def status(self) -> dict[str, Any]:
+        return {
+            "url": self.cfg.url,
+            "connected": self.connected,
+            "connects": self.connects,
+            "topics": len(self.topics),
+            "pending": len(self.pending),
+            "queued_events": len(self.events),
+            "seq": self.seq,
+            "dropped_events": self.dropped_events,
+            "superseded_states": self.superseded,
+            "last_error": self.last_error,
+        }
+
+    async def consume(self) -> None:
+        """Bus → memory.  Never awaits anything but the bus."""
+        while True:
+            ev = await self.sub.get()
+            try:
+                self.fold(ev)
+            except Exception:  # a bug here must not stall the bus (and so OVN programming)
+                log.exception("MQTT mirror: cannot fold %s", type(ev).__name__)
+
+    async def _when_ready(self) -> None:
+        await self.ready.wait()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """At READY: objects whose NB rows were already right (a hubd restart)
+        produced no ``programmed`` event; take their status from the
+        programmer's replica.  A service or policy present at READY was
+        committed (the programmer flushed before READY; refusals come as
+        ``rejected`` events and set ``error``)."""
+        p = self.programmer
+        for rec in self.topics.values():
+            if isinstance(rec.obj, Endpoint):
+                if p is None:
+                    continue
+                row = p.lsp.get(rec.row)
+                programmed = rec.programmed or (row is not None and row.digest is not None and rec.row not in p.dirty_lsp)
+                ready = rec.ready or bool(row is not None and row.up)
+            else:
+                programmed, ready = True, False
+            if (programmed, ready) != (rec.programmed, rec.ready):
+                rec.programmed, rec.ready = programmed, ready
+                self._dirty(rec)
+
+    def fold(self, ev: Event) -> None:
+        if isinstance(ev, Snapshot):
+            src = str(ev.source)
+            old = self.objs.get(src, {})
+            new: dict[tuple[str, str], Object] = {(kind_of(o), o.key): o for o in ev.objects}
+            for k in [k for k in old if k not in new]:
+                self._delete(src, k)
+            for obj in new.values():
+                self._upsert(obj)
+        elif isinstance(ev, Upsert):
+            self._upsert(ev.obj)
+        elif isinstance(ev, Delete):
+            self._delete(str(ev.source), (ev.kind, ev.key))
+        elif isinstance(ev, Programmed):
+            rec = self.objs.get(str(ev.source), {}).get((ev.kind, ev.key))
+            if rec is not None and not ev.deleted:
+                if not rec.programmed or rec.error or rec.row != ev.row:
+                    rec.programmed, rec.error, rec.row = True, "", ev.row
+                    self._dirty(rec)
+            self._event("programmed", str(ev.source), ev.kind, ev.key, rec, row=ev.row, deleted=ev.deleted)
+        elif isinstance(ev, Ready):
+            rec = self.objs.get(str(ev.source), {}).get(("endpoint", ev.key))
+            if rec is not None and not rec.ready:
+                rec.ready = True
+                self._dirty(rec)
+            self._event("ready", str(ev.source), "endpoint", ev.key, rec, row=ev.port)
+        elif isinstance(ev, Rejected):
+            rec = None
+            src = str(ev.source)
+            if ev.ref.startswith(src + "/"):  # an NB refusal of a port names it: <source>/<network>/<uid>
+                rec = self.objs.get(src, {}).get(("endpoint", ev.ref[len(src) + 1 :]))
+                if rec is not None:
+                    rec.error = ev.message
+                    self._dirty(rec)
+            self._event("rejected", str(ev.source), kind_of(rec.obj) if rec else "", rec.obj.key if rec else "", rec,
+                        reason=ev.reason, message=ev.message, ref=ev.ref)
+
+    def _upsert(self, obj: Object) -> None:
+        src = str(obj.source)
+        k = (kind_of(obj), obj.key)
+        recs = self.objs.setdefault(src, {})
+        rec = recs.get(k)
+        if rec is not None and rec.obj == obj:
+            return
+        topic = state_topic(self.hub, obj)
+        if rec is None:
+            rec = recs[k] = _Rec(obj, topic)
+        else:
+            if rec.topic != topic and rec.topic is not None:  # renamed: clear the old topic
+                self.topics.pop(rec.topic, None)
+                self._mark(rec.topic)
+            rec.obj, rec.topic, rec.updated = obj, topic, time.time()
+        if topic is not None:
+            self.topics[topic] = rec
+            self._mark(topic)
+        self._event("observed", src, k[0], k[1], rec)
+
+    def _delete(self, src: str, k: tuple[str, str]) -> None:
+        rec = self.objs.get(src, {}).pop(k, None)
+        if rec is None:
+            return
+        if rec.topic is not None and self.topics.get(rec.topic) is rec:
+            del self.topics[rec.topic]
+            self._mark(rec.topic)
+        self._event("deleted", src, k[0], k[1], rec)
+
+    def _dirty(self, rec: _Rec) -> None:
+        rec.updated = time.time()
+        if rec.topic is not None:
+            self._mark(rec.topic)
+
+    def _mark(self, topic: str) -> None:
+        if topic in self.pending:
+            self.superseded += 1
+            DROPPED.labels("state").inc()
+            return
+        if topic not in self.topics and len(self.pending) >= len(self.topics) + self.cfg.queue_size:
+            # too many tombstones while the broker is away: the sweep after reconnect clears them
+            self.superseded += 1
+            DROPPED.labels("state").inc()
+            return
+        self.pending[topic] = None
+        self._work.set()
+
+    def _event(self, event: EventType, source: str, kind: str, key: str, rec: _Rec | None, **extra: Any) -> None:
+        self.seq += 1
+        obj = rec.obj if rec is not None else None
+        ev = LifecycleEvent(
+            seq=self.seq, hub=self.hub, time=time.time(), event=event, source=source, kind=kind, key=key,
+            namespace=getattr(obj, "namespace", "") if obj is not None else "",
+            name=getattr(obj, "name", "") if obj is not None else "",
+            topic=(rec.topic or "") if rec is not None else "", **extra,
+        )
+        if len(self.events) >= self.cfg.queue_size:
+            self.events.popleft()
+            self.dropped_events += 1
+            DROPPED.labels("event").inc()
+        self.events.append((self.seq, msgspec.json.encode(ev)))
+        self._work.set()
+
+    def state_payload(self, topic: str) -> bytes:
+        rec = self.topics.get(topic)
+        if rec is None:
+            return b""
+        obj = rec.obj
+        st: EndpointState | ServiceState | PolicyState
+        if isinstance(obj, Endpoint):
+            st = EndpointState(hub=self.hub, object=obj, port=rec.row, programmed=rec.programmed, ready=rec.ready,
+                               error=rec.error, updated=rec.updated)
+        elif isinstance(obj, Service):
+            st = ServiceState(hub=self.hub, object=obj, row=rec.row, programmed=rec.programmed, error=rec.error, updated=rec.updated)
+        else:
+            assert isinstance(obj, Policy)
+            st = PolicyState(hub=self.hub, object=obj, row=rec.row, programmed=rec.programmed, error=rec.error, updated=rec.updated)
+        return msgspec.json.encode(st)
+
+    def hub_status(self, state: Literal["online", "offline"], reason: str = "") -> bytes:
+        return msgspec.json.encode(HubStatus(
+            hub=self.hub, state=state, time=time.time(), reason=reason, ready=self.ready.is_set(), pid=os.getpid(),
+            started=self.started, objects=len(self.topics), seq=self.seq, dropped_events=self.dropped_events,
+            superseded_states=self.superseded,
+        ))
+
+    # ------------------------------------------------------------ broker side
+    async def run(self, backoff_min: float = 0.5, backoff_max: float = 30.0) -> None:
+        consumer = asyncio.create_task(self.consume(), name="mqtt-consumer")
+        on_ready = asyncio.create_task(self._when_ready(), name="mqtt-ready")
+        delay = backoff_min
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    await self._session()
+                except* Exception as eg:  # the mirror never takes hubd down
+                    self.last_error = "; ".join(f"{type(e).__name__}: {e}" for e in eg.exceptions)
+                    if not all(isinstance(e, aiomqtt.MqttError | OSError | TimeoutError) for e in eg.exceptions):
+                        log.error("MQTT mirror failed", exc_info=eg)
+                self.connected = False
+                CONNECTED.set(0)
+                if time.monotonic() - started > 60:
+                    delay = backoff_min
+                wait = delay * random.uniform(0.5, 1.5)
+                log.warning("MQTT broker %s: %s; reconnecting in %.1fs", self.cfg.url, self.last_error, wait)
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, backoff_max)
+        finally:
+            for t in (consumer, on_ready):
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+            self.sub.close()
+
+    async def _session(self) -> None:
+        will = aiomqtt.Will(f"{self.base}/status", self.hub_status("offline", "connection lost"), qos=1, retain=True,
+                            properties=_props())
+        client = aiomqtt.Client(
+            **client_kwargs(self.cfg), identifier=self.client_id, will=will, keepalive=self.cfg.keepalive,
+            timeout=15, clean_start=True, max_inflight_messages=self.cfg.max_inflight,
+            logger=logging.getLogger("ovn_hub.mqtt.paho"),
+        )
+        async with client:
+            self.connected = True
+            self.connects += 1
+            CONNECTED.set(1)
+            log.info("MQTT mirror connected to %s as %s", self.cfg.url, self.client_id)
+            try:
+                await client.publish(f"{self.base}/status", self.hub_status("online"), qos=1, retain=True, properties=_props())
+                self.events = deque(sorted(self.events))  # events requeued by the last session
+                # whatever the broker kept, it gets the current state again (no-op for an unchanged retained message)
+                for topic in self.topics:
+                    self.pending.setdefault(topic, None)
+                self._work.set()
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._sender(client), name="mqtt-sender")
+                    tg.create_task(self._sweep(client), name="mqtt-sweep")
+                    tg.create_task(self._status_loop(client), name="mqtt-status")
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    async with asyncio.timeout(3):
+                        await client.publish(f"{self.base}/status", self.hub_status("offline", "stopped"), qos=1,
+                                             retain=True, properties=_props())
+                raise
+
+    async def _status_loop(self, client: aiomqtt.Client) -> None:
+        topic = f"{self.base}/status"
+        if not self.ready.is_set():
+            await self.ready.wait()
+            await client.publish(topic, self.hub_status("online"), qos=1, retain=True, properties=_props())
+        while True:
+            await asyncio.sleep(60)
+            await client.publish(topic, self.hub_status("online"), qos=1, retain=True, properties=_props())
+
+    async def _sender(self, client: aiomqtt.Client) -> None:
+        sem = asyncio.Semaphore(self.cfg.max_inflight)
+        failed: list[BaseException] = []
+
+        async def send(item: tuple[int, bytes] | str) -> None:
+            try:
+                if isinstance(item, str):
+                    payload = self.state_payload(item)
+                    await client.publish(item, payload, qos=1, retain=True, properties=_props() if payload else None,
+                                         timeout=30)
+                    PUBLISHED.labels("state").inc()
+                else:
+                    await client.publish(f"{self.base}/events", item[1], qos=1,
+                                         properties=_props(self.cfg.event_expiry), timeout=30)
+                    PUBLISHED.labels("event").inc()
+            except BaseException as exc:  # requeue (QoS 1: may arrive twice), then end the session
+                if isinstance(item, str):
+                    self.pending.setdefault(item, None)
+                elif len(self.events) < self.cfg.queue_size:
+                    self.events.appendleft(item)  # re-sorted by seq at the next session
+                else:
+                    self.dropped_events += 1
+                    DROPPED.labels("event").inc()
+                self._work.set()
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                failed.append(exc)
+            finally:
+                sem.release()
+
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                if failed:
+                    raise failed[0]
+                item: tuple[int, bytes] | str
+                if self.events:
+                    item = self.events.popleft()
+                elif self.pending:
+                    item = next(iter(self.pending))
+                    del self.pending[item]
+                else:
+                    self._work.clear()
+                    await self._work.wait()
+                    continue
+                await sem.acquire()
+                t = asyncio.create_task(send(item))
+                tasks.add(t)
+                t.add_done_callback(tasks.discard)
+        finally:
+            for t in list(tasks):
+                t.cancel()
+
+    async def _sweep(self, client: aiomqtt.Client) -> None:
+        """Once the hub is ready: clear retained state topics under our prefix
+        that are not in the current state (left by an earlier run, or deleted
+        while the broker was away)."""
+        await self.ready.wait()
+        nonce = uuid.uuid4().hex
+        marker = f"{self.base}/sync/{self.client_id}"
+        seen: set[str] = set()
+        wild = [f"{self.base}/{coll}/#" for coll in MIRRORED.values()]
+        done = asyncio.Event()
+
+        async def reader() -> None:
+            async for msg in client.messages:
+                topic = msg.topic.value
+                if topic == marker:
+                    if msg.payload == nonce.encode():
+                        done.set()
+                        return
+                elif msg.retain and msg.payload:
+                    seen.add(topic)
+
+        task = asyncio.create_task(reader())
+        try:
+            opts = SubscribeOptions(qos=1, noLocal=True)
+            await client.subscribe([(w, opts) for w in wild] + [(marker, SubscribeOptions(qos=1))])
+            await client.publish(marker, nonce.encode(), qos=1)
+            async with asyncio.timeout(60):
+                await asyncio.wait({task}, return_when=asyncio.FIRST_COMPLETED)
+            if task.done() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+            await client.unsubscribe([*wild, marker])
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        stale = [t for t in seen if t not in self.topics]
+        for topic in stale:
+            self._mark(topic)
+        self.swept += len(stale)
+        log.info("MQTT mirror: %d retained topics under %s, %d stale cleared", len(seen), self.base, len(stale))
+
+
+async def read_retained(
+    client: aiomqtt.Client, base: str, timeout: float = 10.0, follow_events: bool = False
+) -> tuple[dict[str, bytes], list[bytes]]:
+    """Every retained message under ``base`` (topic → payload), read with a
+    marker: a QoS 1 message to ``base/sync/<nonce>`` comes back after the
+    retained messages the broker queued at subscribe time.  With
+    ``follow_events`` the events topic is subscribed first, and the events that
+    arrived meanwhile are returned too (nothing is missed between the two)."""
+    nonce = uuid.uuid4().hex
+    marker = f"{base}/sync/{nonce}"
+    state: dict[str, bytes] = {}
+    early: list[bytes] = []
+    if follow_events:
+        await client.subscribe(f"{base}/events", qos=1)
+    await client.subscribe([(f"{base}/#", SubscribeOptions(qos=1))])
+    await client.publish(marker, nonce.encode(), qos=1)
+    async with asyncio.timeout(timeout):
+        async for msg in client.messages:
+            topic = msg.topic.value
+            payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload or "").encode()
+            if topic == marker:
+                break
+            if topic == f"{base}/events":
+                if follow_events:
+                    early.append(payload)
+            elif msg.retain and payload and "/sync/" not in topic:
+                state[topic] = payload
+    await client.unsubscribe(f"{base}/#")
+    return state, early
