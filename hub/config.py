@@ -70,6 +70,21 @@ class MqttSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     keepalive: int = 30
 
 
+class RemoteSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One ``[remote.<name>]`` table: a source whose events a remote adapter
+    (``hubd --role adapter``) publishes to ``ovn-hub/v1/<hub>/ingest/<orchestrator>/<cluster>``.
+    ``username`` documents the broker user whose ACL alone may publish there:
+    the broker, not the hub, authenticates publishers (docs/bus.md)."""
+
+    orchestrator: str
+    cluster: str
+    username: str = ""
+
+    @property
+    def source(self) -> Source:
+        return Source(self.orchestrator, self.cluster)
+
+
 def parse_mqtt_url(url: str) -> tuple[bool, str, int]:
     """``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]`` → (tls, host, port)."""
     m = re.fullmatch(r"(mqtts?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?/?", url)
@@ -89,6 +104,23 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     bus: BusSection = msgspec.field(default_factory=BusSection)
     mqtt: MqttSection = msgspec.field(default_factory=MqttSection)
     adapters: dict[str, dict[str, Any]] = {}
+    remote: dict[str, RemoteSection] = {}
+
+    def remote_sources(self) -> dict[str, Source]:
+        """``[remote.<name>]`` → its source; unique, and no local adapter's."""
+        out: dict[str, Source] = {}
+        seen: dict[Source, str] = {spec.source: f"adapter {n!r}" for n, spec in self.adapter_specs().items()}
+        for name, table in self.remote.items():
+            src = table.source
+            try:
+                validate_source(src)
+            except Invalid as exc:
+                raise ConfigError(f"remote.{name}: {exc}") from None
+            other = seen.setdefault(src, f"remote {name!r}")
+            if other != f"remote {name!r}":
+                raise ConfigError(f"remote.{name}.cluster: {src} is already {other}")
+            out[name] = src
+        return out
 
     def adapter_specs(self) -> dict[str, AdapterSpec]:
         out: dict[str, AdapterSpec] = {}
@@ -152,6 +184,7 @@ def _check(cfg: Config) -> None:
     except ValueError as exc:
         raise ConfigError(f"api.listen: {exc}") from None
     cfg.adapter_specs()
+    cfg.remote_sources()
 
 
 def parse_listen(listen: str) -> tuple[str, str | tuple[str, int]]:
@@ -167,24 +200,35 @@ def parse_listen(listen: str) -> tuple[str, str | tuple[str, int]]:
     return "tcp", (host, int(port))
 
 
+def _validation_message(exc: msgspec.ValidationError, prefix: str = "") -> str:
+    msg = str(exc)
+    m = re.search(r"unknown field `([^`]+)`", msg)
+    path = ""
+    if " - at `$." in msg:
+        msg, _, path = msg.rpartition(" - at `$.")
+        path = path.rstrip("`")
+    path = ".".join(p for p in (prefix, path) if p)
+    if m:
+        key = f"{path}.{m.group(1)}" if path else m.group(1)
+        return f"{key}: unknown key"
+    return f"{path or 'config'}: {msg}"
+
+
 def loads(text: str, origin: str = "<config>") -> Config:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
+    remote = raw.get("remote")
+    for name, table in remote.items() if isinstance(remote, dict) else ():
+        try:  # first on its own: errors then name the table (remote.<name>.key, not remote[...])
+            msgspec.convert(table, RemoteSection, strict=True)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(_validation_message(exc, f"remote.{name}")) from None
     try:
         cfg = msgspec.convert(raw, Config, strict=True)
     except msgspec.ValidationError as exc:
-        msg = str(exc)
-        m = re.search(r"unknown field `([^`]+)`", msg)
-        path = ""
-        if " - at `$." in msg:
-            msg, _, path = msg.rpartition(" - at `$.")
-            path = path.rstrip("`")
-        if m:
-            key = f"{path}.{m.group(1)}" if path else m.group(1)
-            raise ConfigError(f"{key}: unknown key") from None
-        raise ConfigError(f"{path or 'config'}: {msg}") from None
+        raise ConfigError(_validation_message(exc)) from None
     _check(cfg)
     return cfg
 

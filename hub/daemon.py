@@ -37,6 +37,7 @@ from hub.sandbox import OvnSandbox
 
 if TYPE_CHECKING:
     from hub.mqtt import MqttMirror
+    from hub.remote import RemoteIngest
 
 log = logging.getLogger("ovn_hub.hubd")
 
@@ -120,6 +121,7 @@ class Hub:
         self._tg: asyncio.TaskGroup | None = None
         self._input: Subscription | None = None
         self.mqtt: MqttMirror | None = None  # when [mqtt] enabled (imported lazily: aiomqtt)
+        self.remote: RemoteIngest | None = None  # when [remote.*] sources are configured
         self._applied: set[str] = set()  # sources whose snapshot the programmer applied
         self.started_at = time.time()
         self.reloads = 0
@@ -163,6 +165,13 @@ class Hub:
 
                     self.mqtt = MqttMirror(self.config.hub.id, self.config.mqtt, self.bus, self.ready, self.programmer)
                     mqtt_task = tg.create_task(self.mqtt.run(), name="mqtt")
+                ingest_task = None
+                if self.config.remote:  # remote adapters: their events come through the broker
+                    from hub.remote import RemoteIngest
+
+                    self.remote = RemoteIngest(self.config.hub.id, self.config.mqtt, self.bus,
+                                               self.config.remote_sources())
+                    ingest_task = tg.create_task(self.remote.run(), name="remote-ingest")
                 for spec in self.config.adapter_specs().values():
                     self._start_adapter(spec)
                 self._status(f"connecting to OVN NB {nb}")
@@ -186,6 +195,8 @@ class Hub:
                 for runner in list(self.runners.values()):
                     if runner.task is not None:
                         runner.task.cancel()
+                if ingest_task is not None:
+                    ingest_task.cancel()
                 if len(tasks) == 4:  # the writer runs: let it drain
                     tasks[-1].cancel()  # readiness
                     await self._drain()
@@ -228,14 +239,20 @@ class Hub:
                 if isinstance(ev, Snapshot):
                     self._applied.add(str(ev.source))
 
+    def _wanted(self) -> set[str]:
+        """Sources whose first snapshot READY waits for: local adapters and remote sources."""
+        wanted = {str(r.source) for r in self.runners.values()}
+        if self.remote is not None:
+            wanted |= {str(s) for s in self.remote.sinks}
+        return wanted
+
     async def _readiness(self) -> None:
         assert self.programmer is not None
         while True:
-            wanted = {str(r.source) for r in self.runners.values()}
-            missing = sorted(wanted - self._applied)
+            missing = sorted(self._wanted() - self._applied)
             if not missing:
                 await self.programmer.flush()
-                if {str(r.source) for r in self.runners.values()} <= self._applied:
+                if self._wanted() <= self._applied:
                     break
             self._status(f"waiting for first snapshot of {', '.join(missing)}" if missing else "programming NB")
             await asyncio.sleep(0.05)
@@ -293,6 +310,7 @@ class Hub:
             return False
         old = {n: r.spec for n, r in self.runners.items()}
         new = cfg.adapter_specs()
+        self._reload_remote(cfg)
         for section in ("hub", "ovn", "api", "bus", "mqtt"):
             if getattr(cfg, section) != getattr(self.config, section):
                 log.warning("reload: changes to [%s] take effect at the next restart", section)
@@ -315,6 +333,24 @@ class Hub:
         self._status(f"reloaded: {len(self.runners)} adapters")
         return True
 
+    def _reload_remote(self, cfg: Config) -> None:
+        old = self.config.remote_sources()
+        new = cfg.remote_sources()
+        if old == new:
+            return
+        if self.remote is None:
+            log.warning("reload: [remote] sources take effect at the next restart (no ingest running)")
+            return
+        self.remote.set_sources(new)
+        for name, src in sorted(old.items()):
+            if src not in new.values():
+                log.info("reload: remote %s removed; its rows are collected", name)
+                if self.programmer is not None:
+                    self.programmer.remove_source(src)
+                self._applied.discard(str(src))
+        for name in sorted(set(new) - set(old)):
+            log.info("reload: remote %s (%s) added", name, new[name])
+
     # ---------------------------------------------------------------- views
     def status(self) -> dict[str, Any]:
         p = self.programmer
@@ -336,6 +372,7 @@ class Hub:
             "uptime": round(time.time() - self.started_at, 1),
             "reloads": self.reloads,
             "mqtt": self.mqtt.status() if self.mqtt is not None else None,
+            "remote": self.remote.status() if self.remote is not None else [],
         }
 
 

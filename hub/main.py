@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", "-c", type=Path, default=None, help=f"TOML config (default {DEFAULT_PATH} if it exists)")
     ap.add_argument("--sandbox", action="store_true", help="run a private OVN NB+SB+northd in the state dir")
     ap.add_argument("--check", action="store_true", help="validate the config (and adapter options) and exit")
+    ap.add_argument("--role", choices=("hub", "adapter"), default="hub",
+                    help="hub (default): adapters → OVN NB; adapter: run only the adapters and publish their"
+                         " events to the [mqtt] broker for a remote hub (docs/bus.md)")
     args = ap.parse_args(argv)
     path: Path | None = args.config
     if path is None and DEFAULT_PATH.exists():
@@ -44,14 +47,23 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hubd: config error: {exc}", file=sys.stderr)
         return 2
+    if args.role == "adapter" and (args.sandbox or cfg.remote):
+        print("hubd: config error: --role adapter runs no OVN and accepts no [remote] sources", file=sys.stderr)
+        return 2
     if args.check:
         print(f"hubd: config OK ({len(cfg.adapter_specs())} adapters)")
         return 0
     # Everything imported so far lives for the whole run: keep it out of the
     # cyclic collector's generations (bulk paths also pause it, core.gcpause).
     gc.freeze()
+    if args.role == "adapter":
+        from hub.remote import RemoteAdapterDaemon
+
+        runner = RemoteAdapterDaemon(cfg).run()
+    else:
+        runner = hub.run()
     try:
-        return asyncio.run(hub.run())
+        return asyncio.run(runner)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:

@@ -110,8 +110,10 @@ class NotifySocket:
 class Hubd:
     """A hubd subprocess with its own config, notify socket and API socket."""
 
-    def __init__(self, workdir: Path, config: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, config: str, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:
         self.dir = workdir
+        self.args = args  # extra hubd arguments, e.g. ("--role", "adapter")
         self.config_path = workdir / "hubd.toml"
         self.config_path.write_text(config)
         self.api = f"unix:{workdir}/api.sock"
@@ -122,7 +124,7 @@ class Hubd:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [str(BIN / "hubd"), "--config", str(self.config_path)],
+            [str(BIN / "hubd"), "--config", str(self.config_path), *self.args],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir,
         )
 

@@ -1,0 +1,325 @@
+"""Remote adapters over MQTT (contract: docs/bus.md, "Remote adapters").
+
+``hubd --role adapter`` (:class:`RemoteAdapterDaemon`) runs only the configured
+adapters and publishes every event they emit, encoded with
+:func:`core.model.encode`, to ``ovn-hub/v1/<hub>/ingest/<orchestrator>/<cluster>``
+(QoS 1, not retained).  It keeps the current objects of each source in memory
+and, after every (re)connect, first publishes a fresh Snapshot of each source
+that had one: deltas lost while the broker was away are covered by it.
+
+The core hubd (:class:`RemoteIngest`) subscribes to ``ovn-hub/v1/<hub>/ingest/+/+``
+and feeds the events of every ``[remote.<name>]`` source onto its bus through an
+:class:`~hub.bus.AdapterSink`, exactly like a local adapter (READY waits for
+each remote source's first snapshot; a source's rows are collected only after
+its snapshot in this process).  Anything else is rejected with a reason, logged
+and counted in ``ovn_hub_rejected_total``: a payload that fails decoding or
+validation (the reason of :class:`core.model.Invalid`), and an event for a
+source that is not configured or not the one of its topic
+(``unauthorized-source``).  Who may publish on a topic is the broker's business
+(ACL); the hub only checks that topic and payload agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import time
+import uuid
+from typing import Any
+
+import aiomqtt
+
+from core import metrics
+from core.model import (
+    Delete,
+    Event,
+    Invalid,
+    Object,
+    Rejected,
+    Snapshot,
+    Source,
+    Upsert,
+    decode_event,
+    encode,
+    kind_of,
+    validate,
+    validate_source,
+)
+from hub.bus import AdapterSink, Bus, Subscription
+from hub.config import Config, MqttSection
+from hub.mqtt import PREFIX, _props, client_kwargs, escape, unescape
+from hub.notify import Notifier
+
+log = logging.getLogger("ovn_hub.remote")
+
+# MQTT's own limit on a packet (a 4-byte "remaining length": 256 MiB - 1), less
+# room for the topic and properties.  mosquitto's max_packet_size and
+# message_size_limit default to "no limit", i.e. this.
+MAX_PAYLOAD = 268_435_455 - 65_536
+
+
+def ingest_base(hub: str) -> str:
+    return f"{PREFIX}/{hub}/ingest"
+
+
+def ingest_topic(hub: str, src: Source) -> str:
+    return f"{ingest_base(hub)}/{escape(src.orchestrator)}/{escape(src.cluster)}"
+
+
+def _source_of(ev: Event) -> Source:
+    return ev.obj.source if isinstance(ev, Upsert) else ev.source
+
+
+def _errors(eg: BaseExceptionGroup[Exception]) -> str:
+    if not all(isinstance(e, aiomqtt.MqttError | OSError | TimeoutError) for e in eg.exceptions):
+        log.error("MQTT session failed", exc_info=eg)
+    return "; ".join(f"{type(e).__name__}: {e}" for e in eg.exceptions)
+
+
+async def _backoff(delay: float, last_error: str, what: str) -> None:
+    wait = delay * random.uniform(0.5, 1.5)
+    log.warning("%s: %s; reconnecting in %.1fs", what, last_error, wait)
+    await asyncio.sleep(wait)
+
+
+# ---------------------------------------------------------------- adapter role
+class RemoteAdapterDaemon:
+    """``hubd --role adapter``: adapters → broker.  No OVN, no programmer."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.cfg: MqttSection = config.mqtt
+        self.hub = config.hub.id
+        self.notifier = Notifier()
+        self.bus = Bus(config.bus.queue_size)
+        self.sub: Subscription = self.bus.subscribe("remote", overflow="block")
+        self.specs = config.adapter_specs()
+        self.state: dict[Source, dict[tuple[str, str], Object]] = {}  # what the broker must know, per source
+        self.snapshotted: set[Source] = set()  # sources whose adapter emitted a snapshot
+        self.published: set[Source] = set()  # sources whose snapshot the broker acknowledged
+        self.connected = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.client_id = config.mqtt.client_id or f"ovn-hub-{self.hub}-adapter-{uuid.uuid4().hex[:8]}"
+        self.last_error = ""
+        self.sent = 0
+
+    async def run(self) -> int:
+        from hub.daemon import AdapterRunner  # local: hub.daemon imports this module's peers lazily too
+
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(self._connection(), name="mqtt-publisher"),
+                         tg.create_task(self._readiness(), name="readiness"),
+                         tg.create_task(self._watchdog(), name="watchdog")]
+                for spec in self.specs.values():
+                    runner = AdapterRunner(spec, AdapterSink(self.bus, spec.name))
+                    runner.task = tg.create_task(runner.run(), name=f"adapter:{spec.name}")
+                    tasks.append(runner.task)
+                await self.stopping.wait()
+                self.notifier.notify("STOPPING=1", "STATUS=stopping")
+                for t in tasks:
+                    t.cancel()
+            log.info("stopped cleanly")
+            return 0
+        finally:
+            self.notifier.close()
+
+    async def _watchdog(self) -> None:
+        usec = self.notifier.watchdog_usec
+        if not usec:
+            return
+        while True:
+            self.notifier.notify("WATCHDOG=1")
+            await asyncio.sleep(usec / 2e6)
+
+    async def _readiness(self) -> None:
+        wanted = {s.source for s in self.specs.values()}
+        while not (self.connected.is_set() and wanted <= self.published):
+            missing = ", ".join(sorted(str(s) for s in wanted - self.published))
+            self.notifier.status(f"waiting for the broker and the first snapshot of {missing}"
+                                 if missing else "waiting for the broker")
+            await asyncio.sleep(0.05)
+        self.ready.set()
+        self.notifier.notify("READY=1", f"STATUS=ready: publishing {len(wanted)} sources to {self.cfg.url}")
+        log.info("ready: %d adapters publishing to %s", len(wanted), self.cfg.url)
+
+    def fold(self, ev: Event) -> None:
+        if isinstance(ev, Snapshot):
+            self.state[ev.source] = {(kind_of(o), o.key): o for o in ev.objects}
+            self.snapshotted.add(ev.source)
+        elif isinstance(ev, Upsert):
+            self.state.setdefault(ev.obj.source, {})[(kind_of(ev.obj), ev.obj.key)] = ev.obj
+        elif isinstance(ev, Delete):
+            self.state.get(ev.source, {}).pop((ev.kind, ev.key), None)
+
+    async def _send(self, client: aiomqtt.Client, ev: Event) -> None:
+        src = _source_of(ev)
+        payload = encode(ev)
+        if len(payload) > MAX_PAYLOAD:
+            log.error("%s of %s is %d bytes, over MQTT's packet limit: not sent", type(ev).__name__, src, len(payload))
+            return
+        await client.publish(ingest_topic(self.hub, src), payload, qos=1, properties=_props(), timeout=60)
+        self.sent += 1
+        if isinstance(ev, Snapshot):
+            self.published.add(src)
+
+    async def _connection(self, backoff_min: float = 0.5, backoff_max: float = 30.0) -> None:
+        delay = backoff_min
+        while True:
+            started = time.monotonic()
+            try:
+                await self._session()
+            except* Exception as eg:  # noqa: BLE001 - never takes the process down: reconnect
+                self.last_error = _errors(eg)
+            self.connected.clear()
+            if time.monotonic() - started > 60:
+                delay = backoff_min
+            await _backoff(delay, self.last_error, f"MQTT broker {self.cfg.url}")
+            delay = min(delay * 2, backoff_max)
+
+    async def _session(self) -> None:
+        client = aiomqtt.Client(
+            **client_kwargs(self.cfg), identifier=self.client_id, keepalive=self.cfg.keepalive, timeout=15,
+            clean_start=True, max_inflight_messages=self.cfg.max_inflight, logger=logging.getLogger("ovn_hub.mqtt.paho"),
+        )
+        async with client:
+            log.info("connected to %s as %s", self.cfg.url, self.client_id)
+            # whatever was lost while away: a fresh snapshot of each source first
+            for src in sorted(self.snapshotted, key=str):
+                await self._send(client, Snapshot(source=src, objects=tuple(self.state.get(src, {}).values())))
+            self.connected.set()
+            while True:
+                ev = await self.sub.get()
+                self.fold(ev)  # folded first: if the send fails, the next session's snapshot carries it
+                await self._send(client, ev)
+
+
+# ---------------------------------------------------------------- core role
+class RemoteIngest:
+    """Core hubd: ``ingest/+/+`` → the bus, for the ``[remote.<name>]`` sources."""
+
+    def __init__(self, hub_id: str, cfg: MqttSection, bus: Bus, sources: dict[str, Source]) -> None:
+        self.hub = hub_id
+        self.cfg = cfg
+        self.bus = bus
+        self.client_id = f"{cfg.client_id or f'ovn-hub-{hub_id}'}-ingest"
+        self.sinks: dict[Source, AdapterSink] = {}
+        self.names: dict[Source, str] = {}
+        self.set_sources(sources)
+        self.connected = False
+        self.connects = 0
+        self.received = 0
+        self.rejected = 0
+        self.last_error = ""
+        self._reasons: set[tuple[str, str]] = set()
+
+    def set_sources(self, sources: dict[str, Source]) -> None:
+        """(Re)configure the accepted sources; a kept source keeps its sink."""
+        self.sinks = {src: self.sinks.get(src) or AdapterSink(self.bus, f"remote:{name}") for name, src in sources.items()}
+        self.names = {src: name for name, src in sources.items()}
+
+    def status(self) -> list[dict[str, Any]]:
+        return [{"name": self.names[src], "source": str(src), "connected": self.connected,
+                 "snapshots": sink.snapshots} for src, sink in self.sinks.items()]
+
+    async def run(self, backoff_min: float = 0.5, backoff_max: float = 30.0) -> None:
+        delay = backoff_min
+        while True:
+            started = time.monotonic()
+            try:
+                await self._session()
+            except* Exception as eg:  # noqa: BLE001 - never takes the process down: reconnect
+                self.last_error = _errors(eg)
+            self.connected = False
+            if time.monotonic() - started > 60:
+                delay = backoff_min
+            await _backoff(delay, self.last_error, f"remote ingest from {self.cfg.url}")
+            delay = min(delay * 2, backoff_max)
+
+    async def _session(self) -> None:
+        client = aiomqtt.Client(
+            **client_kwargs(self.cfg), identifier=self.client_id, keepalive=self.cfg.keepalive, timeout=15,
+            clean_start=True, logger=logging.getLogger("ovn_hub.mqtt.paho"),
+        )
+        async with client:
+            await client.subscribe(f"{ingest_base(self.hub)}/+/+", qos=1)
+            self.connected = True
+            self.connects += 1
+            log.info("remote ingest subscribed to %s/+/+ on %s", ingest_base(self.hub), self.cfg.url)
+            async for msg in client.messages:
+                payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload or "").encode()
+                try:
+                    await self.handle(msg.topic.value, payload)
+                except Exception:  # a bug here must not stop the ingest of every other message
+                    log.exception("remote ingest: cannot handle a message on %s", msg.topic.value)
+
+    def _reject(self, src: Source | None, reason: str, message: str) -> None:
+        label = str(src) if src is not None else "invalid"
+        self.rejected += 1
+        metrics.REJECTED.labels(label, reason).inc()
+        level = logging.DEBUG if (label, reason) in self._reasons else logging.WARNING
+        self._reasons.add((label, reason))
+        log.log(level, "remote %s rejected (%s): %s", label, reason, message)
+
+    async def handle(self, topic: str, payload: bytes) -> None:
+        """One ingest message: decode, check, emit through the source's sink."""
+        self.received += 1
+        levels = topic.split("/")
+        src: Source | None = None
+        if len(levels) == 6:
+            try:
+                src = Source(unescape(levels[4]), unescape(levels[5]))
+                validate_source(src)
+            except Invalid:
+                src = None
+        sink = self.sinks.get(src) if src is not None else None
+        if src is None or sink is None:
+            self._reject(src, "unauthorized-source", f"{topic}: not a [remote] source of this hub")
+            return
+        try:
+            ev = decode_event(payload)
+        except Invalid as exc:
+            await self._refuse(src, exc.reason, f"{topic}: {exc}")
+            return
+        if not isinstance(ev, Snapshot | Upsert | Delete | Rejected):
+            await self._refuse(src, "schema", f"{topic}: a {type(ev).__name__.lower()} event is not adapter input")
+            return
+        if _source_of(ev) != src:
+            await self._refuse(src, "unauthorized-source", f"{topic}: event for source {_source_of(ev)}")
+            return
+        try:
+            if isinstance(ev, Upsert):
+                validate(ev.obj)
+            elif isinstance(ev, Snapshot):
+                ev = await self._checked(src, topic, ev)
+        except Invalid as exc:
+            await self._refuse(src, exc.reason, f"{topic}: {exc}")
+            return
+        await sink.emit(ev)
+
+    async def _checked(self, src: Source, topic: str, snap: Snapshot) -> Snapshot:
+        """A snapshot without its invalid objects (each rejected), like an adapter's relist."""
+        good: list[Object] = []
+        for obj in snap.objects:
+            try:
+                if obj.source != src:
+                    raise Invalid("unauthorized-source", f"object {obj.key} of source {obj.source}")
+                validate(obj)
+            except Invalid as exc:
+                await self._refuse(src, exc.reason, f"{topic}: snapshot {kind_of(obj)} {obj.key}: {exc}")
+                continue
+            good.append(obj)
+        return snap if len(good) == len(snap.objects) else Snapshot(source=src, objects=tuple(good))
+
+    async def _refuse(self, src: Source, reason: str, message: str) -> None:
+        """A configured source's bad input: counted, logged, and on the bus (the mirror shows it)."""
+        self._reject(src, reason, message)
+        with contextlib.suppress(Exception):
+            await self.bus.publish(Rejected(source=src, reason=reason, message=message[:1000]))
