@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import bulk, k8s, resync
+from bench import bulk, k8s, mqtt, resync
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,11 +14,14 @@ def main(argv: list[str] | None = None) -> int:
     bulk.add_arguments(subs.add_parser("bulk", help="program N endpoints into an empty NB: hub vs baselines"))
     resync.add_arguments(subs.add_parser("resync", help="restart hubd over N programmed endpoints"))
     k8s.add_arguments(subs.add_parser("k8s", help="k8s adapter at scale: normalize, pods+services, policies"))
+    mqtt.add_arguments(subs.add_parser("mqtt", help="MQTT mirror vs bare aiomqtt on a real mosquitto"))
     args = ap.parse_args(argv)
     if args.name == "bulk":
         return bulk.main(args)
     if args.name == "k8s":
         return k8s.main(args)
+    if args.name == "mqtt":
+        return mqtt.main(args)
     return resync.main(args)
 
 

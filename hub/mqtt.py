@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -58,6 +59,17 @@ if TYPE_CHECKING:
     from core.programmer import Programmer
 
 log = logging.getLogger("ovn_hub.mqtt")
+
+
+class _NoPendingNoise(logging.Filter):
+    """aiomqtt warns "There are N pending publish calls." for every publish past
+    ten in flight; bounded concurrency is this mirror's design, not a problem."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pending publish calls" not in record.getMessage()
+
+
+logging.getLogger("ovn_hub.mqtt.paho").addFilter(_NoPendingNoise())
 
 PREFIX = "ovn-hub/v1"
 CONTENT_TYPE = "application/json"
@@ -206,7 +218,10 @@ class _Rec:
         self.updated = time.time()
 
 
+@functools.lru_cache(maxsize=8)
 def _props(expiry: int | None = None) -> Properties:
+    """PUBLISH properties, built once per expiry value (paho only reads them to
+    pack a packet; building one per publish cost ~20 % of a 30k-message burst)."""
     p = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     p.ContentType = CONTENT_TYPE
     p.PayloadFormatIndicator = 1
