@@ -24,3 +24,4 @@ bench: deps
 	$(PY) -m bench bulk --n 10000 50000
 	$(PY) -m bench resync --n 50000
 	$(PY) -m bench k8s
+	$(PY) -m bench mqtt
