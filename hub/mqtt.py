@@ -23,6 +23,7 @@ import functools
 import logging
 import os
 import random
+import re
 import ssl
 import time
 import uuid
@@ -76,9 +77,15 @@ CONTENT_TYPE = "application/json"
 DROPPED = Counter("ovn_hub_mqtt_dropped_total", "MQTT mirror: superseded states and dropped lifecycle events", ["what"])
 CONNECTED = Gauge("ovn_hub_mqtt_connected", "MQTT mirror connected to the broker")
 PUBLISHED = Counter("ovn_hub_mqtt_published_total", "MQTT messages published", ["what"])
+# the labelled children, looked up once (a ``.labels()`` lookup per publish or drop adds up in a burst)
+_DROPPED_STATE = DROPPED.labels("state")
+_DROPPED_EVENT = DROPPED.labels("event")
+_PUBLISHED_STATE = PUBLISHED.labels("state")
+_PUBLISHED_EVENT = PUBLISHED.labels("event")
 
 MIRRORED = {"endpoint": "endpoints", "service": "services", "policy": "policies"}
 _ESCAPES = {"%": "%25", "/": "%2F", "+": "%2B", "#": "%23", "\x00": "%00"}
+_NEEDS_ESCAPE = re.compile("[%/+#\x00]").search
 
 
 # ---------------------------------------------------------------- payloads
@@ -179,7 +186,7 @@ def payload_schemas() -> dict[str, dict[str, Any]]:
 # ---------------------------------------------------------------- topics
 def escape(level: str) -> str:
     """One MQTT topic level: percent-encode ``% / + #`` and NUL."""
-    if not any(c in level for c in _ESCAPES):
+    if _NEEDS_ESCAPE(level) is None:
         return level
     return "".join(_ESCAPES.get(c, c) for c in level)
 
@@ -230,6 +237,31 @@ def _props(expiry: int | None = None) -> Properties:
     return p
 
 
+class _PackedProperties(Properties):
+    """PUBLISH properties that are never changed after construction, so their
+    wire form is packed once: paho packs ``properties`` for every PUBLISH it
+    sends, which costs more than the rest of building the packet."""
+
+    _packed: bytes | None = None
+
+    def pack(self) -> bytes:
+        if self._packed is None:
+            object.__setattr__(self, "_packed", super().pack())  # type: ignore[no-untyped-call]  # __setattr__ takes property names only
+        return self._packed  # type: ignore[return-value]
+
+
+@functools.lru_cache(maxsize=8)
+def _send_props(expiry: int | None = None) -> Properties:
+    """The sender's PUBLISH properties: those of :func:`_props`, packed once."""
+    p = _PackedProperties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    p.ContentType = CONTENT_TYPE
+    p.PayloadFormatIndicator = 1
+    if expiry is not None:
+        p.MessageExpiryInterval = expiry
+    p.pack()
+    return p
+
+
 def client_kwargs(cfg: MqttSection) -> dict[str, Any]:
     """aiomqtt.Client arguments for a config section (shared with ``hubctl events``)."""
     tls, host, port = parse_mqtt_url(cfg.url)
@@ -271,6 +303,9 @@ class MqttMirror:
         self.last_error = ""
         self.started = time.time()
         self._work = asyncio.Event()
+        # one per unacknowledged publish of a session (the senders and the status/sync publishes share them);
+        # paho's own in-flight limit is off (it rescans every in-flight message on each PUBACK)
+        self._slots = asyncio.Semaphore(max(1, cfg.max_inflight))
 
     # ------------------------------------------------------------ bus side
     def status(self) -> dict[str, Any]:
@@ -394,12 +429,12 @@ class MqttMirror:
     def _mark(self, topic: str) -> None:
         if topic in self.pending:
             self.superseded += 1
-            DROPPED.labels("state").inc()
+            _DROPPED_STATE.inc()
             return
         if topic not in self.topics and len(self.pending) >= len(self.topics) + self.cfg.queue_size:
             # too many tombstones while the broker is away: the sweep after reconnect clears them
             self.superseded += 1
-            DROPPED.labels("state").inc()
+            _DROPPED_STATE.inc()
             return
         self.pending[topic] = None
         self._work.set()
@@ -416,7 +451,7 @@ class MqttMirror:
         if len(self.events) >= self.cfg.queue_size:
             self.events.popleft()
             self.dropped_events += 1
-            DROPPED.labels("event").inc()
+            _DROPPED_EVENT.inc()
         self.events.append((self.seq, msgspec.json.encode(ev)))
         self._work.set()
 
@@ -477,9 +512,10 @@ class MqttMirror:
                             properties=_props())
         client = aiomqtt.Client(
             **client_kwargs(self.cfg), identifier=self.client_id, will=will, keepalive=self.cfg.keepalive,
-            timeout=15, clean_start=True, max_inflight_messages=self.cfg.max_inflight,
+            timeout=15, clean_start=True, max_inflight_messages=0,  # bounded by self._slots
             logger=logging.getLogger("ovn_hub.mqtt.paho"),
         )
+        self._slots = asyncio.Semaphore(max(1, self.cfg.max_inflight))
         async with client:
             self.connected = True
             self.connects += 1
@@ -507,63 +543,63 @@ class MqttMirror:
         topic = f"{self.base}/status"
         if not self.ready.is_set():
             await self.ready.wait()
-            await client.publish(topic, self.hub_status("online"), qos=1, retain=True, properties=_props())
+            async with self._slots:
+                await client.publish(topic, self.hub_status("online"), qos=1, retain=True, properties=_props())
         while True:
             await asyncio.sleep(60)
-            await client.publish(topic, self.hub_status("online"), qos=1, retain=True, properties=_props())
+            async with self._slots:
+                await client.publish(topic, self.hub_status("online"), qos=1, retain=True, properties=_props())
 
     async def _sender(self, client: aiomqtt.Client) -> None:
-        sem = asyncio.Semaphore(self.cfg.max_inflight)
-        failed: list[BaseException] = []
+        """``max_inflight`` workers, each publishing one item at a time (events
+        first, then dirty states), no task per publish.  Each publish holds one
+        of ``self._slots``, shared with the status and sync-marker publishes:
+        at most ``max_inflight`` unacknowledged publishes in all."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for i in range(max(1, self.cfg.max_inflight)):
+                    tg.create_task(self._send_worker(client), name=f"mqtt-send-{i}")
+        except BaseExceptionGroup as eg:  # the first failure ends the session, as one error
+            raise eg.exceptions[0] from None
 
-        async def send(item: tuple[int, bytes] | str) -> None:
+    async def _send_worker(self, client: aiomqtt.Client) -> None:
+        events_topic = f"{self.base}/events"
+        state_props = _send_props()
+        event_props = _send_props(self.cfg.event_expiry)
+        publish = client.publish
+        slots = self._slots
+        while True:
+            events, pending = self.events, self.pending
+            item: tuple[int, bytes] | str
+            if events:
+                item = events.popleft()
+            elif pending:
+                item = next(iter(pending))
+                del pending[item]
+            else:
+                self._work.clear()
+                await self._work.wait()
+                continue
             try:
-                if isinstance(item, str):
-                    payload = self.state_payload(item)
-                    await client.publish(item, payload, qos=1, retain=True, properties=_props() if payload else None,
-                                         timeout=30)
-                    PUBLISHED.labels("state").inc()
-                else:
-                    await client.publish(f"{self.base}/events", item[1], qos=1,
-                                         properties=_props(self.cfg.event_expiry), timeout=30)
-                    PUBLISHED.labels("event").inc()
-            except BaseException as exc:  # requeue (QoS 1: may arrive twice), then end the session
+                async with slots:
+                    if isinstance(item, str):
+                        payload = self.state_payload(item)
+                        await publish(item, payload, qos=1, retain=True, properties=state_props if payload else None,
+                                      timeout=30)
+                        _PUBLISHED_STATE.inc()
+                    else:
+                        await publish(events_topic, item[1], qos=1, properties=event_props, timeout=30)
+                        _PUBLISHED_EVENT.inc()
+            except BaseException:  # requeue (QoS 1: may arrive twice), then end the session
                 if isinstance(item, str):
                     self.pending.setdefault(item, None)
                 elif len(self.events) < self.cfg.queue_size:
                     self.events.appendleft(item)  # re-sorted by seq at the next session
                 else:
                     self.dropped_events += 1
-                    DROPPED.labels("event").inc()
+                    _DROPPED_EVENT.inc()
                 self._work.set()
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                failed.append(exc)
-            finally:
-                sem.release()
-
-        tasks: set[asyncio.Task[None]] = set()
-        try:
-            while True:
-                if failed:
-                    raise failed[0]
-                item: tuple[int, bytes] | str
-                if self.events:
-                    item = self.events.popleft()
-                elif self.pending:
-                    item = next(iter(self.pending))
-                    del self.pending[item]
-                else:
-                    self._work.clear()
-                    await self._work.wait()
-                    continue
-                await sem.acquire()
-                t = asyncio.create_task(send(item))
-                tasks.add(t)
-                t.add_done_callback(tasks.discard)
-        finally:
-            for t in list(tasks):
-                t.cancel()
+                raise
 
     async def _sweep(self, client: aiomqtt.Client) -> None:
         """Once the hub is ready: clear retained state topics under our prefix
@@ -590,7 +626,8 @@ class MqttMirror:
         try:
             opts = SubscribeOptions(qos=1, noLocal=True)
             await client.subscribe([(w, opts) for w in wild] + [(marker, SubscribeOptions(qos=1))])
-            await client.publish(marker, nonce.encode(), qos=1)
+            async with self._slots:
+                await client.publish(marker, nonce.encode(), qos=1)
             async with asyncio.timeout(60):
                 await asyncio.wait({task}, return_when=asyncio.FIRST_COMPLETED)
             if task.done() and task.exception() is not None:
