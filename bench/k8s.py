@@ -483,16 +483,9 @@ class FakeServer:
         return f"http://127.0.0.1:{self.info['port']}"
 
     def write_kubeconfig(self, path: Path) -> Path:
-        cfg = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-            "users": [{"name": "fake", "user": {}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
-            "current-context": "fake",
-        }
-        path.write_text(json.dumps(cfg))
-        return path
+        from tests.k8s_fake import write_kubeconfig
+
+        return write_kubeconfig(path, self.url)
 
     def stop(self) -> None:
         if self.proc.pid is None:  # never started

@@ -115,6 +115,20 @@ def _truthy(value: str | None) -> bool:
     return value is not None and value.lower() in ("1", "true")
 
 
+def write_kubeconfig(path: Path, server: str) -> Path:
+    """A kubeconfig that kubernetes_asyncio loads unmodified: ``server``, no auth."""
+    cfg = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "fake", "cluster": {"server": server}}],
+        "users": [{"name": "fake", "user": {}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+        "current-context": "fake",
+    }
+    path.write_text(json.dumps(cfg, indent=2))  # JSON is YAML
+    return path
+
+
 class FakeKubeApi:
     def __init__(self, *, history: int = 1000, max_watch_seconds: float | None = None) -> None:
         self.history_size = history
@@ -171,16 +185,7 @@ class FakeKubeApi:
         return f"http://127.0.0.1:{self.port}"
 
     def write_kubeconfig(self, path: Path) -> Path:
-        cfg = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-            "users": [{"name": "fake", "user": {}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
-            "current-context": "fake",
-        }
-        path.write_text(json.dumps(cfg, indent=2))  # JSON is YAML
-        return path
+        return write_kubeconfig(path, self.url)
 
     # ------------------------------------------------------------ test controls
     @staticmethod
