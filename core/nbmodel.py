@@ -39,6 +39,7 @@ UID = "ovn-hub:uid"
 NAMESPACE = "ovn-hub:namespace"
 NAME = "ovn-hub:name"
 NETWORK = "ovn-hub:network"
+GATEWAY = "ovn-hub:gateway"  # on a switch: the network's gateway (node plumbing's default route)
 SHARD = "ovn-hub:shard"  # crc32(port name) % SHARDS: lets a restart read ports in slices
 SHARDS = 8
 ACL_KEY = "ovn-hub:acl"  # content digest identifying an ACL (ACL has no name index)
@@ -116,7 +117,10 @@ def derived_mac(ep: Endpoint) -> str:
 
 def ls_columns(source: Source | str, name: str, net: Network | None, hub_id: str) -> dict[str, Any]:
     other: dict[str, str] = {}
+    extra: dict[str, str] = {}
     if net is not None:
+        if net.gateway:
+            extra[GATEWAY] = net.gateway
         v4 = [s for s in net.subnets if ipaddress.ip_network(s, strict=False).version == 4]
         v6 = [s for s in net.subnets if ipaddress.ip_network(s, strict=False).version == 6]
         if v4:
@@ -135,6 +139,7 @@ def ls_columns(source: Source | str, name: str, net: Network | None, hub_id: str
             UID: name,
             NAMESPACE: "",
             NAME: name,
+            **extra,
         },
     }
 

@@ -105,6 +105,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     mqtt: MqttSection = msgspec.field(default_factory=MqttSection)
     adapters: dict[str, dict[str, Any]] = {}
     remote: dict[str, RemoteSection] = {}
+    #: ``hubd --role node`` (adapters/docker/node.py ``NodeOptions``); checked by hub.node.
+    node: dict[str, Any] = {}
 
     def remote_sources(self) -> dict[str, Source]:
         """``[remote.<name>]`` → its source; unique, and no local adapter's."""

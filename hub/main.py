@@ -23,12 +23,19 @@ def _logging(level: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="hubd", description="OVN Hub daemon: orchestrators → OVN Northbound")
-    ap.add_argument("--config", "-c", type=Path, default=None, help=f"TOML config (default {DEFAULT_PATH} if it exists)")
+    ap.add_argument(
+        "--config", "-c", type=Path, default=None, help=f"TOML config (default {DEFAULT_PATH} if it exists)"
+    )
     ap.add_argument("--sandbox", action="store_true", help="run a private OVN NB+SB+northd in the state dir")
     ap.add_argument("--check", action="store_true", help="validate the config (and adapter options) and exit")
-    ap.add_argument("--role", choices=("hub", "adapter"), default="hub",
-                    help="hub (default): adapters → OVN NB; adapter: run only the adapters and publish their"
-                         " events to the [mqtt] broker for a remote hub (docs/bus.md)")
+    ap.add_argument(
+        "--role",
+        choices=("hub", "adapter", "node"),
+        default="hub",
+        help="hub (default): adapters → OVN NB; adapter: run only the adapters and publish their"
+        " events to the [mqtt] broker for a remote hub (docs/bus.md); node: plug this host's"
+        " Docker wrapper-mode containers into br-int ([node], README)",
+    )
     args = ap.parse_args(argv)
     path: Path | None = args.config
     if path is None and DEFAULT_PATH.exists():
@@ -47,6 +54,21 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hubd: config error: {exc}", file=sys.stderr)
         return 2
+    if args.role == "node":
+        from hub.node import node_options, run_node
+
+        try:
+            node_options(cfg)
+        except ConfigError as exc:
+            print(f"hubd: config error: {exc}", file=sys.stderr)
+            return 2
+        if args.check:
+            print("hubd: config OK (node)")
+            return 0
+        try:
+            return asyncio.run(run_node(cfg))
+        except KeyboardInterrupt:
+            return 130
     if args.role == "adapter" and (args.sandbox or cfg.remote):
         print("hubd: config error: --role adapter runs no OVN and accepts no [remote] sources", file=sys.stderr)
         return 2

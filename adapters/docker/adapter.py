@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import ipaddress
 import logging
 import random
 import re
@@ -34,7 +35,7 @@ import aiohttp
 import msgspec
 
 from core.adapter import AdapterSpec, EventSink, ObjectCache, OptionsError, parse_options
-from core.model import Endpoint, Invalid, Network, Object, Rejected, Snapshot
+from core.model import Endpoint, Invalid, Network, Object, Rejected, Snapshot, validate
 
 from .normalize import (
     event_container_id,
@@ -66,6 +67,15 @@ _URL_SCHEMES = re.compile(r"^(unix|tcp|http|https|ssh|npipe)://.")
 _SYSTEM_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
 
 
+class HubNetworkOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[adapters.<name>.networks.<net>]``: an OVN Hub network (wrapper mode)."""
+
+    #: CIDR; OVN's dynamic IPAM allocates from it for containers without ``ovn-hub.ip``.
+    subnet: Annotated[str, msgspec.Meta(min_length=1)]
+    #: The default route of plugged containers (excluded from IPAM); none if empty.
+    gateway: str = ""
+
+
 class DockerOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[adapters.<name>.options]`` of a docker adapter."""
 
@@ -76,6 +86,40 @@ class DockerOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     namespace: Annotated[str, msgspec.Meta(min_length=1)] = "default"
     #: Seconds between full relists (each emits a Snapshot).
     resync_interval: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    #: OVN Hub networks for ``--network none`` containers labeled ``ovn-hub.network=<name>``
+    #: (wrapper mode: they exist only in OVN; ``hubd --role node`` plugs the containers in).
+    networks: dict[str, HubNetworkOptions] = {}
+
+
+def hub_networks(spec: AdapterSpec, options: DockerOptions) -> dict[str, Network]:
+    """The configured OVN Hub networks as canonical Networks (OptionsError if invalid)."""
+    out: dict[str, Network] = {}
+    for name, opt in sorted(options.networks.items()):
+        where = f"adapters.{spec.name}.networks.{name}"
+        if name in ("host", "none", "bridge", "default"):
+            raise OptionsError(f"{where}: {name!r} is a Docker network name of its own")
+        try:
+            subnet = ipaddress.ip_network(opt.subnet, strict=False)
+        except ValueError:
+            raise OptionsError(f"{where}.subnet: {opt.subnet!r} is not a CIDR") from None
+        gateway = opt.gateway or None
+        if gateway is not None:
+            try:
+                gw = ipaddress.ip_address(gateway)
+            except ValueError:
+                raise OptionsError(f"{where}.gateway: {gateway!r} is not an IP address") from None
+            if gw not in subnet or gw in (subnet.network_address, subnet.broadcast_address):
+                raise OptionsError(f"{where}.gateway: {gateway} is not a host address of {subnet}")
+            gateway = str(gw)
+        net = Network(
+            source=spec.source, name=name, subnets=(str(subnet),), gateway=gateway, labels={"ovn-hub.wrapper": "true"}
+        )
+        try:
+            validate(net)
+        except Invalid as exc:
+            raise OptionsError(f"{where}: {exc}") from None
+        out[name] = net
+    return out
 
 
 class _StreamEnded(Exception):
@@ -132,6 +176,8 @@ class DockerAdapter:
                 f"adapters.{spec.name}.url: {self.options.url!r} is not unix://, tcp://, http(s)://, ssh:// or npipe://"
             )
         self.source = spec.source
+        #: Wrapper-mode networks by name (they shadow a Docker network of the same name).
+        self.hub_networks = hub_networks(spec, self.options)
         self.log = spec.logger()
         self.cache = ObjectCache(self.source)
         #: Rejected inputs by reason (the hub also counts Rejected events).
@@ -146,6 +192,7 @@ class DockerAdapter:
         self._by_container: dict[str, set[str]] = {}  # container id → endpoint keys in the cache
         self._net_names: dict[str, str] = {}  # network id → name (destroy events)
         self._host_logged: set[str] = set()
+        self._shadow_logged: set[str] = set()
 
     # ------------------------------------------------------------ run loop
     async def run(self, sink: EventSink) -> None:
@@ -271,7 +318,7 @@ class DockerAdapter:
                     name = attrs.get("name") if isinstance(attrs.get("name"), str) else None
                     name = name or self._net_names.get(nid)
                     self._net_names.pop(nid, None)
-                    if name:
+                    if name and name not in self.hub_networks:
                         await self._emit(sink, self.cache.delete("network", name))
         except _RECOVERABLE:
             raise
@@ -293,7 +340,11 @@ class DockerAdapter:
         else:
             try:
                 endpoints = normalize_container(
-                    data, self.source, node=self.node, default_namespace=self.options.namespace
+                    data,
+                    self.source,
+                    node=self.node,
+                    default_namespace=self.options.namespace,
+                    hub_networks=self.hub_networks,
                 )
             except Invalid as exc:
                 await self._reject(sink, exc, cid)
@@ -326,7 +377,7 @@ class DockerAdapter:
         except Invalid as exc:
             await self._reject(sink, exc, nid)
             return
-        if net is not None:
+        if net is not None and not self._shadowed(net):
             self._net_names[nid] = net.name
             await self._emit(sink, self.cache.upsert(net))
 
@@ -347,6 +398,8 @@ class DockerAdapter:
                 objects.append(net)
                 if isinstance(nid, str) and nid:
                     net_names[nid] = net.name
+        objects = [n for n in objects if not (isinstance(n, Network) and self._shadowed(n))]
+        objects.extend(self.hub_networks.values())
 
         containers = await docker.containers.list(all=True)
         sem = asyncio.Semaphore(_INSPECT_CONCURRENCY)
@@ -373,7 +426,11 @@ class DockerAdapter:
             live.add(c.id)
             try:
                 endpoints = normalize_container(
-                    data, self.source, node=self.node, default_namespace=self.options.namespace
+                    data,
+                    self.source,
+                    node=self.node,
+                    default_namespace=self.options.namespace,
+                    hub_networks=self.hub_networks,
                 )
             except Invalid as exc:
                 await self._reject(sink, exc, c.id)
@@ -401,6 +458,15 @@ class DockerAdapter:
         return snap
 
     # ------------------------------------------------------------ helpers
+    def _shadowed(self, net: Network) -> bool:
+        """A Docker network named like an OVN Hub network is not mapped (logged once)."""
+        if net.name not in self.hub_networks:
+            return False
+        if net.name not in self._shadow_logged:
+            self._shadow_logged.add(net.name)
+            self.log.warning("docker network %r is shadowed by the OVN Hub network of that name: not mapped", net.name)
+        return True
+
     def _note_host_network(self, data: Any) -> None:
         if not is_host_network(data):
             return

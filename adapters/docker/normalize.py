@@ -13,7 +13,14 @@ Field mapping (see ``shared/reference/protocols.md`` §2):
   ``MacAddress``; the legacy top-level ``NetworkSettings.IPAddress`` is used only
   when ``Networks`` is absent (very old APIs);
 * only running (or paused: still attached) containers have endpoints; host and
-  ``none`` networking have none.
+  ``none`` networking have none, except:
+* **wrapper mode** - a container started with ``--network none`` and the label
+  ``ovn-hub.network=<name>`` naming one of the adapter's OVN Hub networks (the
+  ``networks`` option: they exist only in OVN) gets one Endpoint on that
+  network.  Its address comes from the labels ``ovn-hub.ip`` (comma-separated,
+  a ``/prefix`` is ignored) and ``ovn-hub.mac``, or, without ``ovn-hub.ip``,
+  from OVN's dynamic IPAM on the network's subnet.  The node component
+  (:mod:`adapters.docker.node`) plugs the container in with what NB holds.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ from typing import Any
 from core.model import Endpoint, Invalid, Network, PortSpec, Source, validate, validate_ip, validate_mac
 
 __all__ = [
+    "LABEL_IP",
+    "LABEL_MAC",
+    "LABEL_NETWORK",
     "NAMESPACE_LABELS",
     "event_action",
     "event_container_id",
@@ -41,6 +51,11 @@ __all__ = [
 
 #: Labels giving the namespace, in order of preference.
 NAMESPACE_LABELS = ("com.docker.compose.project", "com.docker.stack.namespace")
+
+#: Wrapper mode labels (``--network none`` containers plugged in by the node component).
+LABEL_NETWORK = "ovn-hub.network"
+LABEL_IP = "ovn-hub.ip"
+LABEL_MAC = "ovn-hub.mac"
 
 #: Networks that are not L2 domains we can program.
 _SPECIAL_NETWORKS = frozenset({"host", "none"})
@@ -168,12 +183,14 @@ def normalize_container(
     *,
     node: str = "",
     default_namespace: str = "default",
+    hub_networks: Mapping[str, Network] | None = None,
 ) -> list[Endpoint]:
     """``GET /containers/{id}/json`` → one Endpoint per attached network.
 
     Returns ``[]`` for containers that are not running, use host or ``none``
-    networking, or have no attachment with an IP yet.  Raises :class:`Invalid`
-    for malformed input.
+    networking (unless in wrapper mode: labeled with one of ``hub_networks``,
+    see the module docstring), or have no attachment with an IP yet.  Raises
+    :class:`Invalid` for malformed input.
     """
     if not isinstance(inspect, dict):
         raise Invalid("not-object", f"container inspect is {_tname(inspect)}, expected an object")
@@ -183,26 +200,35 @@ def normalize_container(
     if not isinstance(cid, str):
         raise Invalid("bad-type", f"container Id is {_tname(cid)}, expected a string")
     try:
-        return _normalize_container(inspect, cid, source, node, default_namespace)
+        return _normalize_container(inspect, cid, source, node, default_namespace, hub_networks or {})
     except Invalid as exc:
         raise Invalid(exc.reason, f"container {_short(cid)}: {exc}") from None
 
 
 def _normalize_container(
-    inspect: dict[str, Any], cid: str, source: Source, node: str, default_namespace: str
+    inspect: dict[str, Any],
+    cid: str,
+    source: Source,
+    node: str,
+    default_namespace: str,
+    hub_networks: Mapping[str, Network],
 ) -> list[Endpoint]:
     running, status = _is_running(_obj(inspect.get("State"), "State"))
     if not running:
         return []
     mode = _network_mode(inspect)
-    if mode in _SPECIAL_NETWORKS:
+    if mode == "host":
+        return []
+    config = _obj(inspect.get("Config"), "Config")
+    labels = _str_map(config.get("Labels"), "Config.Labels")
+    if mode == "none" and not labels.get(LABEL_NETWORK):
         return []
 
     name = _opt_str(inspect, "Name", "container").removeprefix("/") or _short(cid)
-    config = _obj(inspect.get("Config"), "Config")
-    labels = _str_map(config.get("Labels"), "Config.Labels")
     namespace = next((labels[k] for k in NAMESPACE_LABELS if labels.get(k)), default_namespace)
     ports = _ports(config.get("ExposedPorts"), "Config.ExposedPorts")
+    if mode == "none":
+        return [_wrapped(cid, source, node, name, namespace, labels, ports, status, hub_networks)]
 
     settings = _obj(inspect.get("NetworkSettings"), "NetworkSettings")
     networks_raw = settings.get("Networks")
@@ -252,6 +278,56 @@ def _normalize_container(
         validate(ep)
         out.append(ep)
     return out
+
+
+def _wrapped(
+    cid: str,
+    source: Source,
+    node: str,
+    name: str,
+    namespace: str,
+    labels: dict[str, str],
+    ports: tuple[PortSpec, ...],
+    status: str,
+    hub_networks: Mapping[str, Network],
+) -> Endpoint:
+    """The Endpoint of a ``--network none`` container in wrapper mode."""
+    net = labels[LABEL_NETWORK]
+    network = hub_networks.get(net)
+    if network is None:
+        known = ", ".join(sorted(hub_networks)) or "none configured"
+        raise Invalid(
+            "unknown-network", f"label {LABEL_NETWORK}={net!r} names no OVN Hub network of this adapter ({known})"
+        )
+    ips: list[str] = []
+    for raw in labels.get(LABEL_IP, "").split(","):
+        if raw.strip():
+            ip = validate_ip(raw.strip().split("/", 1)[0], f"label {LABEL_IP}")
+            addr = ipaddress.ip_address(ip)
+            nets = [ipaddress.ip_network(s) for s in network.subnets]
+            if nets and not any(addr in n for n in nets if n.version == addr.version):
+                raise Invalid(
+                    "bad-ip", f"label {LABEL_IP}={ip} is outside network {net!r} ({', '.join(network.subnets)})"
+                )
+            if ip not in ips:
+                ips.append(ip)
+    mac_raw = labels.get(LABEL_MAC, "").strip().lower()
+    ep = Endpoint(
+        source=source,
+        uid=cid,
+        namespace=namespace,
+        name=name,
+        kind="container",
+        network=net,
+        node=node,
+        ips=tuple(ips),
+        mac=validate_mac(mac_raw) if mac_raw else None,
+        labels=labels,
+        ports=ports,
+        state=status,
+    )
+    validate(ep)
+    return ep
 
 
 # ---------------------------------------------------------------- networks

@@ -1,0 +1,70 @@
+"""``hubd --role node``: the per-host half of Docker wrapper mode.
+
+Runs :class:`adapters.docker.node.DockerNode` (veths into ``--network none``
+containers, ports on br-int through ovsdbapp) with the daemon's manners:
+``READY=1`` once the first reconciliation is done, ``STATUS=`` with the number
+of plugged containers, ``WATCHDOG=1``, ``STOPPING=1`` on SIGTERM.  Stopping the
+node leaves the plumbing in place (containers keep their network); a restarted
+node adopts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import msgspec
+
+from adapters.docker.node import DockerNode, NodeOptions
+from hub.config import Config, ConfigError
+from hub.notify import Notifier
+
+log = logging.getLogger("ovn_hub.node")
+
+
+def node_options(cfg: Config) -> NodeOptions:
+    """``[node]`` → NodeOptions, or ConfigError naming the key."""
+    try:
+        return msgspec.convert(cfg.node, NodeOptions)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"node: {exc}") from None
+
+
+async def run_node(cfg: Config, notifier: Notifier | None = None) -> int:
+    node = DockerNode(node_options(cfg), hub_id=cfg.hub.id, nb_remote=cfg.ovn.nb)
+    notifier = notifier or Notifier()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    task = asyncio.create_task(node.run(), name="node")
+    interval = max(1.0, notifier.watchdog_usec / 2e6) if notifier.watchdog_usec else 5.0
+    ready_sent = False
+    try:
+        while not stopping.is_set() and not task.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval if ready_sent else 0.2):
+                    await stopping.wait()
+            if node.ready.is_set() and not ready_sent:
+                ready_sent = True
+                notifier.notify("READY=1")
+            if notifier.watchdog_usec:
+                notifier.notify("WATCHDOG=1")
+            notifier.status(
+                f"node {node.chassis or '?'}: {len(node.plugged)} containers plugged"
+                if node.ready.is_set()
+                else "connecting to Docker, NB and Open_vSwitch"
+            )
+        notifier.notify("STOPPING=1", "STATUS=stopping")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await node.close()
+        notifier.close()
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
+    log.info("node stopped (plumbing left in place for the next start to adopt)")
+    return 0
