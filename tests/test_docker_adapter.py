@@ -21,7 +21,7 @@ import pytest
 
 from adapters.docker import DockerAdapter, DockerOptions, create
 from core.adapter import AdapterSpec, OptionsError
-from core.model import Delete, Endpoint, InputEvent, Network, Rejected, Snapshot, Source, Upsert, validate
+from core.model import Delete, Endpoint, InputEvent, Network, Policy, Rejected, Snapshot, Source, Upsert, validate
 
 try:
     from tests.dockerd import DOCKERD, PrivateDockerd, import_busybox
@@ -479,3 +479,87 @@ async def test_daemon_restart_relists_and_keeps_working(env: Env) -> None:
             cached = {e.network: (e.ips, e.mac) for e in adapter.cache.endpoints() if e.uid == fresh}
             assert cached == real
     assert adapter.rejected == {}
+
+
+# ---------------------------------------------------------------- wrapper mode and the policies file
+WRAP_NETS = {"blue": {"subnet": "10.70.0.0/24", "gateway": "10.70.0.1"}, "red": {"subnet": "10.71.0.0/24"}}
+
+
+def test_hub_network_options_are_validated() -> None:
+    def make(nets: Any) -> Any:
+        return create(AdapterSpec(name="d1", type="docker", cluster="c", options={"networks": nets}))
+
+    adapter = make(WRAP_NETS)
+    assert isinstance(adapter, DockerAdapter)
+    assert adapter.hub_networks["blue"] == Network(
+        source=Source("docker", "c"), name="blue", subnets=("10.70.0.0/24",), gateway="10.70.0.1",
+        labels={"ovn-hub.wrapper": "true"},
+    )  # fmt: skip
+    for nets, where in (
+        ({"blue": {"subnet": "10.70.0.0/33"}}, r"adapters\.d1\.networks\.blue\.subnet"),
+        ({"blue": {"subnet": "10.70.0.0/24", "gateway": "10.80.0.1"}}, r"networks\.blue\.gateway: .* not a host"),
+        ({"blue": {"subnet": "10.70.0.0/24", "gateway": "10.70.0.0"}}, r"networks\.blue\.gateway"),
+        ({"blue": {"gateway": "10.70.0.1"}}, r"adapters\.d1\.networks\.blue"),  # subnet missing
+        ({"bridge": {"subnet": "10.70.0.0/24"}}, r"networks\.bridge: 'bridge' is a Docker network"),
+        ({"bad name!": {"subnet": "10.70.0.0/24"}}, r"networks\.bad name!"),
+    ):
+        with pytest.raises(OptionsError, match=where):
+            make(nets)
+
+
+async def test_wrapped_containers_and_hub_networks(env: Env) -> None:
+    """--network none + ovn-hub.network: an Endpoint on the hub network; an unknown
+    network is Rejected (named), the adapter goes on."""
+    adapter = make_adapter(env.url, networks=WRAP_NETS)
+    sink = Sink()
+    async with aiodocker.Docker(url=env.url) as docker:
+        w1 = await start_container(docker, env, "w1", ["none"], labels={"ovn-hub.network": "blue"})
+        async with running(adapter, sink):
+            first = sink.events[await sink.wait_for(lambda e: isinstance(e, Snapshot))]
+            assert isinstance(first, Snapshot)
+            nets = {o.name: o for o in first.objects if isinstance(o, Network)}
+            assert {"blue", "red"} <= set(nets) and nets["blue"].gateway == "10.70.0.1"
+            (ep,) = endpoints_of(first, w1).values()
+            assert (ep.network, ep.ips, ep.mac) == ("blue", (), None)
+            w2 = await start_container(
+                docker, env, "w2", ["none"], labels={"ovn-hub.network": "red", "ovn-hub.ip": "10.71.0.7"}
+            )
+            await sink.wait_for(is_upsert_of(w2, "red", lambda e: e.ips == ("10.71.0.7",)))
+            bad = await start_container(docker, env, "w3", ["none"], labels={"ovn-hub.network": "green"})
+            i = await sink.wait_for(lambda e: isinstance(e, Rejected) and e.ref == bad)
+            rej = sink.events[i]
+            assert isinstance(rej, Rejected) and rej.reason == "unknown-network" and "'green'" in rej.message
+            await docker.containers.container(w1).stop(t=1)
+            await sink.wait_for(is_delete_of(f"blue/{w1}"))
+        for c in (w1, w2, bad):
+            await docker.containers.container(c).delete(force=True)
+
+
+async def test_policies_file_is_loaded_reloaded_and_bad_files_keep_the_last_good(env: Env, tmp_path: Any) -> None:
+    path = tmp_path / "policies.json"
+    deny = {"uid": "deny-db", "namespace": "default", "name": "deny-db",
+            "pod_selector": {"match_labels": {"app": "db"}}, "ingress": []}  # fmt: skip
+    path.write_text(json.dumps([deny]))
+    adapter = make_adapter(env.url, policies=str(path))
+    sink = Sink()
+    async with running(adapter, sink):
+        first = sink.events[await sink.wait_for(lambda e: isinstance(e, Snapshot))]
+        assert isinstance(first, Snapshot)
+        pols = [o for o in first.objects if isinstance(o, Policy)]
+        assert [(p.uid, p.source, p.ingress) for p in pols] == [("deny-db", Source("docker", "test"), ())]
+
+        allow = {**deny, "uid": "allow-web", "name": "allow-web", "ingress": [{"ports": [{"port": 80}]}]}
+        path.write_text(json.dumps([deny, allow]))
+        await sink.wait_for(lambda e: isinstance(e, Upsert) and isinstance(e.obj, Policy) and e.obj.uid == "allow-web")
+
+        n = len(sink.events)
+        path.write_text('[{"uid": "x", "namespace": "default"')  # truncated: rejected, policies stay
+        i = await sink.wait_for(lambda e: isinstance(e, Rejected), start=n)
+        assert isinstance(sink.events[i], Rejected) and sink.events[i].reason == "bad-json"
+        path.write_text(json.dumps([{**deny, "source": {"orchestrator": "k8s", "cluster": "x"}}]))
+        i = await sink.wait_for(lambda e: isinstance(e, Rejected) and e.reason == "wrong-source", start=n)
+        assert not [e for e in sink.events[n:] if isinstance(e, Delete)], "a bad file must not delete policies"
+
+        path.write_text(json.dumps([allow]))  # deny-db removed
+        await sink.wait_for(lambda e: isinstance(e, Delete) and e.kind == "policy" and e.key == "deny-db", start=n)
+        assert {p.uid for p in adapter.cache.objects.values() if isinstance(p, Policy)} == {"allow-web"}

@@ -534,3 +534,49 @@ def test_endpoints_are_frozen_structs(redis: dict[str, Any]) -> None:
     (ep,) = normalize_container(redis, SRC)
     assert isinstance(ep, Endpoint)
     assert ep == normalize_container(copy.deepcopy(redis), SRC)[0]  # deterministic → no-op filtering works
+
+
+# ---------------------------------------------------------------- wrapper mode (--network none + label)
+BLUE = Network(source=SRC, name="blue", subnets=("10.70.0.0/24",), gateway="10.70.0.1")
+
+
+def _wrapped(redis: dict[str, Any], **labels: str) -> dict[str, Any]:
+    redis["HostConfig"]["NetworkMode"] = "none"
+    redis["NetworkSettings"]["Networks"] = {"none": {"IPAddress": "", "MacAddress": ""}}
+    redis["Config"]["Labels"] = {k.replace("ovn_hub_", "ovn-hub."): v for k, v in labels.items()}
+    return redis
+
+
+def test_wrapped_container_without_address_gets_a_dynamic_endpoint(redis: dict[str, Any]) -> None:
+    doc = _wrapped(redis, ovn_hub_network="blue")
+    (ep,) = normalize_container(doc, SRC, node="n1", hub_networks={"blue": BLUE})
+    assert (ep.uid, ep.network, ep.ips, ep.mac, ep.node, ep.kind) == (REDIS_ID, "blue", (), None, "n1", "container")
+    assert ep.labels == {"ovn-hub.network": "blue"}
+
+
+def test_wrapped_container_with_labeled_address(redis: dict[str, Any]) -> None:
+    doc = _wrapped(redis, ovn_hub_network="blue", ovn_hub_ip="10.70.0.9/24", ovn_hub_mac="0A:00:00:00:00:09")
+    (ep,) = normalize_container(doc, SRC, hub_networks={"blue": BLUE})
+    assert (ep.ips, ep.mac) == (("10.70.0.9",), "0a:00:00:00:00:09")
+
+
+def test_none_network_label_only_counts_with_network_none(redis: dict[str, Any]) -> None:
+    redis["Config"]["Labels"] = {"ovn-hub.network": "blue"}  # on a Docker bridge network: Docker plumbs it
+    eps = normalize_container(redis, SRC, hub_networks={"blue": BLUE})
+    assert eps and {ep.network for ep in eps} == set(redis["NetworkSettings"]["Networks"]) - {"blue"}
+    assert normalize_container(_wrapped(redis), SRC, hub_networks={"blue": BLUE}) == []  # none, no label
+
+
+@pytest.mark.parametrize(
+    ("labels", "reason", "text"),
+    [
+        ({"ovn_hub_network": "green"}, "unknown-network", "names no OVN Hub network"),
+        ({"ovn_hub_network": "blue", "ovn_hub_ip": "10.99.0.1"}, "bad-ip", "outside network 'blue'"),
+        ({"ovn_hub_network": "blue", "ovn_hub_ip": "not-an-ip"}, "bad-ip", "not an IPv4"),
+        ({"ovn_hub_network": "blue", "ovn_hub_mac": "01:00:5e:00:00:01"}, "bad-mac", "multicast"),
+    ],
+)
+def test_wrapped_container_bad_labels(redis: dict[str, Any], labels: dict[str, str], reason: str, text: str) -> None:
+    with pytest.raises(Invalid) as info:
+        normalize_container(_wrapped(redis, **labels), SRC, hub_networks={"blue": BLUE})
+    assert info.value.reason == reason and text in str(info.value) and REDIS_ID[:12] in str(info.value)

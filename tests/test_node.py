@@ -322,3 +322,22 @@ def test_ready_reaches_the_bus_only_after_the_port_is_up(
             docker(d, "rm", "-f", "w1", check=False)
     finally:
         mq.close()
+
+
+def test_node_config_is_checked(tmp_path: Path) -> None:
+    from tests.conftest import BIN
+
+    def check(text: str) -> subprocess.CompletedProcess[str]:
+        cfg = tmp_path / "n.toml"
+        cfg.write_text(text)
+        return subprocess.run(
+            [str(BIN / "hubd"), "--config", str(cfg), "--role", "node", "--check"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    ok = check('[node]\ndocker = "unix:///x.sock"\nchassis = "n1"\n')
+    assert ok.returncode == 0 and "config OK (node)" in ok.stdout, ok.stderr
+    bad = check('[node]\nbrige = "br-int"\n')
+    assert bad.returncode == 2 and "node: " in bad.stderr and "brige" in bad.stderr, bad.stderr
+    bad = check("[node]\nresync_interval = \"soon\"\n")
+    assert bad.returncode == 2 and "resync_interval" in bad.stderr, bad.stderr

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import ipaddress
 import logging
+import os
 import random
 import re
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import aiodocker
@@ -35,7 +38,7 @@ import aiohttp
 import msgspec
 
 from core.adapter import AdapterSpec, EventSink, ObjectCache, OptionsError, parse_options
-from core.model import Endpoint, Invalid, Network, Object, Rejected, Snapshot, validate
+from core.model import Endpoint, Invalid, Network, Object, Policy, Rejected, Snapshot, Source, validate
 
 from .normalize import (
     event_container_id,
@@ -88,14 +91,58 @@ class DockerOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     resync_interval: Annotated[float, msgspec.Meta(gt=0)] = 300.0
     #: OVN Hub networks for ``--network none`` containers labeled ``ovn-hub.network=<name>``
     #: (wrapper mode: they exist only in OVN; ``hubd --role node`` plugs the containers in).
-    networks: dict[str, HubNetworkOptions] = {}
+    #: (Each value is a HubNetworkOptions table, checked by hub_networks so errors name the network.)
+    networks: dict[str, dict[str, Any]] = {}
+    #: A JSON file of canonical Policy objects (a list; ``source`` may be left out) for this
+    #: engine's containers, matched by container labels; re-read when it changes.
+    policies: str = ""
+
+
+def load_policies(path: str, source: Source) -> list[Policy]:
+    """Read a policies file: a JSON array of canonical Policy objects (``type``
+    may be left out; ``source`` too, it must otherwise be this adapter's).
+    Raises :class:`Invalid` naming the first bad entry."""
+    try:
+        raw = msgspec.json.decode(Path(path).read_bytes())
+    except OSError as exc:
+        raise Invalid("policies-file", f"policies file {path}: {exc.strerror or exc}") from None
+    except msgspec.DecodeError as exc:
+        raise Invalid("bad-json", f"policies file {path}: not JSON: {exc}") from None
+    if not isinstance(raw, list):
+        raise Invalid("not-array", f"policies file {path}: expected a JSON array of policies")
+    out: list[Policy] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        where = f"policies file {path} [{i}]"
+        if not isinstance(item, dict):
+            raise Invalid("not-object", f"{where}: expected an object")
+        item = {"type": "policy", "source": {"orchestrator": source.orchestrator, "cluster": source.cluster}, **item}
+        try:
+            pol = msgspec.convert(item, Policy)
+        except msgspec.ValidationError as exc:
+            raise Invalid("schema", f"{where}: {exc}") from None
+        if pol.source != source:
+            raise Invalid("wrong-source", f"{where}: source {pol.source} is not this adapter's ({source})")
+        try:
+            validate(pol)
+        except Invalid as exc:
+            raise Invalid(exc.reason, f"{where}: {exc}") from None
+        if pol.uid in seen:
+            raise Invalid("duplicate", f"{where}: uid {pol.uid!r} appears twice")
+        seen.add(pol.uid)
+        out.append(pol)
+    return out
 
 
 def hub_networks(spec: AdapterSpec, options: DockerOptions) -> dict[str, Network]:
     """The configured OVN Hub networks as canonical Networks (OptionsError if invalid)."""
     out: dict[str, Network] = {}
-    for name, opt in sorted(options.networks.items()):
+    for name, table in sorted(options.networks.items()):
         where = f"adapters.{spec.name}.networks.{name}"
+        try:
+            opt = msgspec.convert(table, HubNetworkOptions, strict=True)
+        except msgspec.ValidationError as exc:
+            raise OptionsError(f"{where}: {exc}") from None
         if name in ("host", "none", "bridge", "default"):
             raise OptionsError(f"{where}: {name!r} is a Docker network name of its own")
         try:
@@ -193,6 +240,8 @@ class DockerAdapter:
         self._net_names: dict[str, str] = {}  # network id → name (destroy events)
         self._host_logged: set[str] = set()
         self._shadow_logged: set[str] = set()
+        self._policies: list[Policy] = []  # from the policies file, as last read successfully
+        self._policies_stamp: tuple[int, int, int] | None = None
 
     # ------------------------------------------------------------ run loop
     async def run(self, sink: EventSink) -> None:
@@ -225,7 +274,11 @@ class DockerAdapter:
         }
         stream_timeout = aiohttp.ClientTimeout(total=None, sock_read=None, sock_connect=30)
         async with docker._query("events", params=params, timeout=stream_timeout) as resp:
+            watcher = None
             try:
+                if self.options.policies:
+                    await self.reload_policies(sink, emit=False)
+                    watcher = asyncio.create_task(self._watch_policies(sink), name=f"{self.spec.name} policies")
                 await self.relist(docker, sink, reason="connect")
                 if not self.connected:
                     self.connected = True
@@ -237,6 +290,10 @@ class DockerAdapter:
                     )
                 await self._read_events(docker, resp, sink)
             finally:
+                if watcher is not None:
+                    watcher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watcher
                 resp.close()
 
     async def _read_events(self, docker: aiodocker.Docker, resp: aiohttp.ClientResponse, sink: EventSink) -> None:
@@ -440,6 +497,7 @@ class DockerAdapter:
                 objects.append(ep)
                 by_container.setdefault(ep.uid, set()).add(ep.key)
 
+        objects.extend(self._policies)  # no await since: a concurrent policies reload is not lost
         snap = self.cache.snapshot(objects)
         self._by_container = by_container
         self._net_names = net_names
@@ -456,6 +514,46 @@ class DockerAdapter:
             len(net_names),
         )
         return snap
+
+    # ------------------------------------------------------------ policies file
+    async def _watch_policies(self, sink: EventSink) -> None:
+        """Re-read the policies file when its mtime/size/inode change (polled every second)."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.reload_policies(sink)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let the watcher die silently
+                self.log.exception("policies file %s: reload failed", self.options.policies)
+
+    async def reload_policies(self, sink: EventSink, *, emit: bool = True) -> None:
+        """Load the policies file if it changed; emit Upserts/Deletes for the
+        difference.  A bad file is rejected (Rejected event, warning, metric)
+        and the policies last read stay in force."""
+        path = self.options.policies
+        try:
+            st = os.stat(path)
+            stamp: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            stamp = None
+        if stamp == self._policies_stamp and stamp is not None:
+            return
+        self._policies_stamp = stamp
+        try:
+            policies = load_policies(path, self.source)
+        except Invalid as exc:
+            await self._reject(sink, exc, "")
+            return
+        old = {p.uid for p in self._policies}
+        self._policies = policies
+        self.log.info("policies file %s: %d policies", path, len(policies))
+        if not emit:
+            return
+        for pol in policies:
+            await self._emit(sink, self.cache.upsert(pol))
+        for uid in sorted(old - {p.uid for p in policies}):
+            await self._emit(sink, self.cache.delete("policy", uid))
 
     # ------------------------------------------------------------ helpers
     def _shadowed(self, net: Network) -> bool:
