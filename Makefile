@@ -1,7 +1,8 @@
 # OVN Hub: two commands do everything on a fresh Debian 12 machine (as root).
 #   make run   install what is missing, start hubd with an OVN sandbox and the local Docker engine
 #   make test  install what is missing, run lint, types, the layer contract and the whole test suite
-.PHONY: run test deps lint bench
+#   make demo  two containers ping through OVN, a policy cuts them off (everything started and removed again)
+.PHONY: run test deps lint bench demo
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -12,8 +13,11 @@ deps:
 run: deps
 	@sh scripts/run.sh
 
+demo: deps
+	@$(PY) scripts/demo.py
+
 lint: deps
-	$(VENV)/bin/ruff check core hub adapters tests $(wildcard bench)
+	$(VENV)/bin/ruff check core hub adapters tests scripts $(wildcard bench)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
