@@ -28,3 +28,12 @@ DIRTY = Gauge("ovn_hub_dirty_rows", "Rows waiting to be reconciled")
 DESIRED_ENDPOINTS = Gauge("ovn_hub_desired_endpoints", "Endpoints in the desired state")
 ADAPTER_RESTARTS = Counter("ovn_hub_adapter_restarts_total", "Adapter restarts after a failure", ["adapter"])
 ADAPTER_UP = Gauge("ovn_hub_adapter_running", "1 while an adapter task runs", ["adapter"])
+NODE_OPS = Counter(
+    "ovn_hub_node_operations_total",
+    "hubd --role node: containers plugged, unplugged, failed (retried), bad Docker events",
+    ["result"],
+)
+NODE_PLUGGED = Gauge("ovn_hub_node_plugged_containers", "hubd --role node: containers plugged into the bridge")
+NODE_PLUG_SECONDS = Histogram(
+    "ovn_hub_node_plug_seconds", "hubd --role node: veth + addresses + bridge port for one container", buckets=_BUCKETS
+)

@@ -51,18 +51,13 @@ def endpoint_rows(hub: Hub) -> list[dict[str, Any]]:
     return rows
 
 
-class ApiServer:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.runner: web.AppRunner | None = None
-        app = web.Application()
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/readyz", self.readyz)
-        app.router.add_get("/metrics", self.metrics)
-        app.router.add_get("/v1/status", self.status)
-        app.router.add_get("/v1/endpoints", self.endpoints)
-        app.router.add_get("/v1/plan", self.plan)
+class Site:
+    """An aiohttp application served on a ``[api] listen``-style address
+    (``unix:/path`` created mode 0660, or ``tcp:host:port``)."""
+
+    def __init__(self, app: web.Application) -> None:
         self.app = app
+        self.runner: web.AppRunner | None = None
         self.path: Path | None = None
 
     async def start(self, listen: str) -> None:
@@ -89,9 +84,28 @@ class ApiServer:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
 
-    @staticmethod
-    def _json(data: Any, status: int = 200) -> web.Response:
-        return web.Response(body=encode(data), status=status, content_type="application/json")
+
+async def metrics_response(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=encode(data), status=status, content_type="application/json")
+
+
+class ApiServer(Site):
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        app = web.Application()
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", metrics_response)
+        app.router.add_get("/v1/status", self.status)
+        app.router.add_get("/v1/endpoints", self.endpoints)
+        app.router.add_get("/v1/plan", self.plan)
+        super().__init__(app)
+
+    _json = staticmethod(json_response)
 
     async def healthz(self, request: web.Request) -> web.Response:
         ok = self.hub.programmer is not None and self.hub.programmer.connected.is_set()
@@ -100,9 +114,6 @@ class ApiServer:
     async def readyz(self, request: web.Request) -> web.Response:
         ready = self.hub.ready.is_set()
         return self._json({"ready": ready}, 200 if ready else 503)
-
-    async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def status(self, request: web.Request) -> web.Response:
         return self._json(self.hub.status())

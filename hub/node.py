@@ -16,9 +16,11 @@ import logging
 import signal
 
 import msgspec
+from aiohttp import web
 
 from adapters.docker.node import DockerNode, NodeOptions
-from hub.config import Config, ConfigError
+from hub.api import Site, json_response, metrics_response
+from hub.config import Config, ConfigError, parse_listen
 from hub.notify import Notifier
 
 log = logging.getLogger("ovn_hub.node")
@@ -27,14 +29,39 @@ log = logging.getLogger("ovn_hub.node")
 def node_options(cfg: Config) -> NodeOptions:
     """``[node]`` → NodeOptions, or ConfigError naming the key."""
     try:
-        return msgspec.convert(cfg.node, NodeOptions)
+        opts = msgspec.convert(cfg.node, NodeOptions)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"node: {exc}") from None
+    if opts.listen:
+        try:
+            parse_listen(opts.listen)
+        except ValueError as exc:
+            raise ConfigError(f"node.listen: {exc}") from None
+    return opts
+
+
+def node_site(node: DockerNode) -> Site:
+    async def healthz(request: web.Request) -> web.Response:
+        return json_response({"ok": node.ready.is_set()}, 200 if node.ready.is_set() else 503)
+
+    async def status(request: web.Request) -> web.Response:
+        return json_response(node.status())
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", healthz)
+    app.router.add_get("/metrics", metrics_response)
+    app.router.add_get("/v1/status", status)
+    return Site(app)
 
 
 async def run_node(cfg: Config, notifier: Notifier | None = None) -> int:
-    node = DockerNode(node_options(cfg), hub_id=cfg.hub.id, nb_remote=cfg.ovn.nb)
+    options = node_options(cfg)
+    node = DockerNode(options, hub_id=cfg.hub.id, nb_remote=cfg.ovn.nb)
     notifier = notifier or Notifier()
+    site = node_site(node) if options.listen else None
+    if site is not None:
+        await site.start(options.listen)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
@@ -63,6 +90,8 @@ async def run_node(cfg: Config, notifier: Notifier | None = None) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await node.close()
+        if site is not None:
+            await site.stop()
         notifier.close()
     if task.done() and not task.cancelled() and task.exception() is not None:
         raise task.exception()  # type: ignore[misc]

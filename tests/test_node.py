@@ -28,7 +28,7 @@ import pytest
 from adapters.docker.node import veth_name
 from tests.conftest import Hubd, nb_rows, ovs_map, ovs_set, sync_wait_until
 from tests.dataplane import OneHostOvn
-from tests.dockerd import PrivateDockerd, import_busybox
+from tests.dockerd import PrivateDockerd, docker_request, import_busybox
 from tests.mosquitto import Mosquitto
 
 if os.geteuid() != 0 or not shutil.which("ovs-vswitchd") or not shutil.which("nsenter"):
@@ -85,7 +85,7 @@ def node_config(workdir: Path, host: OneHostOvn, d: PrivateDockerd) -> str:
     return (
         f'[hub]\nid = "{HUB_ID}"\nstate_dir = "{workdir}"\n[ovn]\nnb = "{host.ovn.nb_remote}"\n'
         f'[node]\ndocker = "{d.url}"\novs = "{host.db_remote}"\nchassis = "node1"\n'
-        f'switch_netns = "{host.sw_ns}"\nresync_interval = 5\n'
+        f'switch_netns = "{host.sw_ns}"\nresync_interval = 5\nlisten = "unix:{workdir}/node.sock"\n'
     )
 
 
@@ -253,6 +253,17 @@ def test_wrapped_containers_get_addresses_from_nb_and_reach_each_other(
         assert can_ping(d, "n1", ip1), "n1 -> b1"
         assert ipn != ip1
         assert "rejected" not in node2.logtext()
+
+        # the node's admin API: status lists what it plugged; metrics count it
+        sock = str(node2.dir / "node.sock")
+        code, body = docker_request(sock, "GET", "/v1/status")
+        status = json.loads(body)
+        assert code == 200 and status["ready"] and status["chassis"] == "node1"
+        assert {p["container"] for p in status["plugged"]} == {b1, b2, n1}
+        assert next(p for p in status["plugged"] if p["container"] == b2)["addresses"] == ["10.70.0.20/24"]
+        code, body = docker_request(sock, "GET", "/metrics")
+        assert code == 200 and b"ovn_hub_node_plugged_containers 3.0" in body, body[-2000:]
+        assert b'ovn_hub_node_operations_total{result="plugged"}' in body
     finally:
         docker(d, "rm", "-f", *names, check=False)
 
@@ -341,3 +352,5 @@ def test_node_config_is_checked(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "node: " in bad.stderr and "brige" in bad.stderr, bad.stderr
     bad = check("[node]\nresync_interval = \"soon\"\n")
     assert bad.returncode == 2 and "resync_interval" in bad.stderr, bad.stderr
+    bad = check('[node]\nlisten = "0.0.0.0:9000"\n')
+    assert bad.returncode == 2 and "node.listen" in bad.stderr and "loopback" in bad.stderr, bad.stderr

@@ -46,12 +46,13 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import aiodocker
 import aiohttp
 import msgspec
 
+from core.metrics import NODE_OPS, NODE_PLUG_SECONDS, NODE_PLUGGED
 from core.nbmodel import GATEWAY, NETWORK, OWNER, SOURCE, UID
 from core.ovsdb import ConnectionLost, OvsdbClient, OvsdbError, omap, py_map, py_set
 
@@ -69,6 +70,7 @@ I_ADDR = "ovn-hub:addresses"
 I_GATEWAY = "ovn-hub:gateway"
 _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)
 _RETRY = 2.0  # seconds before a failed plug is tried again
+_CONCURRENCY = 8  # containers plugged at once
 
 
 class NodeOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -86,7 +88,9 @@ class NodeOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     #: Network namespace (``ip netns`` name) ovs-vswitchd runs in, if not the host's.
     switch_netns: str = ""
     #: Seconds between full reconciliations.
-    resync_interval: float = 60.0
+    resync_interval: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    #: /healthz, /readyz, /metrics, /v1/status (``unix:/path`` or loopback ``host:port``); none if empty.
+    listen: str = ""
 
 
 class Plug(msgspec.Struct, frozen=True, kw_only=True):
@@ -174,6 +178,22 @@ class DockerNode:
         self._ethtool = shutil.which("ethtool") or shutil.which("ethtool", path="/usr/sbin:/sbin")
         self._ip = shutil.which("ip") or shutil.which("ip", path="/usr/sbin:/sbin") or "ip"
         self._nsenter = shutil.which("nsenter") or "nsenter"
+
+    def status(self) -> dict[str, Any]:
+        """What /v1/status of ``hubd --role node`` shows."""
+        return {
+            "chassis": self.chassis,
+            "ready": self.ready.is_set(),
+            "bridge": self.options.bridge,
+            "plugs": self.plugs,
+            "unplugs": self.unplugs,
+            "failures": self.failures,
+            "plugged": [
+                {"container": p.container, "network": p.network, "port": p.port, "dev": p.dev, "mac": p.mac,
+                 "addresses": list(p.addrs), "gateway": p.gateway}
+                for p in sorted(self.plugged.values(), key=lambda p: (p.network, p.container))
+            ],
+        }  # fmt: skip
 
     # ------------------------------------------------------------ run loop
     async def run(self) -> None:
@@ -280,6 +300,7 @@ class DockerNode:
             cid = None
         if not isinstance(cid, str) or not cid:
             if line.strip():
+                NODE_OPS.labels("bad-event").inc()
                 log.warning("ignoring a docker event that is not a container event: %.120r", line)
             return
         if ev.get("Action") == "start":
@@ -376,14 +397,38 @@ class DockerNode:
 
     # ------------------------------------------------------------ reconcile
     async def _reconcile(self, docker: aiodocker.Docker) -> None:
+        """Fix every dirty container, a few at a time (a burst of starts is
+        mostly waiting on iproute2 and the OVS database)."""
         dirty, self._dirty = self._dirty, set()
-        for cid in sorted(dirty):
-            try:
-                await self._reconcile_one(docker, cid)
-            except (aiodocker.DockerError, PlumbError, OSError, RuntimeError) as exc:
-                self.failures += 1
-                log.warning("container %s: %s; retrying in %.0fs", cid[:12], exc, _RETRY)
-                asyncio.get_running_loop().call_later(_RETRY, self._retry, cid)
+        sem = asyncio.Semaphore(_CONCURRENCY)
+        lost: list[BaseException] = []
+
+        async def one(cid: str) -> None:
+            async with sem:
+                try:
+                    await self._reconcile_one(docker, cid)
+                except (aiodocker.DockerError, aiohttp.ClientError) as exc:
+                    self._dirty.add(cid)
+                    lost.append(exc)  # the engine is gone or failing: reconnect, then look again
+                except Exception as exc:  # noqa: BLE001 - one container must not stop the others
+                    self._failed(cid, exc)
+
+        async with asyncio.TaskGroup() as tg:
+            for cid in sorted(dirty):
+                tg.create_task(one(cid))
+        NODE_PLUGGED.set(len(self.plugged))
+        if lost:
+            raise lost[0]
+
+    def _failed(self, cid: str, exc: BaseException) -> None:
+        self.failures += 1
+        NODE_OPS.labels("failed").inc()
+        if isinstance(exc, (PlumbError, OSError, aiodocker.DockerError)):
+            log.warning("container %s: %s; retrying in %.0fs", cid[:12], exc, _RETRY)
+        else:
+            log.error("container %s: %s: %s; retrying in %.0fs", cid[:12], type(exc).__name__, exc, _RETRY,
+                      exc_info=exc)  # fmt: skip
+        asyncio.get_running_loop().call_later(_RETRY, self._retry, cid)
 
     def _retry(self, cid: str) -> None:
         self._dirty.add(cid)
@@ -476,6 +521,8 @@ class DockerNode:
             raise
         self.plugged[p.container] = p
         self.plugs += 1
+        NODE_OPS.labels("plugged").inc()
+        NODE_PLUG_SECONDS.observe(time.monotonic() - t0)
         started = self._seen_start.pop(p.container, None)
         log.info(
             "plugged %s (%s) into %s: %s %s in %.0f ms", p.container[:12], p.network, p.port, p.mac,
@@ -494,6 +541,7 @@ class DockerNode:
         await self._run(*self._sw("link", "del", "dev", p.dev), check=False)
         self.plugged.pop(p.container, None)
         self.unplugs += 1
+        NODE_OPS.labels("unplugged").inc()
         log.info("unplugged %s (%s) from %s", p.container[:12], p.network, p.port)
 
     # ------------------------------------------------------------ Open_vSwitch (ovsdbapp, blocking: in a thread)
