@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from core.model import Endpoint, Network, Source, encode
 from hub.sandbox import OvnSandbox
 from tests.conftest import BIN, ROOT, Hubd, nb_rows, sync_wait_until
@@ -150,13 +152,17 @@ def test_config_errors_name_the_key(tmpdir_short: Path) -> None:
     assert res.returncode == 0, res.stderr
 
 
-def test_unit_file_verifies(tmpdir_short: Path) -> None:
-    unit = (ROOT / "packaging" / "hubd.service").read_text().replace("/usr/local/bin/hubd", str(BIN / "hubd"))
-    path = tmpdir_short / "hubd.service"
+@pytest.mark.parametrize("name", ["hubd.service", "hubd-node.service"])
+def test_unit_file_verifies(tmpdir_short: Path, name: str) -> None:
+    unit = (ROOT / "packaging" / name).read_text().replace("/usr/local/bin/hubd", str(BIN / "hubd"))
+    path = tmpdir_short / name
     path.write_text(unit)
     res = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    assert "Type=notify" in unit and "WatchdogSec=" in unit and "ExecReload=" in unit
+    assert "Type=notify" in unit and "WatchdogSec=" in unit
+    assert ("ExecReload=" in unit) == (name == "hubd.service")  # the node has nothing to reload
+    if name == "hubd-node.service":
+        assert "--role node" in unit and "CAP_NET_ADMIN" in unit
 
 
 def test_kill9_mid_batch_then_restart_converges_exactly(ovn: OvnSandbox, tmpdir_short: Path, hubd_factory: Any) -> None:
