@@ -86,13 +86,20 @@ async def run_node(cfg: Config, notifier: Notifier | None = None) -> int:
             )
         notifier.notify("STOPPING=1", "STATUS=stopping")
     finally:
+        t0 = loop.time()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await node.close()
+        try:
+            # ovsdbapp's thread may be inside a transaction waiting for ovs-vswitchd (its timeout is 10 s)
+            async with asyncio.timeout(15):
+                await node.close()
+        except TimeoutError:
+            log.warning("the Open_vSwitch connection did not close within 15 s; exiting anyway")
         if site is not None:
             await site.stop()
         notifier.close()
+        log.info("node stopped in %.1f s", loop.time() - t0)
     if task.done() and not task.cancelled() and task.exception() is not None:
         raise task.exception()  # type: ignore[misc]
     log.info("node stopped (plumbing left in place for the next start to adopt)")

@@ -44,6 +44,7 @@ import ipaddress
 import logging
 import random
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -551,7 +552,7 @@ class DockerNode:
 
         if self._ovs is None:
             idl = connection.OvsdbIdl.from_server(self.options.ovs, "Open_vSwitch")
-            self._ovs_conn = connection.Connection(idl=idl, timeout=30)
+            self._ovs_conn = connection.Connection(idl=idl, timeout=10)
             self._ovs = impl_idl.OvsdbIdl(self._ovs_conn)
         api = self._ovs
         if not self.chassis:
@@ -590,9 +591,27 @@ class DockerNode:
         self._ovs.del_port(dev, if_exists=True).execute(check_error=True)
 
     async def close(self) -> None:
+        """Stop the Open_vSwitch connection.  Its thread is a daemon and is
+        stopped from a daemon thread too, so a transaction stuck waiting for
+        ovs-vswitchd can delay this call (the caller bounds it) but never the
+        process exit."""
         conn, self._ovs_conn, self._ovs = self._ovs_conn, None, None
-        if conn is not None:
-            await asyncio.to_thread(conn.stop)
+        if conn is None:
+            return
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def finish() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def stop() -> None:
+            with contextlib.suppress(Exception):
+                conn.stop()
+            loop.call_soon_threadsafe(finish)
+
+        threading.Thread(target=stop, name="ovs-close", daemon=True).start()
+        await done
 
 
 def _map_diff(current: dict[str, str], diff: dict[str, str]) -> dict[str, str]:
