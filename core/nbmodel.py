@@ -55,7 +55,7 @@ AS = "Address_Set"
 ACL = "ACL"
 
 LS_COLUMNS = ["name", "ports", "load_balancer", "other_config", "external_ids"]
-LSP_COLUMNS = ["name", "addresses", "port_security", "options", "external_ids", "up"]
+LSP_COLUMNS = ["name", "addresses", "port_security", "options", "external_ids", "up", "dynamic_addresses"]
 #: Columns of the derived tables the hub monitors (and so compares).
 X_COLUMNS: dict[str, list[str]] = {
     LB: ["name", "vips", "protocol", "options", "external_ids"],

@@ -128,6 +128,9 @@ class PortRow(msgspec.Struct, gc=False):
     source: str
     digest: int | None
     up: bool | None = None
+    #: northd's ``dynamic_addresses`` ("MAC IP…") of a port the hub left to OVN's IPAM:
+    #: once known, the hub writes it as the port's ``port_security``.
+    dyn: str = ""
 
 
 def lsp_digest(cols: dict[str, Any]) -> int:
@@ -211,6 +214,9 @@ class Programmer:
         self.lsp: dict[str, PortRow] = {}  # by name
         self._uuid_ls: dict[str, str] = {}  # uuid -> name
         self._uuid_lsp: dict[str, str] = {}
+        # modifications of ports whose insert reply is not recorded yet (northd
+        # fills dynamic_addresses within milliseconds of our commit)
+        self._early_mods: dict[str, list[dict[str, Any]]] = {}
         self._lsp_parent: dict[str, str] = {}  # lsp uuid -> ls uuid
         self.dirty_ls: set[str] = set()
         self.dirty_lsp: set[str] = set()
@@ -259,6 +265,7 @@ class Programmer:
         self.lsp.clear()
         self._uuid_ls.clear()
         self._uuid_lsp.clear()
+        self._early_mods.clear()
         self._lsp_parent.clear()
         for t in X_ORDER:
             self.x[t].clear()
@@ -390,22 +397,34 @@ class Programmer:
             cols = _decode_cols(row)
             name = cols["name"]
             source = sys.intern(cols["external_ids"].get(SOURCE, ""))
-            self.lsp[name] = PortRow(uuid, source, lsp_digest(cols), cols["up"])
+            self.lsp[name] = PortRow(uuid, source, lsp_digest(cols), cols["up"], cols.get("dynamic_addresses", ""))
             self._uuid_lsp[uuid] = name
+            self._early_mods.pop(uuid, None)  # a restart read returns the row after any racing change
             if cols["up"] is True:
                 self._port_up(name)
             return
         diff = change.get("modify")
         name = self._uuid_lsp.get(uuid)
-        if diff is None or name is None:
+        if diff is None:
+            return
+        if name is None:
+            if len(self._early_mods) < 100_000:  # bounded: only our own fresh inserts end up here
+                self._early_mods.setdefault(uuid, []).append(diff)
             return
         cur = self.lsp[name]
+        if "dynamic_addresses" in diff:
+            old_dyn = cur.dyn
+            vals = set(py_set(diff["dynamic_addresses"])) ^ ({old_dyn} if old_dyn else set())
+            cur.dyn = next(iter(vals)) if len(vals) == 1 else ""
+            if cur.dyn != old_dyn:
+                self.dirty_lsp.add(name)  # its port_security follows the allocation
+                self._wake.set()
         if "up" in diff:
             old_up = cur.up
             cur.up = _apply_diff(cur.up, diff["up"])
             if cur.up is True and old_up is not True:
                 self._port_up(name)
-        if set(diff) - {"up"}:
+        if set(diff) - {"up", "dynamic_addresses"}:
             # the row changed under us (maybe our own update's echo): rewrite it whole
             cur.digest = None
             self.dirty_lsp.add(name)
@@ -645,6 +664,9 @@ class Programmer:
         cur = self.lsp.get(name)
         if ep is not None:
             want = lsp_columns(ep, self.hub_id)
+            if not ep.ips and cur is not None and cur.dyn:
+                # OVN allocated the address: hold the port to it (no spoofing another's IP or MAC)
+                want["port_security"] = (cur.dyn,)
             if cur is None:
                 return PlanOp("insert", LSP, name, want)
             if cur.digest == lsp_digest(want):
@@ -1098,6 +1120,8 @@ class Programmer:
                 source = sys.intern(u.columns["external_ids"].get(SOURCE, ""))
                 self.lsp[u.name] = PortRow(uuid, source, lsp_digest(u.columns))
                 self._uuid_lsp[uuid] = u.name
+                for diff in self._early_mods.pop(uuid, ()):
+                    self._apply_port(uuid, {"modify": diff})
         new_ports: dict[str, list[str]] = {}
         for op_index, unit_index in inserts.items():
             u = units[unit_index]
@@ -1337,6 +1361,8 @@ def _decode_cols(row: dict[str, Any]) -> dict[str, Any]:
         elif k == "up":
             vals = py_set(v) if v != ["set", []] else ()
             out[k] = vals[0] if vals else None
+        elif k == "dynamic_addresses":  # optional string: read, never written
+            out[k] = v if isinstance(v, str) else ""
         else:
             out[k] = v
     return out

@@ -211,8 +211,21 @@ def test_wrapped_containers_get_addresses_from_nb_and_reach_each_other(
             net = ovs_map(row["external_ids"])["ovn-hub:network"]
             assert ifaces[veth_name(cid, net)]["iface-id"] == row["name"]
 
+        # the hub locks every port to its address: the labeled one, and OVN's allocation once northd made it
+        for cid in (b1, b2):
+            row = port_of(host, cid) or {}
+            assert ovs_set(row["port_security"]) == [" ".join(nb_address(row))], row
+
         # packets: same network both ways; not across networks
         assert can_ping(d, "b1", "10.70.0.20"), "b1 -> b2 through OVN"
+        # b1 claims an address OVN did not give it (from outside: the container has no CAP_NET_ADMIN)
+        pid = docker(d, "inspect", "--format", "{{.State.Pid}}", "b1")
+        subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "addr", "add", "10.70.0.99/24", "dev", "eth0"],
+                       check=True, timeout=10)  # fmt: skip
+        assert "10.70.0.99/24" in in_container(d, "b1", "ip", "-o", "addr", "show", "eth0").stdout
+        spoofed = in_container(d, "b1", "ping", "-c", "1", "-W", "1", "-I", "10.70.0.99", "10.70.0.20")
+        assert spoofed.returncode != 0, "a source address OVN did not allocate to b1 must be dropped"
+        assert can_ping(d, "b1", "10.70.0.20", 1), "b1's own address still passes"
         assert can_ping(d, "b2", ip1), "b2 -> b1 through OVN"
         in_container(d, "r1", "ip", "route", "add", "10.70.0.0/24", "dev", "eth0")  # on-link: only OVN in the way
         assert not can_ping(d, "r1", "10.70.0.20", 1), "red -> blue must not pass: separate switches"
@@ -319,14 +332,15 @@ def test_ready_reaches_the_bus_only_after_the_port_is_up(
             cid_box.append(docker(d, "run", "-d", "--name", "w1", "--network", "none", "--label",
                                   "ovn-hub.network=blue", "busybox:hub", "sleep", "3600"))  # fmt: skip
             time.sleep(1.0)  # the hub programs the port; no node runs yet, so it cannot come up
-            assert [k for k, _, _ in seen] == ["programmed"], seen
-            assert seen[0][2] is False
+            assert seen and {k for k, _, _ in seen} == {"programmed"}, seen
+            assert all(up is False for _, _, up in seen)
             node = procs.start("node", node_config(Path("@DIR@"), host, d), "--role", "node")
             procs.ready(node)
             assert got_ready.wait(30), seen
             kinds = [k for k, _, _ in seen]
-            assert kinds == ["programmed", "ready"], seen
-            assert seen[1][2] is True, "ready was published while NB still said the port was down"
+            # programmed again when the hub locks the port to OVN's allocation (port_security)
+            assert kinds[-1] == "ready" and set(kinds[:-1]) == {"programmed"}, seen
+            assert seen[-1][2] is True, "ready was published while NB still said the port was down"
         finally:
             client.loop_stop()
             client.disconnect()

@@ -231,7 +231,10 @@ class DockerNode:
             await nb.monitor_cond(
                 {
                     "Logical_Switch_Port": [
-                        {"columns": ["name", "addresses", "dynamic_addresses", "external_ids"], "where": [owner, here]}
+                        {
+                            "columns": ["name", "addresses", "dynamic_addresses", "port_security", "external_ids"],
+                            "where": [owner, here],
+                        }
                     ],
                     "Logical_Switch": [{"columns": ["name", "other_config", "external_ids"], "where": [owner]}],
                 },
@@ -347,8 +350,9 @@ class DockerNode:
                 mod = change["modify"]
                 if "addresses" in mod:  # a set: the diff toggles elements
                     row["addresses"] = _toggle(row["addresses"], py_set(mod["addresses"]))
-                if "dynamic_addresses" in mod:  # an optional string: the new value
-                    row["dynamic_addresses"] = py_set(mod["dynamic_addresses"])
+                for col in ("dynamic_addresses", "port_security"):  # sets (an optional one too): toggled
+                    if col in mod:
+                        row[col] = _toggle(row[col], py_set(mod[col]))
                 self._dirty.add(pkey[0])
                 continue
             row = change.get("initial") or change.get("insert")
@@ -361,6 +365,7 @@ class DockerNode:
                 "source": ids.get(SOURCE, ""),
                 "addresses": py_set(row.get("addresses", ["set", []])),
                 "dynamic_addresses": py_set(row.get("dynamic_addresses", ["set", []])),
+                "port_security": py_set(row.get("port_security", ["set", []])),
             }
             self._port_uuid[uuid] = key
             self._dirty.add(key[0])
@@ -377,8 +382,8 @@ class DockerNode:
         text = addrs[0]
         if "dynamic" in text.split():
             dyn = [d for d in row["dynamic_addresses"] if d]
-            if not dyn:
-                return None
+            if not dyn or dyn[0] not in row["port_security"]:
+                return None  # not allocated yet, or the hub has not locked the port to it yet
             text = dyn[0]
         mac, *ips = text.split()
         subnet, gateway = self.nb_switches.get((row["source"], network), ("", ""))
