@@ -29,3 +29,4 @@ bench: deps
 	$(PY) -m bench resync --n 50000
 	$(PY) -m bench k8s
 	$(PY) -m bench mqtt
+	$(PY) -m bench dataplane

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import bulk, k8s, mqtt, resync
+from bench import bulk, dataplane, k8s, mqtt, resync
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,6 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     resync.add_arguments(subs.add_parser("resync", help="restart hubd over N programmed endpoints"))
     k8s.add_arguments(subs.add_parser("k8s", help="k8s adapter at scale: normalize, pods+services, policies"))
     mqtt.add_arguments(subs.add_parser("mqtt", help="MQTT mirror vs bare aiomqtt on a real mosquitto"))
+    dataplane.add_arguments(
+        subs.add_parser("dataplane", help="Docker start to port committed, up and first ping through OVN (root)")
+    )
     args = ap.parse_args(argv)
     if args.name == "bulk":
         return bulk.main(args)
@@ -22,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
         return k8s.main(args)
     if args.name == "mqtt":
         return mqtt.main(args)
+    if args.name == "dataplane":
+        return dataplane.main(args)
     return resync.main(args)
 
 
