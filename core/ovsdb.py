@@ -144,6 +144,7 @@ class OvsdbClient:
         self._writer: asyncio.StreamWriter | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._reply_hooks: dict[int, Callable[[Any], None]] = {}
         self._reader_task: asyncio.Task[None] | None = None
         self.on_update: UpdateHandler | None = None
         self.closed = asyncio.Event()
@@ -173,6 +174,7 @@ class OvsdbClient:
         self.closed.set()
 
     def _fail_pending(self, exc: Exception) -> None:
+        self._reply_hooks.clear()
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(exc)
@@ -210,10 +212,13 @@ class OvsdbClient:
         method = msg.get("method")
         if method is None:
             fut = self._pending.pop(msg.get("id"), None)  # type: ignore[arg-type]
+            hook = self._reply_hooks.pop(msg.get("id"), None)  # type: ignore[arg-type]
             if fut is not None and not fut.done():
                 if msg.get("error") is not None:
                     fut.set_exception(OvsdbError(str(msg["error"]), msg["error"]))
                 else:
+                    if hook is not None:
+                        hook(msg.get("result"))
                     fut.set_result(msg.get("result"))
         elif method == "echo":
             self._send({"id": msg.get("id"), "result": msg.get("params", []), "error": None})
@@ -227,10 +232,21 @@ class OvsdbClient:
             raise ConnectionLost(f"{self.remote}: not connected")
         self._writer.write(_enc.encode(msg))
 
-    async def call(self, method: str, params: list[Any], timeout: float | None = 120.0) -> Any:
+    async def call(
+        self,
+        method: str,
+        params: list[Any],
+        timeout: float | None = 120.0,
+        on_reply: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """One request.  ``on_reply`` (if given) runs on a successful result
+        inside the reader, in stream order: before any later notification is
+        dispatched (a monitor's initial contents must precede its updates)."""
         rid = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
+        if on_reply is not None:
+            self._reply_hooks[rid] = on_reply
         self._send({"id": rid, "method": method, "params": params})
         assert self._writer is not None
         await self._writer.drain()
@@ -241,10 +257,14 @@ class OvsdbClient:
             del fut  # a large reply must not outlive its caller's use of it
 
     async def monitor_cond(self, tables: dict[str, Any], monitor_id: str = "hub") -> None:
-        """Start a conditional monitor; ``on_update`` receives the initial contents."""
-        initial = await self.call("monitor_cond", [self.database, monitor_id, tables])
-        if self.on_update is not None and initial:
-            self.on_update(initial)
+        """Start a conditional monitor; ``on_update`` receives the initial
+        contents, in stream order (before any update that follows them)."""
+
+        def initial(result: Any) -> None:
+            if self.on_update is not None and result:
+                self.on_update(result)
+
+        await self.call("monitor_cond", [self.database, monitor_id, tables], on_reply=initial)
 
     async def transact(self, ops: list[dict[str, Any]], timeout: float | None = 300.0) -> list[Any]:
         """Run one transaction; raise :class:`OvsdbError` (with ``index`` of the

@@ -217,6 +217,7 @@ class Programmer:
         # modifications of ports whose insert reply is not recorded yet (northd
         # fills dynamic_addresses within milliseconds of our commit)
         self._early_mods: dict[str, list[dict[str, Any]]] = {}
+        self._early_full_warned = False
         self._lsp_parent: dict[str, str] = {}  # lsp uuid -> ls uuid
         self.dirty_ls: set[str] = set()
         self.dirty_lsp: set[str] = set()
@@ -386,6 +387,7 @@ class Programmer:
 
     def _apply_port(self, uuid: str, change: dict[str, Any]) -> None:
         if "delete" in change:
+            self._early_mods.pop(uuid, None)
             name = self._uuid_lsp.pop(uuid, None)
             if name is not None and name in self.lsp and self.lsp[name].uuid == uuid:
                 del self.lsp[name]
@@ -410,14 +412,22 @@ class Programmer:
         if name is None:
             if len(self._early_mods) < 100_000:  # bounded: only our own fresh inserts end up here
                 self._early_mods.setdefault(uuid, []).append(diff)
+            elif not self._early_full_warned:
+                self._early_full_warned = True
+                log.warning("100000 port changes arrived for ports not yet recorded; dropping more (a resync repairs)")
             return
         cur = self.lsp[name]
         if "dynamic_addresses" in diff:
             old_dyn = cur.dyn
             vals = set(py_set(diff["dynamic_addresses"])) ^ ({old_dyn} if old_dyn else set())
-            cur.dyn = next(iter(vals)) if len(vals) == 1 else ""
-            if cur.dyn != old_dyn:
+            new_dyn = next(iter(vals)) if len(vals) == 1 else ""
+            # an allocation that goes away (the switch lost its subnet) keeps the last lock
+            if new_dyn and new_dyn != old_dyn:
+                cur.dyn = new_dyn
                 self.dirty_lsp.add(name)  # its port_security follows the allocation
+                st = self.sources.get(cur.source)
+                if st is not None and st.policies:
+                    self._stale.add(cur.source)  # policy address sets hold the port's IPs
                 self._wake.set()
         if "up" in diff:
             old_up = cur.up
@@ -697,6 +707,16 @@ class Programmer:
             return PlanOp("delete", LS, name)
         return None
 
+    def _with_dynamic_ips(self, ep: Endpoint) -> Endpoint:
+        """``ep`` with the IPs OVN allocated to its port, when it has none of its
+        own: peers of a policy are matched by address (Address_Sets)."""
+        if ep.ips:
+            return ep
+        cur = self.lsp.get(lsp_name(ep))
+        if cur is None or not cur.dyn:
+            return ep
+        return msgspec.structs.replace(ep, ips=tuple(cur.dyn.split()[1:]))
+
     def _derive(self) -> None:
         """Recompute the derived rows of every stale source (pure functions of
         its desired state) and mark the keys whose desired row changed."""
@@ -711,7 +731,8 @@ class Programmer:
                     rows += lb_rows(svc, self.hub_id)
                 if st.policies:
                     source = Source.parse(src)
-                    rows += policy_rows(source, st.endpoints.values(), st.namespaces, st.policies.values(), self.hub_id)
+                    endpoints = [self._with_dynamic_ips(ep) for ep in st.endpoints.values()]
+                    rows += policy_rows(source, endpoints, st.namespaces, st.policies.values(), self.hub_id)
             new = {(r.table, r.key): r for r in rows}
             old = st.derived
             if new == old:

@@ -23,6 +23,7 @@ from core.model import (
     Invalid,
     LBRule,
     Namespace,
+    Network,
     Peer,
     Policy,
     PolicyPort,
@@ -496,3 +497,64 @@ async def test_drift_is_repaired(ovn: OvnSandbox, make_prog: Any) -> None:
     assert len(ports) == 2 and uuids(rows(ovn, "Port_Group")[deny_pg_name(SRC, "in")]["ports"]) <= ports
     assert len(uuids(rows(ovn, "Port_Group")[pg]["ports"])) == 1
     assert p.plan() == []
+
+
+async def test_dynamic_addresses_lock_the_port_and_feed_policy_peers(tmpdir_short: Any) -> None:
+    """A port left to OVN's IPAM: once northd allocated, the hub writes the
+    allocation as port_security, and a policy naming that endpoint as a peer
+    gets its IP in the peer address set; a restarted hub writes nothing."""
+    sb = OvnSandbox(tmpdir_short / "ovn-northd", northd=True)
+    sb.start()
+    progs: list[tuple[Programmer, asyncio.Task[None]]] = []
+
+    async def close(p: Programmer, t: asyncio.Task[None]) -> None:
+        t.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await t
+        await p.close()
+
+    try:
+        client = Endpoint(source=SRC, uid="c1", namespace="default", name="c1", kind="pod", network="pods",
+                          labels={"role": "client"})  # fmt: skip
+        web = pod(50, app="web")
+        objs = (Network(source=SRC, name="pods", subnets=("10.0.0.0/24",)), client, web, web_policy())
+
+        async def run_prog() -> Programmer:
+            p = Programmer(sb.nb_remote, "hub1")
+            await p.start()
+            progs.append((p, asyncio.create_task(p.run())))
+            p.apply(snap(*objs))
+            await p.flush(20)
+            return p
+
+        await run_prog()
+        port = lsp_name(client)
+
+        def locked() -> tuple[str, list[Any]] | None:
+            row = next((r for r in nb_rows(sb, "Logical_Switch_Port") if r["name"] == port), None)
+            if row is None or not isinstance(row["dynamic_addresses"], str):
+                return None
+            return row["dynamic_addresses"], ovs_set(row["port_security"])
+
+        await wait_until(lambda: (x := locked()) is not None and x[1] == [x[0]], 20, "port_security = dynamic_addresses")
+        dyn = locked()
+        assert dyn is not None
+        client_ip = dyn[0].split()[1]
+        assert client_ip.startswith("10.0.0.")
+
+        def peer_ips() -> set[str]:
+            return {a for r in nb_rows(sb, "Address_Set") for a in ovs_set(r["addresses"])}
+
+        await wait_until(lambda: client_ip in peer_ips(), 20, "the client's OVN-allocated IP in the peer address set")
+
+        # a restarted hub finds everything equal: no write
+        await close(*progs.pop())
+        again = await run_prog()
+        await asyncio.sleep(0.5)  # let any (wrong) rewrite happen
+        await again.flush(20)
+        assert again.writes == 0, "the lock and the address set must survive a restart without a write"
+        assert locked() == dyn
+    finally:
+        for p, t in progs:
+            await close(p, t)
+        sb.stop()
