@@ -1050,6 +1050,8 @@ class Programmer:
                     waited.append(now - since)
                 if u.table == LSP and u.op == "insert":
                     self._committed_at[u.name] = now
+                elif u.table == LSP and u.op == "delete":
+                    self._committed_at.pop(u.name, None)  # never came up: nothing to time
                 self._status_q.put_nowait(self._programmed(u))
             for (table, op), n in op_counts.items():
                 metrics.NB_OPS.labels(table, op).inc(n)

@@ -181,7 +181,17 @@ def main() -> int:
         say("What hubd wrote to OVN Northbound")
         show([*nbctl, "show"])
         show([*nbctl, "acl-list", deny_pg_name("docker/local", "in")])
-        ok = before.returncode == 0 and after.returncode != 0
+        # the drop is the policy's doing: beta is still plugged and up, and in the deny group
+        deny = deny_pg_name("docker/local", "in")
+        members = subprocess.run([*nbctl, "--bare", "--columns=ports", "find", "Port_Group", f"name={deny}"],
+                                 capture_output=True, text=True, timeout=30).stdout.split()  # fmt: skip
+        beta_uuid = subprocess.run(
+            [*nbctl, "--bare", "--columns=_uuid", "find", "Logical_Switch_Port", 'external_ids:"ovn-hub:name"=beta'],
+            capture_output=True, text=True, timeout=30,
+        ).stdout.strip()  # fmt: skip
+        in_group = bool(beta_uuid) and beta_uuid in members
+        print(f"beta's port is up: {up('beta')}; in {deny}: {in_group}")
+        ok = before.returncode == 0 and after.returncode != 0 and up("beta") and in_group
         say(
             "Demo OK: ping passed, then the policy dropped it"
             if ok

@@ -19,3 +19,4 @@ def test_make_demo_script() -> None:
     assert " 0% packet loss" in before, out[-4000:]
     assert "100% packet loss" in after, out[-4000:]
     assert "Demo OK" in after and "switch " in after and "drop" in after
+    assert "beta's port is up: True; in hub_" in after and ": True" in after.split("beta's port is up")[1].splitlines()[0]

@@ -560,6 +560,12 @@ async def test_policies_file_is_loaded_reloaded_and_bad_files_keep_the_last_good
         i = await sink.wait_for(lambda e: isinstance(e, Rejected) and e.reason == "wrong-source", start=n)
         assert not [e for e in sink.events[n:] if isinstance(e, Delete)], "a bad file must not delete policies"
 
+        n = len(sink.events)
+        path.unlink()  # a missing file: rejected once, not every second; the policies stay
+        i = await sink.wait_for(lambda e: isinstance(e, Rejected) and e.reason == "policies-file", start=n)
+        await asyncio.sleep(2.5)  # two more polls: nothing new may be reported for the same missing file
+        assert [e for e in sink.events[n:] if isinstance(e, (Rejected, Delete))] == [sink.events[i]]
+
         path.write_text(json.dumps([allow]))  # deny-db removed
         await sink.wait_for(lambda e: isinstance(e, Delete) and e.kind == "policy" and e.key == "deny-db", start=n)
         assert {p.uid for p in adapter.cache.objects.values() if isinstance(p, Policy)} == {"allow-web"}

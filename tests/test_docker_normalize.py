@@ -564,6 +564,11 @@ def test_none_network_label_only_counts_with_network_none(redis: dict[str, Any])
     redis["Config"]["Labels"] = {"ovn-hub.network": "blue"}  # on a Docker bridge network: Docker plumbs it
     eps = normalize_container(redis, SRC, hub_networks={"blue": BLUE})
     assert eps and {ep.network for ep in eps} == set(redis["NetworkSettings"]["Networks"]) - {"blue"}
+    # a Docker network named like an OVN Hub network is shadowed: its attachments are not mapped
+    docker_nets = set(redis["NetworkSettings"]["Networks"])
+    shadow = next(iter(docker_nets))
+    eps = normalize_container(redis, SRC, hub_networks={shadow: BLUE})
+    assert {ep.network for ep in eps} == docker_nets - {shadow}
     assert normalize_container(_wrapped(redis), SRC, hub_networks={"blue": BLUE}) == []  # none, no label
 
 
@@ -574,6 +579,9 @@ def test_none_network_label_only_counts_with_network_none(redis: dict[str, Any])
         ({"ovn_hub_network": "blue", "ovn_hub_ip": "10.99.0.1"}, "bad-ip", "outside network 'blue'"),
         ({"ovn_hub_network": "blue", "ovn_hub_ip": "not-an-ip"}, "bad-ip", "not an IPv4"),
         ({"ovn_hub_network": "blue", "ovn_hub_mac": "01:00:5e:00:00:01"}, "bad-mac", "multicast"),
+        ({"ovn_hub_network": "blue", "ovn_hub_ip": "10.70.0.1"}, "bad-ip", "the gateway, network or broadcast"),
+        ({"ovn_hub_network": "blue", "ovn_hub_ip": "10.70.0.255"}, "bad-ip", "the gateway, network or broadcast"),
+        ({"ovn_hub_network": "blue", "ovn_hub_ip": "10.70.0.0"}, "bad-ip", "the gateway, network or broadcast"),
     ],
 )
 def test_wrapped_container_bad_labels(redis: dict[str, Any], labels: dict[str, str], reason: str, text: str) -> None:

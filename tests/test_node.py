@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -331,8 +330,9 @@ def test_ready_reaches_the_bus_only_after_the_port_is_up(
             assert subscribed.wait(10), "no SUBACK from mosquitto"
             cid_box.append(docker(d, "run", "-d", "--name", "w1", "--network", "none", "--label",
                                   "ovn-hub.network=blue", "busybox:hub", "sleep", "3600"))  # fmt: skip
-            time.sleep(1.0)  # the hub programs the port; no node runs yet, so it cannot come up
-            assert seen and {k for k, _, _ in seen} == {"programmed"}, seen
+            # the hub programs the port; no node runs yet, so it cannot come up
+            sync_wait_until(lambda: bool(seen), 30, "programmed on the bus")
+            assert {k for k, _, _ in seen} == {"programmed"}, seen
             assert all(up is False for _, _, up in seen)
             node = procs.start("node", node_config(Path("@DIR@"), host, d), "--role", "node")
             procs.ready(node)

@@ -242,6 +242,7 @@ class DockerAdapter:
         self._shadow_logged: set[str] = set()
         self._policies: list[Policy] = []  # from the policies file, as last read successfully
         self._policies_stamp: tuple[int, int, int] | None = None
+        self._policies_loaded = False
 
     # ------------------------------------------------------------ run loop
     async def run(self, sink: EventSink) -> None:
@@ -367,7 +368,8 @@ class DockerAdapter:
                 attrs = actor.get("Attributes") or {}
                 if action in ("connect", "disconnect"):
                     cid = event_container_id(ev)
-                    if cid:
+                    # "none"/"host" come with every start of such a container (its start event follows)
+                    if cid and attrs.get("name") not in ("none", "host"):
                         await self.sync_container(docker, cid, sink)
                 elif action == "create" and nid:
                     await self.sync_network(docker, nid, sink)
@@ -537,9 +539,10 @@ class DockerAdapter:
             stamp: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
         except OSError:
             stamp = None
-        if stamp == self._policies_stamp and stamp is not None:
-            return
+        if stamp == self._policies_stamp and self._policies_loaded:
+            return  # unchanged (a missing file is reported once, not every second)
         self._policies_stamp = stamp
+        self._policies_loaded = True
         try:
             policies = load_policies(path, self.source)
         except Invalid as exc:

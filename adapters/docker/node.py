@@ -200,19 +200,25 @@ class DockerNode:
     async def run(self) -> None:
         """Reconnect (Docker, NB, OVS) with backoff until cancelled."""
         attempt = 0
+        loop = asyncio.get_running_loop()
         while True:
+            began = loop.time()
             try:
                 await self._session()
             except asyncio.CancelledError:
                 raise
             except (OSError, aiohttp.ClientError, aiodocker.DockerError, OvsdbError, TimeoutError, PlumbError) as exc:
                 log.warning("node session failed: %s; reconnecting", exc)
-            except Exception:  # a bug or an unforeseen payload: log it, start over
-                log.exception("node session failed unexpectedly; reconnecting")
+            except Exception as exc:  # a bug or an unforeseen failure: log it, start over
+                if attempt == 0:
+                    log.exception("node session failed unexpectedly; reconnecting")
+                else:
+                    log.warning("node session failed again: %s: %s", type(exc).__name__, exc)
+            self.ready.clear()  # /healthz, STATUS: not connected
+            if loop.time() - began > 30:  # it had been working: start the backoff over
+                attempt = 0
             delay = min(self.backoff_max, self.backoff_initial * 2**attempt)
             attempt = min(attempt + 1, 30)
-            if self.ready.is_set():
-                attempt = 0
             await asyncio.sleep(random.uniform(delay / 2, delay))
 
     async def _session(self) -> None:
@@ -339,14 +345,15 @@ class DockerNode:
             if "delete" in change:
                 gone = self._port_uuid.pop(uuid, None)
                 if gone is not None:
-                    self.nb_ports.pop(gone, None)
+                    if self.nb_ports.get(gone, {}).get("uuid") == uuid:
+                        del self.nb_ports[gone]
                     self._dirty.add(gone[0])
                 continue
             if "modify" in change:
                 pkey = self._port_uuid.get(uuid)
-                if pkey is None:
+                row = self.nb_ports.get(pkey) if pkey is not None else None
+                if pkey is None or row is None or row["uuid"] != uuid:
                     continue
-                row = self.nb_ports[pkey]
                 mod = change["modify"]
                 if "addresses" in mod:  # a set: the diff toggles elements
                     row["addresses"] = _toggle(row["addresses"], py_set(mod["addresses"]))
@@ -361,6 +368,7 @@ class DockerNode:
             ids = py_map(row.get("external_ids", ["map", []]))
             key = (ids.get(UID, ""), ids.get(NETWORK, ""))
             self.nb_ports[key] = {
+                "uuid": uuid,
                 "name": row.get("name", ""),
                 "source": ids.get(SOURCE, ""),
                 "addresses": py_set(row.get("addresses", ["set", []])),
@@ -391,11 +399,10 @@ class DockerNode:
         out = []
         for ip in ips:
             addr = ipaddress.ip_address(ip)
-            prefix = (
-                net.prefixlen if net is not None and net.version == addr.version else (32 if addr.version == 4 else 128)
-            )
-            if addr.version == 6 and net is None:
-                prefix = 64
+            if addr.version == 6:
+                prefix = 64  # OVN's ipv6_prefix is a /64
+            else:
+                prefix = net.prefixlen if net is not None and net.version == 4 else 32
             out.append(f"{ip}/{prefix}")
         if not out:
             return None  # a MAC-only port (no subnet): nothing to configure a container with
@@ -413,9 +420,9 @@ class DockerNode:
             async with sem:
                 try:
                     await self._reconcile_one(docker, cid)
-                except (aiodocker.DockerError, aiohttp.ClientError) as exc:
+                except (aiohttp.ClientError, ConnectionError) as exc:
                     self._dirty.add(cid)
-                    lost.append(exc)  # the engine is gone or failing: reconnect, then look again
+                    lost.append(exc)  # the engine is gone: reconnect, then look again
                 except Exception as exc:  # noqa: BLE001 - one container must not stop the others
                     self._failed(cid, exc)
 
@@ -445,6 +452,8 @@ class DockerNode:
         have = self.plugged.get(cid)
         if want is not None and have == want and await self._dev_exists(want.dev):
             return
+        if want is None:
+            self._seen_start.pop(cid, None)
         if have is not None and (want is None or have != want):
             await self._unplug(have)
         if want is not None:
@@ -491,6 +500,10 @@ class DockerNode:
             proc.kill()
             await proc.wait()
             raise PlumbError(f"{' '.join(argv)}: timed out") from None
+        except asyncio.CancelledError:
+            if proc.returncode is None:
+                proc.kill()
+            raise
         if check and proc.returncode != 0:
             raise PlumbError(f"{' '.join(argv)}: {err.decode(errors='replace').strip()}")
         return out.decode(errors="replace")
@@ -556,8 +569,10 @@ class DockerNode:
         from ovsdbapp.schema.open_vswitch import impl_idl  # type: ignore[import-untyped]
 
         if self._ovs is None:
-            idl = connection.OvsdbIdl.from_server(self.options.ovs, "Open_vSwitch")
-            self._ovs_conn = connection.Connection(idl=idl, timeout=10)
+            if self._ovs_conn is None:
+                idl = connection.OvsdbIdl.from_server(self.options.ovs, "Open_vSwitch")
+                self._ovs_conn = connection.Connection(idl=idl, timeout=10)
+            # starts the connection thread (ovsdbapp keeps the connection on the class: one per process)
             self._ovs = impl_idl.OvsdbIdl(self._ovs_conn)
         api = self._ovs
         if not self.chassis:
@@ -569,6 +584,9 @@ class DockerNode:
             raise PlumbError(f"bridge {self.options.bridge} does not exist (is ovn-controller running?)")
         dp = api.db_get("Bridge", self.options.bridge, "datapath_type").execute(check_error=True)
         self.netdev = dp == "netdev"
+        if self.netdev and not self._ethtool:
+            log.warning("%s uses the userspace datapath and ethtool is missing: TCP/UDP checksums will be wrong"
+                        " in plugged containers (install ethtool)", self.options.bridge)  # fmt: skip
 
     def _read_plugged(self) -> dict[str, Plug]:
         rows = self._ovs.db_list_rows("Interface").execute(check_error=True)

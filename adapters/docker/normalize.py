@@ -246,8 +246,8 @@ def _normalize_container(
 
     out: list[Endpoint] = []
     for net, att_raw in networks.items():
-        if net in _SPECIAL_NETWORKS:
-            continue
+        if net in _SPECIAL_NETWORKS or net in hub_networks:
+            continue  # a Docker network named like an OVN Hub network is shadowed by it: not mapped
         where = f"NetworkSettings.Networks[{net!r}]"
         att = _obj(att_raw, where)
         ips: list[str] = []
@@ -308,6 +308,12 @@ def _wrapped(
             if nets and not any(addr in n for n in nets if n.version == addr.version):
                 raise Invalid(
                     "bad-ip", f"label {LABEL_IP}={ip} is outside network {net!r} ({', '.join(network.subnets)})"
+                )
+            small = [n for n in nets if n.version == 4 and n.prefixlen < 31]
+            reserved = {str(n.network_address) for n in small} | {str(n.broadcast_address) for n in small}
+            if ip == network.gateway or ip in reserved:
+                raise Invalid(
+                    "bad-ip", f"label {LABEL_IP}={ip} is the gateway, network or broadcast address of {net!r}"
                 )
             if ip not in ips:
                 ips.append(ip)
