@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -171,6 +172,7 @@ class DockerNode:
         self.failures = 0
         self.ready = asyncio.Event()
         self._dirty: set[str] = set()
+        self._lost: BaseException | None = None  # set by a fix that found the Docker engine gone
         self._wake = asyncio.Event()
         self._ovs: Any = None
         self._ovs_conn: Any = None
@@ -222,6 +224,7 @@ class DockerNode:
             await asyncio.sleep(random.uniform(delay / 2, delay))
 
     async def _session(self) -> None:
+        self._lost = None
         await asyncio.to_thread(self._ovs_connect)
         nb = OvsdbClient(self.nb_remote)
         try:
@@ -269,22 +272,56 @@ class DockerNode:
             await nb.close()
 
     async def _loop(self, docker: aiodocker.Docker, nb: OvsdbClient) -> None:
+        """Dispatch dirty containers to at most ``_CONCURRENCY`` concurrent
+        fixes.  No batch barrier: a container marked while others are being
+        plugged starts as soon as a slot frees up; one being fixed that is
+        marked again is looked at once more after it is done."""
         loop = asyncio.get_running_loop()
         next_full = loop.time() + self.options.resync_interval
-        while True:
-            if nb.closed.is_set():
-                raise ConnectionLost("NB session lost")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(1.0, max(0.0, next_full - loop.time()))):
-                    await self._wake.wait()
-            self._wake.clear()
-            if loop.time() >= next_full:
-                listed = await docker.containers.list(all=True, filters={"label": [LABEL_NETWORK]})
-                self._dirty.update(c.id for c in listed)
-                self._dirty.update(self.plugged)
-                next_full = loop.time() + self.options.resync_interval
-            if self._dirty:
-                await self._reconcile(docker)
+        inflight: dict[str, asyncio.Task[None]] = {}
+        try:
+            while True:
+                if nb.closed.is_set():
+                    raise ConnectionLost("NB session lost")
+                if self._lost is not None:
+                    raise self._lost
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(1.0, max(0.0, next_full - loop.time()))):
+                        await self._wake.wait()
+                self._wake.clear()
+                if loop.time() >= next_full:
+                    listed = await docker.containers.list(all=True, filters={"label": [LABEL_NETWORK]})
+                    self._dirty.update(c.id for c in listed)
+                    self._dirty.update(self.plugged)
+                    next_full = loop.time() + self.options.resync_interval
+                for cid in sorted(self._dirty - inflight.keys()):
+                    if len(inflight) >= _CONCURRENCY:
+                        break
+                    self._dirty.discard(cid)
+                    task = asyncio.create_task(self._work(docker, cid), name=f"plug {cid[:12]}")
+                    inflight[cid] = task
+                    task.add_done_callback(functools.partial(self._done, inflight, cid))
+        finally:
+            for task in inflight.values():
+                task.cancel()
+            if inflight:
+                await asyncio.gather(*inflight.values(), return_exceptions=True)
+
+    def _done(self, inflight: dict[str, asyncio.Task[None]], cid: str, _task: asyncio.Task[None]) -> None:
+        inflight.pop(cid, None)
+        NODE_PLUGGED.set(len(self.plugged))
+        self._wake.set()  # a slot is free (and cid may be dirty again)
+
+    async def _work(self, docker: aiodocker.Docker, cid: str) -> None:
+        """Fix one container; its failure is retried later, a lost engine ends the session."""
+        try:
+            await self._reconcile_one(docker, cid)
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            self._dirty.add(cid)
+            self._lost = exc  # the engine is gone: reconnect, then look again
+            self._wake.set()
+        except Exception as exc:  # noqa: BLE001 - one container must not stop the others
+            self._failed(cid, exc)
 
     async def _read_events(self, resp: aiohttp.ClientResponse) -> None:
         buf = bytearray()
@@ -410,28 +447,21 @@ class DockerNode:
 
     # ------------------------------------------------------------ reconcile
     async def _reconcile(self, docker: aiodocker.Docker) -> None:
-        """Fix every dirty container, a few at a time (a burst of starts is
-        mostly waiting on iproute2 and the OVS database)."""
+        """Fix every dirty container, a few at a time, and return when all are
+        done (the first pass of a session: READY follows it)."""
         dirty, self._dirty = self._dirty, set()
         sem = asyncio.Semaphore(_CONCURRENCY)
-        lost: list[BaseException] = []
 
         async def one(cid: str) -> None:
             async with sem:
-                try:
-                    await self._reconcile_one(docker, cid)
-                except (aiohttp.ClientError, ConnectionError) as exc:
-                    self._dirty.add(cid)
-                    lost.append(exc)  # the engine is gone: reconnect, then look again
-                except Exception as exc:  # noqa: BLE001 - one container must not stop the others
-                    self._failed(cid, exc)
+                await self._work(docker, cid)
 
         async with asyncio.TaskGroup() as tg:
             for cid in sorted(dirty):
                 tg.create_task(one(cid))
         NODE_PLUGGED.set(len(self.plugged))
-        if lost:
-            raise lost[0]
+        if self._lost is not None:
+            raise self._lost
 
     def _failed(self, cid: str, exc: BaseException) -> None:
         self.failures += 1
