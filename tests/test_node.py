@@ -247,6 +247,19 @@ def test_wrapped_containers_get_addresses_from_nb_and_reach_each_other(
         sync_wait_until(lambda: plugged_up(host, b2), 30, "b2 back")
         assert can_ping(d, "b2", ip1), "b2 -> b1 after both restarted"
 
+        # hub restart: ports, their addresses and the plumbing stay exactly as they are
+        before_ports = {n: (r["_uuid"], r["port_security"], r["dynamic_addresses"]) for n, r in ports(host).items()}
+        before_ifaces = {dev: iface_uuid(host, dev) for dev in bridge_ifaces(host)}
+        hub.signal(signal.SIGTERM)
+        assert hub.wait(30) == 0
+        hub = procs.start("hub", hub_config(Path("@DIR@"), host, d))
+        procs.ready(hub)
+        assert {n: (r["_uuid"], r["port_security"], r["dynamic_addresses"]) for n, r in ports(host).items()} == (
+            before_ports
+        )
+        assert {dev: iface_uuid(host, dev) for dev in bridge_ifaces(host)} == before_ifaces
+        assert can_ping(d, "b2", ip1, 1), "b2 -> b1 after the hub restarted"
+
         # node restart: existing plumbing is adopted untouched; what changed while it was down converges
         adopted = iface_uuid(host, dev1)
         node.signal(signal.SIGTERM)
