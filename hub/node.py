@@ -66,6 +66,9 @@ async def run_node(cfg: Config, notifier: Notifier | None = None) -> int:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     loop.add_signal_handler(signal.SIGINT, stopping.set)
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: log.info("SIGHUP: a node reloads nothing; restart it to apply a changed [node]")
+    )
     task = asyncio.create_task(node.run(), name="node")
     interval = max(1.0, notifier.watchdog_usec / 2e6) if notifier.watchdog_usec else 5.0
     ready_sent = False

@@ -52,7 +52,7 @@ cat <<EOT
     docker run -d --name web --network blue busybox:hub sleep 3600
     .venv/bin/hubctl --config $STATE/hubd.toml endpoints
     ovn-nbctl --db=unix:$STATE/ovn/nb.sock show
-  Stop with Ctrl-C.
+  Stop with Ctrl-C.  For packets through OVN (data plane, wrapper mode, a policy): make demo
 
 EOT
 exec .venv/bin/hubd --config "$STATE/hubd.toml"

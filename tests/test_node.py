@@ -279,6 +279,11 @@ def test_wrapped_containers_get_addresses_from_nb_and_reach_each_other(
         assert ipn != ip1
         assert "rejected" not in node2.logtext()
 
+        # SIGHUP does not stop a node (systemd's default for an unhandled HUP would)
+        node2.signal(signal.SIGHUP)
+        sync_wait_until(lambda: "SIGHUP: a node reloads nothing" in node2.logtext(), 10, "SIGHUP logged")
+        assert node2.proc is not None and node2.proc.poll() is None
+
         # the node's admin API: status lists what it plugged; metrics count it
         sock = str(node2.dir / "node.sock")
         code, body = docker_request(sock, "GET", "/v1/status")
