@@ -380,6 +380,9 @@ def test_node_config_is_checked(tmp_path: Path) -> None:
 
     ok = check('[node]\ndocker = "unix:///x.sock"\nchassis = "n1"\n')
     assert ok.returncode == 0 and "config OK (node)" in ok.stdout, ok.stderr
+    root = Path(__file__).resolve().parent.parent
+    ok = check((root / "packaging" / "hubd-node.toml.example").read_text())
+    assert ok.returncode == 0 and "config OK (node)" in ok.stdout, ok.stderr
     bad = check('[node]\nbrige = "br-int"\n')
     assert bad.returncode == 2 and "node: " in bad.stderr and "brige" in bad.stderr, bad.stderr
     bad = check("[node]\nresync_interval = \"soon\"\n")
