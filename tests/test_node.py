@@ -389,3 +389,17 @@ def test_node_config_is_checked(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "resync_interval" in bad.stderr, bad.stderr
     bad = check('[node]\nlisten = "0.0.0.0:9000"\n')
     assert bad.returncode == 2 and "node.listen" in bad.stderr and "loopback" in bad.stderr, bad.stderr
+
+
+def test_a_container_waiting_for_its_port_is_reported_once(caplog: pytest.LogCaptureFixture) -> None:
+    from adapters.docker.node import DockerNode, NodeOptions
+
+    node = DockerNode(NodeOptions(chassis="node9"), hub_id=HUB_ID, nb_remote="unix:/nonexistent")
+    cid = "c" * 64
+    node._note_waiting(cid, "blue")  # first seen now: too early to warn
+    assert not caplog.records
+    node._waiting[cid] -= 31
+    node._note_waiting(cid, "blue")
+    node._note_waiting(cid, "blue")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "requesting chassis 'node9'" in warnings[0] and "node = 'node9'" in warnings[0]

@@ -73,6 +73,7 @@ I_GATEWAY = "ovn-hub:gateway"
 _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)
 _RETRY = 2.0  # seconds before a failed plug is tried again
 _CONCURRENCY = 8  # containers plugged at once
+_WAIT_WARN = 30.0  # seconds a running labeled container may wait for its port before a warning
 
 
 class NodeOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -176,6 +177,8 @@ class DockerNode:
         self._wake = asyncio.Event()
         self._ovs: Any = None
         self._ovs_conn: Any = None
+        self._waiting: dict[str, float] = {}  # container id → when it was first seen without a port
+        self._waited_warned: set[str] = set()
         self._seen_start: dict[str, float] = {}  # container id → monotonic time its start event arrived
         self.on_plugged: Callable[[Plug, float | None], None] | None = None
         self._ethtool = shutil.which("ethtool") or shutil.which("ethtool", path="/usr/sbin:/sbin")
@@ -490,14 +493,32 @@ class DockerNode:
             await self._plug(want)
 
     async def _desired(self, docker: aiodocker.Docker, cid: str) -> Plug | None:
+        """What ``cid`` should look like plugged, or None (not a running wrapped
+        container, or NB has no usable port for it yet)."""
+        data = await self._inspect(docker, cid)
+        if data is None:
+            self._waiting.pop(cid, None)
+            self._waited_warned.discard(cid)
+            return None
+        network, pid = data
+        addr = self.desired_address(cid, network)
+        if addr is None:
+            self._note_waiting(cid, network)
+            return None  # the hub has not programmed it yet: an NB update will mark it dirty
+        self._waiting.pop(cid, None)
+        port, mac, addrs, gateway = addr
+        return Plug(container=cid, network=network, port=port, pid=pid, mac=mac, addrs=addrs, gateway=gateway)
+
+    async def _inspect(self, docker: aiodocker.Docker, cid: str) -> tuple[str, int] | None:
+        """(network label, pid) of a running ``--network none`` container with the label, else None."""
         try:
             data: Any = await docker.containers.container(cid).show()
         except aiodocker.DockerError as exc:
             if exc.status == 404:
                 return None
             raise
-        if not isinstance(data, dict):
-            return None
+        if not isinstance(data, dict) or data.get("Id") not in (cid, None):
+            return None  # (events and lists carry full ids; anything else is not ours to plug)
         state = data.get("State") or {}
         labels = (data.get("Config") or {}).get("Labels") or {}
         mode = (data.get("HostConfig") or {}).get("NetworkMode")
@@ -507,13 +528,20 @@ class DockerNode:
             return None
         if not (isinstance(state, dict) and state.get("Running") and isinstance(pid, int) and pid > 0):
             return None
-        raw_id = data.get("Id")
-        full = raw_id if isinstance(raw_id, str) and raw_id else cid
-        addr = self.desired_address(full, network)
-        if addr is None:
-            return None  # the hub has not programmed it yet: an NB update will mark it dirty
-        port, mac, addrs, gateway = addr
-        return Plug(container=full, network=network, port=port, pid=pid, mac=mac, addrs=addrs, gateway=gateway)
+        return network, pid
+
+    def _note_waiting(self, cid: str, network: str) -> None:
+        """Warn once when a running labeled container has had no usable port for
+        a while: usually the hub's docker adapter ``node`` is not this chassis."""
+        now = time.monotonic()
+        first = self._waiting.setdefault(cid, now)
+        if now - first > _WAIT_WARN and cid not in self._waited_warned:
+            self._waited_warned.add(cid)
+            log.warning(
+                "container %s (ovn-hub.network=%s) has had no logical port requesting chassis %r for %.0f s:"
+                " is the hub's docker adapter option node = %r, and %r one of its networks?",
+                cid[:12], network, self.chassis, now - first, self.chassis, network,
+            )  # fmt: skip
 
     # ------------------------------------------------------------ plumbing
     async def _run(self, *argv: str, stdin: bytes | None = None, check: bool = True) -> str:
