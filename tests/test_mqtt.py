@@ -337,8 +337,8 @@ def test_hubctl_events_state_and_follow(ovn: OvnSandbox, tmpdir_short: Path, hub
     proc = subprocess.Popen([*ctl, "--follow", "--filter", "endpoint"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
-        _read_lines(proc, "uid=e2", 20)  # the state first
-        time.sleep(0.5)
+        # the state first; hubctl subscribed to the events before it read the state (read_retained)
+        _read_lines(proc, "uid=e2", 20)
         write(data, ["e1", "e2", "e3"])
         lines = _read_lines(proc, "programmed endpoint static/a lab/vm-e3 key=blue/e3", 20)
         assert any(" observed endpoint static/a lab/vm-e3 key=blue/e3" in x for x in lines), lines
