@@ -47,8 +47,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
+import os
 import random
 import sys
 import time
@@ -133,16 +135,53 @@ class PortRow(msgspec.Struct, gc=False):
     dyn: str = ""
 
 
+_digest_enc = msgspec.msgpack.Encoder()
+
+
 def lsp_digest(cols: dict[str, Any]) -> int:
-    """Order-insensitive digest of the columns the hub writes on a port."""
-    return hash(
-        (
-            tuple(sorted(cols.get("addresses", ()))),
-            tuple(sorted(cols.get("port_security", ()))),
-            tuple(sorted(cols.get("options", {}).items())),
-            tuple(sorted(cols.get("external_ids", {}).items())),
-        )
+    """Order-insensitive digest of the columns the hub writes on a port.
+    Stable across processes (the port cache keeps it): 64 bits of BLAKE2b."""
+    canon = (
+        sorted(cols.get("addresses", ())),
+        sorted(cols.get("port_security", ())),
+        sorted(cols.get("options", {}).items()),
+        sorted(cols.get("external_ids", {}).items()),
     )
+    return int.from_bytes(hashlib.blake2b(_digest_enc.encode(canon), digest_size=8).digest(), "little")
+
+
+class CachedPort(msgspec.Struct, array_like=True, gc=False):
+    """One port of the restart cache: what the replica knew of a row at a given ``_version``."""
+
+    uuid: str
+    version: str
+    name: str
+    source: str
+    digest: int
+    up: bool | None
+    dyn: str
+
+
+class PortCache(msgspec.Struct):
+    """``<state_dir>/nb-ports-<hub id>.cache``, written at a clean stop.
+
+    OVSDB gives every row a ``_version`` that changes with every modification,
+    so a row whose ``_uuid`` and ``_version`` equal a cached entry is exactly
+    the row the hub saw when it wrote the entry.  A restart then reads only
+    ``_uuid``/``_version`` of its ports and the full columns of the few that
+    changed (or were created) while it was down, instead of every column of
+    every port.  Anything odd (missing, unreadable, another hub or NB, too many
+    changes) falls back to the full read."""
+
+    format: int
+    hub_id: str
+    nb: str
+    ports: list[CachedPort]
+
+
+PORT_CACHE_FORMAT = 1
+#: Above this many changed ports (or this share of all), a restart reads everything instead.
+CACHE_MAX_CHANGED = 5000
 
 
 class XRow(msgspec.Struct, gc=False):
@@ -197,8 +236,14 @@ class Programmer:
         batch_size: int = 50000,
         coalesce: float = 0.01,
         retry_interval: float = 30.0,
+        cache_path: str | os.PathLike[str] | None = None,
     ) -> None:
         self.nb_remote = nb_remote
+        #: Restart cache of the port replica (see :class:`PortCache`); None: always read everything.
+        self.cache_path = cache_path
+        #: How the last (re)connect loaded the ports: ports taken from the cache, ports read whole.
+        self.ports_from_cache = 0
+        self.ports_read = 0
         self.hub_id = hub_id
         self.publish = publish
         self.batch_size = batch_size
@@ -286,7 +331,8 @@ class Programmer:
             for t in X_ORDER:
                 tables[t] = [{"columns": X_COLUMNS[t], "where": cond, "select": select}]
             await client.monitor_cond(tables)
-            await self._load_ports(client, cond)
+            if not await self._load_ports_cached(client, cond):
+                await self._load_ports(client, cond)
         except BaseException:
             await client.close()
             raise
@@ -301,6 +347,106 @@ class Programmer:
         self._wake.set()
         log.info("NB synced: %d switches, %d ports owned by %s", len(self.ls), len(self.lsp), self.hub_id)
 
+    def _read_cache(self) -> PortCache | None:
+        """The restart cache, once: it is removed as it is read (a later crash
+        must not find it; versions would reject it anyway)."""
+        if self.cache_path is None:
+            return None
+        try:
+            with open(self.cache_path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("port cache %s unreadable (%s): reading every port", self.cache_path, exc)
+            return None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(self.cache_path)
+        try:
+            cache = msgspec.msgpack.decode(data, type=PortCache)
+        except msgspec.DecodeError as exc:
+            log.warning("port cache %s is damaged (%s): reading every port", self.cache_path, exc)
+            return None
+        if cache.format != PORT_CACHE_FORMAT or cache.hub_id != self.hub_id or cache.nb != self.nb_remote:
+            log.info("port cache %s is for another hub, NB or format: reading every port", self.cache_path)
+            return None
+        return cache
+
+    async def _load_ports_cached(self, client: OvsdbClient, cond: list[Any]) -> bool:
+        """Load the port replica from the cache plus the rows that changed since
+        it was written; False (nothing loaded) if there is no usable cache."""
+        cache = self._read_cache()
+        if cache is None:
+            return False
+        reply = await client.transact([{"op": "select", "table": LSP, "where": cond, "columns": ["_uuid", "_version"]}])
+        by_uuid = {c.uuid: c for c in cache.ports}
+        fresh: list[CachedPort] = []
+        changed: list[str] = []
+        for row in reply[0]["rows"]:
+            uuid, version = row["_uuid"][1], row["_version"][1]
+            c = by_uuid.get(uuid)
+            if c is not None and c.version == version:
+                fresh.append(c)
+            else:
+                changed.append(uuid)
+        del reply, by_uuid
+        total = len(fresh) + len(changed)
+        if len(changed) > min(CACHE_MAX_CHANGED, max(100, total // 10)):
+            log.info("port cache: %d of %d ports changed since it was written: reading every port", len(changed), total)
+            return False
+        with gc_paused():
+            for c in fresh:
+                self.lsp[c.name] = PortRow(c.uuid, sys.intern(c.source), c.digest, c.up, c.dyn)
+                self._uuid_lsp[c.uuid] = c.name
+                self._early_mods.pop(c.uuid, None)
+                if c.up is True:
+                    self._port_up(c.name)
+            if changed:
+                ops = [
+                    {"op": "select", "table": LSP, "where": [["_uuid", "==", ["uuid", u]]], "columns": [*LSP_COLUMNS, "_uuid"]}
+                    for u in changed
+                ]
+                for result in await client.transact(ops):
+                    for row in result["rows"]:
+                        self._apply_port(row.pop("_uuid")[1], {"initial": row})
+        self.ports_from_cache, self.ports_read = len(fresh), len(changed)
+        log.info("port cache: %d ports unchanged since the last stop, %d read again", len(fresh), len(changed))
+        return True
+
+    async def save_port_cache(self) -> bool:
+        """Write the restart cache (call at a clean stop, after the last write).
+        Each entry pairs a row's current ``_version`` with what the replica holds
+        for it; update notifications precede this select's reply, so the replica
+        already reflects every version returned.  Rows the replica would rewrite
+        whole (changed under it) are left out."""
+        client = self._client
+        if self.cache_path is None or client is None or client.closed.is_set():
+            return False
+        try:
+            reply = await client.transact(
+                [{"op": "select", "table": LSP, "where": self._cond(), "columns": ["_uuid", "_version"]}], timeout=30
+            )
+        except (OvsdbError, TimeoutError, OSError) as exc:
+            log.warning("port cache not written: %s", exc)
+            return False
+        ports: list[CachedPort] = []
+        for row in reply[0]["rows"]:
+            uuid = row["_uuid"][1]
+            name = self._uuid_lsp.get(uuid)
+            cur = self.lsp.get(name) if name is not None else None
+            if name is None or cur is None or cur.uuid != uuid or cur.digest is None:
+                continue
+            ports.append(CachedPort(uuid, row["_version"][1], name, cur.source, cur.digest, cur.up, cur.dyn))
+        data = msgspec.msgpack.encode(PortCache(format=PORT_CACHE_FORMAT, hub_id=self.hub_id, nb=self.nb_remote, ports=ports))
+        try:
+            await asyncio.to_thread(_write_private, self.cache_path, data)
+        except OSError as exc:
+            log.warning("port cache %s not written: %s", self.cache_path, exc)
+            return False
+        log.info("port cache: %d ports written to %s", len(ports), self.cache_path)
+        return True
+
     async def _load_ports(self, client: OvsdbClient, cond: list[Any]) -> None:
         """Read the hub's ports shard by shard (``ovn-hub:shard`` in external_ids).
 
@@ -310,6 +456,9 @@ class Programmer:
         racing with these reads arrives after the read that returns the row.
         A port the hub owns without a valid shard key (edited by someone) is
         read last and rewritten whole."""
+        self.ports_from_cache = self.ports_read = 0
+        self.lsp.clear()
+        self._uuid_lsp.clear()
         columns = [*LSP_COLUMNS, "_uuid"]
         owned_shard = [
             [["external_ids", "includes", ["map", sorted([[OWNER, self.hub_id], [SHARD, str(k)]])]]] for k in range(SHARDS)
@@ -329,6 +478,7 @@ class Programmer:
                     if i + 1 < len(wheres):
                         pending = read(wheres[i + 1])
                     rows = result[0]["rows"]
+                    self.ports_read += len(rows)
                     for row in rows:
                         self._apply_port(row.pop("_uuid")[1], {"initial": row})
                     del result, rows
@@ -1359,6 +1509,16 @@ class Programmer:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+
+def _write_private(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, mode 0600 (its directory 0700 if created)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+    tmp = f"{os.fspath(path)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
 
 
 _DEFAULTS: dict[str, Any] = {

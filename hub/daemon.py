@@ -150,6 +150,7 @@ class Hub:
                 publish=self.bus.publish,
                 batch_size=self.config.ovn.batch_size,
                 retry_interval=self.config.ovn.retry_interval,
+                cache_path=Path(self.config.hub.state_dir) / f"nb-ports-{self.config.hub.id}.cache",
             )
             self._input = self.bus.subscribe(
                 "programmer", accept=lambda e: isinstance(e, Snapshot | Upsert | Delete)
@@ -199,7 +200,8 @@ class Hub:
                     ingest_task.cancel()
                 if len(tasks) == 4:  # the writer runs: let it drain
                     tasks[-1].cancel()  # readiness
-                    await self._drain()
+                    if await self._drain():
+                        await self.programmer.save_port_cache()  # the next start reads only what changed
                 for t in tasks:
                     t.cancel()
                 if mqtt_task is not None:  # last: it mirrors the drain and says "offline"
@@ -215,15 +217,17 @@ class Hub:
                 await asyncio.to_thread(self.sandbox.stop)
             self.notifier.close()
 
-    async def _drain(self, timeout: float = 30.0) -> None:
+    async def _drain(self, timeout: float = 30.0) -> bool:
         assert self.programmer is not None and self._input is not None
         try:
             async with asyncio.timeout(timeout):
                 while not self._input.queue.empty():
                     await asyncio.sleep(0.01)
                 await self.programmer.flush()
+            return True
         except TimeoutError:
             log.warning("NB writes not drained after %.0fs; exiting anyway (a restart resyncs)", timeout)
+            return False
 
     def _status(self, text: str) -> None:
         self.notifier.status(text)
@@ -365,6 +369,9 @@ class Hub:
                 "dirty": (len(p.dirty_ls) + len(p.dirty_lsp)) if p else 0,
                 "failed": dict(p.failed) if p else {},
                 "transactions": p.transactions if p else 0,
+                # how the last (re)connect loaded the ports: from the restart cache, or read whole
+                "ports_from_cache": p.ports_from_cache if p else 0,
+                "ports_read": p.ports_read if p else 0,
             },
             "sandbox": str(self.sandbox.dir) if self.sandbox else None,
             "adapters": [r.status() for r in self.runners.values()],

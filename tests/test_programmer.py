@@ -228,3 +228,55 @@ async def test_nb_restart_resyncs(ovn: OvnSandbox, prog_factory: object) -> None
     await wait_until(lambda: len(lsp_by_name(ovn)) == 7, 20, "7 ports after NB restart")
     await p.flush(20)
     assert p.plan() == []
+
+
+async def test_restart_cache_reads_only_changed_ports_and_still_repairs_drift(
+    ovn: OvnSandbox, prog_factory: object, tmp_path: object
+) -> None:
+    """A clean stop writes the port cache; the next start takes unchanged rows
+    from it (same _uuid and _version) and reads only rows changed while it was
+    down, and those changes are still repaired.  A damaged or missing cache
+    means a full read."""
+    from pathlib import Path
+
+    cache = Path(str(tmp_path)) / "ports.cache"
+    net = Network(source=SRC, name="blue", subnets=("10.1.0.0/16",))
+    objs: list[Endpoint | Network] = [net, *eps(300)]
+    p = await prog_factory(cache_path=cache)  # type: ignore[operator]
+    p.apply(snap(objs))
+    await p.flush(30)
+    assert p.ports_read == 0 and p.ports_from_cache == 0  # empty NB: nothing to load
+    assert await p.save_port_cache() and cache.exists() and (cache.stat().st_mode & 0o777) == 0o600
+    await stop(p)
+    before = lsp_by_name(ovn)
+
+    # while the hub is down: one port edited by someone, one deleted
+    edited, deleted = "docker/local/blue/u7", "docker/local/blue/u8"
+    ovn.nbctl("lsp-set-addresses", edited, "02:00:00:00:00:ff 10.1.9.9")
+    ovn.nbctl("lsp-del", deleted)
+
+    q = await prog_factory(cache_path=cache)  # type: ignore[operator]
+    assert (q.ports_from_cache, q.ports_read) == (298, 1)
+    assert not cache.exists(), "the cache is consumed at start"
+    q.apply(snap(objs))
+    await q.flush(30)
+    after = lsp_by_name(ovn)
+    assert set(after) == set(before)
+    assert ovs_set(after[edited]["addresses"]) == ovs_set(before[edited]["addresses"]), "drift repaired"
+    assert q.writes == 2  # the edited port rewritten, the deleted one re-created: nothing else
+    untouched = "docker/local/blue/u9"
+    assert after[untouched]["_uuid"] == before[untouched]["_uuid"]
+
+    # a damaged cache: warned, removed, everything read
+    assert await q.save_port_cache()
+    await stop(q)
+    cache.write_bytes(b"\x93garbage")
+    r = await prog_factory(cache_path=cache)  # type: ignore[operator]
+    assert (r.ports_from_cache, r.ports_read) == (0, 300) and not cache.exists()
+    r.apply(snap(objs))
+    await r.flush(30)
+    assert r.writes == 0
+    await stop(r)
+    # no cache at all (a kill -9 writes none): everything read
+    s = await prog_factory(cache_path=cache)  # type: ignore[operator]
+    assert (s.ports_from_cache, s.ports_read) == (0, 300)
