@@ -124,6 +124,9 @@ def test_containers_become_ports_and_converge(
         h2: Hubd = hubd_factory(hub_config(ovn, tmpdir_short, d))
         h2.wait_ready(60)
         assert converged(ovn, expected(d, ["c1", "c4"])), nb_ports(ovn).keys()
+        # the clean stop wrote the port cache: NB rows unchanged since were not read again
+        nb = json.loads(h2.ctl("status", "--json").stdout)["nb"]
+        assert (nb["ports_from_cache"], nb["ports_read"]) == (2, 0), nb
         rows = json.loads(h2.ctl("endpoints", "--json").stdout)
         assert sorted(r["name"] for r in rows) == ["c1", "c4"]
         assert all(r["programmed"] and r["node"] == "node1" for r in rows)
