@@ -266,10 +266,25 @@ class OvsdbClient:
 
         await self.call("monitor_cond", [self.database, monitor_id, tables], on_reply=initial)
 
-    async def transact(self, ops: list[dict[str, Any]], timeout: float | None = 300.0) -> list[Any]:
+    async def transact(
+        self,
+        ops: list[dict[str, Any]],
+        timeout: float | None = 300.0,
+        on_reply: Callable[[list[Any]], None] | None = None,
+    ) -> list[Any]:
         """Run one transaction; raise :class:`OvsdbError` (with ``index`` of the
-        failing operation) if any operation failed."""
-        result = await self.call("transact", [self.database, *ops], timeout=timeout)
+        failing operation) if any operation failed.  ``on_reply`` gets the
+        result of a successful transaction in stream order (see :meth:`call`):
+        rows a select returns are then installed before any later update."""
+
+        def hook(result: Any) -> None:
+            if on_reply is None or not isinstance(result, list) or len(result) > len(ops):
+                return
+            if any(isinstance(r, dict) and r.get("error") for r in result):
+                return
+            on_reply(result)
+
+        result = await self.call("transact", [self.database, *ops], timeout=timeout, on_reply=hook)
         for i, r in enumerate(result):
             if isinstance(r, dict) and r.get("error"):
                 raise OvsdbError(f"{r['error']}: {r.get('details', '')}", r, index=i)

@@ -53,6 +53,7 @@ import logging
 import os
 import random
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -177,9 +178,15 @@ class PortCache(msgspec.Struct):
     hub_id: str
     nb: str
     ports: list[CachedPort]
+    #: Consecutive starts that used a cache (a safety net: see CACHE_MAX_GENERATIONS).
+    generation: int = 0
 
 
+#: Bump when :func:`lsp_digest` or CachedPort changes (old caches are then ignored).
 PORT_CACHE_FORMAT = 1
+#: Every this many cache-based starts, one full read: a replica error (say, a
+#: foreign change hidden by a clustered NB's reply order) cannot outlive it.
+CACHE_MAX_GENERATIONS = 8
 #: Above this many changed ports (or this share of all), a restart reads everything instead.
 CACHE_MAX_CHANGED = 5000
 
@@ -244,6 +251,7 @@ class Programmer:
         #: How the last (re)connect loaded the ports: ports taken from the cache, ports read whole.
         self.ports_from_cache = 0
         self.ports_read = 0
+        self._cache_generation = 0  # starts in a row that used the cache (0: the last was a full read)
         self.hub_id = hub_id
         self.publish = publish
         self.batch_size = batch_size
@@ -375,45 +383,73 @@ class Programmer:
 
     async def _load_ports_cached(self, client: OvsdbClient, cond: list[Any]) -> bool:
         """Load the port replica from the cache plus the rows that changed since
-        it was written; False (nothing loaded) if there is no usable cache."""
+        it was written; False (nothing loaded) if there is no usable cache.
+
+        Rows are installed by reply hooks, in stream order: a change committed
+        after a select is notified after its reply and so finds its row; one
+        committed before is already in what the select returned (a change that
+        reached :attr:`_early_mods` before the reply is dropped with the row's
+        install, not replayed over it)."""
         cache = self._read_cache()
         if cache is None:
             return False
-        reply = await client.transact([{"op": "select", "table": LSP, "where": cond, "columns": ["_uuid", "_version"]}])
-        by_uuid = {c.uuid: c for c in cache.ports}
-        fresh: list[CachedPort] = []
-        changed: list[str] = []
-        for row in reply[0]["rows"]:
-            uuid, version = row["_uuid"][1], row["_version"][1]
-            c = by_uuid.get(uuid)
-            if c is not None and c.version == version:
-                fresh.append(c)
-            else:
-                changed.append(uuid)
-        del reply, by_uuid
-        total = len(fresh) + len(changed)
-        if len(changed) > min(CACHE_MAX_CHANGED, max(100, total // 10)):
-            log.info("port cache: %d of %d ports changed since it was written: reading every port", len(changed), total)
+        if cache.generation >= CACHE_MAX_GENERATIONS:
+            log.info("port cache: %d restarts in a row used it: reading every port this time", cache.generation)
             return False
-        with gc_paused():
-            for c in fresh:
-                self.lsp[c.name] = PortRow(c.uuid, sys.intern(c.source), c.digest, c.up, c.dyn)
-                self._uuid_lsp[c.uuid] = c.name
-                self._early_mods.pop(c.uuid, None)
-                if c.up is True:
-                    self._port_up(c.name)
-            if changed:
-                ops = [
-                    {"op": "select", "table": LSP, "where": [["_uuid", "==", ["uuid", u]]], "columns": [*LSP_COLUMNS, "_uuid"]}
-                    for u in changed
-                ]
-                for result in await client.transact(ops):
-                    for row in result["rows"]:
-                        self._apply_port(row.pop("_uuid")[1], {"initial": row})
-        self.ports_from_cache, self.ports_read = len(fresh), len(changed)
-        log.info("port cache: %d ports unchanged since the last stop, %d read again", len(fresh), len(changed))
+        outcome: dict[str, Any] = {}
+
+        def versions(result: list[Any]) -> None:
+            by_uuid = {c.uuid: c for c in cache.ports}
+            fresh: list[CachedPort] = []
+            changed: list[str] = []
+            for row in result[0]["rows"]:
+                uuid, version = row["_uuid"][1], row["_version"][1]
+                c = by_uuid.get(uuid)
+                if c is not None and c.version == version:
+                    fresh.append(c)
+                else:
+                    changed.append(uuid)
+            outcome.update(fresh=len(fresh), changed=changed, total=len(fresh) + len(changed))
+            if len(changed) > min(CACHE_MAX_CHANGED, max(100, (len(fresh) + len(changed)) // 10)):
+                return  # too stale: the caller reads everything
+            with gc_paused():
+                for c in fresh:
+                    self.lsp[c.name] = PortRow(c.uuid, sys.intern(c.source), c.digest, c.up, c.dyn)
+                    self._uuid_lsp[c.uuid] = c.name
+                    self._early_mods.pop(c.uuid, None)
+                    if c.up is True:
+                        self._port_up(c.name)
+            outcome["installed"] = True
+
+        await client.transact(
+            [{"op": "select", "table": LSP, "where": cond, "columns": ["_uuid", "_version"]}], on_reply=versions
+        )
+        if not outcome.get("installed"):
+            log.info(
+                "port cache: %d of %d ports changed since it was written: reading every port",
+                len(outcome.get("changed", ())), outcome.get("total", 0),
+            )  # fmt: skip
+            return False
+        changed: list[str] = outcome["changed"]
+        if changed:
+            ops = [
+                # the owner condition again: a row that lost its tag in between is not ours
+                {"op": "select", "table": LSP, "where": [*cond, ["_uuid", "==", ["uuid", u]]], "columns": [*LSP_COLUMNS, "_uuid"]}
+                for u in changed
+            ]
+            await client.transact(ops, on_reply=self._install_ports)
+        self.ports_from_cache, self.ports_read = outcome["fresh"], len(changed)
+        self._cache_generation = cache.generation + 1
+        log.info("port cache: %d ports unchanged since the last stop, %d read again", outcome["fresh"], len(changed))
         return True
 
+    def _install_ports(self, result: list[Any]) -> None:
+        """Reply hook of port selects: install every returned row (in stream order)."""
+        with gc_paused():
+            for r in result:
+                rows = r.get("rows", ()) if isinstance(r, dict) else ()
+                for row in rows:
+                    self._apply_port(row.pop("_uuid")[1], {"initial": row})
     async def save_port_cache(self) -> bool:
         """Write the restart cache (call at a clean stop, after the last write).
         Each entry pairs a row's current ``_version`` with what the replica holds
@@ -438,7 +474,12 @@ class Programmer:
             if name is None or cur is None or cur.uuid != uuid or cur.digest is None:
                 continue
             ports.append(CachedPort(uuid, row["_version"][1], name, cur.source, cur.digest, cur.up, cur.dyn))
-        data = msgspec.msgpack.encode(PortCache(format=PORT_CACHE_FORMAT, hub_id=self.hub_id, nb=self.nb_remote, ports=ports))
+        data = msgspec.msgpack.encode(
+            PortCache(
+                format=PORT_CACHE_FORMAT, hub_id=self.hub_id, nb=self.nb_remote, ports=ports,
+                generation=self._cache_generation,
+            )
+        )  # fmt: skip
         try:
             await asyncio.to_thread(_write_private, self.cache_path, data)
         except OSError as exc:
@@ -457,6 +498,7 @@ class Programmer:
         A port the hub owns without a valid shard key (edited by someone) is
         read last and rewritten whole."""
         self.ports_from_cache = self.ports_read = 0
+        self._cache_generation = 0
         self.lsp.clear()
         self._uuid_lsp.clear()
         columns = [*LSP_COLUMNS, "_uuid"]
@@ -464,24 +506,24 @@ class Programmer:
             [["external_ids", "includes", ["map", sorted([[OWNER, self.hub_id], [SHARD, str(k)]])]]] for k in range(SHARDS)
         ]
         unsharded = cond + [["external_ids", "excludes", ["map", [[SHARD, str(k)]]]] for k in range(SHARDS)]
+        def install(result: list[Any]) -> None:
+            self.ports_read += len(result[0]["rows"])
+            self._install_ports(result)  # in the reader: before any later update (stream order)
+
         def read(where: list[Any]) -> asyncio.Future[list[Any]]:
-            return asyncio.ensure_future(client.transact([{"op": "select", "table": LSP, "where": where, "columns": columns}]))
+            return asyncio.ensure_future(
+                client.transact([{"op": "select", "table": LSP, "where": where, "columns": columns}], on_reply=install)
+            )
 
         wheres = [*owned_shard, unsharded]
         # Two reads in flight: the server serializes slice k+1 while this
         # process digests slice k; memory stays at two slices.
         pending = read(wheres[0])
         try:
-            with gc_paused():  # one pause for the whole read: no collection per slice
-                for i in range(len(wheres)):
-                    result = await pending
-                    if i + 1 < len(wheres):
-                        pending = read(wheres[i + 1])
-                    rows = result[0]["rows"]
-                    self.ports_read += len(rows)
-                    for row in rows:
-                        self._apply_port(row.pop("_uuid")[1], {"initial": row})
-                    del result, rows
+            for i in range(len(wheres)):
+                await pending  # its rows were installed by the reply hook
+                if i + 1 < len(wheres):
+                    pending = read(wheres[i + 1])
         finally:
             pending.cancel()
 
@@ -569,8 +611,8 @@ class Programmer:
         cur = self.lsp[name]
         if "dynamic_addresses" in diff:
             old_dyn = cur.dyn
-            vals = set(py_set(diff["dynamic_addresses"])) ^ ({old_dyn} if old_dyn else set())
-            new_dyn = next(iter(vals)) if len(vals) == 1 else ""
+            # a column of at most one value: update2 carries its new value, not a diff
+            new_dyn = diff["dynamic_addresses"] if isinstance(diff["dynamic_addresses"], str) else ""
             # an allocation that goes away (the switch lost its subnet) keeps the last lock
             if new_dyn and new_dyn != old_dyn:
                 cur.dyn = new_dyn
@@ -581,7 +623,8 @@ class Programmer:
                 self._wake.set()
         if "up" in diff:
             old_up = cur.up
-            cur.up = _apply_diff(cur.up, diff["up"])
+            # at most one value: the new value (["set", []] when cleared)
+            cur.up = diff["up"] if isinstance(diff["up"], bool) else None
             if cur.up is True and old_up is not True:
                 self._port_up(name)
         if set(diff) - {"up", "dynamic_addresses"}:
@@ -1513,12 +1556,17 @@ class Programmer:
 
 def _write_private(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically, mode 0600 (its directory 0700 if created)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
-    tmp = f"{os.fspath(path)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".nb-ports-", dir=directory)  # 0600, O_EXCL
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 _DEFAULTS: dict[str, Any] = {

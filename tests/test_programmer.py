@@ -7,6 +7,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 
 from core.model import Delete, Endpoint, Network, Programmed, Ready, Rejected, Snapshot, Source, Upsert
@@ -280,3 +281,56 @@ async def test_restart_cache_reads_only_changed_ports_and_still_repairs_drift(
     # no cache at all (a kill -9 writes none): everything read
     s = await prog_factory(cache_path=cache)  # type: ignore[operator]
     assert (s.ports_from_cache, s.ports_read) == (0, 300)
+    s.apply(snap(objs))
+    await s.flush(30)
+    # the generation counts cache-based starts in a row; at the limit one full read breaks the chain
+    from core.programmer import CACHE_MAX_GENERATIONS, PortCache
+
+    assert await s.save_port_cache()
+    await stop(s)
+    saved = msgspec.msgpack.decode(cache.read_bytes(), type=PortCache)
+    assert saved.generation == 0 and len(saved.ports) == 300
+    cache.write_bytes(msgspec.msgpack.encode(msgspec.structs.replace(saved, generation=CACHE_MAX_GENERATIONS - 1)))
+    t = await prog_factory(cache_path=cache)  # type: ignore[operator]
+    assert (t.ports_from_cache, t.ports_read) == (300, 0)
+    t.apply(snap(objs))
+    await t.flush(30)
+    assert await t.save_port_cache()
+    await stop(t)
+    assert msgspec.msgpack.decode(cache.read_bytes(), type=PortCache).generation == CACHE_MAX_GENERATIONS
+    u = await prog_factory(cache_path=cache)  # type: ignore[operator]
+    assert (u.ports_from_cache, u.ports_read) == (0, 300)
+
+
+def test_reply_hook_runs_before_later_updates_and_one_value_columns_take_new_values() -> None:
+    """A select's rows are installed before an update that follows its reply in
+    the same read (else the update is lost); ``up`` and ``dynamic_addresses``
+    (at most one value) carry their new value in update2, including the empty set."""
+    from core.ovsdb import OvsdbClient
+    from core.programmer import PortRow
+
+    client = OvsdbClient("unix:/nonexistent")
+    order: list[str] = []
+    loop = asyncio.new_event_loop()
+    try:
+        fut: asyncio.Future[object] = loop.create_future()
+        client._pending[1] = fut
+        client._reply_hooks[1] = lambda result: order.append("reply")
+        client.on_update = lambda updates: order.append("update")
+        client._dispatch_all([{"id": 1, "result": [{"rows": []}], "error": None},
+                              {"method": "update2", "id": None, "params": [None, {"Logical_Switch_Port": {}}]}])  # fmt: skip
+        assert order == ["reply", "update"] and fut.done()
+    finally:
+        loop.close()
+
+    p = Programmer("unix:/nonexistent", "hub1")
+    p.lsp["x"] = PortRow("u-1", "docker/local", 1, True, "02:00:00:00:00:01 10.0.0.2")
+    p._uuid_lsp["u-1"] = "x"
+    p._apply_port("u-1", {"modify": {"dynamic_addresses": "02:00:00:00:00:01 10.0.1.2"}})
+    assert p.lsp["x"].dyn == "02:00:00:00:00:01 10.0.1.2"  # A -> B, not A xor B
+    p._apply_port("u-1", {"modify": {"dynamic_addresses": ["set", []]}})
+    assert p.lsp["x"].dyn == "02:00:00:00:00:01 10.0.1.2"  # an allocation that goes away keeps the last lock
+    p._apply_port("u-1", {"modify": {"up": ["set", []]}})
+    assert p.lsp["x"].up is None
+    p._apply_port("u-1", {"modify": {"up": False}})
+    assert p.lsp["x"].up is False

@@ -547,6 +547,19 @@ async def test_dynamic_addresses_lock_the_port_and_feed_policy_peers(tmpdir_shor
 
         await wait_until(lambda: client_ip in peer_ips(), 20, "the client's OVN-allocated IP in the peer address set")
 
+        # northd reallocates when the subnet changes (an update2 carries the new value of this
+        # one-value column): the lock and the address set follow
+        objs = (Network(source=SRC, name="pods", subnets=("10.0.1.0/24",)), client, web, web_policy())
+        progs[-1][0].apply(snap(*objs))
+        await wait_until(
+            lambda: (x := locked()) is not None and x[0].split()[1].startswith("10.0.1.") and x[1] == [x[0]],
+            20, "port_security follows the reallocation",
+        )  # fmt: skip
+        dyn = locked()
+        assert dyn is not None
+        client_ip = dyn[0].split()[1]
+        await wait_until(lambda: client_ip in peer_ips(), 20, "the reallocated IP in the peer address set")
+
         # a restarted hub finds everything equal: no write
         await close(*progs.pop())
         again = await run_prog()

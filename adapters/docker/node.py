@@ -397,9 +397,10 @@ class DockerNode:
                 mod = change["modify"]
                 if "addresses" in mod:  # a set: the diff toggles elements
                     row["addresses"] = _toggle(row["addresses"], py_set(mod["addresses"]))
-                for col in ("dynamic_addresses", "port_security"):  # sets (an optional one too): toggled
-                    if col in mod:
-                        row[col] = _toggle(row[col], py_set(mod[col]))
+                if "port_security" in mod:  # a set: update2 sends the elements to toggle
+                    row["port_security"] = _toggle(row["port_security"], py_set(mod["port_security"]))
+                if "dynamic_addresses" in mod:  # at most one value: update2 sends the new value
+                    row["dynamic_addresses"] = py_set(mod["dynamic_addresses"])
                 self._dirty.add(pkey[0])
                 continue
             row = change.get("initial") or change.get("insert")
