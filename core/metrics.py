@@ -27,6 +27,12 @@ EVENTS = Counter("ovn_hub_events_total", "Input events consumed, by source and t
 DIRTY = Gauge("ovn_hub_dirty_rows", "Rows waiting to be reconciled")
 DESIRED_ENDPOINTS = Gauge("ovn_hub_desired_endpoints", "Endpoints in the desired state")
 ADAPTER_RESTARTS = Counter("ovn_hub_adapter_restarts_total", "Adapter restarts after a failure", ["adapter"])
+ADAPTER_EVENT_LAG = Histogram(
+    "ovn_hub_adapter_event_lag_seconds",
+    "From an orchestrator event's own timestamp to the adapter having emitted what it changed (Docker)",
+    ["adapter"],
+    buckets=_BUCKETS,
+)
 ADAPTER_UP = Gauge("ovn_hub_adapter_running", "1 while an adapter task runs", ["adapter"])
 NODE_OPS = Counter(
     "ovn_hub_node_operations_total",

@@ -8,6 +8,7 @@ hubd was down all converge.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -106,6 +107,11 @@ def test_containers_become_ports_and_converge(
         # a container connected to a second network gets a second port
         docker(d, "run", "-d", "--name", "c5", "--network", "e2e-b", "busybox:hub", "sleep", "3600")
         sync_wait_until(lambda: converged(ovn, expected(d, ["c1", "c3", "c5"])), 30, "c5 programmed")
+        # the adapter's own lag (event timestamp -> emitted) is measured per event
+        metrics = subprocess.run(["curl", "-s", "--unix-socket", str(tmpdir_short / "api.sock"), "http://h/metrics"],
+                                 capture_output=True, text=True, check=True, timeout=30).stdout  # fmt: skip
+        lag = re.search(r'ovn_hub_adapter_event_lag_seconds_count\{adapter="docker"\} (\d+)', metrics)
+        assert lag is not None and int(float(lag.group(1))) >= 2, metrics[-2000:]
 
         # restart the engine while hubd runs: c1 (restart=always) comes back, the others stop
         d.restart()

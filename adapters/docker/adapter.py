@@ -38,6 +38,7 @@ import aiohttp
 import msgspec
 
 from core.adapter import AdapterSpec, EventSink, ObjectCache, OptionsError, parse_options
+from core.metrics import ADAPTER_EVENT_LAG
 from core.model import Endpoint, Invalid, Network, Object, Policy, Rejected, Snapshot, Source, validate
 
 from .normalize import (
@@ -362,6 +363,9 @@ class DockerAdapter:
                 cid = event_container_id(ev)
                 if cid:
                     await self.sync_container(docker, cid, sink)
+                    stamp = event_time_nano(ev)
+                    if stamp:  # the engine's clock: same host, or NTP-close
+                        ADAPTER_EVENT_LAG.labels(self.spec.name).observe(max(0.0, time.time() - stamp / 1e9))
             elif typ == "network":
                 actor = ev.get("Actor") or {}
                 nid = actor.get("ID") or ""
