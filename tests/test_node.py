@@ -174,7 +174,7 @@ def test_wrapped_containers_get_addresses_from_nb_and_reach_each_other(
     dockerd: PrivateDockerd, host: OneHostOvn, procs: Procs
 ) -> None:
     d = dockerd
-    names = ("b1", "b2", "r1", "plain", "n1")
+    names = ("b1", "b2", "r1", "plain", "n1", "k1")
     try:
         hub = procs.start("hub", hub_config(Path("@DIR@"), host, d))
         procs.ready(hub)
@@ -294,6 +294,22 @@ def test_wrapped_containers_get_addresses_from_nb_and_reach_each_other(
         code, body = docker_request(sock, "GET", "/metrics")
         assert code == 200 and b"ovn_hub_node_plugged_containers 3.0" in body, body[-2000:]
         assert b'ovn_hub_node_operations_total{result="plugged"}' in body
+
+        # the Docker engine restarts under the node: containers without a restart policy are gone
+        # (unplugged), one with --restart always comes back with a new pid (plugged again), the node recovers
+        k1 = docker(d, "run", "-d", "--name", "k1", "--restart", "always", "--network", "none", "--label",
+                    "ovn-hub.network=blue", "--label", "ovn-hub.ip=10.70.0.30", "busybox:hub", "sleep", "3600")  # fmt: skip
+        sync_wait_until(lambda: plugged_up(host, k1), 30, "k1 plugged")
+        old_pid = bridge_ifaces(host)[veth_name(k1, "blue")]["ovn-hub:pid"]
+        d.restart()
+        sync_wait_until(
+            lambda: set(ids["ovn-hub:container"] for ids in bridge_ifaces(host).values()) == {k1}
+            and bridge_ifaces(host)[veth_name(k1, "blue")]["ovn-hub:pid"] != old_pid,
+            60, "only k1 plugged, with its new pid, after the engine restart",
+        )  # fmt: skip
+        sync_wait_until(lambda: plugged_up(host, k1), 30, "k1 up again")
+        assert "10.70.0.30/24" in in_container(d, "k1", "ip", "-o", "addr", "show", "eth0").stdout
+        assert node2.proc is not None and node2.proc.poll() is None
     finally:
         docker(d, "rm", "-f", *names, check=False)
 

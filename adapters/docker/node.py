@@ -267,9 +267,12 @@ class DockerNode:
                             self.options.bridge,
                         )  # fmt: skip
                     self.ready.set()
-                    async with asyncio.TaskGroup() as tg:
-                        tg.create_task(self._read_events(resp))
-                        tg.create_task(self._loop(docker, nb))
+                    try:
+                        async with asyncio.TaskGroup() as tg:
+                            tg.create_task(self._read_events(resp))
+                            tg.create_task(self._loop(docker, nb))
+                    except BaseExceptionGroup as group:  # report the cause, not the group
+                        raise group.exceptions[0] from None
         finally:
             nb.on_update = None
             await nb.close()
