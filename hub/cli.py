@@ -68,6 +68,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"hub {st['hub']}: {'ready' if st['ready'] else 'NOT READY'}, up {st['uptime']}s")
     conn = "connected" if nb["connected"] else "DISCONNECTED"
     print(f"NB {nb['remote']} {conn}: {nb['switches']} switches, {nb['ports']} ports, {nb['dirty']} dirty")
+    if nb.get("ports_from_cache") or nb.get("ports_read"):
+        print(f"  ports loaded at connect: {nb.get('ports_from_cache', 0)} from the restart cache,"
+              f" {nb.get('ports_read', 0)} read from NB")
     for name, why in nb["failed"].items():
         print(f"  failed {name}: {why}")
     print(f"endpoints: {st['endpoints']}")

@@ -133,6 +133,7 @@ def test_containers_become_ports_and_converge(
         # the clean stop wrote the port cache: NB rows unchanged since were not read again
         nb = json.loads(h2.ctl("status", "--json").stdout)["nb"]
         assert (nb["ports_from_cache"], nb["ports_read"]) == (2, 0), nb
+        assert "ports loaded at connect: 2 from the restart cache, 0 read from NB" in h2.ctl("status").stdout
         rows = json.loads(h2.ctl("endpoints", "--json").stdout)
         assert sorted(r["name"] for r in rows) == ["c1", "c4"]
         assert all(r["programmed"] and r["node"] == "node1" for r in rows)
