@@ -1,6 +1,6 @@
 """DockerAdapter against a REAL private dockerd (see tests/dockerd.py).
 
-Skipped when dockerd/busybox are missing or we are not root.  The daemon is
+Fails (never skips) when dockerd/busybox are missing or we are not root.  The daemon is
 module-scoped and always stopped (and its data root removed) at the end.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -217,11 +218,14 @@ def test_options_are_validated() -> None:
         create(AdapterSpec(name="d1", type="docker", cluster="c", options={"url": "/var/run/docker.sock"}))
 
 
-async def test_unreachable_daemon_keeps_retrying(tmp_path: Any) -> None:
+async def test_unreachable_daemon_keeps_retrying(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="ovn_hub")
     adapter = make_adapter(f"unix://{tmp_path}/nothing.sock")
     sink = Sink()
     async with running(adapter, sink) as task:
-        await asyncio.sleep(0.5)
+        async with asyncio.timeout(WAIT):  # three failed attempts, the task still running
+            while sum("unavailable" in r.getMessage() for r in caplog.records) < 3:
+                await asyncio.sleep(0.05)
         assert not task.done()
     assert sink.events == []
     assert not adapter.connected
@@ -563,7 +567,10 @@ async def test_policies_file_is_loaded_reloaded_and_bad_files_keep_the_last_good
         n = len(sink.events)
         path.unlink()  # a missing file: rejected once, not every second; the policies stay
         i = await sink.wait_for(lambda e: isinstance(e, Rejected) and e.reason == "policies-file", start=n)
-        await asyncio.sleep(2.5)  # two more polls: nothing new may be reported for the same missing file
+        checks = adapter.policy_checks
+        async with asyncio.timeout(WAIT):  # two more polls: nothing new may be reported for the same missing file
+            while adapter.policy_checks < checks + 2:
+                await asyncio.sleep(0.05)
         assert [e for e in sink.events[n:] if isinstance(e, (Rejected, Delete))] == [sink.events[i]]
 
         path.write_text(json.dumps([allow]))  # deny-db removed

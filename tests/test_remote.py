@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from hub.config import ConfigError, MqttSection, loads
 from hub.mqtt import client_kwargs
 from hub.remote import RemoteIngest, ingest_topic
 from hub.sandbox import OvnSandbox
-from tests.conftest import Hubd, wait_until
+from tests.conftest import Hubd, sync_wait_until, wait_until
 from tests.mosquitto import Mosquitto, free_port
 from tests.test_hubd import config, ports, write_objects
 
@@ -142,10 +141,9 @@ async def test_remote_adapter_drives_nb_through_the_broker(ovn: OvnSandbox, tmpd
         core.start()
         # the core is up and subscribed, but READY waits for the remote source's first snapshot
         await wait_log(core, "remote ingest subscribed")
-        await asyncio.sleep(1.5)
+        await asyncio.to_thread(core.notify.wait_for, "STATUS=waiting for first snapshot of static/b", 30)
         core.notify.drain()
         assert not any(m.startswith("READY=1") for m in core.notify.messages), core.logtext()
-        assert any(m.startswith("STATUS=waiting for first snapshot of static/b") for m in core.notify.messages)
         assert b_ports(ovn) == set()
 
         adapter.start()
@@ -186,7 +184,7 @@ async def test_remote_adapter_drives_nb_through_the_broker(ovn: OvnSandbox, tmpd
         core2 = Hubd(core_dir2, core_config(ovn, core_dir2, broker.url))
         core2.start()
         await wait_log(core2, "remote ingest subscribed")
-        await asyncio.sleep(1.5)
+        await asyncio.to_thread(core2.notify.wait_for, "STATUS=waiting for first snapshot of static/b", 30)
         assert len(b_ports(ovn)) == 3
         core2.notify.drain()
         assert not any(m.startswith("READY=1") for m in core2.notify.messages)
@@ -206,10 +204,10 @@ def test_adapter_role_waits_for_the_broker_and_exits_on_sigterm(tmpdir_short: Pa
     h = Hubd(tmpdir_short, adapter_config(tmpdir_short, data, url), args=("--role", "adapter"))
     try:
         h.start()
-        time.sleep(1.5)  # no broker: it retries, never READY
+        # no broker: it retries (twice, at least), never READY
+        sync_wait_until(lambda: h.logtext().count("reconnecting") >= 2, 30, "two reconnect attempts")
         h.notify.drain()
         assert not any(m.startswith("READY=1") for m in h.notify.messages), h.logtext()
-        assert "reconnecting" in h.logtext()
         h.signal(signal.SIGTERM)
         assert h.wait(30) == 0
     finally:

@@ -563,7 +563,8 @@ async def test_dynamic_addresses_lock_the_port_and_feed_policy_peers(tmpdir_shor
         # a restarted hub finds everything equal: no write
         await close(*progs.pop())
         again = await run_prog()
-        await asyncio.sleep(0.5)  # let any (wrong) rewrite happen
+        # whatever northd would still change is done once it synced; then any (wrong) rewrite is flushed
+        await asyncio.to_thread(sb.nbctl, "--wait=sb", "--timeout=20", "sync")
         await again.flush(20)
         assert again.writes == 0, "the lock and the address set must survive a restart without a write"
         assert locked() == dyn

@@ -244,6 +244,8 @@ class DockerAdapter:
         self._policies: list[Policy] = []  # from the policies file, as last read successfully
         self._policies_stamp: tuple[int, int, int] | None = None
         self._policies_loaded = False
+        #: Times the policies file was checked for a change (tests wait on it).
+        self.policy_checks = 0
 
     # ------------------------------------------------------------ run loop
     async def run(self, sink: EventSink) -> None:
@@ -538,6 +540,7 @@ class DockerAdapter:
         difference.  A bad file is rejected (Rejected event, warning, metric)
         and the policies last read stay in force."""
         path = self.options.policies
+        self.policy_checks += 1
         try:
             st = os.stat(path)
             stamp: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
