@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 
 from hub.sandbox import OvnSandbox
+from tests.dockerd import PrivateDockerd, import_busybox
+from tests.k8s_fake import FakeKubeApi
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -214,3 +216,26 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
     await asyncio.sleep(0)
     leaked = [t for t in asyncio.all_tasks() - before if not t.done() and t is not asyncio.current_task()]
     assert not leaked, f"leaked tasks: {leaked}"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeKubeApi]:
+    """An in-repo Kubernetes API server (tests/k8s_fake.py) on loopback."""
+    server = FakeKubeApi()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture(scope="module")
+def dockerd() -> Iterator[PrivateDockerd]:
+    """A private dockerd (tests/dockerd.py) with busybox:hub, one per test module."""
+    d = PrivateDockerd()
+    try:
+        d.start()
+        import_busybox(d.sock)
+        yield d
+    finally:
+        d.stop()

@@ -312,3 +312,11 @@ def import_busybox(sock: str, repo: str = "busybox", tag: str = "hub") -> str:
         if isinstance(msg, dict) and ("error" in msg or "errorDetail" in msg):
             raise DockerdError(f"image import failed: {msg}")
     return f"{repo}:{tag}"
+
+
+def docker(d: PrivateDockerd, *args: str, check: bool = True) -> str:
+    """The docker CLI against ``d``; AssertionError (with its stderr) if it fails and ``check``."""
+    res = subprocess.run(["docker", "-H", d.url, *args], capture_output=True, text=True, timeout=120)
+    if check and res.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)}: {res.stderr}")
+    return res.stdout.strip()

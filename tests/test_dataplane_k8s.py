@@ -33,7 +33,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,16 +109,6 @@ print(json.dumps(out))
 def host() -> Iterator[OneHostOvn]:
     with OneHostOvn(chassis=NODE) as h:
         yield h
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeKubeApi]:
-    server = FakeKubeApi()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 # ---------------------------------------------------------------- helpers

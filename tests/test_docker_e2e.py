@@ -11,33 +11,12 @@ import json
 import re
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from hub.sandbox import OvnSandbox
 from tests.conftest import Hubd, nb_rows, ovs_map, ovs_set, sync_wait_until
-from tests.dockerd import PrivateDockerd, import_busybox
-
-
-@pytest.fixture(scope="module")
-def dockerd() -> Iterator[PrivateDockerd]:
-    d = PrivateDockerd()
-    try:
-        d.start()
-        import_busybox(d.sock)
-        yield d
-    finally:
-        d.stop()
-
-
-def docker(d: PrivateDockerd, *args: str) -> str:
-    res = subprocess.run(["docker", "-H", d.url, *args], capture_output=True, text=True, timeout=120)
-    if res.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)}: {res.stderr}")
-    return res.stdout.strip()
+from tests.dockerd import PrivateDockerd, docker
 
 
 def attachments(d: PrivateDockerd, name: str) -> dict[str, tuple[str, str]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +31,6 @@ def ovn_northd(tmpdir_short: Path) -> Iterator[OvnSandbox]:
         yield sb
     finally:
         sb.stop()
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeKubeApi]:
-    server = FakeKubeApi()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def endpoint(pod: dict[str, Any]) -> Endpoint:

@@ -27,7 +27,7 @@ import pytest
 from adapters.docker.node import veth_name
 from tests.conftest import Hubd, nb_rows, ovs_map, ovs_set, sync_wait_until
 from tests.dataplane import OneHostOvn
-from tests.dockerd import PrivateDockerd, docker_request, import_busybox
+from tests.dockerd import PrivateDockerd, docker, docker_request
 from tests.mosquitto import Mosquitto
 
 if os.geteuid() != 0 or not shutil.which("ovs-vswitchd") or not shutil.which("nsenter"):
@@ -36,28 +36,10 @@ if os.geteuid() != 0 or not shutil.which("ovs-vswitchd") or not shutil.which("ns
 HUB_ID = "wrap"
 
 
-@pytest.fixture(scope="module")
-def dockerd() -> Iterator[PrivateDockerd]:
-    d = PrivateDockerd()
-    try:
-        d.start()
-        import_busybox(d.sock)
-        yield d
-    finally:
-        d.stop()
-
-
 @pytest.fixture
 def host() -> Iterator[OneHostOvn]:
     with OneHostOvn(chassis="node1") as h:
         yield h
-
-
-def docker(d: PrivateDockerd, *args: str, check: bool = True) -> str:
-    res = subprocess.run(["docker", "-H", d.url, *args], capture_output=True, text=True, timeout=120)
-    if check and res.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)}: {res.stderr}")
-    return res.stdout.strip()
 
 
 def run_wrapped(d: PrivateDockerd, name: str, network: str, *labels: str) -> str:
