@@ -111,9 +111,12 @@ class OvnSandbox:
             time.sleep(0.02)
 
     def _spawn(self, name: str, argv: list[str]) -> None:
+        # A session of their own: Ctrl-C on `make run` reaches hubd only, which drains its NB
+        # writes into a still running sandbox and then stops it (stop() below).
         self.procs[name] = subprocess.Popen(
-            argv, cwd=self.dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+            argv, cwd=self.dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to one of our children (for fault tests)."""
