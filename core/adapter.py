@@ -21,7 +21,19 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-from core.model import OBJECT_KINDS, Delete, Endpoint, InputEvent, Network, Object, Snapshot, Source, Upsert, kind_of
+from core.model import (
+    OBJECT_KINDS,
+    Delete,
+    Endpoint,
+    InputEvent,
+    Network,
+    Object,
+    Rejected,
+    Snapshot,
+    Source,
+    Upsert,
+    kind_of,
+)
 
 ENTRY_POINT_GROUP = "ovn_hub.adapters"
 
@@ -104,14 +116,49 @@ class ObjectCache:
         return Delete(source=self.source, kind=k, key=key)
 
     def snapshot(self, objects: list[Object]) -> Snapshot:
-        self.objects = {(kind_of(o), o.key): o for o in objects}
-        return Snapshot(source=self.source, objects=tuple(self.objects.values()))
+        """Replace the content.  Two objects with one (kind, key): the first
+        wins (see :func:`unique`, which says so with a Rejected)."""
+        objs: dict[tuple[str, str], Object] = {}
+        for o in objects:
+            objs.setdefault((kind_of(o), o.key), o)
+        self.objects = objs
+        return Snapshot(source=self.source, objects=tuple(objs.values()))
 
     def endpoints(self) -> list[Endpoint]:
         return [o for o in self.objects.values() if isinstance(o, Endpoint)]
 
     def networks(self) -> list[Network]:
         return [o for o in self.objects.values() if isinstance(o, Network)]
+
+
+def unique(objects: list[Object], source: Source, refs: list[str] | None = None) -> tuple[list[Object], list[Rejected]]:
+    """Split one listing into its first object per (kind, key) and a
+    ``duplicate`` rejection for every later one, naming both (``refs[i]`` says
+    where object ``i`` came from, e.g. ``file:line``).
+
+    Why the first wins rather than the last: the rejected one is the one the
+    message points at, and it is the same one on every re-read of the input,
+    so the endpoint does not flap between two definitions."""
+    first: dict[tuple[str, str], int] = {}
+    kept: list[Object] = []
+    rejected: list[Rejected] = []
+    for i, o in enumerate(objects):
+        k = (kind_of(o), o.key)
+        j = first.setdefault(k, i)
+        if j == i:
+            kept.append(o)
+            continue
+        here = refs[i] if refs else f"#{i}"
+        there = refs[j] if refs else f"#{j}"
+        rejected.append(
+            Rejected(
+                source=source,
+                reason="duplicate",
+                message=f"{k[0]} {k[1]} at {here} duplicates the one at {there}; the first is kept",
+                ref=here,
+            )
+        )
+    return kept, rejected
 
 
 async def emit_all(sink: EventSink, events: list[InputEvent | None]) -> None:

@@ -4,8 +4,10 @@ For endpoints no orchestrator knows (VMs, appliances), for trying the hub, and
 for the tests and benchmarks.  Each line is one canonical object (the JSON of
 :class:`core.model.Network` or :class:`core.model.Endpoint`, with ``type``).
 The file is re-read when its mtime or size changes; every read is a Snapshot.
-A bad line is rejected with its line number and the rest still applies.  A
-missing file is an error (the hub restarts the adapter with backoff).
+A bad line is rejected with its line number and the rest still applies: any
+bytes at all (not UTF-8, not JSON, nested too deeply, too long, an object
+with the same key as an earlier line) cost that line only.  A missing file is
+an error (the hub restarts the adapter with backoff).
 
 It is also the smallest complete example of an adapter.
 """
@@ -18,8 +20,8 @@ from pathlib import Path
 
 import msgspec
 
-from core.adapter import Adapter, AdapterSpec, EventSink, ObjectCache, parse_options
-from core.model import Invalid, Object, Rejected, decode_object, validate
+from core.adapter import Adapter, AdapterSpec, EventSink, ObjectCache, parse_options, unique
+from core.model import LIMITS, Invalid, Object, Rejected, decode_object, validate
 
 
 class StaticOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -36,10 +38,23 @@ class StaticAdapter:
 
     def read(self) -> tuple[list[Object], list[Rejected]]:
         objects: list[Object] = []
+        refs: list[str] = []
         rejected: list[Rejected] = []
         src = self.spec.source
+        limit = LIMITS["object_bytes"]
         with open(self.opts.path, "rb") as fh:
-            for n, line in enumerate(fh, 1):
+            n = 0
+            while True:
+                line = fh.readline(limit + 1)
+                if not line:
+                    break
+                n += 1
+                ref = f"{self.opts.path}:{n}"
+                if len(line) > limit and not line.endswith(b"\n"):
+                    while line and not line.endswith(b"\n"):  # skip the rest of an over-long line
+                        line = fh.readline(limit + 1)
+                    rejected.append(Rejected(source=src, reason="too-long", message=f"line {n}: longer than {limit} bytes", ref=ref))
+                    continue
                 if not line.strip():
                     continue
                 try:
@@ -48,9 +63,11 @@ class StaticAdapter:
                         raise Invalid("wrong-source", f"object source {obj.source} is not this adapter's {src}")
                     validate(obj)
                     objects.append(obj)
+                    refs.append(ref)
                 except Invalid as exc:
-                    rejected.append(Rejected(source=src, reason=exc.reason, message=f"line {n}: {exc}", ref=f"{self.opts.path}:{n}"))
-        return objects, rejected
+                    rejected.append(Rejected(source=src, reason=exc.reason, message=f"line {n}: {exc}", ref=ref))
+        objects, dups = unique(objects, src, refs)
+        return objects, rejected + dups
 
     async def run(self, sink: EventSink) -> None:
         last: tuple[float, int] | None = None
