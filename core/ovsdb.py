@@ -45,6 +45,14 @@ class ConnectionLost(OvsdbError):
     pass
 
 
+class Refused(OvsdbError):
+    """A request this client will not send: ovsdb-server would drop the whole
+    session on it instead of failing one operation (a NUL character in a
+    string: "null bytes not supported"), or it is not encodable (a lone
+    surrogate).  Raised before anything is written, so the session stays up
+    and the caller can bisect to the row that carries it."""
+
+
 def parse_remote(remote: str) -> tuple[str, str | tuple[str, int]]:
     """``unix:/path`` or ``tcp:host:port`` → ("unix", path) / ("tcp", (host, port))."""
     if remote.startswith("unix:"):
@@ -125,6 +133,20 @@ class _StreamParser:
 
 
 _TRAILING = re.compile(r"trailing characters \(byte (\d+)\)")
+
+
+def _encode(msg: dict[str, Any]) -> bytes:
+    """JSON of one request, or :class:`Refused` for bytes ovsdb-server drops
+    the session on.  The NUL check is one scan in C over the encoded request
+    (msgspec writes U+0000 as ``\\u0000``); text that literally spells
+    ``\\u0000`` is refused too, which costs only its row."""
+    try:
+        data = _enc.encode(msg)
+    except (UnicodeEncodeError, TypeError, OverflowError, ValueError) as exc:
+        raise Refused(f"not encodable as JSON: {type(exc).__name__}: {exc}") from None
+    if b"\\u0000" in data:
+        raise Refused("a string holds a NUL character (ovsdb-server would drop the session)")
+    return data
 
 UpdateHandler = Callable[[dict[str, Any]], None]
 
@@ -228,9 +250,12 @@ class OvsdbClient:
             self.on_update(msg["params"][2])
 
     def _send(self, msg: dict[str, Any]) -> None:
+        self._write(_encode(msg))
+
+    def _write(self, data: bytes) -> None:
         if self._writer is None or self.closed.is_set():
             raise ConnectionLost(f"{self.remote}: not connected")
-        self._writer.write(_enc.encode(msg))
+        self._writer.write(data)
 
     async def call(
         self,
@@ -243,11 +268,18 @@ class OvsdbClient:
         inside the reader, in stream order: before any later notification is
         dispatched (a monitor's initial contents must precede its updates)."""
         rid = next(self._ids)
+        data = _encode({"id": rid, "method": method, "params": params})  # may raise Refused: nothing sent
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         if on_reply is not None:
             self._reply_hooks[rid] = on_reply
-        self._send({"id": rid, "method": method, "params": params})
+        try:
+            self._write(data)
+        except BaseException:
+            self._pending.pop(rid, None)
+            self._reply_hooks.pop(rid, None)
+            raise
+        del data
         assert self._writer is not None
         await self._writer.drain()
         try:

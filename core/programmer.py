@@ -51,7 +51,6 @@ import hashlib
 import itertools
 import logging
 import os
-import random
 import sys
 import tempfile
 import time
@@ -62,6 +61,7 @@ from typing import Any
 import msgspec
 
 from core import metrics
+from core.backoff import Backoff
 from core.gcpause import gc_paused
 from core.model import (
     Delete,
@@ -134,6 +134,9 @@ class PortRow(msgspec.Struct, gc=False):
     #: northd's ``dynamic_addresses`` ("MAC IP…") of a port the hub left to OVN's IPAM:
     #: once known, the hub writes it as the port's ``port_security``.
     dyn: str = ""
+    #: the row's ``_version`` as last seen ("" for a row this process inserted and
+    #: NB has not modified since): a reconnect re-reads only rows whose version moved.
+    version: str = ""
 
 
 _digest_enc = msgspec.msgpack.Encoder()
@@ -251,6 +254,8 @@ class Programmer:
         #: How the last (re)connect loaded the ports: ports taken from the cache, ports read whole.
         self.ports_from_cache = 0
         self.ports_read = 0
+        #: reconnects whose port replica was revalidated in memory / read whole
+        self.reconnect_loads: Counter[str] = Counter()
         self._cache_generation = 0  # starts in a row that used the cache (0: the last was a full read)
         self.hub_id = hub_id
         self.publish = publish
@@ -287,6 +292,12 @@ class Programmer:
         self._since: dict[str, float] = {}
         self._committed_at: dict[str, float] = {}
         self.failed: dict[str, str] = {}
+        #: Quarantine after a dropped session: groups of (table, name) still to be
+        #: committed apart, the front one next (see :meth:`_suspect`).
+        self._probe: list[set[tuple[str, str]]] = []
+        self._strikes: Counter[tuple[str, str]] = Counter()  # lone commits of a row that dropped the session
+        self._dropped_in_txn = False  # the last session ended inside one of our transactions
+        self.session_drops = 0  # sessions lost inside a transaction (bisected, see _suspect)
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -312,9 +323,21 @@ class Programmer:
                     log.info("waiting for OVN NB at %s: %s", self.nb_remote, exc)
                     await asyncio.sleep(0.5)
 
+    def _memory_cache(self) -> list[CachedPort]:
+        """The port replica in memory, as cache entries: what a reconnect can
+        revalidate by ``_uuid``/``_version`` instead of reading every column
+        (rows of unknown version or rewritten under us are left out: read)."""
+        return [
+            CachedPort(r.uuid, r.version, name, r.source, r.digest, r.up, r.dyn)
+            for name, r in self.lsp.items()
+            if r.version and r.digest is not None
+        ]
+
     async def _connect(self) -> None:
         client = OvsdbClient(self.nb_remote)
         await client.connect()
+        reconnect = bool(self.lsp)
+        remembered = self._memory_cache() if reconnect else []
         self.ls.clear()
         self.lsp.clear()
         self._uuid_ls.clear()
@@ -334,12 +357,16 @@ class Programmer:
             port_select = dict(select, initial=False)
             tables: dict[str, Any] = {
                 LS: [{"columns": LS_COLUMNS, "where": cond, "select": select}],
-                LSP: [{"columns": LSP_COLUMNS, "where": cond, "select": port_select}],
+                LSP: [{"columns": [*LSP_COLUMNS, "_version"], "where": cond, "select": port_select}],
             }
             for t in X_ORDER:
                 tables[t] = [{"columns": X_COLUMNS[t], "where": cond, "select": select}]
             await client.monitor_cond(tables)
-            if not await self._load_ports_cached(client, cond):
+            loaded = False
+            if reconnect:  # revalidate what this process already holds, when it knows versions
+                loaded = bool(remembered) and await self._load_ports_from(client, cond, remembered, "in memory")
+                self.reconnect_loads["revalidated" if loaded else "read"] += 1
+            if not loaded and not await self._load_ports_cached(client, cond):
                 await self._load_ports(client, cond)
         except BaseException:
             await client.close()
@@ -396,10 +423,21 @@ class Programmer:
         if cache.generation >= CACHE_MAX_GENERATIONS:
             log.info("port cache: %d restarts in a row used it: reading every port this time", cache.generation)
             return False
+        if not await self._load_ports_from(client, cond, cache.ports, "port cache"):
+            return False
+        self._cache_generation = cache.generation + 1
+        return True
+
+    async def _load_ports_from(self, client: OvsdbClient, cond: list[Any], entries: list[CachedPort], what: str) -> bool:
+        """Install ``entries`` whose ``_uuid``/``_version`` NB still has, and
+        read the full columns of every other owned port; False (nothing
+        installed) when too many changed (the caller reads everything)."""
+        self.lsp.clear()
+        self._uuid_lsp.clear()
         outcome: dict[str, Any] = {}
 
         def versions(result: list[Any]) -> None:
-            by_uuid = {c.uuid: c for c in cache.ports}
+            by_uuid = {c.uuid: c for c in entries}
             fresh: list[CachedPort] = []
             changed: list[str] = []
             for row in result[0]["rows"]:
@@ -414,7 +452,7 @@ class Programmer:
                 return  # too stale: the caller reads everything
             with gc_paused():
                 for c in fresh:
-                    self.lsp[c.name] = PortRow(c.uuid, sys.intern(c.source), c.digest, c.up, c.dyn)
+                    self.lsp[c.name] = PortRow(c.uuid, sys.intern(c.source), c.digest, c.up, c.dyn, c.version)
                     self._uuid_lsp[c.uuid] = c.name
                     self._early_mods.pop(c.uuid, None)
                     if c.up is True:
@@ -426,21 +464,20 @@ class Programmer:
         )
         if not outcome.get("installed"):
             log.info(
-                "port cache: %d of %d ports changed since it was written: reading every port",
-                len(outcome.get("changed", ())), outcome.get("total", 0),
+                "%s: %d of %d ports changed since: reading every port",
+                what, len(outcome.get("changed", ())), outcome.get("total", 0),
             )  # fmt: skip
             return False
         changed: list[str] = outcome["changed"]
         if changed:
             ops = [
                 # the owner condition again: a row that lost its tag in between is not ours
-                {"op": "select", "table": LSP, "where": [*cond, ["_uuid", "==", ["uuid", u]]], "columns": [*LSP_COLUMNS, "_uuid"]}
+                {"op": "select", "table": LSP, "where": [*cond, ["_uuid", "==", ["uuid", u]]], "columns": [*LSP_COLUMNS, "_uuid", "_version"]}
                 for u in changed
             ]
             await client.transact(ops, on_reply=self._install_ports)
         self.ports_from_cache, self.ports_read = outcome["fresh"], len(changed)
-        self._cache_generation = cache.generation + 1
-        log.info("port cache: %d ports unchanged since the last stop, %d read again", outcome["fresh"], len(changed))
+        log.info("%s: %d ports unchanged, %d read again", what, outcome["fresh"], len(changed))
         return True
 
     def _install_ports(self, result: list[Any]) -> None:
@@ -501,7 +538,7 @@ class Programmer:
         self._cache_generation = 0
         self.lsp.clear()
         self._uuid_lsp.clear()
-        columns = [*LSP_COLUMNS, "_uuid"]
+        columns = [*LSP_COLUMNS, "_uuid", "_version"]
         owned_shard = [
             [["external_ids", "includes", ["map", sorted([[OWNER, self.hub_id], [SHARD, str(k)]])]]] for k in range(SHARDS)
         ]
@@ -591,7 +628,11 @@ class Programmer:
             cols = _decode_cols(row)
             name = cols["name"]
             source = sys.intern(cols["external_ids"].get(SOURCE, ""))
-            self.lsp[name] = PortRow(uuid, source, lsp_digest(cols), cols["up"], cols.get("dynamic_addresses", ""))
+            version = row.get("_version")
+            self.lsp[name] = PortRow(
+                uuid, source, lsp_digest(cols), cols["up"], cols.get("dynamic_addresses", ""),
+                version[1] if isinstance(version, list) else "",
+            )  # fmt: skip
             self._uuid_lsp[uuid] = name
             self._early_mods.pop(uuid, None)  # a restart read returns the row after any racing change
             if cols["up"] is True:
@@ -609,6 +650,9 @@ class Programmer:
                 log.warning("100000 port changes arrived for ports not yet recorded; dropping more (a resync repairs)")
             return
         cur = self.lsp[name]
+        version = diff.get("_version")
+        if isinstance(version, list):
+            cur.version = version[1]
         if "dynamic_addresses" in diff:
             old_dyn = cur.dyn
             # a column of at most one value: update2 carries its new value, not a diff
@@ -627,7 +671,7 @@ class Programmer:
             cur.up = diff["up"] if isinstance(diff["up"], bool) else None
             if cur.up is True and old_up is not True:
                 self._port_up(name)
-        if set(diff) - {"up", "dynamic_addresses"}:
+        if set(diff) - {"up", "dynamic_addresses", "_version"}:
             # the row changed under us (maybe our own update's echo): rewrite it whole
             cur.digest = None
             self.dirty_lsp.add(name)
@@ -1032,18 +1076,29 @@ class Programmer:
         """The single NB writer.  Reconnects (and resyncs) when NB goes away."""
         publisher = asyncio.create_task(self._publisher(), name="status-publisher")
         retry_at = time.monotonic() + self.retry_interval
-        backoff = 0.5
+        # Reconnects: a session that dies inside one of our transactions is
+        # retried at once (the writer is isolating the row, see _suspect); one
+        # that was healthy for a while too; otherwise back off, capped at 1 s
+        # while the server refuses connections (a probe is cheap, so the first
+        # retry comes within 1 s of it listening again) and at 30 s when it
+        # accepts but the sync fails (that costs the server a read).
+        backoff = Backoff(0.1, 30.0)
+        session_start = time.monotonic()
         try:
             while True:
                 if self._client is None or self._client.closed.is_set():
                     self.connected.clear()
+                    if self._client is not None and (self._dropped_in_txn or time.monotonic() - session_start > 10):
+                        backoff.reset()
+                    self._dropped_in_txn = False
                     try:
                         await self._connect()
-                        backoff = 0.5
+                        session_start = time.monotonic()
                     except (OSError, OvsdbError, TimeoutError) as exc:
-                        log.warning("NB %s unreachable (%s); retrying in %.1fs", self.nb_remote, exc, backoff)
-                        await asyncio.sleep(backoff * (1 + random.random() / 2))
-                        backoff = min(backoff * 2, 30.0)
+                        refused = isinstance(exc, ConnectionRefusedError | FileNotFoundError)
+                        delay = backoff.next(cap=1.0 if refused else None)
+                        log.warning("NB %s unreachable (%s); retrying in %.1fs", self.nb_remote, exc, delay)
+                        await asyncio.sleep(delay)
                         continue
                 self._derive()
                 if not self.dirty_ls and not self.dirty_lsp and not self.dirty_x:
@@ -1062,8 +1117,8 @@ class Programmer:
                         waker.cancel()
                     if self.failed and time.monotonic() >= retry_at:
                         retry_at = time.monotonic() + self.retry_interval
-                        self.dirty_lsp.update(n for n in self.failed if n in self.want_lsp)
-                        self.dirty_ls.update(n for n in self.failed if n in self.want_ls)
+                        self.dirty_lsp.update(n for n in self.failed if n in self.want_lsp or n in self.lsp)
+                        self.dirty_ls.update(n for n in self.failed if n in self.want_ls or n in self.ls)
                         self.dirty_x.update(self._failed_x.values())
                         self._failed_x.clear()
                         self.failed.clear()
@@ -1107,7 +1162,27 @@ class Programmer:
                     return
                 await asyncio.sleep(0.01)
 
-    async def _write_batch(self) -> None:
+    def _take(self) -> tuple[list[str], list[str], set[tuple[str, str]]]:
+        """The dirty names of the next batch.  Rows NB refused wait for
+        ``retry_interval`` (or a change of their own); while a dropped session
+        is being bisected, only the front probe group goes."""
+        if self.failed:
+            held_ls = [n for n in self.dirty_ls if n in self.failed]
+            held_lsp = [n for n in self.dirty_lsp if n in self.failed]
+            held_x = {tk for tk in self.dirty_x if f"{tk[0]}:{tk[1]}" in self.failed}
+            self.dirty_ls.difference_update(held_ls)
+            self.dirty_lsp.difference_update(held_lsp)
+            self.dirty_x -= held_x
+        while self._probe:
+            group = self._probe.pop(0)
+            take_ls = [n for t, n in group if t == LS and n in self.dirty_ls]
+            take_lsp = [n for t, n in group if t == LSP and n in self.dirty_lsp]
+            take_x = {(t, n) for t, n in group if t not in (LS, LSP) and (t, n) in self.dirty_x}
+            if take_ls or take_lsp or take_x:
+                self.dirty_ls.difference_update(take_ls)
+                self.dirty_lsp.difference_update(take_lsp)
+                self.dirty_x -= take_x
+                return take_ls, take_lsp, take_x
         take_ls = list(itertools.islice(self.dirty_ls, self.batch_size))
         self.dirty_ls.difference_update(take_ls)
         room = max(0, self.batch_size - len(take_ls))
@@ -1116,6 +1191,10 @@ class Programmer:
         # Derived rows all go at once: a policy change is then one transaction.
         take_x = self.dirty_x
         self.dirty_x = set()
+        return take_ls, take_lsp, take_x
+
+    async def _write_batch(self) -> None:
+        take_ls, take_lsp, take_x = self._take()
         metrics.DIRTY.set(len(self.dirty_ls) + len(self.dirty_lsp))
         with gc_paused():
             ls_ops = [op for op in map(self._ls_op, take_ls) if op is not None]
@@ -1192,23 +1271,21 @@ class Programmer:
         assert self._client is not None
         if units and units[-1].table not in (LS, LSP):
             units = self._x_ready(units)
-            if not units:
-                return
+        units = self._with_parents(units)
+        if not units:
+            return
         with gc_paused():
             ops, inserts = self._build(units)
         t0 = time.monotonic()
         try:
             result = await self._client.transact(ops)
-        except OvsdbError as exc:
-            if isinstance(exc, ConnectionLost):
-                for u in units:
-                    if u.table == LS:
-                        self.dirty_ls.add(u.name)
-                    elif u.table == LSP:
-                        self.dirty_lsp.add(u.name)
-                    else:
-                        self.dirty_x.add((u.table, u.name))
-                raise
+        except (OvsdbError, TimeoutError) as exc:
+            if isinstance(exc, ConnectionLost | TimeoutError):
+                if isinstance(exc, TimeoutError):  # a hung server: this session is over
+                    await self._client.close()
+                self._redirty(units)
+                self._suspect(units, exc)
+                raise ConnectionLost(str(exc)) from None
             metrics.TXNS.labels("error").inc()
             if len(units) == 1:
                 self._reject(units[0], str(exc))
@@ -1219,6 +1296,8 @@ class Programmer:
             await self._commit(units[mid:])
             return
         now = time.monotonic()
+        for u in units:
+            self._strikes.pop((u.table, u.name), None)
         with gc_paused():
             self._record_inserts(units, inserts, result)
             metrics.TXN_SECONDS.observe(now - t0)
@@ -1250,6 +1329,75 @@ class Programmer:
                 metrics.NB_OPS.labels(table, op).inc(n)
             for w in waited:
                 metrics.EVENT_TO_COMMIT.observe(w)
+
+    def _redirty(self, units: list[PlanOp]) -> None:
+        for u in units:
+            if u.table == LS:
+                self.dirty_ls.add(u.name)
+            elif u.table == LSP:
+                self.dirty_lsp.add(u.name)
+            else:
+                self.dirty_x.add((u.table, u.name))
+
+    def _suspect(self, units: list[PlanOp], exc: BaseException) -> None:
+        """The session died inside a transaction of ``units``: maybe because of
+        one of them (a value ovsdb-server cannot take, that no local check
+        knew of).  Commit them apart, half by half, on the next sessions; a row
+        that drops the session twice alone is quarantined as ``nb-refused``
+        (retried after ``retry_interval``), so any NB-fatal input costs one row
+        and about 2·log2(batch) reconnects, never the hub."""
+        self._dropped_in_txn = True
+        self.session_drops += 1
+        keys = [(u.table, u.name) for u in units]
+        if len(keys) > 1:
+            mid = len(keys) // 2
+            self._probe[0:0] = [set(keys[:mid]), set(keys[mid:])]
+            log.warning("NB session lost inside a transaction of %d rows (%s): committing them apart", len(keys), exc)
+            return
+        key = keys[0]
+        self._strikes[key] += 1
+        if self._strikes[key] < 2:  # once may be a coincidence (the server restarted): try it alone again
+            self._probe.insert(0, {key})
+            return
+        del self._strikes[key]
+        self._redirty_drop(units[0])
+        self._reject(units[0], f"the NB session dropped each time it was committed alone ({exc})", reason="nb-refused")
+
+    def _redirty_drop(self, u: PlanOp) -> None:
+        if u.table == LS:
+            self.dirty_ls.discard(u.name)
+        elif u.table == LSP:
+            self.dirty_lsp.discard(u.name)
+        else:
+            self.dirty_x.discard((u.table, u.name))
+
+    def _with_parents(self, units: list[PlanOp]) -> list[PlanOp]:
+        """Hold back port inserts whose switch neither exists nor is inserted by
+        ``units`` (its insert was refused, or a bisection split them): they
+        wait with the switch for ``retry_interval``."""
+        new_ls: set[str] | None = None
+        held: list[PlanOp] = []
+        for u in units:
+            if u.table != LSP or u.op != "insert":
+                continue
+            ep = self.want_lsp.get(u.name)
+            parent = ls_name(ep.source, ep.network) if ep is not None else ""
+            if parent in self.ls:
+                continue
+            if new_ls is None:
+                new_ls = {o.name for o in units if o.table == LS and o.op == "insert"}
+            if parent not in new_ls:
+                held.append(u)
+        if not held:
+            return units
+        for u in held:
+            ep = self.want_lsp[u.name]
+            parent = ls_name(ep.source, ep.network)
+            why = self.failed.get(parent, "not in NB")
+            self.failed[u.name] = f"waits for its switch {parent} ({why})"
+        log.warning("%d port(s) wait for a switch that is not in NB, e.g. %s", len(held), held[0].name)
+        drop = {id(u) for u in held}
+        return [u for u in units if id(u) not in drop]
 
     def _x_ready(self, units: list[PlanOp]) -> list[PlanOp]:
         """Drop ACL inserts whose Port_Group neither exists nor is inserted by
@@ -1297,29 +1445,38 @@ class Programmer:
         cluster, _, net = rest.partition("/")
         return Programmed(source=Source(src, cluster), kind="network", key=net, row=u.name, deleted=u.op == "delete")
 
-    def _reject(self, unit: PlanOp, why: str) -> None:
+    def _reject(self, unit: PlanOp, why: str, reason: str = "") -> None:
+        """NB refused ``unit`` (alone): remember it as failed (retried after
+        ``retry_interval`` or when its desired state changes) and publish a
+        Rejected naming the row and NB's error.  ``nb-conflict``: a row the hub
+        does not own holds the name; ``nb-refused``: anything else."""
+        if not reason:
+            conflict = "constraint" in why or "duplicate" in why.lower() or "clause test failed" in why
+            reason = "nb-conflict" if conflict else "nb-refused"
+        if reason == "nb-conflict" and "clause test failed" in why:
+            why = f"a {unit.table} named {unit.name!r} exists that the hub does not own ({why})"
+        why = why if len(why) <= 500 else f"{why[:500]}..."
         if unit.table not in (LS, LSP):
             name = f"{unit.table}:{unit.name}"
             self.failed[name] = why
             self._failed_x[name] = (unit.table, unit.name)
-            src = Source.parse(self._x_ids(unit).get(SOURCE, "unknown/unknown"))
-            reason = "nb-conflict" if "constraint" in why or "duplicate" in why.lower() else "nb-error"
-            metrics.REJECTED.labels(str(src), reason).inc()
-            log.warning("NB refused %s %s %s: %s (retrying every %.0fs)", unit.op, unit.table, unit.name, why, self.retry_interval)
-            self._status_q.put_nowait(
-                Rejected(source=src, reason=reason, message=f"NB refused {unit.op} of {unit.table} {unit.name}: {why}", ref=name)
-            )
-            return
-        self.failed[unit.name] = why
-        self._since.pop(unit.name, None)
-        ep = self.want_lsp.get(unit.name) if unit.table == LSP else None
-        src = ep.source if ep else Source(*unit.name.split("/", 2)[:2])
-        reason = "nb-conflict" if "constraint" in why or "duplicate" in why.lower() else "nb-error"
-        metrics.REJECTED.labels(str(src), reason).inc()
-        log.warning("NB refused %s %s %s: %s (retrying every %.0fs)", unit.op, unit.table, unit.name, why, self.retry_interval)
-        self._status_q.put_nowait(
-            Rejected(source=src, reason=reason, message=f"NB refused {unit.op} of {unit.name}: {why}", ref=unit.name)
-        )
+            try:
+                src = Source.parse(self._x_ids(unit).get(SOURCE, "unknown/unknown"))
+            except ValueError:
+                src = Source("unknown", "unknown")
+            message = f"NB refused {unit.op} of {unit.table} {unit.name}: {why}"
+        else:
+            name = unit.name
+            self.failed[name] = why
+            self._since.pop(name, None)
+            ep = self.want_lsp.get(name) if unit.table == LSP else None
+            parts = name.split("/", 2)
+            src = ep.source if ep else Source(parts[0], parts[1] if len(parts) > 1 else "unknown")
+            message = f"NB refused {unit.op} of {unit.table} {name}: {why}"
+        log.warning("%s (%s; retrying every %.0fs)", message, reason, self.retry_interval)
+        if self.publish is None:
+            metrics.REJECTED.labels(str(src), reason).inc()  # with a bus, the bus counts (once per distinct row)
+        self._status_q.put_nowait(Rejected(source=src, reason=reason, message=message, ref=name))
 
     def _record_inserts(self, units: list[PlanOp], inserts: dict[int, int], result: list[Any]) -> None:
         """Put the rows this transaction inserted into the replica (the monitor
@@ -1418,6 +1575,7 @@ class Programmer:
                 continue
             if u.table == LS:
                 if u.op == "insert":
+                    ops.append(_absent(LS, u.name))  # no unique index on names: never twin a foreign switch
                     inserts[len(ops)] = ui
                     row = to_ovsdb(u.columns)
                     op = {"op": "insert", "table": LS, "row": row, "uuid-name": f"s{next(counter)}"}
@@ -1519,6 +1677,8 @@ class Programmer:
                 ]
             if u.op == "insert":
                 ref = f"x{next(counter)}"
+                if t == LB:
+                    ops.append(_absent(LB, u.name))  # no unique index on names either
                 inserts[len(ops)] = ui
                 op = {"op": "insert", "table": t, "row": row, "uuid-name": ref}
                 ops.append(op)
@@ -1552,6 +1712,15 @@ class Programmer:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+
+def _absent(table: str, name: str) -> dict[str, Any]:
+    """A ``wait`` that fails the transaction if any row of ``table`` is named
+    ``name``.  The hub inserts a named row only when its replica has none of
+    that name, so a row found here is one it does not own: reported as a name
+    conflict (``nb-conflict``) instead of silently created twice."""
+    return {"op": "wait", "table": table, "where": [["name", "==", name]], "columns": ["name"],
+            "until": "==", "rows": [], "timeout": 0}  # fmt: skip
 
 
 def _write_private(path: str | os.PathLike[str], data: bytes) -> None:
