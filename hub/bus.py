@@ -24,6 +24,7 @@ from prometheus_client import Counter
 
 from core import metrics
 from core.model import Event, InputEvent, Rejected
+from hub.rejections import RejectionLog, sanitize
 
 log = logging.getLogger("ovn_hub.bus")
 DROPPED = Counter("ovn_hub_bus_dropped_total", "Events dropped by full drop-policy subscriptions", ["subscriber"])
@@ -73,6 +74,8 @@ class Bus:
     def __init__(self, maxsize: int = 10000) -> None:
         self.maxsize = maxsize
         self._subs: list[Subscription] = []
+        #: every Rejected published here is counted (once per distinct object) and kept for status
+        self.rejections = RejectionLog()
 
     def subscribe(
         self,
@@ -91,6 +94,9 @@ class Bus:
             self._subs.remove(sub)
 
     async def publish(self, event: Event) -> None:
+        if isinstance(event, Rejected):
+            event = sanitize(event)
+            self.rejections.record(str(event.source), event.reason, event.message, event.ref)
         for sub in list(self._subs):
             await sub.put(event)
 
@@ -114,8 +120,7 @@ class AdapterSink:
         kind = type(event).__name__.lower()
         src = str(event.obj.source) if hasattr(event, "obj") else str(getattr(event, "source", "?"))
         metrics.EVENTS.labels(src, kind).inc()
-        if isinstance(event, Rejected):
-            metrics.REJECTED.labels(str(event.source), event.reason).inc()
+        if isinstance(event, Rejected):  # counted by the bus (once per distinct object)
             level = logging.DEBUG if event.reason in self._reasons else logging.WARNING
             self._reasons.add(event.reason)
             log.log(level, "adapter %s rejected input (%s): %s", self.adapter, event.reason, event.message)

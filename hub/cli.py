@@ -73,7 +73,19 @@ def cmd_status(args: argparse.Namespace) -> int:
               f" {nb.get('ports_read', 0)} read from NB")
     for name, why in nb["failed"].items():
         print(f"  failed {name}: {why}")
+    more = nb.get("failed_count", len(nb["failed"])) - len(nb["failed"])
+    if more > 0:
+        print(f"  ... and {more} more failed rows")
+    if nb.get("session_drops"):
+        print(f"  NB sessions lost inside a transaction: {nb['session_drops']} (rows committed apart)")
     print(f"endpoints: {st['endpoints']}")
+    rej = st.get("rejections") or {}
+    if rej.get("distinct"):
+        reasons = ", ".join(f"{r} {n}" for r, n in rej["by_reason"].items())
+        print(f"rejected: {rej['distinct']} distinct ({reasons})")
+        for r in rej["recent"][-5:]:
+            ref = f" {r['ref']}" if r["ref"] else ""
+            print(f"  {r['source']}{ref} [{r['reason']}]: {r['message']}")
     for a in st["adapters"]:
         err = f"  last error: {a['last_error']}" if a["last_error"] else ""
         print(f"adapter {a['name']} ({a['type']}/{a['cluster']}): {a['state']}, {a['snapshots']} snapshots, {a['restarts']} restarts{err}")

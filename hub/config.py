@@ -221,16 +221,22 @@ def loads(text: str, origin: str = "<config>") -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
+    except RecursionError:  # arrays or inline tables nested ~1,000 deep
+        raise ConfigError(f"{origin}: not valid TOML: nested too deeply") from None
     remote = raw.get("remote")
     for name, table in remote.items() if isinstance(remote, dict) else ():
         try:  # first on its own: errors then name the table (remote.<name>.key, not remote[...])
             msgspec.convert(table, RemoteSection, strict=True)
         except msgspec.ValidationError as exc:
             raise ConfigError(_validation_message(exc, f"remote.{name}")) from None
+        except RecursionError:
+            raise ConfigError(f"{origin}: remote.{name}: a value is nested too deeply") from None
     try:
         cfg = msgspec.convert(raw, Config, strict=True)
     except msgspec.ValidationError as exc:
         raise ConfigError(_validation_message(exc)) from None
+    except RecursionError:
+        raise ConfigError(f"{origin}: a value is nested too deeply") from None
     _check(cfg)
     return cfg
 

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import ctypes
 import gc
+import itertools
 import logging
 import random
 import signal
@@ -367,7 +368,12 @@ class Hub:
                 "switches": len(p.ls) if p else 0,
                 "ports": len(p.lsp) if p else 0,
                 "dirty": (len(p.dirty_ls) + len(p.dirty_lsp)) if p else 0,
-                "failed": dict(p.failed) if p else {},
+                # rows NB refused, retried every retry_interval (the first 50; failed_count has them all)
+                "failed": dict(itertools.islice(p.failed.items(), 50)) if p else {},
+                "failed_count": len(p.failed) if p else 0,
+                "session_drops": p.session_drops if p else 0,
+                # reconnects whose port replica was revalidated by _uuid/_version, or read whole
+                "reconnect_loads": dict(p.reconnect_loads) if p else {},
                 "transactions": p.transactions if p else 0,
                 # how the last (re)connect loaded the ports: from the restart cache, or read whole
                 "ports_from_cache": p.ports_from_cache if p else 0,
@@ -380,6 +386,8 @@ class Hub:
             "reloads": self.reloads,
             "mqtt": self.mqtt.status() if self.mqtt is not None else None,
             "remote": self.remote.status() if self.remote is not None else [],
+            # every rejection (adapters, remote ingest, NB), counted once per distinct object
+            "rejections": self.bus.rejections.status(),
         }
 
 

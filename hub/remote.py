@@ -32,7 +32,7 @@ from typing import Any
 
 import aiomqtt
 
-from core import metrics
+from core.adapter import unique
 from core.model import (
     Delete,
     Event,
@@ -260,10 +260,11 @@ class RemoteIngest:
                 except Exception:  # a bug here must not stop the ingest of every other message
                     log.exception("remote ingest: cannot handle a message on %s", msg.topic.value)
 
-    def _reject(self, src: Source | None, reason: str, message: str) -> None:
+    def _reject(self, src: Source | None, reason: str, message: str, published: bool = False) -> None:
         label = str(src) if src is not None else "invalid"
         self.rejected += 1
-        metrics.REJECTED.labels(label, reason).inc()
+        if not published:  # what _refuse publishes, the bus counts (once per distinct object)
+            self.bus.rejections.record(label, reason, message)
         level = logging.DEBUG if (label, reason) in self._reasons else logging.WARNING
         self._reasons.add((label, reason))
         log.log(level, "remote %s rejected (%s): %s", label, reason, message)
@@ -316,10 +317,13 @@ class RemoteIngest:
                 await self._refuse(src, exc.reason, f"{topic}: snapshot {kind_of(obj)} {obj.key}: {exc}")
                 continue
             good.append(obj)
+        good, dups = unique(good, src, [f"{kind_of(o)} {o.key}" for o in good])
+        for r in dups:
+            await self._refuse(src, r.reason, f"{topic}: snapshot: {r.message}")
         return snap if len(good) == len(snap.objects) else Snapshot(source=src, objects=tuple(good))
 
     async def _refuse(self, src: Source, reason: str, message: str) -> None:
         """A configured source's bad input: counted, logged, and on the bus (the mirror shows it)."""
-        self._reject(src, reason, message)
+        self._reject(src, reason, message, published=True)
         with contextlib.suppress(Exception):
-            await self.bus.publish(Rejected(source=src, reason=reason, message=message[:1000]))
+            await self.bus.publish(Rejected(source=src, reason=reason, message=message))

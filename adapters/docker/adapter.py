@@ -39,7 +39,7 @@ import msgspec
 
 from core.adapter import AdapterSpec, EventSink, ObjectCache, OptionsError, parse_options
 from core.metrics import ADAPTER_EVENT_LAG
-from core.model import Endpoint, Invalid, Network, Object, Policy, Rejected, Snapshot, Source, validate
+from core.model import LIMITS, Endpoint, Invalid, Network, Object, Policy, Rejected, Snapshot, Source, validate
 
 from .normalize import (
     event_container_id,
@@ -104,11 +104,16 @@ def load_policies(path: str, source: Source) -> list[Policy]:
     may be left out; ``source`` too, it must otherwise be this adapter's).
     Raises :class:`Invalid` naming the first bad entry."""
     try:
-        raw = msgspec.json.decode(Path(path).read_bytes())
+        data = Path(path).read_bytes()
+        if len(data) > LIMITS["object_bytes"]:
+            raise Invalid("too-long", f"policies file {path}: {len(data)} bytes, more than {LIMITS['object_bytes']}")
+        raw = msgspec.json.decode(data)
     except OSError as exc:
         raise Invalid("policies-file", f"policies file {path}: {exc.strerror or exc}") from None
     except msgspec.DecodeError as exc:
         raise Invalid("bad-json", f"policies file {path}: not JSON: {exc}") from None
+    except RecursionError:
+        raise Invalid("bad-json", f"policies file {path}: nested too deeply") from None
     if not isinstance(raw, list):
         raise Invalid("not-array", f"policies file {path}: expected a JSON array of policies")
     out: list[Policy] = []
@@ -122,6 +127,8 @@ def load_policies(path: str, source: Source) -> list[Policy]:
             pol = msgspec.convert(item, Policy)
         except msgspec.ValidationError as exc:
             raise Invalid("schema", f"{where}: {exc}") from None
+        except RecursionError:
+            raise Invalid("bad-json", f"{where}: nested too deeply") from None
         if pol.source != source:
             raise Invalid("wrong-source", f"{where}: source {pol.source} is not this adapter's ({source})")
         try:
