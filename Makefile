@@ -4,7 +4,7 @@
 #   make demo  two containers ping through OVN, a policy cuts them off (everything started and removed again)
 # Python dependencies come from requirements.lock (pinned, with hashes); `make lock` refreshes it after an edit
 # of pyproject.toml (`make lock LOCK_ARGS=--upgrade` moves every pin to the newest release that fits).
-.PHONY: run test deps lint bench demo lock
+.PHONY: run test deps lint bench demo lock schemas
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -22,6 +22,10 @@ lock:
 		--generate-hashes --unsafe-package ovs --no-emit-index-url --no-emit-find-links \
 		--output-file requirements.lock $(LOCK_ARGS) pyproject.toml
 	@$(LOCK_TOOLS)/bin/python scripts/check-lock.py
+
+# docs/schemas/*.json are generated from hub.mqtt.payload_schemas(); tests/test_mqtt.py fails when they are stale.
+schemas: deps
+	$(PY) scripts/gen-schemas.py
 
 run: deps
 	@sh scripts/run.sh
