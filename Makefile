@@ -2,13 +2,30 @@
 #   make run   install what is missing, start hubd with an OVN sandbox and the local Docker engine
 #   make test  install what is missing, run lint, types, the layer contract and the whole test suite
 #   make demo  two containers ping through OVN, a policy cuts them off (everything started and removed again)
-.PHONY: run test deps lint bench demo
+# Python dependencies come from requirements.lock (pinned, with hashes); `make lock` refreshes it after an edit
+# of pyproject.toml (`make lock LOCK_ARGS=--upgrade` moves every pin to the newest release that fits).
+.PHONY: run test deps lint bench demo lock schemas
 
 VENV := .venv
 PY := $(VENV)/bin/python
 
 deps:
 	@sh scripts/install-deps.sh
+
+# pip-tools lives in a venv of its own (.venv-lock), never in the project's .venv. The lock leaves out `ovs`:
+# Debian's python3-openvswitch provides it with its C JSON extension, which PyPI's sdist builds without.
+LOCK_TOOLS := .venv-lock
+lock:
+	@[ -x $(LOCK_TOOLS)/bin/pip-compile ] || { /usr/bin/python3 -m venv $(LOCK_TOOLS) && \
+		$(LOCK_TOOLS)/bin/pip install -q --disable-pip-version-check pip-tools==7.6.2; }
+	$(LOCK_TOOLS)/bin/pip-compile --quiet --extra test --build-deps-for editable --strip-extras \
+		--generate-hashes --unsafe-package ovs --no-emit-index-url --no-emit-find-links \
+		--output-file requirements.lock $(LOCK_ARGS) pyproject.toml
+	@$(LOCK_TOOLS)/bin/python scripts/check-lock.py
+
+# docs/schemas/*.json are generated from hub.mqtt.payload_schemas(); tests/test_mqtt.py fails when they are stale.
+schemas: deps
+	$(PY) scripts/gen-schemas.py
 
 run: deps
 	@sh scripts/run.sh
@@ -17,6 +34,7 @@ demo: deps
 	@$(PY) scripts/demo.py
 
 lint: deps
+	$(PY) scripts/check-lock.py
 	$(VENV)/bin/ruff check core hub adapters tests scripts $(wildcard bench)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports

@@ -2,7 +2,7 @@
 
 Three parts, each bounded in time, each next to a baseline from the same run:
 
-* ``normalize_rate``  pod watch events (one JSON line each, built from the shared
+* ``normalize_rate``  pod watch events (one JSON line each, built from the
                       pod fixture) decoded and normalized as the adapter does
                       (``json.loads`` + :func:`parse_watch_event` +
                       :func:`normalize_pod`), on one core.  Baselines: bare
@@ -80,25 +80,15 @@ NETWORK = "default"
 TARGET_EVENTS_PER_S = 50000.0
 PARTS = ("normalize", "pods_services", "policies")
 ROOT = Path(__file__).resolve().parents[1]
-POD_FIXTURE = "fixtures/kubernetes/pod.apimachinery-managedfields.yaml"
+#: the repo's own copy of the fixture (a path, not an import: bench/ never imports tests)
+POD_FIXTURE = ROOT / "tests" / "fixtures" / "kubernetes" / "pod.apimachinery-managedfields.yaml"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # ------------------------------------------------------------------ helpers
-def shared_dir() -> Path:
-    """The shared fixtures, found as tests/conftest.py finds them (without pytest)."""
-    env = os.environ.get("OVN_HUB_SHARED")
-    if env:
-        return Path(env)
-    for cand in (ROOT.parent / "shared", ROOT.parent.parent / "shared"):
-        if (cand / "fixtures").is_dir():
-            return cand
-    return ROOT.parent / "shared"
-
-
 def pod_template() -> dict[str, Any]:
-    """The shared pod fixture with JSON types, as an API server sends it."""
-    text = (shared_dir() / POD_FIXTURE).read_text()
+    """The pod fixture with JSON types, as an API server sends it."""
+    text = POD_FIXTURE.read_text()
     obj: dict[str, Any] = json.loads(json.dumps(yaml.safe_load(text), default=str))
     return obj
 

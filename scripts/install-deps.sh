@@ -26,10 +26,19 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import ovs._json' 2>/dev/
     rm -rf .venv
     /usr/bin/python3 -m venv --system-site-packages .venv
 fi
-stamp=.venv/.installed-$(cat pyproject.toml | md5sum | cut -c1-12)
+# Every Python package comes from requirements.lock, pinned with hashes (--no-deps: the lock is the whole
+# closure, and it leaves out `ovs`, which python3-openvswitch provides). The project itself goes in editable,
+# without build isolation, so its build backend is the pinned setuptools too. check-lock.py refuses a lock that
+# disagrees with pyproject.toml before anything is installed, and checks the venv against it afterwards.
+.venv/bin/python scripts/check-lock.py
+stamp=.venv/.installed-$(cat requirements.lock pyproject.toml | md5sum | cut -c1-12)
 if [ ! -e "$stamp" ]; then
     log=$(mktemp)
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' >"$log" 2>&1 || { cat "$log"; rm -f "$log"; exit 1; }
+    pip=".venv/bin/pip --disable-pip-version-check"
+    { $pip install -q --require-hashes --no-deps -r requirements.lock &&
+      $pip install -q --no-build-isolation --no-deps -e . ; } >"$log" 2>&1 || { cat "$log"; rm -f "$log"; exit 1; }
     rm -f "$log"
+    .venv/bin/python scripts/check-lock.py --installed
+    rm -f .venv/.installed-*
     touch "$stamp"
 fi

@@ -30,14 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def shared_dir() -> Path:
-    env = os.environ.get("OVN_HUB_SHARED")
-    if env:
-        return Path(env)
-    for cand in (ROOT.parent / "shared", ROOT.parent.parent / "shared"):
-        if (cand / "fixtures").is_dir():
-            return cand
-    return ROOT.parent / "shared"
+FIXTURES_DIR = ROOT / "tests" / "fixtures"  # real payloads, each folder with its SOURCES.md; the repo's own copy
 
 
 @pytest.fixture

@@ -324,7 +324,7 @@ class FakeKubeApi:
         self.watchers.clear()
 
     def load_fixtures(self, directory: Path) -> list[tuple[str, dict[str, Any]]]:
-        """Serve the shared pod/node/namespace fixtures (uid etc. filled like a real server)."""
+        """Serve the pod/node/namespace fixtures (uid etc. filled like a real server)."""
         import yaml
 
         added = []

@@ -1,11 +1,9 @@
-"""adapters.docker.normalize against the shared Docker fixtures and malformed input."""
+"""adapters.docker.normalize against the Docker fixtures (tests/fixtures/docker) and malformed input."""
 
 from __future__ import annotations
 
 import copy
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,22 +20,11 @@ from adapters.docker.normalize import (
     parse_stream,
 )
 from core.model import Endpoint, Invalid, Network, PortSpec, Source, validate
+from tests.conftest import FIXTURES_DIR
 
-
-def _fixtures() -> Path:
-    here = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "docker"
-    if here.is_dir():
-        return here
-    env = os.environ.get("OVN_HUB_SHARED")
-    if env:
-        p = Path(env)
-        for cand in (p / "fixtures" / "docker", p / "shared" / "fixtures" / "docker", p):
-            if cand.is_dir() and any(cand.glob("container-inspect.*.json")):
-                return cand
-    pytest.fail("shared Docker fixtures not found (set OVN_HUB_SHARED)")
-
-
-FIX = _fixtures()
+FIX = FIXTURES_DIR / "docker"
+if not any(FIX.glob("container-inspect.*.json")):  # a missing fixture dir is an error, never a silent skip
+    raise RuntimeError(f"{FIX}: Docker fixtures missing")
 SRC = Source("docker", "test")
 
 REDIS_ID = "f5af31dae7f665bd194ec7261bdc84e5df9c64753abb4a6cec6c33f7cf64c3fc"

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from core.model import decode_event, decode_object
-from tests.conftest import BIN, Hubd, shared_dir, sync_wait_until
+from tests.conftest import BIN, FIXTURES_DIR, Hubd, sync_wait_until
 
-FIX = shared_dir() / "fixtures" / "docker"
+FIX = FIXTURES_DIR / "docker"
 
 
 def normalize(*files: str | Path) -> subprocess.CompletedProcess[str]:

@@ -49,19 +49,19 @@ from core.model import (
 )
 
 try:
-    from tests.conftest import shared_dir
+    from tests.conftest import FIXTURES_DIR
     from tests.k8s_fake import FakeKubeApi
 except ImportError:  # tests/ itself on sys.path
-    from conftest import shared_dir  # type: ignore[no-redef,import-not-found]
+    from conftest import FIXTURES_DIR  # type: ignore[no-redef,import-not-found]
     from k8s_fake import FakeKubeApi  # type: ignore[no-redef,import-not-found]
 
-FIXTURES = shared_dir() / "fixtures" / "kubernetes"
+FIXTURES = FIXTURES_DIR / "kubernetes"
 SRC = Source("k8s", "test")
 WAIT = 20.0  # upper bound of every wait
 T = TypeVar("T")
 
 if not FIXTURES.is_dir():  # a missing fixture dir is an error, never a silent skip
-    raise RuntimeError(f"{FIXTURES} missing (set OVN_HUB_SHARED)")
+    raise RuntimeError(f"{FIXTURES} missing")
 
 
 # ---------------------------------------------------------------- helpers

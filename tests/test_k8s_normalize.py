@@ -35,16 +35,16 @@ from core.model import (
 )
 
 try:
-    from tests.conftest import shared_dir
+    from tests.conftest import FIXTURES_DIR
 except ImportError:  # tests/ itself on sys.path
-    from conftest import shared_dir  # type: ignore[no-redef,import-not-found]
+    from conftest import FIXTURES_DIR  # type: ignore[no-redef,import-not-found]
 
-FIXTURES = shared_dir() / "fixtures" / "kubernetes"
+FIXTURES = FIXTURES_DIR / "kubernetes"
 SRC = Source("k8s", "test")
 UID = "0a9d2b9e-779e-11e7-b422-42010a8001bf"
 
 if not FIXTURES.is_dir():  # a missing fixture dir is an error, never a silent skip
-    raise RuntimeError(f"{FIXTURES} missing (set OVN_HUB_SHARED)")
+    raise RuntimeError(f"{FIXTURES} missing")
 
 
 def fixture_text(name: str) -> str:
@@ -52,7 +52,7 @@ def fixture_text(name: str) -> str:
 
 
 def fixture_pod() -> dict[str, Any]:
-    """The shared pod fixture with a uid added (the fixture has none)."""
+    """The pod fixture with a uid added (the fixture has none)."""
     pod: dict[str, Any] = yaml.safe_load(fixture_text("pod.apimachinery-managedfields.yaml"))
     pod["metadata"]["uid"] = UID
     return pod

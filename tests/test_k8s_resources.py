@@ -39,16 +39,16 @@ from core.model import (
 )
 
 try:
-    from tests.conftest import shared_dir
+    from tests.conftest import FIXTURES_DIR
 except ImportError:  # tests/ itself on sys.path
-    from conftest import shared_dir  # type: ignore[no-redef,import-not-found]
+    from conftest import FIXTURES_DIR  # type: ignore[no-redef,import-not-found]
 
-FIXTURES = shared_dir() / "fixtures" / "kubernetes"
+FIXTURES = FIXTURES_DIR / "kubernetes"
 SRC = Source("k8s", "test")
 SVC_UID = "a6c11186-fd24-11e6-b53c-480fcf4a5275"  # the service fixture's uid
 
 if not FIXTURES.is_dir():  # a missing fixture dir is an error, never a silent skip
-    raise RuntimeError(f"{FIXTURES} missing (set OVN_HUB_SHARED)")
+    raise RuntimeError(f"{FIXTURES} missing")
 
 
 def load(name: str) -> dict[str, Any]:
