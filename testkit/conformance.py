@@ -56,6 +56,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
@@ -83,6 +84,7 @@ __all__ = [
     "NORMALIZER_GROUP",
     "RULES",
     "AdapterConformance",
+    "CheckReport",
     "ConformanceError",
     "FakeOrchestrator",
     "IOBlocked",
@@ -834,12 +836,25 @@ def _subprocess_main() -> None:
 Check = Callable[[_Ctx], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class CheckReport:
+    """What a passed check saw: run() calls, how the ones that raised ended
+    (connection losses on the raise path), events emitted, wall time."""
+
+    runs: int
+    raises: tuple[str, ...]
+    events: int
+    seconds: float
+
+
 def run_check(
     check: Check, factory: AdapterFactory, orchestrator: FakeOrchestrator, timeouts: Timeouts | None = None
-) -> None:
+) -> CheckReport:
     """Run one check in a fresh event loop: start the orchestrator, run the
     check, cancel what is left, stop the orchestrator (also on failure)."""
     t = timeouts or Timeouts()
+    started = time.monotonic()
+    report: list[CheckReport] = []
 
     async def main() -> None:
         tasks = _Tasks()
@@ -849,6 +864,9 @@ def run_check(
         try:
             ctx = _Ctx(factory, orchestrator, t, tasks)
             await check(ctx)
+            raises = tuple(r for runner in ctx.runners for r in runner.raises)
+            runs = sum(1 + len(runner.raises) for runner in ctx.runners)
+            report.append(CheckReport(runs, raises, len(ctx.rec.entries), time.monotonic() - started))
         finally:
             try:
                 if ctx is not None:
@@ -867,6 +885,7 @@ def run_check(
                 await orchestrator.stop()
 
     asyncio.run(main())
+    return report[0]
 
 
 # ---------------------------------------------------------------- pytest
