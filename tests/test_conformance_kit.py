@@ -367,7 +367,10 @@ def raising_normalizer(text: str, source: Source) -> Iterator[Endpoint | Invalid
     raise KeyError("ip")
 
 
-SAMPLES = ["a 10.0.0.1\nb 10.0.0.2\nbad 10.0.0.999", " ".join(f"n{i}" for i in range(3)) + "\n" + "\n".join(f"x{i} 10.1.0.{i + 1}" for i in range(40))]
+SAMPLES = [
+    "a 10.0.0.1\nb 10.0.0.2\nbad 10.0.0.999",
+    " ".join(f"n{i}" for i in range(3)) + "\n" + "\n".join(f"x{i} 10.1.0.{i + 1}" for i in range(40)),
+]
 
 
 def test_good_normalizer_passes() -> None:
