@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ class StaticFile:
     """The static adapter's orchestrator: its file."""
 
     def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="hubkit", dir="/tmp"))
+        self.dir = Path(f"/tmp/hubkit{uuid.uuid4().hex[:10]}")  # made by start(): spec() alone leaves nothing behind
         self.path = self.dir / "objects.jsonl"
         self.source = Source("static", "kit")
         self.lines: dict[str, str] = {}
@@ -45,6 +45,7 @@ class StaticFile:
         self._n = 0
 
     async def start(self) -> None:
+        self.dir.mkdir(mode=0o700)
         self._write()
 
     async def stop(self) -> None:
@@ -121,11 +122,12 @@ class KubeApi:
     def __init__(self) -> None:
         self.fake = FakeKubeApi()
         self.proxy: BreakableProxy | None = None
-        self.dir = Path(tempfile.mkdtemp(prefix="hubkit", dir="/tmp"))
+        self.dir = Path(f"/tmp/hubkit{uuid.uuid4().hex[:10]}")  # made by start(): spec() alone leaves nothing behind
         self.kubeconfig = self.dir / "kubeconfig"
         self._n = 0
 
     async def start(self) -> None:
+        self.dir.mkdir(mode=0o700)
         await self.fake.start()
         self.proxy = BreakableProxy(f"127.0.0.1:{self.fake.port}")
         await self.proxy.start()

@@ -15,7 +15,7 @@ import asyncio
 import random
 import shutil
 import subprocess
-import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,7 +52,7 @@ class DockerEngine:
     def __init__(self, dockerd: PrivateDockerd, network: str) -> None:
         self.d = dockerd
         self.network = network
-        self.dir = Path(tempfile.mkdtemp(prefix="hubkit", dir="/tmp"))
+        self.dir = Path(f"/tmp/hubkit{uuid.uuid4().hex[:10]}")  # made by start(): spec() alone leaves nothing behind
         self.proxy = BreakableProxy(f"unix:{dockerd.sock}", listen=f"unix:{self.dir}/docker.sock")
         self.ids: dict[str, str] = {}
         self.prefix = f"k{random.randrange(16**6):06x}"
@@ -64,6 +64,7 @@ class DockerEngine:
         return f"{self.prefix}-{name}"
 
     async def start(self) -> None:
+        self.dir.mkdir(mode=0o700)
         await self.proxy.start()
 
     async def stop(self) -> None:
