@@ -17,7 +17,7 @@ demo: deps
 	@$(PY) scripts/demo.py
 
 lint: deps
-	$(VENV)/bin/ruff check core hub adapters tests scripts $(wildcard bench)
+	$(VENV)/bin/ruff check core hub adapters testkit tests scripts $(wildcard bench)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
