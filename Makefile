@@ -35,7 +35,7 @@ demo: deps
 
 lint: deps
 	$(PY) scripts/check-lock.py
-	$(VENV)/bin/ruff check core hub adapters tests scripts $(wildcard bench)
+	$(VENV)/bin/ruff check core hub adapters testkit tests scripts $(wildcard bench)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from core.model import Invalid, Source, encode, json_schema
+from core.model import Invalid, Source, encode, json_schema, validate_source
 from hub.config import DEFAULT_API, DEFAULT_PATH, Config, ConfigError, load, parse_listen
 from hub.plugins import NORMALIZER_GROUP, PluginError, available, normalizer
 
@@ -123,6 +124,31 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+NORMALIZE_EPILOG = """\
+Every input object is accounted for: it becomes canonical JSON lines on stdout,
+or one line on stderr -
+  FILE: rejected (REASON): MESSAGE   bad input (hubd would emit Rejected)
+  FILE: skipped (REASON): MESSAGE    valid, but yields no canonical object, and why
+                                     (a container without an attachment, a hostNetwork
+                                     pod, an EndpointSlice whose Service is not in the
+                                     input, a Node no NodePort Service uses, ...)
+
+exit status:
+  0  nothing rejected, and at least one canonical object or delete written
+  1  something was rejected or a file could not be read (the rest is still written)
+  2  usage: unknown --from, bad --cluster, no files
+  3  nothing rejected, but nothing written either: every object was skipped
+"""
+
+
+def _accepts_on_skip(fn: Any) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "on_skip" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
 def cmd_normalize(args: argparse.Namespace) -> int:
     try:
         fn = normalizer(args.source_type)
@@ -131,31 +157,41 @@ def cmd_normalize(args: argparse.Namespace) -> int:
         return 2
     try:
         source = Source(args.source_type if "/" not in args.cluster else args.cluster.split("/")[0], args.cluster.split("/")[-1])
+        validate_source(source)
     except Invalid as exc:
-        print(f"hubctl: {exc}", file=sys.stderr)
+        print(f"hubctl: --cluster: {exc}", file=sys.stderr)
         return 2
-    bad = 0
-    out = sys.stdout
+    bad = written = 0
+    out, err = sys.stdout, sys.stderr
+    accounts = _accepts_on_skip(fn)  # a third-party normalizer may not report skips
     for f in args.files:
         try:
             text = sys.stdin.read() if f == "-" else Path(f).read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
-            print(f"{f}: cannot read: {exc.strerror}", file=sys.stderr)
+            print(f"{f}: cannot read: {exc.strerror}", file=err)
             bad += 1
             continue
+
+        def skipped(reason: str, message: str, f: str = f) -> None:
+            print(f"{f}: skipped ({reason}): {message}", file=err)
+
+        kwargs: dict[str, Any] = {"on_skip": skipped} if accounts else {}
         try:
-            for item in fn(text, source):
+            for item in fn(text, source, **kwargs):
                 if isinstance(item, Invalid):
                     bad += 1
-                    print(f"{f}: rejected ({item.reason}): {item}", file=sys.stderr)
+                    print(f"{f}: rejected ({item.reason}): {item}", file=err)
                 else:
                     out.write(encode(item).decode() + "\n")
+                    written += 1
         except BrokenPipeError:
             raise
         except Exception as exc:  # noqa: BLE001 - a normalizer bug must not print a traceback
             bad += 1
-            print(f"{f}: rejected (internal): {type(exc).__name__}: {exc}", file=sys.stderr)
-    return 1 if bad else 0
+            print(f"{f}: rejected (internal): {type(exc).__name__}: {exc}", file=err)
+    if bad:
+        return 1
+    return 0 if written else 3
 
 
 def _load_config(args: argparse.Namespace) -> Config:
@@ -280,7 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("plan", help="what hubd would write to NB now (writes nothing)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_plan)
-    p = sub.add_parser("normalize", help="raw orchestrator payloads → canonical JSON lines")
+    p = sub.add_parser(
+        "normalize",
+        help="raw orchestrator payloads → canonical JSON lines",
+        description="Normalize raw orchestrator payloads offline, as the adapter would (no hubd, no network).",
+        epilog=NORMALIZE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--from", dest="source_type", required=True, help=f"one of: {', '.join(available(NORMALIZER_GROUP))}")
     p.add_argument("--cluster", default="local", help="cluster name for the canonical source (default local)")
     p.add_argument("files", nargs="+", help="files (or - for stdin)")

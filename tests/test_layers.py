@@ -38,6 +38,11 @@ def test_adapters_import_only_core() -> None:
         assert not bad, bad
 
 
+def test_product_code_never_imports_testkit() -> None:
+    bad = [(p, m) for pkg in ("core", "hub", "adapters") for p, m in imports(pkg) if m.split(".")[0] == "testkit"]
+    assert not bad, bad
+
+
 def test_import_linter_contracts() -> None:
     res = subprocess.run([str(BIN / "lint-imports")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
