@@ -227,6 +227,37 @@ class PlanOp(msgspec.Struct, frozen=True):
     detach: tuple[str, ...] = ()  # Load_Balancer: uuids of owned switches to leave
 
 
+class PortStatus(msgspec.Struct, frozen=True):
+    """One port as the hub sees it: committed and equal to desired, OVN's
+    ``up``, and NB's refusal (None when it was not refused)."""
+
+    programmed: bool
+    up: bool | None
+    error: str | None
+
+
+class NbStatus(msgspec.Struct, frozen=True):
+    """The writer's state for ``/v1/status`` and ``hubctl status``."""
+
+    remote: str
+    connected: bool
+    switches: int
+    ports: int
+    endpoints: int
+    dirty: int
+    #: rows NB refused, retried every retry_interval: the first 50 (failed_count has them all)
+    failed: dict[str, str]
+    failed_count: int
+    transactions: int
+    #: how the last (re)connect loaded the ports: from the restart cache, or read whole
+    ports_from_cache: int
+    ports_read: int
+    #: sessions lost inside a transaction (the batch was committed apart)
+    session_drops: int
+    #: reconnects whose port replica was revalidated by _uuid/_version, or read whole
+    reconnect_loads: dict[str, int]
+
+
 class Programmer:
     """Keeps NB equal to the desired state.  Use::
 
@@ -1705,6 +1736,33 @@ class Programmer:
     def endpoints(self) -> Iterable[tuple[Endpoint, PortRow | None]]:
         for name, ep in self.want_lsp.items():
             yield ep, self.lsp.get(name)
+
+    def status(self) -> NbStatus:
+        return NbStatus(
+            remote=self.nb_remote,
+            connected=self.connected.is_set(),
+            switches=len(self.ls),
+            ports=len(self.lsp),
+            endpoints=len(self.want_lsp),
+            dirty=len(self.dirty_ls) + len(self.dirty_lsp),
+            failed=dict(itertools.islice(self.failed.items(), 50)),
+            failed_count=len(self.failed),
+            transactions=self.transactions,
+            ports_from_cache=self.ports_from_cache,
+            ports_read=self.ports_read,
+            session_drops=self.session_drops,
+            reconnect_loads=dict(self.reconnect_loads),
+        )
+
+    def port_status(self, name: str) -> PortStatus:
+        """``programmed``: the port row is committed, equal to desired and not
+        waiting to be rewritten (the one predicate the API and MQTT share)."""
+        row = self.lsp.get(name)
+        return PortStatus(
+            programmed=row is not None and row.digest is not None and name not in self.dirty_lsp,
+            up=row.up if row is not None else None,
+            error=self.failed.get(name),
+        )
 
     def synced_sources(self) -> list[str]:
         return sorted(s for s, st in self.sources.items() if st.synced)

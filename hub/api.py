@@ -28,8 +28,9 @@ def endpoint_rows(hub: Hub) -> list[dict[str, Any]]:
     if p is None:
         return []
     rows = []
-    for ep, row in p.endpoints():
+    for ep, _row in p.endpoints():
         name = lsp_name(ep)
+        st = p.port_status(name)
         rows.append(
             {
                 "source": str(ep.source),
@@ -42,9 +43,9 @@ def endpoint_rows(hub: Hub) -> list[dict[str, Any]]:
                 "ips": list(ep.ips),
                 "mac": ep.mac,
                 "port": name,
-                "programmed": row is not None and row.digest is not None and name not in p.dirty_lsp,
-                "up": bool(row and row.up),
-                "error": p.failed.get(name, ""),
+                "programmed": st.programmed,
+                "up": bool(st.up),
+                "error": st.error or "",
             }
         )
     rows.sort(key=lambda r: (r["source"], r["namespace"], r["name"], r["network"]))

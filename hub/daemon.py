@@ -18,13 +18,14 @@ import asyncio
 import contextlib
 import ctypes
 import gc
-import itertools
 import logging
 import random
 import signal
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from core import metrics
 from core.adapter import Adapter, AdapterSpec, OptionsError
@@ -362,26 +363,10 @@ class Hub:
         return {
             "hub": self.config.hub.id,
             "ready": self.ready.is_set(),
-            "nb": {
-                "remote": p.nb_remote if p else None,
-                "connected": bool(p and p.connected.is_set()),
-                "switches": len(p.ls) if p else 0,
-                "ports": len(p.lsp) if p else 0,
-                "dirty": (len(p.dirty_ls) + len(p.dirty_lsp)) if p else 0,
-                # rows NB refused, retried every retry_interval (the first 50; failed_count has them all)
-                "failed": dict(itertools.islice(p.failed.items(), 50)) if p else {},
-                "failed_count": len(p.failed) if p else 0,
-                "session_drops": p.session_drops if p else 0,
-                # reconnects whose port replica was revalidated by _uuid/_version, or read whole
-                "reconnect_loads": dict(p.reconnect_loads) if p else {},
-                "transactions": p.transactions if p else 0,
-                # how the last (re)connect loaded the ports: from the restart cache, or read whole
-                "ports_from_cache": p.ports_from_cache if p else 0,
-                "ports_read": p.ports_read if p else 0,
-            },
+            "nb": (msgspec.structs.asdict(p.status()) if p else {"remote": None, "connected": False, "failed": {}}),
             "sandbox": str(self.sandbox.dir) if self.sandbox else None,
             "adapters": [r.status() for r in self.runners.values()],
-            "endpoints": len(p.want_lsp) if p else 0,
+            "endpoints": p.status().endpoints if p else 0,
             "uptime": round(time.time() - self.started_at, 1),
             "reloads": self.reloads,
             "mqtt": self.mqtt.status() if self.mqtt is not None else None,

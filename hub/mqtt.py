@@ -346,9 +346,9 @@ class MqttMirror:
             if isinstance(rec.obj, Endpoint):
                 if p is None:
                     continue
-                row = p.lsp.get(rec.row)
-                programmed = rec.programmed or (row is not None and row.digest is not None and rec.row not in p.dirty_lsp)
-                ready = rec.ready or bool(row is not None and row.up)
+                st = p.port_status(rec.row)
+                programmed = rec.programmed or st.programmed
+                ready = rec.ready or bool(st.up)
             else:
                 programmed, ready = True, False
             if (programmed, ready) != (rec.programmed, rec.ready):

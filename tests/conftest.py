@@ -7,6 +7,7 @@ finally block; temp dirs live under /tmp with short names (unix socket paths).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis  # noqa: F401 - imported (and assertion-rewritten) now, not lazily by its plugin at the end
 import pytest
 
 from hub.sandbox import OvnSandbox
@@ -31,6 +33,14 @@ BIN = Path(sys.executable).parent
 
 
 FIXTURES_DIR = ROOT / "tests" / "fixtures"  # real payloads, each folder with its SOURCES.md; the repo's own copy
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Run pending finalizers now.  On Python 3.11.2 a collection that runs a
+    finalizer inside ast.parse (pytest's assertion rewriting of a module its
+    summary imports) raises "AST constructor recursion depth mismatch"."""
+    gc.collect()
 
 
 @pytest.fixture
