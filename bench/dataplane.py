@@ -19,8 +19,8 @@ netns, ``ovn-controller``; chassis ``node1``):
                 monitor this bench holds on NB),
             (b) NB ``Logical_Switch_Port.up`` true (``up``, same monitor),
             (c) the first ICMP echo reply (``first_reply``) received by a prober.
-            Also the node's plug begin / end (``_plug`` wrapped on the
-            instance; ``on_plugged`` gives the node's own start-event arrival),
+            Also the node's plug begin / end (``Reconciler.plug`` wrapped on
+            the instance; ``on_plugged`` gives the node's own start-event arrival),
             the Docker start call durations, and the hub's own histograms
             ``ovn_hub_event_to_commit_seconds`` / ``ovn_hub_commit_to_up_seconds``
             scraped from hubd's ``/metrics`` before and after the burst
@@ -78,12 +78,13 @@ from typing import Any
 
 import aiohttp
 
-from adapters.docker.node import DockerNode, NodeOptions, Plug
+from adapters.docker.node import DockerNode, NodeOptions
 from bench.common import HUB_ID, emit, environment, log, mb, proc_status_kb, r, short_tmpdir
 from bench.resync import HubdProcess, NotifySocket
 from core.model import Endpoint, Network, Source
 from core.nbmodel import LS, LSP, UID, ls_columns, ls_name, lsp_columns, lsp_name, to_ovsdb
 from core.ovsdb import OvsdbClient, py_map
+from core.vif import Attachment
 from tests.dataplane import OneHostOvn
 from tests.dockerd import PrivateDockerd, import_busybox
 
@@ -499,22 +500,22 @@ class NodeThread:
         self.plug_end: dict[str, float] = {}
         self.node_start_seen: dict[str, float] = {}
         self.node.on_plugged = self._on_plugged
-        orig = self.node._plug
+        orig = self.node.vif.plug
 
-        async def timed_plug(p: Plug) -> None:  # the plug's begin, on our clock
-            self.plug_begin[p.container] = time.monotonic()
-            await orig(p)
+        async def timed_plug(a: Attachment) -> None:  # the plug's begin, on our clock
+            self.plug_begin[a.key] = time.monotonic()
+            await orig(a)
 
-        self.node._plug = timed_plug  # type: ignore[method-assign]
+        self.node.vif.plug = timed_plug  # type: ignore[method-assign]
         self.loop = asyncio.new_event_loop()
         self._task: asyncio.Task[None] | None = None
         self._started = threading.Event()
         self.thread = threading.Thread(target=self._main, name="docker-node", daemon=True)
 
-    def _on_plugged(self, p: Plug, started: float | None) -> None:
-        self.plug_end[p.container] = time.monotonic()
+    def _on_plugged(self, a: Attachment, started: float | None) -> None:
+        self.plug_end[a.key] = time.monotonic()
         if started is not None:
-            self.node_start_seen[p.container] = started
+            self.node_start_seen[a.key] = started
 
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -748,7 +749,7 @@ async def hub_measure(
             "start_event_seen_to_plugged": stats(deltas(node.node_start_seen, plugged)),
             "plugs": node.node.plugs,
             "failures": node.node.failures,
-            "note": "plug = DockerNode._plug (veth, nsenter ip -batch, ethtool, OVS port); "
+            "note": "plug = core.vif Reconciler.plug (veth, nsenter ip -batch, ethtool, OVS port); "
             "start_event_seen = when the node's own docker events stream delivered the start",
         },
         "docker": {
