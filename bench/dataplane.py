@@ -494,8 +494,12 @@ class NodeThread:
     """:class:`DockerNode` on an event loop of its own, in a thread (it would be
     a process of its own in production: ``hubd --role node``)."""
 
-    def __init__(self, options: NodeOptions, nb_remote: str) -> None:
+    def __init__(self, options: NodeOptions, nb_remote: str, links: str = "netlink") -> None:
         self.node = DockerNode(options, hub_id=HUB_ID, nb_remote=nb_remote)
+        if links == "iproute2":  # the baseline link layer (subprocesses), see bench/plug.py
+            from bench.plug import IpRoute2Links
+
+            self.node.links = self.node.vif.links = IpRoute2Links(options.switch_netns)  # type: ignore[assignment]
         self.plug_begin: dict[str, float] = {}
         self.plug_end: dict[str, float] = {}
         self.node_start_seen: dict[str, float] = {}
@@ -749,7 +753,7 @@ async def hub_measure(
             "start_event_seen_to_plugged": stats(deltas(node.node_start_seen, plugged)),
             "plugs": node.node.plugs,
             "failures": node.node.failures,
-            "note": "plug = core.vif Reconciler.plug (veth, nsenter ip -batch, ethtool, OVS port); "
+            "note": "plug = core.vif Reconciler.plug (veth, addresses, route, TX offload, OVS port); "
             "start_event_seen = when the node's own docker events stream delivered the start",
         },
         "docker": {
@@ -788,6 +792,7 @@ def run_hub(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 resync_interval=60.0,
             ),
             host.ovn.nb_remote,
+            links=args.links,
         )
         node.start()
         deadline = time.monotonic() + 60
@@ -974,6 +979,7 @@ def main(args: argparse.Namespace) -> int:
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
         "n": args.n,
         "concurrency": args.concurrency,
+        "node_links": args.links,
         "probe_interval_seconds": args.interval,
         "timeout_seconds": args.timeout,
         "network": {"subnet": SUBNET, "gateway": GATEWAY, "probe": PROBE_IP, "first_target": target_ip(0)},
@@ -1010,4 +1016,6 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     )
     ap.add_argument("--timeout", type=float, default=120.0, help="bound of each wait, pinger included (default 120)")
     ap.add_argument("--skip-direct", action="store_true", help="skip the hand-plugged netns baseline")
+    ap.add_argument("--links", choices=("netlink", "iproute2"), default="netlink",
+                    help="the node's link layer: core.vif's netlink (default) or the iproute2 subprocess baseline")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (OVN/OVS logs, hubd log)")

@@ -46,7 +46,7 @@ import msgspec
 
 from core.metrics import NODE_OPS
 from core.ovsdb import ConnectionLost, OvsdbClient, OvsdbError
-from core.vif import Attachment, IpRoute2Links, NbView, OvsBridge, PlumbError, Reconciler, veth_name
+from core.vif import Attachment, NbView, NetlinkLinks, OvsBridge, PlumbError, Reconciler, veth_name
 from core.vif.attachment import I_NETNS
 
 from .normalize import LABEL_NETWORK
@@ -103,7 +103,7 @@ class DockerNode:
         self.chassis = options.chassis
         self.nb = NbView()
         self.bridge = OvsBridge(options.ovs, options.bridge)
-        self.links = IpRoute2Links(options.switch_netns)
+        self.links = NetlinkLinks(options.switch_netns)
         self.vif = Reconciler(
             self.links, self.bridge, owner=hub_id, concurrency=_CONCURRENCY, retry=_RETRY,
             lost=(aiohttp.ClientError, ConnectionError), expected=(PlumbError, OSError, aiodocker.DockerError),
@@ -177,9 +177,6 @@ class DockerNode:
             self.chassis = self.bridge.system_id
             if not self.chassis:
                 raise PlumbError("no [node] chassis configured and Open_vSwitch has no external_ids:system-id")
-        if self.bridge.netdev and not self.links.offload_available:
-            log.warning("%s uses the userspace datapath and ethtool is missing: TCP/UDP checksums will be wrong"
-                        " in plugged containers (install ethtool)", self.options.bridge)  # fmt: skip
 
     async def _session(self) -> None:
         await self._connect_ovs()
@@ -322,5 +319,8 @@ class DockerNode:
             )  # fmt: skip
 
     async def close(self) -> None:
-        """Stop the Open_vSwitch connection (bounded by the caller; see :meth:`OvsBridge.close`)."""
-        await self.bridge.close()
+        """Stop the Open_vSwitch connection (bounded by the caller; see :meth:`OvsBridge.close`), close netlink."""
+        try:
+            await self.bridge.close()
+        finally:
+            self.links.close()

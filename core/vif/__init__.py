@@ -18,7 +18,7 @@ which keys exist and what each should look like; everything else is here.
 
 from .attachment import Attachment, veth_name
 from .bridge import Bridge, FakeBridge, OvsBridge
-from .link import FakeLinks, IpRoute2Links, Links, PlumbError
+from .link import FakeLinks, Links, NetlinkLinks, PlumbError
 from .nbview import NbAddress, NbView
 from .reconciler import Reconciler
 
@@ -27,10 +27,10 @@ __all__ = [
     "Bridge",
     "FakeBridge",
     "FakeLinks",
-    "IpRoute2Links",
     "Links",
     "NbAddress",
     "NbView",
+    "NetlinkLinks",
     "OvsBridge",
     "PlumbError",
     "Reconciler",
