@@ -273,3 +273,30 @@ async def test_no_leaked_tasks_after_cancel(caplog: pytest.LogCaptureFixture) ->
     await asyncio.sleep(0)
     assert asyncio.all_tasks() == before
     assert rec.plugged == {} and not any("plugged" in r.getMessage() for r in caplog.records)
+
+
+async def test_docker_plumbing_from_before_core_vif_is_adopted_untouched() -> None:
+    """The exact external_ids the Docker-only node wrote (pid, no netns, no ifname) match what the Docker
+    glue now wants for the same running container: an upgraded node touches nothing."""
+    from adapters.docker.node import I_PID, complete_ids
+
+    cid, pid = "d" * 64, 4242
+    dev = veth_name(cid, "blue")
+    old = {
+        "iface-id": "lsp-d", "ovn-hub:owner": OWNER, "ovn-hub:container": cid, "ovn-hub:network": "blue",
+        "ovn-hub:pid": str(pid), "ovn-hub:addresses": "0a:00:00:00:00:05 10.0.0.5/24", "ovn-hub:gateway": "10.0.0.1",
+    }  # fmt: skip
+    links, bridge = FakeLinks(), FakeBridge()
+    bridge.interfaces[dev] = old
+    links.links[dev] = {}
+    want = Attachment(key=cid, network="blue", netns_path=f"/proc/{pid}/ns/net", ifname="eth0", port="lsp-d",
+                      mac="0a:00:00:00:00:05", addrs=("10.0.0.5/24",), gateway="10.0.0.1",
+                      extra=((I_PID, str(pid)),))  # fmt: skip
+    rec = make(links, bridge, complete_ids=complete_ids)
+    await first_pass(rec, World(want))
+    assert rec.plugged == {cid: want} and links.calls == [] and bridge.calls == []
+    # the container restarted meanwhile (new pid): re-plugged, now with the new record
+    new = Attachment(**{**{f: getattr(want, f) for f in want.__struct_fields__}, "netns_path": "/proc/4343/ns/net",
+                        "extra": ((I_PID, "4343"),)})  # fmt: skip
+    await rec.fix(World(new).desired, cid)
+    assert bridge.interfaces[dev]["ovn-hub:pid"] == "4343" and bridge.interfaces[dev][I_NETNS] == "/proc/4343/ns/net"
