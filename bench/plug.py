@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -36,7 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bench.common import emit, environment, log
@@ -138,10 +139,21 @@ class IpRoute2Links:
 class ForkNetlinkLinks(NetlinkLinks):
     """NetlinkLinks with pyroute2's own netns sockets (a forked child per socket)."""
 
-    def _open(self, path: str) -> tuple[Any, socket.socket]:
+    @contextlib.contextmanager
+    def _open(self, path: str | None) -> Iterator[tuple[Any, socket.socket]]:
         from pyroute2 import IPRoute, netns
 
-        return IPRoute(netns=path, flags=0), netns.create_socket(path, socket.AF_INET, socket.SOCK_DGRAM, flags=0)
+        if path is None:
+            with super()._open(None) as pair:
+                yield pair
+            return
+        ipr = IPRoute(netns=path, flags=0)
+        io = netns.create_socket(path, socket.AF_INET, socket.SOCK_DGRAM, flags=0)
+        try:
+            yield ipr, io
+        finally:
+            ipr.close()
+            io.close()
 
 
 def _ip(*argv: str, check: bool = True) -> str:

@@ -4,10 +4,12 @@ read back with iproute2 and ethtool, and what a failed one does not."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import secrets
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -99,3 +101,11 @@ async def test_plug_into_a_netns_path(namespaces: tuple[str, str]) -> None:
         await asyncio.sleep(0)
     finally:
         links.close()
+    # nothing is left for the garbage collector to complain about (pyroute2 sockets closed in their own thread)
+    unraisable: list[str] = []
+    hook, sys.unraisablehook = sys.unraisablehook, lambda u: unraisable.append(f"{u.exc_type.__name__}: {u.exc_value}")
+    try:
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    assert not unraisable, unraisable
