@@ -9,9 +9,9 @@ ends in a "switch" namespace, exactly as ``hubd --role node`` lays them out:
 
 ``iproute2``        :class:`IpRoute2Links` here: ``ip``, ``nsenter ip -batch``, ``ethtool`` subprocesses
                     (core.vif's link layer until pyroute2 measured faster; the baseline);
-``pyroute2-fork``   pyroute2's documented netns API: ``IPRoute(netns=<path>)`` (it forks a child that
-                    enters the namespace and hands the socket back), the TX offload through
-                    ``pyroute2.netns.create_socket`` (another child) and the ETHTOOL_STXCSUM ioctl;
+``pyroute2-fork``   the same code with every namespace socket from pyroute2's documented netns API:
+                    ``IPRoute(netns=<path>)`` (it forks a child that enters the namespace and hands the
+                    socket back) and ``pyroute2.netns.create_socket`` for the ioctl (another child);
 ``pyroute2-setns``  :class:`core.vif.NetlinkLinks`, the product path: pyroute2 on netlink sockets
                     opened in-process (a worker thread enters the namespace, opens the netlink and
                     ioctl sockets, returns: setns(2) moves only the calling thread).
