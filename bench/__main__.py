@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import bulk, dataplane, k8s, mqtt, resync
+from bench import bulk, dataplane, k8s, mqtt, plug, resync
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     dataplane.add_arguments(
         subs.add_parser("dataplane", help="Docker start to port committed, up and first ping through OVN (root)")
     )
+    plug.add_arguments(subs.add_parser("plug", help="one attachment's link plumbing: iproute2 vs pyroute2 (root)"))
     args = ap.parse_args(argv)
     if args.name == "bulk":
         return bulk.main(args)
@@ -25,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         return k8s.main(args)
     if args.name == "mqtt":
         return mqtt.main(args)
+    if args.name == "plug":
+        return plug.main(args)
     if args.name == "dataplane":
         return dataplane.main(args)
     return resync.main(args)

@@ -19,8 +19,8 @@ netns, ``ovn-controller``; chassis ``node1``):
                 monitor this bench holds on NB),
             (b) NB ``Logical_Switch_Port.up`` true (``up``, same monitor),
             (c) the first ICMP echo reply (``first_reply``) received by a prober.
-            Also the node's plug begin / end (``_plug`` wrapped on the
-            instance; ``on_plugged`` gives the node's own start-event arrival),
+            Also the node's plug begin / end (``Reconciler.plug`` wrapped on
+            the instance; ``on_plugged`` gives the node's own start-event arrival),
             the Docker start call durations, and the hub's own histograms
             ``ovn_hub_event_to_commit_seconds`` / ``ovn_hub_commit_to_up_seconds``
             scraped from hubd's ``/metrics`` before and after the burst
@@ -78,12 +78,13 @@ from typing import Any
 
 import aiohttp
 
-from adapters.docker.node import DockerNode, NodeOptions, Plug
+from adapters.docker.node import DockerNode, NodeOptions
 from bench.common import HUB_ID, emit, environment, log, mb, proc_status_kb, r, short_tmpdir
 from bench.resync import HubdProcess, NotifySocket
 from core.model import Endpoint, Network, Source
 from core.nbmodel import LS, LSP, UID, ls_columns, ls_name, lsp_columns, lsp_name, to_ovsdb
 from core.ovsdb import OvsdbClient, py_map
+from core.vif import Attachment
 from tests.dataplane import OneHostOvn
 from tests.dockerd import PrivateDockerd, import_busybox
 
@@ -493,28 +494,32 @@ class NodeThread:
     """:class:`DockerNode` on an event loop of its own, in a thread (it would be
     a process of its own in production: ``hubd --role node``)."""
 
-    def __init__(self, options: NodeOptions, nb_remote: str) -> None:
+    def __init__(self, options: NodeOptions, nb_remote: str, links: str = "netlink") -> None:
         self.node = DockerNode(options, hub_id=HUB_ID, nb_remote=nb_remote)
+        if links == "iproute2":  # the baseline link layer (subprocesses), see bench/plug.py
+            from bench.plug import IpRoute2Links
+
+            self.node.links = self.node.vif.links = IpRoute2Links(options.switch_netns)  # type: ignore[assignment]
         self.plug_begin: dict[str, float] = {}
         self.plug_end: dict[str, float] = {}
         self.node_start_seen: dict[str, float] = {}
         self.node.on_plugged = self._on_plugged
-        orig = self.node._plug
+        orig = self.node.vif.plug
 
-        async def timed_plug(p: Plug) -> None:  # the plug's begin, on our clock
-            self.plug_begin[p.container] = time.monotonic()
-            await orig(p)
+        async def timed_plug(a: Attachment) -> None:  # the plug's begin, on our clock
+            self.plug_begin[a.key] = time.monotonic()
+            await orig(a)
 
-        self.node._plug = timed_plug  # type: ignore[method-assign]
+        self.node.vif.plug = timed_plug  # type: ignore[method-assign]
         self.loop = asyncio.new_event_loop()
         self._task: asyncio.Task[None] | None = None
         self._started = threading.Event()
         self.thread = threading.Thread(target=self._main, name="docker-node", daemon=True)
 
-    def _on_plugged(self, p: Plug, started: float | None) -> None:
-        self.plug_end[p.container] = time.monotonic()
+    def _on_plugged(self, a: Attachment, started: float | None) -> None:
+        self.plug_end[a.key] = time.monotonic()
         if started is not None:
-            self.node_start_seen[p.container] = started
+            self.node_start_seen[a.key] = started
 
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -748,7 +753,7 @@ async def hub_measure(
             "start_event_seen_to_plugged": stats(deltas(node.node_start_seen, plugged)),
             "plugs": node.node.plugs,
             "failures": node.node.failures,
-            "note": "plug = DockerNode._plug (veth, nsenter ip -batch, ethtool, OVS port); "
+            "note": "plug = core.vif Reconciler.plug (veth, addresses, route, TX offload, OVS port); "
             "start_event_seen = when the node's own docker events stream delivered the start",
         },
         "docker": {
@@ -787,6 +792,7 @@ def run_hub(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 resync_interval=60.0,
             ),
             host.ovn.nb_remote,
+            links=args.links,
         )
         node.start()
         deadline = time.monotonic() + 60
@@ -973,6 +979,7 @@ def main(args: argparse.Namespace) -> int:
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
         "n": args.n,
         "concurrency": args.concurrency,
+        "node_links": args.links,
         "probe_interval_seconds": args.interval,
         "timeout_seconds": args.timeout,
         "network": {"subnet": SUBNET, "gateway": GATEWAY, "probe": PROBE_IP, "first_target": target_ip(0)},
@@ -1009,4 +1016,6 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     )
     ap.add_argument("--timeout", type=float, default=120.0, help="bound of each wait, pinger included (default 120)")
     ap.add_argument("--skip-direct", action="store_true", help="skip the hand-plugged netns baseline")
+    ap.add_argument("--links", choices=("netlink", "iproute2"), default="netlink",
+                    help="the node's link layer: core.vif's netlink (default) or the iproute2 subprocess baseline")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (OVN/OVS logs, hubd log)")
