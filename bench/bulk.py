@@ -1,7 +1,7 @@
 """``bench bulk``: program N endpoints into an empty NB, four ways.
 
 * ``hub``      a Snapshot published on a :class:`hub.bus.Bus`, consumed into
-               :class:`core.programmer.Programmer` (as ``hubd`` does), timed
+               :class:`core.nb.Programmer` (as ``hubd`` does), timed
                from publish until ``flush()`` returns.
 * ``raw``      the same rows as one JSON-RPC ``transact`` with
                :class:`core.ovsdb.OvsdbClient`, timed around the call only.
@@ -48,9 +48,13 @@ from bench.common import (
     short_tmpdir,
 )
 from core.model import Delete, Endpoint, Event, Network, Snapshot, Source, Upsert
-from core.nbmodel import LS, LSP, ls_columns, lsp_columns, lsp_name, to_ovsdb
+from core.names import lsp_name
+from core.nb import Programmer
+from core.nb.tables import LS, LSP
+from core.nb.tables.port import lsp_columns
+from core.nb.tables.switch import ls_columns
 from core.ovsdb import OvsdbClient
-from core.programmer import Programmer
+from core.ovsdb.values import to_ovsdb
 from hub.bus import Bus
 
 SOURCE = Source("docker", "bench")
@@ -126,7 +130,7 @@ async def hub_path(remote: str, snap: Snapshot, profile: cProfile.Profile | None
 # ------------------------------------------------------------------ raw path
 def raw_ops(net: Network, eps: list[Endpoint]) -> list[dict[str, Any]]:
     """One LS insert whose ``ports`` are the named uuids of N LSP inserts, with
-    the columns the programmer writes (core.nbmodel)."""
+    the columns the programmer writes (core/nb/tables)."""
     ls_row = to_ovsdb(ls_columns(net.source, net.name, net, HUB_ID))
     ls_row["ports"] = ["set", [["named-uuid", f"p{i}"] for i in range(len(eps))]]
     ops: list[dict[str, Any]] = [{"op": "insert", "table": LS, "row": ls_row, "uuid-name": "s0"}]

@@ -29,7 +29,7 @@ netns, ``ovn-controller``; chassis ``node1``):
 ``direct``  the baseline, no hub, no Docker: the bench is an ideal
             orchestrator that does one port at a time.  For port i it takes
             ``t_i``, writes its Logical_Switch_Port (the columns the hub writes,
-            :func:`core.nbmodel.lsp_columns`) in one transaction, then plugs a
+            :func:`core.nb.tables.port.lsp_columns`) in one transaction, then plugs a
             netns with :meth:`OneHostOvn.add_port` (veth, ``ovs-vsctl
             add-port``); latencies are from ``t_i`` with the same monitor and
             prober.  There is no queueing here, so it is the floor OVN itself
@@ -82,8 +82,12 @@ from adapters.docker.node import DockerNode, NodeOptions
 from bench.common import HUB_ID, emit, environment, log, mb, proc_status_kb, r, short_tmpdir
 from bench.resync import HubdProcess, NotifySocket
 from core.model import Endpoint, Network, Source
-from core.nbmodel import LS, LSP, UID, ls_columns, ls_name, lsp_columns, lsp_name, to_ovsdb
+from core.names import UID, ls_name, lsp_name
+from core.nb.tables import LS, LSP
+from core.nb.tables.port import lsp_columns
+from core.nb.tables.switch import ls_columns
 from core.ovsdb import OvsdbClient, py_map
+from core.ovsdb.values import to_ovsdb
 from core.vif import Attachment
 from tests.dataplane import OneHostOvn
 from tests.dockerd import PrivateDockerd, import_busybox

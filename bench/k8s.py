@@ -69,9 +69,13 @@ from core.model import (
     Upsert,
     validate,
 )
-from core.nbmodel import ACL, AS, LB, LS, LSP, PG, lb_rows, ls_columns, lsp_columns, to_ovsdb
+from core.nb import Programmer
+from core.nb.tables import ACL, AS, LB, LS, LSP, PG
+from core.nb.tables.load_balancer import lb_rows
+from core.nb.tables.port import lsp_columns
+from core.nb.tables.switch import ls_columns
 from core.ovsdb import OvsdbClient, py_map, py_set
-from core.programmer import Programmer
+from core.ovsdb.values import to_ovsdb
 from hub.bus import AdapterSink, Bus
 from hub.sandbox import OvnSandbox
 
@@ -548,7 +552,7 @@ def time_adapter(adapter: Any, totals: dict[str, float]) -> None:
 
 def timed_derive(prog: Programmer, totals: dict[str, float]) -> None:
     """Count the time spent in ``Programmer._derive``: where the derived rows
-    are computed (``core.nbmodel.lb_rows``, ``core.policy.policy_rows``)."""
+    are computed (``core.nb.tables.load_balancer.lb_rows``, ``core.nb.tables.policy.policy_rows``)."""
     orig = prog._derive
 
     def derive() -> None:
@@ -658,7 +662,7 @@ async def hub_k8s_path(
 def raw_k8s_ops(snap: Snapshot) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The rows the hub writes for the snapshot, as one transaction: the switch
     (``ports`` and ``load_balancer`` as named uuids), every LSP, every LB
-    (``core.nbmodel.lb_rows``, the programmer's LB row builder)."""
+    (``core.nb.tables.load_balancer.lb_rows``, the programmer's LB row builder)."""
     eps = [o for o in snap.objects if isinstance(o, Endpoint)]
     svcs = [o for o in snap.objects if isinstance(o, Service)]
     lbs = [row for svc in svcs for row in lb_rows(svc, HUB_ID)]

@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.model import encode
-from core.nbmodel import lsp_name
+from core.names import lsp_name
 from hub.config import parse_listen
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ import msgspec
 from core import metrics
 from core.adapter import Adapter, AdapterSpec, OptionsError
 from core.model import Delete, Programmed, Ready, Rejected, Snapshot, Source, Upsert
-from core.programmer import Programmer
+from core.nb import Programmer
 from hub.bus import AdapterSink, Bus, Subscription
 from hub.config import Config, ConfigError, load
 from hub.notify import Notifier

@@ -52,12 +52,12 @@ from core.model import (
     Upsert,
     kind_of,
 )
-from core.nbmodel import lsp_name
+from core.names import lsp_name
 from hub.bus import Bus, Subscription
 from hub.config import MqttSection, parse_mqtt_url
 
 if TYPE_CHECKING:
-    from core.programmer import Programmer
+    from core.nb import Programmer
 
 log = logging.getLogger("ovn_hub.mqtt")
 

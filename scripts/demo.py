@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.policy import deny_pg_name  # noqa: E402
+from core.nb.tables.policy import deny_pg_name  # noqa: E402
 from tests.dataplane import OneHostOvn  # noqa: E402
 from tests.dockerd import PrivateDockerd, import_busybox  # noqa: E402
 

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from core.model import Endpoint
-from core.nbmodel import derived_mac, lsp_name
+from core.names import derived_mac, lsp_name
 from hub.sandbox import OvnSandbox, SandboxError, _which
 
 VSWITCH_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")

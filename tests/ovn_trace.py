@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass
 
 from core.model import Endpoint
-from core.nbmodel import derived_mac, lsp_name
+from core.names import derived_mac, lsp_name
 from hub.sandbox import OvnSandbox
 
 _OUTPUT = re.compile(r'/\* output to "([^"]+)"')

@@ -15,8 +15,8 @@ import os
 import shutil
 
 from core.model import Endpoint, Network, Programmed, Ready, Snapshot, Source
-from core.nbmodel import lsp_name
-from core.programmer import Programmer
+from core.names import lsp_name
+from core.nb import Programmer
 from tests.conftest import wait_until
 from tests.dataplane import OneHostOvn
 

@@ -40,8 +40,8 @@ from typing import Any
 import pytest
 
 from core.model import Endpoint, Source
-from core.nbmodel import lsp_name
-from core.policy import deny_pg_name
+from core.names import lsp_name
+from core.nb.tables.policy import deny_pg_name
 from hub.sandbox import _which
 from tests.conftest import Hubd, nb_rows, ovs_map, ovs_set, wait_until
 from tests.dataplane import OneHostOvn

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from adapters.static import StaticAdapter
 from core.adapter import AdapterSpec
 from core.model import Delete, Endpoint, Rejected, Snapshot, Source, Upsert
-from core.programmer import Programmer
+from core.nb import Programmer
 from hub.bus import Bus
 from hub.config import MqttSection
 from hub.remote import RemoteIngest, ingest_topic

@@ -18,12 +18,28 @@ from typing import Any
 
 import msgspec
 import pytest
+from prometheus_client import REGISTRY
 
-import core.ovsdb
+import core.ovsdb.client
+from adapters.docker.adapter import load_policies
 from adapters.static import StaticAdapter
 from core.adapter import AdapterSpec, ObjectCache, unique
-from core.model import LIMITS, Endpoint, Invalid, Network, Rejected, Snapshot, Source, encode, validate
-from core.programmer import Programmer
+from core.model import (
+    LIMITS,
+    Endpoint,
+    Invalid,
+    LBRule,
+    Network,
+    Rejected,
+    Service,
+    Snapshot,
+    Source,
+    decode_event,
+    encode,
+    validate,
+)
+from core.nb import Programmer
+from core.nb.tables.load_balancer import lb_rows
 from hub.bus import AdapterSink, Bus
 from hub.config import ConfigError, loads
 from hub.sandbox import OvnSandbox
@@ -128,9 +144,9 @@ async def test_a_row_that_drops_the_session_is_bisected_out(
     p, pub = programmer
 
     def unchecked(msg: dict[str, Any]) -> bytes:
-        return core.ovsdb._enc.encode(msg)
+        return core.ovsdb.client._enc.encode(msg)
 
-    monkeypatch.setattr(core.ovsdb, "_encode", unchecked)
+    monkeypatch.setattr(core.ovsdb.client, "_encode", unchecked)
     good = [ep(f"g{i}", f"10.100.1.{i + 2}") for i in range(40)]
     p.apply(Snapshot(source=SRC, objects=(NET, *good[:25], ep("nul", "fe80::1%\x00"), *good[25:])))
     await wait_until(lambda: len(pub.rejected("nb-refused")) == 1, 60, "the session-dropping row quarantined")
@@ -156,9 +172,6 @@ def test_a_deeply_nested_line_costs_only_that_line(tmpdir_short: Path) -> None:
 
 
 def test_every_decoder_survives_depth(tmpdir_short: Path) -> None:
-    from adapters.docker.adapter import load_policies
-    from core.model import decode_event
-
     with pytest.raises(Invalid) as e1:
         decode_event(b'{"type":"upsert","zz":' + b"[" * 100000 + b"]" * 100000 + b"}")
     assert e1.value.reason == "bad-json"
@@ -308,9 +321,6 @@ async def test_a_foreign_switch_with_the_hub_name_is_reported_not_twinned(ovn: O
 
 
 async def test_a_foreign_load_balancer_with_the_hub_name_is_not_twinned(ovn: OvnSandbox, programmer: Any) -> None:
-    from core.model import LBRule, Service
-    from core.nbmodel import lb_rows
-
     p, pub = programmer
     svc = Service(source=SRC, uid="s1", namespace="lab", name="web", network="net0",
                   rules=(LBRule(vip="10.96.0.10", port=80, backends=("10.100.0.2:8080",)),))
@@ -343,8 +353,6 @@ def test_unique_and_object_cache_agree() -> None:
 
 # ---------------------------------------------------------------- counting and reconnect
 async def test_rejections_are_counted_once_per_distinct_object() -> None:
-    from prometheus_client import REGISTRY
-
     def counted() -> float:
         return REGISTRY.get_sample_value("ovn_hub_rejected_total", {"source": "static/lab", "reason": "bad-ip"}) or 0.0
 

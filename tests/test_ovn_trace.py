@@ -51,9 +51,10 @@ from core.model import (
     Source,
     Upsert,
 )
-from core.nbmodel import ACL, ls_name
+from core.names import ls_name
+from core.nb import Programmer
+from core.nb.tables import ACL
 from core.ovsdb import OvsdbClient
-from core.programmer import Programmer
 from hub.sandbox import OvnSandbox
 from tests.ovn_trace import Trace, arp_request, mac, sync, tcp, tcp_to, trace
 
@@ -331,7 +332,7 @@ async def test_policy_change_has_no_window(cl: Cluster) -> None:
     prog = cl.prog
     assert prog is not None and prog._client is not None
     spy = TxnSpy(prog._client)
-    old_acls = {k for k in prog.x[ACL] if prog.x[ACL][k].cols["priority"] == 1001}
+    old_acls = {k for k in prog.rows(ACL) if prog.rows(ACL)[k].cols["priority"] == 1001}
     v2 = cl.policy(
         "move", selector=sel(app="web"),
         ingress=(
@@ -349,7 +350,7 @@ async def test_policy_change_has_no_window(cl: Cluster) -> None:
     deleted = acl_ops(txn, lambda op: op["op"] == "delete")
     assert inserted and deleted
     assert max(inserted) < min(deleted), "the new allow must come before the old one goes"
-    old_uuids = {prog.x[ACL][k].uuid for k in old_acls if k in prog.x[ACL]}
+    old_uuids = {prog.rows(ACL)[k].uuid for k in old_acls if k in prog.rows(ACL)}
     assert not old_uuids, "the old allow ACL is gone"
     assert cl.passes(cl.c1, cl.web1, 8080)  # allowed before and after
     assert cl.passes(cl.c1, cl.web1, 9090)  # newly allowed

@@ -11,8 +11,9 @@ import msgspec
 import pytest
 
 from core.model import Delete, Endpoint, Network, Programmed, Ready, Rejected, Snapshot, Source, Upsert
-from core.nbmodel import OWNER
-from core.programmer import Programmer
+from core.names import OWNER
+from core.nb import Programmer
+from core.nb.tables import LS
 from hub.sandbox import OvnSandbox
 from tests.conftest import nb_rows, ovs_map, ovs_set, wait_until
 
@@ -186,7 +187,7 @@ async def test_foreign_port_survives_single_port_removals(ovn: OvnSandbox, prog_
     await p.flush(10)
     p.apply(snap(eps(1)))
     await p.flush(10)
-    await wait_until(lambda: len(p.ls["docker/local/blue"].cols["ports"]) == 2, 5, "replica ports = u0 + operator-port")
+    await wait_until(lambda: len(p.rows(LS)["docker/local/blue"].cols["ports"]) == 2, 5, "replica ports = u0 + operator-port")
     p.apply(snap([]))
     await p.flush(10)
     assert {r["name"] for r in nb_rows(ovn, "Logical_Switch_Port")} == {"operator-port"}
@@ -284,7 +285,7 @@ async def test_restart_cache_reads_only_changed_ports_and_still_repairs_drift(
     s.apply(snap(objs))
     await s.flush(30)
     # the generation counts cache-based starts in a row; at the limit one full read breaks the chain
-    from core.programmer import CACHE_MAX_GENERATIONS, PortCache
+    from core.nb.portcache import CACHE_MAX_GENERATIONS, PortCache
 
     assert await s.save_port_cache()
     await stop(s)
@@ -306,8 +307,8 @@ def test_reply_hook_runs_before_later_updates_and_one_value_columns_take_new_val
     """A select's rows are installed before an update that follows its reply in
     the same read (else the update is lost); ``up`` and ``dynamic_addresses``
     (at most one value) carry their new value in update2, including the empty set."""
+    from core.nb.tables.port import PortRow
     from core.ovsdb import OvsdbClient
-    from core.programmer import PortRow
 
     client = OvsdbClient("unix:/nonexistent")
     order: list[str] = []
@@ -325,12 +326,12 @@ def test_reply_hook_runs_before_later_updates_and_one_value_columns_take_new_val
 
     p = Programmer("unix:/nonexistent", "hub1")
     p.lsp["x"] = PortRow("u-1", "docker/local", 1, True, "02:00:00:00:00:01 10.0.0.2")
-    p._uuid_lsp["u-1"] = "x"
-    p._apply_port("u-1", {"modify": {"dynamic_addresses": "02:00:00:00:00:01 10.0.1.2"}})
+    p.ports.by_uuid["u-1"] = "x"
+    p.ports.apply("u-1", {"modify": {"dynamic_addresses": "02:00:00:00:00:01 10.0.1.2"}}, p.changes)
     assert p.lsp["x"].dyn == "02:00:00:00:00:01 10.0.1.2"  # A -> B, not A xor B
-    p._apply_port("u-1", {"modify": {"dynamic_addresses": ["set", []]}})
+    p.ports.apply("u-1", {"modify": {"dynamic_addresses": ["set", []]}}, p.changes)
     assert p.lsp["x"].dyn == "02:00:00:00:00:01 10.0.1.2"  # an allocation that goes away keeps the last lock
-    p._apply_port("u-1", {"modify": {"up": ["set", []]}})
+    p.ports.apply("u-1", {"modify": {"up": ["set", []]}}, p.changes)
     assert p.lsp["x"].up is None
-    p._apply_port("u-1", {"modify": {"up": False}})
+    p.ports.apply("u-1", {"modify": {"up": False}}, p.changes)
     assert p.lsp["x"].up is False

@@ -43,9 +43,9 @@ from core.model import (
     kind_of,
     validate,
 )
-from core.nbmodel import ACL_KEY, NAME, OWNER, PARENT, SOURCE, UID, lsp_name
-from core.policy import ALLOW_PRIORITY, DENY_PRIORITY, deny_pg_name, pg_name, policy_rows, selector_matches
-from core.programmer import Programmer
+from core.names import ACL_KEY, NAME, OWNER, PARENT, SOURCE, UID, lsp_name
+from core.nb import Programmer
+from core.nb.tables.policy import ALLOW_PRIORITY, DENY_PRIORITY, deny_pg_name, pg_name, policy_rows, selector_matches
 from hub.sandbox import OvnSandbox
 from tests.conftest import nb_rows, ovs_map, ovs_set, wait_until
 

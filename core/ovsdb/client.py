@@ -339,32 +339,3 @@ async def wait_for_server(remote: str, timeout: float = 10.0, sleep: Callable[[f
                 await sleep(0.05)
             finally:
                 await client.close()
-
-
-# ---------------------------------------------------------------- value helpers
-def oset(values: list[Any] | tuple[Any, ...]) -> Any:
-    """Python sequence → OVSDB set."""
-    return ["set", list(values)]
-
-
-def omap(d: dict[str, str]) -> Any:
-    return ["map", sorted(d.items())]
-
-
-def py_set(value: Any) -> tuple[Any, ...]:
-    """OVSDB set (or a single atom) → tuple of atoms (uuids as plain strings)."""
-    if isinstance(value, list) and value and value[0] == "set":
-        return tuple(_atom(v) for v in value[1])
-    return (_atom(value),)
-
-
-def py_map(value: Any) -> dict[str, str]:
-    if isinstance(value, list) and value and value[0] == "map":
-        return {k: v for k, v in value[1]}
-    return {}
-
-
-def _atom(v: Any) -> Any:
-    if isinstance(v, list) and len(v) == 2 and v[0] in ("uuid", "named-uuid"):
-        return v[1]
-    return v

@@ -55,8 +55,19 @@ import ipaddress
 import json
 from collections.abc import Iterable, Mapping
 
-from core.model import Endpoint, Namespace, Peer, Policy, PolicyPort, Rule, Selector, Source
-from core.nbmodel import ACL, ACL_KEY, AS, PARENT, PG, RULE, DesiredRow, lsp_name, owner_ids
+from core.model import Endpoint, Namespace, Peer, Policy, PolicyPort, Programmed, Rule, Selector, Source
+from core.names import ACL_KEY, KIND, PARENT, RULE, SOURCE, UID, lsp_name, owner_ids
+from core.nb.kinds import DesiredRow, PlanOp, Ref, RowKind, SourceView, View, by_external_id, register
+from core.nb.tables import port
+from core.ovsdb.values import Col
+
+PG = "Port_Group"
+AS = "Address_Set"
+ACL = "ACL"
+PG_COLUMNS = {"name": Col.SCALAR, "ports": Col.UUIDS, "acls": Col.UUIDS, "external_ids": Col.MAP}
+AS_COLUMNS = {"name": Col.SCALAR, "addresses": Col.SET, "external_ids": Col.MAP}
+ACL_COLUMNS = {"priority": Col.SCALAR, "direction": Col.SCALAR, "match": Col.SCALAR, "action": Col.SCALAR,
+               "options": Col.MAP, "external_ids": Col.MAP}  # fmt: skip
 
 DENY_PRIORITY = 1000
 ALLOW_PRIORITY = 1001
@@ -342,3 +353,44 @@ def names_in_match(match: str) -> set[str]:
                 out.add(name)
     return out
 
+
+
+# ---------------------------------------------------------------- kinds
+def derive(view: SourceView) -> list[DesiredRow]:
+    st = view.state
+    if not st.policies:
+        return []
+    return policy_rows(view.source, view.endpoints, st.namespaces, st.policies.values(), view.hub_id)
+
+
+def object_programmed(view: View, u: PlanOp) -> Programmed | None:
+    """The service or policy a derived row belongs to (``deleted`` when the
+    object is gone from the desired state); the commit sends one per object."""
+    ids = u.columns.get("external_ids") or view.ids(u.table, u.name)
+    kind, uid, src = ids.get(KIND, ""), ids.get(UID, ""), ids.get(SOURCE, "")
+    if kind not in ("service", "policy") or not uid:
+        return None
+    try:
+        source = Source.parse(src)
+    except ValueError:
+        return None
+    st = view.desired.sources.get(src)
+    alive = st is not None and uid in (st.services if kind == "service" else st.policies)
+    return Programmed(source=source, kind="service" if kind == "service" else "policy", key=uid, row=u.name, deleted=not alive)
+
+
+def _names_used(cols: Mapping[str, object]) -> set[str]:
+    match = cols.get("match", "")
+    return names_in_match(match) if isinstance(match, str) else set()
+
+
+register(RowKind(table=AS, columns=AS_COLUMNS, rank=2, named=True, whole_batch=True, programmed=object_programmed))
+register(
+    RowKind(table=PG, columns=PG_COLUMNS, rank=3, members=Ref(port.TABLE, "ports", strong=False), named=True,
+            whole_batch=True, programmed=object_programmed),
+    derive,
+)  # fmt: skip
+register(
+    RowKind(table=ACL, columns=ACL_COLUMNS, rank=5, key=by_external_id(ACL_KEY), parent=Ref(PG, "acls"),
+            names_used=_names_used, whole_batch=True, programmed=object_programmed)
+)  # fmt: skip

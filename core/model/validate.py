@@ -1,26 +1,12 @@
-"""The canonical model every adapter speaks and the OVN programmer consumes.
+"""Validation of canonical objects: one strict validator for every adapter and remote ingest.
 
-Why msgspec frozen Structs: the hub holds tens of thousands of these, compares
-them on every event (no-op filtering is an equality check) and encodes them for
-the bus and the admin API.  Structs are compact, fast to compare and encode, and
-their JSON Schema comes for free (``hubctl schema``).
-
-Validation is explicit (:func:`validate`) rather than in ``__post_init__`` so
-that a decoder can produce an object, and the caller decides what to do with a
-rejected one: it carries a :class:`Invalid` with a one-line reason.
-
-Keys: a Network is keyed by ``name`` within its source; an Endpoint by
-``network/uid`` within its source (one Endpoint per attachment: a container on
-two networks is two Endpoints with the same ``uid``); a Namespace by ``name``;
-a Service and a Policy by ``uid``.
-
-Services and policies are *resolved* by the adapter: a Service carries concrete
-``vip:port -> backend ip:port`` rules (EndpointSlices, named target ports,
-NodePorts and externalIPs already expanded), so core never needs to know what a
-Kubernetes Service is.  A Policy keeps Kubernetes NetworkPolicy v1 semantics
-(selectors, ipBlocks, named ports) because its meaning depends on *other*
-objects (endpoint labels and ports, namespace labels) that change
-independently; core evaluates it against its desired state (core/policy.py).
+:func:`validate` raises :class:`~core.model.objects.Invalid` with a short
+``reason`` (a metric label) and a one-line message quoting at most ~200
+characters of the bad value.  Addresses are parsed by :mod:`ipaddress` (no
+scope ids, whitespace, control characters or duplicates; loopback, multicast,
+unspecified and broadcast refused for endpoints), identifiers carry no
+control, bidi or zero-width characters, and every string and collection has a
+limit (:data:`LIMITS`).
 """
 
 from __future__ import annotations
@@ -28,14 +14,21 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
-from typing import Any, Literal
 
-import msgspec
+from core.model.objects import (
+    DNS_LABEL,
+    Invalid,
+    Namespace,
+    Network,
+    Object,
+    Peer,
+    Policy,
+    PolicyPort,
+    Selector,
+    Service,
+    Source,
+)
 
-MODEL_VERSION = "1.0"
-SCHEMA_ID = "https://ovn-hub.invalid/schema/model/v1"
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _NET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
@@ -49,255 +42,6 @@ _OPERATORS = frozenset({"In", "NotIn", "Exists", "DoesNotExist"})
 MAX_AFFINITY_TIMEOUT = 86400  # Kubernetes' limit for sessionAffinityConfig.clientIP.timeoutSeconds
 
 
-class Invalid(ValueError):
-    """A canonical object (or raw payload) was rejected; ``reason`` is a short
-    machine-friendly tag (used as a metric label), ``str(exc)`` the sentence."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class Source(msgspec.Struct, frozen=True):
-    """Which orchestrator instance an object came from.  ``orchestrator`` and
-    ``cluster`` are DNS labels, so ``str(source)`` ("k8s/prod") is unambiguous."""
-
-    orchestrator: str
-    cluster: str
-
-    def __str__(self) -> str:
-        return f"{self.orchestrator}/{self.cluster}"
-
-    @classmethod
-    def parse(cls, text: str) -> Source:
-        orch, sep, cluster = text.partition("/")
-        src = cls(orch, cluster)
-        if not sep:
-            raise Invalid("bad-source", f"source {text!r} is not 'orchestrator/cluster'")
-        validate_source(src)
-        return src
-
-
-class PortSpec(msgspec.Struct, frozen=True):
-    """A port an endpoint serves (container port, not a host mapping)."""
-
-    port: int
-    protocol: str = "tcp"
-    name: str = ""
-
-
-class Network(msgspec.Struct, frozen=True, tag="network", kw_only=True):
-    """An L2 domain.  Maps to one Logical_Switch per (source, name)."""
-
-    source: Source
-    name: str
-    subnets: tuple[str, ...] = ()
-    gateway: str | None = None
-    labels: dict[str, str] = {}
-
-    @property
-    def key(self) -> str:
-        return self.name
-
-
-class Endpoint(msgspec.Struct, frozen=True, tag="endpoint", kw_only=True):
-    """One attachment of a workload (pod, container, task, app instance) to a
-    network.  Maps to one Logical_Switch_Port.  ``ips`` may be empty: OVN then
-    allocates (``dynamic``) from the network's subnet."""
-
-    source: Source
-    uid: str
-    namespace: str
-    name: str
-    kind: str
-    network: str
-    node: str = ""
-    ips: tuple[str, ...] = ()
-    mac: str | None = None
-    labels: dict[str, str] = {}
-    ports: tuple[PortSpec, ...] = ()
-    state: str = "running"
-
-    @property
-    def key(self) -> str:
-        return f"{self.network}/{self.uid}"
-
-
-class Namespace(msgspec.Struct, frozen=True, tag="namespace", kw_only=True):
-    """A tenant and its labels.  Programs nothing by itself: policies'
-    ``namespace_selector`` match these labels (a namespace without a Namespace
-    object has no labels)."""
-
-    source: Source
-    name: str
-    labels: dict[str, str] = {}
-
-    @property
-    def key(self) -> str:
-        return self.name
-
-
-class LBRule(msgspec.Struct, frozen=True, kw_only=True):
-    """One ``vip:port`` of a service and where it goes.  ``backends`` are
-    ``"ip:port"`` (``"[v6]:port"`` for IPv6), of the same family as ``vip``;
-    empty = no ready backend (the VIP is then left out of the load balancer)."""
-
-    protocol: str = "tcp"
-    vip: str
-    port: int
-    backends: tuple[str, ...] = ()
-
-
-class Service(msgspec.Struct, frozen=True, tag="service", kw_only=True):
-    """A resolved service: VIP rules → backends.  Maps to one Load_Balancer per
-    protocol on the Logical_Switch of ``network`` (same source).
-    ``affinity_timeout`` > 0 = client-IP session affinity for that many seconds."""
-
-    source: Source
-    uid: str
-    namespace: str
-    name: str
-    network: str
-    rules: tuple[LBRule, ...] = ()
-    affinity_timeout: int = 0
-
-    @property
-    def key(self) -> str:
-        return self.uid
-
-
-class Expr(msgspec.Struct, frozen=True, kw_only=True):
-    """A label selector requirement (``matchExpressions`` item)."""
-
-    key: str
-    operator: str  # In | NotIn | Exists | DoesNotExist
-    values: tuple[str, ...] = ()
-
-
-class Selector(msgspec.Struct, frozen=True, kw_only=True):
-    """A Kubernetes label selector; the empty selector matches everything."""
-
-    match_labels: dict[str, str] = {}
-    match_expressions: tuple[Expr, ...] = ()
-
-
-class Peer(msgspec.Struct, frozen=True, kw_only=True):
-    """One ``from``/``to`` item.  Exactly as Kubernetes: ``pod_selector`` alone =
-    pods of the policy's namespace; ``namespace_selector`` alone = every pod of
-    the matching namespaces; both = pods matching ``pod_selector`` *in* matching
-    namespaces (AND); ``cidr`` (+ ``except_cidrs``) = an ipBlock, alone."""
-
-    pod_selector: Selector | None = None
-    namespace_selector: Selector | None = None
-    cidr: str | None = None
-    except_cidrs: tuple[str, ...] = ()
-
-
-class PolicyPort(msgspec.Struct, frozen=True, kw_only=True):
-    """``port`` None = every port of ``protocol``; a str = a named container
-    port, resolved per destination pod against ``Endpoint.ports`` names;
-    ``end_port`` makes ``port..end_port`` a range."""
-
-    protocol: str = "tcp"
-    port: int | str | None = None
-    end_port: int | None = None
-
-
-class Rule(msgspec.Struct, frozen=True, kw_only=True):
-    """Empty ``peers`` = every source/destination; empty ``ports`` = every port.
-    A rule allows the traffic matching (any peer) AND (any port)."""
-
-    peers: tuple[Peer, ...] = ()
-    ports: tuple[PolicyPort, ...] = ()
-
-
-class Policy(msgspec.Struct, frozen=True, tag="policy", kw_only=True):
-    """A Kubernetes NetworkPolicy (v1).  ``ingress``/``egress`` None = that
-    policy type is not in effect; ``()`` = default deny in that direction.  A pod
-    selected by any policy with a direction in effect is isolated in that
-    direction: only the union of the allowing rules of all such policies passes."""
-
-    source: Source
-    uid: str
-    namespace: str
-    name: str
-    pod_selector: Selector = msgspec.field(default_factory=Selector)
-    ingress: tuple[Rule, ...] | None = None
-    egress: tuple[Rule, ...] | None = None
-
-    @property
-    def key(self) -> str:
-        return self.uid
-
-
-Object = Network | Endpoint | Namespace | Service | Policy
-ObjectKind = Literal["network", "endpoint", "namespace", "service", "policy"]
-OBJECT_KINDS: tuple[ObjectKind, ...] = ("network", "endpoint", "namespace", "service", "policy")
-_KIND_OF: dict[type, ObjectKind] = {
-    Network: "network",
-    Endpoint: "endpoint",
-    Namespace: "namespace",
-    Service: "service",
-    Policy: "policy",
-}
-
-
-def kind_of(obj: Object) -> ObjectKind:
-    return _KIND_OF[type(obj)]
-
-
-# ---------------------------------------------------------------- events
-class Snapshot(msgspec.Struct, frozen=True, tag="snapshot", kw_only=True):
-    """Everything a source has, after a (re)list.  Objects of the source that are
-    not in it are deleted: the snapshot is what licenses garbage collection."""
-
-    source: Source
-    objects: tuple[Object, ...]
-
-
-class Upsert(msgspec.Struct, frozen=True, tag="upsert", kw_only=True):
-    obj: Object
-
-
-class Delete(msgspec.Struct, frozen=True, tag="delete", kw_only=True):
-    source: Source
-    kind: ObjectKind
-    key: str
-
-
-class Rejected(msgspec.Struct, frozen=True, tag="rejected", kw_only=True):
-    """Input that could not become a canonical object, and why."""
-
-    source: Source
-    reason: str
-    message: str
-    ref: str = ""
-
-
-class Programmed(msgspec.Struct, frozen=True, tag="programmed", kw_only=True):
-    """The object's NB rows are committed (or removed, with ``deleted``)."""
-
-    source: Source
-    kind: ObjectKind
-    key: str
-    row: str
-    deleted: bool = False
-
-
-class Ready(msgspec.Struct, frozen=True, tag="ready", kw_only=True):
-    """OVN reports the endpoint's port up (ovn-controller bound it)."""
-
-    source: Source
-    key: str
-    port: str
-
-
-InputEvent = Snapshot | Upsert | Delete | Rejected
-StatusEvent = Programmed | Ready
-Event = Snapshot | Upsert | Delete | Rejected | Programmed | Ready
-
-
-# ---------------------------------------------------------------- validation
 #: Every string field and collection of the model has a limit; past it the
 #: object is rejected (``too-long`` / ``too-many``) with a reason.  README's
 #: configuration reference lists these.  They are far above what orchestrators
@@ -364,7 +108,7 @@ def _count(field: str, values: object, limit: str) -> None:
 
 def validate_source(src: Source) -> None:
     for field, value in (("orchestrator", src.orchestrator), ("cluster", src.cluster)):
-        if not _DNS_LABEL.fullmatch(value):
+        if not DNS_LABEL.fullmatch(value):
             raise Invalid("bad-source", f"source {field} {quote(value)} is not a DNS label ([a-z0-9-], 1-63)")
 
 
@@ -646,57 +390,3 @@ def validate(obj: Object) -> None:
         if p.name and not _PORT_NAME.fullmatch(p.name):
             raise Invalid("bad-port", f"port name {quote(p.name)} is not an IANA service name")
     _labels(obj.labels)
-
-
-# ---------------------------------------------------------------- codecs
-_event_decoder = msgspec.json.Decoder(Event)
-_object_decoder = msgspec.json.Decoder(Object)
-_encoder = msgspec.json.Encoder(order="deterministic")
-
-
-def encode(value: Any) -> bytes:
-    return _encoder.encode(value)
-
-
-def _decode(decoder: msgspec.json.Decoder[Any], data: bytes | str, what: str, limit: int) -> Any:
-    """Decode, and turn *every* failure into :class:`Invalid`: a bad line must
-    cost that line, never the file or the adapter (a value nested 1,000 deep
-    raises RecursionError inside msgspec)."""
-    if len(data) > limit:
-        raise Invalid("too-long", f"{what} is {len(data)} bytes, more than {limit}")
-    try:
-        return decoder.decode(data)
-    except msgspec.ValidationError as exc:
-        raise Invalid("schema", f"{what} does not match the model: {_cut(str(exc))}") from None
-    except msgspec.DecodeError as exc:
-        raise Invalid("bad-json", f"not JSON: {_cut(str(exc))}") from None
-    except RecursionError:
-        raise Invalid("bad-json", f"{what} is nested too deeply") from None
-    except (ValueError, TypeError, OverflowError, MemoryError) as exc:  # defensive: any other decoder failure
-        raise Invalid("bad-json", f"{what} could not be decoded: {type(exc).__name__}") from None
-
-
-def _cut(text: str, limit: int = 2 * _QUOTE) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}..."
-
-
-def decode_event(data: bytes | str) -> Event:
-    """Decode one canonical event (JSON); raise :class:`Invalid` on bad input."""
-    ev: Event = _decode(_event_decoder, data, "event", LIMITS["event_bytes"])
-    return ev
-
-
-def decode_object(data: bytes | str) -> Object:
-    """Decode one canonical object (JSON); raise :class:`Invalid` on bad input."""
-    obj: Object = _decode(_object_decoder, data, "object", LIMITS["object_bytes"])
-    return obj
-
-
-def json_schema() -> dict[str, Any]:
-    """The versioned JSON Schema of canonical events (and so of every object)."""
-    schema = msgspec.json.schema(Event)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = SCHEMA_ID
-    schema["title"] = "OVN Hub canonical event"
-    schema["version"] = MODEL_VERSION
-    return schema
