@@ -25,8 +25,8 @@ import hypothesis  # noqa: F401 - imported (and assertion-rewritten) now, not la
 import pytest
 
 from hub.sandbox import OvnSandbox
-from tests.dockerd import PrivateDockerd, import_busybox
-from tests.k8s_fake import FakeKubeApi
+from testkit.dockerd import PrivateDockerd, import_busybox
+from testkit.k8s_fake import FakeKubeApi
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -223,7 +223,7 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeKubeApi]:
-    """An in-repo Kubernetes API server (tests/k8s_fake.py) on loopback."""
+    """An in-repo Kubernetes API server (testkit/k8s_fake.py) on loopback."""
     server = FakeKubeApi()
     await server.start()
     try:
@@ -234,7 +234,7 @@ async def fake() -> AsyncIterator[FakeKubeApi]:
 
 @pytest.fixture(scope="module")
 def dockerd() -> Iterator[PrivateDockerd]:
-    """A private dockerd (tests/dockerd.py) with busybox:hub, one per test module."""
+    """A private dockerd (testkit/dockerd.py) with busybox:hub, one per test module."""
     d = PrivateDockerd()
     try:
         d.start()

@@ -1,7 +1,7 @@
 """The static and Kubernetes adapters pass the conformance kit (testkit.conformance).
 
 static: a JSON-lines file in a temp dir (broken = the file is moved away).
-k8s: the in-repo fake API server (tests/k8s_fake.py) behind a
+k8s: the in-repo fake API server (testkit/k8s_fake.py) behind a
 testkit.proxy.BreakableProxy (broken = connections aborted and refused).
 """
 
@@ -25,9 +25,9 @@ from testkit.conformance import (
     entry_point_factory,
     run_check,
 )
+from testkit.k8s_fake import FakeKubeApi, write_kubeconfig
 from testkit.proxy import BreakableProxy
 from tests.conftest import FIXTURES_DIR
-from tests.k8s_fake import FakeKubeApi, write_kubeconfig
 
 K8S_FIXTURES = FIXTURES_DIR / "kubernetes"
 

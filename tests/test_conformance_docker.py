@@ -1,5 +1,5 @@
 """The Docker adapter passes the conformance kit against a REAL private dockerd
-(tests/dockerd.py, the module-scoped ``dockerd`` fixture of conftest), reached
+(testkit/dockerd.py, the module-scoped ``dockerd`` fixture of conftest), reached
 through a testkit.proxy.BreakableProxy on a unix socket (broken = the adapter's
 connections aborted and refused; the docker CLI still talks to dockerd directly).
 
@@ -30,9 +30,9 @@ from testkit.conformance import (
     entry_point_factory,
     run_check,
 )
+from testkit.dockerd import PrivateDockerd, docker
 from testkit.proxy import BreakableProxy
 from tests.conftest import FIXTURES_DIR
-from tests.dockerd import PrivateDockerd, docker
 
 DOCKER_FIXTURES = FIXTURES_DIR / "docker"
 IMAGE = "busybox:hub"

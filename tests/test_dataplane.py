@@ -1,6 +1,6 @@
 """Real packets: what the programmer writes makes ovn-controller forward pings.
 
-One chassis (tests/dataplane.py): ovs-vswitchd with the userspace datapath,
+One chassis (testkit/dataplane.py): ovs-vswitchd with the userspace datapath,
 ovn-controller, a network namespace per endpoint.  Proves that the NB rows
 the hub writes bind (``up``), that endpoints on one network reach each other,
 that two networks without a router do not, and that ``Ready`` follows the
@@ -17,8 +17,8 @@ import shutil
 from core.model import Endpoint, Network, Programmed, Ready, Snapshot, Source
 from core.nbmodel import lsp_name
 from core.programmer import Programmer
+from testkit.dataplane import OneHostOvn
 from tests.conftest import wait_until
-from tests.dataplane import OneHostOvn
 
 _MISSING = [
     b for b in ("ovs-vswitchd", "ovn-controller", "ip", "ping", "ethtool")

@@ -1,9 +1,9 @@
 """Real packets through what the Kubernetes adapter asks for.
 
-Fake API server (tests/k8s_fake.py, real wire protocol) → a real ``hubd``
+Fake API server (testkit/k8s_fake.py, real wire protocol) → a real ``hubd``
 subprocess with the k8s adapter → real NB → ovn-northd → ovn-controller →
 ovs-vswitchd (userspace datapath) → network namespaces standing in for the
-pods (tests/dataplane.py).  Nothing of OVN is mocked: a verdict here is a
+pods (testkit/dataplane.py).  Nothing of OVN is mocked: a verdict here is a
 packet that arrived or did not.
 
 * NetworkPolicy: a default-deny policy drops ping; an allow rule lets TCP to
@@ -43,9 +43,9 @@ from core.model import Endpoint, Source
 from core.nbmodel import lsp_name
 from core.policy import deny_pg_name
 from hub.sandbox import _which
+from testkit.dataplane import OneHostOvn
+from testkit.k8s_fake import FakeKubeApi
 from tests.conftest import Hubd, nb_rows, ovs_map, ovs_set, wait_until
-from tests.dataplane import OneHostOvn
-from tests.k8s_fake import FakeKubeApi
 from tests.test_k8s_adapter import mkpod, mkslice, mksvc
 
 _MISSING = [

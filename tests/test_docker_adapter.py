@@ -1,4 +1,4 @@
-"""DockerAdapter against a REAL private dockerd (see tests/dockerd.py).
+"""DockerAdapter against a REAL private dockerd (see testkit/dockerd.py).
 
 Fails (never skips) when dockerd/busybox are missing or we are not root.  The daemon is
 module-scoped and always stopped (and its data root removed) at the end.
@@ -25,7 +25,7 @@ from core.adapter import AdapterSpec, OptionsError
 from core.model import Delete, Endpoint, InputEvent, Network, Policy, Rejected, Snapshot, Source, Upsert, validate
 
 try:
-    from tests.dockerd import DOCKERD, PrivateDockerd, import_busybox
+    from testkit.dockerd import DOCKERD, PrivateDockerd, import_busybox
 except ImportError:  # tests/ itself on sys.path (rootdir-less run)
     from dockerd import DOCKERD, PrivateDockerd, import_busybox  # type: ignore[no-redef,import-not-found]
 

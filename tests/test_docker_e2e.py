@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from hub.sandbox import OvnSandbox
+from testkit.dockerd import PrivateDockerd, docker
 from tests.conftest import Hubd, nb_rows, ovs_map, ovs_set, sync_wait_until
-from tests.dockerd import PrivateDockerd, docker
 
 
 def attachments(d: PrivateDockerd, name: str) -> dict[str, tuple[str, str]]:

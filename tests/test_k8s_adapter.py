@@ -1,5 +1,5 @@
 """K8sAdapter with the REAL kubernetes_asyncio client against the in-repo fake
-API server (tests/k8s_fake.py, real list/watch wire protocol on 127.0.0.1)."""
+API server (testkit/k8s_fake.py, real list/watch wire protocol on 127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ from core.model import (
 )
 
 try:
+    from testkit.k8s_fake import FakeKubeApi
     from tests.conftest import FIXTURES_DIR
-    from tests.k8s_fake import FakeKubeApi
 except ImportError:  # tests/ itself on sys.path
     from conftest import FIXTURES_DIR  # type: ignore[no-redef,import-not-found]
     from k8s_fake import FakeKubeApi  # type: ignore[no-redef,import-not-found]

@@ -3,7 +3,7 @@
 A real private dockerd runs busybox containers with ``--network none`` and an
 ``ovn-hub.network`` label; ``hubd`` (docker adapter with OVN Hub networks)
 programs their ports into a real NB; ``hubd --role node`` plugs them into the
-one-host data plane (tests/dataplane.py: ovs-vswitchd netdev + ovn-controller)
+one-host data plane (testkit/dataplane.py: ovs-vswitchd netdev + ovn-controller)
 with the address NB holds (OVN dynamic IPAM, or the ``ovn-hub.ip`` label).
 Then containers ping each other through OVN, stop/restart/adoption/orphan
 cleanup converge, and ``ready`` reaches MQTT subscribers only after
@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 
 from adapters.docker.node import veth_name
+from testkit.dataplane import OneHostOvn
+from testkit.dockerd import PrivateDockerd, docker, docker_request
+from testkit.mosquitto import Mosquitto
 from tests.conftest import Hubd, nb_rows, ovs_map, ovs_set, sync_wait_until
-from tests.dataplane import OneHostOvn
-from tests.dockerd import PrivateDockerd, docker, docker_request
-from tests.mosquitto import Mosquitto
 
 if os.geteuid() != 0 or not shutil.which("ovs-vswitchd") or not shutil.which("nsenter"):
     raise RuntimeError("the wrapper-mode tests need root, ovs-vswitchd and nsenter (make test installs them)")

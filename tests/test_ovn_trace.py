@@ -55,7 +55,7 @@ from core.nbmodel import ACL, ls_name
 from core.ovsdb import OvsdbClient
 from core.programmer import Programmer
 from hub.sandbox import OvnSandbox
-from tests.ovn_trace import Trace, arp_request, mac, sync, tcp, tcp_to, trace
+from testkit.ovn_trace import Trace, arp_request, mac, sync, tcp, tcp_to, trace
 
 NET = "pods"
 _ids = itertools.count()
