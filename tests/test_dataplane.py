@@ -18,7 +18,7 @@ from core.model import Endpoint, Network, Programmed, Ready, Snapshot, Source
 from core.nbmodel import lsp_name
 from core.programmer import Programmer
 from testkit.dataplane import OneHostOvn
-from tests.conftest import wait_until
+from testkit.wait import wait_until
 
 _MISSING = [
     b for b in ("ovs-vswitchd", "ovn-controller", "ip", "ping", "ethtool")

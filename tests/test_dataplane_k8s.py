@@ -44,8 +44,10 @@ from core.nbmodel import lsp_name
 from core.policy import deny_pg_name
 from hub.sandbox import _which
 from testkit.dataplane import OneHostOvn
+from testkit.hubd import Hubd
 from testkit.k8s_fake import FakeKubeApi
-from tests.conftest import Hubd, nb_rows, ovs_map, ovs_set, wait_until
+from testkit.nb import nb_rows, ovs_map, ovs_set
+from testkit.wait import wait_until
 from tests.test_k8s_adapter import mkpod, mkslice, mksvc
 
 _MISSING = [

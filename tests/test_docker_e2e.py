@@ -16,7 +16,9 @@ from typing import Any
 
 from hub.sandbox import OvnSandbox
 from testkit.dockerd import PrivateDockerd, docker
-from tests.conftest import Hubd, nb_rows, ovs_map, ovs_set, sync_wait_until
+from testkit.hubd import Hubd
+from testkit.nb import nb_rows, ovs_map, ovs_set
+from testkit.wait import sync_wait_until
 
 
 def attachments(d: PrivateDockerd, name: str) -> dict[str, tuple[str, str]]:

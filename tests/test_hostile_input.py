@@ -27,7 +27,9 @@ from core.programmer import Programmer
 from hub.bus import AdapterSink, Bus
 from hub.config import ConfigError, loads
 from hub.sandbox import OvnSandbox
-from tests.conftest import Hubd, nb_rows, sync_wait_until, wait_until
+from testkit.hubd import Hubd
+from testkit.nb import nb_rows
+from testkit.wait import sync_wait_until, wait_until
 
 SRC = Source("static", "lab")
 NET = Network(source=SRC, name="net0", subnets=("10.100.0.0/16",))

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from core.model import decode_event, decode_object
-from tests.conftest import BIN, FIXTURES_DIR, Hubd, sync_wait_until
+from testkit.hubd import BIN, Hubd
+from testkit.wait import sync_wait_until
+from tests.conftest import FIXTURES_DIR
 
 FIX = FIXTURES_DIR / "docker"
 

@@ -18,7 +18,10 @@ import pytest
 
 from core.model import Endpoint, Network, Source, encode
 from hub.sandbox import OvnSandbox
-from tests.conftest import BIN, ROOT, Hubd, nb_rows, sync_wait_until
+from testkit.hubd import BIN, Hubd
+from testkit.nb import nb_rows
+from testkit.wait import sync_wait_until
+from tests.conftest import ROOT
 
 
 def write_objects(path: Path, cluster: str, n: int, net: str = "blue", extra: list[bytes] | None = None) -> None:

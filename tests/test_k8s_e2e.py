@@ -14,9 +14,11 @@ import pytest
 
 from core.model import Endpoint, Source
 from hub.sandbox import OvnSandbox
+from testkit.hubd import Hubd
 from testkit.k8s_fake import FakeKubeApi
+from testkit.nb import nb_rows, ovs_map, ovs_set
 from testkit.ovn_trace import sync, tcp, tcp_to, trace
-from tests.conftest import Hubd, nb_rows, ovs_map, ovs_set, wait_until
+from testkit.wait import wait_until
 from tests.test_k8s_adapter import SERVICE_NAME_LABEL, mkpod, mkslice, mksvc
 
 SRC = Source("k8s", "test")

@@ -9,7 +9,8 @@ import ast
 import subprocess
 from pathlib import Path
 
-from tests.conftest import BIN, ROOT
+from testkit.hubd import BIN
+from tests.conftest import ROOT
 
 
 def imports(pkg: str) -> list[tuple[Path, str]]:

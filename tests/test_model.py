@@ -20,7 +20,7 @@ from core.model import (
     json_schema,
     validate,
 )
-from tests.conftest import BIN
+from testkit.hubd import BIN
 
 SRC = Source("docker", "local")
 

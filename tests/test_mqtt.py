@@ -25,8 +25,9 @@ from hub.bus import Bus
 from hub.config import ConfigError, MqttSection, loads
 from hub.mqtt import PREFIX, MqttMirror, client_kwargs, escape, payload_schemas, read_retained, state_topic, unescape
 from hub.sandbox import OvnSandbox
+from testkit.hubd import BIN, Hubd
 from testkit.mosquitto import Mosquitto
-from tests.conftest import BIN, Hubd, sync_wait_until, wait_until
+from testkit.wait import sync_wait_until, wait_until
 from tests.test_hubd import config, ports
 
 HUB = "hubt"

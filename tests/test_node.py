@@ -27,8 +27,10 @@ import pytest
 from adapters.docker.node import veth_name
 from testkit.dataplane import OneHostOvn
 from testkit.dockerd import PrivateDockerd, docker, docker_request
+from testkit.hubd import Hubd
 from testkit.mosquitto import Mosquitto
-from tests.conftest import Hubd, nb_rows, ovs_map, ovs_set, sync_wait_until
+from testkit.nb import nb_rows, ovs_map, ovs_set
+from testkit.wait import sync_wait_until
 
 if os.geteuid() != 0 or not shutil.which("ovs-vswitchd") or not shutil.which("nsenter"):
     raise RuntimeError("the wrapper-mode tests need root, ovs-vswitchd and nsenter (make test installs them)")
@@ -366,7 +368,7 @@ def test_ready_reaches_the_bus_only_after_the_port_is_up(
 
 
 def test_node_config_is_checked(tmp_path: Path) -> None:
-    from tests.conftest import BIN
+    from testkit.hubd import BIN
 
     def check(text: str) -> subprocess.CompletedProcess[str]:
         cfg = tmp_path / "n.toml"

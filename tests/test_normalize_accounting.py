@@ -16,7 +16,8 @@ import yaml
 from adapters.docker.offline import normalize_text as docker_normalize
 from adapters.k8s.offline import normalize_text as k8s_normalize
 from core.model import Endpoint, Invalid, Service, Source
-from tests.conftest import BIN, FIXTURES_DIR
+from testkit.hubd import BIN
+from tests.conftest import FIXTURES_DIR
 
 DOCKER = FIXTURES_DIR / "docker"
 K8S = FIXTURES_DIR / "kubernetes"

@@ -14,7 +14,8 @@ from core.model import Delete, Endpoint, Network, Programmed, Ready, Rejected, S
 from core.nbmodel import OWNER
 from core.programmer import Programmer
 from hub.sandbox import OvnSandbox
-from tests.conftest import nb_rows, ovs_map, ovs_set, wait_until
+from testkit.nb import nb_rows, ovs_map, ovs_set
+from testkit.wait import wait_until
 
 SRC = Source("docker", "local")
 OTHER = Source("k8s", "prod")

@@ -20,8 +20,9 @@ from hub.config import ConfigError, MqttSection, loads
 from hub.mqtt import client_kwargs
 from hub.remote import RemoteIngest, ingest_topic
 from hub.sandbox import OvnSandbox
+from testkit.hubd import Hubd
 from testkit.mosquitto import Mosquitto, free_port
-from tests.conftest import Hubd, sync_wait_until, wait_until
+from testkit.wait import sync_wait_until, wait_until
 from tests.test_hubd import config, ports, write_objects
 
 HUB = "hubt"

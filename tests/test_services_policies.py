@@ -47,7 +47,8 @@ from core.nbmodel import ACL_KEY, NAME, OWNER, PARENT, SOURCE, UID, lsp_name
 from core.policy import ALLOW_PRIORITY, DENY_PRIORITY, deny_pg_name, pg_name, policy_rows, selector_matches
 from core.programmer import Programmer
 from hub.sandbox import OvnSandbox
-from tests.conftest import nb_rows, ovs_map, ovs_set, wait_until
+from testkit.nb import nb_rows, ovs_map, ovs_set
+from testkit.wait import wait_until
 
 SRC = Source("k8s", "prod")
 OTHER = Source("k8s", "stage")
