@@ -23,7 +23,7 @@ lock:
 		--output-file requirements.lock $(LOCK_ARGS) pyproject.toml
 	@$(LOCK_TOOLS)/bin/python scripts/check-lock.py
 
-# docs/schemas/*.json are generated from hub.mqtt.payload_schemas(); tests/test_mqtt.py fails when they are stale.
+# docs/schemas/*.json are generated from hub.mqtt.payload_schemas(); tests/integration/test_mqtt.py fails when they are stale.
 schemas: deps
 	$(PY) scripts/gen-schemas.py
 

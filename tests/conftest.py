@@ -38,6 +38,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     gc.collect()
 
 
+LAYERS = ("unit", "integration", "system")  # tests/<layer>/conftest.py marks its tests; pyproject registers them
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test belongs to exactly one layer: a module outside tests/unit,
+    tests/integration and tests/system is a usage error, not a silent extra."""
+    stray = [i.nodeid for i in items if sum(i.get_closest_marker(m) is not None for m in LAYERS) != 1]
+    if stray:
+        raise pytest.UsageError(f"tests without exactly one layer marker {LAYERS}: {stray[:5]}")
+
+
 @pytest.fixture
 def tmpdir_short() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="hub", dir="/tmp"))

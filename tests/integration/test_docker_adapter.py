@@ -23,11 +23,7 @@ import pytest
 from adapters.docker import DockerAdapter, DockerOptions, create
 from core.adapter import AdapterSpec, OptionsError
 from core.model import Delete, Endpoint, InputEvent, Network, Policy, Rejected, Snapshot, Source, Upsert, validate
-
-try:
-    from testkit.dockerd import DOCKERD, PrivateDockerd, import_busybox
-except ImportError:  # tests/ itself on sys.path (rootdir-less run)
-    from dockerd import DOCKERD, PrivateDockerd, import_busybox  # type: ignore[no-redef,import-not-found]
+from testkit.dockerd import DOCKERD, PrivateDockerd, import_busybox
 
 WAIT = 30.0  # upper bound of every wait on the daemon / the adapter
 

@@ -47,13 +47,8 @@ from core.model import (
     kind_of,
     validate,
 )
-
-try:
-    from testkit.k8s_fake import FakeKubeApi
-    from tests.conftest import FIXTURES_DIR
-except ImportError:  # tests/ itself on sys.path
-    from conftest import FIXTURES_DIR  # type: ignore[no-redef,import-not-found]
-    from k8s_fake import FakeKubeApi  # type: ignore[no-redef,import-not-found]
+from testkit.k8s_fake import FakeKubeApi
+from tests.conftest import FIXTURES_DIR
 
 FIXTURES = FIXTURES_DIR / "kubernetes"
 SRC = Source("k8s", "test")

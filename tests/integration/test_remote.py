@@ -23,7 +23,7 @@ from hub.sandbox import OvnSandbox
 from testkit.hubd import Hubd
 from testkit.mosquitto import Mosquitto, free_port
 from testkit.wait import sync_wait_until, wait_until
-from tests.test_hubd import config, ports, write_objects
+from tests.integration.test_hubd import config, ports, write_objects
 
 HUB = "hubt"
 SRC = Source("static", "b")

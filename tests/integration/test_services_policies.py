@@ -1,6 +1,6 @@
 """Services, namespaces and policies: model, pure derivation, and the NB rows
 the programmer writes for them against a real ovsdb-server (no northd here:
-tests/test_ovn_trace.py proves the behaviour of these rows)."""
+tests/system/test_ovn_trace.py proves the behaviour of these rows)."""
 
 from __future__ import annotations
 

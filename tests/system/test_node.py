@@ -380,7 +380,7 @@ def test_node_config_is_checked(tmp_path: Path) -> None:
 
     ok = check('[node]\ndocker = "unix:///x.sock"\nchassis = "n1"\n')
     assert ok.returncode == 0 and "config OK (node)" in ok.stdout, ok.stderr
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     ok = check((root / "packaging" / "hubd-node.toml.example").read_text())
     assert ok.returncode == 0 and "config OK (node)" in ok.stdout, ok.stderr
     bad = check('[node]\nbrige = "br-int"\n')

@@ -37,11 +37,7 @@ from core.model import (
     Source,
     validate,
 )
-
-try:
-    from tests.conftest import FIXTURES_DIR
-except ImportError:  # tests/ itself on sys.path
-    from conftest import FIXTURES_DIR  # type: ignore[no-redef,import-not-found]
+from tests.conftest import FIXTURES_DIR
 
 FIXTURES = FIXTURES_DIR / "kubernetes"
 SRC = Source("k8s", "test")
