@@ -1,14 +1,15 @@
 """K8sAdapter with the REAL kubernetes_asyncio client against the in-repo fake
-API server (testkit/k8s_fake.py, real list/watch wire protocol on 127.0.0.1)."""
+API server (testkit/k8s_fake.py, real list/watch wire protocol on 127.0.0.1).
+What needs no server (options, a missing in-cluster config) is in
+tests/unit/test_k8s_adapter.py."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 import pytest
@@ -29,7 +30,7 @@ from adapters.k8s.normalize import (
     normalize_service,
     parse_endpoint_slice,
 )
-from core.adapter import AdapterSpec, OptionsError
+from core.adapter import AdapterSpec
 from core.model import (
     Delete,
     Endpoint,
@@ -49,54 +50,16 @@ from core.model import (
 )
 from testkit.k8s_fake import FakeKubeApi
 from tests.conftest import FIXTURES_DIR
+from tests.unit.test_k8s_adapter import WAIT, Sink, mkpod
 
 FIXTURES = FIXTURES_DIR / "kubernetes"
 SRC = Source("k8s", "test")
-WAIT = 20.0  # upper bound of every wait
-T = TypeVar("T")
 
 if not FIXTURES.is_dir():  # a missing fixture dir is an error, never a silent skip
     raise RuntimeError(f"{FIXTURES} missing")
 
 
 # ---------------------------------------------------------------- helpers
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[InputEvent] = []
-        self._changed = asyncio.Event()
-
-    async def emit(self, event: InputEvent) -> None:
-        self.events.append(event)
-        self._changed.set()
-
-    async def wait_for(self, pred: Callable[[], T | None], what: str, timeout: float = WAIT) -> T:
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    res = pred()
-                    if res:
-                        return res
-                    self._changed.clear()
-                    await self._changed.wait()
-        except TimeoutError:
-            tail = "\n".join(repr(e)[:300] for e in self.events[-15:])
-            raise AssertionError(f"timed out waiting for {what}; last events:\n{tail}") from None
-
-    def snapshots(self) -> list[Snapshot]:
-        return [e for e in self.events if isinstance(e, Snapshot)]
-
-    def of(self, typ: type[T]) -> list[T]:
-        return [e for e in self.events if isinstance(e, typ)]
-
-    def upserts(self, uid: str) -> list[Endpoint]:
-        return [
-            e.obj for e in self.events if isinstance(e, Upsert) and isinstance(e.obj, Endpoint) and e.obj.uid == uid
-        ]
-
-    def find(self, pred: Callable[[InputEvent], bool], start: int = 0) -> InputEvent | None:
-        return next((e for e in self.events[start:] if pred(e)), None)
-
-
 Key = tuple[str, str]
 
 
@@ -176,25 +139,6 @@ def cached(adapter: K8sAdapter) -> dict[str, Endpoint]:
 
 def cached_all(adapter: K8sAdapter) -> dict[Key, Object]:
     return dict(adapter.cache.objects)
-
-
-def mkpod(
-    name: str, ip: str | None = None, *, node: str = "worker-1", namespace: str = "default", **extra: Any
-) -> dict[str, Any]:
-    status: dict[str, Any] = {"phase": "Running" if ip else "Pending"}
-    if ip:
-        status["podIP"] = ip
-        status["podIPs"] = [{"ip": ip}]
-    pod: dict[str, Any] = {
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name.split("-")[0]}},
-        "spec": {
-            "nodeName": node,
-            "containers": [{"name": "c", "ports": [{"containerPort": 8080, "protocol": "TCP"}]}],
-        },
-        "status": status,
-    }
-    pod.update(extra)
-    return pod
 
 
 def uid_of(obj: dict[str, Any]) -> str:
@@ -511,24 +455,6 @@ async def test_paging_smaller_than_the_pod_count(fake: FakeKubeApi, tmp_path: Pa
         await converged(adapter, sink, fake)
 
 
-async def test_options() -> None:
-    def spec(**options: Any) -> AdapterSpec:
-        return AdapterSpec(name="k", type="k8s", cluster="test", options=options)
-
-    adapter = create(spec(kubeconfig="/x", context="c", network="blue", page_size=10, backoff_max=2.5))
-    assert isinstance(adapter, K8sAdapter) and adapter.options.page_size == 10 and adapter.network == "blue"
-    for bad, where in (
-        ({"nope": 1}, "adapters.k"),
-        ({"page_size": 0}, "adapters.k.page_size"),
-        ({"page_size": "10"}, "adapters.k.page_size"),
-        ({"backoff_max": 0}, "adapters.k.backoff_max"),
-        ({"context": "c"}, "adapters.k.context"),
-        ({"network": "bad name"}, "adapters.k.network"),
-    ):
-        with pytest.raises(OptionsError, match=where.replace(".", r"\.")):
-            create(spec(**bad))
-
-
 async def test_fake_speaks_the_protocol_to_kubernetes_asyncio(fake: FakeKubeApi, tmp_path: Path) -> None:
     """The fake's 410 is what the real client expects (ApiException(410) from its Watch)."""
     cfg = k8s_client.Configuration()
@@ -567,23 +493,6 @@ async def test_fake_speaks_the_protocol_to_kubernetes_asyncio(fake: FakeKubeApi,
         with pytest.raises(ApiException) as info:
             await v1.list_pod_for_all_namespaces(limit=1, _continue=page.metadata._continue)
         assert info.value.status == 410
-
-
-def test_pod_copy_helper_is_isolated() -> None:
-    a = mkpod("x-1", "10.0.0.1")
-    b = copy.deepcopy(a)
-    b["metadata"]["labels"]["app"] = "y"
-    assert a["metadata"]["labels"]["app"] == "x"
-
-
-async def test_in_cluster_config_missing_raises(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No kubeconfig and not in a pod: run() raises (the hub restarts it with backoff)."""
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
-    adapter = create(AdapterSpec(name="k", type="k8s", cluster="test"))
-    with pytest.raises(k8s_config.ConfigException):
-        async with asyncio.timeout(WAIT):
-            await adapter.run(Sink())
 
 
 # ---------------------------------------------------------------- services, slices, policies, namespaces

@@ -48,7 +48,8 @@ from testkit.hubd import Hubd
 from testkit.k8s_fake import FakeKubeApi
 from testkit.nb import nb_rows, ovs_map, ovs_set
 from testkit.wait import wait_until
-from tests.integration.test_k8s_adapter import mkpod, mkslice, mksvc
+from tests.integration.test_k8s_adapter import mkslice, mksvc
+from tests.unit.test_k8s_adapter import mkpod
 
 _MISSING = [
     b

@@ -19,7 +19,8 @@ from testkit.k8s_fake import FakeKubeApi
 from testkit.nb import nb_rows, ovs_map, ovs_set
 from testkit.ovn_trace import sync, tcp, tcp_to, trace
 from testkit.wait import wait_until
-from tests.integration.test_k8s_adapter import SERVICE_NAME_LABEL, mkpod, mkslice, mksvc
+from tests.integration.test_k8s_adapter import SERVICE_NAME_LABEL, mkslice, mksvc
+from tests.unit.test_k8s_adapter import mkpod
 
 SRC = Source("k8s", "test")
 SWITCH = "k8s/test/default"
