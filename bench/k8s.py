@@ -567,10 +567,11 @@ def timed_transact(prog: Programmer, totals: dict[str, float]) -> None:
     assert client is not None
     orig = client.transact
 
-    async def transact(ops: list[dict[str, Any]], timeout: float | None = 300.0) -> list[Any]:
+    async def transact(ops: list[dict[str, Any]], timeout: float | None = 300.0,
+                       on_reply: Callable[[list[Any]], None] | None = None) -> list[Any]:
         t = time.perf_counter()
         try:
-            return await orig(ops, timeout)
+            return await orig(ops, timeout, on_reply)
         finally:
             totals["transact_seconds"] += time.perf_counter() - t
 
