@@ -1,10 +1,10 @@
 """``bench dataplane``: container start to first packet through OVN, on one host.
 
-Two runs, each on a fresh one-host OVN data plane (:class:`tests.dataplane.OneHostOvn`:
+Two runs, each on a fresh one-host OVN data plane (:class:`testkit.dataplane.OneHostOvn`:
 NB/SB/northd, its own Open_vSwitch DB, ``ovs-vswitchd`` netdev in a private
 netns, ``ovn-controller``; chassis ``node1``):
 
-``hub``     the product path.  A private dockerd (:class:`tests.dockerd.PrivateDockerd`,
+``hub``     the product path.  A private dockerd (:class:`testkit.dockerd.PrivateDockerd`,
             image ``busybox:hub``), a ``hubd`` subprocess (docker adapter,
             ``node = "node1"``, wrapper-mode network ``blue`` = 10.80.0.0/16)
             and the node side (:class:`adapters.docker.node.DockerNode`,
@@ -89,8 +89,8 @@ from core.nb.tables.switch import ls_columns
 from core.ovsdb import OvsdbClient, py_map
 from core.ovsdb.values import to_ovsdb
 from core.vif import Attachment
-from tests.dataplane import OneHostOvn
-from tests.dockerd import PrivateDockerd, import_busybox
+from testkit.dataplane import OneHostOvn
+from testkit.dockerd import PrivateDockerd, import_busybox
 
 CHASSIS = "node1"
 NETWORK = "blue"
@@ -103,7 +103,7 @@ FIRST_HOST = 10  # targets: 10.80.0.10, 10.80.0.11, ...
 IMAGE = "busybox:hub"
 DOCKER_SOURCE = Source("docker", "local")
 DIRECT_SOURCE = Source("static", "direct")
-#: ``tests.dataplane`` names veths ``<tag>h<n>`` (15 chars max): n < 1000.
+#: ``testkit.dataplane`` names veths ``<tag>h<n>`` (15 chars max): n < 1000.
 DIRECT_MAX = 998
 HISTOGRAMS = {
     "event_to_commit": "ovn_hub_event_to_commit_seconds",

@@ -7,7 +7,7 @@ Three parts, each bounded in time, each next to a baseline from the same run:
                       (``json.loads`` + :func:`parse_watch_event` +
                       :func:`normalize_pod`), on one core.  Baselines: bare
                       ``json.loads`` and ``msgspec.json.decode`` of the same lines.
-* ``pods_services``   a :class:`tests.k8s_fake.FakeKubeApi` in a child process
+* ``pods_services``   a :class:`testkit.k8s_fake.FakeKubeApi` in a child process
                       (like a real API server, it has its own process) serving
                       pods on nodes in namespaces, and services with one
                       EndpointSlice each; a real :class:`K8sAdapter` feeds a
@@ -428,7 +428,7 @@ def serve_fake(conn: Connection, shape_json: bytes) -> None:
 
 
 async def _serve_fake(conn: Connection, shape: ClusterShape) -> None:
-    from tests.k8s_fake import FakeKubeApi
+    from testkit.k8s_fake import FakeKubeApi
 
     t0 = time.perf_counter()
     objects = cluster_objects(shape, pod_template())
@@ -477,7 +477,7 @@ class FakeServer:
         return f"http://127.0.0.1:{self.info['port']}"
 
     def write_kubeconfig(self, path: Path) -> Path:
-        from tests.k8s_fake import write_kubeconfig
+        from testkit.k8s_fake import write_kubeconfig
 
         return write_kubeconfig(path, self.url)
 
@@ -571,10 +571,11 @@ def timed_transact(prog: Programmer, totals: dict[str, float]) -> None:
     assert client is not None
     orig = client.transact
 
-    async def transact(ops: list[dict[str, Any]], timeout: float | None = 300.0) -> list[Any]:
+    async def transact(ops: list[dict[str, Any]], timeout: float | None = 300.0,
+                       on_reply: Callable[[list[Any]], None] | None = None) -> list[Any]:
         t = time.perf_counter()
         try:
-            return await orig(ops, timeout)
+            return await orig(ops, timeout, on_reply)
         finally:
             totals["transact_seconds"] += time.perf_counter() - t
 

@@ -41,7 +41,7 @@ from core.names import lsp_name
 from hub.bus import Bus
 from hub.config import MqttSection
 from hub.mqtt import PREFIX, MqttMirror, _props
-from tests.mosquitto import Mosquitto
+from testkit.mosquitto import Mosquitto
 
 SOURCE = Source("docker", "bench")
 HUB = "bench"
