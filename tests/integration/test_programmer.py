@@ -302,37 +302,3 @@ async def test_restart_cache_reads_only_changed_ports_and_still_repairs_drift(
     assert msgspec.msgpack.decode(cache.read_bytes(), type=PortCache).generation == CACHE_MAX_GENERATIONS
     u = await prog_factory(cache_path=cache)  # type: ignore[operator]
     assert (u.ports_from_cache, u.ports_read) == (0, 300)
-
-
-def test_reply_hook_runs_before_later_updates_and_one_value_columns_take_new_values() -> None:
-    """A select's rows are installed before an update that follows its reply in
-    the same read (else the update is lost); ``up`` and ``dynamic_addresses``
-    (at most one value) carry their new value in update2, including the empty set."""
-    from core.nb.tables.port import PortRow
-    from core.ovsdb import OvsdbClient
-
-    client = OvsdbClient("unix:/nonexistent")
-    order: list[str] = []
-    loop = asyncio.new_event_loop()
-    try:
-        fut: asyncio.Future[object] = loop.create_future()
-        client._pending[1] = fut
-        client._reply_hooks[1] = lambda result: order.append("reply")
-        client.on_update = lambda updates: order.append("update")
-        client._dispatch_all([{"id": 1, "result": [{"rows": []}], "error": None},
-                              {"method": "update2", "id": None, "params": [None, {"Logical_Switch_Port": {}}]}])  # fmt: skip
-        assert order == ["reply", "update"] and fut.done()
-    finally:
-        loop.close()
-
-    p = Programmer("unix:/nonexistent", "hub1")
-    p.lsp["x"] = PortRow("u-1", "docker/local", 1, True, "02:00:00:00:00:01 10.0.0.2")
-    p.ports.by_uuid["u-1"] = "x"
-    p.ports.apply("u-1", {"modify": {"dynamic_addresses": "02:00:00:00:00:01 10.0.1.2"}}, p.changes)
-    assert p.lsp["x"].dyn == "02:00:00:00:00:01 10.0.1.2"  # A -> B, not A xor B
-    p.ports.apply("u-1", {"modify": {"dynamic_addresses": ["set", []]}}, p.changes)
-    assert p.lsp["x"].dyn == "02:00:00:00:00:01 10.0.1.2"  # an allocation that goes away keeps the last lock
-    p.ports.apply("u-1", {"modify": {"up": ["set", []]}}, p.changes)
-    assert p.lsp["x"].up is None
-    p.ports.apply("u-1", {"modify": {"up": False}}, p.changes)
-    assert p.lsp["x"].up is False

@@ -1,0 +1,57 @@
+"""Replica folding without a server: the reply hook's stream order, and the one
+update2 applier by column kind (core/ovsdb/values.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from core.nb import Programmer
+from core.ovsdb.values import Col, apply_update2, decode, decode_row
+
+
+def test_reply_hook_runs_before_later_updates_and_one_value_columns_take_new_values() -> None:
+    """A select's rows are installed before an update that follows its reply in
+    the same read (else the update is lost); ``up`` and ``dynamic_addresses``
+    (at most one value) carry their new value in update2, including the empty set."""
+    from core.nb.tables.port import PortRow
+    from core.ovsdb import OvsdbClient
+
+    client = OvsdbClient("unix:/nonexistent")
+    order: list[str] = []
+    loop = asyncio.new_event_loop()
+    try:
+        fut: asyncio.Future[object] = loop.create_future()
+        client._pending[1] = fut
+        client._reply_hooks[1] = lambda result: order.append("reply")
+        client.on_update = lambda updates: order.append("update")
+        client._dispatch_all([{"id": 1, "result": [{"rows": []}], "error": None},
+                              {"method": "update2", "id": None, "params": [None, {"Logical_Switch_Port": {}}]}])  # fmt: skip
+        assert order == ["reply", "update"] and fut.done()
+    finally:
+        loop.close()
+
+    p = Programmer("unix:/nonexistent", "hub1")
+    p.lsp["x"] = PortRow("u-1", "docker/local", 1, True, "02:00:00:00:00:01 10.0.0.2")
+    p.ports.by_uuid["u-1"] = "x"
+    p.ports.apply("u-1", {"modify": {"dynamic_addresses": "02:00:00:00:00:01 10.0.1.2"}}, p.changes)
+    assert p.lsp["x"].dyn == "02:00:00:00:00:01 10.0.1.2"  # A -> B, not A xor B
+    p.ports.apply("u-1", {"modify": {"dynamic_addresses": ["set", []]}}, p.changes)
+    assert p.lsp["x"].dyn == "02:00:00:00:00:01 10.0.1.2"  # an allocation that goes away keeps the last lock
+    p.ports.apply("u-1", {"modify": {"up": ["set", []]}}, p.changes)
+    assert p.lsp["x"].up is None
+    p.ports.apply("u-1", {"modify": {"up": False}}, p.changes)
+    assert p.lsp["x"].up is False
+
+
+
+def test_update2_by_column_kind() -> None:
+    assert apply_update2(Col.MAP, {"a": "1", "b": "2"}, ["map", [["a", "1"], ["c", "3"], ["b", "9"]]]) == {"b": "9", "c": "3"}
+    assert apply_update2(Col.SET, ("x", "y"), ["set", ["y", "z"]]) == ("x", "z")
+    assert apply_update2(Col.SET, ("x",), "y") == ("x", "y")  # a one-element diff comes as a bare atom
+    assert apply_update2(Col.UUIDS, ("u1",), ["uuid", "u1"]) == ()
+    assert apply_update2(Col.OPTIONAL, "tcp", "udp") == "udp"  # at most one value: the new value, not a toggle
+    assert apply_update2(Col.OPTIONAL, True, ["set", []]) is None
+    assert apply_update2(Col.SCALAR, 1000, 1001) == 1001
+    assert decode(Col.UUIDS, ["set", [["uuid", "b"], ["uuid", "a"]]]) == ("a", "b")
+    row = decode_row({"name": Col.SCALAR, "ports": Col.UUIDS, "other_config": Col.MAP, "up": Col.OPTIONAL}, {"name": "s"})
+    assert row == {"name": "s", "ports": (), "other_config": {}, "up": None}  # update2 omits defaults
