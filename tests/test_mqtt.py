@@ -23,7 +23,8 @@ from core.model import Endpoint as Ep
 from core.model import LBRule, Network, Policy, Rule, Selector, Service, Source, Upsert, encode, json_schema
 from hub.bus import Bus
 from hub.config import ConfigError, MqttSection, loads
-from hub.mqtt import PREFIX, MqttMirror, client_kwargs, escape, payload_schemas, read_retained, state_topic, unescape
+from hub.mqtt import MqttMirror, payload_schemas
+from hub.mqttwire import PREFIX, client_kwargs, escape, read_retained, state_topic, unescape
 from hub.sandbox import OvnSandbox
 from tests.conftest import BIN, Hubd, sync_wait_until, wait_until
 from tests.mosquitto import Mosquitto

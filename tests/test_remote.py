@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from core.model import Delete, Endpoint, Network, Programmed, Snapshot, Source, Upsert, encode
 from hub.bus import Bus
 from hub.config import ConfigError, MqttSection, loads
-from hub.mqtt import client_kwargs
+from hub.mqttwire import client_kwargs
 from hub.remote import RemoteIngest, ingest_topic
 from hub.sandbox import OvnSandbox
 from tests.conftest import Hubd, sync_wait_until, wait_until
