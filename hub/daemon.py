@@ -326,7 +326,7 @@ class Hub:
 
     # ---------------------------------------------------------------- views (hub.api.HubView)
     def nb_connected(self) -> bool:
-        return self.programmer is not None and self.programmer.connected.is_set()
+        return self.programmer is not None and self.programmer.status().connected
 
     def is_ready(self) -> bool:
         return self.ready.is_set()
@@ -345,14 +345,14 @@ class Hub:
         return self.programmer.plan() if self.programmer is not None else []
 
     def status(self) -> dict[str, Any]:
-        p = self.programmer
+        nb = self.programmer.status() if self.programmer is not None else None
         return {
             "hub": self.config.hub.id,
             "ready": self.ready.is_set(),
-            "nb": (msgspec.structs.asdict(p.status()) if p else {"remote": None, "connected": False, "failed": {}}),
+            "nb": msgspec.structs.asdict(nb) if nb else {"remote": None, "connected": False, "failed": {}},
             "sandbox": str(self.sandbox.dir) if self.sandbox else None,
             "adapters": [r.status() for r in self.runners.values()],
-            "endpoints": p.status().endpoints if p else 0,
+            "endpoints": nb.endpoints if nb else 0,
             "uptime": round(time.time() - self.started_at, 1),
             "reloads": self.reloads,
             "mqtt": self.mqtt.status() if self.mqtt is not None else None,
