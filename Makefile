@@ -1,10 +1,11 @@
 # OVN Hub: two commands do everything on a fresh Debian 12 machine (as root).
 #   make run   install what is missing, start hubd with an OVN sandbox and the local Docker engine
 #   make test  install what is missing, run lint, types, the layer contract and the whole test suite
+#   make test-fast  tests/unit only: no server, no socket, no root; seconds
 #   make demo  two containers ping through OVN, a policy cuts them off (everything started and removed again)
 # Python dependencies come from requirements.lock (pinned, with hashes); `make lock` refreshes it after an edit
 # of pyproject.toml (`make lock LOCK_ARGS=--upgrade` moves every pin to the newest release that fits).
-.PHONY: run test deps lint bench demo lock schemas
+.PHONY: run test test-fast deps lint bench demo lock schemas
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -23,7 +24,7 @@ lock:
 		--output-file requirements.lock $(LOCK_ARGS) pyproject.toml
 	@$(LOCK_TOOLS)/bin/python scripts/check-lock.py
 
-# docs/schemas/*.json are generated from hub.mqtt.payload_schemas(); tests/test_mqtt.py fails when they are stale.
+# docs/schemas/*.json are generated from hub.mqtt.payload_schemas(); tests/integration/test_mqtt.py fails when they are stale.
 schemas: deps
 	$(PY) scripts/gen-schemas.py
 
@@ -41,6 +42,10 @@ lint: deps
 
 test: lint
 	$(PY) -m pytest -q -ra --durations=15 tests
+
+# tests/unit alone (no Debian daemons, no lint): the loop while editing; `make test` runs it again with the rest.
+test-fast: deps
+	$(PY) -m pytest -q -ra tests/unit
 
 bench: deps
 	$(PY) -m bench bulk --n 10000 50000

@@ -1,7 +1,7 @@
 """``bench bulk``: program N endpoints into an empty NB, four ways.
 
 * ``hub``      a Snapshot published on a :class:`hub.bus.Bus`, consumed into
-               :class:`core.programmer.Programmer` (as ``hubd`` does), timed
+               :class:`core.nb.Programmer` (as ``hubd`` does), timed
                from publish until ``flush()`` returns.
 * ``raw``      the same rows as one JSON-RPC ``transact`` with
                :class:`core.ovsdb.OvsdbClient`, timed around the call only.
@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +49,13 @@ from bench.common import (
     short_tmpdir,
 )
 from core.model import Delete, Endpoint, Event, Network, Snapshot, Source, Upsert
-from core.nbmodel import LS, LSP, ls_columns, lsp_columns, lsp_name, to_ovsdb
+from core.names import lsp_name
+from core.nb import Programmer
+from core.nb.tables import LS, LSP
+from core.nb.tables.port import lsp_columns
+from core.nb.tables.switch import ls_columns
 from core.ovsdb import OvsdbClient
-from core.programmer import Programmer
+from core.ovsdb.values import to_ovsdb
 from hub.bus import Bus
 
 SOURCE = Source("docker", "bench")
@@ -86,11 +91,12 @@ async def hub_path(remote: str, snap: Snapshot, profile: cProfile.Profile | None
     assert client is not None
     orig_transact = client.transact
 
-    async def timed_transact(ops: list[dict[str, Any]], timeout: float | None = 300.0) -> list[Any]:
+    async def timed_transact(ops: list[dict[str, Any]], timeout: float | None = 300.0,
+                             on_reply: Callable[[list[Any]], None] | None = None) -> list[Any]:
         nonlocal transact_seconds
         t = time.perf_counter()
         try:
-            return await orig_transact(ops, timeout)
+            return await orig_transact(ops, timeout, on_reply)
         finally:
             transact_seconds += time.perf_counter() - t
 
@@ -126,7 +132,7 @@ async def hub_path(remote: str, snap: Snapshot, profile: cProfile.Profile | None
 # ------------------------------------------------------------------ raw path
 def raw_ops(net: Network, eps: list[Endpoint]) -> list[dict[str, Any]]:
     """One LS insert whose ``ports`` are the named uuids of N LSP inserts, with
-    the columns the programmer writes (core.nbmodel)."""
+    the columns the programmer writes (core/nb/tables)."""
     ls_row = to_ovsdb(ls_columns(net.source, net.name, net, HUB_ID))
     ls_row["ports"] = ["set", [["named-uuid", f"p{i}"] for i in range(len(eps))]]
     ops: list[dict[str, Any]] = [{"op": "insert", "table": LS, "row": ls_row, "uuid-name": "s0"}]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.model import Endpoint, Network, Source, validate
-from core.nbmodel import LS, LSP
+from core.nb.tables import LS, LSP
 from core.ovsdb import OvsdbClient, py_map, py_set
 from hub.sandbox import OvnSandbox
 

@@ -1,10 +1,10 @@
 """``bench dataplane``: container start to first packet through OVN, on one host.
 
-Two runs, each on a fresh one-host OVN data plane (:class:`tests.dataplane.OneHostOvn`:
+Two runs, each on a fresh one-host OVN data plane (:class:`testkit.dataplane.OneHostOvn`:
 NB/SB/northd, its own Open_vSwitch DB, ``ovs-vswitchd`` netdev in a private
 netns, ``ovn-controller``; chassis ``node1``):
 
-``hub``     the product path.  A private dockerd (:class:`tests.dockerd.PrivateDockerd`,
+``hub``     the product path.  A private dockerd (:class:`testkit.dockerd.PrivateDockerd`,
             image ``busybox:hub``), a ``hubd`` subprocess (docker adapter,
             ``node = "node1"``, wrapper-mode network ``blue`` = 10.80.0.0/16)
             and the node side (:class:`adapters.docker.node.DockerNode`,
@@ -29,7 +29,7 @@ netns, ``ovn-controller``; chassis ``node1``):
 ``direct``  the baseline, no hub, no Docker: the bench is an ideal
             orchestrator that does one port at a time.  For port i it takes
             ``t_i``, writes its Logical_Switch_Port (the columns the hub writes,
-            :func:`core.nbmodel.lsp_columns`) in one transaction, then plugs a
+            :func:`core.nb.tables.port.lsp_columns`) in one transaction, then plugs a
             netns with :meth:`OneHostOvn.add_port` (veth, ``ovs-vsctl
             add-port``); latencies are from ``t_i`` with the same monitor and
             prober.  There is no queueing here, so it is the floor OVN itself
@@ -82,11 +82,15 @@ from adapters.docker.node import DockerNode, NodeOptions
 from bench.common import HUB_ID, emit, environment, log, mb, proc_status_kb, r, short_tmpdir
 from bench.resync import HubdProcess, NotifySocket
 from core.model import Endpoint, Network, Source
-from core.nbmodel import LS, LSP, UID, ls_columns, ls_name, lsp_columns, lsp_name, to_ovsdb
+from core.names import UID, ls_name, lsp_name
+from core.nb.tables import LS, LSP
+from core.nb.tables.port import lsp_columns
+from core.nb.tables.switch import ls_columns
 from core.ovsdb import OvsdbClient, py_map
+from core.ovsdb.values import to_ovsdb
 from core.vif import Attachment
-from tests.dataplane import OneHostOvn
-from tests.dockerd import PrivateDockerd, import_busybox
+from testkit.dataplane import OneHostOvn
+from testkit.dockerd import PrivateDockerd, import_busybox
 
 CHASSIS = "node1"
 NETWORK = "blue"
@@ -99,7 +103,7 @@ FIRST_HOST = 10  # targets: 10.80.0.10, 10.80.0.11, ...
 IMAGE = "busybox:hub"
 DOCKER_SOURCE = Source("docker", "local")
 DIRECT_SOURCE = Source("static", "direct")
-#: ``tests.dataplane`` names veths ``<tag>h<n>`` (15 chars max): n < 1000.
+#: ``testkit.dataplane`` names veths ``<tag>h<n>`` (15 chars max): n < 1000.
 DIRECT_MAX = 998
 HISTOGRAMS = {
     "event_to_commit": "ovn_hub_event_to_commit_seconds",

@@ -7,7 +7,7 @@ Three parts, each bounded in time, each next to a baseline from the same run:
                       (``json.loads`` + :func:`parse_watch_event` +
                       :func:`normalize_pod`), on one core.  Baselines: bare
                       ``json.loads`` and ``msgspec.json.decode`` of the same lines.
-* ``pods_services``   a :class:`tests.k8s_fake.FakeKubeApi` in a child process
+* ``pods_services``   a :class:`testkit.k8s_fake.FakeKubeApi` in a child process
                       (like a real API server, it has its own process) serving
                       pods on nodes in namespaces, and services with one
                       EndpointSlice each; a real :class:`K8sAdapter` feeds a
@@ -69,9 +69,13 @@ from core.model import (
     Upsert,
     validate,
 )
-from core.nbmodel import ACL, AS, LB, LS, LSP, PG, lb_rows, ls_columns, lsp_columns, to_ovsdb
+from core.nb import Programmer
+from core.nb.tables import ACL, AS, LB, LS, LSP, PG
+from core.nb.tables.load_balancer import lb_rows
+from core.nb.tables.port import lsp_columns
+from core.nb.tables.switch import ls_columns
 from core.ovsdb import OvsdbClient, py_map, py_set
-from core.programmer import Programmer
+from core.ovsdb.values import to_ovsdb
 from hub.bus import AdapterSink, Bus
 from hub.sandbox import OvnSandbox
 
@@ -424,7 +428,7 @@ def serve_fake(conn: Connection, shape_json: bytes) -> None:
 
 
 async def _serve_fake(conn: Connection, shape: ClusterShape) -> None:
-    from tests.k8s_fake import FakeKubeApi
+    from testkit.k8s_fake import FakeKubeApi
 
     t0 = time.perf_counter()
     objects = cluster_objects(shape, pod_template())
@@ -473,7 +477,7 @@ class FakeServer:
         return f"http://127.0.0.1:{self.info['port']}"
 
     def write_kubeconfig(self, path: Path) -> Path:
-        from tests.k8s_fake import write_kubeconfig
+        from testkit.k8s_fake import write_kubeconfig
 
         return write_kubeconfig(path, self.url)
 
@@ -548,7 +552,7 @@ def time_adapter(adapter: Any, totals: dict[str, float]) -> None:
 
 def timed_derive(prog: Programmer, totals: dict[str, float]) -> None:
     """Count the time spent in ``Programmer._derive``: where the derived rows
-    are computed (``core.nbmodel.lb_rows``, ``core.policy.policy_rows``)."""
+    are computed (``core.nb.tables.load_balancer.lb_rows``, ``core.nb.tables.policy.policy_rows``)."""
     orig = prog._derive
 
     def derive() -> None:
@@ -567,10 +571,11 @@ def timed_transact(prog: Programmer, totals: dict[str, float]) -> None:
     assert client is not None
     orig = client.transact
 
-    async def transact(ops: list[dict[str, Any]], timeout: float | None = 300.0) -> list[Any]:
+    async def transact(ops: list[dict[str, Any]], timeout: float | None = 300.0,
+                       on_reply: Callable[[list[Any]], None] | None = None) -> list[Any]:
         t = time.perf_counter()
         try:
-            return await orig(ops, timeout)
+            return await orig(ops, timeout, on_reply)
         finally:
             totals["transact_seconds"] += time.perf_counter() - t
 
@@ -658,7 +663,7 @@ async def hub_k8s_path(
 def raw_k8s_ops(snap: Snapshot) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The rows the hub writes for the snapshot, as one transaction: the switch
     (``ports`` and ``load_balancer`` as named uuids), every LSP, every LB
-    (``core.nbmodel.lb_rows``, the programmer's LB row builder)."""
+    (``core.nb.tables.load_balancer.lb_rows``, the programmer's LB row builder)."""
     eps = [o for o in snap.objects if isinstance(o, Endpoint)]
     svcs = [o for o in snap.objects if isinstance(o, Service)]
     lbs = [row for svc in svcs for row in lb_rows(svc, HUB_ID)]

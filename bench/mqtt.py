@@ -37,12 +37,12 @@ from prometheus_client import REGISTRY
 
 from bench.common import emit, environment, log, make_endpoints, r, rate, short_tmpdir
 from core.model import Endpoint, Programmed, Snapshot, Source, Upsert
-from core.nbmodel import lsp_name
+from core.names import lsp_name
 from hub.bus import Bus
 from hub.config import MqttSection
 from hub.mqtt import MqttMirror
 from hub.mqttwire import PREFIX, props
-from tests.mosquitto import Mosquitto
+from testkit.mosquitto import Mosquitto
 
 SOURCE = Source("docker", "bench")
 HUB = "bench"

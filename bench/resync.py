@@ -45,7 +45,9 @@ from bench.common import (
     short_tmpdir,
 )
 from core.model import Source, encode
-from core.nbmodel import LS, LS_COLUMNS, LSP, LSP_COLUMNS
+from core.nb.tables import LS, LSP
+from core.nb.tables.port import COLUMNS as LSP_COLUMNS
+from core.nb.tables.switch import COLUMNS as LS_COLUMNS
 from core.ovsdb import OvsdbClient
 
 SOURCE = Source("static", "bench")  # the static adapter's source: type/cluster

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiohttp import web
 
 from core.model import Endpoint
-from core.nbmodel import lsp_name
+from core.names import lsp_name
 from hub.http import Site, json_response, metrics_response
 
 if TYPE_CHECKING:
-    from core.programmer import PortStatus
+    from core.nb import PortStatus
 
 
 class HubView(Protocol):

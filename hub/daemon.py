@@ -30,7 +30,7 @@ import msgspec
 
 from core.adapter import AdapterSpec, OptionsError
 from core.model import Delete, Endpoint, Programmed, Ready, Rejected, Snapshot, Upsert
-from core.programmer import PortStatus, Programmer
+from core.nb import PortStatus, Programmer
 from hub.bus import AdapterSink, Bus, Subscription
 from hub.config import Config, ConfigError, load
 from hub.notify import Notifier

@@ -46,7 +46,7 @@ from core.model import (
     Upsert,
     kind_of,
 )
-from core.nbmodel import lsp_name
+from core.names import lsp_name
 from hub.bus import Bus, Subscription
 from hub.config import MqttSection
 from hub.mqttwire import (
@@ -62,7 +62,7 @@ from hub.mqttwire import (
 from hub.supervise import describe_errors, reconnect
 
 if TYPE_CHECKING:
-    from core.programmer import Programmer
+    from core.nb import Programmer
 
 log = logging.getLogger("ovn_hub.mqtt")
 

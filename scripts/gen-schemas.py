@@ -1,6 +1,6 @@
 """Write docs/schemas/*.json from hub.mqtt.payload_schemas() (``make schemas``).
 
-tests/test_mqtt.py compares the files with what the installed msgspec
+tests/integration/test_mqtt.py compares the files with what the installed msgspec
 generates, so run this after a change of a payload or of the msgspec pin.
 """
 

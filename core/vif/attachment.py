@@ -19,7 +19,7 @@ import hashlib
 
 import msgspec
 
-from core.nbmodel import OWNER
+from core.names import OWNER
 
 __all__ = ["I_ADDR", "I_GATEWAY", "I_IFNAME", "I_KEY", "I_NETNS", "I_NETWORK", "Attachment", "veth_name"]
 

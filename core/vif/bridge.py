@@ -16,7 +16,7 @@ import contextlib
 import threading
 from typing import Any, Protocol
 
-from core.nbmodel import OWNER
+from core.names import OWNER
 
 from .attachment import Attachment
 from .link import PlumbError

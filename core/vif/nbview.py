@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, NamedTuple
 
-from core.nbmodel import GATEWAY, NETWORK, OWNER, SOURCE, UID
+from core.names import GATEWAY, NETWORK, OWNER, SOURCE, UID
 from core.ovsdb import omap, py_map, py_set
 
 __all__ = ["NbAddress", "NbView"]

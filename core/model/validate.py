@@ -1,0 +1,393 @@
+"""Validation of canonical objects: one strict validator for every adapter and remote ingest.
+
+:func:`validate` raises :class:`~core.model.objects.Invalid` with a short
+``reason`` (a metric label) and a one-line message quoting at most ~200
+characters of the bad value.  Addresses are parsed by :mod:`ipaddress` (no
+scope ids, whitespace, control characters or duplicates; loopback, multicast,
+unspecified and broadcast refused for endpoints), identifiers carry no
+control, bidi or zero-width characters, and every string and collection has a
+limit (:data:`LIMITS`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+
+from core.model.objects import (
+    DNS_LABEL,
+    Invalid,
+    Namespace,
+    Network,
+    Object,
+    Peer,
+    Policy,
+    PolicyPort,
+    Selector,
+    Service,
+    Source,
+)
+
+#: A canonical network name (also an adapter option, e.g. the k8s adapter's ``network``).
+NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_CTRL = re.compile(r"[\x00-\x1f\x7f]")
+_PROTOCOLS = frozenset({"tcp", "udp", "sctp"})
+# Kubernetes label key: optional DNS-subdomain prefix + "/" + name (63, alnum at the ends).
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+_LABEL_PREFIX = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+# IANA_SVC_NAME, what Kubernetes allows for a named container port.
+_PORT_NAME = re.compile(r"^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]([a-z0-9]|-(?!-))*(?<!-)$")
+_OPERATORS = frozenset({"In", "NotIn", "Exists", "DoesNotExist"})
+MAX_AFFINITY_TIMEOUT = 86400  # Kubernetes' limit for sessionAffinityConfig.clientIP.timeoutSeconds
+
+
+#: Every string field and collection of the model has a limit; past it the
+#: object is rejected (``too-long`` / ``too-many``) with a reason.  README's
+#: configuration reference lists these.  They are far above what orchestrators
+#: produce and well below what would make one NB row or one log line huge.
+LIMITS: dict[str, int] = {
+    "text": 253,  # uid, name, namespace, node (a DNS subdomain's length)
+    "kind": 63,  # Endpoint.kind, Endpoint.state
+    "label_key": 317,  # a 253-character prefix, "/" and a 63-character name
+    "label_value": 4096,
+    "labels": 256,  # labels of one object; match_labels of one selector
+    "ips": 16,  # addresses of one endpoint
+    "ports": 1024,  # ports of one endpoint
+    "subnets": 16,  # subnets of one network
+    "rules": 10000,  # vip:port rules of one service
+    "backends": 10000,  # backends of one rule
+    "policy_rules": 1000,  # ingress or egress rules of one policy
+    "peers": 1000,  # peers of one rule
+    "policy_ports": 1000,  # ports of one rule
+    "except_cidrs": 256,
+    "expressions": 256,  # match_expressions of one selector
+    "values": 1024,  # values of one expression
+    "object_bytes": 16 << 20,  # one JSON object
+    "event_bytes": 256 << 20,  # one JSON event (a remote snapshot)
+}
+_QUOTE = 200  # at most this many characters of a bad value go into a message
+# Categories no identifier may contain: controls, format characters (bidi
+# overrides, zero-width joiners and spaces, BOM), surrogates, line separators.
+_BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def quote(value: object, limit: int = _QUOTE) -> str:
+    """``repr(value)``, cut to about ``limit`` characters (a 1 MB bad value
+    must not become a 1 MB log line, metric or status entry)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[:limit]}...{size}"
+
+
+def bad_characters(value: str) -> bool:
+    """True if ``value`` has a control, bidi/zero-width (format), surrogate or
+    line-separator character.  ASCII takes one regex; other text is checked
+    per character."""
+    if value.isascii():
+        return _CTRL.search(value) is not None
+    return any(unicodedata.category(c) in _BAD_CATEGORIES for c in value)
+
+
+def _text(field: str, value: str, maxlen: int = LIMITS["text"]) -> None:
+    if not value:
+        raise Invalid("empty-field", f"{field} is empty")
+    if len(value) > maxlen:
+        raise Invalid("too-long", f"{field} is longer than {maxlen} characters")
+    if bad_characters(value):
+        raise Invalid("bad-characters", f"{field} {quote(value)} contains control, bidi or zero-width characters")
+
+
+def _count(field: str, values: object, limit: str) -> None:
+    n = len(values)  # type: ignore[arg-type]
+    if n > LIMITS[limit]:
+        raise Invalid("too-many", f"{field} has {n} items, more than {LIMITS[limit]}")
+
+
+def validate_source(src: Source) -> None:
+    for field, value in (("orchestrator", src.orchestrator), ("cluster", src.cluster)):
+        if not DNS_LABEL.fullmatch(value):
+            raise Invalid("bad-source", f"source {field} {quote(value)} is not a DNS label ([a-z0-9-], 1-63)")
+
+
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_V4 = re.compile(rf"{_OCTET}(\.{_OCTET}){{3}}")  # used with fullmatch: no "$" that matches before a newline
+_SPACE = re.compile(r"\s")
+
+
+def validate_ip(text: str, field: str = "ip") -> str:
+    """Return the canonical form of a unicast host IP (v4 or v6), or raise.
+
+    Parsed by :mod:`ipaddress`; refused: surrounding whitespace or any control
+    character, IPv6 scope ids (``fe80::1%eth0``: OVN's address columns cannot
+    carry them, and ``%`` let text after it reach NB), loopback, multicast,
+    unspecified (and 0.0.0.0/8) and the IPv4 broadcast address."""
+    if not isinstance(text, str):
+        raise Invalid("bad-ip", f"{field} {quote(text)} is not a string")
+    if _V4.fullmatch(text):  # fast path: canonical dotted quad (no leading zeros)
+        first = int(text[: text.index(".")])
+        if 224 <= first <= 239 or first in (0, 127) or text == "255.255.255.255":
+            raise Invalid("bad-ip", f"{field} {text!r} is not a unicast host address")
+        return text
+    if "%" in text:
+        raise Invalid("bad-ip", f"{field} {quote(text)} has an IPv6 scope id (not allowed)")
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        raise Invalid("bad-ip", f"{field} {quote(text)} is not an IPv4 or IPv6 address") from None
+    if ip.is_multicast or ip.is_unspecified or ip.is_loopback:
+        raise Invalid("bad-ip", f"{field} {quote(text)} is not a unicast host address")
+    if isinstance(ip, ipaddress.IPv4Address) and (ip.packed[0] == 0 or ip == _BROADCAST):
+        raise Invalid("bad-ip", f"{field} {quote(text)} is not a unicast host address")
+    return str(ip)
+
+
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
+def validate_mac(text: str) -> str:
+    mac = text.lower()
+    if not _MAC.fullmatch(mac):
+        raise Invalid("bad-mac", f"mac {quote(text)} is not six colon-separated hex octets")
+    if int(mac[:2], 16) & 1:
+        raise Invalid("bad-mac", f"mac {text!r} is a multicast address")
+    return mac
+
+
+def _labels(labels: dict[str, str]) -> None:
+    _count("labels", labels, "labels")
+    for k, v in labels.items():
+        _text("label key", k, LIMITS["label_key"])
+        if len(v) > LIMITS["label_value"]:
+            raise Invalid("too-long", f"label {quote(k)} has a value longer than {LIMITS['label_value']} characters")
+        if bad_characters(v):
+            raise Invalid("bad-label", f"label {quote(k)} has a value with control, bidi or zero-width characters")
+
+
+def _uid(uid: str) -> None:
+    _text("uid", uid)
+    if _SPACE.search(uid):
+        raise Invalid("bad-uid", f"uid {quote(uid)} contains whitespace")
+
+
+def _network_name(name: str) -> None:
+    if not NETWORK_NAME.fullmatch(name):
+        raise Invalid("bad-network", f"network name {quote(name)} must match {NETWORK_NAME.pattern}")
+
+
+def validate_subnet(text: str, what: str = "subnet") -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A CIDR as OVN's ``other_config:subnet`` takes it: no scope id, no whitespace."""
+    if not isinstance(text, str) or "%" in text or bad_characters(text) or text != text.strip():
+        raise Invalid("bad-subnet", f"{what} {quote(text)} is not a CIDR")
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise Invalid("bad-subnet", f"{what} {quote(text)} is not a CIDR") from None
+
+
+def parse_hostport(text: str, field: str = "backend") -> tuple[str, int]:
+    """``"ip:port"`` / ``"[v6]:port"`` → (canonical ip, port), or raise."""
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep or ":" not in host:
+            raise Invalid("bad-backend", f"{field} {quote(text)} is not [IPv6]:port")
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or ":" in host:
+            raise Invalid("bad-backend", f"{field} {quote(text)} is not ip:port (IPv6 as [ip]:port)")
+    if "%" in host:
+        raise Invalid("bad-backend", f"{field} {quote(text)} has an IPv6 scope id (not allowed)")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise Invalid("bad-backend", f"{field} {quote(text)} has no valid IP address") from None
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        raise Invalid("bad-backend", f"{field} {quote(text)} has no port in 1-65535")
+    if ip.is_multicast or ip.is_unspecified or ip.is_loopback:
+        raise Invalid("bad-backend", f"{field} {quote(text)} is not a unicast address")
+    if str(ip) != host:
+        raise Invalid("bad-backend", f"{field} {quote(text)} is not in canonical form ({ip})")
+    return host, int(port)
+
+
+def _port(port: int, what: str) -> None:
+    if not 0 < port < 65536:
+        raise Invalid("bad-port", f"{what} {port} is out of range 1-65535")
+
+
+def _protocol(protocol: str, what: str) -> None:
+    if protocol not in _PROTOCOLS:
+        raise Invalid("bad-protocol", f"{what} protocol {quote(protocol)} is not tcp, udp or sctp")
+
+
+def validate_label_key(key: str) -> None:
+    prefix, slash, name = key.rpartition("/")
+    if not _LABEL_NAME.fullmatch(name) or (slash and (len(prefix) > 253 or not _LABEL_PREFIX.fullmatch(prefix))):
+        raise Invalid("bad-selector", f"label key {quote(key)} is not a valid Kubernetes label key")
+
+
+def validate_selector(sel: Selector, what: str = "selector") -> None:
+    _count(f"{what} match_labels", sel.match_labels, "labels")
+    _count(f"{what} match_expressions", sel.match_expressions, "expressions")
+    for k, v in sel.match_labels.items():
+        validate_label_key(k)
+        _selector_value(what, k, v)
+    for e in sel.match_expressions:
+        validate_label_key(e.key)
+        _count(f"{what} values of {e.key!r}", e.values, "values")
+        for v in e.values:
+            _selector_value(what, e.key, v)
+        if e.operator not in _OPERATORS:
+            raise Invalid("bad-selector", f"{what} operator {quote(e.operator)} is not In, NotIn, Exists or DoesNotExist")
+        if e.operator in ("In", "NotIn") and not e.values:
+            raise Invalid("bad-selector", f"{what} operator {e.operator} on {e.key!r} needs values")
+        if e.operator in ("Exists", "DoesNotExist") and e.values:
+            raise Invalid("bad-selector", f"{what} operator {e.operator} on {e.key!r} takes no values")
+
+
+def _selector_value(what: str, key: str, value: str) -> None:
+    if len(value) > LIMITS["label_value"] or bad_characters(value):
+        raise Invalid("bad-selector", f"{what} value {quote(value)} of {quote(key)} is too long or has bad characters")
+
+
+def _cidr(text: str, what: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return validate_subnet(text, what)
+    except Invalid:
+        raise Invalid("bad-cidr", f"{what} {quote(text)} is not a CIDR") from None
+
+
+def _validate_peer(peer: Peer, where: str) -> None:
+    selectors = peer.pod_selector is not None or peer.namespace_selector is not None
+    if peer.cidr is None:
+        if not selectors:
+            raise Invalid("bad-peer", f"{where}: a peer needs a pod selector, a namespace selector or a cidr")
+        if peer.except_cidrs:
+            raise Invalid("bad-peer", f"{where}: except_cidrs without a cidr")
+    else:
+        if selectors:
+            raise Invalid("bad-peer", f"{where}: an ipBlock peer cannot also have selectors")
+        net = _cidr(peer.cidr, f"{where} cidr")
+        _count(f"{where} except_cidrs", peer.except_cidrs, "except_cidrs")
+        for ex in peer.except_cidrs:
+            sub = _cidr(ex, f"{where} except")
+            if sub.version != net.version or not sub.subnet_of(net):  # type: ignore[arg-type]
+                raise Invalid("bad-cidr", f"{where}: except {quote(ex)} is not inside {quote(peer.cidr)}")
+    if peer.pod_selector is not None:
+        validate_selector(peer.pod_selector, f"{where} pod selector")
+    if peer.namespace_selector is not None:
+        validate_selector(peer.namespace_selector, f"{where} namespace selector")
+
+
+def _validate_policy_port(pp: PolicyPort, where: str) -> None:
+    _protocol(pp.protocol, where)
+    if isinstance(pp.port, str):
+        if not _PORT_NAME.fullmatch(pp.port):
+            raise Invalid("bad-port", f"{where}: named port {quote(pp.port)} is not an IANA service name")
+        if pp.end_port is not None:
+            raise Invalid("bad-port", f"{where}: end_port needs a numeric port")
+    elif isinstance(pp.port, int):
+        _port(pp.port, f"{where} port")
+        if pp.end_port is not None:
+            _port(pp.end_port, f"{where} end_port")
+            if pp.end_port < pp.port:
+                raise Invalid("bad-port", f"{where}: end_port {pp.end_port} is below port {pp.port}")
+    elif pp.end_port is not None:
+        raise Invalid("bad-port", f"{where}: end_port without port")
+
+
+def _validate_service(svc: Service) -> None:
+    _uid(svc.uid)
+    _text("namespace", svc.namespace)
+    _text("name", svc.name)
+    _network_name(svc.network)
+    if not 0 <= svc.affinity_timeout <= MAX_AFFINITY_TIMEOUT:
+        raise Invalid("bad-affinity", f"affinity_timeout {svc.affinity_timeout} is out of range 0-{MAX_AFFINITY_TIMEOUT}")
+    _count("rules", svc.rules, "rules")
+    seen: set[tuple[str, str, int]] = set()
+    for rule in svc.rules:
+        _protocol(rule.protocol, "rule")
+        vip = validate_ip(rule.vip, "vip")
+        if vip != rule.vip:
+            raise Invalid("bad-ip", f"vip {quote(rule.vip)} is not in canonical form ({vip!r})")
+        _port(rule.port, "vip port")
+        if (rule.protocol, vip, rule.port) in seen:
+            raise Invalid("bad-rule", f"{rule.protocol} {vip} port {rule.port} appears twice")
+        seen.add((rule.protocol, vip, rule.port))
+        family = ipaddress.ip_address(vip).version
+        _count(f"{rule.protocol} {vip}:{rule.port} backends", rule.backends, "backends")
+        for b in rule.backends:
+            host, _ = parse_hostport(b)
+            if ipaddress.ip_address(host).version != family:
+                raise Invalid("bad-backend", f"backend {quote(b)} is not of the family of vip {vip}")
+        if len(set(rule.backends)) != len(rule.backends):
+            raise Invalid("bad-backend", f"{rule.protocol} {vip}:{rule.port} has duplicate backends")
+
+
+def _validate_policy(pol: Policy) -> None:
+    _uid(pol.uid)
+    _text("namespace", pol.namespace)
+    _text("name", pol.name)
+    validate_selector(pol.pod_selector, "pod selector")
+    for direction, rules in (("ingress", pol.ingress), ("egress", pol.egress)):
+        _count(direction, rules or (), "policy_rules")
+        for i, rule in enumerate(rules or ()):
+            _count(f"{direction}[{i}] peers", rule.peers, "peers")
+            _count(f"{direction}[{i}] ports", rule.ports, "policy_ports")
+            for j, peer in enumerate(rule.peers):
+                _validate_peer(peer, f"{direction}[{i}] peer[{j}]")
+            for j, pp in enumerate(rule.ports):
+                _validate_policy_port(pp, f"{direction}[{i}] port[{j}]")
+
+
+def validate(obj: Object) -> None:
+    """Raise :class:`Invalid` with a reason if ``obj`` cannot be programmed."""
+    validate_source(obj.source)
+    if isinstance(obj, Namespace):
+        _text("namespace", obj.name)
+        _labels(obj.labels)
+        return
+    if isinstance(obj, Service):
+        _validate_service(obj)
+        return
+    if isinstance(obj, Policy):
+        _validate_policy(obj)
+        return
+    if isinstance(obj, Network):
+        _network_name(obj.name)
+        _count("subnets", obj.subnets, "subnets")
+        for s in obj.subnets:
+            validate_subnet(s, f"subnet of network {obj.name!r}")
+        if obj.gateway is not None:
+            validate_ip(obj.gateway, "gateway")
+        _labels(obj.labels)
+        return
+    _uid(obj.uid)
+    _text("namespace", obj.namespace)
+    _text("name", obj.name)
+    _text("kind", obj.kind, LIMITS["kind"])
+    _text("state", obj.state, LIMITS["kind"])
+    _network_name(obj.network)
+    if obj.node:
+        _text("node", obj.node)
+    _count("ips", obj.ips, "ips")
+    for ip in obj.ips:
+        canon = validate_ip(ip)
+        if canon != ip:
+            raise Invalid("bad-ip", f"ip {quote(ip)} is not in canonical form ({canon!r})")
+    if len(set(obj.ips)) != len(obj.ips):
+        raise Invalid("bad-ip", "ips has duplicates")
+    if obj.mac is not None and validate_mac(obj.mac) != obj.mac:
+        raise Invalid("bad-mac", f"mac {quote(obj.mac)} is not lower case")
+    _count("ports", obj.ports, "ports")
+    for p in obj.ports:
+        if not 0 < p.port < 65536:
+            raise Invalid("bad-port", f"port {p.port} is out of range 1-65535")
+        if p.protocol not in _PROTOCOLS:
+            raise Invalid("bad-port", f"port protocol {quote(p.protocol)} is not tcp, udp or sctp")
+        if p.name and not _PORT_NAME.fullmatch(p.name):
+            raise Invalid("bad-port", f"port name {quote(p.name)} is not an IANA service name")
+    _labels(obj.labels)

@@ -1,0 +1,59 @@
+"""Names and ownership tags of every NB row the hub writes (programmer and node).
+
+Names: a switch is ``<orchestrator>/<cluster>/<network>`` and a port
+``<orchestrator>/<cluster>/<network>/<uid>``.  Orchestrator and cluster are DNS
+labels and network names have no "/", so two sources can never produce the
+same name (Kube-OVN #1677), and ``ovn-nbctl show`` stays readable.
+
+Ownership: every row carries ``external_ids`` with the keys below; the hub
+monitors, updates and deletes only rows whose ``ovn-hub:owner`` is its id
+(ovn-kubernetes' owner-controller / owner-type / id scheme is the model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from core.model import Endpoint, Source
+
+OWNER = "ovn-hub:owner"
+SOURCE = "ovn-hub:source"
+KIND = "ovn-hub:kind"
+UID = "ovn-hub:uid"
+NAMESPACE = "ovn-hub:namespace"
+NAME = "ovn-hub:name"
+NETWORK = "ovn-hub:network"
+GATEWAY = "ovn-hub:gateway"  # on a switch: the network's gateway (node plumbing's default route)
+SHARD = "ovn-hub:shard"  # crc32(port name) % SHARDS: lets a restart read ports in slices
+SHARDS = 8
+ACL_KEY = "ovn-hub:acl"  # content digest identifying an ACL (ACL has no name index)
+PARENT = "ovn-hub:parent"  # Port_Group an ACL belongs to / switch a load balancer is on
+RULE = "ovn-hub:rule"  # which part of the policy an ACL or address set comes from (for humans)
+
+
+def owner_ids(source: Source | str, kind: str, uid: str, namespace: str, name: str, hub_id: str) -> dict[str, str]:
+    return {OWNER: hub_id, SOURCE: str(source), KIND: kind, UID: uid, NAMESPACE: namespace, NAME: name}
+
+
+def owned(hub_id: str) -> list[Any]:
+    """The OVSDB condition "owned by this hub" (monitors, updates, deletes)."""
+    return [["external_ids", "includes", ["map", [[OWNER, hub_id]]]]]
+
+
+def ls_name(source: Source | str, network: str) -> str:
+    return f"{source}/{network}"
+
+
+def lsp_name(ep: Endpoint) -> str:
+    return f"{ep.source}/{ep.network}/{ep.uid}"
+
+
+def derived_mac(ep: Endpoint) -> str:
+    """A stable locally administered MAC when the orchestrator gives none:
+    0a:58 + the IPv4 address (as ovn-kubernetes does), else a hash of the port name."""
+    for ip in ep.ips:
+        if "." in ip and ":" not in ip:
+            return "0a:58:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
+    digest = hashlib.sha256(lsp_name(ep).encode()).digest()
+    return "0a:" + ":".join(f"{b:02x}" for b in digest[:5])

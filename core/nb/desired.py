@@ -1,0 +1,293 @@
+"""The desired state: what every source says exists, and the rows it implies.
+
+:meth:`DesiredState.apply` folds one input event in and *marks* the keys whose
+desired row changed (through the ``mark`` callback); it never writes.  Two
+kinds are kept incrementally because they are the bulk: an endpoint is one
+port, a network (or any endpoint or service on it) one switch.  Everything
+else is *derived*: before each batch, :meth:`derive` recomputes the rows of
+every source marked stale with the pure functions of ``DERIVERS`` (services →
+load balancers, policies → port groups, address sets, ACLs), compares them with
+the previous result and marks the keys that changed; a source without services
+or policies costs nothing.
+
+Indexes, kept with the derived rows: the rows hanging from or attached to a
+parent (a re-created switch takes its balancers back) and the rows holding a
+member (a port whose insert is recorded joins its port groups).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from core.gcpause import gc_paused
+from core.model import (
+    Delete,
+    Endpoint,
+    InputEvent,
+    Namespace,
+    Network,
+    ObjectKind,
+    Policy,
+    Service,
+    Snapshot,
+    Source,
+    Upsert,
+)
+from core.names import ls_name, lsp_name
+from core.nb.kinds import DERIVERS, KINDS, DesiredRow, SourceView
+from core.nb.tables import port, switch
+
+#: mark(table, key, now): a desired row changed (``now`` for an endpoint's port: its event time)
+Mark = Callable[[str, str, "float | None"], None]
+
+
+class SourceState:
+    def __init__(self) -> None:
+        self.networks: dict[str, Network] = {}
+        self.endpoints: dict[str, Endpoint] = {}
+        self.namespaces: dict[str, Namespace] = {}
+        self.services: dict[str, Service] = {}
+        self.policies: dict[str, Policy] = {}
+        self.derived: dict[tuple[str, str], DesiredRow] = {}
+        self.synced = False
+
+
+class DesiredState:
+    def __init__(self, hub_id: str, mark: Mark) -> None:
+        self.hub_id = hub_id
+        self.mark = mark
+        self.sources: dict[str, SourceState] = {}
+        #: endpoints by port name (the port kind's desired rows, computed at diff time)
+        self.ports: dict[str, Endpoint] = {}
+        #: every other kind's desired rows, by table and key
+        self.rows: dict[str, dict[str, DesiredRow]] = {t: {} for t, k in KINDS.items() if k.desired_keys is None}
+        self.switch_refs: Counter[str] = Counter()  # switch name -> endpoints and services on it
+        self.stale: set[str] = set()  # sources whose derived rows must be recomputed
+        self.children_of: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self.holders: dict[tuple[str, str], set[tuple[str, str]]] = {}
+
+    def state(self, source: Source) -> SourceState:
+        st = self.sources.get(str(source))
+        if st is None:
+            st = self.sources[str(source)] = SourceState()
+        return st
+
+    def synced(self, source: str) -> bool:
+        st = self.sources.get(source)
+        return st is not None and st.synced
+
+    def want(self, table: str, key: str) -> DesiredRow | None:
+        return self.rows[table].get(key)
+
+    # ------------------------------------------------------------ events
+    def apply(self, event: InputEvent) -> bool:
+        """Fold one input event in; False if it is not input (nothing to do)."""
+        now = time.monotonic()
+        if isinstance(event, Upsert):
+            obj = event.obj
+            st = self.state(obj.source)
+            if isinstance(obj, Endpoint):
+                self._set_endpoint(st, obj, now)
+            elif isinstance(obj, Network):
+                if st.networks.get(obj.name) != obj:
+                    st.networks[obj.name] = obj
+                    self._refresh_switch(obj.source, obj.name)
+            elif isinstance(obj, Service):
+                self._set_service(st, obj, obj.source, obj.uid)
+            elif isinstance(obj, Namespace):
+                self._set_other(st, obj.source, "namespace", obj.name, obj)
+            else:
+                self._set_other(st, obj.source, "policy", obj.uid, obj)
+        elif isinstance(event, Delete):
+            st = self.state(event.source)
+            if event.kind == "endpoint":
+                self._del_endpoint(st, event.source, event.key, now)
+            elif event.kind == "network":
+                if st.networks.pop(event.key, None) is not None:
+                    self._refresh_switch(event.source, event.key)
+            elif event.kind == "service":
+                if event.key in st.services:
+                    self._set_service(st, None, event.source, event.key)
+            elif event.kind in ("namespace", "policy"):
+                if event.key in (st.namespaces if event.kind == "namespace" else st.policies):
+                    self._set_other(st, event.source, event.kind, event.key, None)
+        elif isinstance(event, Snapshot):
+            with gc_paused():
+                self._apply_snapshot(event, now)
+        else:
+            return False
+        return True
+
+    def _set_endpoint(self, st: SourceState, ep: Endpoint, now: float) -> None:
+        old = st.endpoints.get(ep.key)
+        if old == ep:
+            return
+        if old is None:
+            self.switch_refs[ls_name(ep.source, ep.network)] += 1
+        st.endpoints[ep.key] = ep
+        if st.policies:
+            self.stale.add(str(ep.source))
+        name = lsp_name(ep)
+        self.ports[name] = ep
+        self.mark(port.TABLE, name, now)
+        self._refresh_switch(ep.source, ep.network)
+
+    def _del_endpoint(self, st: SourceState, source: Source, key: str, now: float) -> None:
+        ep = st.endpoints.pop(key, None)
+        if ep is None:
+            return
+        if st.policies:
+            self.stale.add(str(source))
+        name = lsp_name(ep)
+        self.ports.pop(name, None)
+        self.mark(port.TABLE, name, now)
+        self._unref_switch(source, ep.network)
+
+    def _unref_switch(self, source: Source, network: str) -> None:
+        name = ls_name(source, network)
+        self.switch_refs[name] -= 1
+        if self.switch_refs[name] <= 0:
+            del self.switch_refs[name]
+        self._refresh_switch(source, network)
+
+    def _set_service(self, st: SourceState, svc: Service | None, source: Source, uid: str) -> None:
+        """Services hold their switch in the desired state like endpoints do:
+        a load balancer needs a switch to hang from."""
+        old = st.services.get(uid)
+        if old == svc:
+            return
+        if svc is None:
+            del st.services[uid]
+        else:
+            st.services[uid] = svc
+        old_net = old.network if old is not None else None
+        new_net = svc.network if svc is not None else None
+        if old_net != new_net:
+            if new_net is not None:
+                self.switch_refs[ls_name(source, new_net)] += 1
+                self._refresh_switch(source, new_net)
+            if old_net is not None:
+                self._unref_switch(source, old_net)
+        self.stale.add(str(source))
+
+    def _set_other(self, st: SourceState, source: Source, kind: ObjectKind, key: str, obj: Namespace | Policy | None) -> None:
+        """Namespaces and policies only feed the derived rows."""
+        table: dict[str, Namespace | Policy] = st.namespaces if kind == "namespace" else st.policies  # type: ignore[assignment]
+        if table.get(key) == obj:
+            return
+        if obj is None:
+            del table[key]
+        else:
+            table[key] = obj
+        if kind == "policy" or st.policies:
+            self.stale.add(str(source))
+
+    def _refresh_switch(self, source: Source, network: str) -> None:
+        name = ls_name(source, network)
+        st = self.sources.get(str(source))
+        net = st.networks.get(network) if st is not None else None
+        rows = self.rows[switch.TABLE]
+        if self.switch_refs.get(name, 0) > 0 or net is not None:
+            rows[name] = DesiredRow(switch.TABLE, name, str(source), switch.ls_columns(source, network, net, self.hub_id))
+        else:
+            rows.pop(name, None)
+        self.mark(switch.TABLE, name, None)
+
+    def _apply_snapshot(self, snap: Snapshot, now: float) -> None:
+        st = self.state(snap.source)
+        new_eps: dict[str, Endpoint] = {}
+        new_nets: dict[str, Network] = {}
+        others: list[Namespace | Service | Policy] = []
+        for o in snap.objects:
+            if isinstance(o, Endpoint):
+                new_eps[o.key] = o
+            elif isinstance(o, Network):
+                new_nets[o.name] = o
+            else:
+                others.append(o)
+        new_svcs = {o.uid: o for o in others if isinstance(o, Service)}
+        for uid in [u for u in st.services if u not in new_svcs]:
+            self._set_service(st, None, snap.source, uid)
+        for svc in new_svcs.values():
+            self._set_service(st, svc, snap.source, svc.uid)
+        new_ns = {o.name: o for o in others if isinstance(o, Namespace)}
+        new_pols = {o.uid: o for o in others if isinstance(o, Policy)}
+        if new_ns != st.namespaces or new_pols != st.policies:
+            st.namespaces = new_ns
+            st.policies = new_pols
+            self.stale.add(str(snap.source))
+        for key in [k for k in st.endpoints if k not in new_eps]:
+            self._del_endpoint(st, snap.source, key, now)
+        old_nets = st.networks
+        st.networks = new_nets
+        for name in set(old_nets) | set(new_nets):
+            if old_nets.get(name) != new_nets.get(name):
+                self._refresh_switch(snap.source, name)
+        for ep in new_eps.values():
+            self._set_endpoint(st, ep, now)
+
+    # ------------------------------------------------------------ derived rows
+    def derive(self, with_ips: Callable[[Endpoint], Endpoint]) -> None:
+        """Recompute the derived rows of every stale source (pure functions of
+        its desired state) and mark the keys whose desired row changed.
+        ``with_ips``: an endpoint with the addresses OVN allocated to it."""
+        while self.stale:
+            src = self.stale.pop()
+            st = self.sources.get(src)
+            if st is None:
+                continue
+            rows: list[DesiredRow] = []
+            if st.services or st.policies or st.derived:
+                view = SourceView(Source.parse(src), st, self.hub_id, functools.partial(_filled, with_ips, list(st.endpoints.values())))
+                for derive in DERIVERS:
+                    rows += derive(view)
+            new = {(r.table, r.key): r for r in rows}
+            old = st.derived
+            if new == old:
+                continue
+            st.derived = new
+            for tk in old.keys() - new.keys():
+                r = old[tk]
+                self.rows[r.table].pop(r.key, None)  # names embed the source: the key is this source's
+                self._unindex(r)
+                self.mark(r.table, r.key, None)
+            for tk, r in new.items():
+                prev = old.get(tk)
+                if prev == r:
+                    continue
+                if prev is not None:
+                    self._unindex(prev)
+                self.rows[r.table][r.key] = r
+                self._index(r)
+                self.mark(r.table, r.key, None)
+
+    def _index(self, r: DesiredRow) -> None:
+        kind = KINDS[r.table]
+        if kind.parent is not None and r.parent:
+            self.children_of.setdefault((kind.parent.table, r.parent), set()).add((r.table, r.key))
+        if kind.members is not None:
+            for m in r.members:
+                self.holders.setdefault((kind.members.table, m), set()).add((r.table, r.key))
+
+    def _unindex(self, r: DesiredRow) -> None:
+        kind = KINDS[r.table]
+        if kind.parent is not None and r.parent:
+            _drop(self.children_of, (kind.parent.table, r.parent), (r.table, r.key))
+        if kind.members is not None:
+            for m in r.members:
+                _drop(self.holders, (kind.members.table, m), (r.table, r.key))
+
+
+def _filled(with_ips: Callable[[Endpoint], Endpoint], eps: list[Endpoint]) -> list[Endpoint]:
+    return [with_ips(ep) for ep in eps]
+
+
+def _drop(index: dict[tuple[str, str], set[tuple[str, str]]], k: tuple[str, str], v: tuple[str, str]) -> None:
+    vals = index.get(k)
+    if vals is not None:
+        vals.discard(v)
+        if not vals:
+            del index[k]

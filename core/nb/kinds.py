@@ -1,0 +1,175 @@
+"""The row-kind registry: what the generic programmer knows of each NB table.
+
+A table the hub writes is one file in ``core/nb/tables/`` that registers a
+:class:`RowKind` (and, for rows derived from a source's whole desired state, a
+deriver).  The generic rooms (``desired``, ``replica``, ``plan``, ``txn``, the
+programmer loop) name no table: they apply five rules to every kind, read off
+these declarations (ovsdbapp keeps per-table facts as data in a
+``lookup_table``; ovn-kubernetes writes them as five type switches per table):
+
+1. **parents first** - a row with a ``parent`` is inserted only once its parent
+   exists or is inserted in the same transaction (a missing parent's insert is
+   pulled into the batch); a row whose parent NB refused waits with it;
+2. **referrers first** - a row is deleted only after every owned row that
+   points at it (a strong child, or a ``names_used`` reference from a match)
+   is gone or goes in the same transaction (ovn-kubernetes PR #1068);
+3. **foreign children** - an owned row whose strong-child column holds a row
+   the hub does not own is never deleted;
+4. **snapshot-bounded GC** - a row is deleted only once its source delivered a
+   complete snapshot in this process (Calico #5044);
+5. **order** - inserts and updates by ascending ``rank``, deletes by
+   descending rank, all in one transaction per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from core.ovsdb.values import Col
+
+if TYPE_CHECKING:
+    from core.model import Programmed
+
+
+class DesiredRow(msgspec.Struct, frozen=True, gc=False):
+    """A row as the desired state wants it.  ``columns`` hold plain values
+    (maps as dicts, sets as sorted tuples, so equality is the diff); what is
+    known only at write time is symbolic: ``parent`` names the row this one
+    hangs from or is attached to, ``members`` the rows its members column
+    holds (by their keys)."""
+
+    table: str
+    key: str
+    source: str
+    columns: dict[str, Any]
+    parent: str = ""
+    members: tuple[str, ...] = ()
+
+
+class PlanOp(msgspec.Struct, frozen=True):
+    """One row operation of a plan.  ``ref``: the parent's key; ``members``:
+    member keys to hold (those that exist or are inserted with it);
+    ``detach``: uuids of other parents a weakly attached row must leave."""
+
+    op: str  # insert | update | delete
+    table: str
+    name: str
+    columns: dict[str, Any] = {}
+    ref: str = ""
+    members: tuple[str, ...] = ()
+    detach: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Ref:
+    """"This row lives in / is attached to ``<table>.<column>``" (or, as
+    ``members``, "my ``column`` holds rows of ``table``").  Strong: the
+    child exists only inside its parent (LSP in LS.ports, ACL in PG.acls);
+    weak: attached and detached (Load_Balancer in Logical_Switch.load_balancer)."""
+
+    table: str
+    column: str
+    strong: bool = True
+
+
+def by_name(cols: Mapping[str, Any]) -> str:
+    name = cols.get("name", "")
+    return name if isinstance(name, str) else ""
+
+
+def by_external_id(key: str) -> Callable[[Mapping[str, Any]], str]:
+    def get(cols: Mapping[str, Any]) -> str:
+        return str(cols.get("external_ids", {}).get(key, ""))
+
+    return get
+
+
+View = Any  # core.nb.plan.View (kept loose here: kinds sit below plan)
+
+
+@dataclass(frozen=True)
+class RowKind:
+    """Everything generic code needs to know of one table."""
+
+    table: str
+    #: monitored, decoded, compared and written columns, per table
+    columns: Mapping[str, Col]
+    #: write order: inserts/updates ascending, deletes descending
+    rank: int
+    #: how a replica row is keyed (a second owned row with the same key is collected)
+    key: Callable[[Mapping[str, Any]], str] = by_name
+    parent: Ref | None = None
+    members: Ref | None = None
+    #: names of other rows (of kinds ``named`` True) this row's text references
+    names_used: Callable[[Mapping[str, Any]], set[str]] | None = None
+    #: rows of this kind are referenced by name from ``names_used``
+    named: bool = False
+    #: no unique index on ``name``: inserts are guarded by a ``wait`` that no row has the name
+    guard_name: bool = False
+    #: all dirty rows of the kind go in one transaction (a policy change is atomic for northd)
+    whole_batch: bool = False
+    #: the kind's own diff (the port path keeps its measured digest compare); None: the generic one
+    diff: Callable[[View, str], PlanOp | None] | None = None
+    #: the Programmed event a committed unit gives (None: none)
+    programmed: Callable[[View, PlanOp], Programmed | None] | None = None
+    #: the monitor's select: False for a kind loaded by its own reads (ports)
+    initial: bool = True
+    #: more monitored columns, not compared (the port's ``_version``)
+    extra_columns: tuple[str, ...] = field(default=())
+    #: the replica store's class (None: core.nb.store.RowStore, rows kept whole)
+    store: Callable[[RowKind], Any] | None = None
+    #: the keys a kind with its own ``diff`` desires (None: ``DesiredState.rows[table]``)
+    desired_keys: Callable[[View], Any] | None = None
+    #: committed inserts are timed until the row reports ``up`` (ports)
+    reports_up: bool = False
+
+
+KINDS: dict[str, RowKind] = {}
+
+
+class SourceView:
+    """One source's desired state as derivers read it (see ``DERIVERS``)."""
+
+    def __init__(self, source: Any, state: Any, hub_id: str, endpoints: Callable[[], list[Any]]) -> None:
+        self.source = source
+        self.state = state
+        self.hub_id = hub_id
+        self._endpoints = endpoints
+        self._eps: list[Any] | None = None
+
+    @property
+    def endpoints(self) -> list[Any]:
+        """The source's endpoints, OVN-allocated addresses filled in (computed once, on demand)."""
+        if self._eps is None:
+            self._eps = self._endpoints()
+        return self._eps
+
+
+Deriver = Callable[[SourceView], list[DesiredRow]]
+#: Pure functions of one source's desired state → its derived rows (services → load
+#: balancers, policies → port groups, address sets and ACLs).
+DERIVERS: list[Deriver] = []
+
+
+def register(kind: RowKind, deriver: Deriver | None = None) -> RowKind:
+    KINDS[kind.table] = kind
+    ordered = sorted(KINDS.values(), key=lambda k: k.rank)
+    KINDS.clear()
+    KINDS.update((k.table, k) for k in ordered)
+    if deriver is not None and deriver not in DERIVERS:
+        DERIVERS.append(deriver)
+    return kind
+
+
+def children(table: str) -> Iterator[RowKind]:
+    """Kinds whose rows hang from (or are attached to) rows of ``table``."""
+    return (k for k in KINDS.values() if k.parent is not None and k.parent.table == table)
+
+
+def member_holders(table: str) -> Iterator[RowKind]:
+    """Kinds whose members column holds rows of ``table``."""
+    return (k for k in KINDS.values() if k.members is not None and k.members.table == table)

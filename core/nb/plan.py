@@ -1,0 +1,240 @@
+"""desired - actual, as an ordered list of row operations.  Pure: reads the
+desired state and the replica, writes nothing.
+
+:func:`diff` is one row; :func:`plan_batch` is a batch with the rules of
+``core/nb/kinds.py`` applied once for every kind: the parents a batch needs
+pulled in, deletes deferred while an owned row still refers to theirs, and
+the write order.  :func:`plan_all` is everything the writer would do now
+(``hubctl plan``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.nb.desired import DesiredState
+from core.nb.kinds import KINDS, DesiredRow, PlanOp, RowKind
+from core.nb.replica import NbReplica
+from core.nb.store import XRow
+
+log = logging.getLogger("ovn_hub.programmer")
+
+
+@dataclass
+class View:
+    """What planning and commits read: the desired state and the replica."""
+
+    desired: DesiredState
+    replica: NbReplica
+    hub_id: str
+    warned: set[str] = field(default_factory=set)
+
+    def synced(self, source: str) -> bool:
+        return self.desired.synced(source)
+
+    def ids(self, table: str, key: str) -> Mapping[str, str]:
+        """The ``external_ids`` a row has (desired) or had (replica)."""
+        if table in self.desired.rows:
+            want = self.desired.rows[table].get(key)
+            if want is not None:
+                ids: Mapping[str, str] = want.columns.get("external_ids", {})
+                return ids
+        row = self.replica.stores[table].row(key)
+        found: Mapping[str, str] = row.cols.get("external_ids", {}) if row is not None else {}
+        return found
+
+
+Inserted = Mapping[str, set[str]]  # table -> keys inserted by the same transaction
+_NONE: frozenset[str] = frozenset()
+
+
+def _norm(v: Any) -> Any:
+    return tuple(sorted(v)) if isinstance(v, tuple | list) else v
+
+
+def diff(view: View, table: str, key: str, new: Inserted | None = None) -> PlanOp | None:
+    """desired - actual for one row (``new``: rows the same transaction
+    inserts, which a members column may already hold)."""
+    kind = KINDS[table]
+    if kind.diff is not None:
+        return kind.diff(view, key)
+    want = view.desired.rows[table].get(key)
+    store = view.replica.stores[table]
+    cur = store.row(key)
+    if want is None:
+        if cur is None or not view.synced(store.source(key)) or _foreign_children(view, kind, key, cur):
+            return None
+        return PlanOp("delete", table, key)
+    cols = want.columns
+    if cur is None:
+        return PlanOp("insert", table, key, cols, ref=want.parent, members=_members(view, kind, want, new))
+    # the name is compared too: a renamed row is renamed back
+    changed = {k: v for k, v in cols.items() if _norm(cur.cols.get(k)) != _norm(v)}
+    if kind.members is not None:
+        members = _members(view, kind, want, new)
+        mstore = view.replica.stores[kind.members.table]
+        have = {mstore.uuid(m) or m for m in members}
+        if changed or have != set(cur.cols.get(kind.members.column, ())):
+            return PlanOp("update", table, key, changed, ref=want.parent, members=members)
+        return None
+    if kind.parent is not None and not kind.parent.strong:
+        pstore = view.replica.stores[kind.parent.table]
+        col = kind.parent.column
+        detach = tuple(
+            r.uuid for n in pstore.keys() if n != want.parent and (r := pstore.row(n)) is not None and cur.uuid in r.cols.get(col, ())
+        )
+        parent = pstore.row(want.parent)
+        attached = parent is not None and cur.uuid in parent.cols.get(col, ())
+        if changed or detach or not attached:
+            return PlanOp("update", table, key, changed, ref=want.parent, detach=detach)
+        return None
+    return PlanOp("update", table, key, changed, ref=want.parent) if changed else None
+
+
+def _members(view: View, kind: RowKind, want: DesiredRow, new: Inserted | None) -> tuple[str, ...]:
+    """The members of a desired row that exist (or are inserted in this
+    transaction).  The others join when their insert is recorded."""
+    if kind.members is None:
+        return ()
+    mstore = view.replica.stores[kind.members.table]
+    fresh = new.get(kind.members.table, _NONE) if new else _NONE
+    return tuple(m for m in want.members if m in mstore or m in fresh)
+
+
+def _foreign_children(view: View, kind: RowKind, key: str, cur: XRow) -> bool:
+    """Rule 3: an owned row holding a strong child the hub does not own stays."""
+    for child in KINDS.values():
+        p = child.parent
+        if p is None or not p.strong or p.table != kind.table:
+            continue
+        cstore = view.replica.stores[child.table]
+        foreign = [u for u in cur.cols.get(p.column, ()) if cstore.key_of(u) is None]
+        if foreign:
+            if key not in view.warned:
+                view.warned.add(key)
+                log.warning("not deleting %s %s: it holds %d %s row(s) the hub does not own", kind.table, key, len(foreign), child.table)
+            return True
+    return False
+
+
+def plan_batch(view: View, take: Mapping[str, Iterable[str]]) -> tuple[list[PlanOp], list[tuple[str, str]], set[tuple[str, str]]]:
+    """The operations for the taken keys, ordered; the keys pulled in (parents
+    a batch needs, balancers a re-created switch takes back), and the deletes
+    deferred until what refers to them is gone (rule 2)."""
+    ops: list[PlanOp] = []
+    new: dict[str, set[str]] = {t: set() for t in KINDS}
+    planned: set[tuple[str, str]] = set()
+    pulled: list[tuple[str, str]] = []
+
+    def add(op: PlanOp | None) -> None:
+        if op is not None:
+            ops.append(op)
+            if op.op == "insert":
+                new[op.table].add(op.name)
+
+    for table in KINDS:  # rank order: members (ports) are known before their holders
+        keys = take.get(table, ())
+        planned.update((table, k) for k in keys)
+        for k in keys:
+            add(diff(view, table, k, new))
+    # Rule 1: an insert or update needs its parent; pull a missing parent's insert in.
+    for op in list(ops):
+        kind = KINDS[op.table]
+        if op.op == "delete" or kind.parent is None or not op.ref:
+            continue
+        ptable = kind.parent.table
+        if op.ref in view.replica.stores[ptable] or op.ref in new[ptable] or (ptable, op.ref) in planned:
+            continue
+        extra = diff(view, ptable, op.ref, new)
+        planned.add((ptable, op.ref))
+        if extra is not None and extra.op == "insert":
+            add(extra)
+            pulled.append((ptable, op.ref))
+    # A (re)created parent takes back the rows attached to it (weak children).
+    for op in list(ops):
+        if op.op != "insert":
+            continue
+        for ct, ck in view.desired.children_of.get((op.table, op.name), ()):
+            child = KINDS[ct]
+            if child.parent is not None and not child.parent.strong and (ct, ck) not in planned:
+                planned.add((ct, ck))
+                pulled.append((ct, ck))
+                add(diff(view, ct, ck, new))
+    ready, deferred = _referrers_first(view, ops)
+    rank = {t: i for i, t in enumerate(KINDS)}
+    ups = sorted((o for o in ready if o.op != "delete"), key=lambda o: rank[o.table])
+    dels = sorted((o for o in ready if o.op == "delete"), key=lambda o: -rank[o.table])
+    return ups + dels, pulled, deferred
+
+
+def _referrers_first(view: View, ops: list[PlanOp]) -> tuple[list[PlanOp], set[tuple[str, str]]]:
+    """Rule 2: a delete waits while an owned row still refers to its row (a
+    strong child, or a name in a ``names_used`` text) and is not deleted here."""
+    deletes = [o for o in ops if o.op == "delete"]
+    if not deletes:
+        return ops, set()
+    deleting: dict[str, set[str]] = {}
+    for o in deletes:
+        deleting.setdefault(o.table, set()).add(o.name)
+    named: set[str] | None = None
+    deferred: set[tuple[str, str]] = set()
+    ready: list[PlanOp] = []
+    for o in ops:
+        if o.op == "delete":
+            kind = KINDS[o.table]
+            if _has_owned_children(view, kind, o.name, deleting):
+                deferred.add((o.table, o.name))
+                continue
+            if kind.named:
+                if named is None:
+                    named = _names_in_use(view, deleting)
+                if o.name in named:
+                    deferred.add((o.table, o.name))
+                    continue
+        ready.append(o)
+    return ready, deferred
+
+
+def _has_owned_children(view: View, kind: RowKind, key: str, deleting: Mapping[str, set[str]]) -> bool:
+    cur = view.replica.stores[kind.table].row(key)
+    if cur is None:
+        return False
+    for child in KINDS.values():
+        p = child.parent
+        if p is None or not p.strong or p.table != kind.table:
+            continue
+        cstore = view.replica.stores[child.table]
+        gone = deleting.get(child.table, _NONE)
+        for u in cur.cols.get(p.column, ()):
+            ck = cstore.key_of(u)
+            if ck is not None and ck not in gone:
+                return True
+    return False
+
+
+def _names_in_use(view: View, deleting: Mapping[str, set[str]]) -> set[str]:
+    out: set[str] = set()
+    for kind in KINDS.values():
+        if kind.names_used is None:
+            continue
+        store = view.replica.stores[kind.table]
+        gone = deleting.get(kind.table, _NONE)
+        for k in store.keys():
+            if k not in gone and (row := store.row(k)) is not None:
+                out |= kind.names_used(row.cols)
+    return out
+
+
+def plan_all(view: View) -> list[PlanOp]:
+    """Everything the writer would do now (all rows, not just dirty ones)."""
+    out: list[PlanOp] = []
+    for table, kind in KINDS.items():
+        wanted = kind.desired_keys(view) if kind.desired_keys is not None else view.desired.rows[table]
+        for k in sorted(set(wanted) | set(view.replica.stores[table].keys())):
+            op = diff(view, table, k)
+            if op is not None:
+                out.append(op)
+    return out

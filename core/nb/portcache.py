@@ -1,0 +1,256 @@
+"""Loading the port replica: the restart cache, in-memory revalidation, sharded reads.
+
+OVSDB gives every row a ``_version`` that changes with every modification, so
+a row whose ``_uuid`` and ``_version`` equal a remembered entry is exactly the
+row the hub saw.  A start (from ``<state_dir>/nb-ports-<hub id>.cache``,
+written at a clean stop) or a reconnect (from the replica in memory) then reads
+only ``_uuid``/``_version`` of its ports and the full columns of the few that
+changed, instead of every column of every port.  Anything odd (missing,
+unreadable, another hub or NB, too many changes; a restarted ovsdb-server
+renumbers every ``_version``) falls back to the full read, in slices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from typing import Any
+
+import msgspec
+
+from core.gcpause import gc_paused
+from core.names import OWNER, SHARD, SHARDS, owned
+from core.nb.store import Events
+from core.nb.tables.port import READ_COLUMNS, TABLE, PortRow, PortStore
+from core.ovsdb import OvsdbClient, OvsdbError
+
+log = logging.getLogger("ovn_hub.programmer")
+
+
+class CachedPort(msgspec.Struct, array_like=True, gc=False):
+    """One port of the restart cache: what the replica knew of a row at a given ``_version``."""
+
+    uuid: str
+    version: str
+    name: str
+    source: str
+    digest: int
+    up: bool | None
+    dyn: str
+
+
+class PortCache(msgspec.Struct):
+    """The restart cache file."""
+
+    format: int
+    hub_id: str
+    nb: str
+    ports: list[CachedPort]
+    #: Consecutive starts that used a cache (a safety net: see CACHE_MAX_GENERATIONS).
+    generation: int = 0
+
+
+#: Bump when lsp_digest or CachedPort changes (old caches are then ignored).
+PORT_CACHE_FORMAT = 1
+#: Every this many cache-based starts, one full read: a replica error (say, a
+#: foreign change hidden by a clustered NB's reply order) cannot outlive it.
+CACHE_MAX_GENERATIONS = 8
+#: Above this many changed ports (or this share of all), a load reads everything instead.
+CACHE_MAX_CHANGED = 5000
+
+
+def memory_entries(store: PortStore) -> list[CachedPort]:
+    """The port replica in memory, as cache entries: what a reconnect can
+    revalidate (rows of unknown version or rewritten under us are left out: read)."""
+    return [
+        CachedPort(r.uuid, r.version, name, r.source, r.digest, r.up, r.dyn)
+        for name, r in store.rows.items()
+        if r.version and r.digest is not None
+    ]
+
+
+def read_cache(path: str | os.PathLike[str] | None, hub_id: str, nb: str) -> PortCache | None:
+    """The restart cache, once: it is removed as it is read (a later crash
+    must not find it; versions would reject it anyway)."""
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning("port cache %s unreadable (%s): reading every port", path, exc)
+        return None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    try:
+        cache = msgspec.msgpack.decode(data, type=PortCache)
+    except msgspec.DecodeError as exc:
+        log.warning("port cache %s is damaged (%s): reading every port", path, exc)
+        return None
+    if cache.format != PORT_CACHE_FORMAT or cache.hub_id != hub_id or cache.nb != nb:
+        log.info("port cache %s is for another hub, NB or format: reading every port", path)
+        return None
+    return cache
+
+
+def install_rows(store: PortStore, ev: Events, result: list[Any]) -> int:
+    """Reply hook of port selects: install every returned row (in stream order)."""
+    n = 0
+    with gc_paused():
+        for r in result:
+            rows = r.get("rows", ()) if isinstance(r, dict) else ()
+            for row in rows:
+                store.install(row.pop("_uuid")[1], row, ev)
+                n += 1
+    return n
+
+
+async def load_from(
+    client: OvsdbClient, store: PortStore, ev: Events, hub_id: str, entries: list[CachedPort], what: str
+) -> tuple[int, int] | None:
+    """Install ``entries`` whose ``_uuid``/``_version`` NB still has, read the
+    full columns of every other owned port; (fresh, read), or None (nothing
+    installed) when too many changed: the caller reads everything."""
+    store.rows.clear()
+    store.by_uuid.clear()
+    cond = owned(hub_id)
+    outcome: dict[str, Any] = {}
+
+    def versions(result: list[Any]) -> None:
+        by_uuid = {c.uuid: c for c in entries}
+        fresh: list[CachedPort] = []
+        changed: list[str] = []
+        for row in result[0]["rows"]:
+            uuid, version = row["_uuid"][1], row["_version"][1]
+            c = by_uuid.get(uuid)
+            if c is not None and c.version == version:
+                fresh.append(c)
+            else:
+                changed.append(uuid)
+        outcome.update(fresh=len(fresh), changed=changed, total=len(fresh) + len(changed))
+        if len(changed) > min(CACHE_MAX_CHANGED, max(100, (len(fresh) + len(changed)) // 10)):
+            return  # too stale: the caller reads everything
+        with gc_paused():
+            for c in fresh:
+                store.rows[c.name] = PortRow(c.uuid, sys.intern(c.source), c.digest, c.up, c.dyn, c.version)
+                store.by_uuid[c.uuid] = c.name
+                store.early.pop(c.uuid, None)
+                if c.up is True:
+                    ev.up(c.name)
+        outcome["installed"] = True
+
+    await client.transact(
+        [{"op": "select", "table": TABLE, "where": cond, "columns": ["_uuid", "_version"]}], on_reply=versions
+    )
+    if not outcome.get("installed"):
+        log.info("%s: %d of %d ports changed since: reading every port", what, len(outcome.get("changed", ())), outcome.get("total", 0))
+        return None
+    changed: list[str] = outcome["changed"]
+    if changed:
+        ops = [
+            # the owner condition again: a row that lost its tag in between is not ours
+            {"op": "select", "table": TABLE, "where": [*cond, ["_uuid", "==", ["uuid", u]]], "columns": READ_COLUMNS}
+            for u in changed
+        ]
+        def install(result: list[Any]) -> None:
+            install_rows(store, ev, result)
+
+        await client.transact(ops, on_reply=install)
+    log.info("%s: %d ports unchanged, %d read again", what, outcome["fresh"], len(changed))
+    return outcome["fresh"], len(changed)
+
+
+async def load_all(client: OvsdbClient, store: PortStore, ev: Events, hub_id: str) -> int:
+    """Read the hub's ports shard by shard (``ovn-hub:shard`` in external_ids).
+
+    One 50k-row reply decodes into ~150 MB of short-lived Python objects,
+    and the process keeps that memory; SHARDS replies of a few thousand rows do
+    not.  The monitor is already running (without initial contents), so a
+    change racing with these reads arrives after the read that returns the row.
+    A port the hub owns without a valid shard key (edited by someone) is read
+    last and rewritten whole."""
+    store.rows.clear()
+    store.by_uuid.clear()
+    cond = owned(hub_id)
+    count = 0
+    owned_shard = [
+        [["external_ids", "includes", ["map", sorted([[OWNER, hub_id], [SHARD, str(k)]])]]] for k in range(SHARDS)
+    ]
+    unsharded = cond + [["external_ids", "excludes", ["map", [[SHARD, str(k)]]]] for k in range(SHARDS)]
+
+    def install(result: list[Any]) -> None:
+        nonlocal count
+        count += install_rows(store, ev, result)  # in the reader: before any later update (stream order)
+
+    def read(where: list[Any]) -> asyncio.Future[list[Any]]:
+        return asyncio.ensure_future(
+            client.transact([{"op": "select", "table": TABLE, "where": where, "columns": READ_COLUMNS}], on_reply=install)
+        )
+
+    wheres = [*owned_shard, unsharded]
+    # Two reads in flight: the server serializes slice k+1 while this
+    # process digests slice k; memory stays at two slices.
+    pending = read(wheres[0])
+    try:
+        for i in range(len(wheres)):
+            await pending  # its rows were installed by the reply hook
+            if i + 1 < len(wheres):
+                pending = read(wheres[i + 1])
+    finally:
+        pending.cancel()
+    return count
+
+
+async def save(
+    client: OvsdbClient, store: PortStore, path: str | os.PathLike[str], hub_id: str, nb: str, generation: int
+) -> bool:
+    """Write the restart cache (at a clean stop, after the last write).  Each
+    entry pairs a row's current ``_version`` with what the replica holds for
+    it; update notifications precede this select's reply, so the replica
+    already reflects every version returned.  Rows the replica would rewrite
+    whole (changed under it) are left out."""
+    try:
+        reply = await client.transact(
+            [{"op": "select", "table": TABLE, "where": owned(hub_id), "columns": ["_uuid", "_version"]}], timeout=30
+        )
+    except (OvsdbError, TimeoutError, OSError) as exc:
+        log.warning("port cache not written: %s", exc)
+        return False
+    ports: list[CachedPort] = []
+    for row in reply[0]["rows"]:
+        uuid = row["_uuid"][1]
+        name = store.by_uuid.get(uuid)
+        cur = store.rows.get(name) if name is not None else None
+        if name is None or cur is None or cur.uuid != uuid or cur.digest is None:
+            continue
+        ports.append(CachedPort(uuid, row["_version"][1], name, cur.source, cur.digest, cur.up, cur.dyn))
+    data = msgspec.msgpack.encode(PortCache(format=PORT_CACHE_FORMAT, hub_id=hub_id, nb=nb, ports=ports, generation=generation))
+    try:
+        await asyncio.to_thread(write_private, path, data)
+    except OSError as exc:
+        log.warning("port cache %s not written: %s", path, exc)
+        return False
+    log.info("port cache: %d ports written to %s", len(ports), path)
+    return True
+
+
+def write_private(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, mode 0600 (its directory 0700 if created)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".nb-ports-", dir=directory)  # 0600, O_EXCL
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

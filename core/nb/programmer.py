@@ -1,0 +1,481 @@
+"""The OVN programmer: one level-triggered NB writer.
+
+Events never write.  :meth:`Programmer.apply` updates the desired state and
+marks keys dirty; the writer task wakes, waits a short coalescing window, and
+for a batch of dirty keys plans ``desired - actual`` against its replica of the
+hub's own rows (``plan.py``) and commits it in one transaction (``txn.py``).
+Replaying, duplicating or reordering events therefore cannot change the
+result, and a restart is one list per adapter plus one diff.  The rules every
+kind obeys are in ``kinds.py``; this module is the loop around them:
+
+* **Bisection** - a batch failing on one row (a name taken by a foreign row,
+  anything NB refuses) is split until the bad row is isolated; that row is
+  reported as Rejected and retried after ``retry_interval``, every other row
+  commits.  A request ovsdb-server would drop the session on is refused by the
+  client before it is sent, so it bisects the same way.
+* **Quarantine** - a session lost *inside* a transaction commits that batch
+  apart, half by half, on the next sessions (:meth:`_suspect`); a row that
+  drops the session twice alone is ``nb-refused``.
+* **Batches** - dirty ports and switches go ``batch_size`` at a time; derived
+  rows (load balancers, policy rows) all at once, so a policy change is one
+  transaction in which the new allows come before the removal of the old.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from core import metrics
+from core.backoff import Backoff
+from core.gcpause import gc_paused
+from core.model import Endpoint, InputEvent, Rejected, Snapshot, Source, StatusEvent
+from core.names import SOURCE
+from core.nb import portcache, txn
+from core.nb.desired import DesiredState
+from core.nb.dirty import DirtyRows
+from core.nb.failures import Failures
+from core.nb.kinds import KINDS, PlanOp
+from core.nb.plan import View, plan_all, plan_batch
+from core.nb.replica import NbReplica
+from core.nb.status import NbStatus, PortStatus
+from core.nb.store import RowStore, XRow
+from core.nb.tables import switch
+from core.nb.tables.port import TABLE as PORTS
+from core.nb.tables.port import PortRow, PortStore, with_dynamic_ips
+from core.ovsdb import ConnectionLost, OvsdbClient, OvsdbError
+
+log = logging.getLogger("ovn_hub.programmer")
+
+Publish = Callable[[StatusEvent | Rejected], Awaitable[None]]
+
+
+class Programmer:
+    """Keeps NB equal to the desired state.  Use::
+
+        prog = Programmer("unix:/run/ovn/ovnnb_db.sock", hub_id="hub1", publish=bus.publish)
+        await prog.start()          # connect + initial replica
+        task = asyncio.create_task(prog.run())
+        prog.apply(snapshot_event)  # from the bus
+        await prog.flush()          # wait until NB equals desired
+    """
+
+    def __init__(
+        self,
+        nb_remote: str,
+        hub_id: str,
+        publish: Publish | None = None,
+        *,
+        batch_size: int = 50000,
+        coalesce: float = 0.01,
+        retry_interval: float = 30.0,
+        cache_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.nb_remote = nb_remote
+        self.hub_id = hub_id
+        self.publish = publish
+        self.batch_size = batch_size
+        self.coalesce = coalesce
+        self.retry_interval = retry_interval
+        #: Restart cache of the port replica (core/nb/portcache.py); None: always read everything.
+        self.cache_path = cache_path
+        #: How the last (re)connect loaded the ports: ports taken from the cache (or memory), ports read.
+        self.ports_from_cache = 0
+        self.ports_read = 0
+        self._cache_generation = 0  # starts in a row that used the cache (0: the last was a full read)
+        #: reconnects whose port replica was revalidated in memory / read whole
+        self.reconnect_loads: Counter[str] = Counter()
+        self._status_q: asyncio.Queue[StatusEvent | Rejected] = asyncio.Queue()
+        self.desired = DesiredState(hub_id, self._mark)
+        self.replica = NbReplica(hub_id)
+        self.changes = DirtyRows(self.desired, self.replica, self._status_q.put_nowait)
+        self.dirty = self.changes.keys
+        self.replica.events = self.changes
+        self.view = View(self.desired, self.replica, hub_id)
+        self.failures = Failures()
+        #: display name -> NB's refusal, retried after retry_interval (core/nb/failures.py)
+        self.failed = self.failures.failed
+        self._since = self.changes.since
+        self._committed_at = self.changes.committed_at
+        self._wake = self.changes.wake
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._client: OvsdbClient | None = None
+        self.connected = asyncio.Event()
+        self.writes = 0  # row operations committed (bench/tests read this)
+        self.transactions = 0
+
+    # ------------------------------------------------------------ views of the parts
+    @property
+    def session_drops(self) -> int:
+        """Sessions lost inside a transaction (their rows were committed apart)."""
+        return self.failures.session_drops
+
+    @property
+    def ports(self) -> PortStore:
+        store = self.replica.stores[PORTS]
+        assert isinstance(store, PortStore)
+        return store
+
+    @property
+    def lsp(self) -> dict[str, PortRow]:
+        return self.ports.rows
+
+    @property
+    def want_lsp(self) -> dict[str, Endpoint]:
+        return self.desired.ports
+
+    def rows(self, table: str) -> dict[str, XRow]:
+        """The replica's rows of a kind kept whole (tests and tools read them)."""
+        store = self.replica.stores[table]
+        assert isinstance(store, RowStore)
+        return store.rows
+
+    # ------------------------------------------------------------ desired state
+    def _mark(self, table: str, key: str, now: float | None) -> None:
+        self.changes.mark(table, key, now)
+        if now is not None:
+            self.failed.pop(key, None)  # its object changed: try it again now
+
+    def apply(self, event: InputEvent) -> None:
+        """Fold one input event into the desired state (never writes)."""
+        first = isinstance(event, Snapshot) and not self.desired.synced(str(event.source))
+        if not self.desired.apply(event):
+            return
+        if first:
+            assert isinstance(event, Snapshot)
+            src = str(event.source)
+            self.desired.state(event.source).synced = True
+            # GC is now licensed for this source: look at every row it owns.
+            with gc_paused():
+                for table, store in self.replica.stores.items():
+                    self.dirty[table].update(k for k in store.keys() if store.source(k) == src)
+        metrics.DESIRED_ENDPOINTS.set(len(self.desired.ports))
+        self._wake.set()
+        self._idle.clear()
+
+    def remove_source(self, source: Source) -> None:
+        """The source is gone from the config: its rows are collected."""
+        self.apply(Snapshot(source=source, objects=()))
+
+    def _derive(self) -> None:
+        self.desired.derive(lambda ep: with_dynamic_ips(ep, self.ports))
+
+    def plan(self) -> list[PlanOp]:
+        """Everything the writer would do now (all rows, not just dirty ones)."""
+        self._derive()
+        return plan_all(self.view)
+
+    # ------------------------------------------------------------ connection
+    async def start(self, timeout: float | None = 30.0) -> None:
+        """Connect and load the replica; returns when NB is synced."""
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    await self._connect()
+                    return
+                except (OSError, OvsdbError, TimeoutError) as exc:
+                    log.info("waiting for OVN NB at %s: %s", self.nb_remote, exc)
+                    await asyncio.sleep(0.5)
+
+    async def _connect(self) -> None:
+        client = OvsdbClient(self.nb_remote)
+        await client.connect()
+        reconnect = len(self.ports) > 0
+        remembered = portcache.memory_entries(self.ports) if reconnect else []
+        self.replica.clear()
+        client.on_update = self.replica.on_update
+        try:
+            await client.monitor_cond(self.replica.monitor_requests())
+            await self._load_ports(client, reconnect, remembered)
+        except BaseException:
+            await client.close()
+            raise
+        self._client = client
+        # Level-triggered restart: everything we know of is a candidate.
+        for table, kind in KINDS.items():
+            wanted = kind.desired_keys(self.view) if kind.desired_keys is not None else self.desired.rows[table]
+            self.dirty[table].update(wanted)
+            self.dirty[table].update(self.replica.stores[table].keys())
+        self.connected.set()
+        self._wake.set()
+        counts = ", ".join(f"{len(s)} {t}" for t, s in self.replica.stores.items())
+        log.info("NB synced: %s rows owned by %s", counts, self.hub_id)
+
+    async def _load_ports(self, client: OvsdbClient, reconnect: bool, remembered: list[portcache.CachedPort]) -> None:
+        store = self.ports
+        if reconnect:  # revalidate what this process already holds, when it knows versions
+            got = await portcache.load_from(client, store, self.changes, self.hub_id, remembered, "in memory") if remembered else None
+            self.reconnect_loads["revalidated" if got else "read"] += 1
+            if got is not None:
+                self.ports_from_cache, self.ports_read = got
+                return
+        else:
+            cache = portcache.read_cache(self.cache_path, self.hub_id, self.nb_remote)
+            if cache is not None and cache.generation >= portcache.CACHE_MAX_GENERATIONS:
+                log.info("port cache: %d restarts in a row used it: reading every port this time", cache.generation)
+            elif cache is not None:
+                got = await portcache.load_from(client, store, self.changes, self.hub_id, cache.ports, "port cache")
+                if got is not None:
+                    self.ports_from_cache, self.ports_read = got
+                    self._cache_generation = cache.generation + 1
+                    return
+        self.ports_from_cache = 0
+        self._cache_generation = 0
+        self.ports_read = await portcache.load_all(client, store, self.changes, self.hub_id)
+
+    async def save_port_cache(self) -> bool:
+        """Write the restart cache (call at a clean stop, after the last write)."""
+        client = self._client
+        if self.cache_path is None or client is None or client.closed.is_set():
+            return False
+        return await portcache.save(client, self.ports, self.cache_path, self.hub_id, self.nb_remote, self._cache_generation)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    # ------------------------------------------------------------ writer
+    def _is_dirty(self) -> bool:
+        return bool(self.changes)
+
+    async def run(self) -> None:
+        """The single NB writer.  Reconnects (and resyncs) when NB goes away.
+
+        A session that dies inside one of our transactions is retried at once
+        (the writer is isolating the row, see _suspect); one that was healthy
+        for a while too; otherwise back off, capped at 1 s while the server
+        refuses connections (a probe is cheap, so the first retry comes within
+        1 s of it listening again) and at 30 s when it accepts but the sync
+        fails (that costs the server a read)."""
+        publisher = asyncio.create_task(self._publisher(), name="status-publisher")
+        retry_at = time.monotonic() + self.retry_interval
+        backoff = Backoff(0.1, 30.0)
+        session_start = time.monotonic()
+        try:
+            while True:
+                if self._client is None or self._client.closed.is_set():
+                    self.connected.clear()
+                    if self._client is not None and (self.failures.dropped_in_txn or time.monotonic() - session_start > 10):
+                        backoff.reset()
+                    self.failures.dropped_in_txn = False
+                    try:
+                        await self._connect()
+                        session_start = time.monotonic()
+                    except (OSError, OvsdbError, TimeoutError) as exc:
+                        refused = isinstance(exc, ConnectionRefusedError | FileNotFoundError)
+                        delay = backoff.next(cap=1.0 if refused else None)
+                        log.warning("NB %s unreachable (%s); retrying in %.1fs", self.nb_remote, exc, delay)
+                        await asyncio.sleep(delay)
+                        continue
+                self._derive()
+                if not self._is_dirty():
+                    self._idle.set()
+                    metrics.DIRTY.set(0)
+                    self._wake.clear()
+                    timeout = max(0.0, retry_at - time.monotonic()) if self.failed else None
+                    client = self._client
+                    assert client is not None
+                    closed = asyncio.ensure_future(client.closed.wait())
+                    waker = asyncio.ensure_future(self._wake.wait())
+                    try:
+                        await asyncio.wait({closed, waker}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        closed.cancel()
+                        waker.cancel()
+                    if self.failed and time.monotonic() >= retry_at:
+                        retry_at = time.monotonic() + self.retry_interval
+                        self._retry_failed()
+                    continue
+                self._idle.clear()
+                if self.coalesce:
+                    await asyncio.sleep(self.coalesce)
+                try:
+                    with gc_paused():  # one collector pause per batch, not one per step
+                        await self._write_batch()
+                except ConnectionLost:
+                    continue
+        finally:
+            publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publisher
+
+    def _retry_failed(self) -> None:
+        for table, key in self.failures.retry():
+            self.dirty[table].add(key)
+
+    async def _publisher(self) -> None:
+        while True:
+            ev = await self._status_q.get()
+            if self.publish is not None:
+                try:
+                    await self.publish(ev)
+                except Exception:
+                    log.exception("publishing a status event failed")
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until no row is dirty and no transaction is in flight."""
+        async with asyncio.timeout(timeout):
+            while True:
+                await self._idle.wait()
+                await asyncio.sleep(0)
+                if self._idle.is_set() and not self._is_dirty() and not self.desired.stale and self.connected.is_set():
+                    return
+                await asyncio.sleep(0.01)
+
+    async def _write_batch(self) -> None:
+        take = self.changes.take(self.failures, self.batch_size)
+        metrics.DIRTY.set(self.changes.count())
+        with gc_paused():
+            units, pulled, deferred = plan_batch(self.view, take)
+        for t, k in pulled:
+            self.dirty[t].discard(k)
+        self.changes.deferred |= deferred
+        if not units:
+            for k in take.get(PORTS, ()):
+                self._since.pop(k, None)
+            return
+        await self._commit(units)
+
+    async def _commit(self, units: list[PlanOp]) -> None:
+        assert self._client is not None
+        units, held = txn.with_parents(self.view, units)
+        for u in held:
+            self.failures.hold(u)
+            self._since.pop(u.name, None)
+        if not units:
+            return
+        with gc_paused():
+            ops, inserts = txn.build(self.view, units)
+        t0 = time.monotonic()
+        try:
+            result = await self._client.transact(ops)
+        except (OvsdbError, TimeoutError) as exc:
+            if isinstance(exc, ConnectionLost | TimeoutError):
+                if isinstance(exc, TimeoutError):  # a hung server: this session is over
+                    await self._client.close()
+                self._redirty(units)
+                bad = self.failures.suspect(units, exc)
+                if bad is not None:
+                    self.dirty[bad.table].discard(bad.name)
+                    self._reject(bad, f"the NB session dropped each time it was committed alone ({exc})", "nb-refused")
+                raise ConnectionLost(str(exc)) from None
+            metrics.TXNS.labels("error").inc()
+            if len(units) == 1:
+                self._reject(units[0], str(exc))
+                return
+            mid = len(units) // 2
+            # parents first, so the second half finds what the first inserted
+            await self._commit(units[:mid])
+            await self._commit(units[mid:])
+            return
+        self._committed(units, inserts, result, t0)
+
+    def _committed(self, units: list[PlanOp], inserts: dict[int, int], result: list[Any], t0: float) -> None:
+        now = time.monotonic()
+        stores = self.replica.stores
+        with gc_paused():
+            joined = txn.record(self.view, units, inserts, result, self.changes)
+            for t, k in joined:
+                self.dirty[t].add(k)
+            metrics.TXN_SECONDS.observe(now - t0)
+            metrics.TXNS.labels("ok").inc()
+            self.transactions += 1
+            self.writes += len(units)
+            op_counts: Counter[tuple[str, str]] = Counter()
+            waited: list[float] = []
+            seen: set[tuple[str, str, str]] = set()
+            self.failures.committed(units)
+            for u in units:
+                kind = KINDS[u.table]
+                stores[u.table].committed(u)
+                op_counts[(u.table, u.op)] += 1
+                since = self._since.pop(u.name, None)
+                if since is not None:
+                    waited.append(now - since)
+                if kind.reports_up:
+                    if u.op == "insert":
+                        self._committed_at[u.name] = now
+                    elif u.op == "delete":
+                        self._committed_at.pop(u.name, None)  # never came up: nothing to time
+                ev = kind.programmed(self.view, u) if kind.programmed is not None else None
+                if ev is not None and (str(ev.source), ev.kind, ev.key) not in seen:
+                    seen.add((str(ev.source), ev.kind, ev.key))
+                    self._status_q.put_nowait(ev)
+            for (table, op), n in op_counts.items():
+                metrics.NB_OPS.labels(table, op).inc(n)
+            for w in waited:
+                metrics.EVENT_TO_COMMIT.observe(w)
+
+    def _redirty(self, units: Iterable[PlanOp]) -> None:
+        for u in units:
+            self.dirty[u.table].add(u.name)
+
+    def _reject(self, unit: PlanOp, why: str, reason: str = "") -> None:
+        """NB refused ``unit`` (alone): it is failed (retried after
+        ``retry_interval`` or when its desired state changes) and a Rejected
+        names the row and NB's error."""
+        name, reason, message = self.failures.refuse(unit, why, reason)
+        self._since.pop(unit.name, None)
+        src = self._source_of(unit)
+        log.warning("%s (%s; retrying every %.0fs)", message, reason, self.retry_interval)
+        if self.publish is None:
+            metrics.REJECTED.labels(str(src), reason).inc()  # with a bus, the bus counts (once per distinct row)
+        self._status_q.put_nowait(Rejected(source=src, reason=reason, message=message, ref=name))
+
+    def _source_of(self, unit: PlanOp) -> Source:
+        ep = self.desired.ports.get(unit.name)
+        if ep is not None:
+            return ep.source
+        src = self.view.ids(unit.table, unit.name).get(SOURCE) or self.replica.stores[unit.table].source(unit.name)
+        if not src:
+            parts = unit.name.split("/", 2)
+            src = f"{parts[0]}/{parts[1]}" if len(parts) > 1 else ""
+        try:
+            return Source.parse(src)
+        except ValueError:
+            return Source("unknown", "unknown")
+
+    # ------------------------------------------------------------ queries
+    def status(self) -> NbStatus:
+        return NbStatus(
+            remote=self.nb_remote,
+            connected=self.connected.is_set(),
+            switches=len(self.replica.stores[switch.TABLE]),
+            ports=len(self.ports),
+            endpoints=len(self.desired.ports),
+            dirty=self.changes.count(),
+            failed=dict(itertools.islice(self.failed.items(), 50)),
+            failed_count=len(self.failed),
+            transactions=self.transactions,
+            ports_from_cache=self.ports_from_cache,
+            ports_read=self.ports_read,
+            session_drops=self.session_drops,
+            reconnect_loads=dict(self.reconnect_loads),
+        )
+
+    def port_status(self, name: str) -> PortStatus:
+        """``programmed``: the port row is committed, equal to desired and not
+        waiting to be rewritten (the one predicate the API and MQTT share)."""
+        row = self.ports.rows.get(name)
+        return PortStatus(
+            programmed=row is not None and row.digest is not None and name not in self.dirty[PORTS],
+            up=row.up if row is not None else None,
+            error=self.failed.get(name),
+        )
+
+    def endpoints(self) -> Iterable[tuple[Endpoint, PortRow | None]]:
+        rows = self.ports.rows
+        for name, ep in self.desired.ports.items():
+            yield ep, rows.get(name)
+
+    def synced_sources(self) -> list[str]:
+        return sorted(s for s, st in self.desired.sources.items() if st.synced)
+

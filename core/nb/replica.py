@@ -1,0 +1,62 @@
+"""The NB replica: the hub's own rows, one store per kind; never writes.
+
+The monitor is a ``monitor_cond`` on ``external_ids`` including
+``ovn-hub:owner=<hub id>``, with only the columns each kind declares, so rows
+the hub does not own never reach the process.  Inserts are not echoed (only
+this hub inserts rows with its owner tag, and it records them from the
+transaction reply): that halves the server's and this process's work on bulk
+programming.  Kinds loaded by their own reads (ports: sharded or from the
+restart cache, ``portcache.py``) are monitored without initial contents; the
+reads are installed by reply hooks in stream order, so a change notified
+after a read's reply always finds its row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.gcpause import gc_paused
+from core.names import owned
+from core.nb.kinds import KINDS, RowKind
+from core.nb.store import Events, RowStore, Store
+
+
+class NbReplica:
+    def __init__(self, hub_id: str) -> None:
+        self.hub_id = hub_id
+        self.stores: dict[str, Store] = {}
+        for table, kind in KINDS.items():
+            self.stores[table] = kind.store(kind) if kind.store is not None else RowStore(kind)
+        self.events: Events | None = None
+
+    def store(self, table: str) -> Store:
+        return self.stores[table]
+
+    def clear(self) -> None:
+        for s in self.stores.values():
+            s.clear()
+
+    def monitor_requests(self) -> dict[str, Any]:
+        cond = owned(self.hub_id)
+        out: dict[str, Any] = {}
+        for table, kind in KINDS.items():
+            select = {"initial": kind.initial, "insert": False, "delete": True, "modify": True}
+            out[table] = [{"columns": [*kind.columns, *kind.extra_columns], "where": cond, "select": select}]
+        return out
+
+    def on_update(self, updates: dict[str, Any]) -> None:
+        ev = self.events
+        assert ev is not None
+        with gc_paused():
+            for table, store in self.stores.items():
+                for uuid, change in updates.get(table, {}).items():
+                    store.apply(uuid, change, ev)
+
+    def uuid(self, table: str, key: str) -> str | None:
+        return self.stores[table].uuid(key)
+
+    def has(self, table: str, key: str) -> bool:
+        return key in self.stores[table]
+
+    def kind(self, table: str) -> RowKind:
+        return self.stores[table].kind

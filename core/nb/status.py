@@ -1,0 +1,36 @@
+"""What the hub may ask the programmer (``/v1/status``, ``hubctl``, the MQTT mirror)."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class PortStatus(msgspec.Struct, frozen=True):
+    """One port as the hub sees it: committed and equal to desired, OVN's
+    ``up``, and NB's refusal (None when it was not refused)."""
+
+    programmed: bool
+    up: bool | None
+    error: str | None
+
+
+class NbStatus(msgspec.Struct, frozen=True):
+    """The writer's state for ``/v1/status`` and ``hubctl status``."""
+
+    remote: str
+    connected: bool
+    switches: int
+    ports: int
+    endpoints: int
+    dirty: int
+    #: rows NB refused, retried every retry_interval: the first 50 (failed_count has them all)
+    failed: dict[str, str]
+    failed_count: int
+    transactions: int
+    #: how the last (re)connect loaded the ports: from the restart cache, or read whole
+    ports_from_cache: int
+    ports_read: int
+    #: sessions lost inside a transaction (the batch was committed apart)
+    session_drops: int
+    #: reconnects whose port replica was revalidated by _uuid/_version, or read whole
+    reconnect_loads: dict[str, int]

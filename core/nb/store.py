@@ -1,0 +1,142 @@
+"""Replica stores: the hub's own rows of one table, folded from update2.
+
+:class:`RowStore` keeps whole rows (plain columns) keyed by their kind's key;
+it serves every kind but ports, whose store (``tables/port.py``) keeps a
+compact digest per row because there are 50k of them.  Both implement
+:class:`Store`, which is all the generic rooms see.  A store never writes: it
+reports what changed through :class:`Events`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import msgspec
+
+from core.names import SOURCE
+from core.nb.kinds import PlanOp, RowKind
+from core.ovsdb.values import apply_update2, decode_row
+
+
+class XRow(msgspec.Struct, gc=False):
+    """A hub-owned row in the replica (plain column values)."""
+
+    uuid: str
+    cols: dict[str, Any]
+
+
+class Events(Protocol):
+    """What a store tells the programmer (the replica's callbacks)."""
+
+    def mark_dirty(self, table: str, key: str) -> None: ...
+    def deleted(self, kind: RowKind, cols: dict[str, Any]) -> None: ...
+    def parent_changed(self, table: str, key: str) -> None: ...
+    def up(self, key: str) -> None: ...
+    def stale(self, source: str) -> None: ...
+    def warn(self, message: str) -> None: ...
+
+
+class Store(Protocol):
+    kind: RowKind
+
+    def clear(self) -> None: ...
+    def __contains__(self, key: object) -> bool: ...
+    def __len__(self) -> int: ...
+    def keys(self) -> Iterable[str]: ...
+    def uuid(self, key: str) -> str | None: ...
+    def key_of(self, uuid: str) -> str | None: ...
+    def source(self, key: str) -> str: ...
+    def row(self, key: str) -> XRow | None: ...
+    def apply(self, uuid: str, change: dict[str, Any], ev: Events) -> None: ...
+    def record_insert(self, key: str, uuid: str, cols: dict[str, Any]) -> None: ...
+    def committed(self, unit: PlanOp) -> None: ...
+
+
+class RowStore:
+    def __init__(self, kind: RowKind) -> None:
+        self.kind = kind
+        self.rows: dict[str, XRow] = {}
+        self.by_uuid: dict[str, str] = {}
+        # columns whose change means "re-check the rows attached here" (a weak child's parent column)
+        self._attach_cols = frozenset(
+            k.parent.column for k in _kinds() if k.parent is not None and k.parent.table == kind.table and not k.parent.strong
+        )
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self.by_uuid.clear()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def keys(self) -> Iterable[str]:
+        return self.rows.keys()
+
+    def uuid(self, key: str) -> str | None:
+        r = self.rows.get(key)
+        return r.uuid if r is not None else None
+
+    def key_of(self, uuid: str) -> str | None:
+        return self.by_uuid.get(uuid)
+
+    def source(self, key: str) -> str:
+        r = self.rows.get(key)
+        return str(r.cols.get("external_ids", {}).get(SOURCE, "")) if r is not None else ""
+
+    def row(self, key: str) -> XRow | None:
+        return self.rows.get(key)
+
+    def put(self, uuid: str, cols: dict[str, Any]) -> str:
+        """Index a row by its key.  A second owned row with the same key
+        (someone copied it) gets a key nothing desires, so it is collected."""
+        key = self.kind.key(cols)
+        if not key or (key in self.rows and self.rows[key].uuid != uuid):
+            key = f"?{uuid}"
+        self.rows[key] = XRow(uuid, cols)
+        self.by_uuid[uuid] = key
+        return key
+
+    def apply(self, uuid: str, change: dict[str, Any], ev: Events) -> None:
+        """Fold one update2 change.  Every modify marks the row dirty: the
+        diff then decides whether it differs from desired (our own updates'
+        echoes come back equal)."""
+        table = self.kind.table
+        if "delete" in change:
+            key = self.by_uuid.pop(uuid, None)
+            if key is not None and key in self.rows and self.rows[key].uuid == uuid:
+                old = self.rows.pop(key)
+                ev.mark_dirty(table, key)
+                ev.deleted(self.kind, old.cols)
+            return
+        row = change.get("initial") or change.get("insert")
+        if row is not None:
+            self.put(uuid, decode_row(self.kind.columns, row))
+            return
+        diff = change.get("modify")
+        key = self.by_uuid.get(uuid)
+        if diff is None or key is None:
+            return
+        cur = self.rows[key]
+        for col, val in diff.items():
+            kind = self.kind.columns.get(col)
+            if kind is not None:
+                cur.cols[col] = apply_update2(kind, cur.cols.get(col), val)
+        if self._attach_cols.intersection(diff):  # (maybe someone) detached a row attached here
+            ev.parent_changed(table, key)
+        ev.mark_dirty(table, key)
+
+    def record_insert(self, key: str, uuid: str, cols: dict[str, Any]) -> None:
+        self.put(uuid, cols)
+
+    def committed(self, unit: PlanOp) -> None:
+        return None
+
+
+def _kinds() -> Iterable[RowKind]:
+    from core.nb.kinds import KINDS
+
+    return KINDS.values()

@@ -1,0 +1,396 @@
+"""Kubernetes NetworkPolicy semantics → Port_Groups, Address_Sets and ACLs (pure).
+
+:func:`policy_rows` is a pure function of one source's desired state (its
+endpoints, namespaces and policies); the programmer calls it again whenever any
+of them changes and writes the difference, so selector results can never go
+stale: there is no incremental bookkeeping to get wrong.  Its cost is
+O(policies x endpoints) per recomputation, and nothing at all for a source
+without policies.
+
+The scheme (ovn-kubernetes' shape, per source = per cluster):
+
+* **Default deny, per direction.**  Two shared Port_Groups per source,
+  ``hub_<h(source)>_denyin`` / ``_denyeg``, hold every port selected by *any*
+  policy that has that direction in effect (``ingress``/``egress`` not None).
+  Each carries one ACL, priority :data:`DENY_PRIORITY` (1000), action ``drop``,
+  match ``outport == @pg && ip`` (to-lport) or ``inport == @pg && ip``
+  (from-lport).  Matching ``ip`` leaves ARP alone, and OVN itself passes
+  ND/RS/RA at priority 65532 before any ACL, so address resolution survives
+  isolation.
+* **Allows, per policy.**  A Port_Group ``hub_<h(source, uid)>`` holds the
+  policy's selected ports; each rule becomes ACLs on it, priority
+  :data:`ALLOW_PRIORITY` (1001 > deny), action ``allow-related`` so replies and
+  related ICMP pass through conntrack.  The union of rules (and of policies) is
+  simply the union of the ACLs.
+* **Peers.**  The pod/namespace-selector peers of one rule become one pair of
+  Address_Sets ``hub_<h>_<in|eg><rule>_v4`` / ``_v6`` holding the matching
+  endpoints' IPs; ipBlocks are inlined as ``(ip4.src == CIDR && ip4.src !=
+  {EXCEPT, ...})``.  Peers OR together inside the match.
+* **Ports.**  Numeric ports become ``tcp.dst == P`` or ``tcp.dst >= A &&
+  tcp.dst <= B`` (endPort), a port-less entry just ``tcp``.  A *named* port
+  depends on the destination pod, so it gets its own ACL per resolved number:
+  for ingress the destination is restricted to the selected ports that define
+  that name (``outport == {"p1", "p2"}``); for egress to the IPs of the peer
+  pods (those matching the selectors, or inside an ipBlock, or every endpoint of
+  the source when the rule has no peers) that define it.
+* **Egress after load balancing.**  Egress ACLs carry
+  ``options:apply-after-lb=true`` (OVN >= 22.09), so a pod talking to a Service
+  VIP is judged against the backend it is DNATed to, which is what a
+  NetworkPolicy naming the backend pods means.  Ingress ACLs are to-lport and
+  run in the egress pipeline, after the load balancer, by construction.
+
+ACL identity: ACLs have no name index, so each carries ``ovn-hub:acl`` = a
+digest of everything that makes it behave (port group, direction, priority,
+match, action, options).  A changed rule is therefore a *new* ACL plus the
+removal of the old one, which the programmer writes in one transaction (new
+first): there is no moment where a flow allowed before and after the change is
+dropped.  Names are derived from hashes of source + uid, so they are valid OVN
+identifiers and stable across restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from collections.abc import Iterable, Mapping
+
+from core.model import Endpoint, Namespace, Peer, Policy, PolicyPort, Programmed, Rule, Selector, Source
+from core.names import ACL_KEY, KIND, PARENT, RULE, SOURCE, UID, lsp_name, owner_ids
+from core.nb.kinds import DesiredRow, PlanOp, Ref, RowKind, SourceView, View, by_external_id, register
+from core.nb.tables import port
+from core.ovsdb.values import Col
+
+PG = "Port_Group"
+AS = "Address_Set"
+ACL = "ACL"
+PG_COLUMNS = {"name": Col.SCALAR, "ports": Col.UUIDS, "acls": Col.UUIDS, "external_ids": Col.MAP}
+AS_COLUMNS = {"name": Col.SCALAR, "addresses": Col.SET, "external_ids": Col.MAP}
+ACL_COLUMNS = {"priority": Col.SCALAR, "direction": Col.SCALAR, "match": Col.SCALAR, "action": Col.SCALAR,
+               "options": Col.MAP, "external_ids": Col.MAP}  # fmt: skip
+
+DENY_PRIORITY = 1000
+ALLOW_PRIORITY = 1001
+AFTER_LB = {"apply-after-lb": "true"}
+
+
+def _h(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def pg_name(source: Source | str, uid: str) -> str:
+    """The policy's own Port_Group (an OVN identifier: letters, digits, ``_``)."""
+    return f"hub_{_h(str(source), uid)}"
+
+
+def deny_pg_name(source: Source | str, direction: str) -> str:
+    return f"hub_{_h(str(source))}_deny{direction}"
+
+
+# ---------------------------------------------------------------- selectors
+def selector_matches(sel: Selector, labels: Mapping[str, str]) -> bool:
+    """Kubernetes label selector semantics (matchLabels AND matchExpressions)."""
+    for k, v in sel.match_labels.items():
+        if labels.get(k) != v:
+            return False
+    for e in sel.match_expressions:
+        present = e.key in labels
+        if e.operator == "In":
+            ok = present and labels[e.key] in e.values
+        elif e.operator == "NotIn":
+            ok = not present or labels[e.key] not in e.values
+        elif e.operator == "Exists":
+            ok = present
+        elif e.operator == "DoesNotExist":
+            ok = not present
+        else:  # validate() rejects other operators; match nothing rather than everything
+            return False
+        if not ok:
+            return False
+    return True
+
+
+def selected(pol: Policy, endpoints: Iterable[Endpoint]) -> list[Endpoint]:
+    """The endpoints a policy applies to: its namespace, its pod selector."""
+    return [ep for ep in endpoints if ep.namespace == pol.namespace and selector_matches(pol.pod_selector, ep.labels)]
+
+
+def peer_endpoints(
+    peer: Peer, pol: Policy, endpoints: Iterable[Endpoint], ns_labels: Mapping[str, Mapping[str, str]]
+) -> list[Endpoint]:
+    """Endpoints a selector peer matches (an ipBlock peer matches none here).
+
+    podSelector alone = the policy's namespace; namespaceSelector alone = all
+    pods of the matching namespaces; both = AND."""
+    if peer.cidr is not None or (peer.pod_selector is None and peer.namespace_selector is None):
+        return []
+    ns_sel = peer.namespace_selector
+    pod_sel = peer.pod_selector
+    out = []
+    for ep in endpoints:
+        if ns_sel is None:
+            if ep.namespace != pol.namespace:
+                continue
+        elif not selector_matches(ns_sel, ns_labels.get(ep.namespace, {})):
+            continue
+        if pod_sel is not None and not selector_matches(pod_sel, ep.labels):
+            continue
+        out.append(ep)
+    return out
+
+
+def _in_block(ip: str, peer: Peer) -> bool:
+    assert peer.cidr is not None
+    addr = ipaddress.ip_address(ip)
+    net = ipaddress.ip_network(peer.cidr, strict=False)
+    if addr.version != net.version or addr not in net:
+        return False
+    return not any(addr in ipaddress.ip_network(ex, strict=False) for ex in peer.except_cidrs)
+
+
+# ---------------------------------------------------------------- match text
+def _family(ip: str) -> str:
+    return "ip6" if ":" in ip else "ip4"
+
+
+def _block_match(peer: Peer, side: str) -> str:
+    assert peer.cidr is not None
+    net = ipaddress.ip_network(peer.cidr, strict=False)
+    fam = "ip4" if net.version == 4 else "ip6"
+    text = f"{fam}.{side} == {net}"
+    if peer.except_cidrs:
+        excepts = ", ".join(str(ipaddress.ip_network(e, strict=False)) for e in peer.except_cidrs)
+        text = f"({text} && {fam}.{side} != {{{excepts}}})"
+    return text
+
+
+def _port_match(pp: PolicyPort) -> str:
+    proto = pp.protocol
+    if pp.port is None:
+        return proto
+    if pp.end_port is not None and pp.end_port != pp.port:
+        return f"({proto}.dst >= {pp.port} && {proto}.dst <= {pp.end_port})"
+    return f"{proto}.dst == {pp.port}"
+
+
+def _ip_set_match(ips: Iterable[str], side: str) -> str:
+    by_fam: dict[str, list[str]] = {}
+    for ip in sorted(set(ips)):
+        by_fam.setdefault(_family(ip), []).append(ip)
+    return " || ".join(f"{fam}.{side} == {{{', '.join(v)}}}" for fam, v in sorted(by_fam.items()))
+
+
+def _named_groups(port: PolicyPort, endpoints: Iterable[Endpoint]) -> dict[int, list[Endpoint]]:
+    """Endpoints defining the named ``port`` (with its protocol), by number."""
+    groups: dict[int, list[Endpoint]] = {}
+    for ep in endpoints:
+        for spec in ep.ports:
+            if spec.name == port.port and spec.protocol == port.protocol:
+                groups.setdefault(spec.port, []).append(ep)
+                break
+    return groups
+
+
+# ---------------------------------------------------------------- rows
+class _Builder:
+    def __init__(self, source: Source, hub_id: str) -> None:
+        self.source = source
+        self.src = str(source)
+        self.hub_id = hub_id
+        self.rows: dict[tuple[str, str], DesiredRow] = {}
+
+    def ids(self, pol: Policy | None, rule: str = "") -> dict[str, str]:
+        if pol is None:
+            ids = owner_ids(self.source, "policy", "", "", "default-deny", self.hub_id)
+        else:
+            ids = owner_ids(self.source, "policy", pol.uid, pol.namespace, pol.name, self.hub_id)
+        if rule:
+            ids[RULE] = rule
+        return ids
+
+    def port_group(self, name: str, members: Iterable[str], ids: dict[str, str]) -> None:
+        cols = {"name": name, "external_ids": ids}
+        self.rows[(PG, name)] = DesiredRow(PG, name, self.src, cols, members=tuple(sorted(set(members))))
+
+    def address_set(self, name: str, addresses: Iterable[str], ids: dict[str, str]) -> None:
+        cols = {"name": name, "addresses": tuple(sorted(set(addresses))), "external_ids": ids}
+        self.rows[(AS, name)] = DesiredRow(AS, name, self.src, cols)
+
+    def acl(self, pg: str, direction: str, priority: int, match: str, action: str, ids: dict[str, str]) -> None:
+        options = dict(AFTER_LB) if direction == "from-lport" else {}
+        digest = hashlib.sha256(
+            "\0".join([pg, direction, str(priority), match, action, repr(sorted(options.items()))]).encode()
+        ).hexdigest()[:32]
+        key = f"acl_{digest}"
+        ids = dict(ids, **{ACL_KEY: key, PARENT: pg})
+        cols = {
+            "priority": priority,
+            "direction": direction,
+            "match": match,
+            "action": action,
+            "options": options,
+            "external_ids": ids,
+        }
+        self.rows[(ACL, key)] = DesiredRow(ACL, key, self.src, cols, parent=pg)
+
+
+def policy_rows(
+    source: Source,
+    endpoints: Iterable[Endpoint],
+    namespaces: Mapping[str, Namespace],
+    policies: Iterable[Policy],
+    hub_id: str,
+) -> list[DesiredRow]:
+    """Every Port_Group, Address_Set and ACL the policies of ``source`` need
+    (see the module docstring for the scheme).  Deterministic: the same input
+    gives equal rows, whatever the iteration order of the inputs."""
+    pols = sorted(policies, key=lambda p: p.uid)
+    if not pols:
+        return []
+    eps = sorted(endpoints, key=lambda e: (e.network, e.uid))
+    ns_labels = {name: ns.labels for name, ns in namespaces.items()}
+    b = _Builder(source, hub_id)
+    deny: dict[str, set[str]] = {}
+    for pol in pols:
+        chosen = selected(pol, eps)
+        ports = [lsp_name(ep) for ep in chosen]
+        pg = pg_name(source, pol.uid)
+        b.port_group(pg, ports, b.ids(pol))
+        for direction, rules in (("in", pol.ingress), ("eg", pol.egress)):
+            if rules is None:
+                continue
+            deny.setdefault(direction, set()).update(ports)
+            for i, rule in enumerate(rules):
+                _rule_acls(b, pol, pg, direction, i, rule, chosen, eps, ns_labels)
+    for direction, members in sorted(deny.items()):
+        name = deny_pg_name(source, direction)
+        ids = b.ids(None, f"default-deny-{direction}")
+        b.port_group(name, members, ids)
+        if direction == "in":
+            b.acl(name, "to-lport", DENY_PRIORITY, f"outport == @{name} && ip", "drop", ids)
+        else:
+            b.acl(name, "from-lport", DENY_PRIORITY, f"inport == @{name} && ip", "drop", ids)
+    return list(b.rows.values())
+
+
+def _rule_acls(
+    b: _Builder,
+    pol: Policy,
+    pg: str,
+    direction: str,
+    index: int,
+    rule: Rule,
+    chosen: list[Endpoint],
+    eps: list[Endpoint],
+    ns_labels: Mapping[str, Mapping[str, str]],
+) -> None:
+    ingress = direction == "in"
+    side = "src" if ingress else "dst"
+    acl_dir = "to-lport" if ingress else "from-lport"
+    here = "outport" if ingress else "inport"
+    tag = f"{'ingress' if ingress else 'egress'}/{index}"
+    ids = b.ids(pol, tag)
+    selector_peers = [p for p in rule.peers if p.cidr is None]
+    blocks = [p for p in rule.peers if p.cidr is not None]
+    peer_terms: list[str] = []
+    peer_eps: dict[str, Endpoint] = {}
+    if selector_peers:
+        for peer in selector_peers:
+            for ep in peer_endpoints(peer, pol, eps, ns_labels):
+                peer_eps[ep.key] = ep
+        ips = [ip for ep in peer_eps.values() for ip in ep.ips]
+        base = f"{pg}_{direction}{index}"
+        b.address_set(f"{base}_v4", (ip for ip in ips if ":" not in ip), ids)
+        b.address_set(f"{base}_v6", (ip for ip in ips if ":" in ip), ids)
+        peer_terms += [f"ip4.{side} == ${base}_v4", f"ip6.{side} == ${base}_v6"]
+    peer_terms += [_block_match(p, side) for p in blocks]
+    peer_clause = f" && ({' || '.join(peer_terms)})" if peer_terms else ""
+
+    numeric = [pp for pp in rule.ports if not isinstance(pp.port, str)]
+    named = [pp for pp in rule.ports if isinstance(pp.port, str)]
+    if not rule.ports or numeric:
+        ports_clause = f" && ({' || '.join(_port_match(pp) for pp in numeric)})" if numeric else ""
+        b.acl(pg, acl_dir, ALLOW_PRIORITY, f"{here} == @{pg} && ip{peer_clause}{ports_clause}", "allow-related", ids)
+    for pp in named:
+        if ingress:
+            # the destination is one of the selected pods: only those defining the name
+            for number, group in sorted(_named_groups(pp, chosen).items()):
+                outs = ", ".join(json.dumps(lsp_name(ep)) for ep in group)  # a quoted, escaped OVN string
+                match = f"outport == {{{outs}}} && ip{peer_clause} && {pp.protocol}.dst == {number}"
+                b.acl(pg, acl_dir, ALLOW_PRIORITY, match, "allow-related", ids)
+        else:
+            # the destination is a peer: pods matching the selectors, inside an
+            # ipBlock, or (no peers) any endpoint of the source
+            if rule.peers:
+                dests = dict(peer_eps)
+                for ep in eps:
+                    if any(_in_block(ip, p) for p in blocks for ip in ep.ips):
+                        dests[ep.key] = ep
+                candidates = list(dests.values())
+            else:
+                candidates = eps
+            for number, group in sorted(_named_groups(pp, candidates).items()):
+                ips = [ip for ep in group for ip in ep.ips]
+                if not ips:
+                    continue
+                match = f"inport == @{pg} && ip && ({_ip_set_match(ips, 'dst')}) && {pp.protocol}.dst == {number}"
+                b.acl(pg, acl_dir, ALLOW_PRIORITY, match, "allow-related", ids)
+
+
+def names_in_match(match: str) -> set[str]:
+    """Port_Group (``@name``) and Address_Set (``$name``) names a match uses:
+    what must outlive the ACL (deleted only after it)."""
+    out: set[str] = set()
+    for sigil in "@$":
+        for part in match.split(sigil)[1:]:
+            name = ""
+            for c in part:
+                if c.isalnum() or c in "_.":
+                    name += c
+                else:
+                    break
+            if name:
+                out.add(name)
+    return out
+
+
+
+# ---------------------------------------------------------------- kinds
+def derive(view: SourceView) -> list[DesiredRow]:
+    st = view.state
+    if not st.policies:
+        return []
+    return policy_rows(view.source, view.endpoints, st.namespaces, st.policies.values(), view.hub_id)
+
+
+def object_programmed(view: View, u: PlanOp) -> Programmed | None:
+    """The service or policy a derived row belongs to (``deleted`` when the
+    object is gone from the desired state); the commit sends one per object."""
+    ids = u.columns.get("external_ids") or view.ids(u.table, u.name)
+    kind, uid, src = ids.get(KIND, ""), ids.get(UID, ""), ids.get(SOURCE, "")
+    if kind not in ("service", "policy") or not uid:
+        return None
+    try:
+        source = Source.parse(src)
+    except ValueError:
+        return None
+    st = view.desired.sources.get(src)
+    alive = st is not None and uid in (st.services if kind == "service" else st.policies)
+    return Programmed(source=source, kind="service" if kind == "service" else "policy", key=uid, row=u.name, deleted=not alive)
+
+
+def _names_used(cols: Mapping[str, object]) -> set[str]:
+    match = cols.get("match", "")
+    return names_in_match(match) if isinstance(match, str) else set()
+
+
+register(RowKind(table=AS, columns=AS_COLUMNS, rank=2, named=True, whole_batch=True, programmed=object_programmed))
+register(
+    RowKind(table=PG, columns=PG_COLUMNS, rank=3, members=Ref(port.TABLE, "ports", strong=False), named=True,
+            whole_batch=True, programmed=object_programmed),
+    derive,
+)  # fmt: skip
+register(
+    RowKind(table=ACL, columns=ACL_COLUMNS, rank=5, key=by_external_id(ACL_KEY), parent=Ref(PG, "acls"),
+            names_used=_names_used, whole_batch=True, programmed=object_programmed)
+)  # fmt: skip

@@ -1,0 +1,262 @@
+"""Logical_Switch_Port: one per endpoint, ``<orchestrator>/<cluster>/<network>/<uid>``.
+
+The port path keeps its own, measured code: at 50k ports the full columns
+cost ~1.5 KB a row, so the replica keeps a 64-bit digest of the columns the hub
+writes (:class:`PortRow`), and the diff is one digest compare.  Everything else
+(parents first, the switch's ``ports`` mutations, ownership in every
+``where``) is the generic engine's, through ``parent=Ref(Logical_Switch, ports)``.
+
+``addresses`` is "MAC IP…" or ``dynamic`` (OVN's IPAM); once northd
+allocated (``dynamic_addresses``), the hub locks the port to that address with
+``port_security``.  ``options:requested-chassis`` is the endpoint's node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import zlib
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from core.model import Endpoint, Programmed, Source
+from core.names import KIND, NAME, NAMESPACE, NETWORK, OWNER, SHARD, SHARDS, SOURCE, UID, derived_mac, lsp_name
+from core.nb.kinds import PlanOp, Ref, RowKind, View, register
+from core.nb.store import Events, XRow
+from core.nb.tables import switch
+from core.ovsdb.values import Col, decode_row
+
+TABLE = "Logical_Switch_Port"
+COLUMNS = {"name": Col.SCALAR, "addresses": Col.SET, "port_security": Col.SET, "options": Col.MAP,
+           "external_ids": Col.MAP, "up": Col.OPTIONAL, "dynamic_addresses": Col.OPTIONAL}  # fmt: skip
+#: what a read selects: the monitored columns, the row's identity and version
+READ_COLUMNS = [*COLUMNS, "_uuid", "_version"]
+
+
+def lsp_columns(ep: Endpoint, hub_id: str) -> dict[str, Any]:
+    """Desired Logical_Switch_Port columns."""
+    if ep.ips:
+        mac = ep.mac or derived_mac(ep)
+        addr = " ".join((mac, *ep.ips))
+        addresses: tuple[str, ...] = (addr,)
+        port_security: tuple[str, ...] = (addr,)
+    else:
+        addresses = (f"{ep.mac} dynamic",) if ep.mac else ("dynamic",)
+        port_security = ()
+    options = {"requested-chassis": ep.node} if ep.node else {}
+    name = lsp_name(ep)
+    return {
+        "name": name,
+        "addresses": addresses,
+        "port_security": port_security,
+        "options": options,
+        "external_ids": {
+            OWNER: hub_id,
+            SOURCE: str(ep.source),
+            KIND: ep.kind,
+            UID: ep.uid,
+            NAMESPACE: ep.namespace,
+            NAME: ep.name,
+            NETWORK: ep.network,
+            SHARD: str(zlib.crc32(name.encode()) % SHARDS),
+        },
+    }
+
+
+_digest_enc = msgspec.msgpack.Encoder()
+
+
+def lsp_digest(cols: dict[str, Any]) -> int:
+    """Order-insensitive digest of the columns the hub writes on a port.
+    Stable across processes (the port cache keeps it): 64 bits of BLAKE2b."""
+    canon = (
+        sorted(cols.get("addresses", ())),
+        sorted(cols.get("port_security", ())),
+        sorted(cols.get("options", {}).items()),
+        sorted(cols.get("external_ids", {}).items()),
+    )
+    return int.from_bytes(hashlib.blake2b(_digest_enc.encode(canon), digest_size=8).digest(), "little")
+
+
+class PortRow(msgspec.Struct, gc=False):
+    """A hub-owned port in the replica, kept compact.  ``digest`` is None when
+    someone else modified the row: it is then rewritten whole."""
+
+    uuid: str
+    source: str
+    digest: int | None
+    up: bool | None = None
+    #: northd's ``dynamic_addresses`` ("MAC IP…") of a port the hub left to OVN's IPAM:
+    #: once known, the hub writes it as the port's ``port_security``.
+    dyn: str = ""
+    #: the row's ``_version`` as last seen ("" for a row this process inserted and
+    #: NB has not modified since): a reconnect re-reads only rows whose version moved.
+    version: str = ""
+
+
+#: Changes of ports not recorded yet (northd fills dynamic_addresses within
+#: milliseconds of our commit, before the insert's reply is handled) are kept, bounded.
+EARLY_MAX = 100_000
+
+
+class PortStore:
+    """The port replica: by name, with the uuid map and early modifications."""
+
+    def __init__(self, kind: RowKind) -> None:
+        self.kind = kind
+        self.rows: dict[str, PortRow] = {}
+        self.by_uuid: dict[str, str] = {}
+        self.early: dict[str, list[dict[str, Any]]] = {}
+        self._early_full_warned = False
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self.by_uuid.clear()
+        self.early.clear()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def keys(self) -> Iterable[str]:
+        return self.rows.keys()
+
+    def uuid(self, key: str) -> str | None:
+        r = self.rows.get(key)
+        return r.uuid if r is not None else None
+
+    def key_of(self, uuid: str) -> str | None:
+        return self.by_uuid.get(uuid)
+
+    def source(self, key: str) -> str:
+        r = self.rows.get(key)
+        return r.source if r is not None else ""
+
+    def row(self, key: str) -> XRow | None:
+        return None  # ports are not kept whole
+
+    def install(self, uuid: str, row: dict[str, Any], ev: Events) -> None:
+        """A full row (a read or an initial/insert notification)."""
+        cols = decode_row(COLUMNS, row)
+        name = cols["name"]
+        version = row.get("_version")
+        self.rows[name] = PortRow(
+            uuid, sys.intern(cols["external_ids"].get(SOURCE, "")), lsp_digest(cols), cols["up"],
+            cols["dynamic_addresses"] or "", version[1] if isinstance(version, list) else "",
+        )  # fmt: skip
+        self.by_uuid[uuid] = name
+        self.early.pop(uuid, None)  # a read returns the row after any racing change
+        if cols["up"] is True:
+            ev.up(name)
+
+    def apply(self, uuid: str, change: dict[str, Any], ev: Events) -> None:
+        if "delete" in change:
+            self.early.pop(uuid, None)
+            name = self.by_uuid.pop(uuid, None)
+            if name is not None and name in self.rows and self.rows[name].uuid == uuid:
+                del self.rows[name]
+                ev.mark_dirty(TABLE, name)
+                ev.deleted(self.kind, {})
+            return
+        row = change.get("initial") or change.get("insert")
+        if row is not None:
+            self.install(uuid, row, ev)
+            return
+        diff = change.get("modify")
+        name = self.by_uuid.get(uuid)
+        if diff is None:
+            return
+        if name is None:
+            if len(self.early) < EARLY_MAX:  # bounded: only our own fresh inserts end up here
+                self.early.setdefault(uuid, []).append(diff)
+            elif not self._early_full_warned:
+                self._early_full_warned = True
+                ev.warn(f"{EARLY_MAX} port changes arrived for ports not yet recorded; dropping more (a resync repairs)")
+            return
+        cur = self.rows[name]
+        version = diff.get("_version")
+        if isinstance(version, list):
+            cur.version = version[1]
+        if "dynamic_addresses" in diff:
+            # a column of at most one value: update2 carries its new value, not a diff;
+            # an allocation that goes away (the switch lost its subnet) keeps the last lock
+            new_dyn = diff["dynamic_addresses"] if isinstance(diff["dynamic_addresses"], str) else ""
+            if new_dyn and new_dyn != cur.dyn:
+                cur.dyn = new_dyn
+                ev.mark_dirty(TABLE, name)  # its port_security follows the allocation
+                ev.stale(cur.source)  # policy address sets hold the port's IPs
+        if "up" in diff:
+            old_up = cur.up
+            cur.up = diff["up"] if isinstance(diff["up"], bool) else None  # ["set", []] when cleared
+            if cur.up is True and old_up is not True:
+                ev.up(name)
+        if set(diff) - {"up", "dynamic_addresses", "_version"}:
+            # the row changed under us (maybe our own update's echo): rewrite it whole
+            cur.digest = None
+            ev.mark_dirty(TABLE, name)
+
+    def record_insert(self, key: str, uuid: str, cols: dict[str, Any]) -> None:
+        raise NotImplementedError("use record_port: a port's early changes need the events")
+
+    def record_port(self, key: str, uuid: str, cols: dict[str, Any], ev: Events) -> None:
+        self.rows[key] = PortRow(uuid, sys.intern(cols["external_ids"].get(SOURCE, "")), lsp_digest(cols))
+        self.by_uuid[uuid] = key
+        for diff in self.early.pop(uuid, ()):
+            self.apply(uuid, {"modify": diff}, ev)
+
+    def committed(self, unit: PlanOp) -> None:
+        if unit.op == "update":
+            r = self.rows.get(unit.name)
+            if r is not None:
+                r.digest = lsp_digest(unit.columns)  # written whole: equal to desired now
+
+
+def diff(view: View, name: str) -> PlanOp | None:
+    """desired - actual for one port: one digest compare."""
+    ep: Endpoint | None = view.desired.ports.get(name)
+    store: PortStore = view.replica.stores[TABLE]
+    cur = store.rows.get(name)
+    if ep is not None:
+        want = lsp_columns(ep, view.hub_id)
+        if not ep.ips and cur is not None and cur.dyn:
+            # OVN allocated the address: hold the port to it (no spoofing another's IP or MAC)
+            want["port_security"] = (cur.dyn,)
+        if cur is None:
+            return PlanOp("insert", TABLE, name, want, ref=f"{ep.source}/{ep.network}")
+        if cur.digest == lsp_digest(want):
+            return None
+        return PlanOp("update", TABLE, name, {k: v for k, v in want.items() if k != "name"})
+    if cur is not None and view.synced(cur.source):
+        return PlanOp("delete", TABLE, name)
+    return None
+
+
+def programmed(view: View, u: PlanOp) -> Programmed:
+    ep = view.desired.ports.get(u.name)
+    if ep is not None:
+        return Programmed(source=ep.source, kind="endpoint", key=ep.key, row=u.name, deleted=u.op == "delete")
+    src, _, rest = u.name.partition("/")
+    cluster, _, key = rest.partition("/")
+    return Programmed(source=Source(src, cluster), kind="endpoint", key=key, row=u.name, deleted=True)
+
+
+def with_dynamic_ips(ep: Endpoint, store: PortStore) -> Endpoint:
+    """``ep`` with the IPs OVN allocated to its port, when it has none of its
+    own: peers of a policy are matched by address (Address_Sets)."""
+    if ep.ips:
+        return ep
+    cur = store.rows.get(lsp_name(ep))
+    if cur is None or not cur.dyn:
+        return ep
+    return msgspec.structs.replace(ep, ips=tuple(cur.dyn.split()[1:]))
+
+
+KIND_ = register(
+    RowKind(table=TABLE, columns=COLUMNS, rank=1, parent=Ref(switch.TABLE, "ports"), diff=diff, programmed=programmed,
+            initial=False, extra_columns=("_version",), store=PortStore, desired_keys=lambda view: view.desired.ports,
+            reports_up=True)
+)  # fmt: skip

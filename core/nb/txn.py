@@ -1,0 +1,202 @@
+"""Row operations → one OVSDB transaction, and its reply → the replica.
+
+References are written once for every kind (ovn-kubernetes' ``DoAfter`` +
+``OnModelMutations``, in one place): a child inserted with its parent goes into
+the parent's new row by ``named-uuid``, into an existing parent by one
+``mutate … insert`` per parent and column; a deleted child leaves its parent
+by a ``mutate … delete`` before the delete.  Members (a port group's ports)
+are resolved the same way; a member known nowhere is left out (it joins when
+its insert is recorded).  Every update, delete and mutate names the row's uuid
+*and* the owner tag.  A kind without a unique name index is inserted behind a
+``wait`` that no row of that name exists (a foreign row is then a conflict,
+never a twin).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from core.names import owned
+from core.nb.kinds import KINDS, PlanOp, Ref
+from core.nb.plan import View
+from core.nb.store import Events, RowStore
+from core.ovsdb.values import Col, to_ovsdb
+
+_DEFAULTS: dict[Col, Any] = {Col.OPTIONAL: None, Col.SET: (), Col.MAP: {}, Col.UUIDS: ()}
+
+
+def absent(table: str, name: str) -> dict[str, Any]:
+    """A ``wait`` failing the transaction if any row of ``table`` is named
+    ``name``.  The hub inserts a named row only when its replica has none of
+    that name, so a row found here is one it does not own."""
+    return {"op": "wait", "table": table, "where": [["name", "==", name]], "columns": ["name"],
+            "until": "==", "rows": [], "timeout": 0}  # fmt: skip
+
+
+def with_parents(view: View, units: list[PlanOp]) -> tuple[list[PlanOp], list[PlanOp]]:
+    """Rule 1 at commit time: split off inserts whose parent neither exists nor
+    is inserted by ``units`` (its insert was refused, or a bisection split them)."""
+    inserted: dict[str, set[str]] | None = None
+    held: list[PlanOp] = []
+    for u in units:
+        kind = KINDS[u.table]
+        if u.op != "insert" or kind.parent is None or not u.ref or u.ref in view.replica.stores[kind.parent.table]:
+            continue
+        if inserted is None:
+            inserted = {}
+            for o in units:
+                if o.op == "insert":
+                    inserted.setdefault(o.table, set()).add(o.name)
+        if u.ref not in inserted.get(kind.parent.table, ()):
+            held.append(u)
+    if not held:
+        return units, []
+    drop = {id(u) for u in held}
+    return [u for u in units if id(u) not in drop], held
+
+
+def build(view: View, units: list[PlanOp]) -> tuple[list[dict[str, Any]], dict[int, int]]:
+    """Operations for ``units``, and {op index: unit index} of the inserts."""
+    stores = view.replica.stores
+    owner = owned(view.hub_id)[0]
+    ops: list[dict[str, Any]] = []
+    inserts: dict[int, int] = {}
+    refs: dict[tuple[str, str], str] = {}
+    new_rows: dict[tuple[str, str], dict[str, Any]] = {}
+    adds: dict[tuple[str, str, str], list[Any]] = {}  # (table, uuid, column) -> refs to insert, at the end
+    removes: dict[tuple[str, str, str], list[Any]] = {}  # ... to delete, first
+    holders: dict[str, dict[str, str]] = {}  # child table -> child uuid -> parent uuid (strong parents)
+    counter = itertools.count()
+
+    def where(uuid: str) -> list[Any]:
+        return [["_uuid", "==", ["uuid", uuid]], owner]
+
+    def attach(p: Ref, parent: str, ref: list[str]) -> None:
+        row = new_rows.get((p.table, parent))
+        if row is not None:
+            row["row"].setdefault(p.column, ["set", []])[1].append(ref)
+            return
+        puuid = stores[p.table].uuid(parent)
+        if puuid is not None:
+            adds.setdefault((p.table, puuid, p.column), []).append(ref)
+
+    def parent_of(child: str, p: Ref) -> dict[str, str]:
+        index = holders.get(child)
+        if index is None:
+            index = holders[child] = {}
+            pstore = stores[p.table]
+            if isinstance(pstore, RowStore):
+                for r in pstore.rows.values():
+                    for u in r.cols.get(p.column, ()):
+                        index[u] = r.uuid
+        return index
+
+    for ui, u in enumerate(units):
+        kind = KINDS[u.table]
+        store = stores[u.table]
+        p = kind.parent
+        if u.op == "delete":
+            uuid = store.uuid(u.name)
+            if uuid is None:
+                continue
+            if p is not None and p.strong:
+                puuid = parent_of(u.table, p).get(uuid)
+                if puuid is not None:
+                    removes.setdefault((p.table, puuid, p.column), []).append(["uuid", uuid])
+            elif p is not None:
+                pstore = stores[p.table]
+                for k in pstore.keys():
+                    r = pstore.row(k)
+                    if r is not None and uuid in r.cols.get(p.column, ()):
+                        removes.setdefault((p.table, r.uuid, p.column), []).append(["uuid", uuid])
+            ops.append({"op": "delete", "table": u.table, "where": where(uuid)})
+            continue
+        row = to_ovsdb(u.columns)
+        m = kind.members
+        if m is not None:
+            mstore = stores[m.table]
+            row[m.column] = ["set", [
+                ["named-uuid", refs[(m.table, x)]] if (m.table, x) in refs else ["uuid", mstore.uuid(x)]
+                for x in u.members if (m.table, x) in refs or x in mstore
+            ]]  # fmt: skip
+        if u.op == "insert":
+            if kind.guard_name:
+                ops.append(absent(u.table, u.name))
+            ref = f"r{next(counter)}"
+            inserts[len(ops)] = ui
+            op = {"op": "insert", "table": u.table, "row": row, "uuid-name": ref}
+            ops.append(op)
+            refs[(u.table, u.name)] = ref
+            new_rows[(u.table, u.name)] = op
+            if p is not None and u.ref:
+                attach(p, u.ref, ["named-uuid", ref])
+            continue
+        uuid = store.uuid(u.name)
+        assert uuid is not None
+        if row:
+            ops.append({"op": "update", "table": u.table, "where": where(uuid), "row": row})
+        if p is not None and not p.strong and u.ref:
+            attach(p, u.ref, ["uuid", uuid])  # inserting a present member is a no-op
+            for puuid in u.detach:
+                removes.setdefault((p.table, puuid, p.column), []).append(["uuid", uuid])
+    first = [
+        {"op": "mutate", "table": t, "where": where(uuid), "mutations": [[col, "delete", ["set", vals]]]}
+        for (t, uuid, col), vals in removes.items()
+    ]
+    last = [
+        {"op": "mutate", "table": t, "where": where(uuid), "mutations": [[col, "insert", ["set", vals]]]}
+        for (t, uuid, col), vals in adds.items()
+    ]
+    if first:
+        inserts = {i + len(first): ui for i, ui in inserts.items()}
+        ops = first + ops
+    return ops + last, inserts
+
+
+def record(view: View, units: list[PlanOp], inserts: dict[int, int], result: list[Any], ev: Events) -> list[tuple[str, str]]:
+    """Put the rows this transaction inserted into the replica (the monitor
+    does not echo inserts); returns the (table, key) of rows that hold one of
+    them as a member and must now join it."""
+    stores = view.replica.stores
+    new_uuid: dict[tuple[str, str], str] = {}
+    for op_index, ui in inserts.items():
+        u = units[ui]
+        new_uuid[(u.table, u.name)] = result[op_index]["uuid"][1]
+    for ui in inserts.values():
+        u = units[ui]
+        kind = KINDS[u.table]
+        uuid = new_uuid[(u.table, u.name)]
+        store = stores[u.table]
+        if kind.reports_up:  # the compact port path
+            store.record_port(u.name, uuid, u.columns, ev)  # type: ignore[attr-defined]
+            continue
+        cols = dict(u.columns)
+        for col, c in kind.columns.items():
+            if col not in cols and c in _DEFAULTS:
+                cols[col] = _DEFAULTS[c]
+        if kind.members is not None:
+            mt, mstore = kind.members.table, stores[kind.members.table]
+            cols[kind.members.column] = tuple(sorted(
+                v for x in u.members if (v := new_uuid.get((mt, x)) or mstore.uuid(x)) is not None
+            ))  # fmt: skip
+        store.record_insert(u.name, uuid, cols)
+    # children inserted into (or attached to) a parent inserted here: not echoed either
+    into: dict[tuple[str, str, str], list[str]] = {}
+    for u in units:
+        p = KINDS[u.table].parent
+        if p is None or not u.ref or u.op == "delete" or (p.table, u.ref) not in new_uuid:
+            continue
+        if u.op == "update" and p.strong:
+            continue
+        child = new_uuid.get((u.table, u.name)) or stores[u.table].uuid(u.name)
+        if child is not None:
+            into.setdefault((p.table, u.ref, p.column), []).append(child)
+    for (t, k, col), uuids in into.items():
+        parent = stores[t].row(k)
+        if parent is not None:
+            parent.cols[col] = tuple(sorted({*parent.cols.get(col, ()), *uuids}))
+    joined: list[tuple[str, str]] = []
+    for (t, k) in new_uuid:
+        joined.extend(view.desired.holders.get((t, k), ()))
+    return joined

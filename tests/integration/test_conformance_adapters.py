@@ -1,0 +1,207 @@
+"""The static and Kubernetes adapters pass the conformance kit (testkit.conformance).
+
+static: a JSON-lines file in a temp dir (broken = the file is moved away).
+k8s: the in-repo fake API server (testkit/k8s_fake.py) behind a
+testkit.proxy.BreakableProxy (broken = connections aborted and refused).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.adapter import Adapter, AdapterFactory, AdapterSpec
+from core.model import Endpoint, Source, encode
+from testkit.conformance import (
+    AdapterConformance,
+    FakeOrchestrator,
+    Timeouts,
+    check_relist,
+    entry_point_factory,
+    run_check,
+)
+from testkit.k8s_fake import FakeKubeApi, write_kubeconfig
+from testkit.proxy import BreakableProxy
+from tests.conftest import FIXTURES_DIR
+
+K8S_FIXTURES = FIXTURES_DIR / "kubernetes"
+
+
+# ---------------------------------------------------------------- static
+class StaticFile:
+    """The static adapter's orchestrator: its file."""
+
+    def __init__(self) -> None:
+        self.dir = Path(f"/tmp/hubkit{uuid.uuid4().hex[:10]}")  # made by start(): spec() alone leaves nothing behind
+        self.path = self.dir / "objects.jsonl"
+        self.source = Source("static", "kit")
+        self.lines: dict[str, str] = {}
+        self.broken = False
+        self._n = 0
+
+    async def start(self) -> None:
+        self.dir.mkdir(mode=0o700)
+        self._write()
+
+    async def stop(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def spec(self) -> AdapterSpec:
+        return AdapterSpec(
+            name="static", type="static", cluster="kit", options={"path": str(self.path), "poll_interval": 0.02}
+        )
+
+    def _endpoint(self, name: str, label: str, ip: str) -> str:
+        ep = Endpoint(
+            source=self.source, uid=name, namespace="default", name=name, kind="vm", network="kitnet",
+            ips=(ip,), labels={"v": label},
+        )  # fmt: skip
+        return encode(ep).decode()
+
+    def _write(self) -> None:
+        if self.broken:
+            return
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in self.lines.values()))
+        os.replace(tmp, self.path)
+
+    async def add(self, name: str) -> None:
+        self._n += 1
+        self.lines[name] = self._endpoint(name, "one", f"10.7.0.{self._n}")
+        self._write()
+
+    async def change(self, name: str) -> None:
+        self.lines[name] = self.lines[name].replace('"v":"one"', '"v":"two"')
+        self._write()
+
+    async def touch(self, name: str) -> None:
+        self._write()  # the same bytes, a new mtime: the adapter re-reads the file
+
+    async def remove(self, name: str) -> None:
+        del self.lines[name]
+        self._write()
+
+    async def add_bad(self, name: str) -> None:
+        self.lines[name] = self._endpoint(name, "bad", "10.7.0.1").replace("10.7.0.1", "10.7.0.300")
+        self._write()
+
+    async def break_connection(self) -> None:
+        self.broken = True
+        os.replace(self.path, self.path.with_suffix(".away"))
+
+    async def restore_connection(self) -> None:
+        self.broken = False
+        self._write()
+
+
+class TestStaticConformance(AdapterConformance):
+    normalizer = None  # static files are canonical already: no ovn_hub.normalizers entry point
+
+    @pytest.fixture
+    def orchestrator(self) -> FakeOrchestrator:
+        return StaticFile()
+
+
+# ---------------------------------------------------------------- kubernetes
+def mkpod(name: str, ip: str, label: str = "one") -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": label}},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "busybox"}]},
+        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]},
+    }
+
+
+class KubeApi:
+    """The fake API server; the adapter reaches it through a breakable proxy."""
+
+    def __init__(self) -> None:
+        self.fake = FakeKubeApi()
+        self.proxy: BreakableProxy | None = None
+        self.dir = Path(f"/tmp/hubkit{uuid.uuid4().hex[:10]}")  # made by start(): spec() alone leaves nothing behind
+        self.kubeconfig = self.dir / "kubeconfig"
+        self._n = 0
+
+    async def start(self) -> None:
+        self.dir.mkdir(mode=0o700)
+        await self.fake.start()
+        self.proxy = BreakableProxy(f"127.0.0.1:{self.fake.port}")
+        await self.proxy.start()
+        write_kubeconfig(self.kubeconfig, f"http://{self.proxy.address}")
+
+    async def stop(self) -> None:
+        try:
+            if self.proxy is not None:
+                await self.proxy.stop()
+            await self.fake.stop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def spec(self) -> AdapterSpec:
+        return AdapterSpec(
+            name="k8s", type="k8s", cluster="kit", options={"kubeconfig": str(self.kubeconfig), "backoff_max": 0.5}
+        )
+
+    async def add(self, name: str) -> None:
+        self._n += 1
+        self.fake.add("Pod", mkpod(name, f"10.244.7.{self._n}"))
+
+    async def change(self, name: str) -> None:
+        pod = self.fake.get("Pod", name)
+        pod["metadata"]["labels"] = {"app": "two"}
+        self.fake.update("Pod", pod)
+
+    async def touch(self, name: str) -> None:
+        pod = self.fake.get("Pod", name)  # a MODIFIED with a new resourceVersion and annotation only
+        pod["metadata"].setdefault("annotations", {})["kit/touched"] = str(self.fake.rv)
+        self.fake.update("Pod", pod)
+
+    async def remove(self, name: str) -> None:
+        self.fake.delete("Pod", name)
+
+    async def add_bad(self, name: str) -> None:
+        self.fake.add("Pod", mkpod(name, "10.244.7.300"))
+
+    async def break_connection(self) -> None:
+        assert self.proxy is not None
+        await self.proxy.break_connection()
+
+    async def restore_connection(self) -> None:
+        assert self.proxy is not None
+        await self.proxy.restore_connection()
+
+
+def k8s_factory(spec: AdapterSpec) -> Adapter:
+    adapter = entry_point_factory("k8s")(spec)
+    adapter.backoff_initial = 0.05  # type: ignore[attr-defined]
+    return adapter
+
+
+class TestK8sConformance(AdapterConformance):
+    @pytest.fixture
+    def orchestrator(self) -> FakeOrchestrator:
+        return KubeApi()
+
+    @pytest.fixture
+    def adapter_factory(self) -> AdapterFactory:
+        return k8s_factory
+
+    @pytest.fixture
+    def normalizer_inputs(self) -> list[str]:
+        files = sorted(p for p in K8S_FIXTURES.iterdir() if p.is_file() and p.name != "SOURCES.md")
+        assert len(files) >= 10, K8S_FIXTURES
+        return [p.read_text(errors="replace") for p in files]
+
+
+def test_the_relist_check_takes_both_paths() -> None:
+    """static raises when its file is gone (the raise → relist path); k8s
+    reconnects by itself (the internal reconnect path) - both are exercised."""
+    static = run_check(check_relist, entry_point_factory("static"), StaticFile(), Timeouts())
+    assert static.raises and all("FileNotFoundError" in r for r in static.raises), static
+    assert static.runs >= 2
+    k8s = run_check(check_relist, k8s_factory, KubeApi(), Timeouts())
+    assert k8s.raises == () and k8s.runs == 1, k8s

@@ -1,0 +1,789 @@
+"""K8sAdapter with the REAL kubernetes_asyncio client against the in-repo fake
+API server (testkit/k8s_fake.py, real list/watch wire protocol on 127.0.0.1).
+What needs no server (options, a missing in-cluster config) is in
+tests/unit/test_k8s_adapter.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio import watch as k8s_watch
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from adapters.k8s import K8sAdapter, create
+from adapters.k8s.normalize import (
+    CHASSIS_KEY,
+    SERVICE_NAME_LABEL,
+    node_chassis,
+    node_internal_ips,
+    normalize_namespace,
+    normalize_pod,
+    normalize_policy,
+    normalize_service,
+    parse_endpoint_slice,
+)
+from core.adapter import AdapterSpec
+from core.model import (
+    Delete,
+    Endpoint,
+    InputEvent,
+    Invalid,
+    LBRule,
+    Namespace,
+    Object,
+    Policy,
+    Rejected,
+    Service,
+    Snapshot,
+    Source,
+    Upsert,
+    kind_of,
+    validate,
+)
+from testkit.k8s_fake import FakeKubeApi
+from tests.conftest import FIXTURES_DIR
+from tests.unit.test_k8s_adapter import WAIT, Sink, mkpod
+
+FIXTURES = FIXTURES_DIR / "kubernetes"
+SRC = Source("k8s", "test")
+
+if not FIXTURES.is_dir():  # a missing fixture dir is an error, never a silent skip
+    raise RuntimeError(f"{FIXTURES} missing")
+
+
+# ---------------------------------------------------------------- helpers
+Key = tuple[str, str]
+
+
+def replay_all(events: list[InputEvent]) -> tuple[dict[Key, Object], int]:
+    """The state (every kind, by (kind, key)) the events amount to, and how many
+    were redundant (an Upsert of an unchanged object, a Delete of an absent one)."""
+    state: dict[Key, Object] = {}
+    redundant = 0
+    for ev in events:
+        if isinstance(ev, Snapshot):
+            state = {(kind_of(o), o.key): o for o in ev.objects}
+        elif isinstance(ev, Upsert):
+            k = (kind_of(ev.obj), ev.obj.key)
+            redundant += state.get(k) == ev.obj
+            state[k] = ev.obj
+        elif isinstance(ev, Delete):
+            redundant += state.pop((ev.kind, ev.key), None) is None
+    return state, redundant
+
+
+def replay(events: list[InputEvent]) -> tuple[dict[str, Endpoint], int]:
+    """:func:`replay_all` restricted to the Endpoints (by key)."""
+    state, redundant = replay_all(events)
+    return {k: o for (_, k), o in state.items() if isinstance(o, Endpoint)}, redundant
+
+
+def expected(fake: FakeKubeApi, network: str = "default") -> dict[str, Endpoint]:
+    """What the adapter must converge to, computed from the server's objects."""
+    chassis: dict[str, str] = {}
+    for n in fake.objects("Node"):
+        with contextlib.suppress(Invalid):
+            name, ch = node_chassis(n)
+            chassis[name] = ch
+    out: dict[str, Endpoint] = {}
+    for p in fake.objects("Pod"):
+        try:
+            ep = normalize_pod(p, SRC, network=network)
+        except Invalid:
+            continue
+        if ep is not None:
+            out[ep.key] = msgspec.structs.replace(ep, node=chassis.get(ep.node, ep.node))
+    return out
+
+
+def expected_all(fake: FakeKubeApi, network: str = "default") -> dict[Key, Object]:
+    """Every canonical object the adapter must converge to (endpoints, namespaces,
+    services joined with slices and node IPs, policies)."""
+    out: dict[Key, Object] = {("endpoint", k): ep for k, ep in expected(fake, network).items()}
+    for n in fake.objects("Namespace"):
+        with contextlib.suppress(Invalid):
+            ns = normalize_namespace(n, SRC)
+            out[("namespace", ns.key)] = ns
+    node_ips: list[str] = []
+    for n in fake.objects("Node"):
+        with contextlib.suppress(Invalid):
+            node_chassis(n)
+            node_ips += node_internal_ips(n)
+    slices = []
+    for sl in fake.objects("EndpointSlice"):
+        with contextlib.suppress(Invalid):
+            slices.append(parse_endpoint_slice(sl))
+    for svc in fake.objects("Service"):
+        with contextlib.suppress(Invalid):
+            s = normalize_service(svc, slices, node_ips, SRC, network)
+            if s is not None:
+                out[("service", s.key)] = s
+    for p in fake.objects("NetworkPolicy"):
+        with contextlib.suppress(Invalid):
+            pol = normalize_policy(p, SRC)
+            out[("policy", pol.key)] = pol
+    return out
+
+
+def cached(adapter: K8sAdapter) -> dict[str, Endpoint]:
+    return {e.key: e for e in adapter.endpoints()}
+
+
+def cached_all(adapter: K8sAdapter) -> dict[Key, Object]:
+    return dict(adapter.cache.objects)
+
+
+def uid_of(obj: dict[str, Any]) -> str:
+    uid: str = obj["metadata"]["uid"]
+    return uid
+
+
+def key_of(obj: dict[str, Any]) -> str:
+    return f"default/{uid_of(obj)}"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeKubeApi]:
+    server = FakeKubeApi()
+    await server.start()
+    try:
+        server.load_fixtures(FIXTURES)
+        yield server
+    finally:
+        await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def running(fake: FakeKubeApi, tmp: Path, **options: Any) -> AsyncIterator[tuple[K8sAdapter, Sink]]:
+    kubeconfig = fake.write_kubeconfig(tmp / "kubeconfig")
+    spec = AdapterSpec(name="k8s", type="k8s", cluster="test", options={"kubeconfig": str(kubeconfig), **options})
+    adapter = create(spec)
+    assert isinstance(adapter, K8sAdapter)
+    adapter.backoff_initial = 0.05
+    sink = Sink()
+    task = asyncio.create_task(adapter.run(sink))
+    try:
+        yield adapter, sink
+        assert not task.done(), "run() ended by itself"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def converged(adapter: K8sAdapter, sink: Sink, fake: FakeKubeApi) -> None:
+    """Wait until both the adapter's cache and the emitted events equal the server's
+    state (every kind)."""
+    await sink.wait_for(
+        lambda: (
+            cached_all(adapter) == expected_all(fake, adapter.network)
+            and replay_all(sink.events)[0] == expected_all(fake, adapter.network)
+        ),
+        "convergence with the server",
+    )
+
+
+# ---------------------------------------------------------------- tests
+async def test_first_snapshot_then_deltas(fake: FakeKubeApi, tmp_path: Path) -> None:
+    fixture_pod = fake.get("Pod", "some-name")
+    p1 = fake.add("Pod", mkpod("web-1", "10.244.1.5"))
+    p2 = fake.add("Pod", mkpod("db-1", "10.244.1.6", namespace="shop"))
+    async with running(fake, tmp_path) as (adapter, sink):
+        snap = await sink.wait_for(lambda: sink.snapshots(), "first snapshot")
+        first = snap[0]
+        assert sink.events.index(first) == 0, "the first event is the Snapshot"
+        by_uid = {o.uid: o for o in first.objects if isinstance(o, Endpoint)}
+        assert set(by_uid) == {uid_of(fixture_pod), uid_of(p1), uid_of(p2)}
+        fx = by_uid[uid_of(fixture_pod)]
+        validate(fx)
+        assert (fx.name, fx.namespace, fx.kind, fx.node, fx.ips, fx.state) == (
+            "some-name",
+            "default",
+            "pod",
+            "node-name",
+            ("10.0.0.1",),
+            "running",
+        )
+        assert fx.labels["app"] == "some-app" and fx.source == SRC and fx.key == f"default/{uid_of(fixture_pod)}"
+        assert by_uid[uid_of(p2)].namespace == "shop" and by_uid[uid_of(p2)].ports[0].port == 8080
+        assert {(kind_of(o), o.key): o for o in first.objects} == expected_all(fake)
+        assert Namespace(source=SRC, name="development", labels={"name": "development"}) in first.objects
+
+        # stream quirks: every event split in two writes, blank lines in between
+        fake.split_events = True
+        fake.blank_lines = True
+        p3 = fake.add("Pod", mkpod("api-1"))  # scheduled, no IP yet
+        ups = await sink.wait_for(lambda: sink.upserts(uid_of(p3)), "upsert of a new pod")
+        assert ups[0].ips == () and ups[0].state == "pending"
+
+        # irrelevant changes: an annotation, nothing but a new resourceVersion
+        cur = fake.get("Pod", "api-1")
+        cur["metadata"]["annotations"] = {"kubectl.kubernetes.io/restartedAt": "now"}
+        fake.update("Pod", cur)
+        fake.update("Pod", fake.get("Pod", "api-1"))
+        # then a relevant one: the pod gets its IP
+        cur = fake.get("Pod", "api-1")
+        cur["status"] = {"phase": "Running", "podIPs": [{"ip": "10.244.1.7"}, {"ip": "fd00:10:244:1::7"}]}
+        fake.update("Pod", cur)
+        ups = await sink.wait_for(
+            lambda: sink.upserts(uid_of(p3)) if len(sink.upserts(uid_of(p3))) >= 2 else None, "upsert with the IP"
+        )
+        assert ups[1].ips == ("10.244.1.7", "fd00:10:244:1::7") and ups[1].state == "running"
+        assert len(ups) == 2, "the MODIFIED events that changed nothing canonical emitted nothing"
+
+        # a finished pod loses its endpoint; a deleted one too
+        cur = fake.get("Pod", "db-1", "shop")
+        cur["status"]["phase"] = "Succeeded"
+        fake.update("Pod", cur)
+        await sink.wait_for(
+            lambda: sink.find(lambda e: isinstance(e, Delete) and e.key == f"default/{uid_of(p2)}"),
+            "delete of a finished pod",
+        )
+        fake.delete("Pod", "web-1")
+        await sink.wait_for(
+            lambda: sink.find(lambda e: isinstance(e, Delete) and e.key == key_of(p1)), "delete of a deleted pod"
+        )
+
+        # bookmarks move the resume point
+        fake.bookmark()
+        await sink.wait_for(lambda: adapter.resource_versions.get("Pod") == str(fake.rv), "bookmark RV")
+
+        await converged(adapter, sink, fake)
+        assert replay(sink.events)[1] == 0, "no redundant events"
+        assert len(sink.snapshots()) == 1 and adapter.relists == 1
+        assert not sink.of(Rejected)
+        assert adapter.namespaces.get("development") == {"name": "development"}
+        assert adapter.chassis == {"node-default-pool-something": "node-default-pool-something"}
+
+
+async def test_node_chassis_follows_node_events(fake: FakeKubeApi, tmp_path: Path) -> None:
+    fake.add("Node", {"metadata": {"name": "worker-1", "annotations": {CHASSIS_KEY: "chassis-1"}}, "status": {}})
+    p = fake.add("Pod", mkpod("web-1", "10.244.1.5"))
+    other = fake.add("Pod", mkpod("web-2", "10.244.2.5", node="worker-2"))
+    async with running(fake, tmp_path) as (adapter, sink):
+        await sink.wait_for(lambda: sink.snapshots(), "first snapshot")
+        assert cached(adapter)[key_of(p)].node == "chassis-1"
+        assert cached(adapter)[key_of(other)].node == "worker-2"  # unknown node: its name
+
+        n = fake.get("Node", "worker-1")
+        n["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}  # a heartbeat: nothing
+        fake.update("Node", n)
+        n["metadata"]["annotations"][CHASSIS_KEY] = "chassis-2"
+        fake.update("Node", n)
+        ups = await sink.wait_for(
+            lambda: [u for u in sink.upserts(uid_of(p)) if u.node == "chassis-2"], "re-emit with the new chassis"
+        )
+        assert ups[0].ips == ("10.244.1.5",)
+        assert sink.upserts(uid_of(p)) == ups, "one upsert per chassis change, none for the heartbeat"
+        assert not sink.upserts(uid_of(other)), "pods on other nodes are not re-emitted"
+
+        fake.add("Node", {"metadata": {"name": "worker-2", "labels": {CHASSIS_KEY: "chassis-w2"}}})
+        await sink.wait_for(lambda: [u for u in sink.upserts(uid_of(other)) if u.node == "chassis-w2"], "label chassis")
+        fake.delete("Node", "worker-1")
+        await sink.wait_for(
+            lambda: [u for u in sink.upserts(uid_of(p)) if u.node == "worker-1"], "back to the node name"
+        )
+        await converged(adapter, sink, fake)
+        assert replay(sink.events)[1] == 0
+
+
+async def test_watch_expired_midstream_converges(fake: FakeKubeApi, tmp_path: Path) -> None:
+    pods = [fake.add("Pod", mkpod(f"web-{i}", f"10.244.0.{i + 10}")) for i in range(8)]
+    async with running(fake, tmp_path, page_size=3) as (adapter, sink):
+        await sink.wait_for(lambda: sink.snapshots(), "first snapshot")
+        lists_before = sum(r.startswith("GET /api/v1/pods?limit=") for r in fake.requests)
+        await fake.wait_watching()
+        fake.add("Pod", mkpod("seen-1", "10.244.9.1"))  # delivered before the expiry
+        fake.expire_watches()
+        # changes the expired watches never deliver: only the relist can find them
+        fake.delete("Pod", "web-0")
+        fake.delete("Pod", "web-1")
+        cur = fake.get("Pod", "web-2")
+        cur["status"]["podIPs"] = [{"ip": "10.244.5.2"}]
+        fake.update("Pod", cur)
+        new = [fake.add("Pod", mkpod(f"late-{i}", f"10.244.6.{i + 1}")) for i in range(3)]
+        await converged(adapter, sink, fake)
+        assert sum(r.startswith("GET /api/v1/pods?limit=") for r in fake.requests) > lists_before, "relisted"
+        assert adapter.connected, "a 410 is not a disconnection"
+        deletes = {e.key for e in sink.of(Delete)}
+        assert {key_of(pods[0]), key_of(pods[1])} <= deletes
+        assert all(sink.upserts(uid_of(p)) for p in new)
+        state, redundant = replay(sink.events)
+        assert redundant == 0, "no duplicate upserts or deletes"
+        assert len(state) == len(expected(fake)) == 1 + 8 - 2 + 1 + 3
+        # watches resumed from the relist's RV: later changes arrive as deltas
+        fake.delete("Pod", "late-0")
+        await sink.wait_for(
+            lambda: sink.find(lambda e: isinstance(e, Delete) and e.key == key_of(new[0])), "delete after the relist"
+        )
+        await converged(adapter, sink, fake)
+
+
+async def test_watch_expired_at_start_relists(fake: FakeKubeApi, tmp_path: Path) -> None:
+    victim = fake.add("Pod", mkpod("web-0", "10.244.0.10"))
+    done: list[str] = []
+
+    def after_list(kind: str) -> None:
+        # between the pods list and its watch: changes, then a compaction, so
+        # the watch from the list's RV gets an ERROR 410 event right away
+        if kind == "Pod" and not done:
+            done.append(kind)
+            fake.delete("Pod", "web-0")
+            fake.add("Pod", mkpod("late-1", "10.244.0.11"))
+            fake.compact()
+
+    fake.after_list = after_list
+    async with running(fake, tmp_path) as (adapter, sink):
+        await converged(adapter, sink, fake)
+        assert sink.find(lambda e: isinstance(e, Delete) and e.key == key_of(victim)) is not None
+        assert len(sink.snapshots()) >= 2, "a Snapshot after the relist"
+        assert replay(sink.events)[1] == 0
+        assert adapter.connected
+
+
+async def test_pod_deleted_while_disconnected(fake: FakeKubeApi, tmp_path: Path) -> None:
+    pods = [fake.add("Pod", mkpod(f"web-{i}", f"10.244.0.{i + 10}")) for i in range(3)]
+    async with running(fake, tmp_path) as (adapter, sink):
+        await sink.wait_for(lambda: sink.snapshots(), "first snapshot")
+        await fake.wait_watching()
+        mark = len(sink.events)
+        fake.drop_connections()
+        fake.delete("Pod", "web-1")  # before the adapter reconnects
+        cur = fake.get("Pod", "web-2")
+        cur["metadata"]["labels"] = {"app": "changed"}
+        fake.update("Pod", cur)
+        await sink.wait_for(
+            lambda: sink.find(lambda e: isinstance(e, Delete) and e.key == key_of(pods[1]), mark),
+            "delete after the relist",
+        )
+        await sink.wait_for(lambda: sink.find(lambda e: isinstance(e, Snapshot), mark), "snapshot after the relist")
+        await converged(adapter, sink, fake)
+        assert sink.upserts(uid_of(pods[2]))[-1].labels == {"app": "changed"}
+        assert replay(sink.events)[1] == 0
+        assert adapter.connected
+        # and it watches again
+        fake.add("Pod", mkpod("web-9", "10.244.0.99"))
+        await converged(adapter, sink, fake)
+
+
+async def test_bad_objects_are_rejected_and_the_adapter_goes_on(fake: FakeKubeApi, tmp_path: Path) -> None:
+    no_uid = mkpod("no-uid", "10.244.0.3")
+    no_uid["metadata"]["uid"] = ""
+    fake.add("Pod", no_uid, raw=True)
+    fake.add("Pod", mkpod("bad-ip", "10.244.0.300"))
+    good = fake.add("Pod", mkpod("good-1", "10.244.0.4"))
+    async with running(fake, tmp_path) as (adapter, sink):
+        await sink.wait_for(lambda: sink.snapshots(), "first snapshot")
+        rejected = {(r.ref, r.reason) for r in sink.of(Rejected)}
+        assert {("default/no-uid", "missing-field"), ("default/bad-ip", "bad-ip")} <= rejected
+        assert set(cached(adapter)) == set(expected(fake)) and key_of(good) in cached(adapter)
+
+        # live: nonsense objects, garbage on the wire, a good pod turning bad
+        await fake.wait_watching()
+        fake.add(
+            "Pod",
+            {"metadata": {"name": "weird", "namespace": "default", "uid": "u-weird"}, "spec": "nonsense"},
+            raw=True,
+        )
+        fake.inject("Pod", b'{"type": "ADDED", "obj\n')
+        fake.inject("Pod", b'{"type": "EXPLODED", "object": {}}\n')
+        fake.add("Node", {"metadata": {"name": "n-bad", "annotations": {CHASSIS_KEY: "has space"}}})
+        fake.add("Namespace", {"metadata": {"name": "ns-bad", "labels": {"x": 1}}}, raw=True)
+        cur = fake.get("Pod", "good-1")
+        cur["status"]["podIPs"] = [{"ip": "not-an-ip"}]
+        fake.update("Pod", cur)
+        await sink.wait_for(
+            lambda: sink.find(lambda e: isinstance(e, Delete) and e.key == key_of(good)), "a pod turning bad is dropped"
+        )
+        later = fake.add("Pod", mkpod("good-2", "10.244.0.5"))
+        await sink.wait_for(lambda: sink.upserts(uid_of(later)), "the adapter goes on")
+        reasons = {r.reason for r in sink.of(Rejected)}
+        assert {"bad-field", "bad-json", "bad-event", "bad-chassis", "bad-label", "bad-ip"} <= reasons
+        assert adapter.rejected["bad-ip"] >= 2
+        assert all(r.source == SRC and r.message and "\n" not in r.message for r in sink.of(Rejected))
+        await converged(adapter, sink, fake)
+        assert len(sink.snapshots()) == 1, "bad input never forced a reconnect"
+
+        # a non-410 ERROR event is a server problem: reconnect and relist
+        await fake.wait_watching()
+        fake.inject(
+            "Pod",
+            b'{"type": "ERROR", "object": {"kind": "Status", "code": 500, "reason": "InternalError", "message": "etcd"}}\n',
+        )
+        await sink.wait_for(lambda: len(sink.snapshots()) >= 2, "relist after a watch error")
+        await converged(adapter, sink, fake)
+
+
+async def test_paging_smaller_than_the_pod_count(fake: FakeKubeApi, tmp_path: Path) -> None:
+    for i in range(11):
+        fake.add("Pod", mkpod(f"web-{i:02d}", f"10.244.0.{i + 10}"))
+    gone = fake.get("Pod", "web-09")
+    done: list[str] = []
+
+    def after_list(kind: str) -> None:
+        # after the first page: the rest of the list must still be served at the first page's RV
+        if kind == "Pod" and not done:
+            done.append(kind)
+            fake.delete("Pod", "web-09")
+            fake.add("Pod", mkpod("web-99", "10.244.0.99"))
+
+    fake.after_list = after_list
+    async with running(fake, tmp_path, page_size=4) as (adapter, sink):
+        first = (await sink.wait_for(lambda: sink.snapshots(), "first snapshot"))[0]
+        uids = {o.uid for o in first.objects if isinstance(o, Endpoint)}
+        assert len(uids) == 12 and uid_of(gone) in uids, "a consistent list at the first page's RV"
+        pages = [r for r in fake.requests if r.startswith("GET /api/v1/pods?") and "watch" not in r]
+        assert len(pages) == 3 and sum("continue=" in r for r in pages) == 2
+        await converged(adapter, sink, fake)  # the watch delivers the changes made during the list
+        assert len(cached(adapter)) == 12
+
+        # an expired continue token during a relist: the list starts over
+        fake.expire_next_continues = 1
+        await fake.wait_watching()
+        mark = len(sink.events)
+        fake.drop_connections()
+        await sink.wait_for(lambda: sink.find(lambda e: isinstance(e, Snapshot), mark), "snapshot after the relist")
+        assert fake.expire_next_continues == 0
+        await converged(adapter, sink, fake)
+
+
+async def test_fake_speaks_the_protocol_to_kubernetes_asyncio(fake: FakeKubeApi, tmp_path: Path) -> None:
+    """The fake's 410 is what the real client expects (ApiException(410) from its Watch)."""
+    cfg = k8s_client.Configuration()
+    await k8s_config.load_kube_config(
+        config_file=str(fake.write_kubeconfig(tmp_path / "kc")), client_configuration=cfg, persist_config=False
+    )
+    async with k8s_client.ApiClient(configuration=cfg) as api:
+        v1 = k8s_client.CoreV1Api(api)
+        pods = await v1.list_pod_for_all_namespaces(limit=1)
+        assert [p.metadata.name for p in pods.items] == ["some-name"] and pods.metadata.resource_version == str(fake.rv)
+        nodes = await v1.list_node()
+        assert nodes.items[0].metadata.uid == "0c24d0e1-a265-11e9-abe4-42010a80026b"
+        # a watch from the list RV sees a new pod (typed by the client)
+        w = k8s_watch.Watch()
+        rv = pods.metadata.resource_version
+        fake.add("Pod", mkpod("web-1", "10.244.0.1"))
+        async with asyncio.timeout(WAIT):
+            async for ev in w.stream(v1.list_pod_for_all_namespaces, resource_version=rv, timeout_seconds=5):
+                assert ev["type"] == "ADDED" and ev["object"].metadata.name == "web-1"
+                assert ev["object"].status.pod_ip == "10.244.0.1"
+                w.stop()
+                break
+        await w.close()
+        # compaction: its Watch raises ApiException(410)
+        fake.compact()
+        w = k8s_watch.Watch()
+        with pytest.raises(ApiException) as info:
+            async with asyncio.timeout(WAIT):
+                async for _ in w.stream(v1.list_pod_for_all_namespaces, resource_version=rv):
+                    pass
+        assert info.value.status == 410
+        await w.close()
+        # an expired continue token is an HTTP 410 Status
+        fake.expire_next_continues = 1
+        page = await v1.list_pod_for_all_namespaces(limit=1)
+        with pytest.raises(ApiException) as info:
+            await v1.list_pod_for_all_namespaces(limit=1, _continue=page.metadata._continue)
+        assert info.value.status == 410
+
+
+# ---------------------------------------------------------------- services, slices, policies, namespaces
+def mksvc(name: str, *cluster_ips: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:
+    s: dict[str, Any] = {
+        "type": "ClusterIP",
+        "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}],
+        "selector": {"app": name},
+    }
+    if cluster_ips:
+        s["clusterIP"], s["clusterIPs"] = cluster_ips[0], list(cluster_ips)
+    s.update(spec)
+    return {"metadata": {"name": name, "namespace": namespace}, "spec": s}
+
+
+def mkslice(
+    name: str,
+    service: str,
+    *addresses: str | tuple[str, bool],
+    family: str = "IPv4",
+    port: int = 8080,
+    port_name: str = "http",
+    namespace: str = "default",
+) -> dict[str, Any]:
+    endpoints = []
+    for a in addresses:
+        ip, ready = a if isinstance(a, tuple) else (a, True)
+        endpoints.append({"addresses": [ip], "conditions": {"ready": ready}, "nodeName": "worker-1"})
+    return {
+        "metadata": {"name": name, "namespace": namespace, "labels": {SERVICE_NAME_LABEL: service}},
+        "addressType": family,
+        "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
+        "endpoints": endpoints,
+    }
+
+
+def website_policy() -> dict[str, Any]:
+    import yaml
+
+    obj: dict[str, Any] = yaml.safe_load((FIXTURES / "networkpolicy.k8s-website-example.yaml").read_text())
+    return obj
+
+
+def services_of(sink: Sink, uid: str) -> list[Service]:
+    return [e.obj for e in sink.events if isinstance(e, Upsert) and isinstance(e.obj, Service) and e.obj.uid == uid]
+
+
+def deleted(sink: Sink, kind: str, key: str) -> bool:
+    return sink.find(lambda e: isinstance(e, Delete) and e.kind == kind and e.key == key) is not None
+
+
+def rule_map(svc: Service) -> dict[tuple[str, int], tuple[str, ...]]:
+    return {(r.vip, r.port): r.backends for r in svc.rules}
+
+
+async def test_services_joined_with_slices(fake: FakeKubeApi, tmp_path: Path) -> None:
+    web = fake.add("Service", mksvc("web", "10.96.0.10", "fd00:96::a", sessionAffinity="ClientIP"))
+    fake.add("EndpointSlice", mkslice("web-v4", "web", "10.244.1.5", "10.244.1.6", ("10.244.1.7", False)))
+    fake.add("EndpointSlice", mkslice("web-v6", "web", "fd00:10:244::5", family="IPv6"))
+    np_ports = [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8081, "nodePort": 30080}]
+    np = fake.add("Service", mksvc("np", "10.96.0.11", type="NodePort", ports=np_ports, externalIPs=["192.0.2.10"]))
+    fake.add("EndpointSlice", mkslice("np-1", "np", "10.244.2.5"))
+    fake.add("Service", mksvc("headless", "None"))
+    fake.add("EndpointSlice", mkslice("headless-1", "headless", "10.244.3.5"))
+    fake.add("Service", {"metadata": {"name": "ext"}, "spec": {"type": "ExternalName", "externalName": "a.example"}})
+    async with running(fake, tmp_path, network="blue") as (adapter, sink):
+        first = (await sink.wait_for(lambda: sink.snapshots(), "first snapshot"))[0]
+        svcs = {o.name: o for o in first.objects if isinstance(o, Service)}
+        assert set(svcs) == {"web", "np"}, "headless and ExternalName services emit nothing"
+        w = svcs["web"]
+        validate(w)
+        assert (w.uid, w.namespace, w.network, w.affinity_timeout) == (uid_of(web), "default", "blue", 10800)
+        assert w.rules == (
+            LBRule(protocol="tcp", vip="10.96.0.10", port=80, backends=("10.244.1.5:8080", "10.244.1.6:8080")),
+            LBRule(protocol="tcp", vip="fd00:96::a", port=80, backends=("[fd00:10:244::5]:8080",)),
+        )
+        # NodePort: cluster IP, external IP and the fixture node's InternalIP 10.0.0.1, numeric targetPort
+        assert rule_map(svcs["np"]) == {
+            ("10.96.0.11", 80): ("10.244.2.5:8081",),
+            ("192.0.2.10", 80): ("10.244.2.5:8081",),
+            ("10.0.0.1", 30080): ("10.244.2.5:8081",),
+        }
+        assert not sink.of(Rejected)
+
+        # an endpoint turns not ready: its backend goes
+        cur = fake.get("EndpointSlice", "web-v4")
+        cur["endpoints"][1]["conditions"]["ready"] = False
+        fake.update("EndpointSlice", cur)
+        ups = await sink.wait_for(lambda: services_of(sink, uid_of(web)), "web re-emitted")
+        assert rule_map(ups[-1])[("10.96.0.10", 80)] == ("10.244.1.5:8080",)
+        assert rule_map(ups[-1])[("fd00:96::a", 80)] == ("[fd00:10:244::5]:8080",)
+        # a slice update that changes nothing canonical emits nothing
+        cur = fake.get("EndpointSlice", "web-v4")
+        cur["endpoints"][0]["zone"] = "z1"
+        fake.update("EndpointSlice", cur)
+        # the v6 slice goes: that rule keeps no backends
+        fake.delete("EndpointSlice", "web-v6")
+        await sink.wait_for(lambda: len(services_of(sink, uid_of(web))) >= 2, "web without v6 backends")
+        assert rule_map(services_of(sink, uid_of(web))[-1])[("fd00:96::a", 80)] == ()
+
+        # a new node: NodePort services get its InternalIP; a heartbeat does nothing
+        fake.add(
+            "Node",
+            {
+                "metadata": {"name": "worker-2"},
+                "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.2"}]},
+            },
+        )
+        nps = await sink.wait_for(lambda: services_of(sink, uid_of(np)), "np re-emitted for the new node")
+        assert rule_map(nps[-1])[("10.0.0.2", 30080)] == ("10.244.2.5:8081",)
+        n = fake.get("Node", "worker-2")
+        n["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+        fake.update("Node", n)
+
+        # the service changes its port; then it is deleted
+        cur = fake.get("Service", "web")
+        cur["spec"]["ports"][0]["port"] = 8000
+        fake.update("Service", cur)
+        await sink.wait_for(
+            lambda: [s for s in services_of(sink, uid_of(web)) if ("10.96.0.10", 8000) in rule_map(s)], "port change"
+        )
+        fake.delete("Service", "web")
+        await sink.wait_for(lambda: deleted(sink, "service", uid_of(web)), "Delete of the service")
+        # a slice of a deleted service changes: nothing
+        fake.update("EndpointSlice", mkslice("web-v4", "web", "10.244.1.9"))
+
+        # a headless service becoming a ClusterIP one appears; a bad service is rejected
+        cur = fake.get("Service", "headless")
+        cur["spec"]["clusterIP"], cur["spec"]["clusterIPs"] = "10.96.0.12", ["10.96.0.12"]
+        fake.update("Service", cur)
+        await sink.wait_for(lambda: services_of(sink, uid_of(cur)), "headless → ClusterIP")
+        fake.add("Service", mksvc("bad", "10.96.0.300"))
+        await sink.wait_for(lambda: sink.find(lambda e: isinstance(e, Rejected) and e.ref == "default/bad"), "reject")
+        await converged(adapter, sink, fake)
+        assert replay_all(sink.events)[1] == 0, "no redundant events"
+        assert len(services_of(sink, uid_of(np))) == 1, "one upsert per node IP change, none for the heartbeat"
+        assert len(sink.snapshots()) == 1
+
+
+async def test_policies_added_updated_deleted(fake: FakeKubeApi, tmp_path: Path) -> None:
+    pol = fake.add("NetworkPolicy", website_policy())
+    async with running(fake, tmp_path) as (adapter, sink):
+        first = (await sink.wait_for(lambda: sink.snapshots(), "first snapshot"))[0]
+        [p] = [o for o in first.objects if isinstance(o, Policy)]
+        assert p.uid == uid_of(pol) and p.pod_selector.match_labels == {"role": "db"}
+        assert p.ingress is not None and p.ingress[0].ports[0].port == 6379
+
+        deny = fake.add(
+            "NetworkPolicy", {"metadata": {"name": "deny", "namespace": "shop"}, "spec": {"podSelector": {}}}
+        )
+        ups = await sink.wait_for(
+            lambda: [e.obj for e in sink.of(Upsert) if isinstance(e.obj, Policy) and e.obj.uid == uid_of(deny)], "add"
+        )
+        assert (ups[0].namespace, ups[0].ingress, ups[0].egress) == ("shop", (), None)
+
+        cur = fake.get("NetworkPolicy", "test-network-policy")
+        cur["spec"]["ingress"][0]["ports"][0]["port"] = 6380
+        fake.update("NetworkPolicy", cur)
+        ups = await sink.wait_for(
+            lambda: [e.obj for e in sink.of(Upsert) if isinstance(e.obj, Policy) and e.obj.uid == uid_of(pol)], "update"
+        )
+        assert ups[-1].ingress is not None and ups[-1].ingress[0].ports[0].port == 6380
+
+        # turning bad: rejected and withdrawn
+        cur = fake.get("NetworkPolicy", "deny", "shop")
+        cur["spec"]["podSelector"] = {"matchExpressions": [{"key": "a", "operator": "Like", "values": ["x"]}]}
+        fake.update("NetworkPolicy", cur)
+        await sink.wait_for(lambda: deleted(sink, "policy", uid_of(deny)), "bad policy withdrawn")
+        assert [r.reason for r in sink.of(Rejected)] == ["bad-selector"]
+        fake.delete("NetworkPolicy", "test-network-policy")
+        await sink.wait_for(lambda: deleted(sink, "policy", uid_of(pol)), "Delete of the policy")
+        await converged(adapter, sink, fake)
+        assert replay_all(sink.events)[1] == 0
+
+
+async def test_namespace_objects(fake: FakeKubeApi, tmp_path: Path) -> None:
+    async with running(fake, tmp_path) as (adapter, sink):
+        await sink.wait_for(lambda: sink.snapshots(), "first snapshot")
+        ns = fake.get("Namespace", "development")
+        ns["metadata"]["labels"]["team"] = "a"
+        fake.update("Namespace", ns)
+        ns = fake.get("Namespace", "development")
+        ns["metadata"]["annotations"] = {"x": "y"}  # no label change: nothing
+        fake.update("Namespace", ns)
+        fake.add("Namespace", {"metadata": {"name": "shop"}})
+        ups = await sink.wait_for(
+            lambda: [e.obj for e in sink.of(Upsert) if isinstance(e.obj, Namespace)] or None, "namespace upserts"
+        )
+        await sink.wait_for(lambda: len([e for e in sink.of(Upsert) if isinstance(e.obj, Namespace)]) >= 2, "two")
+        ups = [e.obj for e in sink.of(Upsert) if isinstance(e.obj, Namespace)]
+        assert ups == [
+            Namespace(source=SRC, name="development", labels={"name": "development", "team": "a"}),
+            Namespace(source=SRC, name="shop", labels={}),
+        ]
+        assert adapter.namespaces["development"] == {"name": "development", "team": "a"}
+        fake.delete("Namespace", "development")
+        await sink.wait_for(lambda: deleted(sink, "namespace", "development"), "Delete of the namespace")
+        assert "development" not in adapter.namespaces
+        await converged(adapter, sink, fake)
+        assert replay_all(sink.events)[1] == 0
+
+
+def _populate(fake: FakeKubeApi) -> None:
+    fake.add("Service", mksvc("web", "10.96.0.10"))
+    fake.add("Service", mksvc("api", "10.96.0.20"))
+    fake.add("EndpointSlice", mkslice("web-1", "web", "10.244.1.5", "10.244.1.6"))
+    fake.add("EndpointSlice", mkslice("api-1", "api", "10.244.2.5"))
+    fake.add("NetworkPolicy", website_policy())
+    fake.add("NetworkPolicy", {"metadata": {"name": "deny"}, "spec": {"podSelector": {}}})
+
+
+def _change_everything(fake: FakeKubeApi) -> None:
+    fake.delete("Service", "api")
+    cur = fake.get("EndpointSlice", "web-1")
+    cur["endpoints"][0]["conditions"]["ready"] = False
+    fake.update("EndpointSlice", cur)
+    fake.delete("NetworkPolicy", "deny")
+    cur = fake.get("NetworkPolicy", "test-network-policy")
+    cur["spec"]["podSelector"] = {"matchLabels": {"role": "cache"}}
+    fake.update("NetworkPolicy", cur)
+    cur = fake.get("Namespace", "development")
+    cur["metadata"]["labels"] = {"name": "dev"}
+    fake.update("Namespace", cur)
+    fake.add("Service", mksvc("late", "10.96.0.30"))
+
+
+NEW_PATHS = {
+    "Service": "GET /api/v1/services?",
+    "EndpointSlice": "GET /apis/discovery.k8s.io/v1/endpointslices?",
+    "NetworkPolicy": "GET /apis/networking.k8s.io/v1/networkpolicies?",
+    "Namespace": "GET /api/v1/namespaces?",
+}
+
+
+def _lists(fake: FakeKubeApi, kind: str) -> int:
+    return sum(r.startswith(NEW_PATHS[kind]) and "watch" not in r for r in fake.requests)
+
+
+async def test_watch_expired_on_new_resources_converges(fake: FakeKubeApi, tmp_path: Path) -> None:
+    _populate(fake)
+    async with running(fake, tmp_path, page_size=1) as (adapter, sink):
+        await sink.wait_for(lambda: sink.snapshots(), "first snapshot")
+        await converged(adapter, sink, fake)
+        before = {k: _lists(fake, k) for k in NEW_PATHS}
+        await fake.wait_watching()
+        fake.expire_watches()
+        _change_everything(fake)  # never delivered by the expired watches: only the relists find them
+        await converged(adapter, sink, fake)
+        assert all(_lists(fake, k) > before[k] for k in NEW_PATHS), "each resource relisted"
+        state, redundant = replay_all(sink.events)
+        assert redundant == 0
+        svc = next(o for o in state.values() if isinstance(o, Service) and o.name == "web")
+        assert rule_map(svc)[("10.96.0.10", 80)] == ("10.244.1.6:8080",)
+        assert not any(isinstance(o, Service) and o.name == "api" for o in state.values())
+        assert state[("namespace", "development")] == Namespace(source=SRC, name="development", labels={"name": "dev"})
+        assert adapter.connected
+        # and the watches resumed
+        fake.delete("Service", "late")
+        await converged(adapter, sink, fake)
+
+
+@pytest.mark.parametrize("kind", ["Service", "EndpointSlice", "NetworkPolicy"])
+async def test_watch_expired_at_start_of_new_resource(fake: FakeKubeApi, tmp_path: Path, kind: str) -> None:
+    _populate(fake)
+    done: list[str] = []
+
+    def after_list(listed: str) -> None:
+        if listed == kind and not done:
+            done.append(listed)
+            _change_everything(fake)
+            fake.compact()
+
+    fake.after_list = after_list
+    async with running(fake, tmp_path) as (adapter, sink):
+        await converged(adapter, sink, fake)
+        assert done and len(sink.snapshots()) >= 2 and _lists(fake, kind) >= 2
+        assert replay_all(sink.events)[1] == 0
+        assert adapter.connected
+
+
+async def test_fake_serves_the_new_resources_to_kubernetes_asyncio(fake: FakeKubeApi, tmp_path: Path) -> None:
+    _populate(fake)
+    cfg = k8s_client.Configuration()
+    await k8s_config.load_kube_config(
+        config_file=str(fake.write_kubeconfig(tmp_path / "kc")), client_configuration=cfg, persist_config=False
+    )
+    async with k8s_client.ApiClient(configuration=cfg) as api:
+        svcs = await k8s_client.CoreV1Api(api).list_service_for_all_namespaces()
+        assert sorted(s.metadata.name for s in svcs.items) == ["api", "web"]
+        slices = await k8s_client.DiscoveryV1Api(api).list_namespaced_endpoint_slice("default", limit=1)
+        assert slices.items[0].address_type == "IPv4" and slices.metadata._continue
+        pols = await k8s_client.NetworkingV1Api(api).list_network_policy_for_all_namespaces()
+        assert {p.metadata.name for p in pols.items} == {"deny", "test-network-policy"}
+        assert pols.items[1].spec.ingress[0].ports[0].port == 6379
