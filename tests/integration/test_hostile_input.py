@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 import core.ovsdb.client
-from core.model import Rejected, Snapshot
+from core.model import LBRule, Rejected, Service, Snapshot
 from core.nb import Programmer
+from core.nb.tables.load_balancer import lb_rows
 from hub.sandbox import OvnSandbox
 from testkit.hubd import Hubd
 from testkit.nb import nb_rows
