@@ -40,7 +40,8 @@ from core.model import Endpoint, Programmed, Snapshot, Source, Upsert
 from core.names import lsp_name
 from hub.bus import Bus
 from hub.config import MqttSection
-from hub.mqtt import PREFIX, MqttMirror, _props
+from hub.mqtt import MqttMirror
+from hub.mqttwire import PREFIX, props
 from testkit.mosquitto import Mosquitto
 
 SOURCE = Source("docker", "bench")
@@ -228,7 +229,7 @@ async def bare_publish(port: int, items: list[tuple[str, bytes, bool]], qos: int
     sender pattern); retained ones carry the mirror's state properties, the others its event properties."""
     async with aiomqtt.Client("127.0.0.1", port, protocol=aiomqtt.ProtocolVersion.V5, identifier="bench-bare",
                               max_inflight_messages=inflight, timeout=15, logger=QUIET) as client:
-        props_state, props_event = _props(), _props(EVENT_EXPIRY)
+        props_state, props_event = props(), props(EVENT_EXPIRY)
         sem = asyncio.Semaphore(inflight)
         tasks: set[asyncio.Task[None]] = set()
 

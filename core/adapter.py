@@ -72,6 +72,13 @@ class OptionsError(ValueError):
     """An adapter option is wrong; the message names the key."""
 
 
+def describe_exception(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has
+    none): what a log line or a ``Rejected`` message says about a failure."""
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 T = TypeVar("T")
 
 

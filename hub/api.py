@@ -4,33 +4,59 @@
 ``/readyz``   200 once READY=1 was sent (NB synced, first snapshots applied).
 ``/metrics``  Prometheus text format.
 ``/v1/status``, ``/v1/endpoints``, ``/v1/plan``  JSON for hubctl.
+
+The API reads the hub through :class:`HubView` only (``hub.daemon.Hub`` is
+one); it never imports the daemon.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from core.model import encode
+from core.model import Endpoint
 from core.names import lsp_name
-from hub.config import parse_listen
+from hub.http import Site, json_response, metrics_response
 
 if TYPE_CHECKING:
-    from hub.daemon import Hub
+    from core.nb import PortStatus
 
 
-def endpoint_rows(hub: Hub) -> list[dict[str, Any]]:
-    p = hub.programmer
-    if p is None:
-        return []
+class HubView(Protocol):
+    """What the admin API reads of a running hub."""
+
+    def status(self) -> dict[str, Any]:
+        """``/v1/status`` (``hubctl status --json``)."""
+        ...
+
+    def nb_connected(self) -> bool:
+        """The NB writer is connected (``/healthz``)."""
+        ...
+
+    def is_ready(self) -> bool:
+        """READY=1 was sent: NB synced, every first snapshot applied (``/readyz``)."""
+        ...
+
+    def endpoints(self) -> Iterable[Endpoint]:
+        """Every endpoint in the desired state."""
+        ...
+
+    def port_status(self, port: str) -> PortStatus:
+        """The NB state of one Logical_Switch_Port."""
+        ...
+
+    def plan(self) -> Sequence[Any]:
+        """Everything the writer would do now (``/v1/plan``)."""
+        ...
+
+
+def endpoint_rows(view: HubView) -> list[dict[str, Any]]:
     rows = []
-    for ep, _row in p.endpoints():
+    for ep in view.endpoints():
         name = lsp_name(ep)
-        st = p.port_status(name)
+        st = view.port_status(name)
         rows.append(
             {
                 "source": str(ep.source),
@@ -52,51 +78,9 @@ def endpoint_rows(hub: Hub) -> list[dict[str, Any]]:
     return rows
 
 
-class Site:
-    """An aiohttp application served on a ``[api] listen``-style address
-    (``unix:/path`` created mode 0660, or ``tcp:host:port``)."""
-
-    def __init__(self, app: web.Application) -> None:
-        self.app = app
-        self.runner: web.AppRunner | None = None
-        self.path: Path | None = None
-
-    async def start(self, listen: str) -> None:
-        kind, addr = parse_listen(listen)
-        self.runner = web.AppRunner(self.app, access_log=None)
-        await self.runner.setup()
-        site: web.BaseSite
-        if kind == "unix":
-            assert isinstance(addr, str)
-            self.path = Path(addr)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.unlink(missing_ok=True)
-            site = web.UnixSite(self.runner, addr)
-            await site.start()
-            os.chmod(addr, 0o660)
-        else:
-            assert isinstance(addr, tuple)
-            site = web.TCPSite(self.runner, addr[0], addr[1])
-            await site.start()
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
-
-
-async def metrics_response(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=encode(data), status=status, content_type="application/json")
-
-
 class ApiServer(Site):
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(self, view: HubView) -> None:
+        self.view = view
         app = web.Application()
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
@@ -109,19 +93,18 @@ class ApiServer(Site):
     _json = staticmethod(json_response)
 
     async def healthz(self, request: web.Request) -> web.Response:
-        ok = self.hub.programmer is not None and self.hub.programmer.connected.is_set()
+        ok = self.view.nb_connected()
         return self._json({"ok": ok}, 200 if ok else 503)
 
     async def readyz(self, request: web.Request) -> web.Response:
-        ready = self.hub.ready.is_set()
+        ready = self.view.is_ready()
         return self._json({"ready": ready}, 200 if ready else 503)
 
     async def status(self, request: web.Request) -> web.Response:
-        return self._json(self.hub.status())
+        return self._json(self.view.status())
 
     async def endpoints(self, request: web.Request) -> web.Response:
-        return self._json(endpoint_rows(self.hub))
+        return self._json(endpoint_rows(self.view))
 
     async def plan(self, request: web.Request) -> web.Response:
-        p = self.hub.programmer
-        return self._json(p.plan() if p else [])
+        return self._json(self.view.plan())

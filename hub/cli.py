@@ -233,7 +233,7 @@ def _event_line(ev: dict[str, Any]) -> str:
 async def _events(cfg: Config, args: argparse.Namespace) -> int:
     import aiomqtt  # local: only this command needs it
 
-    from hub.mqtt import PREFIX, client_kwargs, read_retained
+    from hub.mqttwire import PREFIX, client_kwargs, read_retained
 
     base = f"{PREFIX}/{cfg.hub.id}"
     out = sys.stdout

@@ -17,25 +17,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import gc
 import logging
-import random
 import signal
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from core import metrics
-from core.adapter import Adapter, AdapterSpec, OptionsError
-from core.model import Delete, Programmed, Ready, Rejected, Snapshot, Source, Upsert
-from core.nb import Programmer
+from core.adapter import AdapterSpec, OptionsError
+from core.model import Delete, Endpoint, Programmed, Ready, Rejected, Snapshot, Upsert
+from core.nb import PortStatus, Programmer
 from hub.bus import AdapterSink, Bus, Subscription
 from hub.config import Config, ConfigError, load
 from hub.notify import Notifier
 from hub.plugins import PluginError, adapter_factory
 from hub.sandbox import OvnSandbox
+from hub.supervise import AdapterRunner, watchdog
 
 if TYPE_CHECKING:
     from hub.mqtt import MqttMirror
@@ -52,60 +53,19 @@ def _trim_heap() -> None:
         pass
 
 
-class AdapterRunner:
-    """One adapter instance: its task, restarts and state for ``hubctl status``."""
+@dataclasses.dataclass
+class _Tasks:
+    """The hub's long-lived tasks by name (``None``: not started)."""
 
-    def __init__(self, spec: AdapterSpec, sink: AdapterSink) -> None:
-        self.spec = spec
-        self.sink = sink
-        self.task: asyncio.Task[None] | None = None
-        self.state = "starting"
-        self.restarts = 0
-        self.last_error = ""
+    consumer: asyncio.Task[None]
+    watchdog: asyncio.Task[None]
+    mqtt: asyncio.Task[None] | None = None
+    ingest: asyncio.Task[None] | None = None
+    writer: asyncio.Task[None] | None = None
+    readiness: asyncio.Task[None] | None = None
 
-    @property
-    def source(self) -> Source:
-        return self.spec.source
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "name": self.spec.name,
-            "type": self.spec.type,
-            "cluster": self.spec.cluster,
-            "state": self.state,
-            "restarts": self.restarts,
-            "snapshots": self.sink.snapshots,
-            "last_error": self.last_error,
-        }
-
-    async def run(self, backoff_min: float = 1.0, backoff_max: float = 60.0) -> None:
-        delay = backoff_min
-        name = self.spec.name
-        while True:
-            started = time.monotonic()
-            try:
-                adapter: Adapter = adapter_factory(self.spec.type)(self.spec)
-                self.state = "running"
-                metrics.ADAPTER_UP.labels(name).set(1)
-                log.info("adapter %s (%s/%s) started", name, self.spec.type, self.spec.cluster)
-                await adapter.run(self.sink)
-                raise RuntimeError("run() returned")
-            except asyncio.CancelledError:
-                self.state = "stopped"
-                metrics.ADAPTER_UP.labels(name).set(0)
-                raise
-            except Exception as exc:  # noqa: BLE001 - any adapter failure is contained here
-                metrics.ADAPTER_UP.labels(name).set(0)
-                metrics.ADAPTER_RESTARTS.labels(name).inc()
-                self.restarts += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                if time.monotonic() - started > 5 * backoff_max:
-                    delay = backoff_min
-                wait = delay * random.uniform(0.5, 1.5)
-                self.state = "backoff"
-                log.warning("adapter %s failed (%s); restarting in %.1fs", name, self.last_error, wait)
-                await asyncio.sleep(wait)
-                delay = min(delay * 2, backoff_max)
+    def before_mqtt(self) -> list[asyncio.Task[None]]:
+        return [t for t in (self.consumer, self.watchdog, self.writer, self.readiness) if t is not None]
 
 
 class Hub:
@@ -130,22 +90,22 @@ class Hub:
 
     # ---------------------------------------------------------------- lifecycle
     async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; 0 after a clean stop.
+
+        Resources are entered in order and left in reverse (an
+        :class:`~contextlib.AsyncExitStack`: each one is left even when an
+        earlier one fails to): the notifier, the OVN sandbox, the NB
+        connection, the admin API.  The tasks in between stop in the order
+        :meth:`_stop` says."""
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
-        from hub.api import ApiServer  # local: keeps aiohttp out of module import time
-
-        api: ApiServer | None = None
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(self.notifier.close)
             nb = self.config.ovn.nb
             if self.use_sandbox:
-                state = Path(self.config.hub.state_dir) / "ovn"
-                self.sandbox = OvnSandbox(state)
-                self._status(f"starting OVN sandbox in {state}")
-                await asyncio.to_thread(self.sandbox.start)
-                nb = self.sandbox.nb_remote
-                log.info("OVN sandbox running: NB %s, SB %s", nb, self.sandbox.sb_remote)
+                nb = await self._start_sandbox(stack)
             self.programmer = Programmer(
                 nb,
                 self.config.hub.id,
@@ -154,70 +114,86 @@ class Hub:
                 retry_interval=self.config.ovn.retry_interval,
                 cache_path=Path(self.config.hub.state_dir) / f"nb-ports-{self.config.hub.id}.cache",
             )
+            stack.push_async_callback(self.programmer.close)
             self._input = self.bus.subscribe(
                 "programmer", accept=lambda e: isinstance(e, Snapshot | Upsert | Delete)
             )
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                # Adapters list while NB loads: desired state needs no connection.
-                consumer = tg.create_task(self._consume(), name="consumer")
-                watchdog = tg.create_task(self._watchdog(), name="watchdog")
-                mqtt_task = None
-                if self.config.mqtt.enabled:  # subscribes before any adapter emits
-                    from hub.mqtt import MqttMirror
+                await self._supervise(tg, stack, nb)
+        log.info("stopped cleanly")
+        return 0
 
-                    self.mqtt = MqttMirror(self.config.hub.id, self.config.mqtt, self.bus, self.ready, self.programmer)
-                    mqtt_task = tg.create_task(self.mqtt.run(), name="mqtt")
-                ingest_task = None
-                if self.config.remote:  # remote adapters: their events come through the broker
-                    from hub.remote import RemoteIngest
+    async def _start_sandbox(self, stack: contextlib.AsyncExitStack) -> str:
+        """``--sandbox``: a private NB/SB and northd under the state dir; its NB remote."""
+        state = Path(self.config.hub.state_dir) / "ovn"
+        sandbox = self.sandbox = OvnSandbox(state)
+        stack.push_async_callback(asyncio.to_thread, sandbox.stop)  # also after a failed start
+        self._status(f"starting OVN sandbox in {state}")
+        await asyncio.to_thread(sandbox.start)
+        log.info("OVN sandbox running: NB %s, SB %s", sandbox.nb_remote, sandbox.sb_remote)
+        return sandbox.nb_remote
 
-                    self.remote = RemoteIngest(self.config.hub.id, self.config.mqtt, self.bus,
-                                               self.config.remote_sources())
-                    ingest_task = tg.create_task(self.remote.run(), name="remote-ingest")
-                for spec in self.config.adapter_specs().values():
-                    self._start_adapter(spec)
-                self._status(f"connecting to OVN NB {nb}")
-                started = tg.create_task(self.programmer.start(timeout=None if not self.use_sandbox else 60))
-                stop = asyncio.ensure_future(self.stopping.wait())
-                await asyncio.wait({started, stop}, return_when=asyncio.FIRST_COMPLETED)
-                tasks = [consumer, watchdog]
-                if started.done() and not self.stopping.is_set():
-                    started.result()
-                    _trim_heap()
-                    gc.freeze()  # the replica is long-lived: keep it out of every collection
-                    api = ApiServer(self)
-                    await api.start(self.config.api.listen)
-                    tasks.append(tg.create_task(self.programmer.run(), name="nb-writer"))
-                    tasks.append(tg.create_task(self._readiness(), name="readiness"))
-                    await stop
-                self.notifier.notify("STOPPING=1", "STATUS=stopping: draining NB writes")
-                log.info("stopping: adapters first, then draining NB writes")
-                started.cancel()
-                stop.cancel()
-                for runner in list(self.runners.values()):
-                    if runner.task is not None:
-                        runner.task.cancel()
-                if ingest_task is not None:
-                    ingest_task.cancel()
-                if len(tasks) == 4:  # the writer runs: let it drain
-                    tasks[-1].cancel()  # readiness
-                    if await self._drain():
-                        await self.programmer.save_port_cache()  # the next start reads only what changed
-                for t in tasks:
-                    t.cancel()
-                if mqtt_task is not None:  # last: it mirrors the drain and says "offline"
-                    mqtt_task.cancel()
-            log.info("stopped cleanly")
-            return 0
-        finally:
-            if api is not None:
-                await api.stop()
-            if self.programmer is not None:
-                await self.programmer.close()
-            if self.sandbox is not None:
-                await asyncio.to_thread(self.sandbox.stop)
-            self.notifier.close()
+    async def _supervise(self, tg: asyncio.TaskGroup, stack: contextlib.AsyncExitStack, nb: str) -> None:
+        """Start everything in order, wait for SIGTERM, stop everything in order."""
+        from hub.api import ApiServer  # local: keeps aiohttp out of module import time
+
+        assert self.programmer is not None
+        # Adapters list while NB loads: desired state needs no connection.
+        tasks = _Tasks(consumer=tg.create_task(self._consume(), name="consumer"),
+                       watchdog=tg.create_task(watchdog(self.notifier), name="watchdog"))
+        if self.config.mqtt.enabled:  # subscribes before any adapter emits
+            from hub.mqtt import MqttMirror
+
+            self.mqtt = MqttMirror(self.config.hub.id, self.config.mqtt, self.bus, self.ready, self.programmer)
+            tasks.mqtt = tg.create_task(self.mqtt.run(), name="mqtt")
+        if self.config.remote:  # remote adapters: their events come through the broker
+            from hub.remote import RemoteIngest
+
+            self.remote = RemoteIngest(self.config.hub.id, self.config.mqtt, self.bus, self.config.remote_sources())
+            tasks.ingest = tg.create_task(self.remote.run(), name="remote-ingest")
+        for spec in self.config.adapter_specs().values():
+            self._start_adapter(spec)
+        self._status(f"connecting to OVN NB {nb}")
+        started = tg.create_task(self.programmer.start(timeout=None if not self.use_sandbox else 60), name="nb-start")
+        stop = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait({started, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if started.done() and not self.stopping.is_set():
+            started.result()
+            _trim_heap()
+            gc.freeze()  # the replica is long-lived: keep it out of every collection
+            api = ApiServer(self)
+            stack.push_async_callback(api.stop)  # left first, before the NB connection
+            await api.start(self.config.api.listen)
+            tasks.writer = tg.create_task(self.programmer.run(), name="nb-writer")
+            tasks.readiness = tg.create_task(self._readiness(), name="readiness")
+            await stop
+        started.cancel()
+        stop.cancel()
+        await self._stop(tasks)
+
+    async def _stop(self, tasks: _Tasks) -> None:
+        """Adapters (local and remote) first; then, if the writer runs, drain
+        queued events and NB writes for up to 30 s and save the port cache only
+        after a complete drain; the MQTT mirror last, so it mirrors the drain
+        and says "offline"."""
+        assert self.programmer is not None
+        self.notifier.notify("STOPPING=1", "STATUS=stopping: draining NB writes")
+        log.info("stopping: adapters first, then draining NB writes")
+        for runner in list(self.runners.values()):
+            if runner.task is not None:
+                runner.task.cancel()
+        if tasks.ingest is not None:
+            tasks.ingest.cancel()
+        if tasks.writer is not None:
+            if tasks.readiness is not None:
+                tasks.readiness.cancel()
+            if await self._drain():
+                await self.programmer.save_port_cache()  # the next start reads only what changed
+        for t in tasks.before_mqtt():
+            t.cancel()
+        if tasks.mqtt is not None:
+            tasks.mqtt.cancel()
 
     async def _drain(self, timeout: float = 30.0) -> bool:
         assert self.programmer is not None and self._input is not None
@@ -263,21 +239,12 @@ class Hub:
             self._status(f"waiting for first snapshot of {', '.join(missing)}" if missing else "programming NB")
             await asyncio.sleep(0.05)
         self.ready.set()
-        n = len(self.programmer.want_lsp)
+        n = self.programmer.status().endpoints
         self.notifier.notify("READY=1", f"STATUS=ready: {n} endpoints, {len(self.runners)} adapters")
         log.info("ready: NB synced, %d adapters snapshotted, %d endpoints programmed", len(self.runners), n)
         while True:
             await asyncio.sleep(5)
-            self._status(f"ready: {len(self.programmer.want_lsp)} endpoints, {len(self.runners)} adapters")
-
-    async def _watchdog(self) -> None:
-        usec = self.notifier.watchdog_usec
-        if not usec:
-            return
-        interval = usec / 2e6
-        while True:
-            self.notifier.notify("WATCHDOG=1")
-            await asyncio.sleep(interval)
+            self._status(f"ready: {self.programmer.status().endpoints} endpoints, {len(self.runners)} adapters")
 
     # ---------------------------------------------------------------- adapters
     def _start_adapter(self, spec: AdapterSpec) -> None:
@@ -357,16 +324,35 @@ class Hub:
         for name in sorted(set(new) - set(old)):
             log.info("reload: remote %s (%s) added", name, new[name])
 
-    # ---------------------------------------------------------------- views
+    # ---------------------------------------------------------------- views (hub.api.HubView)
+    def nb_connected(self) -> bool:
+        return self.programmer is not None and self.programmer.status().connected
+
+    def is_ready(self) -> bool:
+        return self.ready.is_set()
+
+    def endpoints(self) -> Iterator[Endpoint]:
+        if self.programmer is not None:
+            for ep, _row in self.programmer.endpoints():
+                yield ep
+
+    def port_status(self, port: str) -> PortStatus:
+        if self.programmer is None:
+            return PortStatus(programmed=False, up=None, error=None)
+        return self.programmer.port_status(port)
+
+    def plan(self) -> Sequence[Any]:
+        return self.programmer.plan() if self.programmer is not None else []
+
     def status(self) -> dict[str, Any]:
-        p = self.programmer
+        nb = self.programmer.status() if self.programmer is not None else None
         return {
             "hub": self.config.hub.id,
             "ready": self.ready.is_set(),
-            "nb": (msgspec.structs.asdict(p.status()) if p else {"remote": None, "connected": False, "failed": {}}),
+            "nb": msgspec.structs.asdict(nb) if nb else {"remote": None, "connected": False, "failed": {}},
             "sandbox": str(self.sandbox.dir) if self.sandbox else None,
             "adapters": [r.status() for r in self.runners.values()],
-            "endpoints": p.status().endpoints if p else 0,
+            "endpoints": nb.endpoints if nb else 0,
             "uptime": round(time.time() - self.started_at, 1),
             "reloads": self.reloads,
             "mqtt": self.mqtt.status() if self.mqtt is not None else None,

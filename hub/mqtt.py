@@ -19,25 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
-import random
-import re
-import ssl
 import time
 import uuid
 from collections import deque
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import aiomqtt
 import msgspec
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import Counter, Gauge
 
+from core.backoff import Backoff
 from core.model import (
     Delete,
     Endpoint,
@@ -54,26 +48,24 @@ from core.model import (
 )
 from core.names import lsp_name
 from hub.bus import Bus, Subscription
-from hub.config import MqttSection, parse_mqtt_url
+from hub.config import MqttSection
+from hub.mqttwire import (
+    MIRRORED,
+    PAHO_LOGGER,
+    PREFIX,
+    SESSION_ERRORS,
+    client_kwargs,
+    packed_props,
+    props,
+    state_topic,
+)
+from hub.supervise import describe_errors, reconnect
 
 if TYPE_CHECKING:
     from core.nb import Programmer
 
 log = logging.getLogger("ovn_hub.mqtt")
 
-
-class _NoPendingNoise(logging.Filter):
-    """aiomqtt warns "There are N pending publish calls." for every publish past
-    ten in flight; bounded concurrency is this mirror's design, not a problem."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "pending publish calls" not in record.getMessage()
-
-
-logging.getLogger("ovn_hub.mqtt.paho").addFilter(_NoPendingNoise())
-
-PREFIX = "ovn-hub/v1"
-CONTENT_TYPE = "application/json"
 DROPPED = Counter("ovn_hub_mqtt_dropped_total", "MQTT mirror: superseded states and dropped lifecycle events", ["what"])
 CONNECTED = Gauge("ovn_hub_mqtt_connected", "MQTT mirror connected to the broker")
 PUBLISHED = Counter("ovn_hub_mqtt_published_total", "MQTT messages published", ["what"])
@@ -83,9 +75,6 @@ _DROPPED_EVENT = DROPPED.labels("event")
 _PUBLISHED_STATE = PUBLISHED.labels("state")
 _PUBLISHED_EVENT = PUBLISHED.labels("event")
 
-MIRRORED = {"endpoint": "endpoints", "service": "services", "policy": "policies"}
-_ESCAPES = {"%": "%25", "/": "%2F", "+": "%2B", "#": "%23", "\x00": "%00"}
-_NEEDS_ESCAPE = re.compile("[%/+#\x00]").search
 
 
 # ---------------------------------------------------------------- payloads
@@ -183,35 +172,6 @@ def payload_schemas() -> dict[str, dict[str, Any]]:
     return out
 
 
-# ---------------------------------------------------------------- topics
-def escape(level: str) -> str:
-    """One MQTT topic level: percent-encode ``% / + #`` and NUL."""
-    if _NEEDS_ESCAPE(level) is None:
-        return level
-    return "".join(_ESCAPES.get(c, c) for c in level)
-
-
-def unescape(level: str) -> str:
-    out = level
-    for c, e in sorted(_ESCAPES.items(), key=lambda kv: kv[0] == "%"):  # %25 last
-        out = out.replace(e, c)
-    return out
-
-
-def state_topic(hub: str, obj: Object) -> str | None:
-    """The retained topic of a mirrored object, None for networks/namespaces."""
-    coll = MIRRORED.get(kind_of(obj))
-    if coll is None:
-        return None
-    src = obj.source
-    levels = [src.orchestrator, src.cluster]
-    if isinstance(obj, Endpoint):
-        levels += [obj.namespace, obj.name, obj.network, obj.uid]
-    elif isinstance(obj, Service | Policy):
-        levels += [obj.namespace, obj.name, obj.uid]
-    return f"{PREFIX}/{hub}/{coll}/" + "/".join(escape(x) for x in levels)
-
-
 class _Rec:
     __slots__ = ("error", "obj", "programmed", "ready", "row", "topic", "updated")
 
@@ -223,59 +183,6 @@ class _Rec:
         self.row = lsp_name(obj) if isinstance(obj, Endpoint) else ""
         self.error = ""
         self.updated = time.time()
-
-
-@functools.lru_cache(maxsize=8)
-def _props(expiry: int | None = None) -> Properties:
-    """PUBLISH properties, built once per expiry value (paho only reads them to
-    pack a packet; building one per publish cost ~20 % of a 30k-message burst)."""
-    p = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    p.ContentType = CONTENT_TYPE
-    p.PayloadFormatIndicator = 1
-    if expiry is not None:
-        p.MessageExpiryInterval = expiry
-    return p
-
-
-class _PackedProperties(Properties):
-    """PUBLISH properties that are never changed after construction, so their
-    wire form is packed once: paho packs ``properties`` for every PUBLISH it
-    sends, which costs more than the rest of building the packet."""
-
-    _packed: bytes | None = None
-
-    def pack(self) -> bytes:
-        if self._packed is None:
-            object.__setattr__(self, "_packed", super().pack())  # type: ignore[no-untyped-call]  # __setattr__ takes property names only
-        return self._packed  # type: ignore[return-value]
-
-
-@functools.lru_cache(maxsize=8)
-def _send_props(expiry: int | None = None) -> Properties:
-    """The sender's PUBLISH properties: those of :func:`_props`, packed once."""
-    p = _PackedProperties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    p.ContentType = CONTENT_TYPE
-    p.PayloadFormatIndicator = 1
-    if expiry is not None:
-        p.MessageExpiryInterval = expiry
-    p.pack()
-    return p
-
-
-def client_kwargs(cfg: MqttSection) -> dict[str, Any]:
-    """aiomqtt.Client arguments for a config section (shared with ``hubctl events``)."""
-    tls, host, port = parse_mqtt_url(cfg.url)
-    kw: dict[str, Any] = {"hostname": host, "port": port, "protocol": aiomqtt.ProtocolVersion.V5}
-    if cfg.username:
-        kw["username"] = cfg.username
-    if cfg.password_file:
-        kw["password"] = Path(cfg.password_file).read_text().splitlines()[0] if Path(cfg.password_file).stat().st_size else ""
-    if tls:
-        ctx = ssl.create_default_context(cafile=cfg.ca_file or None)
-        if cfg.cert_file:
-            ctx.load_cert_chain(cfg.cert_file, cfg.key_file or None)
-        kw["tls_context"] = ctx
-    return kw
 
 
 class MqttMirror:
@@ -480,26 +387,22 @@ class MqttMirror:
 
     # ------------------------------------------------------------ broker side
     async def run(self, backoff_min: float = 0.5, backoff_max: float = 30.0) -> None:
+        """Fold the bus and keep a broker session until cancelled; the mirror
+        never takes hubd down.  Reset rule: a session that lasted over 60 s."""
         consumer = asyncio.create_task(self.consume(), name="mqtt-consumer")
         on_ready = asyncio.create_task(self._when_ready(), name="mqtt-ready")
-        delay = backoff_min
+
+        def failed(eg: BaseExceptionGroup[Exception]) -> str:
+            self.last_error = describe_errors(eg, log, "MQTT mirror", SESSION_ERRORS)
+            return self.last_error
+
+        def down() -> None:
+            self.connected = False
+            CONNECTED.set(0)
+
         try:
-            while True:
-                started = time.monotonic()
-                try:
-                    await self._session()
-                except* Exception as eg:  # the mirror never takes hubd down
-                    self.last_error = "; ".join(f"{type(e).__name__}: {e}" for e in eg.exceptions)
-                    if not all(isinstance(e, aiomqtt.MqttError | OSError | TimeoutError) for e in eg.exceptions):
-                        log.error("MQTT mirror failed", exc_info=eg)
-                self.connected = False
-                CONNECTED.set(0)
-                if time.monotonic() - started > 60:
-                    delay = backoff_min
-                wait = delay * random.uniform(0.5, 1.5)
-                log.warning("MQTT broker %s: %s; reconnecting in %.1fs", self.cfg.url, self.last_error, wait)
-                await asyncio.sleep(wait)
-                delay = min(delay * 2, backoff_max)
+            await reconnect(self._session, Backoff(backoff_min, backoff_max), what=f"MQTT broker {self.cfg.url}",
+                            healthy_after=60, on_error=failed, on_down=down, logger=log)
         finally:
             for t in (consumer, on_ready):
                 t.cancel()
@@ -509,11 +412,11 @@ class MqttMirror:
 
     async def _session(self) -> None:
         will = aiomqtt.Will(f"{self.base}/status", self.hub_status("offline", "connection lost"), qos=1, retain=True,
-                            properties=_props())
+                            properties=props())
         client = aiomqtt.Client(
             **client_kwargs(self.cfg), identifier=self.client_id, will=will, keepalive=self.cfg.keepalive,
             timeout=15, clean_start=True, max_inflight_messages=0,  # bounded by self._slots
-            logger=logging.getLogger("ovn_hub.mqtt.paho"),
+            logger=logging.getLogger(PAHO_LOGGER),
         )
         self._slots = asyncio.Semaphore(max(1, self.cfg.max_inflight))
         async with client:
@@ -522,7 +425,7 @@ class MqttMirror:
             CONNECTED.set(1)
             log.info("MQTT mirror connected to %s as %s", self.cfg.url, self.client_id)
             try:
-                await client.publish(f"{self.base}/status", self.hub_status("online"), qos=1, retain=True, properties=_props())
+                await client.publish(f"{self.base}/status", self.hub_status("online"), qos=1, retain=True, properties=props())
                 self.events = deque(sorted(self.events))  # events requeued by the last session
                 # whatever the broker kept, it gets the current state again (no-op for an unchanged retained message)
                 for topic in self.topics:
@@ -536,7 +439,7 @@ class MqttMirror:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     async with asyncio.timeout(3):
                         await client.publish(f"{self.base}/status", self.hub_status("offline", "stopped"), qos=1,
-                                             retain=True, properties=_props())
+                                             retain=True, properties=props())
                 raise
 
     async def _status_loop(self, client: aiomqtt.Client) -> None:
@@ -544,11 +447,11 @@ class MqttMirror:
         if not self.ready.is_set():
             await self.ready.wait()
             async with self._slots:
-                await client.publish(topic, self.hub_status("online"), qos=1, retain=True, properties=_props())
+                await client.publish(topic, self.hub_status("online"), qos=1, retain=True, properties=props())
         while True:
             await asyncio.sleep(60)
             async with self._slots:
-                await client.publish(topic, self.hub_status("online"), qos=1, retain=True, properties=_props())
+                await client.publish(topic, self.hub_status("online"), qos=1, retain=True, properties=props())
 
     async def _sender(self, client: aiomqtt.Client) -> None:
         """``max_inflight`` workers, each publishing one item at a time (events
@@ -564,8 +467,8 @@ class MqttMirror:
 
     async def _send_worker(self, client: aiomqtt.Client) -> None:
         events_topic = f"{self.base}/events"
-        state_props = _send_props()
-        event_props = _send_props(self.cfg.event_expiry)
+        state_props = packed_props()
+        event_props = packed_props(self.cfg.event_expiry)
         publish = client.publish
         slots = self._slots
         while True:
@@ -643,33 +546,3 @@ class MqttMirror:
         self.swept += len(stale)
         log.info("MQTT mirror: %d retained topics under %s, %d stale cleared", len(seen), self.base, len(stale))
 
-
-async def read_retained(
-    client: aiomqtt.Client, base: str, timeout: float = 10.0, follow_events: bool = False
-) -> tuple[dict[str, bytes], list[bytes]]:
-    """Every retained message under ``base`` (topic → payload), read with a
-    marker: a QoS 1 message to ``base/sync/<nonce>`` comes back after the
-    retained messages the broker queued at subscribe time.  With
-    ``follow_events`` the events topic is subscribed first, and the events that
-    arrived meanwhile are returned too (nothing is missed between the two)."""
-    nonce = uuid.uuid4().hex
-    marker = f"{base}/sync/{nonce}"
-    state: dict[str, bytes] = {}
-    early: list[bytes] = []
-    if follow_events:
-        await client.subscribe(f"{base}/events", qos=1)
-    await client.subscribe([(f"{base}/#", SubscribeOptions(qos=1))])
-    await client.publish(marker, nonce.encode(), qos=1)
-    async with asyncio.timeout(timeout):
-        async for msg in client.messages:
-            topic = msg.topic.value
-            payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload or "").encode()
-            if topic == marker:
-                break
-            if topic == f"{base}/events":
-                if follow_events:
-                    early.append(payload)
-            elif msg.retain and payload and "/sync/" not in topic:
-                state[topic] = payload
-    await client.unsubscribe(f"{base}/#")
-    return state, early

@@ -19,9 +19,10 @@ import msgspec
 from aiohttp import web
 
 from adapters.docker.node import DockerNode, NodeOptions
-from hub.api import Site, json_response, metrics_response
 from hub.config import Config, ConfigError, parse_listen
+from hub.http import Site, json_response, metrics_response
 from hub.notify import Notifier
+from hub.supervise import watchdog
 
 log = logging.getLogger("ovn_hub.node")
 
@@ -70,6 +71,7 @@ async def run_node(cfg: Config, notifier: Notifier | None = None) -> int:
         signal.SIGHUP, lambda: log.info("SIGHUP: a node reloads nothing; restart it to apply a changed [node]")
     )
     task = asyncio.create_task(node.run(), name="node")
+    pings = asyncio.create_task(watchdog(notifier), name="watchdog")
     interval = max(1.0, notifier.watchdog_usec / 2e6) if notifier.watchdog_usec else 5.0
     ready_sent = False
     try:
@@ -80,8 +82,6 @@ async def run_node(cfg: Config, notifier: Notifier | None = None) -> int:
             if node.ready.is_set() and not ready_sent:
                 ready_sent = True
                 notifier.notify("READY=1")
-            if notifier.watchdog_usec:
-                notifier.notify("WATCHDOG=1")
             notifier.status(
                 f"node {node.chassis or '?'}: {len(node.plugged)} containers plugged"
                 if node.ready.is_set()
@@ -90,9 +90,10 @@ async def run_node(cfg: Config, notifier: Notifier | None = None) -> int:
         notifier.notify("STOPPING=1", "STATUS=stopping")
     finally:
         t0 = loop.time()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for t in (task, pings):
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
         try:
             # ovsdbapp's thread may be inside a transaction waiting for ovs-vswitchd (its timeout is 10 s)
             async with asyncio.timeout(15):

@@ -24,15 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import signal
-import time
 import uuid
 from typing import Any
 
 import aiomqtt
 
 from core.adapter import unique
+from core.backoff import Backoff
 from core.model import (
     Delete,
     Event,
@@ -50,8 +49,9 @@ from core.model import (
 )
 from hub.bus import AdapterSink, Bus, Subscription
 from hub.config import Config, MqttSection
-from hub.mqtt import PREFIX, _props, client_kwargs, escape, unescape
+from hub.mqttwire import PAHO_LOGGER, PREFIX, SESSION_ERRORS, client_kwargs, escape, props, unescape
 from hub.notify import Notifier
+from hub.supervise import AdapterRunner, describe_errors, reconnect, watchdog
 
 log = logging.getLogger("ovn_hub.remote")
 
@@ -71,18 +71,6 @@ def ingest_topic(hub: str, src: Source) -> str:
 
 def _source_of(ev: Event) -> Source:
     return ev.obj.source if isinstance(ev, Upsert) else ev.source
-
-
-def _errors(eg: BaseExceptionGroup[Exception]) -> str:
-    if not all(isinstance(e, aiomqtt.MqttError | OSError | TimeoutError) for e in eg.exceptions):
-        log.error("MQTT session failed", exc_info=eg)
-    return "; ".join(f"{type(e).__name__}: {e}" for e in eg.exceptions)
-
-
-async def _backoff(delay: float, last_error: str, what: str) -> None:
-    wait = delay * random.uniform(0.5, 1.5)
-    log.warning("%s: %s; reconnecting in %.1fs", what, last_error, wait)
-    await asyncio.sleep(wait)
 
 
 # ---------------------------------------------------------------- adapter role
@@ -108,8 +96,6 @@ class RemoteAdapterDaemon:
         self.sent = 0
 
     async def run(self) -> int:
-        from hub.daemon import AdapterRunner  # local: hub.daemon imports this module's peers lazily too
-
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
@@ -117,7 +103,7 @@ class RemoteAdapterDaemon:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self._connection(), name="mqtt-publisher"),
                          tg.create_task(self._readiness(), name="readiness"),
-                         tg.create_task(self._watchdog(), name="watchdog")]
+                         tg.create_task(watchdog(self.notifier), name="watchdog")]
                 for spec in self.specs.values():
                     runner = AdapterRunner(spec, AdapterSink(self.bus, spec.name))
                     runner.task = tg.create_task(runner.run(), name=f"adapter:{spec.name}")
@@ -130,14 +116,6 @@ class RemoteAdapterDaemon:
             return 0
         finally:
             self.notifier.close()
-
-    async def _watchdog(self) -> None:
-        usec = self.notifier.watchdog_usec
-        if not usec:
-            return
-        while True:
-            self.notifier.notify("WATCHDOG=1")
-            await asyncio.sleep(usec / 2e6)
 
     async def _readiness(self) -> None:
         wanted = {s.source for s in self.specs.values()}
@@ -165,29 +143,24 @@ class RemoteAdapterDaemon:
         if len(payload) > MAX_PAYLOAD:
             log.error("%s of %s is %d bytes, over MQTT's packet limit: not sent", type(ev).__name__, src, len(payload))
             return
-        await client.publish(ingest_topic(self.hub, src), payload, qos=1, properties=_props(), timeout=60)
+        await client.publish(ingest_topic(self.hub, src), payload, qos=1, properties=props(), timeout=60)
         self.sent += 1
         if isinstance(ev, Snapshot):
             self.published.add(src)
 
     async def _connection(self, backoff_min: float = 0.5, backoff_max: float = 30.0) -> None:
-        delay = backoff_min
-        while True:
-            started = time.monotonic()
-            try:
-                await self._session()
-            except* Exception as eg:  # noqa: BLE001 - never takes the process down: reconnect
-                self.last_error = _errors(eg)
-            self.connected.clear()
-            if time.monotonic() - started > 60:
-                delay = backoff_min
-            await _backoff(delay, self.last_error, f"MQTT broker {self.cfg.url}")
-            delay = min(delay * 2, backoff_max)
+        """Publish to the broker until cancelled.  Reset rule: a session that lasted over 60 s."""
+        await reconnect(self._session, Backoff(backoff_min, backoff_max), what=f"MQTT broker {self.cfg.url}",
+                        healthy_after=60, on_error=self._failed, on_down=self.connected.clear, logger=log)
+
+    def _failed(self, eg: BaseExceptionGroup[Exception]) -> str:
+        self.last_error = describe_errors(eg, log, "MQTT session", SESSION_ERRORS)
+        return self.last_error
 
     async def _session(self) -> None:
         client = aiomqtt.Client(
             **client_kwargs(self.cfg), identifier=self.client_id, keepalive=self.cfg.keepalive, timeout=15,
-            clean_start=True, max_inflight_messages=self.cfg.max_inflight, logger=logging.getLogger("ovn_hub.mqtt.paho"),
+            clean_start=True, max_inflight_messages=self.cfg.max_inflight, logger=logging.getLogger(PAHO_LOGGER),
         )
         async with client:
             log.info("connected to %s as %s", self.cfg.url, self.client_id)
@@ -230,23 +203,21 @@ class RemoteIngest:
                  "snapshots": sink.snapshots} for src, sink in self.sinks.items()]
 
     async def run(self, backoff_min: float = 0.5, backoff_max: float = 30.0) -> None:
-        delay = backoff_min
-        while True:
-            started = time.monotonic()
-            try:
-                await self._session()
-            except* Exception as eg:  # noqa: BLE001 - never takes the process down: reconnect
-                self.last_error = _errors(eg)
-            self.connected = False
-            if time.monotonic() - started > 60:
-                delay = backoff_min
-            await _backoff(delay, self.last_error, f"remote ingest from {self.cfg.url}")
-            delay = min(delay * 2, backoff_max)
+        """Ingest until cancelled.  Reset rule: a session that lasted over 60 s."""
+        await reconnect(self._session, Backoff(backoff_min, backoff_max), what=f"remote ingest from {self.cfg.url}",
+                        healthy_after=60, on_error=self._failed, on_down=self._down, logger=log)
+
+    def _failed(self, eg: BaseExceptionGroup[Exception]) -> str:
+        self.last_error = describe_errors(eg, log, "MQTT session", SESSION_ERRORS)
+        return self.last_error
+
+    def _down(self) -> None:
+        self.connected = False
 
     async def _session(self) -> None:
         client = aiomqtt.Client(
             **client_kwargs(self.cfg), identifier=self.client_id, keepalive=self.cfg.keepalive, timeout=15,
-            clean_start=True, logger=logging.getLogger("ovn_hub.mqtt.paho"),
+            clean_start=True, logger=logging.getLogger(PAHO_LOGGER),
         )
         async with client:
             await client.subscribe(f"{ingest_base(self.hub)}/+/+", qos=1)

@@ -27,7 +27,6 @@ import datetime as dt
 import ipaddress
 import logging
 import os
-import random
 import re
 import time
 from pathlib import Path
@@ -37,7 +36,8 @@ import aiodocker
 import aiohttp
 import msgspec
 
-from core.adapter import AdapterSpec, EventSink, ObjectCache, OptionsError, parse_options
+from core.adapter import AdapterSpec, EventSink, ObjectCache, OptionsError, describe_exception, parse_options
+from core.backoff import Backoff
 from core.metrics import ADAPTER_EVENT_LAG
 from core.model import LIMITS, Endpoint, Invalid, Network, Object, Policy, Rejected, Snapshot, Source, validate
 
@@ -211,11 +211,6 @@ def _daemon_now_ns(info: Any) -> int:
     return time.time_ns()
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 class DockerAdapter:
     """Watches one Docker Engine; implements :class:`core.adapter.Adapter`."""
 
@@ -256,23 +251,23 @@ class DockerAdapter:
 
     # ------------------------------------------------------------ run loop
     async def run(self, sink: EventSink) -> None:
-        attempt = 0
+        """Reconnect until cancelled.  Reset rule: a session that got connected
+        (info read, events stream open) starts the backoff over."""
+        backoff = Backoff(min(self.backoff_initial, self.backoff_max), self.backoff_max)
         while True:
             reason = "events stream ended"
             try:
                 async with aiodocker.Docker(url=self.options.url, timeout=_REQUEST_TIMEOUT) as docker:
                     await self._session(docker, sink)
             except _RECOVERABLE as exc:
-                reason = _describe(exc)
+                reason = describe_exception(exc)
             if self.connected:
                 self.connected = False
-                attempt = 0
+                backoff.reset()
                 self.log.warning("disconnected from docker at %s: %s; reconnecting", self.options.url, reason)
             else:
                 self.log.debug("docker at %s unavailable: %s", self.options.url, reason)
-            delay = min(self.backoff_max, self.backoff_initial * 2**attempt)
-            attempt = min(attempt + 1, 30)
-            await asyncio.sleep(random.uniform(delay / 2, delay))
+            await asyncio.sleep(backoff.next())
 
     async def _session(self, docker: aiodocker.Docker, sink: EventSink) -> None:
         info = await docker.system.info()
@@ -396,7 +391,7 @@ class DockerAdapter:
             raise
         except Exception as exc:  # a bug or an unforeseen payload: one event must not kill run()
             self.log.exception("failed to process %s %s event", typ, action)
-            await self._reject(sink, Invalid("internal-error", f"{typ} {action}: {_describe(exc)}"), key[3])
+            await self._reject(sink, Invalid("internal-error", f"{typ} {action}: {describe_exception(exc)}"), key[3])
 
     async def sync_container(self, docker: aiodocker.Docker, cid: str, sink: EventSink) -> None:
         """Re-inspect one container and upsert/delete its endpoints (no-ops emit nothing)."""

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -44,6 +43,7 @@ import aiodocker
 import aiohttp
 import msgspec
 
+from core.backoff import Backoff
 from core.metrics import NODE_OPS
 from core.ovsdb import ConnectionLost, OvsdbClient, OvsdbError
 from core.vif import Attachment, NbView, NetlinkLinks, OvsBridge, PlumbError, Reconciler, veth_name
@@ -148,8 +148,9 @@ class DockerNode:
 
     # ------------------------------------------------------------ run loop
     async def run(self) -> None:
-        """Reconnect (Docker, NB, OVS) with backoff until cancelled."""
-        attempt = 0
+        """Reconnect (Docker, NB, OVS) with backoff until cancelled.  Reset rule:
+        a session that lasted over 30 s (it had been working)."""
+        backoff = Backoff(min(self.backoff_initial, self.backoff_max), self.backoff_max)
         loop = asyncio.get_running_loop()
         while True:
             began = loop.time()
@@ -160,16 +161,14 @@ class DockerNode:
             except (OSError, aiohttp.ClientError, aiodocker.DockerError, OvsdbError, TimeoutError, PlumbError) as exc:
                 log.warning("node session failed: %s; reconnecting", exc)
             except Exception as exc:  # a bug or an unforeseen failure: log it, start over
-                if attempt == 0:
+                if backoff.attempts == 0:
                     log.exception("node session failed unexpectedly; reconnecting")
                 else:
                     log.warning("node session failed again: %s: %s", type(exc).__name__, exc)
             self.ready.clear()  # /healthz, STATUS: not connected
             if loop.time() - began > 30:  # it had been working: start the backoff over
-                attempt = 0
-            delay = min(self.backoff_max, self.backoff_initial * 2**attempt)
-            attempt = min(attempt + 1, 30)
-            await asyncio.sleep(random.uniform(delay / 2, delay))
+                backoff.reset()
+            await asyncio.sleep(backoff.next())
 
     async def _connect_ovs(self) -> None:
         await self.bridge.connect()

@@ -49,8 +49,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import random
-import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -61,8 +59,20 @@ from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from core.adapter import AdapterSpec, EventSink, ObjectCache, OptionsError, parse_options
-from core.model import Endpoint, InputEvent, Invalid, Namespace, Object, Policy, Rejected, Service, Snapshot
+from core.adapter import AdapterSpec, EventSink, ObjectCache, OptionsError, describe_exception, parse_options
+from core.backoff import Backoff
+from core.model import (
+    NETWORK_NAME,
+    Endpoint,
+    InputEvent,
+    Invalid,
+    Namespace,
+    Object,
+    Policy,
+    Rejected,
+    Service,
+    Snapshot,
+)
 
 from .normalize import (
     EndpointSliceInfo,
@@ -84,12 +94,13 @@ from .normalize import (
 
 __all__ = ["K8sAdapter", "K8sOptions"]
 
-_NET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 #: Server-side timeout of one watch request; the client read timeout is a bit longer.
 _WATCH_SECONDS = 300
 _WATCH_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=_WATCH_SECONDS + 60)
 _LIST_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=15)
 _MAX_LINE = 16 << 20
+#: First delay before re-watching after a watch that ended without an event (seconds).
+_QUIET_RETRY = 0.1
 #: Consecutive expired continue tokens before a list is given up (reconnect).
 _LIST_ATTEMPTS = 3
 _REJECT_MEMORY = 4096
@@ -147,11 +158,6 @@ _RECOVERABLE: tuple[type[BaseException], ...] = (
 )
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 #: msgspec decodes a pod watch line about twice as fast as json.loads (bench k8s).
 _decode = msgspec.json.Decoder().decode
 
@@ -175,7 +181,7 @@ class K8sAdapter:
     def __init__(self, spec: AdapterSpec, options: K8sOptions | None = None) -> None:
         self.spec = spec
         self.options = options if options is not None else parse_options(spec, K8sOptions)
-        if not _NET_NAME.match(self.options.network):
+        if not NETWORK_NAME.fullmatch(self.options.network):
             raise OptionsError(f"adapters.{spec.name}.network: {self.options.network!r} is not a network name")
         if self.options.context and not self.options.kubeconfig:
             raise OptionsError(f"adapters.{spec.name}.context: needs a kubeconfig (in-cluster config has no contexts)")
@@ -208,7 +214,9 @@ class K8sAdapter:
 
     # ------------------------------------------------------------ run loop
     async def run(self, sink: EventSink) -> None:
-        attempt = 0
+        """Reconnect and relist until cancelled.  Reset rule: a session that got
+        connected (every list done, watches started) starts the backoff over."""
+        backoff = Backoff(min(self.backoff_initial, self.options.backoff_max), self.options.backoff_max)
         while True:
             try:
                 api = await self._api_client()
@@ -216,16 +224,14 @@ class K8sAdapter:
                     await self._session(api, sink)
                 reason = "session ended"
             except _RECOVERABLE as exc:
-                reason = _describe(exc)
+                reason = describe_exception(exc)
             if self.connected:
                 self.connected = False
-                attempt = 0
+                backoff.reset()
                 self.log.warning("disconnected from the kubernetes API (%s); reconnecting", reason)
             else:
                 self.log.debug("kubernetes API unavailable: %s", reason)
-            delay = min(self.options.backoff_max, self.backoff_initial * 2**attempt)
-            attempt = min(attempt + 1, 30)
-            await asyncio.sleep(random.uniform(delay / 2, delay))
+            await asyncio.sleep(backoff.next())
 
     async def _api_client(self) -> k8s_client.ApiClient:
         cfg = k8s_client.Configuration()
@@ -351,19 +357,22 @@ class K8sAdapter:
 
     # ------------------------------------------------------------ watch
     async def _watch(self, apis: dict[str, Any], res: _Resource, sink: EventSink) -> None:
-        quiet = 0
+        """Watch one resource until the session ends, relisting after a 410.  A
+        watch the server closed without an event is retried after a delay from
+        0.1 s up to ``backoff_max``; reset rule: a watch that delivered events."""
+        quiet = Backoff(min(_QUIET_RETRY, self.options.backoff_max), self.options.backoff_max)
         while True:
             try:
                 got = await self._watch_once(apis, res, sink)
             except _Expired as exc:
-                self.log.info("watch of %ss expired (%s): relisting", res.kind, _describe(exc))
+                self.log.info("watch of %ss expired (%s): relisting", res.kind, describe_exception(exc))
                 await self._relist(apis, res, sink)
                 continue
             # closed cleanly by the server (timeout): resume from the last RV
-            quiet = 0 if got else quiet + 1
-            if quiet:
-                delay = min(self.options.backoff_max, 0.05 * 2 ** min(quiet, 20))
-                await asyncio.sleep(random.uniform(delay / 2, delay))
+            if got:
+                quiet.reset()
+            else:
+                await asyncio.sleep(quiet.next())
 
     async def _watch_once(self, apis: dict[str, Any], res: _Resource, sink: EventSink) -> int:
         """One watch request; returns the number of events when the server ends it."""
@@ -427,7 +436,7 @@ class K8sAdapter:
                 except Exception as exc:  # a bug or an unforeseen payload: one event must not kill run()
                     self.log.exception("failed to process %s %s event", res.kind, typ)
                     events = [
-                        self._reject(Invalid("internal-error", f"{res.kind} {typ}: {_describe(exc)}"), object_ref(obj))
+                        self._reject(Invalid("internal-error", f"{res.kind} {typ}: {describe_exception(exc)}"), object_ref(obj))
                     ]
                 await self._emit_all(sink, events)
         if rv:

@@ -40,6 +40,7 @@ from core.model.objects import (
 from core.model.validate import (
     LIMITS,
     MAX_AFFINITY_TIMEOUT,
+    NETWORK_NAME,
     bad_characters,
     parse_hostport,
     quote,
@@ -53,7 +54,7 @@ from core.model.validate import (
 )
 
 __all__ = [
-    "LIMITS", "MAX_AFFINITY_TIMEOUT", "MODEL_VERSION", "OBJECT_KINDS", "SCHEMA_ID", "Delete", "Endpoint", "Event",
+    "LIMITS", "MAX_AFFINITY_TIMEOUT", "MODEL_VERSION", "NETWORK_NAME", "OBJECT_KINDS", "SCHEMA_ID", "Delete", "Endpoint", "Event",
     "Expr", "InputEvent", "Invalid", "LBRule", "Namespace", "Network", "Object", "ObjectKind", "Peer", "Policy",
     "PolicyPort", "PortSpec", "Programmed", "Ready", "Rejected", "Rule", "Selector", "Service", "Snapshot", "Source",
     "StatusEvent", "Upsert", "bad_characters", "decode_event", "decode_object", "encode", "json_schema", "kind_of",

@@ -29,7 +29,8 @@ from core.model.objects import (
     Source,
 )
 
-_NET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: A canonical network name (also an adapter option, e.g. the k8s adapter's ``network``).
+NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
 _PROTOCOLS = frozenset({"tcp", "udp", "sctp"})
@@ -173,8 +174,8 @@ def _uid(uid: str) -> None:
 
 
 def _network_name(name: str) -> None:
-    if not _NET_NAME.fullmatch(name):
-        raise Invalid("bad-network", f"network name {quote(name)} must match {_NET_NAME.pattern}")
+    if not NETWORK_NAME.fullmatch(name):
+        raise Invalid("bad-network", f"network name {quote(name)} must match {NETWORK_NAME.pattern}")
 
 
 def validate_subnet(text: str, what: str = "subnet") -> ipaddress.IPv4Network | ipaddress.IPv6Network:

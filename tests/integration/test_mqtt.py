@@ -22,7 +22,7 @@ import pytest
 from core.model import Endpoint as Ep
 from core.model import LBRule, Network, Policy, Rule, Selector, Service, encode
 from hub.config import MqttSection
-from hub.mqtt import client_kwargs, read_retained
+from hub.mqttwire import client_kwargs, read_retained
 from hub.sandbox import OvnSandbox
 from testkit.hubd import BIN, Hubd
 from testkit.mosquitto import Mosquitto

@@ -16,7 +16,7 @@ import pytest
 
 from core.model import Source, Upsert, encode
 from hub.config import MqttSection
-from hub.mqtt import client_kwargs
+from hub.mqttwire import client_kwargs
 from hub.remote import ingest_topic
 from hub.sandbox import OvnSandbox
 from testkit.hubd import Hubd

@@ -1,7 +1,7 @@
 """The layer contract: core imports neither hub nor adapters; an adapter imports
-only core (never hub, never another adapter).  Checked twice: by import-linter
-(pyproject [tool.importlinter]) and by this AST walk, which also sees imports
-inside functions."""
+only core (never hub, never another adapter); hub has no import circles.
+Checked twice: by import-linter (pyproject [tool.importlinter]) and by this AST
+walk, which also sees imports inside functions."""
 
 from __future__ import annotations
 
@@ -42,6 +42,40 @@ def test_adapters_import_only_core() -> None:
 def test_product_code_never_imports_testkit() -> None:
     bad = [(p, m) for pkg in ("core", "hub", "adapters") for p, m in imports(pkg) if m.split(".")[0] == "testkit"]
     assert not bad, bad
+
+
+def hub_cycle() -> list[str]:
+    """One import circle among hub's modules (``[a, b, …, a]``), or []."""
+    graph: dict[str, set[str]] = {}
+    for path, mod in imports("hub"):
+        me = "hub" if path.stem == "__init__" else f"hub.{path.stem}"
+        graph.setdefault(me, set())
+        if mod.startswith("hub."):
+            graph[me].add(".".join(mod.split(".")[:2]))
+    done: set[str] = set()
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str]:
+        if m in stack:
+            return [*stack[stack.index(m) :], m]
+        if m in done:
+            return []
+        stack.append(m)
+        for dep in sorted(graph.get(m, ())):
+            if found := visit(dep):
+                return found
+        stack.pop()
+        done.add(m)
+        return []
+
+    for m in sorted(graph):
+        if found := visit(m):
+            return found
+    return []
+
+
+def test_hub_has_no_import_circle() -> None:
+    assert hub_cycle() == []
 
 
 def test_import_linter_contracts() -> None:

@@ -16,7 +16,8 @@ from core.model import Endpoint as Ep
 from core.model import Network, Source, Upsert, json_schema
 from hub.bus import Bus
 from hub.config import ConfigError, MqttSection, loads
-from hub.mqtt import PREFIX, MqttMirror, escape, payload_schemas, state_topic, unescape
+from hub.mqtt import MqttMirror, payload_schemas
+from hub.mqttwire import PREFIX, escape, state_topic, unescape
 from testkit.wait import wait_until
 
 HUB = "hubt"
