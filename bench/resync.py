@@ -45,9 +45,7 @@ from bench.common import (
     short_tmpdir,
 )
 from core.model import Source, encode
-from core.nb.tables import LS, LSP
-from core.nb.tables.port import COLUMNS as LSP_COLUMNS
-from core.nb.tables.switch import COLUMNS as LS_COLUMNS
+from core.nb.tables import LS, LSP, port, switch
 from core.ovsdb import OvsdbClient
 
 SOURCE = Source("static", "bench")  # the static adapter's source: type/cluster
@@ -210,6 +208,10 @@ async def api_counters(api_sock: Path) -> dict[str, Any]:
         "endpoints": status.get("endpoints"),
         "ready": status.get("ready"),
     }
+
+
+LSP_COLUMNS = list(port.COLUMNS)
+LS_COLUMNS = list(switch.COLUMNS)
 
 
 async def raw_read(remote: str) -> tuple[float, int, int]:

@@ -65,6 +65,7 @@ class DesiredState:
         #: every other kind's desired rows, by table and key
         self.rows: dict[str, dict[str, DesiredRow]] = {t: {} for t, k in KINDS.items() if k.desired_keys is None}
         self.switch_refs: Counter[str] = Counter()  # switch name -> endpoints and services on it
+        self._switch_net: dict[str, Network | None] = {}  # the Network a switch row was built from
         self.stale: set[str] = set()  # sources whose derived rows must be recomputed
         self.children_of: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self.holders: dict[tuple[str, str], set[tuple[str, str]]] = {}
@@ -186,14 +187,22 @@ class DesiredState:
             self.stale.add(str(source))
 
     def _refresh_switch(self, source: Source, network: str) -> None:
+        """The switch of ``network`` is wanted while a Network object, an
+        endpoint or a service is on it.  Its row is rebuilt only when the
+        Network object changed (this runs once per endpoint event)."""
         name = ls_name(source, network)
         st = self.sources.get(str(source))
         net = st.networks.get(network) if st is not None else None
         rows = self.rows[switch.TABLE]
         if self.switch_refs.get(name, 0) > 0 or net is not None:
+            if name in rows and self._switch_net.get(name) == net:
+                return  # unchanged
             rows[name] = DesiredRow(switch.TABLE, name, str(source), switch.ls_columns(source, network, net, self.hub_id))
+            self._switch_net[name] = net
+        elif rows.pop(name, None) is None:
+            return  # was not wanted either
         else:
-            rows.pop(name, None)
+            self._switch_net.pop(name, None)
         self.mark(switch.TABLE, name, None)
 
     def _apply_snapshot(self, snap: Snapshot, now: float) -> None:

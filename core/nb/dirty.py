@@ -45,7 +45,7 @@ class DirtyRows:
         return sum(len(v) for t, v in self.keys.items() if not KINDS[t].whole_batch)
 
     # ------------------------------------------------------------ from the desired state
-    def mark(self, table: str, key: str, now: float | None, failures: Failures | None = None) -> None:
+    def mark(self, table: str, key: str, now: float | None) -> None:
         self.keys[table].add(key)
         if now is not None:
             self.since.setdefault(key, now)

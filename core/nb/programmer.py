@@ -406,9 +406,14 @@ class Programmer:
                     elif u.op == "delete":
                         self._committed_at.pop(u.name, None)  # never came up: nothing to time
                 ev = kind.programmed(self.view, u) if kind.programmed is not None else None
-                if ev is not None and (str(ev.source), ev.kind, ev.key) not in seen:
-                    seen.add((str(ev.source), ev.kind, ev.key))
-                    self._status_q.put_nowait(ev)
+                if ev is None:
+                    continue
+                if kind.whole_batch:  # derived rows: one event per service or policy, not per row
+                    seen_key = (str(ev.source), ev.kind, ev.key)
+                    if seen_key in seen:
+                        continue
+                    seen.add(seen_key)
+                self._status_q.put_nowait(ev)
             for (table, op), n in op_counts.items():
                 metrics.NB_OPS.labels(table, op).inc(n)
             for w in waited:
