@@ -10,7 +10,7 @@ reports what changed through :class:`Events`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
@@ -53,15 +53,20 @@ class Store(Protocol):
     def committed(self, unit: PlanOp) -> None: ...
 
 
-class RowStore:
+class _HasUuid(Protocol):
+    uuid: str
+
+
+R = TypeVar("R", bound=_HasUuid)
+
+
+class KeyedRows(Generic[R]):
+    """Rows by key, and keys by uuid: what every store answers the same way."""
+
     def __init__(self, kind: RowKind) -> None:
         self.kind = kind
-        self.rows: dict[str, XRow] = {}
+        self.rows: dict[str, R] = {}
         self.by_uuid: dict[str, str] = {}
-        # columns whose change means "re-check the rows attached here" (a weak child's parent column)
-        self._attach_cols = frozenset(
-            k.parent.column for k in _kinds() if k.parent is not None and k.parent.table == kind.table and not k.parent.strong
-        )
 
     def clear(self) -> None:
         self.rows.clear()
@@ -82,6 +87,15 @@ class RowStore:
 
     def key_of(self, uuid: str) -> str | None:
         return self.by_uuid.get(uuid)
+
+
+class RowStore(KeyedRows[XRow]):
+    def __init__(self, kind: RowKind) -> None:
+        super().__init__(kind)
+        # columns whose change means "re-check the rows attached here" (a weak child's parent column)
+        self._attach_cols = frozenset(
+            k.parent.column for k in _kinds() if k.parent is not None and k.parent.table == kind.table and not k.parent.strong
+        )
 
     def source(self, key: str) -> str:
         r = self.rows.get(key)

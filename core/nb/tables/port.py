@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import sys
 import zlib
-from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -24,7 +23,7 @@ import msgspec
 from core.model import Endpoint, Programmed, Source
 from core.names import KIND, NAME, NAMESPACE, NETWORK, OWNER, SHARD, SHARDS, SOURCE, UID, derived_mac, lsp_name
 from core.nb.kinds import PlanOp, Ref, RowKind, View, register
-from core.nb.store import Events, XRow
+from core.nb.store import Events, KeyedRows, XRow
 from core.nb.tables import switch
 from core.ovsdb.values import Col, decode_row
 
@@ -101,36 +100,17 @@ class PortRow(msgspec.Struct, gc=False):
 EARLY_MAX = 100_000
 
 
-class PortStore:
+class PortStore(KeyedRows[PortRow]):
     """The port replica: by name, with the uuid map and early modifications."""
 
     def __init__(self, kind: RowKind) -> None:
-        self.kind = kind
-        self.rows: dict[str, PortRow] = {}
-        self.by_uuid: dict[str, str] = {}
+        super().__init__(kind)
         self.early: dict[str, list[dict[str, Any]]] = {}
         self._early_full_warned = False
 
     def clear(self) -> None:
-        self.rows.clear()
-        self.by_uuid.clear()
+        super().clear()
         self.early.clear()
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def keys(self) -> Iterable[str]:
-        return self.rows.keys()
-
-    def uuid(self, key: str) -> str | None:
-        r = self.rows.get(key)
-        return r.uuid if r is not None else None
-
-    def key_of(self, uuid: str) -> str | None:
-        return self.by_uuid.get(uuid)
 
     def source(self, key: str) -> str:
         r = self.rows.get(key)
