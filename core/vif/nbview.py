@@ -22,7 +22,11 @@ import ipaddress
 from typing import Any, NamedTuple
 
 from core.names import GATEWAY, NETWORK, OWNER, SOURCE, UID
-from core.ovsdb import omap, py_map, py_set
+from core.ovsdb.values import Col, apply_update2, decode_row, omap
+
+PORT_COLUMNS = {"name": Col.SCALAR, "addresses": Col.SET, "dynamic_addresses": Col.OPTIONAL, "port_security": Col.SET,
+                "external_ids": Col.MAP}  # fmt: skip
+SWITCH_COLUMNS = {"name": Col.SCALAR, "other_config": Col.MAP, "external_ids": Col.MAP}
 
 __all__ = ["NbAddress", "NbView"]
 
@@ -53,11 +57,11 @@ class NbView:
         return {
             "Logical_Switch_Port": [
                 {
-                    "columns": ["name", "addresses", "dynamic_addresses", "port_security", "external_ids"],
+                    "columns": list(PORT_COLUMNS),
                     "where": [owner, here],
                 }
             ],
-            "Logical_Switch": [{"columns": ["name", "other_config", "external_ids"], "where": [owner]}],
+            "Logical_Switch": [{"columns": list(SWITCH_COLUMNS), "where": [owner]}],
         }
 
     def clear(self) -> None:
@@ -69,7 +73,8 @@ class NbView:
         self._switch_rows.clear()
 
     def apply(self, updates: dict[str, Any]) -> set[str]:
-        """Apply one ``update2`` notification; return the uids it may have changed."""
+        """Apply one ``update2`` notification; return the uids it may have changed.
+        Rows are folded by core.ovsdb's one update2 applier, by column kind."""
         dirty: set[str] = set()
         for uuid, change in updates.get("Logical_Switch", {}).items():
             old = self._switch_uuid.pop(uuid, None)
@@ -78,15 +83,7 @@ class NbView:
             if "delete" in change:
                 self._switch_rows.pop(uuid, None)
                 continue
-            full = self._switch_rows.setdefault(uuid, {"other_config": {}, "external_ids": {}})
-            if "modify" in change:
-                for col in ("other_config", "external_ids"):
-                    if col in change["modify"]:
-                        full[col] = _map_diff(full[col], py_map(change["modify"][col]))
-            else:
-                row = change.get("initial") or change.get("insert") or {}
-                for col in ("other_config", "external_ids"):
-                    full[col] = py_map(row.get(col, ["map", []]))
+            full = _fold(self._switch_rows, uuid, change, SWITCH_COLUMNS)
             ids, other = full["external_ids"], full["other_config"]
             key = (ids.get(SOURCE, ""), ids.get(UID, ""))
             self.switches[key] = (other.get("subnet", ""), ids.get(GATEWAY, ""))
@@ -105,28 +102,20 @@ class NbView:
                 row = self.ports.get(pkey) if pkey is not None else None
                 if pkey is None or row is None or row["uuid"] != uuid:
                     continue
-                mod = change["modify"]
-                if "addresses" in mod:  # a set: the diff toggles elements
-                    row["addresses"] = _toggle(row["addresses"], py_set(mod["addresses"]))
-                if "port_security" in mod:  # a set: update2 sends the elements to toggle
-                    row["port_security"] = _toggle(row["port_security"], py_set(mod["port_security"]))
-                if "dynamic_addresses" in mod:  # at most one value: update2 sends the new value
-                    row["dynamic_addresses"] = py_set(mod["dynamic_addresses"])
+                for col, value in change["modify"].items():
+                    kind = PORT_COLUMNS.get(col)
+                    if kind is not None:
+                        row[col] = apply_update2(kind, row.get(col), value)
                 dirty.add(pkey[0])
                 continue
-            row = change.get("initial") or change.get("insert")
-            if row is None:
+            new = change.get("initial") or change.get("insert")
+            if new is None:
                 continue
-            ids = py_map(row.get("external_ids", ["map", []]))
+            row = decode_row(PORT_COLUMNS, new)
+            ids = row["external_ids"]
             key = (ids.get(UID, ""), ids.get(NETWORK, ""))
-            self.ports[key] = {
-                "uuid": uuid,
-                "name": row.get("name", ""),
-                "source": ids.get(SOURCE, ""),
-                "addresses": py_set(row.get("addresses", ["set", []])),
-                "dynamic_addresses": py_set(row.get("dynamic_addresses", ["set", []])),
-                "port_security": py_set(row.get("port_security", ["set", []])),
-            }
+            row.update(uuid=uuid, name=row.get("name", ""), source=ids.get(SOURCE, ""))
+            self.ports[key] = row
             self._port_uuid[uuid] = key
             dirty.add(key[0])
         return dirty
@@ -141,10 +130,10 @@ class NbView:
             return None
         text = addrs[0]
         if "dynamic" in text.split():
-            dyn = [d for d in row["dynamic_addresses"] if d]
-            if not dyn or dyn[0] not in row["port_security"]:
+            dyn = row["dynamic_addresses"]
+            if not dyn or dyn not in row["port_security"]:
                 return None  # not allocated yet, or the hub has not locked the port to it yet
-            text = dyn[0]
+            text = dyn
         mac, *ips = text.split()
         subnet, gateway = self.switches.get((row["source"], network), ("", ""))
         net = ipaddress.ip_network(subnet) if subnet else None
@@ -161,24 +150,15 @@ class NbView:
         return NbAddress(row["name"], mac, tuple(out), gateway)
 
 
-def _map_diff(current: dict[str, str], diff: dict[str, str]) -> dict[str, str]:
-    """Apply an update2 map diff: a pair equal to the current one is removed,
-    any other pair is set."""
-    out = dict(current)
-    for k, v in diff.items():
-        if out.get(k) == v:
-            del out[k]
-        else:
-            out[k] = v
-    return out
 
-
-def _toggle(current: tuple[str, ...] | list[str], diff: tuple[Any, ...]) -> tuple[str, ...]:
-    """Apply an update2 set diff: listed elements are toggled."""
-    out = list(current)
-    for v in diff:
-        if v in out:
-            out.remove(v)
-        else:
-            out.append(v)
-    return tuple(out)
+def _fold(rows: dict[str, dict[str, Any]], uuid: str, change: dict[str, Any], columns: dict[str, Col]) -> dict[str, Any]:
+    """One switch row after an update2 change (initial, insert or modify)."""
+    if "modify" not in change:
+        rows[uuid] = decode_row(columns, change.get("initial") or change.get("insert") or {})
+        return rows[uuid]
+    full = rows.setdefault(uuid, decode_row(columns, {}))
+    for col, value in change["modify"].items():
+        kind = columns.get(col)
+        if kind is not None:
+            full[col] = apply_update2(kind, full.get(col), value)
+    return full
