@@ -208,6 +208,39 @@ async def load_all(client: OvsdbClient, store: PortStore, ev: Events, hub_id: st
     return count
 
 
+class Loaded(msgspec.Struct, frozen=True):
+    """How a (re)connect loaded the ports: ``how`` "in memory", "port cache" or
+    "read"; ports taken from it, ports read; the cache generation to write next."""
+
+    how: str
+    fresh: int
+    read: int
+    generation: int
+
+
+async def load(
+    client: OvsdbClient, store: PortStore, ev: Events, hub_id: str, nb: str,
+    cache_path: str | os.PathLike[str] | None, remembered: list[CachedPort] | None,
+) -> Loaded:  # fmt: skip
+    """Load the port replica the cheapest way that is safe: a reconnect
+    revalidates what it ``remembered``; a start uses the restart cache at
+    ``cache_path`` (at most CACHE_MAX_GENERATIONS starts in a row); else every
+    port is read, in slices."""
+    if remembered:
+        got = await load_from(client, store, ev, hub_id, remembered, "in memory")
+        if got is not None:
+            return Loaded("in memory", got[0], got[1], 0)
+    elif remembered is None:
+        cache = read_cache(cache_path, hub_id, nb)
+        if cache is not None and cache.generation >= CACHE_MAX_GENERATIONS:
+            log.info("port cache: %d restarts in a row used it: reading every port this time", cache.generation)
+        elif cache is not None:
+            got = await load_from(client, store, ev, hub_id, cache.ports, "port cache")
+            if got is not None:
+                return Loaded("port cache", got[0], got[1], cache.generation + 1)
+    return Loaded("read", 0, await load_all(client, store, ev, hub_id), 0)
+
+
 async def save(
     client: OvsdbClient, store: PortStore, path: str | os.PathLike[str], hub_id: str, nb: str, generation: int
 ) -> bool:

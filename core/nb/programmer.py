@@ -210,26 +210,13 @@ class Programmer:
         log.info("NB synced: %s rows owned by %s", counts, self.hub_id)
 
     async def _load_ports(self, client: OvsdbClient, reconnect: bool, remembered: list[portcache.CachedPort]) -> None:
-        store = self.ports
-        if reconnect:  # revalidate what this process already holds, when it knows versions
-            got = await portcache.load_from(client, store, self.changes, self.hub_id, remembered, "in memory") if remembered else None
-            self.reconnect_loads["revalidated" if got else "read"] += 1
-            if got is not None:
-                self.ports_from_cache, self.ports_read = got
-                return
+        got = await portcache.load(client, self.ports, self.changes, self.hub_id, self.nb_remote,
+                                   None if reconnect else self.cache_path, remembered if reconnect else None)  # fmt: skip
+        self.ports_from_cache, self.ports_read = got.fresh, got.read
+        if not reconnect:  # (consecutive cache-based *starts*: a reconnect does not count)
+            self._cache_generation = got.generation
         else:
-            cache = portcache.read_cache(self.cache_path, self.hub_id, self.nb_remote)
-            if cache is not None and cache.generation >= portcache.CACHE_MAX_GENERATIONS:
-                log.info("port cache: %d restarts in a row used it: reading every port this time", cache.generation)
-            elif cache is not None:
-                got = await portcache.load_from(client, store, self.changes, self.hub_id, cache.ports, "port cache")
-                if got is not None:
-                    self.ports_from_cache, self.ports_read = got
-                    self._cache_generation = cache.generation + 1
-                    return
-        self.ports_from_cache = 0
-        self._cache_generation = 0
-        self.ports_read = await portcache.load_all(client, store, self.changes, self.hub_id)
+            self.reconnect_loads["revalidated" if got.how == "in memory" else "read"] += 1
 
     async def save_port_cache(self) -> bool:
         """Write the restart cache (call at a clean stop, after the last write)."""
