@@ -133,7 +133,8 @@ def build(view: View, units: list[PlanOp]) -> tuple[list[dict[str, Any]], dict[i
                 attach(p, u.ref, ["named-uuid", ref])
             continue
         uuid = store.uuid(u.name)
-        assert uuid is not None
+        if uuid is None:  # deleted under us since it was planned (between two halves of a bisection):
+            continue  # its delete notification marked it dirty again
         if row:
             ops.append({"op": "update", "table": u.table, "where": where(uuid), "row": row})
         if p is not None and not p.strong and u.ref:

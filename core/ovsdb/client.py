@@ -275,13 +275,17 @@ class OvsdbClient:
             self._reply_hooks[rid] = on_reply
         try:
             self._write(data)
+            del data
+            assert self._writer is not None
+            await self._writer.drain()
+        except OSError as exc:  # the server went away while we were sending: the session is over
+            self._pending.pop(rid, None)
+            self._reply_hooks.pop(rid, None)
+            raise ConnectionLost(f"{self.remote}: {exc}") from None
         except BaseException:
             self._pending.pop(rid, None)
             self._reply_hooks.pop(rid, None)
             raise
-        del data
-        assert self._writer is not None
-        await self._writer.drain()
         try:
             async with asyncio.timeout(timeout):
                 return await fut

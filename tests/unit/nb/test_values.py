@@ -55,3 +55,25 @@ def test_update2_by_column_kind() -> None:
     assert decode(Col.UUIDS, ["set", [["uuid", "b"], ["uuid", "a"]]]) == ("a", "b")
     row = decode_row({"name": Col.SCALAR, "ports": Col.UUIDS, "other_config": Col.MAP, "up": Col.OPTIONAL}, {"name": "s"})
     assert row == {"name": "s", "ports": (), "other_config": {}, "up": None}  # update2 omits defaults
+
+
+async def test_a_send_the_server_cuts_is_a_lost_connection() -> None:
+    """A socket error while sending (the server closed mid-request) ends the
+    session as ConnectionLost, which the writer handles, not as an OSError
+    that would end the writer."""
+    import pytest
+
+    from core.ovsdb import ConnectionLost, OvsdbClient
+
+    class CutWriter:
+        def write(self, data: bytes) -> None:
+            pass
+
+        async def drain(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    client = OvsdbClient("unix:/nonexistent")
+    client._writer = CutWriter()  # type: ignore[assignment]
+    with pytest.raises(ConnectionLost, match="Broken pipe"):
+        await client.transact([{"op": "comment", "comment": "x"}])
+    assert not client._pending and not client._reply_hooks
