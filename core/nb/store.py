@@ -96,6 +96,36 @@ class RowStore(KeyedRows[XRow]):
         self._attach_cols = frozenset(
             k.parent.column for k in _kinds() if k.parent is not None and k.parent.table == kind.table and not k.parent.strong
         )
+        # columns holding strong children (a switch's ports, a port group's ACLs), and which row holds each child:
+        # a child's delete leaves its parent by one lookup, even with 50k ports on one switch
+        self._child_cols = frozenset(
+            k.parent.column for k in _kinds() if k.parent is not None and k.parent.table == kind.table and k.parent.strong
+        )
+        self.parent_of: dict[str, str] = {}  # child uuid -> parent uuid
+
+    def clear(self) -> None:
+        super().clear()
+        self.parent_of.clear()
+
+    def _hold(self, uuid: str, children: Iterable[str]) -> None:
+        for c in children:
+            self.parent_of[c] = uuid
+
+    def _release(self, uuid: str, children: Iterable[str]) -> None:
+        for c in children:
+            if self.parent_of.get(c) == uuid:
+                del self.parent_of[c]
+
+    def add_children(self, key: str, column: str, uuids: Iterable[str]) -> None:
+        """Children inserted into (or attached to) a row this same transaction
+        inserted: the monitor does not echo the insert."""
+        row = self.rows.get(key)
+        if row is None:
+            return
+        new = tuple(uuids)
+        row.cols[column] = tuple(sorted({*row.cols.get(column, ()), *new}))
+        if column in self._child_cols:
+            self._hold(row.uuid, new)
 
     def source(self, key: str) -> str:
         r = self.rows.get(key)
@@ -112,6 +142,8 @@ class RowStore(KeyedRows[XRow]):
             key = f"?{uuid}"
         self.rows[key] = XRow(uuid, cols)
         self.by_uuid[uuid] = key
+        for col in self._child_cols:
+            self._hold(uuid, cols.get(col, ()))
         return key
 
     def apply(self, uuid: str, change: dict[str, Any], ev: Events) -> None:
@@ -123,6 +155,8 @@ class RowStore(KeyedRows[XRow]):
             key = self.by_uuid.pop(uuid, None)
             if key is not None and key in self.rows and self.rows[key].uuid == uuid:
                 old = self.rows.pop(key)
+                for col in self._child_cols:
+                    self._release(uuid, old.cols.get(col, ()))
                 ev.mark_dirty(table, key)
                 ev.deleted(self.kind, old.cols)
             return
@@ -138,7 +172,12 @@ class RowStore(KeyedRows[XRow]):
         for col, val in diff.items():
             kind = self.kind.columns.get(col)
             if kind is not None:
-                cur.cols[col] = apply_update2(kind, cur.cols.get(col), val)
+                before = cur.cols.get(col)
+                cur.cols[col] = apply_update2(kind, before, val)
+                if col in self._child_cols:
+                    was, now = set(before or ()), set(cur.cols[col])
+                    self._release(uuid, was - now)
+                    self._hold(uuid, now - was)
         if self._attach_cols.intersection(diff):  # (maybe someone) detached a row attached here
             ev.parent_changed(table, key)
         ev.mark_dirty(table, key)

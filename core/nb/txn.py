@@ -66,7 +66,6 @@ def build(view: View, units: list[PlanOp]) -> tuple[list[dict[str, Any]], dict[i
     new_rows: dict[tuple[str, str], dict[str, Any]] = {}
     adds: dict[tuple[str, str, str], list[Any]] = {}  # (table, uuid, column) -> refs to insert, at the end
     removes: dict[tuple[str, str, str], list[Any]] = {}  # ... to delete, first
-    holders: dict[str, dict[str, str]] = {}  # child table -> child uuid -> parent uuid (strong parents)
     counter = itertools.count()
 
     def where(uuid: str) -> list[Any]:
@@ -82,15 +81,8 @@ def build(view: View, units: list[PlanOp]) -> tuple[list[dict[str, Any]], dict[i
             adds.setdefault((p.table, puuid, p.column), []).append(ref)
 
     def parent_of(child: str, p: Ref) -> dict[str, str]:
-        index = holders.get(child)
-        if index is None:
-            index = holders[child] = {}
-            pstore = stores[p.table]
-            if isinstance(pstore, RowStore):
-                for r in pstore.rows.values():
-                    for u in r.cols.get(p.column, ()):
-                        index[u] = r.uuid
-        return index
+        pstore = stores[p.table]
+        return pstore.parent_of if isinstance(pstore, RowStore) else {}
 
     for ui, u in enumerate(units):
         kind = KINDS[u.table]
@@ -194,9 +186,9 @@ def record(view: View, units: list[PlanOp], inserts: dict[int, int], result: lis
         if child is not None:
             into.setdefault((p.table, u.ref, p.column), []).append(child)
     for (t, k, col), uuids in into.items():
-        parent = stores[t].row(k)
-        if parent is not None:
-            parent.cols[col] = tuple(sorted({*parent.cols.get(col, ()), *uuids}))
+        pstore = stores[t]
+        if isinstance(pstore, RowStore):
+            pstore.add_children(k, col, uuids)
     joined: list[tuple[str, str]] = []
     for (t, k) in new_uuid:
         joined.extend(view.desired.holders.get((t, k), ()))

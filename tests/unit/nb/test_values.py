@@ -77,3 +77,18 @@ async def test_a_send_the_server_cuts_is_a_lost_connection() -> None:
     with pytest.raises(ConnectionLost, match="Broken pipe"):
         await client.transact([{"op": "comment", "comment": "x"}])
     assert not client._pending and not client._reply_hooks
+
+
+def test_the_switch_store_knows_which_switch_holds_each_port() -> None:
+    """A port's delete leaves its switch by one lookup (50k ports on one switch)."""
+    from core.nb.tables import LS
+
+    p = Programmer("unix:/nonexistent", "hub1")
+    store = p.replica.stores[LS]
+    row = {"name": "s/a", "ports": ["set", [["uuid", "p1"], ["uuid", "p2"]]], "external_ids": ["map", []]}
+    p.replica.on_update({LS: {"ls-1": {"initial": row}}})
+    assert store.parent_of == {"p1": "ls-1", "p2": "ls-1"}  # type: ignore[attr-defined]
+    p.replica.on_update({LS: {"ls-1": {"modify": {"ports": ["set", [["uuid", "p2"], ["uuid", "p3"]]]}}}})
+    assert store.parent_of == {"p1": "ls-1", "p3": "ls-1"}  # type: ignore[attr-defined]
+    p.replica.on_update({LS: {"ls-1": {"delete": None}}})
+    assert store.parent_of == {}  # type: ignore[attr-defined]
