@@ -253,6 +253,8 @@ class Programmer:
                     if self._client is not None and (self.failures.dropped_in_txn or time.monotonic() - session_start > 10):
                         backoff.reset()
                     self.failures.dropped_in_txn = False
+                    if self._client is not None:
+                        await self._client.close()  # the lost session's transport, before a new one
                     try:
                         await self._connect()
                         session_start = time.monotonic()

@@ -225,6 +225,8 @@ class OvsdbClient:
             log.warning("OVSDB session to %s lost: %s", self.remote, exc)
             self._fail_pending(exc if isinstance(exc, OvsdbError) else ConnectionLost(str(exc)))
             self.closed.set()
+            if self._writer is not None:  # our end of the socket too (no transport left for the collector)
+                self._writer.close()
 
     def _dispatch_all(self, msgs: list[Any]) -> None:
         while msgs:
