@@ -109,6 +109,7 @@ class Programmer:
         self._idle.set()
         self._client: OvsdbClient | None = None
         self.connected = asyncio.Event()
+        self.connect_failures = 0  # reconnect attempts failed in a row (0 while connected)
         self.writes = 0  # row operations committed (bench/tests read this)
         self.transactions = 0
 
@@ -176,6 +177,7 @@ class Programmer:
     # ------------------------------------------------------------ connection
     async def start(self, timeout: float | None = 30.0) -> None:
         """Connect and load the replica; returns when NB is synced."""
+        backoff = Backoff(0.05, 1.0)  # probing a socket is cheap: NB is found within a second of listening
         async with asyncio.timeout(timeout):
             while True:
                 try:
@@ -183,7 +185,7 @@ class Programmer:
                     return
                 except (OSError, OvsdbError, TimeoutError) as exc:
                     log.info("waiting for OVN NB at %s: %s", self.nb_remote, exc)
-                    await asyncio.sleep(0.5)
+                    await asyncio.sleep(backoff.next())
 
     async def _connect(self) -> None:
         client = OvsdbClient(self.nb_remote)
@@ -258,7 +260,9 @@ class Programmer:
                     try:
                         await self._connect()
                         session_start = time.monotonic()
+                        self.connect_failures = 0
                     except (OSError, OvsdbError, TimeoutError) as exc:
+                        self.connect_failures += 1
                         refused = isinstance(exc, ConnectionRefusedError | FileNotFoundError)
                         delay = backoff.next(cap=1.0 if refused else None)
                         log.warning("NB %s unreachable (%s); retrying in %.1fs", self.nb_remote, exc, delay)

@@ -16,7 +16,9 @@ import msgspec
 
 from core.names import SOURCE
 from core.nb.kinds import PlanOp, RowKind
-from core.ovsdb.values import apply_update2, decode_row
+from core.ovsdb.values import Col, apply_update2, decode_row
+
+_DEFAULTS: dict[Col, Any] = {Col.OPTIONAL: None, Col.SET: (), Col.MAP: {}, Col.UUIDS: ()}
 
 
 class XRow(msgspec.Struct, gc=False):
@@ -49,7 +51,8 @@ class Store(Protocol):
     def source(self, key: str) -> str: ...
     def row(self, key: str) -> XRow | None: ...
     def apply(self, uuid: str, change: dict[str, Any], ev: Events) -> None: ...
-    def record_insert(self, key: str, uuid: str, cols: dict[str, Any]) -> None: ...
+    def record_insert(self, key: str, uuid: str, cols: dict[str, Any], ev: Events) -> None:
+        """A row this process inserted (inserts are not echoed by the monitor)."""
     def committed(self, unit: PlanOp) -> None: ...
 
 
@@ -182,8 +185,12 @@ class RowStore(KeyedRows[XRow]):
             ev.parent_changed(table, key)
         ev.mark_dirty(table, key)
 
-    def record_insert(self, key: str, uuid: str, cols: dict[str, Any]) -> None:
-        self.put(uuid, cols)
+    def record_insert(self, key: str, uuid: str, cols: dict[str, Any], ev: Events) -> None:
+        full = dict(cols)
+        for col, c in self.kind.columns.items():  # as a decoded row has them
+            if col not in full and c in _DEFAULTS:
+                full[col] = _DEFAULTS[c]
+        self.put(uuid, full)
 
     def committed(self, unit: PlanOp) -> None:
         return None

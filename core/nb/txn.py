@@ -21,9 +21,7 @@ from core.names import owned
 from core.nb.kinds import KINDS, PlanOp, Ref
 from core.nb.plan import View
 from core.nb.store import Events, RowStore
-from core.ovsdb.values import Col, to_ovsdb
-
-_DEFAULTS: dict[Col, Any] = {Col.OPTIONAL: None, Col.SET: (), Col.MAP: {}, Col.UUIDS: ()}
+from core.ovsdb.values import to_ovsdb
 
 
 def absent(table: str, name: str) -> dict[str, Any]:
@@ -160,20 +158,14 @@ def record(view: View, units: list[PlanOp], inserts: dict[int, int], result: lis
         u = units[ui]
         kind = KINDS[u.table]
         uuid = new_uuid[(u.table, u.name)]
-        store = stores[u.table]
-        if kind.reports_up:  # the compact port path
-            store.record_port(u.name, uuid, u.columns, ev)  # type: ignore[attr-defined]
-            continue
-        cols = dict(u.columns)
-        for col, c in kind.columns.items():
-            if col not in cols and c in _DEFAULTS:
-                cols[col] = _DEFAULTS[c]
+        cols = u.columns
         if kind.members is not None:
             mt, mstore = kind.members.table, stores[kind.members.table]
+            cols = dict(cols)
             cols[kind.members.column] = tuple(sorted(
                 v for x in u.members if (v := new_uuid.get((mt, x)) or mstore.uuid(x)) is not None
             ))  # fmt: skip
-        store.record_insert(u.name, uuid, cols)
+        stores[u.table].record_insert(u.name, uuid, cols, ev)
     # children inserted into (or attached to) a parent inserted here: not echoed either
     into: dict[tuple[str, str, str], list[str]] = {}
     for u in units:

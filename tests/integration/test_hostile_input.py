@@ -177,7 +177,8 @@ async def test_a_foreign_switch_with_the_hub_name_is_reported_not_twinned(ovn: O
     ovn.nbctl("ls-add", "static/lab/net0")
     p.apply(Snapshot(source=SRC, objects=(NET, ep("a", "10.100.0.2"), ep("b", "10.100.0.3"))))
     await wait_until(lambda: pub.rejected("nb-conflict"), 10, "a conflict reported")
-    await asyncio.sleep(1.2)  # two retry intervals: still one switch of that name
+    # retried (every retry_interval, 0.5 s here) and refused again: still one switch of that name
+    await wait_until(lambda: len([r for r in pub.rejected("nb-conflict") if r.ref == "static/lab/net0"]) >= 3, 10, "two retries")
     switches = [r for r in nb_rows(ovn, "Logical_Switch") if r["name"] == "static/lab/net0"]
     assert len(switches) == 1, "twinned"
     assert ovn.nbctl("lsp-list", "static/lab/net0").strip() == ""  # unambiguous for ovn-nbctl
@@ -233,7 +234,8 @@ async def test_first_retry_within_a_second_of_nb_listening_again(ovn: OvnSandbox
     await p.flush(20)
     ovn.kill("nb", signal.SIGTERM)
     await wait_until(lambda: not p.connected.is_set(), 10, "disconnected")
-    await asyncio.sleep(4)  # long enough for an uncapped backoff to have grown past seconds
+    # seven refused attempts: an uncapped doubling backoff would now wait 6 s and more
+    await wait_until(lambda: p.connect_failures >= 7, 20, "seven failed reconnects")
     back = time.monotonic()
     ovn.restart("nb")
     await wait_until(p.connected.is_set, 10, "reconnected", interval=0.01)

@@ -179,10 +179,8 @@ class PortStore(KeyedRows[PortRow]):
             cur.digest = None
             ev.mark_dirty(TABLE, name)
 
-    def record_insert(self, key: str, uuid: str, cols: dict[str, Any]) -> None:
-        raise NotImplementedError("use record_port: a port's early changes need the events")
-
-    def record_port(self, key: str, uuid: str, cols: dict[str, Any], ev: Events) -> None:
+    def record_insert(self, key: str, uuid: str, cols: dict[str, Any], ev: Events) -> None:
+        """A port this process inserted: its digest, and the changes that raced ahead of the reply."""
         self.rows[key] = PortRow(uuid, sys.intern(cols["external_ids"].get(SOURCE, "")), lsp_digest(cols))
         self.by_uuid[uuid] = key
         for diff in self.early.pop(uuid, ()):
