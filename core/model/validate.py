@@ -111,6 +111,8 @@ def validate_source(src: Source) -> None:
     for field, value in (("orchestrator", src.orchestrator), ("cluster", src.cluster)):
         if not DNS_LABEL.fullmatch(value):
             raise Invalid("bad-source", f"source {field} {quote(value)} is not a DNS label ([a-z0-9-], 1-63)")
+    if src.orchestrator == "ovn-hub":
+        raise Invalid("bad-source", "orchestrator 'ovn-hub' is reserved (the hub's own rows: routers and their groups)")
 
 
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"

@@ -36,9 +36,13 @@ from core.model import (
     Source,
     Upsert,
 )
+from core.model.fabric import FABRIC_SOURCE, Fabric
 from core.names import ls_name, lsp_name
-from core.nb.kinds import DERIVERS, KINDS, DesiredRow, SourceView
+from core.nb.kinds import DERIVERS, FABRIC_DERIVERS, KINDS, DesiredRow, FabricView, SourceView
 from core.nb.tables import port, switch
+from core.nb.tables.fabric import FabricIndex
+
+_FABRIC = str(FABRIC_SOURCE)
 
 #: mark(table, key, now): a desired row changed (``now`` for an endpoint's port: its event time)
 Mark = Callable[[str, str, "float | None"], None]
@@ -62,13 +66,26 @@ class DesiredState:
         self.sources: dict[str, SourceState] = {}
         #: endpoints by port name (the port kind's desired rows, computed at diff time)
         self.ports: dict[str, Endpoint] = {}
-        #: every other kind's desired rows, by table and key
-        self.rows: dict[str, dict[str, DesiredRow]] = {t: {} for t, k in KINDS.items() if k.desired_keys is None}
+        #: every kind's desired rows, by table and key (ports: the fabric's router ports)
+        self.rows: dict[str, dict[str, DesiredRow]] = {t: {} for t in KINDS}
         self.switch_refs: Counter[str] = Counter()  # switch name -> endpoints and services on it
         self._switch_net: dict[str, Network | None] = {}  # the Network a switch row was built from
         self.stale: set[str] = set()  # sources whose derived rows must be recomputed
         self.children_of: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self.holders: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        # the fabric: its spec, its index (rebuilt lazily when a network or the spec changed),
+        # its derived rows, and the gate: fabric rows are derived (and collected) only once
+        # every expected source delivered its snapshot, so a restart never plans a router
+        # without the networks of a source that has not listed yet
+        self.fabric = FabricIndex()
+        self._index_stale = False
+        self.fabric_stale = False
+        self.fabric_derived: dict[tuple[str, str], DesiredRow] = {}
+        self.fabric_open = False
+        #: the sources the fabric waits for (None: every source known)
+        self.expected: set[str] | None = None
+        #: endpoints that ask for a floating IP, by port name (the fabric's NAT rows)
+        self.floating: dict[str, Endpoint] = {}
 
     def state(self, source: Source) -> SourceState:
         st = self.sources.get(str(source))
@@ -77,8 +94,27 @@ class DesiredState:
         return st
 
     def synced(self, source: str) -> bool:
+        if source == _FABRIC:
+            return self.fabric_open
         st = self.sources.get(source)
         return st is not None and st.synced
+
+    def set_fabric(self, spec: Fabric) -> None:
+        """A new fabric spec (start, SIGHUP): everything it shapes is derived again."""
+        if spec == self.fabric.spec:
+            return
+        self.fabric = FabricIndex(spec=spec)
+        self._index_stale = True
+
+    def expect(self, sources: set[str]) -> None:
+        """The sources the fabric waits for before its first derivation."""
+        self.expected = set(sources)
+
+    def _floating_label(self, ep: Endpoint) -> bool:
+        return any(e.floating_ip_label in ep.labels for e in self.fabric.spec.externals)
+
+    def _dns_on(self, ep: Endpoint) -> bool:
+        return self.fabric.spec.dns.enabled and ls_name(ep.source, ep.network) in self.fabric.router_of
 
     def want(self, table: str, key: str) -> DesiredRow | None:
         return self.rows[table].get(key)
@@ -129,10 +165,16 @@ class DesiredState:
         if old is None:
             self.switch_refs[ls_name(ep.source, ep.network)] += 1
         st.endpoints[ep.key] = ep
-        if st.policies:
+        if st.policies or self._dns_on(ep) or (old is not None and self._dns_on(old)):
             self.stale.add(str(ep.source))
         name = lsp_name(ep)
         self.ports[name] = ep
+        if self.fabric.spec.externals and (self._floating_label(ep) or name in self.floating):
+            if self._floating_label(ep):
+                self.floating[name] = ep
+            else:
+                del self.floating[name]
+            self.fabric_stale = True
         self.mark(port.TABLE, name, now)
         self._refresh_switch(ep.source, ep.network)
 
@@ -140,10 +182,12 @@ class DesiredState:
         ep = st.endpoints.pop(key, None)
         if ep is None:
             return
-        if st.policies:
+        if st.policies or self._dns_on(ep):
             self.stale.add(str(source))
         name = lsp_name(ep)
         self.ports.pop(name, None)
+        if self.floating.pop(name, None) is not None:
+            self.fabric_stale = True
         self.mark(port.TABLE, name, now)
         self._unref_switch(source, ep.network)
 
@@ -173,6 +217,7 @@ class DesiredState:
             if old_net is not None:
                 self._unref_switch(source, old_net)
         self.stale.add(str(source))
+        self.fabric_stale = True  # a router's load-balancer group holds its services' balancers
 
     def _set_other(self, st: SourceState, source: Source, kind: ObjectKind, key: str, obj: Namespace | Policy | None) -> None:
         """Namespaces and policies only feed the derived rows."""
@@ -194,6 +239,8 @@ class DesiredState:
         st = self.sources.get(str(source))
         net = st.networks.get(network) if st is not None else None
         rows = self.rows[switch.TABLE]
+        if self._switch_net.get(name) != net and self.fabric.spec.routers:
+            self._index_stale = True  # the networks a router joins may have changed
         if self.switch_refs.get(name, 0) > 0 or net is not None:
             if name in rows and self._switch_net.get(name) == net:
                 return  # unchanged
@@ -241,50 +288,87 @@ class DesiredState:
     # ------------------------------------------------------------ derived rows
     def derive(self, with_ips: Callable[[Endpoint], Endpoint]) -> None:
         """Recompute the derived rows of every stale source (pure functions of
-        its desired state) and mark the keys whose desired row changed.
-        ``with_ips``: an endpoint with the addresses OVN allocated to it."""
+        its desired state) and of the fabric, and mark the keys whose desired
+        row changed.  ``with_ips``: an endpoint with the addresses OVN allocated to it."""
+        if self._index_stale:
+            self._index_stale = False
+            nets = [(src, n) for src, st in self.sources.items() for n in st.networks.values()]
+            new = FabricIndex.build(self.fabric.spec, nets)
+            if new.signature() != self.fabric.signature() or not self.fabric_derived:
+                self.fabric_stale = True
+                self.stale.update(self.sources)  # DNS rows hang from every switch of their router
+            self.fabric = new
         while self.stale:
             src = self.stale.pop()
             st = self.sources.get(src)
             if st is None:
                 continue
             rows: list[DesiredRow] = []
-            if st.services or st.policies or st.derived:
-                view = SourceView(Source.parse(src), st, self.hub_id, functools.partial(_filled, with_ips, list(st.endpoints.values())))
+            if st.services or st.policies or st.derived or (self.fabric.router_of and st.endpoints):
+                eps = functools.partial(_filled, with_ips, list(st.endpoints.values()))
+                view = SourceView(Source.parse(src), st, self.hub_id, eps, self.fabric)
                 for derive in DERIVERS:
                     rows += derive(view)
-            new = {(r.table, r.key): r for r in rows}
+            new_rows = {(r.table, r.key): r for r in rows}
             old = st.derived
-            if new == old:
+            if new_rows != old:
+                st.derived = new_rows
+                self._replace(old, new_rows)
+        if not self.fabric_open and self._fabric_ready():
+            self.fabric_open = True
+            self.fabric_stale = True
+        if self.fabric_stale and self.fabric_open:
+            self.fabric_stale = False
+            sources = self.sources
+
+            def endpoints(src: str) -> list[Endpoint]:
+                st = sources.get(src)
+                return [with_ips(ep) for ep in st.endpoints.values()] if st is not None else []
+
+            fview = FabricView(self.fabric, sources, self.hub_id, endpoints, [with_ips(ep) for ep in self.floating.values()])
+            frows: list[DesiredRow] = []
+            for fderive in FABRIC_DERIVERS:
+                frows += fderive(fview)
+            new_f = {(r.table, r.key): r for r in frows}
+            if new_f != self.fabric_derived:
+                old_f, self.fabric_derived = self.fabric_derived, new_f
+                self._replace(old_f, new_f)
+
+    def _fabric_ready(self) -> bool:
+        if self.expected is not None:
+            return all(self.synced(s) for s in self.expected)
+        return bool(self.sources) and all(st.synced for st in self.sources.values())
+
+    def _replace(self, old: dict[tuple[str, str], DesiredRow], new: dict[tuple[str, str], DesiredRow]) -> None:
+        for tk in old.keys() - new.keys():
+            r = old[tk]
+            self.rows[r.table].pop(r.key, None)  # names embed the source: the key is this source's
+            self._unindex(r)
+            self.mark(r.table, r.key, None)
+        for tk, r in new.items():
+            prev = old.get(tk)
+            if prev == r:
                 continue
-            st.derived = new
-            for tk in old.keys() - new.keys():
-                r = old[tk]
-                self.rows[r.table].pop(r.key, None)  # names embed the source: the key is this source's
-                self._unindex(r)
-                self.mark(r.table, r.key, None)
-            for tk, r in new.items():
-                prev = old.get(tk)
-                if prev == r:
-                    continue
-                if prev is not None:
-                    self._unindex(prev)
-                self.rows[r.table][r.key] = r
-                self._index(r)
-                self.mark(r.table, r.key, None)
+            if prev is not None:
+                self._unindex(prev)
+            self.rows[r.table][r.key] = r
+            self._index(r)
+            self.mark(r.table, r.key, None)
 
     def _index(self, r: DesiredRow) -> None:
         kind = KINDS[r.table]
-        if kind.parent is not None and r.parent:
-            self.children_of.setdefault((kind.parent.table, r.parent), set()).add((r.table, r.key))
+        if kind.parent is not None:
+            for p in r.parents:
+                self.children_of.setdefault((kind.parent.table, p), set()).add((r.table, r.key))
         if kind.members is not None:
             for m in r.members:
                 self.holders.setdefault((kind.members.table, m), set()).add((r.table, r.key))
 
     def _unindex(self, r: DesiredRow) -> None:
         kind = KINDS[r.table]
-        if kind.parent is not None and r.parent:
-            _drop(self.children_of, (kind.parent.table, r.parent), (r.table, r.key))
+        if kind.parent is not None:
+            for p in r.parents:
+                _drop(self.children_of, (kind.parent.table, p), (r.table, r.key))
         if kind.members is not None:
             for m in r.members:
                 _drop(self.holders, (kind.members.table, m), (r.table, r.key))

@@ -48,6 +48,13 @@ class DesiredRow(msgspec.Struct, frozen=True, gc=False):
     columns: dict[str, Any]
     parent: str = ""
     members: tuple[str, ...] = ()
+    #: more parents of a weakly attached row (a DNS row or a load-balancer group is on every
+    #: switch of its router): the row is attached to ``parent`` and to each of these
+    attach: tuple[str, ...] = ()
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return (self.parent, *self.attach) if self.parent else self.attach
 
 
 class PlanOp(msgspec.Struct, frozen=True):
@@ -62,6 +69,11 @@ class PlanOp(msgspec.Struct, frozen=True):
     ref: str = ""
     members: tuple[str, ...] = ()
     detach: tuple[str, ...] = ()
+    attach: tuple[str, ...] = ()
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return (self.ref, *self.attach) if self.ref else self.attach
 
 
 @dataclass(frozen=True)
@@ -134,10 +146,12 @@ KINDS: dict[str, RowKind] = {}
 class SourceView:
     """One source's desired state as derivers read it (see ``DERIVERS``)."""
 
-    def __init__(self, source: Any, state: Any, hub_id: str, endpoints: Callable[[], list[Any]]) -> None:
+    def __init__(self, source: Any, state: Any, hub_id: str, endpoints: Callable[[], list[Any]], fabric: Any = None) -> None:
         self.source = source
         self.state = state
         self.hub_id = hub_id
+        #: the fabric's index (``core.nb.fabric.FabricIndex``): which router each network is on
+        self.fabric = fabric
         self._endpoints = endpoints
         self._eps: list[Any] | None = None
 
@@ -155,13 +169,37 @@ Deriver = Callable[[SourceView], list[DesiredRow]]
 DERIVERS: list[Deriver] = []
 
 
-def register(kind: RowKind, deriver: Deriver | None = None) -> RowKind:
+class FabricView:
+    """Every source's desired state and the fabric, as fabric derivers read it."""
+
+    def __init__(self, index: Any, sources: Mapping[str, Any], hub_id: str, endpoints: Callable[[str], list[Any]],
+                 floating: list[Any]) -> None:  # fmt: skip
+        #: ``core.nb.tables.fabric.FabricIndex``: the spec, and the routed networks by router
+        self.index = index
+        #: every source's ``SourceState`` by ``str(source)``
+        self.sources = sources
+        self.hub_id = hub_id
+        #: a source's endpoints, OVN-allocated addresses filled in
+        self.endpoints = endpoints
+        #: the endpoints that carry a floating-IP label (addresses filled in)
+        self.floating = floating
+
+
+FabricDeriver = Callable[[FabricView], list[DesiredRow]]
+#: Pure functions of the fabric and every source → rows that span sources (routers,
+#: their ports, NAT, load-balancer groups).  Their rows carry the fabric's pseudo-source.
+FABRIC_DERIVERS: list[FabricDeriver] = []
+
+
+def register(kind: RowKind, deriver: Deriver | None = None, fabric: FabricDeriver | None = None) -> RowKind:
     KINDS[kind.table] = kind
     ordered = sorted(KINDS.values(), key=lambda k: k.rank)
     KINDS.clear()
     KINDS.update((k.table, k) for k in ordered)
     if deriver is not None and deriver not in DERIVERS:
         DERIVERS.append(deriver)
+    if fabric is not None and fabric not in FABRIC_DERIVERS:
+        FABRIC_DERIVERS.append(fabric)
     return kind
 
 

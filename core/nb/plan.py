@@ -70,7 +70,7 @@ def diff(view: View, table: str, key: str, new: Inserted | None = None) -> PlanO
         return PlanOp("delete", table, key)
     cols = want.columns
     if cur is None:
-        return PlanOp("insert", table, key, cols, ref=want.parent, members=_members(view, kind, want, new))
+        return PlanOp("insert", table, key, cols, ref=want.parent, members=_members(view, kind, want, new), attach=want.attach)
     # the name is compared too: a renamed row is renamed back
     changed = {k: v for k, v in cols.items() if _norm(cur.cols.get(k)) != _norm(v)}
     if kind.members is not None:
@@ -83,13 +83,13 @@ def diff(view: View, table: str, key: str, new: Inserted | None = None) -> PlanO
     if kind.parent is not None and not kind.parent.strong:
         pstore = view.replica.stores[kind.parent.table]
         col = kind.parent.column
+        wanted = set(want.parents)
         detach = tuple(
-            r.uuid for n in pstore.keys() if n != want.parent and (r := pstore.row(n)) is not None and cur.uuid in r.cols.get(col, ())
+            r.uuid for n in pstore.keys() if n not in wanted and (r := pstore.row(n)) is not None and cur.uuid in r.cols.get(col, ())
         )
-        parent = pstore.row(want.parent)
-        attached = parent is not None and cur.uuid in parent.cols.get(col, ())
+        attached = all((p := pstore.row(n)) is not None and cur.uuid in p.cols.get(col, ()) for n in want.parents)
         if changed or detach or not attached:
-            return PlanOp("update", table, key, changed, ref=want.parent, detach=detach)
+            return PlanOp("update", table, key, changed, ref=want.parent, detach=detach, attach=want.attach)
         return None
     return PlanOp("update", table, key, changed, ref=want.parent) if changed else None
 
@@ -143,16 +143,17 @@ def plan_batch(view: View, take: Mapping[str, Iterable[str]]) -> tuple[list[Plan
     # Rule 1: an insert or update needs its parent; pull a missing parent's insert in.
     for op in list(ops):
         kind = KINDS[op.table]
-        if op.op == "delete" or kind.parent is None or not op.ref:
+        if op.op == "delete" or kind.parent is None:
             continue
         ptable = kind.parent.table
-        if op.ref in view.replica.stores[ptable] or op.ref in new[ptable] or (ptable, op.ref) in planned:
-            continue
-        extra = diff(view, ptable, op.ref, new)
-        planned.add((ptable, op.ref))
-        if extra is not None and extra.op == "insert":
-            add(extra)
-            pulled.append((ptable, op.ref))
+        for ref in op.parents:
+            if ref in view.replica.stores[ptable] or ref in new[ptable] or (ptable, ref) in planned:
+                continue
+            extra = diff(view, ptable, ref, new)
+            planned.add((ptable, ref))
+            if extra is not None and extra.op == "insert":
+                add(extra)
+                pulled.append((ptable, ref))
     # A (re)created parent takes back the rows attached to it (weak children).
     for op in list(ops):
         if op.op != "insert":

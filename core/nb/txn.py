@@ -119,16 +119,18 @@ def build(view: View, units: list[PlanOp]) -> tuple[list[dict[str, Any]], dict[i
             ops.append(op)
             refs[(u.table, u.name)] = ref
             new_rows[(u.table, u.name)] = op
-            if p is not None and u.ref:
-                attach(p, u.ref, ["named-uuid", ref])
+            if p is not None:
+                for parent in u.parents:
+                    attach(p, parent, ["named-uuid", ref])
             continue
         uuid = store.uuid(u.name)
         if uuid is None:  # deleted under us since it was planned (between two halves of a bisection):
             continue  # its delete notification marked it dirty again
         if row:
             ops.append({"op": "update", "table": u.table, "where": where(uuid), "row": row})
-        if p is not None and not p.strong and u.ref:
-            attach(p, u.ref, ["uuid", uuid])  # inserting a present member is a no-op
+        if p is not None and not p.strong:
+            for parent in u.parents:
+                attach(p, parent, ["uuid", uuid])  # inserting a present member is a no-op
             for puuid in u.detach:
                 removes.setdefault((p.table, puuid, p.column), []).append(["uuid", uuid])
     first = [
@@ -170,13 +172,14 @@ def record(view: View, units: list[PlanOp], inserts: dict[int, int], result: lis
     into: dict[tuple[str, str, str], list[str]] = {}
     for u in units:
         p = KINDS[u.table].parent
-        if p is None or not u.ref or u.op == "delete" or (p.table, u.ref) not in new_uuid:
+        if p is None or u.op == "delete" or (u.op == "update" and p.strong):
             continue
-        if u.op == "update" and p.strong:
-            continue
-        child = new_uuid.get((u.table, u.name)) or stores[u.table].uuid(u.name)
-        if child is not None:
-            into.setdefault((p.table, u.ref, p.column), []).append(child)
+        for ref in u.parents:
+            if (p.table, ref) not in new_uuid:
+                continue
+            child = new_uuid.get((u.table, u.name)) or stores[u.table].uuid(u.name)
+            if child is not None:
+                into.setdefault((p.table, ref, p.column), []).append(child)
     for (t, k, col), uuids in into.items():
         pstore = stores[t]
         if isinstance(pstore, RowStore):

@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from core.model import Endpoint, Programmed, Source
+from core.model.fabric import FABRIC_ORCHESTRATOR
 from core.names import KIND, NAME, NAMESPACE, NETWORK, OWNER, SHARD, SHARDS, SOURCE, UID, derived_mac, lsp_name
 from core.nb.kinds import PlanOp, Ref, RowKind, View, register
 from core.nb.store import Events, KeyedRows, XRow
@@ -28,8 +29,9 @@ from core.nb.tables import switch
 from core.ovsdb.values import Col, decode_row
 
 TABLE = "Logical_Switch_Port"
-COLUMNS = {"name": Col.SCALAR, "addresses": Col.SET, "port_security": Col.SET, "options": Col.MAP,
+COLUMNS = {"name": Col.SCALAR, "type": Col.SCALAR, "addresses": Col.SET, "port_security": Col.SET, "options": Col.MAP,
            "external_ids": Col.MAP, "up": Col.OPTIONAL, "dynamic_addresses": Col.OPTIONAL}  # fmt: skip
+FABRIC_PREFIX = FABRIC_ORCHESTRATOR + "/"
 #: what a read selects: the monitored columns, the row's identity and version
 READ_COLUMNS = [*COLUMNS, "_uuid", "_version"]
 
@@ -48,6 +50,7 @@ def lsp_columns(ep: Endpoint, hub_id: str) -> dict[str, Any]:
     name = lsp_name(ep)
     return {
         "name": name,
+        "type": "",
         "addresses": addresses,
         "port_security": port_security,
         "options": options,
@@ -70,12 +73,14 @@ _digest_enc = msgspec.msgpack.Encoder()
 def lsp_digest(cols: dict[str, Any]) -> int:
     """Order-insensitive digest of the columns the hub writes on a port.
     Stable across processes (the port cache keeps it): 64 bits of BLAKE2b."""
-    canon = (
+    canon: tuple[object, ...] = (
         sorted(cols.get("addresses", ())),
         sorted(cols.get("port_security", ())),
         sorted(cols.get("options", {}).items()),
         sorted(cols.get("external_ids", {}).items()),
     )
+    if cols.get("type"):  # only the fabric's ports have one: every endpoint port's digest is as before
+        canon = (*canon, cols["type"])
     return int.from_bytes(hashlib.blake2b(_digest_enc.encode(canon), digest_size=8).digest(), "little")
 
 
@@ -208,12 +213,25 @@ def diff(view: View, name: str) -> PlanOp | None:
         if cur.digest == lsp_digest(want):
             return None
         return PlanOp("update", TABLE, name, {k: v for k, v in want.items() if k != "name"})
+    row = view.desired.rows[TABLE].get(name)
+    if row is not None:  # a port of the fabric (a router's, a localnet port)
+        if cur is None:
+            return PlanOp("insert", TABLE, name, row.columns, ref=row.parent)
+        if cur.digest == lsp_digest(row.columns):
+            return None
+        return PlanOp("update", TABLE, name, {k: v for k, v in row.columns.items() if k != "name"})
     if cur is not None and view.synced(cur.source):
         return PlanOp("delete", TABLE, name)
     return None
 
 
-def programmed(view: View, u: PlanOp) -> Programmed:
+def desired_keys(view: View) -> set[str]:
+    return view.desired.ports.keys() | view.desired.rows[TABLE].keys()  # type: ignore[no-any-return]
+
+
+def programmed(view: View, u: PlanOp) -> Programmed | None:
+    if u.name in view.desired.rows[TABLE] or u.name.startswith(FABRIC_PREFIX):
+        return None  # the fabric's: no endpoint to report
     ep = view.desired.ports.get(u.name)
     if ep is not None:
         return Programmed(source=ep.source, kind="endpoint", key=ep.key, row=u.name, deleted=u.op == "delete")
@@ -235,6 +253,6 @@ def with_dynamic_ips(ep: Endpoint, store: PortStore) -> Endpoint:
 
 KIND_ = register(
     RowKind(table=TABLE, columns=COLUMNS, rank=1, parent=Ref(switch.TABLE, "ports"), diff=diff, programmed=programmed,
-            initial=False, extra_columns=("_version",), store=PortStore, desired_keys=lambda view: view.desired.ports,
+            initial=False, extra_columns=("_version",), store=PortStore, desired_keys=desired_keys,
             reports_up=True)
 )  # fmt: skip

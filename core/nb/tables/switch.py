@@ -14,13 +14,14 @@ import ipaddress
 from typing import Any
 
 from core.model import Network, Programmed, Source
+from core.model.fabric import FABRIC_ORCHESTRATOR
 from core.names import GATEWAY, KIND, NAME, NAMESPACE, OWNER, SOURCE, UID, ls_name
 from core.nb.kinds import PlanOp, RowKind, View, register
 from core.ovsdb.values import Col
 
 TABLE = "Logical_Switch"
-COLUMNS = {"name": Col.SCALAR, "ports": Col.UUIDS, "load_balancer": Col.UUIDS, "other_config": Col.MAP,
-           "external_ids": Col.MAP}  # fmt: skip
+COLUMNS = {"name": Col.SCALAR, "ports": Col.UUIDS, "load_balancer": Col.UUIDS, "load_balancer_group": Col.UUIDS,
+           "dns_records": Col.UUIDS, "other_config": Col.MAP, "external_ids": Col.MAP}  # fmt: skip
 
 
 def ls_columns(source: Source | str, name: str, net: Network | None, hub_id: str) -> dict[str, Any]:
@@ -46,7 +47,9 @@ def ls_columns(source: Source | str, name: str, net: Network | None, hub_id: str
     }
 
 
-def programmed(view: View, u: PlanOp) -> Programmed:
+def programmed(view: View, u: PlanOp) -> Programmed | None:
+    if u.name.startswith(FABRIC_ORCHESTRATOR + "/"):
+        return None  # an external network's switch: the fabric's, no source's
     src, _, rest = u.name.partition("/")
     cluster, _, net = rest.partition("/")
     return Programmed(source=Source(src, cluster), kind="network", key=net, row=u.name, deleted=u.op == "delete")
