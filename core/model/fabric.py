@@ -21,13 +21,13 @@ from typing import Literal
 
 import msgspec
 
-from core.model.objects import Invalid, Network, Peer, PolicyPort, Selector, Source
+from core.model.objects import Endpoint, Invalid, Network, Peer, PolicyPort, Selector, Source
 
 #: the pseudo-source of rows that belong to no one source (routers, their groups);
 #: the orchestrator name is reserved: no adapter may use it
 FABRIC_ORCHESTRATOR = "ovn-hub"
 FABRIC_SOURCE = Source(FABRIC_ORCHESTRATOR, "fabric")
-#: implicit endpoint labels, so a selector can name endpoints of any source
+#: implicit endpoint labels, so a selector can name endpoints of any source (see :func:`selector_labels`)
 LABEL_ORCHESTRATOR = "ovn-hub.io/orchestrator"
 LABEL_CLUSTER = "ovn-hub.io/cluster"
 LABEL_NAMESPACE = "ovn-hub.io/namespace"
@@ -36,6 +36,29 @@ LABEL_FLOATING_IP = "ovn-hub.io/floating-ip"
 #: OVN's load balancers SNAT a client that reaches itself through its own Service to this
 #: address (a fixed one, so that policies can allow it; ovn-kubernetes uses the same)
 DEFAULT_HAIRPIN_IP = "169.254.169.5"
+
+
+def implicit_labels(source: Source, namespace: str) -> dict[str, str]:
+    """The labels every endpoint of ``namespace`` in ``source`` (and that namespace itself) carries
+    implicitly: its orchestrator, its cluster and its namespace's name."""
+    return {LABEL_ORCHESTRATOR: source.orchestrator, LABEL_CLUSTER: source.cluster, LABEL_NAMESPACE: namespace}
+
+
+def selector_labels(ep: Endpoint) -> dict[str, str]:
+    """The labels a selector sees on ``ep``: the orchestrator's, then the implicit ones.
+
+    They are merged here, when selectors are evaluated, and never stored on the
+    Endpoint (an adapter's object stays what the orchestrator said).  The implicit
+    labels win: a pod labelled ``ovn-hub.io/orchestrator: docker`` by its owner is
+    still seen as a Kubernetes pod, so no orchestrator can put its endpoints into
+    another source's selection."""
+    return {**ep.labels, **implicit_labels(ep.source, ep.namespace)}
+
+
+def namespace_selector_labels(source: Source, name: str, labels: dict[str, str] | None) -> dict[str, str]:
+    """The labels a namespace selector sees on namespace ``name`` of ``source``:
+    its Namespace object's (none without one), then the implicit ones (which win)."""
+    return {**(labels or {}), **implicit_labels(source, name)}
 
 
 class RouterSpec(msgspec.Struct, frozen=True, kw_only=True):

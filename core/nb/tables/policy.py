@@ -26,6 +26,12 @@ The scheme (ovn-kubernetes' shape, per source = per cluster):
   Address_Sets ``hub_<h>_<in|eg><rule>_v4`` / ``_v6`` holding the matching
   endpoints' IPs; ipBlocks are inlined as ``(ip4.src == CIDR && ip4.src !=
   {EXCEPT, ...})``.  Peers OR together inside the match.
+* **Implicit labels.**  Selectors see every endpoint with ``ovn-hub.io/orchestrator``,
+  ``ovn-hub.io/cluster`` and ``ovn-hub.io/namespace`` added (its source and
+  namespace), and every namespace with the same three; they win over an
+  orchestrator label of the same key (:func:`core.model.fabric.selector_labels`).
+  Within one source they change nothing a Kubernetes policy could say; the
+  hub-level tier (``admin_policy.py``) uses them to name sources.
 * **Ports.**  Numeric ports become ``tcp.dst == P`` or ``tcp.dst >= A &&
   tcp.dst <= B`` (endPort), a port-less entry just ``tcp``.  A *named* port
   depends on the destination pod, so it gets its own ACL per resolved number:
@@ -54,8 +60,10 @@ import hashlib
 import ipaddress
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from core.model import Endpoint, Namespace, Peer, Policy, PolicyPort, Programmed, Rule, Selector, Source
+from core.model.fabric import namespace_selector_labels, selector_labels
 from core.names import ACL_KEY, KIND, PARENT, RULE, SOURCE, UID, lsp_name, owner_ids
 from core.nb.kinds import DesiredRow, PlanOp, Ref, RowKind, SourceView, View, by_external_id, register
 from core.nb.tables import port
@@ -110,32 +118,55 @@ def selector_matches(sel: Selector, labels: Mapping[str, str]) -> bool:
     return True
 
 
-def selected(pol: Policy, endpoints: Iterable[Endpoint]) -> list[Endpoint]:
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An endpoint as selectors see it: its labels and its namespace's, the
+    implicit ones (``ovn-hub.io/orchestrator``, ``/cluster``, ``/namespace``,
+    :func:`core.model.fabric.selector_labels`) merged in."""
+
+    ep: Endpoint
+    labels: Mapping[str, str]
+    ns_labels: Mapping[str, str]
+
+
+def candidates(endpoints: Iterable[Endpoint], namespaces: Mapping[str, Namespace]) -> list[Candidate]:
+    """``endpoints`` (of one source, whose Namespace objects are ``namespaces``) with their selector labels."""
+    ns: dict[str, Mapping[str, str]] = {}
+    out = []
+    for ep in endpoints:
+        nl = ns.get(ep.namespace)
+        if nl is None:
+            obj = namespaces.get(ep.namespace)
+            nl = ns[ep.namespace] = namespace_selector_labels(ep.source, ep.namespace, obj.labels if obj else None)
+        out.append(Candidate(ep, selector_labels(ep), nl))
+    return out
+
+
+def selected(pol: Policy, cands: Iterable[Candidate]) -> list[Endpoint]:
     """The endpoints a policy applies to: its namespace, its pod selector."""
-    return [ep for ep in endpoints if ep.namespace == pol.namespace and selector_matches(pol.pod_selector, ep.labels)]
+    return [c.ep for c in cands if c.ep.namespace == pol.namespace and selector_matches(pol.pod_selector, c.labels)]
 
 
-def peer_endpoints(
-    peer: Peer, pol: Policy, endpoints: Iterable[Endpoint], ns_labels: Mapping[str, Mapping[str, str]]
-) -> list[Endpoint]:
+def peer_endpoints(peer: Peer, pol: Policy | None, cands: Iterable[Candidate]) -> list[Endpoint]:
     """Endpoints a selector peer matches (an ipBlock peer matches none here).
 
-    podSelector alone = the policy's namespace; namespaceSelector alone = all
-    pods of the matching namespaces; both = AND."""
+    podSelector alone = the policy's namespace (``pol`` None, a hub-level peer:
+    every namespace of every source); namespaceSelector alone = all pods of the
+    matching namespaces; both = AND."""
     if peer.cidr is not None or (peer.pod_selector is None and peer.namespace_selector is None):
         return []
     ns_sel = peer.namespace_selector
     pod_sel = peer.pod_selector
     out = []
-    for ep in endpoints:
+    for c in cands:
         if ns_sel is None:
-            if ep.namespace != pol.namespace:
+            if pol is not None and c.ep.namespace != pol.namespace:
                 continue
-        elif not selector_matches(ns_sel, ns_labels.get(ep.namespace, {})):
+        elif not selector_matches(ns_sel, c.ns_labels):
             continue
-        if pod_sel is not None and not selector_matches(pod_sel, ep.labels):
+        if pod_sel is not None and not selector_matches(pod_sel, c.labels):
             continue
-        out.append(ep)
+        out.append(c.ep)
     return out
 
 
@@ -248,11 +279,11 @@ def policy_rows(
     if not pols:
         return []
     eps = sorted(endpoints, key=lambda e: (e.network, e.uid))
-    ns_labels = {name: ns.labels for name, ns in namespaces.items()}
+    cands = candidates(eps, namespaces)
     b = _Builder(source, hub_id)
     deny: dict[str, set[str]] = {}
     for pol in pols:
-        chosen = selected(pol, eps)
+        chosen = selected(pol, cands)
         ports = [lsp_name(ep) for ep in chosen]
         pg = pg_name(source, pol.uid)
         b.port_group(pg, ports, b.ids(pol))
@@ -261,7 +292,7 @@ def policy_rows(
                 continue
             deny.setdefault(direction, set()).update(ports)
             for i, rule in enumerate(rules):
-                _rule_acls(b, pol, pg, direction, i, rule, chosen, eps, ns_labels)
+                _rule_acls(b, pol, pg, direction, i, rule, chosen, eps, cands)
     for direction, members in sorted(deny.items()):
         name = deny_pg_name(source, direction)
         ids = b.ids(None, f"default-deny-{direction}")
@@ -282,7 +313,7 @@ def _rule_acls(
     rule: Rule,
     chosen: list[Endpoint],
     eps: list[Endpoint],
-    ns_labels: Mapping[str, Mapping[str, str]],
+    cands: list[Candidate],
 ) -> None:
     ingress = direction == "in"
     side = "src" if ingress else "dst"
@@ -296,7 +327,7 @@ def _rule_acls(
     peer_eps: dict[str, Endpoint] = {}
     if selector_peers:
         for peer in selector_peers:
-            for ep in peer_endpoints(peer, pol, eps, ns_labels):
+            for ep in peer_endpoints(peer, pol, cands):
                 peer_eps[ep.key] = ep
         ips = [ip for ep in peer_eps.values() for ip in ep.ips]
         base = f"{pg}_{direction}{index}"
