@@ -7,8 +7,19 @@ policies file.  Real NB + northd verdicts: tests/integration/test_admin_policy.p
 from __future__ import annotations
 
 from core.model import Endpoint, Namespace, Peer, Policy, PolicyPort, Rule, Selector, Source
-from core.model.fabric import LABEL_CLUSTER, LABEL_NAMESPACE, LABEL_ORCHESTRATOR, selector_labels
-from core.nb.tables.policy import PG, pg_name, policy_rows
+from core.model.fabric import (
+    DEFAULT_HAIRPIN_IP,
+    LABEL_CLUSTER,
+    LABEL_NAMESPACE,
+    LABEL_ORCHESTRATOR,
+    Fabric,
+    selector_labels,
+)
+from core.nb.desired import SourceState
+from core.nb.kinds import DesiredRow, SourceView
+from core.nb.tables import policy
+from core.nb.tables.fabric import FabricIndex
+from core.nb.tables.policy import ACL, ALLOW_PRIORITY, PG, deny_pg_name, pg_name, policy_rows
 
 K8S = Source("k8s", "prod")
 DOCKER = Source("docker", "local")
@@ -52,3 +63,29 @@ def test_kubernetes_policies_see_implicit_labels() -> None:
                   ingress=(Rule(peers=(Peer(namespace_selector=sel(**{LABEL_NAMESPACE: "default"})),), ports=(PolicyPort(port=1),)),))  # fmt: skip
     rows2 = {r.key: r for r in policy_rows(K8S, [web, spoof], {}, [pol2], "hub1")}
     assert rows2[f"{pg_name(K8S, 'q')}_in0_v4"].columns["addresses"] == ("10.0.0.1", "10.0.0.2")
+
+
+# ---------------------------------------------------------------- hairpin
+def _acls(rows: list[DesiredRow]) -> dict[str, DesiredRow]:
+    return {r.columns["match"]: r for r in rows if r.table == ACL}
+
+
+def test_ingress_isolation_allows_the_hairpin_address() -> None:
+    web = ep(K8S, "web", "10.0.0.1", app="web")
+    pol = Policy(source=K8S, uid="p", namespace="default", name="p", ingress=(), egress=())
+    deny_in, deny_eg = deny_pg_name(K8S, "in"), deny_pg_name(K8S, "eg")
+    acls = _acls(policy_rows(K8S, [web], {}, [pol], "hub1"))
+    hairpin = acls[f"outport == @{deny_in} && ip4.src == {DEFAULT_HAIRPIN_IP}"]
+    assert (hairpin.parent, hairpin.columns["priority"], hairpin.columns["direction"], hairpin.columns["action"]) == (
+        deny_in, ALLOW_PRIORITY, "to-lport", "allow-related",
+    )  # fmt: skip
+    assert hairpin.columns["options"] == {} and len(acls) == 3  # egress isolation has none: the SNAT is on the way in
+    assert not any(deny_eg in m and "src ==" in m for m in acls)
+    assert f"outport == @{deny_in} && ip6.src == fd00::5" in _acls(policy_rows(K8S, [web], {}, [pol], "hub1", "fd00::5"))
+    assert len(_acls(policy_rows(K8S, [web], {}, [pol], "hub1", ""))) == 2
+    # the deriver reads the address from the fabric spec, and without a fabric index takes the default
+    st = SourceState()
+    st.endpoints, st.policies = {web.key: web}, {"p": pol}
+    for index, ip in ((FabricIndex(spec=Fabric(hairpin_snat_ip="169.254.0.9")), "169.254.0.9"), (None, DEFAULT_HAIRPIN_IP)):
+        view = SourceView(K8S, st, "hub1", lambda: [web], index)
+        assert f"outport == @{deny_in} && ip4.src == {ip}" in _acls(policy.derive(view))

@@ -17,6 +17,15 @@ The scheme (ovn-kubernetes' shape, per source = per cluster):
   (from-lport).  Matching ``ip`` leaves ARP alone, and OVN itself passes
   ND/RS/RA at priority 65532 before any ACL, so address resolution survives
   isolation.
+* **Hairpin.**  A pod that reaches its own Service through a load balancer
+  arrives from ``options:hairpin_snat_ip`` (the fabric's ``hairpin_snat_ip``,
+  :data:`~core.model.fabric.DEFAULT_HAIRPIN_IP`), which no policy names: the
+  ingress deny group carries an ``allow-related`` ACL at :data:`ALLOW_PRIORITY`,
+  ``outport == @denyin && ip4.src == <hairpin ip>``, so isolation never cuts a
+  pod off from itself (Kubernetes: a pod cannot block access to itself).  Only
+  the load balancer SNATs to that address, and only for a client that is its
+  own backend, and a port's port security (its addresses) keeps it from
+  sending from that address itself.
 * **Allows, per policy.**  A Port_Group ``hub_<h(source, uid)>`` holds the
   policy's selected ports; each rule becomes ACLs on it, priority
   :data:`ALLOW_PRIORITY` (1001 > deny), action ``allow-related`` so replies and
@@ -63,7 +72,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from core.model import Endpoint, Namespace, Peer, Policy, PolicyPort, Programmed, Rule, Selector, Source
-from core.model.fabric import namespace_selector_labels, selector_labels
+from core.model.fabric import DEFAULT_HAIRPIN_IP, namespace_selector_labels, selector_labels
 from core.names import ACL_KEY, KIND, PARENT, RULE, SOURCE, UID, lsp_name, owner_ids
 from core.nb.kinds import DesiredRow, PlanOp, Ref, RowKind, SourceView, View, by_external_id, register
 from core.nb.tables import port
@@ -271,10 +280,12 @@ def policy_rows(
     namespaces: Mapping[str, Namespace],
     policies: Iterable[Policy],
     hub_id: str,
+    hairpin_ip: str = DEFAULT_HAIRPIN_IP,
 ) -> list[DesiredRow]:
     """Every Port_Group, Address_Set and ACL the policies of ``source`` need
     (see the module docstring for the scheme).  Deterministic: the same input
-    gives equal rows, whatever the iteration order of the inputs."""
+    gives equal rows, whatever the iteration order of the inputs.
+    ``hairpin_ip``: the load balancers' hairpin SNAT address ("" : no hairpin allow)."""
     pols = sorted(policies, key=lambda p: p.uid)
     if not pols:
         return []
@@ -299,6 +310,9 @@ def policy_rows(
         b.port_group(name, members, ids)
         if direction == "in":
             b.acl(name, "to-lport", DENY_PRIORITY, f"outport == @{name} && ip", "drop", ids)
+            if hairpin_ip:
+                hairpin = f"outport == @{name} && {_family(hairpin_ip)}.src == {hairpin_ip}"
+                b.acl(name, "to-lport", ALLOW_PRIORITY, hairpin, "allow-related", b.ids(None, "hairpin"))
         else:
             b.acl(name, "from-lport", DENY_PRIORITY, f"inport == @{name} && ip", "drop", ids)
     return list(b.rows.values())
@@ -391,7 +405,8 @@ def derive(view: SourceView) -> list[DesiredRow]:
     st = view.state
     if not st.policies:
         return []
-    return policy_rows(view.source, view.endpoints, st.namespaces, st.policies.values(), view.hub_id)
+    hairpin = view.fabric.spec.hairpin_snat_ip if view.fabric is not None else DEFAULT_HAIRPIN_IP
+    return policy_rows(view.source, view.endpoints, st.namespaces, st.policies.values(), view.hub_id, hairpin)
 
 
 def object_programmed(view: View, u: PlanOp) -> Programmed | None:

@@ -137,7 +137,7 @@ def test_a_policy_is_written_in_rank_order_and_removed_referrers_first() -> None
     ops = plan(q)
     dels = [o for o in ops if o.op == "delete"]
     n_acls = sum(len(v) for v in acl_uuids.values())
-    assert n_acls == 2 and [o.table for o in dels] == [ACL] * n_acls + [PG] * 2  # the policy's allow, the deny
+    assert n_acls == 3 and [o.table for o in dels] == [ACL] * n_acls + [PG] * 2  # the policy's allow, the deny, the hairpin allow
     assert all(o.op == "delete" for o in ops)
 
 
