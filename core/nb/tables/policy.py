@@ -231,6 +231,28 @@ def _named_groups(port: PolicyPort, endpoints: Iterable[Endpoint]) -> dict[int, 
     return groups
 
 
+def _named_destinations(
+    port: PolicyPort, has_peers: bool, peer_eps: Iterable[Endpoint], blocks: list[Peer], pool: Iterable[Endpoint]
+) -> dict[int, list[str]]:
+    """Egress to the named ``port``: the destination addresses, by the number they
+    resolve it to.  A destination is an endpoint that defines the name and is a
+    peer: every address of one the selectors match (of every endpoint of ``pool``
+    when the rule has no peers), and of the others the addresses inside an ipBlock
+    (a pod whose IPv6 address is in the block is not reached at its IPv4 one)."""
+    dests: dict[str, tuple[Endpoint, list[str]]] = {}
+    for ep in pool if not has_peers else peer_eps:
+        dests[lsp_name(ep)] = (ep, list(ep.ips))
+    if has_peers and blocks:
+        for ep in pool:
+            inside = [ip for ip in ep.ips if any(_in_block(ip, p) for p in blocks)]
+            if inside and lsp_name(ep) not in dests:
+                dests[lsp_name(ep)] = (ep, inside)
+    groups: dict[int, list[str]] = {}
+    for number, group in _named_groups(port, (ep for ep, _ in dests.values())).items():
+        groups[number] = [ip for ep in group for ip in dests[lsp_name(ep)][1]]
+    return groups
+
+
 # ---------------------------------------------------------------- rows
 class _Builder:
     def __init__(self, source: Source, hub_id: str) -> None:
@@ -366,16 +388,7 @@ def _rule_acls(
         else:
             # the destination is a peer: pods matching the selectors, inside an
             # ipBlock, or (no peers) any endpoint of the source
-            if rule.peers:
-                dests = dict(peer_eps)
-                for ep in eps:
-                    if any(_in_block(ip, p) for p in blocks for ip in ep.ips):
-                        dests[ep.key] = ep
-                candidates = list(dests.values())
-            else:
-                candidates = eps
-            for number, group in sorted(_named_groups(pp, candidates).items()):
-                ips = [ip for ep in group for ip in ep.ips]
+            for number, ips in sorted(_named_destinations(pp, bool(rule.peers), peer_eps.values(), blocks, eps).items()):
                 if not ips:
                     continue
                 match = f"inport == @{pg} && ip && ({_ip_set_match(ips, 'dst')}) && {pp.protocol}.dst == {number}"
