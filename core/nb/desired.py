@@ -105,6 +105,10 @@ class DesiredState:
             return
         self.fabric = FabricIndex(spec=spec)
         self._index_stale = True
+        # the index's signature is the new spec's already: a change that moves no network
+        # (hub-level policies, the hairpin address, DNS) must re-derive by itself
+        self.fabric_stale = True
+        self.stale.update(self.sources)
 
     def expect(self, sources: set[str]) -> None:
         """The sources the fabric waits for before its first derivation."""

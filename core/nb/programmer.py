@@ -37,6 +37,7 @@ from core import metrics
 from core.backoff import Backoff
 from core.gcpause import gc_paused
 from core.model import Endpoint, InputEvent, Rejected, Snapshot, Source, StatusEvent
+from core.model.fabric import Fabric
 from core.names import SOURCE
 from core.nb import portcache, txn
 from core.nb.desired import DesiredState
@@ -159,6 +160,12 @@ class Programmer:
                 for table, store in self.replica.stores.items():
                     self.dirty[table].update(k for k in store.keys() if store.source(k) == src)
         metrics.DESIRED_ENDPOINTS.set(len(self.desired.ports))
+        self._wake.set()
+        self._idle.clear()
+
+    def set_fabric(self, spec: Fabric) -> None:
+        """A new fabric spec (start, reload, a changed policies file); the writer derives what it shapes."""
+        self.desired.set_fabric(spec)
         self._wake.set()
         self._idle.clear()
 
