@@ -4,9 +4,9 @@ Each file holds the table's pure row functions and one ``register(RowKind(...))`
 (``core/nb/kinds.py``).  Adding a table = adding a file here and its import below.
 """
 
-from core.nb.tables import load_balancer, policy, port, switch
+from core.nb.tables import admin_policy, load_balancer, policy, port, switch
 
-__all__ = ["ACL", "AS", "LB", "LS", "LSP", "PG", "load_balancer", "policy", "port", "switch"]
+__all__ = ["ACL", "AS", "LB", "LS", "LSP", "PG", "admin_policy", "load_balancer", "policy", "port", "switch"]
 
 LS = switch.TABLE
 LSP = port.TABLE

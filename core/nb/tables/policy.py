@@ -254,7 +254,9 @@ def _named_destinations(
 
 
 # ---------------------------------------------------------------- rows
-class _Builder:
+class RowBuilder:
+    """Port_Group, Address_Set and ACL rows of one source (or the fabric), by table and key."""
+
     def __init__(self, source: Source, hub_id: str) -> None:
         self.source = source
         self.src = str(source)
@@ -313,7 +315,7 @@ def policy_rows(
         return []
     eps = sorted(endpoints, key=lambda e: (e.network, e.uid))
     cands = candidates(eps, namespaces)
-    b = _Builder(source, hub_id)
+    b = RowBuilder(source, hub_id)
     deny: dict[str, set[str]] = {}
     for pol in pols:
         chosen = selected(pol, cands)
@@ -341,7 +343,7 @@ def policy_rows(
 
 
 def _rule_acls(
-    b: _Builder,
+    b: RowBuilder,
     pol: Policy,
     pg: str,
     direction: str,
@@ -444,7 +446,7 @@ def _names_used(cols: Mapping[str, object]) -> set[str]:
 
 
 register(RowKind(table=AS, columns=AS_COLUMNS, rank=2, named=True, whole_batch=True, programmed=object_programmed))
-register(
+PG_KIND = register(
     RowKind(table=PG, columns=PG_COLUMNS, rank=3, members=Ref(port.TABLE, "ports", strong=False), named=True,
             whole_batch=True, programmed=object_programmed),
     derive,
