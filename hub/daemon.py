@@ -30,11 +30,13 @@ import msgspec
 
 from core.adapter import AdapterSpec, OptionsError
 from core.model import Delete, Endpoint, Programmed, Ready, Rejected, Snapshot, Upsert
+from core.model.fabric import AdminPolicy, Fabric
 from core.nb import PortStatus, Programmer
 from hub.bus import AdapterSink, Bus, Subscription
 from hub.config import Config, ConfigError, load
 from hub.notify import Notifier
 from hub.plugins import PluginError, adapter_factory
+from hub.policies import PoliciesFile
 from hub.sandbox import OvnSandbox
 from hub.supervise import AdapterRunner, watchdog
 
@@ -63,9 +65,10 @@ class _Tasks:
     ingest: asyncio.Task[None] | None = None
     writer: asyncio.Task[None] | None = None
     readiness: asyncio.Task[None] | None = None
+    policies: asyncio.Task[None] | None = None
 
     def before_mqtt(self) -> list[asyncio.Task[None]]:
-        return [t for t in (self.consumer, self.watchdog, self.writer, self.readiness) if t is not None]
+        return [t for t in (self.consumer, self.watchdog, self.writer, self.readiness, self.policies) if t is not None]
 
 
 class Hub:
@@ -85,6 +88,9 @@ class Hub:
         self.mqtt: MqttMirror | None = None  # when [mqtt] enabled (imported lazily: aiomqtt)
         self.remote: RemoteIngest | None = None  # when [remote.*] sources are configured
         self._applied: set[str] = set()  # sources whose snapshot the programmer applied
+        #: what the hub builds between the sources; its ``policies`` are the [policies] file's
+        self.fabric = Fabric()
+        self.policy_file = PoliciesFile(config.policies, reject=self.bus.publish)
         self.started_at = time.time()
         self.reloads = 0
 
@@ -115,6 +121,9 @@ class Hub:
                 cache_path=Path(self.config.hub.state_dir) / f"nb-ports-{self.config.hub.id}.cache",
             )
             stack.push_async_callback(self.programmer.close)
+            if not self.policy_file.checks:  # (hubd's main read it already, refusing a bad file)
+                self.policy_file.read()
+            self._apply_policies(self.policy_file.policies)
             self._input = self.bus.subscribe(
                 "programmer", accept=lambda e: isinstance(e, Snapshot | Upsert | Delete)
             )
@@ -142,6 +151,7 @@ class Hub:
         # Adapters list while NB loads: desired state needs no connection.
         tasks = _Tasks(consumer=tg.create_task(self._consume(), name="consumer"),
                        watchdog=tg.create_task(watchdog(self.notifier), name="watchdog"))
+        tasks.policies = tg.create_task(self.policy_file.run(self._apply_policies), name="policies")
         if self.config.mqtt.enabled:  # subscribes before any adapter emits
             from hub.mqtt import MqttMirror
 
@@ -261,6 +271,20 @@ class Hub:
                 await runner.task
         return runner
 
+    def check_policies(self) -> int:
+        """Read the [policies] file at start; a bad one is a config error (there is no
+        last good file yet, and refusing to start leaves the policies NB holds alone)."""
+        self.policy_file.read()
+        if self.policy_file.error:
+            raise ConfigError(f"policies.path: {self.policy_file.error}")
+        return len(self.policy_file.policies)
+
+    def _apply_policies(self, policies: tuple[AdminPolicy, ...]) -> None:
+        """Hub-level policies in force: the programmer gets them as part of the fabric."""
+        self.fabric = msgspec.structs.replace(self.fabric, policies=policies)
+        if self.programmer is not None:
+            self.programmer.set_fabric(self.fabric)
+
     def validate_adapters(self, cfg: Config) -> None:
         """Check adapter types and options without starting anything."""
         for spec in cfg.adapter_specs().values():
@@ -288,6 +312,7 @@ class Hub:
             if getattr(cfg, section) != getattr(self.config, section):
                 log.warning("reload: changes to [%s] take effect at the next restart", section)
         self.config = cfg
+        self.policy_file.configure(cfg.policies)  # SIGHUP looks at the policies file now
         for name in sorted(set(old) - set(new)):
             runner = await self._stop_adapter(name)
             log.info("reload: adapter %s removed; its rows are collected", name)
@@ -359,6 +384,7 @@ class Hub:
             "remote": self.remote.status() if self.remote is not None else [],
             # every rejection (adapters, remote ingest, NB), counted once per distinct object
             "rejections": self.bus.rejections.status(),
+            "policies": self.policy_file.status(),
         }
 
 
