@@ -1,6 +1,6 @@
 """The hub-level policies file (``[policies] path``): a JSON array of AdminPolicy
-objects (core/model/fabric.py), in force above every orchestrator's own policies
-(core/nb/tables/admin_policy.py).
+objects (core/model/fabric.py; packaging/policies.json.example), in force above
+every orchestrator's own policies (core/nb/tables/admin_policy.py).
 
 Semantics, as the Docker adapter's policies file: the file is looked at every
 ``poll_interval`` seconds (and at once on SIGHUP) and re-read when its mtime,

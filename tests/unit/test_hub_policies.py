@@ -22,8 +22,9 @@ from hub.bus import Bus
 from hub.config import ConfigError, PoliciesSection, loads
 from hub.daemon import Hub
 from hub.main import main
-from hub.policies import PoliciesFile
+from hub.policies import PoliciesFile, load_policies_file
 from testkit.wait import wait_until
+from tests.conftest import ROOT
 
 ONE = [{"name": "db", "priority": 1, "subject": {"pod_selector": {"match_labels": {"app": "db"}}},
         "ingress": [{"action": "allow", "peers": [{"pod_selector": {"match_labels": {"app": "web"}}}], "ports": [{"port": 5432}]},
@@ -168,3 +169,9 @@ def test_hubd_refuses_to_start_with_a_bad_policies_file(
     assert main(["--config", str(conf), "--check"]) == 2
     err = capsys.readouterr().err
     assert "config error: policies.path: policies file" in err and "ingress[0].peers[0] cidr" in err
+
+
+def test_the_example_policies_file_is_good() -> None:
+    pols = load_policies_file(str(ROOT / "packaging" / "policies.json.example"))
+    assert [(p.name, p.priority) for p in pols] == [("db-from-web", 10), ("no-smtp-out", 20)]
+    assert [r.action for r in pols[0].ingress] == ["allow", "pass", "deny"]
