@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from core.adapter import AdapterSpec, OptionsError
-from core.model import Delete, Endpoint, Programmed, Ready, Rejected, Snapshot, Upsert
+from core.model import Delete, Endpoint, Programmed, Ready, Rejected, Snapshot, Source, Upsert
 from core.nb import PortStatus, Programmer
 from hub.bus import AdapterSink, Bus, Subscription
 from hub.config import Config, ConfigError, load
@@ -115,6 +115,7 @@ class Hub:
                 cache_path=Path(self.config.hub.state_dir) / f"nb-ports-{self.config.hub.id}.cache",
             )
             stack.push_async_callback(self.programmer.close)
+            self._set_fabric(self.config)
             self._input = self.bus.subscribe(
                 "programmer", accept=lambda e: isinstance(e, Snapshot | Upsert | Delete)
             )
@@ -288,6 +289,7 @@ class Hub:
             if getattr(cfg, section) != getattr(self.config, section):
                 log.warning("reload: changes to [%s] take effect at the next restart", section)
         self.config = cfg
+        self._set_fabric(cfg)
         for name in sorted(set(old) - set(new)):
             runner = await self._stop_adapter(name)
             log.info("reload: adapter %s removed; its rows are collected", name)
@@ -305,6 +307,14 @@ class Hub:
         self.reloads += 1
         self._status(f"reloaded: {len(self.runners)} adapters")
         return True
+
+    def _set_fabric(self, cfg: Config) -> None:
+        """The fabric spec, and the sources it waits for before collecting its rows."""
+        if self.programmer is None:
+            return
+        self.programmer.set_fabric(cfg.fabric_spec())
+        expected = [Source(s.type, s.cluster) for s in cfg.adapter_specs().values()]
+        self.programmer.expect([*expected, *cfg.remote_sources().values()])
 
     def _reload_remote(self, cfg: Config) -> None:
         old = self.config.remote_sources()

@@ -63,7 +63,6 @@ class ExternalSpec(msgspec.Struct, frozen=True, kw_only=True):
     gateway: str = ""
     physnet: str = "physnet"
     chassis: tuple[str, ...] = ()
-    vlan: int = 0
     snat: bool = True
     #: an endpoint label whose value is the endpoint's floating IP on this network
     floating_ip_label: str = LABEL_FLOATING_IP
@@ -161,8 +160,6 @@ def validate_fabric(fab: Fabric) -> None:
             raise Invalid("bad-fabric", f"{where}: ip and gateway must be IPv4 addresses inside cidr {e.cidr}")
         if not e.chassis:
             raise Invalid("bad-fabric", f"{where}.chassis names no gateway chassis")
-        if not 0 <= e.vlan < 4095:
-            raise Invalid("bad-fabric", f"{where}.vlan {e.vlan} is not 0-4094")
     routers_with_ext = [e.router for e in fab.externals]
     if len(set(routers_with_ext)) != len(routers_with_ext):
         raise Invalid("bad-fabric", "a router may have one external network (OVN: one distributed gateway port)")

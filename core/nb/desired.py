@@ -74,9 +74,9 @@ class DesiredState:
         self.children_of: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self.holders: dict[tuple[str, str], set[tuple[str, str]]] = {}
         # the fabric: its spec, its index (rebuilt lazily when a network or the spec changed),
-        # its derived rows, and the gate: fabric rows are derived (and collected) only once
-        # every expected source delivered its snapshot, so a restart never plans a router
-        # without the networks of a source that has not listed yet
+        # its derived rows, and its "synced": the fabric's rows are collected only once every
+        # expected source delivered its snapshot, so a restart never deletes the router port
+        # of a network whose source has not listed yet (memberships: see plan.diff)
         self.fabric = FabricIndex()
         self._index_stale = False
         self.fabric_stale = False
@@ -105,6 +105,8 @@ class DesiredState:
             return
         self.fabric = FabricIndex(spec=spec)
         self._index_stale = True
+        self.fabric_stale = True
+        self.stale.update(self.sources)  # DNS, hairpin and hub-level policy rows read the spec
 
     def expect(self, sources: set[str]) -> None:
         """The sources the fabric waits for before its first derivation."""
@@ -315,9 +317,8 @@ class DesiredState:
                 st.derived = new_rows
                 self._replace(old, new_rows)
         if not self.fabric_open and self._fabric_ready():
-            self.fabric_open = True
-            self.fabric_stale = True
-        if self.fabric_stale and self.fabric_open:
+            self.fabric_open = True  # the fabric's rows may be collected from now on
+        if self.fabric_stale:
             self.fabric_stale = False
             sources = self.sources
 

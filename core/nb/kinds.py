@@ -138,6 +138,10 @@ class RowKind:
     desired_keys: Callable[[View], Any] | None = None
     #: committed inserts are timed until the row reports ``up`` (ports)
     reports_up: bool = False
+    #: the table has no ``external_ids`` (Load_Balancer_Group in NB 7.0): the hub's rows are
+    #: those named ``ovn-hub/<hub id>/...`` (``core.names.owner_prefix``), all the fabric's;
+    #: monitored whole (such tables are small) and fenced by name in every ``where``
+    owner_in_name: bool = False
 
 
 KINDS: dict[str, RowKind] = {}
