@@ -24,7 +24,10 @@ round.  Inbound, a frame to br-phy's MAC and encap IP on UDP 6081 is popped
 an inner frame of 1500 bytes still fits after the Geneve header.
 
 ``add_port`` plugs an endpoint into one chassis as ``OneHostOvn.add_port``
-does (netns + veth, ``iface-id`` = the port name, MAC from the endpoint).
+does (netns + veth, ``iface-id`` = the port name, MAC from the endpoint);
+``add_outside_host`` gives a chassis a provider network: ``br-ex`` with a veth
+into an "outside host" namespace, ``ovn-bridge-mappings=<physnet>:br-ex`` and
+``ovn-cms-options=enable-chassis-as-gw``.
 """
 
 from __future__ import annotations
@@ -123,6 +126,7 @@ class Chassis:
         self.sb_remote = sb_remote
         self.encap_ip = encap_ip
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.bridge_mappings: dict[str, str] = {}  # physnet -> bridge
         self.run_dir = state_dir / "run"
         self.env = dict(
             os.environ,
@@ -416,6 +420,54 @@ class TwoChassisOvn:
         name = lsp_name(ep)
         ch.vsctl("add-port", "br-int", host, "--", "set", "Interface", host, f"external_ids:iface-id={name}")
         self.ports[name] = (chassis_index, ns)
+        return ns
+
+    def add_outside_host(
+        self, chassis_index: int, physnet: str, ip_cidr: str, mac: str | None = None, bridge: str = "br-ex"
+    ) -> str:
+        """A provider network on chassis ``chassis_index``: an OVS bridge (``br-ex``,
+        made on first use) whose uplink is a veth into a new "outside host" netns
+        holding ``ip_cidr``; ``ovn-bridge-mappings`` gets ``<physnet>:<bridge>`` and
+        the chassis becomes a gateway (``ovn-cms-options=enable-chassis-as-gw``).  A
+        localnet port with ``network_name=<physnet>`` then reaches that host.
+
+        A second host on the same physnet joins the same bridge (one outside LAN);
+        another physnet needs a bridge of its own, or the two LANs would be one.
+        Returns the netns."""
+        ch = self.chassis[chassis_index]
+        bridge = ch.bridge_mappings.get(physnet, bridge)
+        if any(b == bridge and p != physnet for p, b in ch.bridge_mappings.items()):
+            raise ValueError(f"{bridge} already carries another physnet on {ch.name}: pass bridge=")
+        self._n += 1
+        ns = f"{self.tag}-x{self._n}"
+        up, out = f"{self.tag}x{self._n}", f"{self.tag}y{self._n}"
+        if len(up) > 15:
+            raise ValueError(f"veth name {up!r} is too long")
+        self._add_ns(ns)
+        ip = _which("ip")
+        ch.in_ns(ip, "link", "add", up, "type", "veth", "peer", "name", out, "netns", ns)
+        in_ns = [ip, "netns", "exec", ns]
+        _run([*in_ns, ip, "link", "set", out, "name", "eth0"])
+        if mac:
+            _run([*in_ns, ip, "link", "set", "eth0", "address", mac])
+        _run([*in_ns, ip, "addr", "add", ip_cidr, "dev", "eth0"])
+        _run([*in_ns, ip, "link", "set", "eth0", "up"])
+        ch.in_ns(ip, "link", "set", up, "up")
+        if ethtool := _ethtool():
+            _run([*in_ns, ethtool, "-K", "eth0", "tx", "off"], check=False)
+            ch.in_ns(ethtool, "-K", up, "tx", "off", check=False)
+        ch.vsctl(
+            "--may-exist", "add-br", bridge,
+            "--", "set", "Bridge", bridge, "datapath_type=netdev", "other-config:disable-in-band=true",
+            "--", "add-port", bridge, up,
+        )  # fmt: skip
+        ch.bridge_mappings[physnet] = bridge
+        mappings = ",".join(f"{p}:{b}" for p, b in sorted(ch.bridge_mappings.items()))
+        ch.vsctl(
+            "set", "Open_vSwitch", ".",
+            f'external_ids:ovn-bridge-mappings="{mappings}"',
+            "external_ids:ovn-cms-options=enable-chassis-as-gw",
+        )  # fmt: skip
         return ns
 
     def port_up(self, port_name: str) -> bool:

@@ -7,6 +7,9 @@ between them must pass, and each chassis' datapath must show the packets
 encapsulated (``tnl_push``) and decapsulated (``tnl_pop``): the two namespaces
 have no other link than the underlay veth, so nothing else could carry them.
 
+The provider-network part: an "outside host" behind ``br-ex`` on chassis 1,
+reached from a port on a switch with a localnet port.
+
 Synchronisation is ``ovn-nbctl --wait=hv sync`` (both ovn-controllers have
 installed the flows for what NB holds) and bounded condition waits, never a sleep.
 """
@@ -82,3 +85,24 @@ def test_ping_and_tcp_cross_the_geneve_tunnel(pair: TwoChassisOvn) -> None:
         # two pings each way and a TCP exchange: at least 4 packets each way through each tunnel end
         assert push1 - push0 >= 4, f"chassis {i + 1} encapsulated {push1 - push0} packets"
         assert pop1 - pop0 >= 4, f"chassis {i + 1} decapsulated {pop1 - pop0} packets"
+
+
+def test_outside_host_over_a_provider_network(pair: TwoChassisOvn) -> None:
+    c1, _ = pair.chassis_names
+    outside = pair.add_outside_host(0, "physnet1", "172.31.0.100/24")
+    vm = ep("vm", "172.31.0.11", c1, net="provider")
+    pair.ovn.nbctl(
+        "ls-add", "provider",
+        "--", "lsp-add", "provider", "provider-localnet",
+        "--", "lsp-set-type", "provider-localnet", "localnet",
+        "--", "lsp-set-addresses", "provider-localnet", "unknown",
+        "--", "lsp-set-options", "provider-localnet", "network_name=physnet1",
+    )  # fmt: skip
+    name = add_lsp(pair, "provider", vm)
+    ns_vm = pair.add_port(0, vm)
+    pair.wait_up(name, WAIT)
+    pair.ovn.nbctl(f"--timeout={int(WAIT)}", "--wait=hv", "sync")
+    cms = pair.sbctl("--bare", "--columns=other_config", "find", "Chassis", f"name={c1}")
+    assert "enable-chassis-as-gw" in cms
+    assert pair.ping(ns_vm, "172.31.0.100"), "vm -> outside host through br-ex"
+    assert pair.ping(outside, "172.31.0.11"), "outside host -> vm"
