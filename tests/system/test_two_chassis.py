@@ -7,6 +7,9 @@ between them must pass, and each chassis' datapath must show the packets
 encapsulated (``tnl_push``) and decapsulated (``tnl_pop``): the two namespaces
 have no other link than the underlay veth, so nothing else could carry them.
 
+A last test puts the hub's programmer in front: endpoints whose ``node`` are
+the two chassis names bind where the hub's ``options:requested-chassis`` says.
+
 The provider-network part: an "outside host" behind ``br-ex`` on chassis 1,
 reached from a port on a switch with a localnet port.
 
@@ -16,15 +19,19 @@ installed the flows for what NB holds) and bounded condition waits, never a slee
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
 
 import pytest
 
-from core.model import Endpoint, Source
+from core.model import Endpoint, Network, Ready, Snapshot, Source
 from core.names import derived_mac, lsp_name
+from core.nb import Programmer
 from testkit.chassis import TwoChassisOvn
+from testkit.wait import wait_until
 
 _MISSING = [
     b
@@ -85,6 +92,34 @@ def test_ping_and_tcp_cross_the_geneve_tunnel(pair: TwoChassisOvn) -> None:
         # two pings each way and a TCP exchange: at least 4 packets each way through each tunnel end
         assert push1 - push0 >= 4, f"chassis {i + 1} encapsulated {push1 - push0} packets"
         assert pop1 - pop0 >= 4, f"chassis {i + 1} decapsulated {pop1 - pop0} packets"
+
+
+async def test_the_hub_binds_each_endpoint_on_its_node(pair: TwoChassisOvn) -> None:
+    c1, c2 = pair.chassis_names
+    a, b = ep("ha", "10.80.0.11", c1, net="hubnet"), ep("hb", "10.80.0.12", c2, net="hubnet")
+    events: list[object] = []
+
+    async def publish(ev: object) -> None:
+        events.append(ev)
+
+    prog = Programmer(pair.nb_remote, "two-chassis", publish=publish)  # type: ignore[arg-type]
+    await prog.start()
+    task = asyncio.create_task(prog.run())
+    try:
+        prog.apply(Snapshot(source=SRC, objects=(Network(source=SRC, name="hubnet", subnets=("10.80.0.0/24",)), a, b)))
+        await prog.flush(WAIT)
+        ns_a = await asyncio.to_thread(pair.add_port, 0, a)
+        await asyncio.to_thread(pair.add_port, 1, b)
+        names = {lsp_name(a), lsp_name(b)}
+        await wait_until(lambda: {e.port for e in events if isinstance(e, Ready)} >= names, WAIT, "Ready for both")
+        assert [await asyncio.to_thread(pair.bound_chassis, lsp_name(e)) for e in (a, b)] == [c1, c2]
+        await asyncio.to_thread(pair.ovn.nbctl, f"--timeout={int(WAIT)}", "--wait=hv", "sync")
+        assert await asyncio.to_thread(pair.ping, ns_a, "10.80.0.12"), "ha (chassis 1) -> hb (chassis 2)"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await prog.close()
 
 
 def test_outside_host_over_a_provider_network(pair: TwoChassisOvn) -> None:
