@@ -369,6 +369,7 @@ class Hub:
             "remote": self.remote.status() if self.remote is not None else [],
             # every rejection (adapters, remote ingest, NB), counted once per distinct object
             "rejections": self.bus.rejections.status(),
+            "fabric": msgspec.to_builtins(self.programmer.fabric_status()) if self.programmer is not None else None,
         }
 
 

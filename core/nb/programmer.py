@@ -46,7 +46,7 @@ from core.nb.failures import Failures
 from core.nb.kinds import KINDS, PlanOp
 from core.nb.plan import View, plan_all, plan_batch
 from core.nb.replica import NbReplica
-from core.nb.status import NbStatus, PortStatus
+from core.nb.status import FabricStatus, NbStatus, PortStatus, RouterStatus
 from core.nb.store import RowStore, XRow
 from core.nb.tables import switch
 from core.nb.tables.fabric import FabricIndex
@@ -497,6 +497,18 @@ class Programmer:
         rows = self.ports.rows
         for name, ep in self.desired.ports.items():
             yield ep, rows.get(name)
+
+    def fabric_status(self) -> FabricStatus:
+        fab = self.desired.fabric
+        ext = {e.router: e.name for e in fab.spec.externals}
+        tables = ("Logical_Router", "Logical_Router_Port", "NAT", "Logical_Router_Static_Route", "Load_Balancer_Group",
+                  "DNS", "HA_Chassis_Group")  # fmt: skip
+        return FabricStatus(
+            routers=[RouterStatus(r.name, list(fab.switches(r.name)), ext.get(r.name, "")) for r in fab.spec.routers],
+            problems=list(fab.problems),
+            collecting=self.desired.fabric_open,
+            rows={t: len(self.replica.stores[t]) for t in tables if t in self.replica.stores},
+        )
 
     def synced_sources(self) -> list[str]:
         return sorted(s for s, st in self.desired.sources.items() if st.synced)
