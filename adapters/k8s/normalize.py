@@ -38,6 +38,8 @@ from core.model import (
     validate_mac,
 )
 
+from .podnet import pod_subnet
+
 __all__ = [
     "CHASSIS_KEY",
     "DEFAULT_AFFINITY_TIMEOUT",
@@ -50,6 +52,7 @@ __all__ = [
     "namespace_labels",
     "node_chassis",
     "node_internal_ips",
+    "node_pod_cidrs",
     "normalize_namespace",
     "normalize_pod",
     "normalize_policy",
@@ -360,6 +363,30 @@ def node_internal_ips(obj: Any) -> tuple[str, ...]:
         if ip not in ips:
             ips.append(ip)
     return tuple(ips)
+
+
+def node_pod_cidrs(obj: Any) -> tuple[str, ...]:
+    """A Node → its pod CIDRs: ``spec.podCIDRs``, else ``spec.podCIDR`` (nodes
+    from before dual-stack), in the node's order; ``()`` while none is
+    allocated.  Host bits are cleared (the API server accepts ``10.0.0.1/24``);
+    at most one CIDR per family, as Kubernetes allows; each must be usable by
+    pods (:func:`adapters.k8s.podnet.pod_subnet`).  Raises :class:`Invalid`."""
+    node = _check_kind(obj, "Node")
+    spec = _dict(node.get("spec"), "spec")
+    values = _list(spec.get("podCIDRs"), "spec.podCIDRs")
+    fields = [f"spec.podCIDRs[{i}]" for i in range(len(values))]
+    if not values:
+        one = _str(spec.get("podCIDR"), "spec.podCIDR")
+        values, fields = ([one], ["spec.podCIDR"]) if one else ([], [])
+    out: list[str] = []
+    families: set[int] = set()
+    for field, value in zip(fields, values, strict=True):
+        net = pod_subnet(_str(value, field, required=True), field)
+        if net.version in families:
+            raise Invalid("bad-subnet", f"spec.podCIDRs has two IPv{net.version} CIDRs (at most one per family)")
+        families.add(net.version)
+        out.append(str(net))
+    return tuple(out)
 
 
 # ---------------------------------------------------------------- endpoint slices
