@@ -116,15 +116,11 @@ class Fabric(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def routed_subnets(net: Network) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """The network's subnets a router port takes: its first of each family."""
-    out: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-    for version in (4, 6):
-        for s in net.subnets:
-            n = ipaddress.ip_network(s, strict=False)
-            if n.version == version:
-                out.append(n)
-                break
-    return out
+    """The network's subnets a router port takes: all of them, IPv4 first (a
+    Kubernetes pod network made of nodes' podCIDR slices that do not collapse
+    into one has several, each with its gateway)."""
+    nets = [ipaddress.ip_network(s, strict=False) for s in net.subnets]
+    return [n for n in nets if n.version == 4] + [n for n in nets if n.version == 6]
 
 
 def gateway_of(net: Network, subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
