@@ -29,11 +29,29 @@ SHARD = "ovn-hub:shard"  # crc32(port name) % SHARDS: lets a restart read ports 
 SHARDS = 8
 ACL_KEY = "ovn-hub:acl"  # content digest identifying an ACL (ACL has no name index)
 PARENT = "ovn-hub:parent"  # Port_Group an ACL belongs to / switch a load balancer is on
+ROW_KEY = "ovn-hub:key"  # the key of a fabric row whose table has no name column (NAT, DNS, routes, HA chassis)
 RULE = "ovn-hub:rule"  # which part of the policy an ACL or address set comes from (for humans)
 
 
 def owner_ids(source: Source | str, kind: str, uid: str, namespace: str, name: str, hub_id: str) -> dict[str, str]:
     return {OWNER: hub_id, SOURCE: str(source), KIND: kind, UID: uid, NAMESPACE: namespace, NAME: name}
+
+
+def fabric_ids(kind: str, name: str, hub_id: str, source: str = "ovn-hub/fabric") -> dict[str, str]:
+    """Ownership tags of a fabric row (``source``: the fabric's pseudo-source, or the
+    source whose objects a row is made of, for DNS records)."""
+    return {OWNER: hub_id, SOURCE: source, KIND: kind, UID: name, NAMESPACE: "", NAME: name}
+
+
+def owner_prefix(hub_id: str) -> str:
+    """The name prefix of the hub's rows in a table without ``external_ids``."""
+    return f"ovn-hub/{hub_id}/"
+
+
+def stable_mac(name: str) -> str:
+    """A locally administered unicast MAC from a row name (router ports)."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return "0a:" + ":".join(f"{b:02x}" for b in digest[:5])
 
 
 def owned(hub_id: str) -> list[Any]:

@@ -80,6 +80,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     if nb.get("session_drops"):
         print(f"  NB sessions lost inside a transaction: {nb['session_drops']} (rows committed apart)")
     print(f"endpoints: {st['endpoints']}")
+    fab = st.get("fabric") or {}
+    for r in fab.get("routers", []):
+        ext = f", out through {r['external']}" if r["external"] else ""
+        print(f"router {r['name']}: {len(r['networks'])} networks ({', '.join(r['networks'][:6])}"
+              f"{', ...' if len(r['networks']) > 6 else ''}){ext}")
+    for why in fab.get("problems", []):
+        print(f"  fabric: {why}")
     rej = st.get("rejections") or {}
     if rej.get("distinct"):
         reasons = ", ".join(f"{r} {n}" for r, n in rej["by_reason"].items())

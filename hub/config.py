@@ -16,6 +16,16 @@ import msgspec
 
 from core.adapter import AdapterSpec
 from core.model import Invalid, Source, validate_source
+from core.model.fabric import (
+    DEFAULT_HAIRPIN_IP,
+    LABEL_FLOATING_IP,
+    DnsSpec,
+    ExternalSpec,
+    Fabric,
+    RouterSpec,
+    validate_fabric,
+)
+from core.model.objects import DNS_LABEL
 
 DEFAULT_PATH = Path("/etc/ovn-hub/hubd.toml")
 DEFAULT_API = "unix:/run/ovn-hub/hubd.sock"
@@ -106,6 +116,37 @@ def parse_mqtt_url(url: str) -> tuple[bool, str, int]:
     return tls, m.group(2).strip("[]"), port
 
 
+class RouterSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``[routers.<name>]``: a hub-owned router joining the networks that match
+    ``networks`` (``<orchestrator>/<cluster>/<network>`` patterns, ``*`` allowed)
+    and have a subnet."""
+
+    networks: list[str] = msgspec.field(default_factory=lambda: ["*"])
+
+
+class ExternalSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``[external.<name>]``: the provider network ``router`` leaves through
+    (core/model/fabric.py ``ExternalSpec``)."""
+
+    router: str
+    cidr: str
+    ip: str
+    gateway: str = ""
+    physnet: str = "physnet"
+    chassis: list[str] = []
+    snat: bool = True
+    floating_ip_label: str = LABEL_FLOATING_IP
+
+
+class DnsSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    enabled: bool = True
+    zone: str = "hub"
+
+
+class FabricSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    hairpin_snat_ip: str = DEFAULT_HAIRPIN_IP
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     hub: HubSection = msgspec.field(default_factory=HubSection)
     ovn: OvnSection = msgspec.field(default_factory=OvnSection)
@@ -117,6 +158,24 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     policies: PoliciesSection = msgspec.field(default_factory=PoliciesSection)
     #: ``hubd --role node`` (adapters/docker/node.py ``NodeOptions``); checked by hub.node.
     node: dict[str, Any] = {}
+    routers: dict[str, RouterSection] = {}
+    external: dict[str, ExternalSection] = {}
+    dns: DnsSection = msgspec.field(default_factory=DnsSection)
+    fabric: FabricSection = msgspec.field(default_factory=FabricSection)
+
+    def fabric_spec(self) -> Fabric:
+        """The fabric the programmer builds: routers in name order (the first
+        whose patterns match a network takes it)."""
+        return Fabric(
+            routers=tuple(RouterSpec(name=n, networks=tuple(r.networks)) for n, r in sorted(self.routers.items())),
+            externals=tuple(
+                ExternalSpec(name=n, router=e.router, cidr=e.cidr, ip=e.ip, gateway=e.gateway, physnet=e.physnet,
+                             chassis=tuple(e.chassis), snat=e.snat, floating_ip_label=e.floating_ip_label)
+                for n, e in sorted(self.external.items())
+            ),
+            dns=DnsSpec(enabled=self.dns.enabled, zone=self.dns.zone),
+            hairpin_snat_ip=self.fabric.hairpin_snat_ip,
+        )
 
     def remote_sources(self) -> dict[str, Source]:
         """``[remote.<name>]`` → its source; unique, and no local adapter's."""
@@ -166,10 +225,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 def _check(cfg: Config) -> None:
-    try:
-        validate_source(Source(cfg.hub.id, "x"))
-    except Invalid:
-        raise ConfigError(f"hub.id: {cfg.hub.id!r} is not a DNS label ([a-z0-9-], 1-63)") from None
+    if not DNS_LABEL.fullmatch(cfg.hub.id):
+        raise ConfigError(f"hub.id: {cfg.hub.id!r} is not a DNS label ([a-z0-9-], 1-63)")
     if cfg.hub.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("hub.log_level: must be debug, info, warning or error")
     if not cfg.ovn.nb.startswith(("unix:", "tcp:")):
@@ -201,6 +258,13 @@ def _check(cfg: Config) -> None:
         raise ConfigError(f"policies.path: {cfg.policies.path!r} must be an absolute path")
     cfg.adapter_specs()
     cfg.remote_sources()
+    for name in [*cfg.routers, *cfg.external]:
+        if not DNS_LABEL.fullmatch(name):
+            raise ConfigError(f"routers/external: name {name!r} is not a DNS label ([a-z0-9-], 1-63)")
+    try:
+        validate_fabric(cfg.fabric_spec())
+    except Invalid as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def parse_listen(listen: str) -> tuple[str, str | tuple[str, int]]:

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from core.adapter import AdapterSpec, OptionsError
-from core.model import Delete, Endpoint, Programmed, Ready, Rejected, Snapshot, Upsert
-from core.model.fabric import AdminPolicy, Fabric
+from core.model import Delete, Endpoint, Programmed, Ready, Rejected, Snapshot, Source, Upsert
+from core.model.fabric import AdminPolicy
 from core.nb import PortStatus, Programmer
 from hub.bus import AdapterSink, Bus, Subscription
 from hub.config import Config, ConfigError, load
@@ -89,7 +89,7 @@ class Hub:
         self.remote: RemoteIngest | None = None  # when [remote.*] sources are configured
         self._applied: set[str] = set()  # sources whose snapshot the programmer applied
         #: what the hub builds between the sources; its ``policies`` are the [policies] file's
-        self.fabric = Fabric()
+        self.fabric = config.fabric_spec()
         self.policy_file = PoliciesFile(config.policies, reject=self.bus.publish)
         self.started_at = time.time()
         self.reloads = 0
@@ -123,7 +123,7 @@ class Hub:
             stack.push_async_callback(self.programmer.close)
             if not self.policy_file.checks:  # (hubd's main read it already, refusing a bad file)
                 self.policy_file.read()
-            self._apply_policies(self.policy_file.policies)
+            self._set_fabric(self.config)
             self._input = self.bus.subscribe(
                 "programmer", accept=lambda e: isinstance(e, Snapshot | Upsert | Delete)
             )
@@ -312,6 +312,7 @@ class Hub:
             if getattr(cfg, section) != getattr(self.config, section):
                 log.warning("reload: changes to [%s] take effect at the next restart", section)
         self.config = cfg
+        self._set_fabric(cfg)
         self.policy_file.configure(cfg.policies)  # SIGHUP looks at the policies file now
         for name in sorted(set(old) - set(new)):
             runner = await self._stop_adapter(name)
@@ -330,6 +331,16 @@ class Hub:
         self.reloads += 1
         self._status(f"reloaded: {len(self.runners)} adapters")
         return True
+
+    def _set_fabric(self, cfg: Config) -> None:
+        """The fabric spec (with the hub-level policies in force), and the sources it
+        waits for before collecting its rows."""
+        self.fabric = msgspec.structs.replace(cfg.fabric_spec(), policies=self.policy_file.policies)
+        if self.programmer is None:
+            return
+        self.programmer.set_fabric(self.fabric)
+        expected = [Source(s.type, s.cluster) for s in cfg.adapter_specs().values()]
+        self.programmer.expect([*expected, *cfg.remote_sources().values()])
 
     def _reload_remote(self, cfg: Config) -> None:
         old = self.config.remote_sources()
@@ -384,6 +395,7 @@ class Hub:
             "remote": self.remote.status() if self.remote is not None else [],
             # every rejection (adapters, remote ingest, NB), counted once per distinct object
             "rejections": self.bus.rejections.status(),
+            "fabric": msgspec.to_builtins(self.programmer.fabric_status()) if self.programmer is not None else None,
             "policies": self.policy_file.status(),
         }
 

@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from hub.config import DEFAULT_PATH, Config, ConfigError, load
+from hub.config import DEFAULT_PATH, Config, ConfigError, RouterSection, load
 
 
 def _logging(level: str) -> None:
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     if path is None and DEFAULT_PATH.exists():
         path = DEFAULT_PATH
     try:
-        cfg = load(path) if path is not None else Config()
+        # no config file: the embedded defaults, one router joining every network that has a subnet
+        cfg = load(path) if path is not None else Config(routers={"default": RouterSection()})
     except ConfigError as exc:
         print(f"hubd: config error: {exc}", file=sys.stderr)
         return 2

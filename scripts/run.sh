@@ -42,6 +42,10 @@ listen = "unix:$STATE/hubd.sock"
 type = "docker"
 cluster = "local"
 url = "unix://$DOCKER_SOCK"
+
+# one router joins every network that has a subnet (flat, like Kubernetes)
+[routers.default]
+networks = ["*"]
 EOT
 cat <<EOT
 

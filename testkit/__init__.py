@@ -11,6 +11,7 @@ import-linter contract says so).
 * :mod:`testkit.k8s_fake` - an in-process Kubernetes API server (list/watch wire protocol);
 * :mod:`testkit.mosquitto` - a private mosquitto on loopback (password and TLS variants);
 * :mod:`testkit.dataplane` - a one-host OVN data plane (NB+SB+northd, ovs-vswitchd netdev, ovn-controller);
+* :mod:`testkit.chassis` - two chassis on one machine, Geneve between their netns, optional provider network;
 * :mod:`testkit.ovn_trace` - ovn-trace verdicts on the logical flows ovn-northd compiled.
 
 ``bench`` uses these harnesses too; ``bench`` and product code never import ``tests``.

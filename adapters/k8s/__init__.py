@@ -1,8 +1,9 @@
 """Kubernetes adapter (entry point ``k8s = "adapters.k8s:create"``).
 
 :func:`create` is the :class:`core.adapter.AdapterFactory`; :mod:`.normalize`
-holds the pure payload → canonical-model functions, :mod:`.offline` the
-``hubctl normalize --from k8s`` normalizer.
+holds the pure payload → canonical-model functions, :mod:`.podnet` the pod
+network's subnets and gateway, :mod:`.offline` the ``hubctl normalize --from
+k8s`` normalizer.
 
 :mod:`.adapter` (and so kubernetes_asyncio) is imported lazily: the offline
 normalizer and the pure functions do not need the client library.
@@ -14,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from core.adapter import Adapter, AdapterSpec
 
-from . import normalize
+from . import normalize, podnet
 from .normalize import (
     namespace_labels,
     node_chassis,
+    node_pod_cidrs,
     normalize_namespace,
     normalize_pod,
     normalize_policy,
@@ -35,6 +37,7 @@ __all__ = [
     "create",
     "namespace_labels",
     "node_chassis",
+    "node_pod_cidrs",
     "normalize",
     "normalize_namespace",
     "normalize_pod",
@@ -42,6 +45,7 @@ __all__ = [
     "normalize_service",
     "parse_documents",
     "parse_endpoint_slice",
+    "podnet",
 ]
 
 

@@ -33,6 +33,29 @@ Nodes feed a node-name → chassis map (label/annotation
 Nodes also feed their InternalIPs: NodePort/LoadBalancer Services get a rule per
 node IP, and are re-emitted when the node IPs change.
 
+The pod network (every pod Endpoint's ``network``) is one
+:class:`~core.model.Network` in every Snapshot, with subnets, so the routing
+fabric can route pods (rules and reasons in :mod:`.podnet`):
+
+* option ``pod_cidr`` set (the cluster CIDR(s)): those subnets, collapsed and
+  sorted, and the gateway ``pod_gateway`` or else the first host address of
+  the lowest IPv4 subnet (of the lowest IPv6 one in an IPv6-only cluster).
+  Nodes' podCIDRs are then not read;
+* else the nodes' ``spec.podCIDRs`` (``spec.podCIDR``): the collapsed, sorted
+  set of every node's slices - never one covering supernet, which would claim
+  the gaps between slices - and the gateway the first host address of the
+  lowest IPv4 one.  That lowest subnet is the one the Logical_Switch writes to
+  ``other_config:subnet`` (with the gateway in ``exclude_ips``), so the
+  gateway is always inside the subnet OVN knows.  A node that gets, changes or
+  loses a slice (added, modified, deleted, or gone in a relist) changes the
+  Network: one Upsert; anything else about a node emits no Network.  A node
+  whose podCIDRs are malformed (not a CIDR, two of one family, multicast,
+  too small…) is rejected (reason ``bad-subnet`` or ``bad-field``) and adds no
+  slice, but its chassis and IPs still count.  No node with a slice: a
+  Network without subnets (the switch has no IPAM subnet, as before).
+
+A pod whose IP is in none of the subnets is programmed like any other.
+
 Namespaces become :class:`~core.model.Namespace` objects (and
 :attr:`K8sAdapter.namespaces`).  Services are joined with their EndpointSlices
 (label ``kubernetes.io/service-name``) into resolved
@@ -79,6 +102,7 @@ from .normalize import (
     namespace_labels,
     node_chassis,
     node_internal_ips,
+    node_pod_cidrs,
     normalize_namespace,
     normalize_pod,
     normalize_policy,
@@ -91,6 +115,7 @@ from .normalize import (
     resource_version,
     watch_error,
 )
+from .podnet import cap, collapse, parse_pod_cidr, parse_pod_gateway, pod_network
 
 __all__ = ["K8sAdapter", "K8sOptions"]
 
@@ -119,6 +144,12 @@ class K8sOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     page_size: Annotated[int, msgspec.Meta(ge=1)] = 500
     #: Cap of the reconnect backoff (seconds).
     backoff_max: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    #: The pod network's subnets (the cluster CIDR(s)): one CIDR, a comma-separated
+    #: list or a list, IPv4 and/or IPv6.  Empty: the nodes' podCIDRs, united.
+    pod_cidr: str | list[str] = ""
+    #: The pod network's gateway (a host address of the lowest IPv4 pod_cidr
+    #: subnet); empty: that subnet's first host address.  Needs ``pod_cidr``.
+    pod_gateway: str = ""
 
 
 @dataclass(frozen=True)
@@ -185,8 +216,31 @@ class K8sAdapter:
             raise OptionsError(f"adapters.{spec.name}.network: {self.options.network!r} is not a network name")
         if self.options.context and not self.options.kubeconfig:
             raise OptionsError(f"adapters.{spec.name}.context: needs a kubeconfig (in-cluster config has no contexts)")
+        #: The ``pod_cidr`` subnets (collapsed, sorted); None: derived from the nodes' podCIDRs.
+        self.pod_cidr: tuple[str, ...] | None = None
+        gateway: str | None = None
+        if self.options.pod_cidr:
+            try:
+                self.pod_cidr = parse_pod_cidr(self.options.pod_cidr)
+            except Invalid as exc:
+                raise OptionsError(f"adapters.{spec.name}.pod_cidr: {exc}") from None
+        if self.options.pod_gateway:
+            if self.pod_cidr is None:
+                raise OptionsError(
+                    f"adapters.{spec.name}.pod_gateway: needs pod_cidr (derived from the nodes' podCIDRs, the "
+                    "gateway is the first address of the lowest one)"
+                )
+            try:
+                gateway = parse_pod_gateway(self.options.pod_gateway, self.pod_cidr)
+            except Invalid as exc:
+                raise OptionsError(f"adapters.{spec.name}.pod_gateway: {exc}") from None
         self.source = spec.source
         self.network = self.options.network
+        #: The pod network as last emitted (see :mod:`.podnet`).
+        self.pod_network = pod_network(self.source, self.network, self.pod_cidr or (), gateway)
+        #: Node name → its pod CIDRs (only without ``pod_cidr``).
+        self.node_cidrs: dict[str, tuple[str, ...]] = {}
+        self._cidrs_dropped: tuple[str, ...] = ()
         self.log = spec.logger()
         self.cache = ObjectCache(self.source)
         #: Rejected inputs by reason (the hub also counts Rejected events).
@@ -265,7 +319,7 @@ class K8sAdapter:
             self.connected = True
             self.log.info(
                 "connected to the kubernetes API at %s: %d pod endpoints, %d namespaces, %d nodes, "
-                "%d services, %d endpoint slices, %d network policies",
+                "%d services, %d endpoint slices, %d network policies; network %s: subnets %s (%s), gateway %s",
                 api.configuration.host,
                 len(self._pods),
                 len(self.namespaces),
@@ -273,6 +327,10 @@ class K8sAdapter:
                 len(self._services),
                 len(self._slices),
                 len(self._policies),
+                self.network,
+                ", ".join(self.pod_network.subnets) or "none",
+                "pod_cidr" if self.pod_cidr is not None else "the nodes' podCIDRs",
+                self.pod_network.gateway,
             )
         tasks = [asyncio.create_task(self._watch(apis, res, sink), name=f"k8s-watch-{res.kind}") for res in RESOURCES]
         try:
@@ -347,7 +405,8 @@ class K8sAdapter:
             for ev in events:
                 if isinstance(ev, Rejected):
                     await sink.emit(ev)
-        objects: list[Object] = [self._effective(ep) for ep in self._pods.values()]
+        objects: list[Object] = [self.pod_network]
+        objects += [self._effective(ep) for ep in self._pods.values()]
         objects += self._namespaces.values()
         objects += self._services.values()
         objects += self._policies.values()
@@ -443,6 +502,29 @@ class K8sAdapter:
             self.resource_versions[res.kind] = rv
 
     # ------------------------------------------------------------ state
+    def _network_event(self) -> InputEvent | None:
+        """Recompute the pod network from the nodes' podCIDRs; its Upsert, or
+        None if it did not change."""
+        subnets, dropped = cap(collapse(c for cidrs in self.node_cidrs.values() for c in cidrs))
+        if dropped != self._cidrs_dropped:
+            if dropped:
+                self.log.warning(
+                    "network %s: the nodes' podCIDRs collapse to %d subnets, more than a network may have (%d); "
+                    "left out: %s (set the adapter's pod_cidr to the cluster CIDR)",
+                    self.network,
+                    len(subnets) + len(dropped),
+                    len(subnets),
+                    ", ".join(dropped),
+                )
+            else:
+                self.log.info("network %s: every node's podCIDR fits again", self.network)
+            self._cidrs_dropped = dropped
+        net = pod_network(self.source, self.network, subnets)
+        if net != self.pod_network:
+            self.log.info("network %s: subnets %s, gateway %s", self.network, ", ".join(subnets) or "none", net.gateway)
+            self.pod_network = net
+        return self.cache.upsert(net)
+
     def _effective(self, ep: Endpoint) -> Endpoint:
         chassis = self.chassis.get(ep.node, ep.node)
         return ep if chassis == ep.node else msgspec.structs.replace(ep, node=chassis)
@@ -492,7 +574,23 @@ class K8sAdapter:
             name, chassis = node_chassis(obj)
             ips = node_internal_ips(obj)
         except Invalid as exc:
+            # a node we cannot read adds no slice to the pod network (its chassis and IPs stay as they were)
+            if self.pod_cidr is None and self.node_cidrs.pop(self._safe_name(obj), None) is not None:
+                return [self._reject(exc, object_ref(obj)), self._network_event()]
             return [self._reject(exc, object_ref(obj))]
+        events: list[InputEvent | None] = []
+        if self.pod_cidr is None:
+            cidrs: tuple[str, ...] = ()
+            if typ != "DELETED":
+                try:
+                    cidrs = node_pod_cidrs(obj)
+                except Invalid as exc:  # only the slice is lost: the chassis and the IPs still count
+                    events.append(self._reject(exc, object_ref(obj)))
+            if cidrs:
+                self.node_cidrs[name] = cidrs
+            else:
+                self.node_cidrs.pop(name, None)
+            events.append(self._network_event())
         before = self.chassis.get(name, name)
         ips_before = self.node_ips.get(name, ())
         if typ == "DELETED":
@@ -501,7 +599,6 @@ class K8sAdapter:
         else:
             self.chassis[name] = chassis
             self.node_ips[name] = ips
-        events: list[InputEvent | None] = []
         if self.chassis.get(name, name) != before:
             self.log.info("node %s: chassis %s", name, self.chassis.get(name, name))
             events += [self.cache.upsert(self._effective(ep)) for ep in self._pods.values() if ep.node == name]
@@ -667,6 +764,7 @@ class K8sAdapter:
         elif res is NODES:
             chassis: dict[str, str] = {}
             node_ips: dict[str, tuple[str, ...]] = {}
+            node_cidrs: dict[str, tuple[str, ...]] = {}
             for obj in items:
                 try:
                     name, ch = node_chassis(obj)
@@ -676,8 +774,17 @@ class K8sAdapter:
                     continue
                 chassis[name] = ch
                 node_ips[name] = ips
+                if self.pod_cidr is None:
+                    try:
+                        if cidrs := node_pod_cidrs(obj):
+                            node_cidrs[name] = cidrs
+                    except Invalid as exc:
+                        events.append(self._reject(exc, object_ref(obj)))
             self.chassis = chassis
             self.node_ips = node_ips
+            if self.pod_cidr is None:
+                self.node_cidrs = node_cidrs
+                events.append(self._network_event())
         elif res is NAMESPACES:
             namespaces: dict[str, Namespace] = {}
             for obj in items:

@@ -38,6 +38,8 @@ from core.model import (
     validate_mac,
 )
 
+from .podnet import pod_subnet
+
 __all__ = [
     "CHASSIS_KEY",
     "DEFAULT_AFFINITY_TIMEOUT",
@@ -50,6 +52,7 @@ __all__ = [
     "namespace_labels",
     "node_chassis",
     "node_internal_ips",
+    "node_pod_cidrs",
     "normalize_namespace",
     "normalize_pod",
     "normalize_policy",
@@ -362,6 +365,30 @@ def node_internal_ips(obj: Any) -> tuple[str, ...]:
     return tuple(ips)
 
 
+def node_pod_cidrs(obj: Any) -> tuple[str, ...]:
+    """A Node → its pod CIDRs: ``spec.podCIDRs``, else ``spec.podCIDR`` (nodes
+    from before dual-stack), in the node's order; ``()`` while none is
+    allocated.  Host bits are cleared (the API server accepts ``10.0.0.1/24``);
+    at most one CIDR per family, as Kubernetes allows; each must be usable by
+    pods (:func:`adapters.k8s.podnet.pod_subnet`).  Raises :class:`Invalid`."""
+    node = _check_kind(obj, "Node")
+    spec = _dict(node.get("spec"), "spec")
+    values = _list(spec.get("podCIDRs"), "spec.podCIDRs")
+    fields = [f"spec.podCIDRs[{i}]" for i in range(len(values))]
+    if not values:
+        one = _str(spec.get("podCIDR"), "spec.podCIDR")
+        values, fields = ([one], ["spec.podCIDR"]) if one else ([], [])
+    out: list[str] = []
+    families: set[int] = set()
+    for field, value in zip(fields, values, strict=True):
+        net = pod_subnet(_str(value, field, required=True), field)
+        if net.version in families:
+            raise Invalid("bad-subnet", f"spec.podCIDRs has two IPv{net.version} CIDRs (at most one per family)")
+        families.add(net.version)
+        out.append(str(net))
+    return tuple(out)
+
+
 # ---------------------------------------------------------------- endpoint slices
 @dataclass(frozen=True)
 class SlicePort:
@@ -563,6 +590,15 @@ def normalize_service(
     for ip in _ip_list(_list(spec.get("externalIPs"), "spec.externalIPs"), "spec.externalIPs"):
         if ip not in vips:
             vips.append(ip)
+    if typ == "LoadBalancer":  # the addresses the cloud (or MetalLB) gave it: VIPs on the fabric's gateway
+        lb = _dict(_dict(obj.get("status"), "status").get("loadBalancer"), "status.loadBalancer")
+        for i, ing in enumerate(_list(lb.get("ingress"), "status.loadBalancer.ingress")):
+            lb_ip = _dict(ing, f"status.loadBalancer.ingress[{i}]").get("ip")
+            if lb_ip in (None, ""):
+                continue  # a hostname-only ingress (AWS ELB) has no address to serve
+            for canon in _ip_list([lb_ip], f"status.loadBalancer.ingress[{i}].ip"):
+                if canon not in vips:
+                    vips.append(canon)
     nodes = sorted({validate_ip(ip, "node ip") for ip in node_ips}, key=lambda ip: _backend_order(_hostport(ip, 1)))
 
     mine: list[EndpointSliceInfo] = []

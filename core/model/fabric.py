@@ -96,7 +96,6 @@ class ExternalSpec(msgspec.Struct, frozen=True, kw_only=True):
     gateway: str = ""
     physnet: str = "physnet"
     chassis: tuple[str, ...] = ()
-    vlan: int = 0
     snat: bool = True
     #: an endpoint label whose value is the endpoint's floating IP on this network
     floating_ip_label: str = LABEL_FLOATING_IP
@@ -159,15 +158,11 @@ class Fabric(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def routed_subnets(net: Network) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """The network's subnets a router port takes: its first of each family."""
-    out: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-    for version in (4, 6):
-        for s in net.subnets:
-            n = ipaddress.ip_network(s, strict=False)
-            if n.version == version:
-                out.append(n)
-                break
-    return out
+    """The network's subnets a router port takes: all of them, IPv4 first (a
+    Kubernetes pod network made of nodes' podCIDR slices that do not collapse
+    into one has several, each with its gateway)."""
+    nets = [ipaddress.ip_network(s, strict=False) for s in net.subnets]
+    return [n for n in nets if n.version == 4] + [n for n in nets if n.version == 6]
 
 
 def gateway_of(net: Network, subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
@@ -203,8 +198,6 @@ def validate_fabric(fab: Fabric) -> None:
             raise Invalid("bad-fabric", f"{where}: ip and gateway must be IPv4 addresses inside cidr {e.cidr}")
         if not e.chassis:
             raise Invalid("bad-fabric", f"{where}.chassis names no gateway chassis")
-        if not 0 <= e.vlan < 4095:
-            raise Invalid("bad-fabric", f"{where}.vlan {e.vlan} is not 0-4094")
     routers_with_ext = [e.router for e in fab.externals]
     if len(set(routers_with_ext)) != len(routers_with_ext):
         raise Invalid("bad-fabric", "a router may have one external network (OVN: one distributed gateway port)")

@@ -74,9 +74,9 @@ class DesiredState:
         self.children_of: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self.holders: dict[tuple[str, str], set[tuple[str, str]]] = {}
         # the fabric: its spec, its index (rebuilt lazily when a network or the spec changed),
-        # its derived rows, and the gate: fabric rows are derived (and collected) only once
-        # every expected source delivered its snapshot, so a restart never plans a router
-        # without the networks of a source that has not listed yet
+        # its derived rows, and its "synced": the fabric's rows are collected only once every
+        # expected source delivered its snapshot, so a restart never deletes the router port
+        # of a network whose source has not listed yet (memberships: see plan.diff)
         self.fabric = FabricIndex()
         self._index_stale = False
         self.fabric_stale = False
@@ -105,10 +105,8 @@ class DesiredState:
             return
         self.fabric = FabricIndex(spec=spec)
         self._index_stale = True
-        # the index's signature is the new spec's already: a change that moves no network
-        # (hub-level policies, the hairpin address, DNS) must re-derive by itself
         self.fabric_stale = True
-        self.stale.update(self.sources)
+        self.stale.update(self.sources)  # DNS, hairpin and hub-level policy rows read the spec
 
     def expect(self, sources: set[str]) -> None:
         """The sources the fabric waits for before its first derivation."""
@@ -327,9 +325,9 @@ class DesiredState:
                 st.derived = new_rows
                 self._replace(old, new_rows)
         if not self.fabric_open and self._fabric_ready():
-            self.fabric_open = True
-            self.fabric_stale = True
-        if self.fabric_stale and self.fabric_open:
+            self.fabric_open = True  # the fabric's rows may be collected from now on
+            self.fabric_stale = self.fabric_stale or bool(self.fabric.spec.policies)  # they waited for it
+        if self.fabric_stale:
             self.fabric_stale = False
             sources = self.sources
 
@@ -337,7 +335,8 @@ class DesiredState:
                 st = sources.get(src)
                 return [with_ips(ep) for ep in st.endpoints.values()] if st is not None else []
 
-            fview = FabricView(self.fabric, sources, self.hub_id, endpoints, [with_ips(ep) for ep in self.floating.values()])
+            fview = FabricView(self.fabric, sources, self.hub_id, endpoints, [with_ips(ep) for ep in self.floating.values()],
+                               self.fabric_open)  # fmt: skip
             frows: list[DesiredRow] = []
             for fderive in FABRIC_DERIVERS:
                 frows += fderive(fview)

@@ -138,6 +138,10 @@ class RowKind:
     desired_keys: Callable[[View], Any] | None = None
     #: committed inserts are timed until the row reports ``up`` (ports)
     reports_up: bool = False
+    #: the table has no ``external_ids`` (Load_Balancer_Group in NB 7.0): the hub's rows are
+    #: those named ``ovn-hub/<hub id>/...`` (``core.names.owner_prefix``), all the fabric's;
+    #: monitored whole (such tables are small) and fenced by name in every ``where``
+    owner_in_name: bool = False
 
 
 KINDS: dict[str, RowKind] = {}
@@ -173,7 +177,7 @@ class FabricView:
     """Every source's desired state and the fabric, as fabric derivers read it."""
 
     def __init__(self, index: Any, sources: Mapping[str, Any], hub_id: str, endpoints: Callable[[str], list[Any]],
-                 floating: list[Any]) -> None:  # fmt: skip
+                 floating: list[Any], synced: bool = True) -> None:  # fmt: skip
         #: ``core.nb.tables.fabric.FabricIndex``: the spec, and the routed networks by router
         self.index = index
         #: every source's ``SourceState`` by ``str(source)``
@@ -183,6 +187,9 @@ class FabricView:
         self.endpoints = endpoints
         #: the endpoints that carry a floating-IP label (addresses filled in)
         self.floating = floating
+        #: every expected source has listed (the fabric's rows may be collected); before, a
+        #: deriver whose rows read every source's objects may derive none (NB keeps its rows)
+        self.synced = synced
 
 
 FabricDeriver = Callable[[FabricView], list[DesiredRow]]

@@ -73,25 +73,33 @@ def diff(view: View, table: str, key: str, new: Inserted | None = None) -> PlanO
         return PlanOp("insert", table, key, cols, ref=want.parent, members=_members(view, kind, want, new), attach=want.attach)
     # the name is compared too: a renamed row is renamed back
     changed = {k: v for k, v in cols.items() if _norm(cur.cols.get(k)) != _norm(v)}
+    moved = bool(changed)
+    members: tuple[str, ...] = ()
     if kind.members is not None:
         members = _members(view, kind, want, new)
         mstore = view.replica.stores[kind.members.table]
+        current = cur.cols.get(kind.members.column, ())
+        # rule 4 for memberships: a member whose source has not listed yet stays where it is
+        members += tuple(
+            k for u in current if (k := mstore.key_of(u)) is not None and k not in want.members and not view.synced(mstore.source(k))
+        )
         have = {mstore.uuid(m) or m for m in members}
-        if changed or have != set(cur.cols.get(kind.members.column, ())):
-            return PlanOp("update", table, key, changed, ref=want.parent, members=members)
-        return None
+        moved = moved or have != set(current)
+    detach: tuple[str, ...] = ()
     if kind.parent is not None and not kind.parent.strong:
         pstore = view.replica.stores[kind.parent.table]
         col = kind.parent.column
         wanted = set(want.parents)
+        # rule 4 for attachments: a row stays on the parent of a source that has not listed yet
         detach = tuple(
-            r.uuid for n in pstore.keys() if n not in wanted and (r := pstore.row(n)) is not None and cur.uuid in r.cols.get(col, ())
-        )
+            r.uuid for n in pstore.keys()
+            if n not in wanted and (r := pstore.row(n)) is not None and cur.uuid in r.cols.get(col, ()) and view.synced(pstore.source(n))
+        )  # fmt: skip
         attached = all((p := pstore.row(n)) is not None and cur.uuid in p.cols.get(col, ()) for n in want.parents)
-        if changed or detach or not attached:
-            return PlanOp("update", table, key, changed, ref=want.parent, detach=detach, attach=want.attach)
+        moved = moved or bool(detach) or not attached
+    if not moved:
         return None
-    return PlanOp("update", table, key, changed, ref=want.parent) if changed else None
+    return PlanOp("update", table, key, changed, ref=want.parent, members=members, detach=detach, attach=want.attach)
 
 
 def _members(view: View, kind: RowKind, want: DesiredRow, new: Inserted | None) -> tuple[str, ...]:

@@ -37,7 +37,7 @@ from core import metrics
 from core.backoff import Backoff
 from core.gcpause import gc_paused
 from core.model import Endpoint, InputEvent, Rejected, Snapshot, Source, StatusEvent
-from core.model.fabric import Fabric
+from core.model.fabric import FABRIC_SOURCE, Fabric
 from core.names import SOURCE
 from core.nb import portcache, txn
 from core.nb.desired import DesiredState
@@ -46,9 +46,10 @@ from core.nb.failures import Failures
 from core.nb.kinds import KINDS, PlanOp
 from core.nb.plan import View, plan_all, plan_batch
 from core.nb.replica import NbReplica
-from core.nb.status import NbStatus, PortStatus
+from core.nb.status import FabricStatus, NbStatus, PortStatus, RouterStatus
 from core.nb.store import RowStore, XRow
 from core.nb.tables import switch
+from core.nb.tables.fabric import FabricIndex
 from core.nb.tables.port import TABLE as PORTS
 from core.nb.tables.port import PortRow, PortStore, with_dynamic_ips
 from core.ovsdb import ConnectionLost, OvsdbClient, OvsdbError
@@ -163,18 +164,34 @@ class Programmer:
         self._wake.set()
         self._idle.clear()
 
-    def set_fabric(self, spec: Fabric) -> None:
-        """A new fabric spec (start, reload, a changed policies file); the writer derives what it shapes."""
-        self.desired.set_fabric(spec)
-        self._wake.set()
-        self._idle.clear()
-
     def remove_source(self, source: Source) -> None:
         """The source is gone from the config: its rows are collected."""
         self.apply(Snapshot(source=source, objects=()))
 
+    def set_fabric(self, fabric: Fabric) -> None:
+        """The fabric spec (at start and on every reload): routers, external
+        networks, DNS, hub-level policies.  Written by the next batch."""
+        self.desired.set_fabric(fabric)
+        self._wake.set()
+        self._idle.clear()
+
+    def expect(self, sources: Iterable[Source | str]) -> None:
+        """The sources whose snapshots the fabric waits for (the configured adapters)."""
+        self.desired.expect({str(s) for s in sources})
+        self._wake.set()
+
+    @property
+    def fabric(self) -> FabricIndex:
+        return self.desired.fabric
+
     def _derive(self) -> None:
+        was_open = self.desired.fabric_open
         self.desired.derive(lambda ep: with_dynamic_ips(ep, self.ports))
+        if self.desired.fabric_open and not was_open:
+            # GC of the fabric's rows is now licensed: look at every one it owns
+            fab = str(FABRIC_SOURCE)
+            for table, store in self.replica.stores.items():
+                self.dirty[table].update(k for k in store.keys() if store.source(k) == fab)
 
     def plan(self) -> list[PlanOp]:
         """Everything the writer would do now (all rows, not just dirty ones)."""
@@ -480,6 +497,18 @@ class Programmer:
         rows = self.ports.rows
         for name, ep in self.desired.ports.items():
             yield ep, rows.get(name)
+
+    def fabric_status(self) -> FabricStatus:
+        fab = self.desired.fabric
+        ext = {e.router: e.name for e in fab.spec.externals}
+        tables = ("Logical_Router", "Logical_Router_Port", "NAT", "Logical_Router_Static_Route", "Load_Balancer_Group",
+                  "DNS", "HA_Chassis_Group")  # fmt: skip
+        return FabricStatus(
+            routers=[RouterStatus(r.name, list(fab.switches(r.name)), ext.get(r.name, "")) for r in fab.spec.routers],
+            problems=list(fab.problems),
+            collecting=self.desired.fabric_open,
+            rows={t: len(self.replica.stores[t]) for t in tables if t in self.replica.stores},
+        )
 
     def synced_sources(self) -> list[str]:
         return sorted(s for s, st in self.desired.sources.items() if st.synced)

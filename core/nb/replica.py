@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.gcpause import gc_paused
-from core.names import owned
+from core.names import owned, owner_prefix
 from core.nb.kinds import KINDS, RowKind
 from core.nb.store import Events, RowStore, Store
 
@@ -26,7 +26,9 @@ class NbReplica:
         self.hub_id = hub_id
         self.stores: dict[str, Store] = {}
         for table, kind in KINDS.items():
-            self.stores[table] = kind.store(kind) if kind.store is not None else RowStore(kind)
+            store = self.stores[table] = kind.store(kind) if kind.store is not None else RowStore(kind)
+            if kind.owner_in_name and isinstance(store, RowStore):
+                store.name_prefix = owner_prefix(hub_id)
         self.events: Events | None = None
 
     def store(self, table: str) -> Store:
@@ -41,7 +43,8 @@ class NbReplica:
         out: dict[str, Any] = {}
         for table, kind in KINDS.items():
             select = {"initial": kind.initial, "insert": False, "delete": True, "modify": True}
-            out[table] = [{"columns": [*kind.columns, *kind.extra_columns], "where": cond, "select": select}]
+            where = [] if kind.owner_in_name else cond  # the store keeps only the hub's names
+            out[table] = [{"columns": [*kind.columns, *kind.extra_columns], "where": where, "select": select}]
         return out
 
     def on_update(self, updates: dict[str, Any]) -> None:

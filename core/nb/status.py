@@ -34,3 +34,22 @@ class NbStatus(msgspec.Struct, frozen=True):
     session_drops: int
     #: reconnects whose port replica was revalidated by _uuid/_version, or read whole
     reconnect_loads: dict[str, int]
+
+
+class RouterStatus(msgspec.Struct, frozen=True):
+    name: str
+    #: the switches of the networks it joins
+    networks: list[str]
+    external: str
+
+
+class FabricStatus(msgspec.Struct, frozen=True):
+    """The fabric as the programmer derives it (``hubctl status``)."""
+
+    routers: list[RouterStatus]
+    #: networks a router could not take (an overlapping subnet), and why
+    problems: list[str]
+    #: every expected source has listed: the fabric's rows may be collected
+    collecting: bool
+    #: the hub's rows per fabric table, in NB
+    rows: dict[str, int]

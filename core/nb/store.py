@@ -18,6 +18,7 @@ from core.names import SOURCE
 from core.nb.kinds import PlanOp, RowKind
 from core.ovsdb.values import Col, apply_update2, decode_row
 
+FABRIC = "ovn-hub/fabric"  # core.model.fabric.FABRIC_SOURCE
 _DEFAULTS: dict[Col, Any] = {Col.OPTIONAL: None, Col.SET: (), Col.MAP: {}, Col.UUIDS: ()}
 
 
@@ -105,6 +106,8 @@ class RowStore(KeyedRows[XRow]):
             k.parent.column for k in _kinds() if k.parent is not None and k.parent.table == kind.table and k.parent.strong
         )
         self.parent_of: dict[str, str] = {}  # child uuid -> parent uuid
+        #: a kind owned by name: only rows whose name starts with this are the hub's
+        self.name_prefix = ""
 
     def clear(self) -> None:
         super().clear()
@@ -132,7 +135,11 @@ class RowStore(KeyedRows[XRow]):
 
     def source(self, key: str) -> str:
         r = self.rows.get(key)
-        return str(r.cols.get("external_ids", {}).get(SOURCE, "")) if r is not None else ""
+        if r is None:
+            return ""
+        if self.name_prefix:
+            return FABRIC  # rows owned by name are the fabric's
+        return str(r.cols.get("external_ids", {}).get(SOURCE, ""))
 
     def row(self, key: str) -> XRow | None:
         return self.rows.get(key)
@@ -165,7 +172,9 @@ class RowStore(KeyedRows[XRow]):
             return
         row = change.get("initial") or change.get("insert")
         if row is not None:
-            self.put(uuid, decode_row(self.kind.columns, row))
+            cols = decode_row(self.kind.columns, row)
+            if not self.name_prefix or str(cols.get("name", "")).startswith(self.name_prefix):
+                self.put(uuid, cols)
             return
         diff = change.get("modify")
         key = self.by_uuid.get(uuid)

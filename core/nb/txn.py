@@ -66,7 +66,9 @@ def build(view: View, units: list[PlanOp]) -> tuple[list[dict[str, Any]], dict[i
     removes: dict[tuple[str, str, str], list[Any]] = {}  # ... to delete, first
     counter = itertools.count()
 
-    def where(uuid: str) -> list[Any]:
+    def where(uuid: str, table: str = "", name: str = "") -> list[Any]:
+        if table and KINDS[table].owner_in_name:
+            return [["_uuid", "==", ["uuid", uuid]], ["name", "==", name]]
         return [["_uuid", "==", ["uuid", uuid]], owner]
 
     def attach(p: Ref, parent: str, ref: list[str]) -> None:
@@ -100,7 +102,7 @@ def build(view: View, units: list[PlanOp]) -> tuple[list[dict[str, Any]], dict[i
                     r = pstore.row(k)
                     if r is not None and uuid in r.cols.get(p.column, ()):
                         removes.setdefault((p.table, r.uuid, p.column), []).append(["uuid", uuid])
-            ops.append({"op": "delete", "table": u.table, "where": where(uuid)})
+            ops.append({"op": "delete", "table": u.table, "where": where(uuid, u.table, u.name)})
             continue
         row = to_ovsdb(u.columns)
         m = kind.members
@@ -127,7 +129,7 @@ def build(view: View, units: list[PlanOp]) -> tuple[list[dict[str, Any]], dict[i
         if uuid is None:  # deleted under us since it was planned (between two halves of a bisection):
             continue  # its delete notification marked it dirty again
         if row:
-            ops.append({"op": "update", "table": u.table, "where": where(uuid), "row": row})
+            ops.append({"op": "update", "table": u.table, "where": where(uuid, u.table, u.name), "row": row})
         if p is not None and not p.strong:
             for parent in u.parents:
                 attach(p, parent, ["uuid", uuid])  # inserting a present member is a no-op

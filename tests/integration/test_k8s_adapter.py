@@ -24,12 +24,14 @@ from adapters.k8s.normalize import (
     SERVICE_NAME_LABEL,
     node_chassis,
     node_internal_ips,
+    node_pod_cidrs,
     normalize_namespace,
     normalize_pod,
     normalize_policy,
     normalize_service,
     parse_endpoint_slice,
 )
+from adapters.k8s.podnet import cap, collapse, pod_network
 from core.adapter import AdapterSpec
 from core.model import (
     Delete,
@@ -38,6 +40,7 @@ from core.model import (
     Invalid,
     LBRule,
     Namespace,
+    Network,
     Object,
     Policy,
     Rejected,
@@ -104,10 +107,24 @@ def expected(fake: FakeKubeApi, network: str = "default") -> dict[str, Endpoint]
     return out
 
 
-def expected_all(fake: FakeKubeApi, network: str = "default") -> dict[Key, Object]:
-    """Every canonical object the adapter must converge to (endpoints, namespaces,
-    services joined with slices and node IPs, policies)."""
-    out: dict[Key, Object] = {("endpoint", k): ep for k, ep in expected(fake, network).items()}
+def expected_network(fake: FakeKubeApi, network: str = "default") -> Network:
+    """The pod network derived from the server's nodes: the collapsed slices of
+    every node that is readable and has valid podCIDRs."""
+    cidrs: list[str] = []
+    for n in fake.objects("Node"):
+        with contextlib.suppress(Invalid):
+            node_chassis(n)
+            node_internal_ips(n)
+            cidrs += node_pod_cidrs(n)
+    return pod_network(SRC, network, cap(collapse(cidrs))[0])
+
+
+def expected_all(fake: FakeKubeApi, network: str = "default", net: Network | None = None) -> dict[Key, Object]:
+    """Every canonical object the adapter must converge to (the pod network -
+    ``net``, or else derived from the nodes -, endpoints, namespaces, services
+    joined with slices and node IPs, policies)."""
+    out: dict[Key, Object] = {("network", network): net or expected_network(fake, network)}
+    out |= {("endpoint", k): ep for k, ep in expected(fake, network).items()}
     for n in fake.objects("Namespace"):
         with contextlib.suppress(Invalid):
             ns = normalize_namespace(n, SRC)
@@ -182,10 +199,11 @@ async def running(fake: FakeKubeApi, tmp: Path, **options: Any) -> AsyncIterator
 async def converged(adapter: K8sAdapter, sink: Sink, fake: FakeKubeApi) -> None:
     """Wait until both the adapter's cache and the emitted events equal the server's
     state (every kind)."""
+    net = adapter.pod_network if adapter.pod_cidr is not None else None  # pod_cidr: the option's, fixed
     await sink.wait_for(
         lambda: (
-            cached_all(adapter) == expected_all(fake, adapter.network)
-            and replay_all(sink.events)[0] == expected_all(fake, adapter.network)
+            cached_all(adapter) == expected_all(fake, adapter.network, net)
+            and replay_all(sink.events)[0] == expected_all(fake, adapter.network, net)
         ),
         "convergence with the server",
     )
@@ -787,3 +805,213 @@ async def test_fake_serves_the_new_resources_to_kubernetes_asyncio(fake: FakeKub
         pols = await k8s_client.NetworkingV1Api(api).list_network_policy_for_all_namespaces()
         assert {p.metadata.name for p in pols.items} == {"deny", "test-network-policy"}
         assert pols.items[1].spec.ingress[0].ports[0].port == 6379
+
+
+# ---------------------------------------------------------------- the pod network
+# The only Node fixture is the GKE one (spec.podCIDR 10.0.0.1/24, served by the
+# `fake` fixture); every other Node below is TEST-BUILT from the core/v1 Node
+# shape (metadata.name, spec.podCIDR / spec.podCIDRs, status.addresses).
+def mknode(
+    name: str, *cidrs: str, old: bool = False, chassis: str | None = None, ip: str | None = None
+) -> dict[str, Any]:
+    """A TEST-BUILT Node: ``spec.podCIDRs`` = ``cidrs`` (``old``: only
+    ``spec.podCIDR``, as on nodes from before dual-stack)."""
+    meta: dict[str, Any] = {"name": name, "labels": {"kubernetes.io/hostname": name}}
+    if chassis:
+        meta["annotations"] = {CHASSIS_KEY: chassis}
+    spec: dict[str, Any] = {}
+    if cidrs:
+        spec["podCIDR"] = cidrs[0]
+        if not old:
+            spec["podCIDRs"] = list(cidrs)
+    status: dict[str, Any] = {"addresses": [{"type": "InternalIP", "address": ip}] if ip else []}
+    return {"metadata": meta, "spec": spec, "status": status}
+
+
+def networks_of(sink: Sink, start: int = 0) -> list[Network]:
+    """The Networks upserted since event ``start``."""
+    return [e.obj for e in sink.events[start:] if isinstance(e, Upsert) and isinstance(e.obj, Network)]
+
+
+def snapshot_network(snap: Snapshot) -> Network:
+    [net] = [o for o in snap.objects if isinstance(o, Network)]
+    return net
+
+
+def pod_net(*subnets: str, gateway: str | None = None) -> Network:
+    return Network(source=SRC, name="default", subnets=subnets, gateway=gateway)
+
+
+async def test_pod_network_from_the_nodes_pod_cidrs(fake: FakeKubeApi, tmp_path: Path) -> None:
+    fake.add("Node", mknode("worker-1", "10.244.1.0/24", "fd00:10:244:1::/64", chassis="chassis-1"))
+    fake.add("Node", mknode("worker-3", "10.244.3.0/24", old=True))
+    fake.add("Node", mknode("worker-9"))  # no podCIDR allocated yet
+    p1 = fake.add("Pod", mkpod("web-1", "10.244.1.5"))
+    outside = fake.add("Pod", mkpod("odd-1", "192.168.7.7", node="worker-3"))  # in no subnet: programmed all the same
+    async with running(fake, tmp_path) as (adapter, sink):
+        first = (await sink.wait_for(lambda: sink.snapshots(), "first snapshot"))[0]
+        # the GKE fixture node's 10.0.0.1/24 is 10.0.0.0/24; the gateway: first host of the lowest IPv4 subnet
+        want = pod_net("10.0.0.0/24", "10.244.1.0/24", "10.244.3.0/24", "fd00:10:244:1::/64", gateway="10.0.0.1")
+        assert snapshot_network(first) == want and adapter.pod_network == want and adapter.pod_cidr is None
+        assert first.objects[0] == want, "the network comes before its endpoints"
+        assert cached(adapter)[key_of(outside)].ips == ("192.168.7.7",)
+        assert cached(adapter)[key_of(p1)].node == "chassis-1"
+        assert not networks_of(sink) and not sink.of(Rejected)
+
+        # a heartbeat and a chassis change: no Network event
+        n = fake.get("Node", "worker-1")
+        n["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+        fake.update("Node", n)
+        n["metadata"]["annotations"][CHASSIS_KEY] = "chassis-2"
+        fake.update("Node", n)
+        await sink.wait_for(lambda: [u for u in sink.upserts(uid_of(p1)) if u.node == "chassis-2"], "chassis change")
+        assert not networks_of(sink)
+
+        # a node gets its slice (MODIFIED): 10.244.2.0/24 and 10.244.3.0/24 collapse, 10.244.1.0/24 stays apart
+        n = fake.get("Node", "worker-9")
+        n["spec"] = {"podCIDR": "10.244.2.0/24", "podCIDRs": ["10.244.2.0/24"]}
+        fake.update("Node", n)
+        net = (await sink.wait_for(lambda: networks_of(sink), "the network grows"))[-1]
+        assert net == pod_net("10.0.0.0/24", "10.244.1.0/24", "10.244.2.0/23", "fd00:10:244:1::/64", gateway="10.0.0.1")
+        # a new node (ADDED)
+        fake.add("Node", mknode("worker-4", "10.244.4.0/24", "fd00:10:244::/64"))
+        net = (await sink.wait_for(lambda: networks_of(sink)[1:], "a new node's slice"))[-1]
+        assert net.subnets == ("10.0.0.0/24", "10.244.1.0/24", "10.244.2.0/23", "10.244.4.0/24", "fd00:10:244::/63")
+        # nodes deleted shrink it; the lowest slice's node goes: the gateway moves to the next lowest
+        fake.delete("Node", "node-default-pool-something")
+        net = (await sink.wait_for(lambda: networks_of(sink)[2:], "the fixture node's slice goes"))[-1]
+        assert net == pod_net("10.244.1.0/24", "10.244.2.0/23", "10.244.4.0/24", "fd00:10:244::/63", gateway="10.244.1.1")
+        fake.delete("Node", "worker-4")
+        net = (await sink.wait_for(lambda: networks_of(sink)[3:], "worker-4's slice goes"))[-1]
+        assert net == pod_net("10.244.1.0/24", "10.244.2.0/23", "fd00:10:244:1::/64", gateway="10.244.1.1")
+
+        await converged(adapter, sink, fake)
+        assert len(networks_of(sink)) == 4, "one Upsert per change of the slices, none otherwise"
+        assert replay_all(sink.events)[1] == 0, "no redundant events"
+        assert len(sink.snapshots()) == 1 and not sink.of(Rejected)
+        assert adapter.node_cidrs == {"worker-1": ("10.244.1.0/24", "fd00:10:244:1::/64"),
+                                      "worker-3": ("10.244.3.0/24",), "worker-9": ("10.244.2.0/24",)}  # fmt: skip
+
+
+async def test_pod_network_after_a_relist(fake: FakeKubeApi, tmp_path: Path) -> None:
+    """Node changes the watches never delivered (a dropped connection, an
+    expired node watch) reach the Network through the relist: an Upsert, then
+    the Snapshot; an unchanged relist emits no Network."""
+    fake.add("Node", mknode("worker-1", "10.244.1.0/24"))
+    async with running(fake, tmp_path) as (adapter, sink):
+        await sink.wait_for(lambda: sink.snapshots(), "first snapshot")
+        assert adapter.pod_network == pod_net("10.0.0.0/24", "10.244.1.0/24", gateway="10.0.0.1")
+        # a relist with nothing changed
+        await fake.wait_watching()
+        mark = len(sink.events)
+        fake.drop_connections()
+        await sink.wait_for(lambda: sink.find(lambda e: isinstance(e, Snapshot), mark), "snapshot after the relist")
+        assert not networks_of(sink, mark)
+
+        await fake.wait_watching()
+        mark = len(sink.events)
+        fake.drop_connections()
+        fake.delete("Node", "node-default-pool-something")  # while the adapter is away
+        fake.add("Node", mknode("worker-5", "10.244.5.0/24"))
+        snap = await sink.wait_for(lambda: sink.find(lambda e: isinstance(e, Snapshot), mark), "snapshot after the relist")
+        assert isinstance(snap, Snapshot)
+        want = pod_net("10.244.1.0/24", "10.244.5.0/24", gateway="10.244.1.1")
+        assert snapshot_network(snap) == want and networks_of(sink, mark) == [want]
+        upsert = sink.find(lambda e: isinstance(e, Upsert) and isinstance(e.obj, Network), mark)
+        assert upsert is not None and sink.events.index(upsert) < sink.events.index(snap), "the delta, then the Snapshot"
+
+        # the node watch expires; the change after it is found by the nodes' relist alone
+        await fake.wait_watching()
+        mark = len(sink.events)
+        fake.expire_watches()
+        fake.delete("Node", "worker-1")
+        net = (await sink.wait_for(lambda: networks_of(sink, mark), "the network after the node relist"))[-1]
+        assert net == pod_net("10.244.5.0/24", gateway="10.244.5.1")
+        await converged(adapter, sink, fake)
+        assert replay_all(sink.events)[1] == 0
+        assert adapter.connected
+
+
+async def test_pod_cidr_option_is_the_network(fake: FakeKubeApi, tmp_path: Path) -> None:
+    """pod_cidr: the network is the option's, whatever the nodes say (their
+    podCIDRs are not read: a malformed one is not even rejected)."""
+    fake.add("Node", mknode("worker-1", "10.244.1.0/24", chassis="chassis-1"))
+    p1 = fake.add("Pod", mkpod("web-1", "10.244.1.5"))
+    options = {"pod_cidr": ["fd00:10:244::/56", "10.244.0.0/16"], "pod_gateway": "10.244.255.254"}
+    async with running(fake, tmp_path, **options) as (adapter, sink):
+        first = (await sink.wait_for(lambda: sink.snapshots(), "first snapshot"))[0]
+        want = pod_net("10.244.0.0/16", "fd00:10:244::/56", gateway="10.244.255.254")
+        assert snapshot_network(first) == want and adapter.pod_cidr == want.subnets
+        # the fixture pod's 10.0.0.1 is outside the cluster CIDR: programmed all the same, nothing rejected
+        assert {e.name for e in cached(adapter).values()} == {"some-name", "web-1"}
+        fake.add("Node", mknode("worker-2", "10.99.0.0/24", chassis="chassis-w2"))
+        fake.add("Node", mknode("worker-bad", "banana", chassis="chassis-b"))
+        n = fake.get("Node", "worker-1")
+        n["spec"] = {}
+        n["metadata"]["annotations"][CHASSIS_KEY] = "chassis-1b"
+        fake.update("Node", n)
+        await sink.wait_for(lambda: [u for u in sink.upserts(uid_of(p1)) if u.node == "chassis-1b"], "chassis change")
+        assert adapter.chassis["worker-bad"] == "chassis-b"
+        await converged(adapter, sink, fake)
+        assert not networks_of(sink) and not sink.of(Rejected) and adapter.node_cidrs == {}
+        # the default gateway: the first host address of the lowest IPv4 subnet
+    async with running(fake, tmp_path, pod_cidr="10.244.0.0/16, fd00:10:244::/56") as (adapter, sink):
+        first = (await sink.wait_for(lambda: sink.snapshots(), "first snapshot"))[0]
+        assert snapshot_network(first) == pod_net("10.244.0.0/16", "fd00:10:244::/56", gateway="10.244.0.1")
+
+
+async def test_bad_node_pod_cidr_is_rejected_and_nothing_else_is_lost(fake: FakeKubeApi, tmp_path: Path) -> None:
+    fake.add("Node", mknode("worker-1", "10.244.1.0/24", chassis="chassis-1"))
+    fake.add("Node", mknode("worker-bad", "banana", chassis="chassis-b", ip="10.0.0.9"))
+    fake.add("Node", mknode("worker-4", "10.244.4.0/24"))
+    p1 = fake.add("Pod", mkpod("web-1", "10.244.1.5"))
+    pb = fake.add("Pod", mkpod("web-b", "10.244.8.5", node="worker-bad"))
+    np = fake.add("Service", mksvc("np", "10.96.0.11", type="NodePort",
+                                   ports=[{"port": 80, "protocol": "TCP", "targetPort": 8080, "nodePort": 30080}]))  # fmt: skip
+    async with running(fake, tmp_path) as (adapter, sink):
+        first = (await sink.wait_for(lambda: sink.snapshots(), "first snapshot"))[0]
+        [rej] = sink.of(Rejected)
+        assert (rej.ref, rej.reason) == ("worker-bad", "bad-subnet") and "'banana' is not a CIDR" in rej.message
+        assert sink.events.index(rej) < sink.events.index(first)
+        assert snapshot_network(first) == pod_net("10.0.0.0/24", "10.244.1.0/24", "10.244.4.0/24", gateway="10.0.0.1")
+        # only the slice is lost: the bad node's chassis and InternalIP still count
+        assert cached(adapter)[key_of(pb)].node == "chassis-b"
+        [svc] = [o for o in first.objects if isinstance(o, Service) and o.uid == uid_of(np)]
+        assert ("10.0.0.9", 30080) in rule_map(svc)
+
+        # a good node turning bad (two IPv4 podCIDRs): rejected, its slice goes, nothing else changes
+        mark = len(sink.events)
+        n = fake.get("Node", "worker-1")
+        n["spec"]["podCIDRs"] = ["10.244.1.0/24", "10.244.11.0/24"]
+        fake.update("Node", n)
+        net = (await sink.wait_for(lambda: networks_of(sink, mark), "the bad slice withdrawn"))[-1]
+        assert net == pod_net("10.0.0.0/24", "10.244.4.0/24", gateway="10.0.0.1")
+        assert [(r.ref, r.reason) for r in sink.of(Rejected)][1:] == [("worker-1", "bad-subnet")]
+        assert "two IPv4 CIDRs" in sink.of(Rejected)[-1].message
+        assert adapter.chassis["worker-1"] == "chassis-1" and not sink.upserts(uid_of(p1))
+        # garbage on the node watch, a node nobody can read (it had a slice: withdrawn)
+        fake.inject("Node", b'{"type": "ADDED", "obj\n')
+        n = fake.get("Node", "worker-4")
+        n["metadata"]["annotations"] = {CHASSIS_KEY: "has space"}
+        fake.update("Node", n)
+        await sink.wait_for(lambda: len(networks_of(sink, mark)) >= 2, "the unreadable node's slice withdrawn")
+        assert networks_of(sink, mark)[-1] == pod_net("10.0.0.0/24", gateway="10.0.0.1")
+        # both fixed: their slices come back
+        n = fake.get("Node", "worker-1")
+        n["spec"]["podCIDRs"] = ["10.244.1.0/24"]
+        fake.update("Node", n)
+        n = fake.get("Node", "worker-bad")
+        n["spec"] = {"podCIDR": "10.244.8.0/24", "podCIDRs": ["10.244.8.0/24"]}
+        fake.update("Node", n)
+        want = pod_net("10.0.0.0/24", "10.244.1.0/24", "10.244.8.0/24", gateway="10.0.0.1")
+        await sink.wait_for(lambda: networks_of(sink, mark)[-1] == want, "the fixed slices back")
+        later = fake.add("Pod", mkpod("web-2", "10.244.1.6"))
+        await sink.wait_for(lambda: sink.upserts(uid_of(later)), "the adapter goes on")
+
+        reasons = [r.reason for r in sink.of(Rejected)]
+        assert reasons == ["bad-subnet", "bad-subnet", "bad-json", "bad-chassis"], reasons
+        assert adapter.rejected["bad-subnet"] == 2 and adapter.rejected["bad-chassis"] == 1
+        assert all(r.source == SRC and r.message and "\n" not in r.message for r in sink.of(Rejected))
+        await converged(adapter, sink, fake)
+        assert replay_all(sink.events)[1] == 0
+        assert len(sink.snapshots()) == 1, "bad nodes never forced a reconnect"

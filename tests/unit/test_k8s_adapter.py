@@ -18,7 +18,9 @@ from core.adapter import AdapterSpec, OptionsError
 from core.model import (
     Endpoint,
     InputEvent,
+    Network,
     Snapshot,
+    Source,
     Upsert,
 )
 
@@ -98,6 +100,39 @@ async def test_options() -> None:
         ({"network": "bad name"}, "adapters.k.network"),
     ):
         with pytest.raises(OptionsError, match=where.replace(".", r"\.")):
+            create(spec(**bad))
+
+
+async def test_pod_network_options() -> None:
+    def spec(**options: Any) -> AdapterSpec:
+        return AdapterSpec(name="k", type="k8s", cluster="test", options=options)
+
+    def adapter(**options: Any) -> K8sAdapter:
+        a = create(spec(**options))
+        assert isinstance(a, K8sAdapter)
+        return a
+
+    src = Source("k8s", "test")
+    derived = adapter()
+    assert derived.pod_cidr is None and derived.pod_network == Network(source=src, name="default")
+    a = adapter(pod_cidr="10.244.0.0/16", network="pods")
+    assert a.pod_network == Network(source=src, name="pods", subnets=("10.244.0.0/16",), gateway="10.244.0.1")
+    a = adapter(pod_cidr=" fd00:10:244::/56 ,10.244.0.0/16", pod_gateway="10.244.0.254")
+    assert a.pod_cidr == ("10.244.0.0/16", "fd00:10:244::/56") and a.pod_network.gateway == "10.244.0.254"
+    assert adapter(pod_cidr=["fd00:10:244::/56"]).pod_network.gateway == "fd00:10:244::1"
+    assert adapter(pod_cidr=[]).pod_cidr is None  # empty: derived from the nodes
+    for bad, message in (
+        ({"pod_cidr": 5}, r"adapters\.k\.pod_cidr: Expected `str \| array`, got `int`"),
+        ({"pod_cidr": [5]}, r"adapters\.k\.pod_cidr\[0\]: Expected `str`"),
+        ({"pod_cidr": "10.244.0.0/33"}, r"adapters\.k\.pod_cidr: entry 1 '10\.244\.0\.0/33' is not a CIDR"),
+        ({"pod_cidr": "10.244.0.1/16"}, r"adapters\.k\.pod_cidr: .*host bits set \(the network is 10\.244\.0\.0/16\)"),
+        ({"pod_cidr": "10.0.0.0/8,10.1.0.0/16"}, r"adapters\.k\.pod_cidr: 10\.1\.0\.0/16 overlaps 10\.0\.0\.0/8"),
+        ({"pod_gateway": "10.244.0.1"}, r"adapters\.k\.pod_gateway: needs pod_cidr"),
+        ({"pod_cidr": "10.244.0.0/16", "pod_gateway": "10.96.0.1"}, r"adapters\.k\.pod_gateway: 10\.96\.0\.1 is not in"),
+        ({"pod_cidr": "10.244.0.0/16", "pod_gateway": "10.244.0.0"}, r"adapters\.k\.pod_gateway: .*network or broadcast"),
+        ({"pod_cidr": "10.244.0.0/16", "pod_gateway": 1}, r"adapters\.k\.pod_gateway: Expected `str`"),
+    ):
+        with pytest.raises(OptionsError, match=message):
             create(spec(**bad))
 
 

@@ -3,8 +3,8 @@ Address_Sets and ACLs that span sources (pure).
 
 :func:`admin_rows` is a pure function of the fabric's policies and every
 source's endpoints and namespaces; the programmer calls it (a fabric deriver,
-behind the gate that waits for every source's first list) whenever one of them
-changes, and writes the difference.  Its rows carry the fabric's pseudo-source
+once every expected source has listed) whenever one of them changes, and writes
+the difference.  Its rows carry the fabric's pseudo-source
 ``ovn-hub/fabric`` and ``hubf_`` names, which the per-source ``hub_<hex>`` names
 of ``policy.py`` can never take.
 
@@ -281,8 +281,12 @@ def _negation(p: _Compiled, covers: bool) -> str | None:
 
 # ---------------------------------------------------------------- kinds
 def derive(view: FabricView) -> list[DesiredRow]:
+    """Nothing until every expected source has listed: a subject, a peer set or a
+    subtraction computed without one source's endpoints would be wrong (a restart would
+    briefly drop what an allow admits), and NB keeps the rows derived before meanwhile
+    (the fabric's rows are collected only once every source listed)."""
     spec = view.index.spec
-    if not spec.policies:
+    if not spec.policies or not view.synced:
         return []
     cands: list[Candidate] = []
     for src in sorted(view.sources):

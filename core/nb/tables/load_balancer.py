@@ -32,7 +32,7 @@ def vip_key(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def lb_rows(svc: Service, hub_id: str) -> list[DesiredRow]:
+def lb_rows(svc: Service, hub_id: str, hairpin_ip: str = "") -> list[DesiredRow]:
     """One Load_Balancer per protocol of ``svc`` (see the module docstring).
     Backends are sorted: their order carries no meaning, and a reordered
     EndpointSlice must not rewrite the row.  Kubernetes allows affinity up to
@@ -47,6 +47,8 @@ def lb_rows(svc: Service, hub_id: str) -> list[DesiredRow]:
     for proto, vips in sorted(by_proto.items()):
         name = lb_name(svc, proto)
         options = {"affinity_timeout": str(min(svc.affinity_timeout, OVN_MAX_AFFINITY))} if svc.affinity_timeout else {}
+        if hairpin_ip:
+            options["hairpin_snat_ip"] = hairpin_ip
         ids = owner_ids(svc.source, "service", svc.uid, svc.namespace, svc.name, hub_id)
         ids[NETWORK] = svc.network
         cols = {"name": name, "vips": vips, "protocol": proto, "options": options, "external_ids": ids}
@@ -55,7 +57,17 @@ def lb_rows(svc: Service, hub_id: str) -> list[DesiredRow]:
 
 
 def derive(view: SourceView) -> list[DesiredRow]:
-    return [r for svc in view.state.services.values() for r in lb_rows(svc, view.hub_id)]
+    """On a routed network a client reaching itself through its Service is
+    SNATed to the fabric's fixed ``hairpin_snat_ip`` (policies allow it);
+    elsewhere OVN's default (the VIP) stays."""
+    fab = view.fabric
+    routed = fab.router_of if fab is not None else {}
+    hairpin = fab.spec.hairpin_snat_ip if fab is not None else ""
+    return [
+        r
+        for svc in view.state.services.values()
+        for r in lb_rows(svc, view.hub_id, hairpin if ls_name(svc.source, svc.network) in routed else "")
+    ]
 
 
 def programmed(view: View, u: PlanOp) -> Programmed | None:
