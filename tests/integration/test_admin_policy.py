@@ -1,8 +1,8 @@
 """Hub-level policies against a real NB + ovn-northd, proven by ovn-trace verdicts.
 
-Three sources, each on its own switch, joined by a router the test adds by hand
-(as an operator would; the hub's own routers are not part of this): a Docker
-network, a Kubernetes pod network, a static network of VMs.
+Three sources, each on its own switch, joined by the hub's own router
+(``[routers.*]``): a Docker network, a Kubernetes pod network, a static
+network of VMs.
 
 =========  =================  ===========  ===========================
 endpoint   source             ip           labels
@@ -34,10 +34,11 @@ from pathlib import Path
 import pytest
 
 from core.model import Endpoint, Namespace, Network, Peer, Policy, PolicyPort, Rule, Selector, Snapshot, Source
-from core.model.fabric import LABEL_ORCHESTRATOR, AdminPolicy, AdminRule, Fabric
-from core.names import ls_name
+from core.model.fabric import LABEL_ORCHESTRATOR, AdminPolicy, AdminRule, Fabric, RouterSpec
+from core.names import ls_name, stable_mac
 from core.nb import Programmer
 from core.nb.tables.admin_policy import acl_priority, pg_name
+from core.nb.tables.router_port import lrp_name_for
 from hub.sandbox import OvnSandbox
 from testkit.nb import nb_rows, ovs_map
 from testkit.ovn_trace import Trace, sync, tcp, trace
@@ -66,7 +67,7 @@ def sel(**labels: str) -> Selector:
 
 
 class Fabrics:
-    """Three sources on three switches, a hand-made router between them, one programmer."""
+    """Three sources on three switches, the hub's router between them, one programmer."""
 
     def __init__(self, sb: OvnSandbox) -> None:
         self.sb = sb
@@ -82,7 +83,7 @@ class Fabrics:
         self.db = self.ep(self.k8s, "db", "10.0.0.30", app="db")
         self.vm = self.ep(STATIC, "vm", "10.2.0.5", app="web")
         self.vm2 = self.ep(STATIC, "vm2", "10.2.0.6", app="web")
-        self.router_macs: dict[Source, str] = {}
+        self.router = RouterSpec(name=f"r-{self.k8s.cluster}", networks=tuple(f"{s}/{n.name}" for s, n in self.nets.items()))
         self.prog: Programmer | None = None
         self.task: asyncio.Task[None] | None = None
 
@@ -94,11 +95,10 @@ class Fabrics:
         self.prog = Programmer(self.sb.nb_remote, "admin-hub")
         await self.prog.start()
         self.task = asyncio.create_task(self.prog.run())
+        self.prog.set_fabric(Fabric(routers=(self.router,)))
         self.prog.apply(Snapshot(source=DOCKER, objects=(self.nets[DOCKER], self.web, self.other)))
         self.prog.apply(Snapshot(source=STATIC, objects=(self.nets[STATIC], self.vm, self.vm2)))
         self.program_k8s(*k8s_policies)
-        await self.prog.flush(20)
-        await asyncio.to_thread(self._router)
         await self.settle()
 
     def program_k8s(self, *policies: Policy) -> None:
@@ -106,20 +106,9 @@ class Fabrics:
         ns = Namespace(source=self.k8s, name="default")
         self.prog.apply(Snapshot(source=self.k8s, objects=(self.nets[self.k8s], ns, self.db, *policies)))
 
-    def _router(self) -> None:
-        """One router port per switch, as an operator adds them (foreign rows on the hub's switches)."""
-        nbctl = self.sb.nbctl
-        nbctl("lr-add", self.router)
-        for i, (src, net) in enumerate(self.nets.items()):
-            mac, lrp, lsp = f"00:00:00:aa:0{i}:01", f"{self.router}-{i}", f"{self.router}-ls{i}"
-            nbctl("lrp-add", self.router, lrp, mac, f"{net.gateway}/24")
-            nbctl("lsp-add", ls_name(src, net.name), lsp, "--", "lsp-set-type", lsp, "router", "--",
-                  "lsp-set-addresses", lsp, "router", "--", "lsp-set-options", lsp, f"router-port={lrp}")  # fmt: skip
-            self.router_macs[src] = mac
-
     async def policies(self, *pols: AdminPolicy) -> None:
         assert self.prog is not None
-        self.prog.set_fabric(Fabric(policies=pols))
+        self.prog.set_fabric(Fabric(routers=(self.router,), policies=pols))
         await self.settle()
 
     async def settle(self) -> None:
@@ -128,7 +117,8 @@ class Fabrics:
         await asyncio.to_thread(sync, self.sb)
 
     def t(self, src: Endpoint, dst: Endpoint, port: int) -> Trace:
-        flow = tcp(src, dst.ips[0], port, self.router_macs[src.source])
+        router_mac = stable_mac(lrp_name_for(ls_name(src.source, src.network)))  # the router's leg on src's network
+        flow = tcp(src, dst.ips[0], port, router_mac)
         return trace(self.sb, ls_name(src.source, src.network), flow, *MORE_CT)
 
     def passes(self, src: Endpoint, dst: Endpoint, port: int) -> bool:
@@ -145,10 +135,6 @@ class Fabrics:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
             await self.prog.close()
-        with contextlib.suppress(Exception):
-            self.sb.nbctl("--if-exists", "lr-del", self.router)
-            for src, net in self.nets.items():
-                self.sb.nbctl("--if-exists", "ls-del", ls_name(src, net.name))
 
 
 @pytest.fixture
@@ -174,7 +160,7 @@ DENY = AdminRule(action="deny", name="rest")
 
 async def test_hub_policy_admits_docker_web_to_k8s_db_on_5432_only(fab: Fabrics) -> None:
     await fab.start()
-    # the router works and nothing isolates db yet: everyone reaches it
+    # the hub's router joins the three networks and nothing isolates db yet: everyone reaches it
     assert fab.passes(fab.web, fab.db, 5432) and fab.passes(fab.vm, fab.db, 5432) and fab.passes(fab.other, fab.db, 22)
     await fab.policies(db_policy(ALLOW_WEB, DENY))
     pg = pg_name("db")
