@@ -78,6 +78,7 @@ class PoliciesFile:
         if not self.path:
             changed = bool(self.policies) or not self._looked
             self._looked, self.policies, self.error, self.reason = True, (), "", ""
+            metrics.HUB_POLICIES.set(0)
             return changed
         try:
             st = os.stat(self.path)

@@ -96,7 +96,7 @@ async def test_read_on_change_reject_once_and_keep_the_last_good(tmp_path: Path)
     assert not pf.read() and pf.loads == 3
     # the section loses its path: no hub-level policy any more
     pf.configure(PoliciesSection())
-    assert pf.read() and pf.policies == ()
+    assert pf.read() and pf.policies == () and metrics.HUB_POLICIES._value.get() == 0  # type: ignore[attr-defined]
 
 
 async def test_the_watcher_applies_changes_and_survives_bad_files(tmp_path: Path) -> None:
