@@ -38,10 +38,32 @@ from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import msgspec
 import pytest
 
-from core.model import Endpoint, InputEvent, LBRule, Network, Service, Snapshot, Source
-from core.model.fabric import LABEL_FLOATING_IP, ExternalSpec, Fabric, RouterSpec
+from core.model import (
+    Endpoint,
+    InputEvent,
+    LBRule,
+    Network,
+    Peer,
+    Policy,
+    PolicyPort,
+    Rule,
+    Selector,
+    Service,
+    Snapshot,
+    Source,
+)
+from core.model.fabric import (
+    LABEL_FLOATING_IP,
+    LABEL_ORCHESTRATOR,
+    AdminPolicy,
+    AdminRule,
+    ExternalSpec,
+    Fabric,
+    RouterSpec,
+)
 from core.names import lsp_name
 from core.nb import Programmer
 from hub.sandbox import _which
@@ -231,9 +253,9 @@ class World:
 
 
 PLACES = {  # endpoint -> (source, network, ip, chassis index, prefix, gateway, labels)
-    "web": (DOCKER, "blue", "10.1.0.2", 0, 24, "10.1.0.1", {}),
+    "web": (DOCKER, "blue", "10.1.0.2", 0, 24, "10.1.0.1", {"app": "web"}),
     "db-0": (K8S, "pods", "10.244.0.5", 1, 16, "10.244.0.1", {"app": "db"}),
-    "vm1": (STATIC, "vms", "10.3.0.7", 0, 24, "10.3.0.1", {}),
+    "vm1": (STATIC, "vms", "10.3.0.7", 0, 24, "10.3.0.1", {"app": "web"}),  # app=web too: but not Docker's
     "vm2": (STATIC, "vms", "10.3.0.8", 1, 24, "10.3.0.1", {LABEL_FLOATING_IP: FIP}),
 }
 
@@ -258,7 +280,7 @@ def world() -> Iterator[World]:
         for e in w.eps.values():
             pair.wait_up(lsp_name(e), WAIT)
         w.hv_sync()
-        w.serve("db-0", DB_PORT)
+        w.serve("db-0", DB_PORT, DB_PORT + 1)
         w.serve("vm2", HTTP_PORT)
         w.serve("outside", HTTP_PORT)
         yield w
@@ -341,3 +363,58 @@ def test_a_network_leaving_the_router_loses_its_routes(world: World) -> None:
         w.hub.flush()
     w.hv_sync()
     assert w.ping("web", "10.244.0.5"), "docker is back on the router"
+
+
+# ------------------------------------------------------------------ 6. one policy model across orchestrators
+ALLOW_WEB = AdminRule(action="allow", name="web", ports=(PolicyPort(port=DB_PORT),),
+                      peers=(Peer(pod_selector=Selector(match_labels={"app": "web", LABEL_ORCHESTRATOR: "docker"})),))  # fmt: skip
+DENY = AdminRule(action="deny", name="rest")
+PASS_STATIC = AdminRule(action="pass", name="vms", peers=(Peer(pod_selector=Selector(match_labels={LABEL_ORCHESTRATOR: "static"})),))
+
+
+def db_policy(*rules: AdminRule) -> AdminPolicy:
+    return AdminPolicy(name="db", priority=10, subject=Peer(pod_selector=Selector(match_labels={"app": "db"})), ingress=rules)
+
+
+def test_a_hub_policy_admits_docker_web_to_k8s_db_on_5432_only(world: World) -> None:
+    w = world
+    assert w.connect("vm1", "10.244.0.5", DB_PORT) == "db-0 10.3.0.7"  # nothing isolates db yet
+    w.hub.set_fabric(msgspec.structs.replace(fabric(w.c1), policies=(db_policy(ALLOW_WEB, DENY),)))
+    try:
+        w.hub.flush()
+        w.hv_sync()
+        assert w.connect("web", "10.244.0.5", DB_PORT) == "db-0 10.1.0.2", "docker app=web -> k8s app=db:5432"
+        assert w.connect("web", VIP, DB_PORT) == "db-0 10.1.0.2", "and through the Service"
+        assert w.connect("web", "10.244.0.5", DB_PORT + 1, timeout=1.5) == "", "another port is dropped"
+        assert w.connect("vm1", "10.244.0.5", DB_PORT, timeout=1.5) == "", "a static VM (also app=web) is dropped"
+        assert not w.pair.ping(w.ns["vm1"], "10.244.0.5", count=1, wait=1), "and so is its ping"
+        assert w.connect("db-0", VIP, DB_PORT) == f"db-0 {HAIRPIN_IP}", "db still reaches itself through its Service"
+        assert w.ping("db-0", "10.3.0.7"), "db is isolated on the way in only"
+    finally:
+        w.hub.set_fabric(fabric(w.c1))
+        w.hub.flush()
+    w.hv_sync()
+    assert w.connect("vm1", "10.244.0.5", DB_PORT) == "db-0 10.3.0.7", "the policy gone, so is the isolation"
+
+
+def test_pass_leaves_the_decision_to_the_kubernetes_policy(world: World) -> None:
+    w = world
+    # Kubernetes isolates db: only vm1 (by ipBlock: a routed address of another orchestrator) on 5432
+    np = Policy(source=K8S, uid="np", namespace="default", name="db-from-vm1", pod_selector=Selector(match_labels={"app": "db"}),
+                ingress=(Rule(peers=(Peer(cidr="10.3.0.7/32"),), ports=(PolicyPort(port=DB_PORT),)),))  # fmt: skip
+    k8s = w.snapshots()[1]
+    w.hub.apply(msgspec.structs.replace(k8s, objects=(*k8s.objects, np)))
+    w.hub.set_fabric(msgspec.structs.replace(fabric(w.c1), policies=(db_policy(ALLOW_WEB, PASS_STATIC, DENY),)))
+    try:
+        w.hub.flush()
+        w.hv_sync()
+        assert w.connect("vm1", "10.244.0.5", DB_PORT) == "db-0 10.3.0.7", "passed, and Kubernetes allows vm1"
+        assert w.connect("vm2", "10.244.0.5", DB_PORT, timeout=1.5) == "", "passed, and Kubernetes' isolation drops vm2"
+        assert w.connect("vm1", "10.244.0.5", DB_PORT + 1, timeout=1.5) == "", "passed, a port Kubernetes does not allow"
+        assert w.connect("web", "10.244.0.5", DB_PORT) == "db-0 10.1.0.2", "the hub's allow beats Kubernetes' isolation"
+    finally:
+        w.hub.apply(k8s)
+        w.hub.set_fabric(fabric(w.c1))
+        w.hub.flush()
+    w.hv_sync()
+    assert w.connect("vm2", "10.244.0.5", DB_PORT) == "db-0 10.3.0.8", "both policies gone"
