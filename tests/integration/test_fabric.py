@@ -219,6 +219,8 @@ async def test_config_changes_remove_their_rows_and_nothing_else(ovn: OvnSandbox
     assert lsp_name(ep(DOCKER, "web", "blue", "10.1.0.2")) in by_name(ovn, "Logical_Switch_Port")  # the endpoint stays
     # no router configured: every fabric row goes
     p.set_fabric(Fabric())
+    planned = {(o.op, o.table, o.name) for o in p.plan()}  # hubctl plan shows the fabric's rows like any other
+    assert ("delete", "Logical_Router", "ovn-hub/main") in planned and ("delete", "NAT", "ovn-hub/main/snat/10.244.0.0/16") in planned
     await p.flush(10)
     ours = lambda t: [r for r in nb_rows(ovn, t) if ovs_map(r["external_ids"]).get(OWNER) == "hub1"]  # noqa: E731
     for t in ("Logical_Router", "Logical_Router_Port", "NAT", "DNS", "Load_Balancer_Group", "HA_Chassis_Group",
