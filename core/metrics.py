@@ -43,3 +43,4 @@ NODE_PLUGGED = Gauge("ovn_hub_node_plugged_containers", "hubd --role node: conta
 NODE_PLUG_SECONDS = Histogram(
     "ovn_hub_node_plug_seconds", "hubd --role node: veth + addresses + bridge port for one container", buckets=_BUCKETS
 )
+HUB_POLICIES = Gauge("ovn_hub_hub_policies", "Hub-level policies in force (the [policies] file as last read successfully)")

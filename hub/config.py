@@ -96,6 +96,15 @@ class RemoteSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return Source(self.orchestrator, self.cluster)
 
 
+class PoliciesSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``[policies]``: the hub-level policies file (hub/policies.py), a JSON array of
+    AdminPolicy objects (core/model/fabric.py), re-read when it changes.  A bad file
+    at start is a config error; later, it is rejected and the last good policies stay."""
+
+    path: str = ""
+    poll_interval: float = 1.0  # seconds between looks at the file's mtime, size and inode
+
+
 def parse_mqtt_url(url: str) -> tuple[bool, str, int]:
     """``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]`` → (tls, host, port)."""
     m = re.fullmatch(r"(mqtts?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?/?", url)
@@ -147,6 +156,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     mqtt: MqttSection = msgspec.field(default_factory=MqttSection)
     adapters: dict[str, dict[str, Any]] = {}
     remote: dict[str, RemoteSection] = {}
+    policies: PoliciesSection = msgspec.field(default_factory=PoliciesSection)
     #: ``hubd --role node`` (adapters/docker/node.py ``NodeOptions``); checked by hub.node.
     node: dict[str, Any] = {}
     routers: dict[str, RouterSection] = {}
@@ -216,10 +226,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 def _check(cfg: Config) -> None:
-    try:
-        validate_source(Source(cfg.hub.id, "x"))
-    except Invalid:
-        raise ConfigError(f"hub.id: {cfg.hub.id!r} is not a DNS label ([a-z0-9-], 1-63)") from None
+    if not DNS_LABEL.fullmatch(cfg.hub.id):
+        raise ConfigError(f"hub.id: {cfg.hub.id!r} is not a DNS label ([a-z0-9-], 1-63)")
     if cfg.hub.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("hub.log_level: must be debug, info, warning or error")
     for key in ("nb", "sb"):
@@ -246,6 +254,10 @@ def _check(cfg: Config) -> None:
         parse_listen(cfg.api.listen)
     except ValueError as exc:
         raise ConfigError(f"api.listen: {exc}") from None
+    if not 0 < cfg.policies.poll_interval <= 3600:
+        raise ConfigError("policies.poll_interval: must be more than 0 and at most 3600 seconds")
+    if cfg.policies.path and not Path(cfg.policies.path).is_absolute():
+        raise ConfigError(f"policies.path: {cfg.policies.path!r} must be an absolute path")
     cfg.adapter_specs()
     cfg.remote_sources()
     for name in [*cfg.routers, *cfg.external]:

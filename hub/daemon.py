@@ -30,11 +30,13 @@ import msgspec
 
 from core.adapter import AdapterSpec, OptionsError
 from core.model import Delete, Endpoint, Programmed, Ready, Rejected, Snapshot, Source, Upsert
+from core.model.fabric import AdminPolicy
 from core.nb import PortStatus, Programmer
 from hub.bus import AdapterSink, Bus, Subscription
 from hub.config import Config, ConfigError, load
 from hub.notify import Notifier
 from hub.plugins import PluginError, adapter_factory
+from hub.policies import PoliciesFile
 from hub.sandbox import OvnSandbox
 from hub.supervise import AdapterRunner, watchdog
 from hub.trace import Request as TraceRequest
@@ -65,9 +67,10 @@ class _Tasks:
     ingest: asyncio.Task[None] | None = None
     writer: asyncio.Task[None] | None = None
     readiness: asyncio.Task[None] | None = None
+    policies: asyncio.Task[None] | None = None
 
     def before_mqtt(self) -> list[asyncio.Task[None]]:
-        return [t for t in (self.consumer, self.watchdog, self.writer, self.readiness) if t is not None]
+        return [t for t in (self.consumer, self.watchdog, self.writer, self.readiness, self.policies) if t is not None]
 
 
 class Hub:
@@ -87,6 +90,9 @@ class Hub:
         self.mqtt: MqttMirror | None = None  # when [mqtt] enabled (imported lazily: aiomqtt)
         self.remote: RemoteIngest | None = None  # when [remote.*] sources are configured
         self._applied: set[str] = set()  # sources whose snapshot the programmer applied
+        #: what the hub builds between the sources; its ``policies`` are the [policies] file's
+        self.fabric = config.fabric_spec()
+        self.policy_file = PoliciesFile(config.policies, reject=self.bus.publish)
         self.started_at = time.time()
         self.reloads = 0
         self._traces = asyncio.Semaphore(2)  # ovn-trace reads the whole SB: at most two at once
@@ -119,6 +125,8 @@ class Hub:
                 cache_path=Path(self.config.hub.state_dir) / f"nb-ports-{self.config.hub.id}.cache",
             )
             stack.push_async_callback(self.programmer.close)
+            if not self.policy_file.checks:  # (hubd's main read it already, refusing a bad file)
+                self.policy_file.read()
             self._set_fabric(self.config)
             self._input = self.bus.subscribe(
                 "programmer", accept=lambda e: isinstance(e, Snapshot | Upsert | Delete)
@@ -147,6 +155,7 @@ class Hub:
         # Adapters list while NB loads: desired state needs no connection.
         tasks = _Tasks(consumer=tg.create_task(self._consume(), name="consumer"),
                        watchdog=tg.create_task(watchdog(self.notifier), name="watchdog"))
+        tasks.policies = tg.create_task(self.policy_file.run(self._apply_policies), name="policies")
         if self.config.mqtt.enabled:  # subscribes before any adapter emits
             from hub.mqtt import MqttMirror
 
@@ -266,6 +275,20 @@ class Hub:
                 await runner.task
         return runner
 
+    def check_policies(self) -> int:
+        """Read the [policies] file at start; a bad one is a config error (there is no
+        last good file yet, and refusing to start leaves the policies NB holds alone)."""
+        self.policy_file.read()
+        if self.policy_file.error:
+            raise ConfigError(f"policies.path: {self.policy_file.error}")
+        return len(self.policy_file.policies)
+
+    def _apply_policies(self, policies: tuple[AdminPolicy, ...]) -> None:
+        """Hub-level policies in force: the programmer gets them as part of the fabric."""
+        self.fabric = msgspec.structs.replace(self.fabric, policies=policies)
+        if self.programmer is not None:
+            self.programmer.set_fabric(self.fabric)
+
     def validate_adapters(self, cfg: Config) -> None:
         """Check adapter types and options without starting anything."""
         for spec in cfg.adapter_specs().values():
@@ -294,6 +317,7 @@ class Hub:
                 log.warning("reload: changes to [%s] take effect at the next restart", section)
         self.config = cfg
         self._set_fabric(cfg)
+        self.policy_file.configure(cfg.policies)  # SIGHUP looks at the policies file now
         for name in sorted(set(old) - set(new)):
             runner = await self._stop_adapter(name)
             log.info("reload: adapter %s removed; its rows are collected", name)
@@ -313,10 +337,12 @@ class Hub:
         return True
 
     def _set_fabric(self, cfg: Config) -> None:
-        """The fabric spec, and the sources it waits for before collecting its rows."""
+        """The fabric spec (with the hub-level policies in force), and the sources it
+        waits for before collecting its rows."""
+        self.fabric = msgspec.structs.replace(cfg.fabric_spec(), policies=self.policy_file.policies)
         if self.programmer is None:
             return
-        self.programmer.set_fabric(cfg.fabric_spec())
+        self.programmer.set_fabric(self.fabric)
         expected = [Source(s.type, s.cluster) for s in cfg.adapter_specs().values()]
         self.programmer.expect([*expected, *cfg.remote_sources().values()])
 
@@ -386,6 +412,7 @@ class Hub:
             # every rejection (adapters, remote ingest, NB), counted once per distinct object
             "rejections": self.bus.rejections.status(),
             "fabric": msgspec.to_builtins(self.programmer.fabric_status()) if self.programmer is not None else None,
+            "policies": self.policy_file.status(),
         }
 
 

@@ -73,8 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "adapter" and (args.sandbox or cfg.remote):
         print("hubd: config error: --role adapter runs no OVN and accepts no [remote] sources", file=sys.stderr)
         return 2
+    policies = 0
+    if args.role == "hub":
+        try:
+            policies = hub.check_policies()
+        except ConfigError as exc:
+            print(f"hubd: config error: {exc}", file=sys.stderr)
+            return 2
     if args.check:
-        print(f"hubd: config OK ({len(cfg.adapter_specs())} adapters)")
+        print(f"hubd: config OK ({len(cfg.adapter_specs())} adapters, {policies} hub-level policies)")
         return 0
     # Everything imported so far lives for the whole run: keep it out of the
     # cyclic collector's generations (bulk paths also pause it, core.gcpause).

@@ -389,11 +389,14 @@ class TwoChassisOvn:
         return c2.encap_ip in c1.tunnel_ports().values() and c1.encap_ip in c2.tunnel_ports().values()
 
     # ------------------------------------------------------------------ ports
-    def add_port(self, chassis_index: int, ep: Endpoint, ns_name: str | None = None, prefix: int = 24) -> str:
+    def add_port(
+        self, chassis_index: int, ep: Endpoint, ns_name: str | None = None, prefix: int = 24, gateway: str | None = None
+    ) -> str:
         """Plug ``ep`` into chassis ``chassis_index`` (0 or 1): a netns with one end
         of a veth (ep's MAC and IPs), the other end on that chassis' br-int with
         ``iface-id`` = the endpoint's port name.  IPs without a "/" get ``prefix``
-        (IPv4) or /64 (IPv6).  Returns the netns name.
+        (IPv4) or /64 (IPv6).  ``gateway``: the netns' default route goes via that
+        address (a router port of the network).  Returns the netns name.
 
         ``options:requested-chassis`` is the NB's business (the hub writes the
         endpoint's node): plugging a port on the other chassis leaves it down."""
@@ -413,6 +416,9 @@ class TwoChassisOvn:
             cidr = addr if "/" in addr else f"{addr}/{64 if ':' in addr else prefix}"
             _run([*in_ns, ip, "addr", "add", cidr, "dev", "eth0"])
         _run([*in_ns, ip, "link", "set", "eth0", "up"])
+        if gateway:
+            family = "-6" if ":" in gateway else "-4"
+            _run([*in_ns, ip, family, "route", "add", "default", "via", gateway, "dev", "eth0"])
         ch.in_ns(ip, "link", "set", host, "up")
         if ethtool := _ethtool():  # AF_PACKET netdev: checksums left to offload never get filled in (TCP/UDP)
             _run([*in_ns, ethtool, "-K", "eth0", "tx", "off"], check=False)

@@ -590,6 +590,15 @@ def normalize_service(
     for ip in _ip_list(_list(spec.get("externalIPs"), "spec.externalIPs"), "spec.externalIPs"):
         if ip not in vips:
             vips.append(ip)
+    if typ == "LoadBalancer":  # the addresses the cloud (or MetalLB) gave it: VIPs on the fabric's gateway
+        lb = _dict(_dict(obj.get("status"), "status").get("loadBalancer"), "status.loadBalancer")
+        for i, ing in enumerate(_list(lb.get("ingress"), "status.loadBalancer.ingress")):
+            lb_ip = _dict(ing, f"status.loadBalancer.ingress[{i}]").get("ip")
+            if lb_ip in (None, ""):
+                continue  # a hostname-only ingress (AWS ELB) has no address to serve
+            for canon in _ip_list([lb_ip], f"status.loadBalancer.ingress[{i}].ip"):
+                if canon not in vips:
+                    vips.append(canon)
     nodes = sorted({validate_ip(ip, "node ip") for ip in node_ips}, key=lambda ip: _backend_order(_hostport(ip, 1)))
 
     mine: list[EndpointSliceInfo] = []

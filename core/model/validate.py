@@ -393,3 +393,19 @@ def validate(obj: Object) -> None:
         if p.name and not _PORT_NAME.fullmatch(p.name):
             raise Invalid("bad-port", f"port name {quote(p.name)} is not an IANA service name")
     _labels(obj.labels)
+
+
+# ---------------------------------------------------------------- for other validators (core/model/fabric.py)
+def validate_count(field: str, values: object, limit: str) -> None:
+    """At most ``LIMITS[limit]`` items."""
+    _count(field, values, limit)
+
+
+def validate_peer(peer: Peer, where: str) -> None:
+    """A peer (selectors or an ipBlock) as a Policy's are checked; ``where`` starts the message."""
+    _validate_peer(peer, where)
+
+
+def validate_policy_port(pp: PolicyPort, where: str) -> None:
+    """A rule's port as a Policy's are checked; ``where`` starts the message."""
+    _validate_policy_port(pp, where)

@@ -169,6 +169,8 @@ class DesiredState:
         st.endpoints[ep.key] = ep
         if st.policies or self._dns_on(ep) or (old is not None and self._dns_on(old)):
             self.stale.add(str(ep.source))
+        if self.fabric.spec.policies:
+            self.fabric_stale = True  # hub-level policies select endpoints of every source
         name = lsp_name(ep)
         self.ports[name] = ep
         if self.fabric.spec.externals and (self._floating_label(ep) or name in self.floating):
@@ -186,6 +188,8 @@ class DesiredState:
             return
         if st.policies or self._dns_on(ep):
             self.stale.add(str(source))
+        if self.fabric.spec.policies:
+            self.fabric_stale = True
         name = lsp_name(ep)
         self.ports.pop(name, None)
         if self.floating.pop(name, None) is not None:
@@ -232,6 +236,8 @@ class DesiredState:
             table[key] = obj
         if kind == "policy" or st.policies:
             self.stale.add(str(source))
+        if kind == "namespace" and self.fabric.spec.policies:
+            self.fabric_stale = True  # hub-level namespace selectors read every source's namespaces
 
     def _refresh_switch(self, source: Source, network: str) -> None:
         """The switch of ``network`` is wanted while a Network object, an
@@ -274,6 +280,8 @@ class DesiredState:
         new_ns = {o.name: o for o in others if isinstance(o, Namespace)}
         new_pols = {o.uid: o for o in others if isinstance(o, Policy)}
         if new_ns != st.namespaces or new_pols != st.policies:
+            if new_ns != st.namespaces and self.fabric.spec.policies:
+                self.fabric_stale = True
             st.namespaces = new_ns
             st.policies = new_pols
             self.stale.add(str(snap.source))
@@ -318,6 +326,7 @@ class DesiredState:
                 self._replace(old, new_rows)
         if not self.fabric_open and self._fabric_ready():
             self.fabric_open = True  # the fabric's rows may be collected from now on
+            self.fabric_stale = self.fabric_stale or bool(self.fabric.spec.policies)  # they waited for it
         if self.fabric_stale:
             self.fabric_stale = False
             sources = self.sources
@@ -326,7 +335,8 @@ class DesiredState:
                 st = sources.get(src)
                 return [with_ips(ep) for ep in st.endpoints.values()] if st is not None else []
 
-            fview = FabricView(self.fabric, sources, self.hub_id, endpoints, [with_ips(ep) for ep in self.floating.values()])
+            fview = FabricView(self.fabric, sources, self.hub_id, endpoints, [with_ips(ep) for ep in self.floating.values()],
+                               self.fabric_open)  # fmt: skip
             frows: list[DesiredRow] = []
             for fderive in FABRIC_DERIVERS:
                 frows += fderive(fview)

@@ -86,6 +86,8 @@ class DirtyRows:
         st = self.desired.sources.get(source)
         if st is not None and st.policies:
             self.desired.stale.add(source)  # policy address sets hold the port's IPs
+        if self.desired.fabric.spec.policies:
+            self.desired.fabric_stale = True  # and so do the hub-level policies'
         self.wake.set()
 
     def warn(self, message: str) -> None:

@@ -177,7 +177,7 @@ class FabricView:
     """Every source's desired state and the fabric, as fabric derivers read it."""
 
     def __init__(self, index: Any, sources: Mapping[str, Any], hub_id: str, endpoints: Callable[[str], list[Any]],
-                 floating: list[Any]) -> None:  # fmt: skip
+                 floating: list[Any], synced: bool = True) -> None:  # fmt: skip
         #: ``core.nb.tables.fabric.FabricIndex``: the spec, and the routed networks by router
         self.index = index
         #: every source's ``SourceState`` by ``str(source)``
@@ -187,6 +187,9 @@ class FabricView:
         self.endpoints = endpoints
         #: the endpoints that carry a floating-IP label (addresses filled in)
         self.floating = floating
+        #: every expected source has listed (the fabric's rows may be collected); before, a
+        #: deriver whose rows read every source's objects may derive none (NB keeps its rows)
+        self.synced = synced
 
 
 FabricDeriver = Callable[[FabricView], list[DesiredRow]]

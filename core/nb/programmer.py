@@ -601,7 +601,8 @@ class Programmer:
         if ep is None or st is None or direction not in ("ingress", "egress"):
             return []
         pols = sorted(st.policies.values(), key=lambda p: (p.namespace, p.name, p.uid))
-        return [p for p in pols if getattr(p, direction) is not None and policy.selected(p, [ep])]
+        cands = policy.candidates([ep], st.namespaces)
+        return [p for p in pols if getattr(p, direction) is not None and policy.selected(p, cands)]
 
 
 def _same_ip(text: str, want: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

@@ -27,6 +27,7 @@ from core.model import (
     Selector,
     Upsert,
 )
+from core.model.fabric import DEFAULT_HAIRPIN_IP
 from core.names import ACL_KEY, NAME, OWNER, PARENT, SOURCE, UID, lsp_name
 from core.nb import Programmer
 from core.nb.tables.policy import ALLOW_PRIORITY, DENY_PRIORITY, deny_pg_name, pg_name
@@ -192,7 +193,9 @@ async def test_policy_rows_follow_endpoints_and_namespaces(ovn: OvnSandbox, make
     assert (allow_eg["direction"], ovs_map(allow_eg["options"])) == ("from-lport", {"apply-after-lb": "true"})
     assert by_match[f"outport == @{deny_in} && ip"]["action"] == "drop"
     assert by_match[f"inport == @{deny_eg} && ip"]["priority"] == DENY_PRIORITY
-    assert len(acls) == 4
+    hairpin = by_match[f"outport == @{deny_in} && ip4.src == {DEFAULT_HAIRPIN_IP}"]  # a pod reaching itself via a Service
+    assert (hairpin["priority"], hairpin["direction"], hairpin["action"]) == (ALLOW_PRIORITY, "to-lport", "allow-related")
+    assert len(acls) == 5
     for table in ("Port_Group", "Address_Set", "ACL"):
         for r in nb_rows(ovn, table):
             ids = ovs_map(r["external_ids"])
@@ -250,7 +253,7 @@ async def test_deletes_referrers_first_and_gc_after_snapshot(ovn: OvnSandbox, ma
     p.apply(snap(*objs))
     await p.flush(10)
     counts = {t: len(nb_rows(ovn, t)) for t in ("Load_Balancer", "Port_Group", "Address_Set", "ACL")}
-    assert counts == {"Load_Balancer": 2, "Port_Group": 2, "Address_Set": 2, "ACL": 2}
+    assert counts == {"Load_Balancer": 2, "Port_Group": 2, "Address_Set": 2, "ACL": 3}  # allow, deny, hairpin
     await stop(make_prog, p)
     # restart: deltas without a snapshot never collect anything
     q = await make_prog()

@@ -15,9 +15,9 @@ packet that arrived or did not.
 Load balancing needs a router: a Logical_Switch load balancer only DNATs, so
 the client's frame must be addressed to a router port for the DNATed packet
 to be routed to the backend (the ovn-kubernetes shape: pods' default gateway
-is the cluster router).  The hub creates no routers, so the test plays the
-operator and adds one with ``ovn-nbctl``; the hub must leave that foreign
-port on its switch alone.
+is the cluster router).  The Service test configures the hub's fabric
+(``[routers.default]``, ``pod_cidr``): the hub's router answers at the pod
+network's gateway and its load-balancer group carries the Service.
 
 Every wait is bounded; the data plane is synchronised with ``ovn-nbctl
 --wait=hv sync`` (ovn-controller has installed the flows) after NB shows the
@@ -62,8 +62,7 @@ if os.geteuid() != 0 or _MISSING:  # make test installs these and runs as root: 
 SRC = Source("k8s", "test")
 NODE = "worker-1"  # spec.nodeName of the pods = the chassis name (the hub writes requested-chassis=<node>)
 SWITCH = "k8s/test/default"
-GATEWAY, GATEWAY_MAC = "10.244.0.1", "0a:58:0a:f4:00:01"
-ROUTER, ROUTER_PORT, ROUTER_LSP = "operator-gw", "operator-gw-lrp", "operator-gw-lsp"
+GATEWAY = "10.244.0.1"
 VIP = "10.96.0.10"
 WAIT = 30.0  # upper bound of every wait on the control plane
 SERVER_LIFETIME = 120  # a pod's TCP server exits by itself after this, whatever happens to the test
@@ -145,12 +144,14 @@ def uuids(value: Any) -> list[str]:
     return [u[1] for u in ovs_set(value) if isinstance(u, list) and u and u[0] == "uuid"]
 
 
-def start_hubd(hubd_factory: Any, host: OneHostOvn, fake: FakeKubeApi, workdir: Path) -> Hubd:
+def start_hubd(hubd_factory: Any, host: OneHostOvn, fake: FakeKubeApi, workdir: Path, routed: bool = False) -> Hubd:
+    """``routed``: the pod network gets its subnet and the hub's router (the fabric)."""
     kubeconfig = fake.write_kubeconfig(workdir / "kubeconfig")
+    fabric = 'pod_cidr = "10.244.0.0/16"\n[routers.default]\nnetworks = ["*"]\n' if routed else ""
     h: Hubd = hubd_factory(
         f'[hub]\nid = "k8s-dp"\nstate_dir = "{workdir}"\n[ovn]\nnb = "{host.ovn.nb_remote}"\n'
         f'[api]\nlisten = "unix:{workdir}/api.sock"\n'
-        f'[adapters.k8s]\ntype = "k8s"\ncluster = "test"\nkubeconfig = "{kubeconfig}"\n'
+        f'[adapters.k8s]\ntype = "k8s"\ncluster = "test"\nkubeconfig = "{kubeconfig}"\n{fabric}'
     )
     return h
 
@@ -315,7 +316,7 @@ async def test_service_vip_answers_from_each_backend_by_packets(
     }
     fake.add("Service", mksvc("web", VIP))
     fake.add("EndpointSlice", mkslice("web-abc", "web", "10.244.0.5", "10.244.0.6"))
-    h = start_hubd(hubd_factory, host, fake, tmpdir_short)
+    h = start_hubd(hubd_factory, host, fake, tmpdir_short, routed=True)
     await asyncio.to_thread(h.wait_ready, WAIT)
 
     async def vips_are(backends: str) -> bool:
@@ -324,11 +325,11 @@ async def test_service_vip_answers_from_each_backend_by_packets(
 
     await wait_until(lambda: vips_are("10.244.0.5:8080,10.244.0.6:8080"), WAIT, "the service's load balancer")
 
-    # the operator's router: a port at the gateway on the hub's switch (the hub owns neither)
-    operator = f"lr-add {ROUTER} -- lrp-add {ROUTER} {ROUTER_PORT} {GATEWAY_MAC} {GATEWAY}/24"
-    operator += f" -- lsp-add {SWITCH} {ROUTER_LSP} -- lsp-set-type {ROUTER_LSP} router"
-    operator += f" -- lsp-set-addresses {ROUTER_LSP} router -- lsp-set-options {ROUTER_LSP} router-port={ROUTER_PORT}"
-    await asyncio.to_thread(host.ovn.nbctl, *operator.split())
+    # the hub's router answers at the pod network's gateway (no operator router any more)
+    async def routed() -> bool:
+        return any(r["name"] == f"ovn-hub/rtos/{SWITCH}" for r in await nb(host, "Logical_Router_Port"))
+
+    await wait_until(routed, WAIT, "the hub's router port on the pod network")
     eps, ns = await plug_pods(host, pods)
     host.ns_run(ns["client-1"], "ip", "route", "add", "default", "via", GATEWAY, "dev", "eth0")
 
@@ -362,10 +363,11 @@ async def test_service_vip_answers_from_each_backend_by_packets(
         answers = await ask(ns["client-1"], VIP, 80, n=10)
         assert answers == ["web-1"] * 10, answers
 
-    # the hub left the operator's router port alone through all of it
+    # the VIP was served through the hub's own router port and its load-balancer group
     switch = next(s for s in await nb(host, "Logical_Switch") if s["name"] == SWITCH)
     lsps = {r["_uuid"][1]: r for r in await nb(host, "Logical_Switch_Port")}
-    router_lsp = [lsps[u] for u in uuids(switch["ports"]) if lsps[u]["name"] == ROUTER_LSP]
-    assert len(router_lsp) == 1 and router_lsp[0]["type"] == "router", router_lsp
+    router_lsp = [lsps[u] for u in uuids(switch["ports"]) if lsps[u]["type"] == "router"]
+    assert [r["name"] for r in router_lsp] == [f"ovn-hub/stor/{SWITCH}"], router_lsp
+    assert ovs_set(switch["load_balancer_group"]), switch
     status = json.loads((await asyncio.to_thread(h.ctl, "status", "--json")).stdout)
     assert status["ready"] and status["adapters"][0]["restarts"] == 0, status

@@ -581,3 +581,21 @@ def test_offline_list_kinds() -> None:
     }
     out = list(normalize_text(json.dumps(lst), SRC))
     assert [s.name for s in out if isinstance(s, Service)] == ["a", "b"]
+
+
+def test_load_balancer_ingress_ips_are_vips() -> None:
+    """A LoadBalancer Service's ``status.loadBalancer.ingress`` IPs answer like its externalIPs
+    (on the fabric's gateway); a hostname-only ingress adds nothing; a bad IP rejects the Service."""
+    raw = load("service.kubectl-edit-testdata.json")
+    raw["spec"]["type"] = "LoadBalancer"
+    raw["status"] = {"loadBalancer": {"ingress": [{"ip": "172.16.0.80"}, {"hostname": "lb.example.com"}]}}
+    s = normalize_service(raw, [], [], SRC)
+    assert s is not None
+    assert {r.vip for r in s.rules} == {"10.0.0.204", "172.16.0.80"}
+    raw["status"] = {"loadBalancer": {"ingress": [{"ip": "not-an-ip"}]}}
+    with pytest.raises(Invalid):
+        normalize_service(raw, [], [], SRC)
+    raw["spec"]["type"] = "ClusterIP"  # only a LoadBalancer's status counts
+    raw["status"] = {"loadBalancer": {"ingress": [{"ip": "172.16.0.80"}]}}
+    s = normalize_service(raw, [], [], SRC)
+    assert s is not None and {r.vip for r in s.rules} == {"10.0.0.204"}

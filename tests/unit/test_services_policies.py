@@ -202,3 +202,18 @@ def test_policy_rows_deterministic_and_valid_names() -> None:
     # egress named port: one ACL per resolved number, destination IPs inlined
     assert any("ip4.dst == {10.0.0.4}) && tcp.dst == 8004" in m for m in matches)
     assert policy_rows(SRC, eps, ns, [], "hub1") == []
+
+
+def test_egress_named_port_to_an_ip_block_reaches_only_addresses_inside_it() -> None:
+    """A dual-stack pod whose IPv6 address is in the ipBlock is a destination at that
+    address only: the block does not open its IPv4 address too."""
+    dual = Endpoint(source=SRC, uid="d", namespace="default", name="d", kind="pod", network="pods",
+                    ips=("10.0.0.9", "fd00::9"), ports=(PortSpec(port=8443, name="https"),))  # fmt: skip
+    pol = web_policy(ingress=None, egress=(Rule(peers=(Peer(cidr="fd00::/64"),), ports=(PolicyPort(port="https"),)),))
+    matches = [r.columns["match"] for r in policy_rows(SRC, [pod(1, app="web"), dual], {}, [pol], "hub1") if r.table == "ACL"]
+    pg = pg_name(SRC, "np1")
+    assert f"inport == @{pg} && ip && (ip6.dst == {{fd00::9}}) && tcp.dst == 8443" in matches
+    # a selector peer is every address of the pods it selects
+    pol = web_policy(ingress=None, egress=(Rule(peers=(Peer(pod_selector=Selector()),), ports=(PolicyPort(port="https"),)),))
+    matches = [r.columns["match"] for r in policy_rows(SRC, [pod(1, app="web"), dual], {}, [pol], "hub1") if r.table == "ACL"]
+    assert f"inport == @{pg} && ip && (ip4.dst == {{10.0.0.9}} || ip6.dst == {{fd00::9}}) && tcp.dst == 8443" in matches

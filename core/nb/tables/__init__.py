@@ -6,6 +6,7 @@ Each file holds the table's pure row functions and one ``register(RowKind(...))`
 """
 
 from core.nb.tables import (
+    admin_policy,
     dns,
     ha_chassis,
     ha_chassis_group,
@@ -20,8 +21,8 @@ from core.nb.tables import (
     switch,
 )
 
-__all__ = ["ACL", "AS", "LB", "LS", "LSP", "PG", "dns", "ha_chassis", "ha_chassis_group", "lb_group", "load_balancer",
-           "nat", "policy", "port", "router", "router_port", "static_route", "switch"]  # fmt: skip
+__all__ = ["ACL", "AS", "LB", "LS", "LSP", "PG", "admin_policy", "dns", "ha_chassis", "ha_chassis_group", "lb_group",
+           "load_balancer", "nat", "policy", "port", "router", "router_port", "static_route", "switch"]  # fmt: skip
 
 LS = switch.TABLE
 LSP = port.TABLE

@@ -10,6 +10,7 @@ that router (in switch-name order) stays off it, and the index says why
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,6 +38,31 @@ class RoutedNet:
         return tuple(f"{gw}/{s.prefixlen}" for gw, s in zip(self.gateways, self.subnets, strict=True))
 
 
+class _Ranges:
+    """Disjoint address ranges, sorted: an overlap check is a bisection, not a scan."""
+
+    def __init__(self) -> None:
+        self.starts: list[tuple[int, int]] = []  # (version, first address)
+        self.ends: list[int] = []
+        self.owners: list[str] = []
+
+    def overlap(self, s: Subnet) -> str:
+        lo, hi = (s.version, int(s.network_address)), int(s.broadcast_address)
+        i = bisect.bisect_right(self.starts, lo)
+        if i > 0 and self.starts[i - 1][0] == s.version and self.ends[i - 1] >= lo[1]:
+            return self.owners[i - 1]
+        if i < len(self.starts) and self.starts[i][0] == s.version and self.starts[i][1] <= hi:
+            return self.owners[i]
+        return ""
+
+    def add(self, s: Subnet, owner: str) -> None:
+        key = (s.version, int(s.network_address))
+        i = bisect.bisect_right(self.starts, key)
+        self.starts.insert(i, key)
+        self.ends.insert(i, int(s.broadcast_address))
+        self.owners.insert(i, owner)
+
+
 @dataclass
 class FabricIndex:
     spec: Fabric = field(default_factory=Fabric)
@@ -51,19 +77,20 @@ class FabricIndex:
         idx = cls(spec=spec)
         if not spec.routers:
             return idx
-        taken: dict[str, list[tuple[Subnet, str]]] = {}
+        taken: dict[str, _Ranges] = {}
         for source, net in sorted(networks, key=lambda sn: ls_name(sn[0], sn[1].name)):
             router = spec.router_of(source, net.name)
             subnets = routed_subnets(net) if router else []
             if not subnets:
                 continue
             switch = ls_name(source, net.name)
-            mine = taken.setdefault(router, [])
-            clash = next(((s, other) for s in subnets for t, other in mine if s.overlaps(t)), None)
+            mine = taken.setdefault(router, _Ranges())
+            clash = next(((s, other) for s in subnets if (other := mine.overlap(s))), None)
             if clash is not None:
                 idx.problems.append(f"network {switch} stays off router {router}: its subnet {clash[0]} overlaps {clash[1]}'s")
                 continue
-            mine.extend((s, switch) for s in subnets)
+            for s in subnets:
+                mine.add(s, switch)
             rn = RoutedNet(source, net, switch, tuple(subnets), tuple(gateway_of(net, s) for s in subnets))
             idx.nets.setdefault(router, []).append(rn)
             idx.router_of[switch] = router

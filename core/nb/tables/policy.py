@@ -17,6 +17,15 @@ The scheme (ovn-kubernetes' shape, per source = per cluster):
   (from-lport).  Matching ``ip`` leaves ARP alone, and OVN itself passes
   ND/RS/RA at priority 65532 before any ACL, so address resolution survives
   isolation.
+* **Hairpin.**  A pod that reaches its own Service through a load balancer
+  arrives from ``options:hairpin_snat_ip`` (the fabric's ``hairpin_snat_ip``,
+  :data:`~core.model.fabric.DEFAULT_HAIRPIN_IP`), which no policy names: the
+  ingress deny group carries an ``allow-related`` ACL at :data:`ALLOW_PRIORITY`,
+  ``outport == @denyin && ip4.src == <hairpin ip>``, so isolation never cuts a
+  pod off from itself (Kubernetes: a pod cannot block access to itself).  Only
+  the load balancer SNATs to that address, and only for a client that is its
+  own backend, and a port's port security (its addresses) keeps it from
+  sending from that address itself.
 * **Allows, per policy.**  A Port_Group ``hub_<h(source, uid)>`` holds the
   policy's selected ports; each rule becomes ACLs on it, priority
   :data:`ALLOW_PRIORITY` (1001 > deny), action ``allow-related`` so replies and
@@ -26,6 +35,12 @@ The scheme (ovn-kubernetes' shape, per source = per cluster):
   Address_Sets ``hub_<h>_<in|eg><rule>_v4`` / ``_v6`` holding the matching
   endpoints' IPs; ipBlocks are inlined as ``(ip4.src == CIDR && ip4.src !=
   {EXCEPT, ...})``.  Peers OR together inside the match.
+* **Implicit labels.**  Selectors see every endpoint with ``ovn-hub.io/orchestrator``,
+  ``ovn-hub.io/cluster`` and ``ovn-hub.io/namespace`` added (its source and
+  namespace), and every namespace with the same three; they win over an
+  orchestrator label of the same key (:func:`core.model.fabric.selector_labels`).
+  Within one source they change nothing a Kubernetes policy could say; the
+  hub-level tier (``admin_policy.py``) uses them to name sources.
 * **Ports.**  Numeric ports become ``tcp.dst == P`` or ``tcp.dst >= A &&
   tcp.dst <= B`` (endPort), a port-less entry just ``tcp``.  A *named* port
   depends on the destination pod, so it gets its own ACL per resolved number:
@@ -54,8 +69,10 @@ import hashlib
 import ipaddress
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from core.model import Endpoint, Namespace, Peer, Policy, PolicyPort, Programmed, Rule, Selector, Source
+from core.model.fabric import DEFAULT_HAIRPIN_IP, namespace_selector_labels, selector_labels
 from core.names import ACL_KEY, KIND, PARENT, RULE, SOURCE, UID, lsp_name, owner_ids
 from core.nb.kinds import DesiredRow, PlanOp, Ref, RowKind, SourceView, View, by_external_id, register
 from core.nb.tables import port
@@ -110,32 +127,55 @@ def selector_matches(sel: Selector, labels: Mapping[str, str]) -> bool:
     return True
 
 
-def selected(pol: Policy, endpoints: Iterable[Endpoint]) -> list[Endpoint]:
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An endpoint as selectors see it: its labels and its namespace's, the
+    implicit ones (``ovn-hub.io/orchestrator``, ``/cluster``, ``/namespace``,
+    :func:`core.model.fabric.selector_labels`) merged in."""
+
+    ep: Endpoint
+    labels: Mapping[str, str]
+    ns_labels: Mapping[str, str]
+
+
+def candidates(endpoints: Iterable[Endpoint], namespaces: Mapping[str, Namespace]) -> list[Candidate]:
+    """``endpoints`` (of one source, whose Namespace objects are ``namespaces``) with their selector labels."""
+    ns: dict[str, Mapping[str, str]] = {}
+    out = []
+    for ep in endpoints:
+        nl = ns.get(ep.namespace)
+        if nl is None:
+            obj = namespaces.get(ep.namespace)
+            nl = ns[ep.namespace] = namespace_selector_labels(ep.source, ep.namespace, obj.labels if obj else None)
+        out.append(Candidate(ep, selector_labels(ep), nl))
+    return out
+
+
+def selected(pol: Policy, cands: Iterable[Candidate]) -> list[Endpoint]:
     """The endpoints a policy applies to: its namespace, its pod selector."""
-    return [ep for ep in endpoints if ep.namespace == pol.namespace and selector_matches(pol.pod_selector, ep.labels)]
+    return [c.ep for c in cands if c.ep.namespace == pol.namespace and selector_matches(pol.pod_selector, c.labels)]
 
 
-def peer_endpoints(
-    peer: Peer, pol: Policy, endpoints: Iterable[Endpoint], ns_labels: Mapping[str, Mapping[str, str]]
-) -> list[Endpoint]:
+def peer_endpoints(peer: Peer, pol: Policy | None, cands: Iterable[Candidate]) -> list[Endpoint]:
     """Endpoints a selector peer matches (an ipBlock peer matches none here).
 
-    podSelector alone = the policy's namespace; namespaceSelector alone = all
-    pods of the matching namespaces; both = AND."""
+    podSelector alone = the policy's namespace (``pol`` None, a hub-level peer:
+    every namespace of every source); namespaceSelector alone = all pods of the
+    matching namespaces; both = AND."""
     if peer.cidr is not None or (peer.pod_selector is None and peer.namespace_selector is None):
         return []
     ns_sel = peer.namespace_selector
     pod_sel = peer.pod_selector
     out = []
-    for ep in endpoints:
+    for c in cands:
         if ns_sel is None:
-            if ep.namespace != pol.namespace:
+            if pol is not None and c.ep.namespace != pol.namespace:
                 continue
-        elif not selector_matches(ns_sel, ns_labels.get(ep.namespace, {})):
+        elif not selector_matches(ns_sel, c.ns_labels):
             continue
-        if pod_sel is not None and not selector_matches(pod_sel, ep.labels):
+        if pod_sel is not None and not selector_matches(pod_sel, c.labels):
             continue
-        out.append(ep)
+        out.append(c.ep)
     return out
 
 
@@ -191,8 +231,32 @@ def _named_groups(port: PolicyPort, endpoints: Iterable[Endpoint]) -> dict[int, 
     return groups
 
 
+def _named_destinations(
+    port: PolicyPort, has_peers: bool, peer_eps: Iterable[Endpoint], blocks: list[Peer], pool: Iterable[Endpoint]
+) -> dict[int, list[str]]:
+    """Egress to the named ``port``: the destination addresses, by the number they
+    resolve it to.  A destination is an endpoint that defines the name and is a
+    peer: every address of one the selectors match (of every endpoint of ``pool``
+    when the rule has no peers), and of the others the addresses inside an ipBlock
+    (a pod whose IPv6 address is in the block is not reached at its IPv4 one)."""
+    dests: dict[str, tuple[Endpoint, list[str]]] = {}
+    for ep in pool if not has_peers else peer_eps:
+        dests[lsp_name(ep)] = (ep, list(ep.ips))
+    if has_peers and blocks:
+        for ep in pool:
+            inside = [ip for ip in ep.ips if any(_in_block(ip, p) for p in blocks)]
+            if inside and lsp_name(ep) not in dests:
+                dests[lsp_name(ep)] = (ep, inside)
+    groups: dict[int, list[str]] = {}
+    for number, group in _named_groups(port, (ep for ep, _ in dests.values())).items():
+        groups[number] = [ip for ep in group for ip in dests[lsp_name(ep)][1]]
+    return groups
+
+
 # ---------------------------------------------------------------- rows
-class _Builder:
+class RowBuilder:
+    """Port_Group, Address_Set and ACL rows of one source (or the fabric), by table and key."""
+
     def __init__(self, source: Source, hub_id: str) -> None:
         self.source = source
         self.src = str(source)
@@ -240,19 +304,21 @@ def policy_rows(
     namespaces: Mapping[str, Namespace],
     policies: Iterable[Policy],
     hub_id: str,
+    hairpin_ip: str = DEFAULT_HAIRPIN_IP,
 ) -> list[DesiredRow]:
     """Every Port_Group, Address_Set and ACL the policies of ``source`` need
     (see the module docstring for the scheme).  Deterministic: the same input
-    gives equal rows, whatever the iteration order of the inputs."""
+    gives equal rows, whatever the iteration order of the inputs.
+    ``hairpin_ip``: the load balancers' hairpin SNAT address ("" : no hairpin allow)."""
     pols = sorted(policies, key=lambda p: p.uid)
     if not pols:
         return []
     eps = sorted(endpoints, key=lambda e: (e.network, e.uid))
-    ns_labels = {name: ns.labels for name, ns in namespaces.items()}
-    b = _Builder(source, hub_id)
+    cands = candidates(eps, namespaces)
+    b = RowBuilder(source, hub_id)
     deny: dict[str, set[str]] = {}
     for pol in pols:
-        chosen = selected(pol, eps)
+        chosen = selected(pol, cands)
         ports = [lsp_name(ep) for ep in chosen]
         pg = pg_name(source, pol.uid)
         b.port_group(pg, ports, b.ids(pol))
@@ -261,20 +327,23 @@ def policy_rows(
                 continue
             deny.setdefault(direction, set()).update(ports)
             for i, rule in enumerate(rules):
-                _rule_acls(b, pol, pg, direction, i, rule, chosen, eps, ns_labels)
+                _rule_acls(b, pol, pg, direction, i, rule, chosen, eps, cands)
     for direction, members in sorted(deny.items()):
         name = deny_pg_name(source, direction)
         ids = b.ids(None, f"default-deny-{direction}")
         b.port_group(name, members, ids)
         if direction == "in":
             b.acl(name, "to-lport", DENY_PRIORITY, f"outport == @{name} && ip", "drop", ids)
+            if hairpin_ip:
+                hairpin = f"outport == @{name} && {_family(hairpin_ip)}.src == {hairpin_ip}"
+                b.acl(name, "to-lport", ALLOW_PRIORITY, hairpin, "allow-related", b.ids(None, "hairpin"))
         else:
             b.acl(name, "from-lport", DENY_PRIORITY, f"inport == @{name} && ip", "drop", ids)
     return list(b.rows.values())
 
 
 def _rule_acls(
-    b: _Builder,
+    b: RowBuilder,
     pol: Policy,
     pg: str,
     direction: str,
@@ -282,7 +351,7 @@ def _rule_acls(
     rule: Rule,
     chosen: list[Endpoint],
     eps: list[Endpoint],
-    ns_labels: Mapping[str, Mapping[str, str]],
+    cands: list[Candidate],
 ) -> None:
     ingress = direction == "in"
     side = "src" if ingress else "dst"
@@ -296,7 +365,7 @@ def _rule_acls(
     peer_eps: dict[str, Endpoint] = {}
     if selector_peers:
         for peer in selector_peers:
-            for ep in peer_endpoints(peer, pol, eps, ns_labels):
+            for ep in peer_endpoints(peer, pol, cands):
                 peer_eps[ep.key] = ep
         ips = [ip for ep in peer_eps.values() for ip in ep.ips]
         base = f"{pg}_{direction}{index}"
@@ -321,16 +390,7 @@ def _rule_acls(
         else:
             # the destination is a peer: pods matching the selectors, inside an
             # ipBlock, or (no peers) any endpoint of the source
-            if rule.peers:
-                dests = dict(peer_eps)
-                for ep in eps:
-                    if any(_in_block(ip, p) for p in blocks for ip in ep.ips):
-                        dests[ep.key] = ep
-                candidates = list(dests.values())
-            else:
-                candidates = eps
-            for number, group in sorted(_named_groups(pp, candidates).items()):
-                ips = [ip for ep in group for ip in ep.ips]
+            for number, ips in sorted(_named_destinations(pp, bool(rule.peers), peer_eps.values(), blocks, eps).items()):
                 if not ips:
                     continue
                 match = f"inport == @{pg} && ip && ({_ip_set_match(ips, 'dst')}) && {pp.protocol}.dst == {number}"
@@ -360,7 +420,8 @@ def derive(view: SourceView) -> list[DesiredRow]:
     st = view.state
     if not st.policies:
         return []
-    return policy_rows(view.source, view.endpoints, st.namespaces, st.policies.values(), view.hub_id)
+    hairpin = view.fabric.spec.hairpin_snat_ip if view.fabric is not None else DEFAULT_HAIRPIN_IP
+    return policy_rows(view.source, view.endpoints, st.namespaces, st.policies.values(), view.hub_id, hairpin)
 
 
 def object_programmed(view: View, u: PlanOp) -> Programmed | None:
@@ -385,7 +446,7 @@ def _names_used(cols: Mapping[str, object]) -> set[str]:
 
 
 register(RowKind(table=AS, columns=AS_COLUMNS, rank=2, named=True, whole_batch=True, programmed=object_programmed))
-register(
+PG_KIND = register(
     RowKind(table=PG, columns=PG_COLUMNS, rank=3, members=Ref(port.TABLE, "ports", strong=False), named=True,
             whole_batch=True, programmed=object_programmed),
     derive,

@@ -137,7 +137,7 @@ def test_a_policy_is_written_in_rank_order_and_removed_referrers_first() -> None
     ops = plan(q)
     dels = [o for o in ops if o.op == "delete"]
     n_acls = sum(len(v) for v in acl_uuids.values())
-    assert n_acls == 2 and [o.table for o in dels] == [ACL] * n_acls + [PG] * 2  # the policy's allow, the deny
+    assert n_acls == 3 and [o.table for o in dels] == [ACL] * n_acls + [PG] * 2  # the policy's allow, the deny, the hairpin allow
     assert all(o.op == "delete" for o in ops)
 
 
@@ -172,3 +172,60 @@ def test_a_load_balancer_pulls_its_missing_switch_in_and_leaves_a_wrong_one() ->
     q._derive()
     ops, _, _ = plan_batch(q.view, {LB: [name]})
     assert len(ops) == 1 and ops[0].op == "update" and ops[0].detach == ("ls-red",) and ops[0].ref == ls_name(SRC, "blue")
+
+
+# ---------------------------------------------------------------- the fabric: several parents, rule 4 for memberships
+def _fabric_prog() -> Programmer:
+    from core.model.fabric import Fabric, RouterSpec
+
+    p = Programmer("unix:/nonexistent", HUB)
+    p.set_fabric(Fabric(routers=(RouterSpec(name="main"),)))
+    p.expect([SRC, OTHER])
+    return p
+
+
+OTHER = Source("k8s", "prod")
+PODS = Network(source=OTHER, name="pods", subnets=("10.244.0.0/16",))
+
+
+def test_a_row_with_several_parents_is_attached_to_each_and_leaves_only_listed_ones() -> None:
+    """A DNS row hangs from every switch of its router.  A switch of a source that
+    has not listed keeps its attachment (rule 4); a listed one that left the
+    router loses it."""
+    p = _fabric_prog()
+    pods_ls = ls_columns(OTHER, "pods", PODS, HUB)
+    nb(p, LS, "ls-blue", {**ls_columns(SRC, "blue", NET, HUB), "ports": (), "dns_records": ("dns-1",)})
+    nb(p, LS, "ls-pods", {**pods_ls, "ports": (), "dns_records": ("dns-1",)})
+    key = "ovn-hub/dns/main/docker/local/default"
+    nb(p, "DNS", "dns-1", {"records": {"a.default.docker.local.hub": "10.1.0.2"},
+                           "external_ids": {OWNER: HUB, SOURCE: str(SRC), "ovn-hub:key": key, "ovn-hub:kind": "dns",
+                                            "ovn-hub:uid": key, "ovn-hub:namespace": "default", "ovn-hub:name": key}})  # fmt: skip
+    p.apply(Snapshot(source=SRC, objects=(NET, ep("a", "10.1.0.2"))))
+    p.desired.state(SRC).synced = True
+    ops = [o for o in plan(p) if o.table == "DNS"]
+    assert ops == [], ops  # k8s has not listed: its switch keeps the row, and nothing else differs
+    # k8s lists without its pod network: the row leaves that switch (now a listed source's)
+    p.apply(Snapshot(source=OTHER, objects=()))
+    p.desired.state(OTHER).synced = True
+    ops = [o for o in plan(p) if o.table == "DNS"]
+    assert [(o.op, o.name, o.detach) for o in ops] == [("update", key, ("ls-pods",))]
+
+
+def test_members_of_a_source_that_has_not_listed_stay_in_the_group() -> None:
+    from core.nb.tables.lb_group import group_name
+
+    p = _fabric_prog()
+    svc = Service(source=OTHER, uid="s1", namespace="default", name="db", network="pods",
+                  rules=(LBRule(vip="10.96.0.1", port=80, backends=("10.244.0.5:80",)),))  # fmt: skip
+    lb = lb_rows(svc, HUB, "169.254.169.5")[0]
+    nb(p, LS, "ls-blue", {**ls_columns(SRC, "blue", NET, HUB), "ports": ()})
+    nb(p, LB, "lb-1", lb.columns)
+    nb(p, "Load_Balancer_Group", "g-1", {"name": group_name("main", HUB), "load_balancer": ("lb-1",)})
+    p.apply(Snapshot(source=SRC, objects=(NET,)))
+    p.desired.state(SRC).synced = True
+    ops = {o.table: o for o in plan(p)}
+    group = ops["Load_Balancer_Group"]  # attached to the blue switch, and the k8s balancer stays a member
+    assert group.op == "update" and group.members == ("k8s/prod/svc/default/db/s1/tcp",), group
+    # a foreign group (another hub's name) is never in the replica
+    nb(p, "Load_Balancer_Group", "g-2", {"name": "ovn-hub/other-hub/main", "load_balancer": ()})
+    assert set(p.replica.stores["Load_Balancer_Group"].keys()) == {group_name("main", HUB)}
