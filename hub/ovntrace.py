@@ -324,6 +324,12 @@ def _acl(step: Step, names: Names) -> dict[str, Any] | None:
         by = ", ".join(policy_name(p) for p in pols) or "a policy"
         d["why"] = (f"the default deny ({direction}) of {ids.get(SOURCE, '?')}: {who} is isolated by {by}, "
                     f"and no rule of {'it' if len(pols) < 2 else 'them'} allows this")  # fmt: skip
+    elif ids.get(KIND) == "admin-policy":  # the hub tier (core/nb/tables/admin_policy.py)
+        name = ids.get(NAME, "")
+        if name == "hairpin" and not ids.get(UID):
+            d["why"] = "the hub tier's hairpin allow (an endpoint reaching itself through its own Service)"
+        else:
+            d["why"] = f"hub policy {name} rule {_rule(rule) or '?'}"
     else:
         pol = f"policy {ids.get(SOURCE, '?')} {ids.get(NAMESPACE, '')}/{ids.get(NAME, '')}"
         d["why"] = f"{pol} rule {_rule(rule) or '?'}"

@@ -36,10 +36,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from core.model import Endpoint, LBRule, Network, Peer, Policy, PolicyPort, Rule, Selector, Service, Snapshot, Source
-from core.model.fabric import ExternalSpec, Fabric, RouterSpec
+from core.model.fabric import AdminPolicy, AdminRule, ExternalSpec, Fabric, RouterSpec
 from core.names import lsp_name, stable_mac
 from core.nb import Programmer
 from hub.sandbox import OvnSandbox
@@ -204,6 +205,28 @@ async def test_a_connection_dropped_by_a_network_policy(prog: Programmer, sb: Ov
     # the client on another port: also dropped (the rule admits 5432 only)
     c = await run(prog, sb, "policy-drop-port", "k8s/prod/default/client", "k8s/prod/default/db-0", port=22)
     assert c["verdict"] == "dropped" and c["drops"][0]["why"] == acl["why"]
+
+
+async def test_a_hub_policy_decides_before_the_network_policy(prog: Programmer, sb: OvnSandbox) -> None:
+    web_to_db = AdminPolicy(name="web-to-db", priority=10, subject=Peer(pod_selector=Selector(match_labels={"app": "db"})),
+                            ingress=(AdminRule(action="allow", peers=(Peer(pod_selector=Selector(match_labels={"app": "web"})),),
+                                               ports=(PolicyPort(port=5432),)),))  # fmt: skip
+    prog.set_fabric(msgspec.structs.replace(FABRIC, policies=(web_to_db,)))
+    try:
+        await prog.flush(20)
+        await asyncio.to_thread(sync, sb)
+        a = await run(prog, sb, "hub-policy-allow", "docker/local/default/web", "k8s/prod/default/db-0", port=5432)
+    finally:
+        prog.set_fabric(FABRIC)
+        await prog.flush(20)
+        await asyncio.to_thread(sync, sb)
+    assert a["verdict"] == "delivered", a["drops"]
+    (acl,) = kinds(a, "acl")
+    assert (acl["action"], acl["why"]) == ("allow-related", "hub policy web-to-db rule ingress[0]")
+    assert acl["policy"]["source"] == "ovn-hub/fabric" and acl["priority"] == 31999 - 10 * 30
+    # with the hub policy gone, the NetworkPolicy's isolation is back
+    b = await run(prog, sb, "policy-drop-again", "docker/local/default/web", "k8s/prod/default/db-0", port=5432)
+    assert b["verdict"] == "dropped"
 
 
 async def test_out_through_the_external_network_with_snat(prog: Programmer, sb: OvnSandbox) -> None:
