@@ -4,6 +4,9 @@
 ``/readyz``   200 once READY=1 was sent (NB synced, first snapshots applied).
 ``/metrics``  Prometheus text format.
 ``/v1/status``, ``/v1/endpoints``, ``/v1/plan``  JSON for hubctl.
+``/v1/trace?src=&dst=[&port=&proto=&network=]``  ovn-trace of one new connection
+              (hub/trace.py); 4xx ``{"error": …}`` for a request that cannot be
+              traced (an unknown SRC), 502 when ovn-trace or the SB did not answer.
 
 The API reads the hub through :class:`HubView` only (``hub.daemon.Hub`` is
 one); it never imports the daemon.
@@ -19,6 +22,8 @@ from aiohttp import web
 from core.model import Endpoint
 from core.names import lsp_name
 from hub.http import Site, json_response, metrics_response
+from hub.trace import Request as TraceRequest
+from hub.trace import TraceError, TraceFailed
 
 if TYPE_CHECKING:
     from core.nb import PortStatus
@@ -49,6 +54,10 @@ class HubView(Protocol):
 
     def plan(self) -> Sequence[Any]:
         """Everything the writer would do now (``/v1/plan``)."""
+        ...
+
+    async def trace(self, request: TraceRequest) -> dict[str, Any]:
+        """``/v1/trace``: raises TraceError (4xx) or TraceFailed (502)."""
         ...
 
 
@@ -88,6 +97,7 @@ class ApiServer(Site):
         app.router.add_get("/v1/status", self.status)
         app.router.add_get("/v1/endpoints", self.endpoints)
         app.router.add_get("/v1/plan", self.plan)
+        app.router.add_get("/v1/trace", self.trace)
         super().__init__(app)
 
     _json = staticmethod(json_response)
@@ -108,3 +118,22 @@ class ApiServer(Site):
 
     async def plan(self, request: web.Request) -> web.Response:
         return self._json(self.view.plan())
+
+    async def trace(self, request: web.Request) -> web.Response:
+        q = request.query
+        unknown = sorted(set(q) - {"src", "dst", "port", "proto", "network"})
+        if unknown:
+            return self._json({"error": f"unknown parameter {unknown[0]!r}"}, 400)
+        if not q.get("src") or not q.get("dst"):
+            return self._json({"error": "src and dst are required"}, 400)
+        port = q.get("port", "")
+        if port and not port.isdigit():
+            return self._json({"error": f"port {port[:20]!r} is not a number"}, 400)
+        req = TraceRequest(src=q["src"], dst=q["dst"], port=int(port) if port else None,
+                           proto=q.get("proto", "").lower(), network=q.get("network", ""))  # fmt: skip
+        try:
+            return self._json(await self.view.trace(req))
+        except TraceError as exc:
+            return self._json({"error": str(exc)}, exc.status)
+        except TraceFailed as exc:
+            return self._json({"error": str(exc)}, 502)

@@ -38,6 +38,10 @@ def _api_address(args: argparse.Namespace) -> str:
 
 
 async def _get(api: str, path: str) -> Any:
+    return (await _get_status(api, path))[1]
+
+
+async def _get_status(api: str, path: str, params: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, Any]:
     kind, addr = parse_listen(api)
     if kind == "unix":
         assert isinstance(addr, str)
@@ -47,9 +51,9 @@ async def _get(api: str, path: str) -> Any:
         assert isinstance(addr, tuple)
         connector = aiohttp.TCPConnector()
         base = f"http://{addr[0]}:{addr[1]}"
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as s:
-        async with s.get(base + path) as r:
-            return await r.json()
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as s:
+        async with s.get(base + path, params=params) as r:
+            return r.status, await r.json()
 
 
 def _fetch(args: argparse.Namespace, path: str) -> Any:
@@ -129,6 +133,92 @@ def cmd_plan(args: argparse.Namespace) -> int:
         cols = " ".join(f"{k}={json.dumps(v, sort_keys=True)}" for k, v in op["columns"].items() if k != "name")
         print(f"{sign.get(op['op'], '?')} {op['table']} {op['name']} {cols}".rstrip())
     return 0
+
+
+TRACE_EPILOG = """\
+SRC is an endpoint: <orchestrator>/<cluster>/<namespace>/<name>, or one of its IPs.
+DST is an endpoint, a Service (its first VIP; --port and --proto default to its
+first rule's) or any IP address (an endpoint's, a VIP, or outside).  An endpoint
+on several networks: --network picks SRC's (default: the first); DST's is the one
+on SRC's switch, else on SRC's router, else its first.  hubd runs ovn-trace for a
+new connection (tcp/udp from port 40000, icmp echo) against the Southbound DB and
+names what decided it: ACL and Policy, load balancer and Service, route, NAT.
+
+exit status:
+  0  delivered
+  1  dropped (or not sent: the router has to resolve the next hop's MAC first)
+  2  usage: SRC or DST not found, an option that does not fit
+  3  no trace: hubd unreachable, ovn-trace missing or failed, the SB unreachable
+"""
+
+
+def _party_text(p: dict[str, Any]) -> str:
+    if p["kind"] == "endpoint":
+        return f"{p['name']} ({p['ip']} on {p['network']})"
+    if p["kind"] == "service":
+        return f"{p['name']} (Service, VIP {p['ip']})"
+    return str(p["ip"])
+
+
+def trace_lines(t: dict[str, Any]) -> list[str]:
+    """``hubctl trace``'s text: the verdict, the path, what decided it."""
+    what = t["proto"] + (f"/{t['port']}" if t.get("port") else "")
+    lines = [f"trace {_party_text(t['src'])} -> {_party_text(t['dst'])}, {what}"]
+    if t["verdict"] == "delivered":
+        for d in t["delivered"]:
+            if d["endpoint"]:
+                lines.append(f"delivered to {d['endpoint']} (port {d['port']} on {d['datapath']})")
+            elif d["type"] == "localnet":
+                lines.append(f"delivered out of {d['datapath']} (localnet port {d['port']}: the provider network)")
+            else:
+                lines.append(f"delivered to port {d['port']} (type {d['type'] or 'VIF'}, on {d['datapath']})")
+    elif t["verdict"] == "arp":
+        hop = next((d.get("nexthop") or t["dst"]["ip"] for d in reversed(t["decisions"]) if d["kind"] == "route"), t["dst"]["ip"])
+        out = ", ".join(f"{m['port']} on {m['datapath']}" for m in t["made"] if m["type"] != "patch")
+        asks = {"arp": "an ARP request", "nd_ns": "an IPv6 neighbor solicitation"}.get(t["made"][0]["packet"], "a request")
+        lines.append(f"NOT SENT: the router knows no MAC for {hop}, so it sends {asks} instead (out of {out or '?'});"
+                     " packets follow once that is answered")
+    else:
+        for d in t["drops"]:
+            lines.append(f"DROPPED at {d['where']}: {d['why']}")
+        for m in t["made"]:  # a reject: the packet is answered instead (a TCP reset, an ICMP error)
+            lines.append(f"DROPPED, answered with {m['packet']} (out of {m['port']} on {m['datapath']})")
+        if not t["drops"] and not t["made"]:
+            lines.append("DROPPED: the trace ends without an output (see --raw)")
+    if t["path"]:
+        lines.append("path: " + " -> ".join(t["path"]))
+    if t["decisions"]:
+        lines.append("decided by:")
+        lines += [f"  {d['text']}" for d in t["decisions"]]
+    if t["notes"]:
+        lines.append("notes:")
+        lines += [f"  {n}" for n in t["notes"]]
+    lines.append(f"microflow: {t['microflow']}")
+    return lines
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    api = _api_address(args)
+    params = {"src": args.src, "dst": args.dst}
+    for key in ("port", "proto", "network"):
+        if getattr(args, key) is not None:
+            params[key] = str(getattr(args, key))
+    try:
+        status, body = asyncio.run(_get_status(api, "/v1/trace", params, timeout=60))
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        print(f"hubctl: cannot reach hubd at {api}: {exc}", file=sys.stderr)
+        return 3
+    if status != 200:
+        err = body.get("error", body) if isinstance(body, dict) else body
+        print(f"hubctl: trace: {err}", file=sys.stderr)
+        return 2 if 400 <= status < 500 else 3
+    if args.json:
+        print(json.dumps(body, indent=2))
+    else:
+        print("\n".join(trace_lines(body)))
+        if args.raw:
+            print("\n" + body["trace"].rstrip())
+    return 0 if body["verdict"] == "delivered" else 1
 
 
 NORMALIZE_EPILOG = """\
@@ -323,6 +413,21 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("plan", help="what hubd would write to NB now (writes nothing)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_plan)
+    p = sub.add_parser(
+        "trace",
+        help="ovn-trace of one new connection, in canonical terms",
+        description="Trace a new connection from SRC to DST through OVN's logical flows (hubd runs ovn-trace).",
+        epilog=TRACE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("src", metavar="SRC", help="<orchestrator>/<cluster>/<namespace>/<name> or an endpoint's IP")
+    p.add_argument("dst", metavar="DST", help="an endpoint, a Service (same form) or an IP address")
+    p.add_argument("--port", type=int, help="destination port (tcp/udp)")
+    p.add_argument("--proto", choices=("tcp", "udp", "icmp"), help="default: the Service's, tcp with --port, else icmp")
+    p.add_argument("--network", help="SRC's network when it is on several (name, or <orchestrator>/<cluster>/<network>)")
+    p.add_argument("--json", action="store_true", help="hubd's answer as JSON (with ovn-trace's own output)")
+    p.add_argument("--raw", action="store_true", help="print ovn-trace's detailed output after the summary")
+    p.set_defaults(fn=cmd_trace)
     p = sub.add_parser(
         "normalize",
         help="raw orchestrator payloads → canonical JSON lines",

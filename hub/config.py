@@ -48,6 +48,7 @@ class HubSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class OvnSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     nb: str = "unix:/var/run/ovn/ovnnb_db.sock"
+    sb: str = "unix:/var/run/ovn/ovnsb_db.sock"  # read by hubctl trace only (ovn-trace)
     sandbox: bool = False
     batch_size: int = 50000
     retry_interval: float = 30.0
@@ -229,8 +230,9 @@ def _check(cfg: Config) -> None:
         raise ConfigError(f"hub.id: {cfg.hub.id!r} is not a DNS label ([a-z0-9-], 1-63)")
     if cfg.hub.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("hub.log_level: must be debug, info, warning or error")
-    if not cfg.ovn.nb.startswith(("unix:", "tcp:")):
-        raise ConfigError(f"ovn.nb: {cfg.ovn.nb!r} must be unix:PATH or tcp:HOST:PORT")
+    for key in ("nb", "sb"):
+        if not getattr(cfg.ovn, key).startswith(("unix:", "tcp:")):
+            raise ConfigError(f"ovn.{key}: {getattr(cfg.ovn, key)!r} must be unix:PATH or tcp:HOST:PORT")
     if cfg.ovn.batch_size < 1:
         raise ConfigError("ovn.batch_size: must be at least 1")
     if cfg.bus.queue_size < 1:

@@ -39,6 +39,8 @@ from hub.plugins import PluginError, adapter_factory
 from hub.policies import PoliciesFile
 from hub.sandbox import OvnSandbox
 from hub.supervise import AdapterRunner, watchdog
+from hub.trace import Request as TraceRequest
+from hub.trace import TraceError, trace
 
 if TYPE_CHECKING:
     from hub.mqtt import MqttMirror
@@ -93,6 +95,8 @@ class Hub:
         self.policy_file = PoliciesFile(config.policies, reject=self.bus.publish)
         self.started_at = time.time()
         self.reloads = 0
+        self._traces = asyncio.Semaphore(2)  # ovn-trace reads the whole SB: at most two at once
+        self._sb = config.ovn.sb  # like every [ovn] key: a reload changes it at the next restart
 
     # ---------------------------------------------------------------- lifecycle
     async def run(self) -> int:
@@ -379,6 +383,18 @@ class Hub:
 
     def plan(self) -> Sequence[Any]:
         return self.programmer.plan() if self.programmer is not None else []
+
+    @property
+    def sb_remote(self) -> str:
+        """The Southbound DB ovn-trace reads: the sandbox's, or ``ovn.sb``."""
+        return self.sandbox.sb_remote if self.sandbox is not None else self._sb
+
+    async def trace(self, request: TraceRequest) -> dict[str, Any]:
+        """``/v1/trace``: ovn-trace of one new connection, in canonical terms (hub/trace.py)."""
+        if self.programmer is None:
+            raise TraceError("hubd is starting: no desired state yet", 503)
+        async with self._traces:
+            return await trace(self.programmer, self.sb_remote, request)
 
     def status(self) -> dict[str, Any]:
         nb = self.programmer.status() if self.programmer is not None else None

@@ -16,6 +16,6 @@ import-linter contract keeps them so)::
 from core.nb import tables as _tables  # noqa: F401 - registers every table's kind
 from core.nb.kinds import DesiredRow, PlanOp
 from core.nb.programmer import Programmer
-from core.nb.status import FabricStatus, NbStatus, PortStatus
+from core.nb.status import FabricStatus, NbRow, NbStatus, PortStatus, RouterPort
 
-__all__ = ["DesiredRow", "FabricStatus", "NbStatus", "PlanOp", "PortStatus", "Programmer"]
+__all__ = ["DesiredRow", "FabricStatus", "NbRow", "NbStatus", "PlanOp", "PortStatus", "Programmer", "RouterPort"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import logging
 import os
@@ -36,9 +37,9 @@ from typing import Any
 from core import metrics
 from core.backoff import Backoff
 from core.gcpause import gc_paused
-from core.model import Endpoint, InputEvent, Rejected, Snapshot, Source, StatusEvent
+from core.model import Endpoint, InputEvent, Policy, Rejected, Service, Snapshot, Source, StatusEvent
 from core.model.fabric import FABRIC_SOURCE, Fabric
-from core.names import SOURCE
+from core.names import SOURCE, derived_mac, lsp_name, stable_mac
 from core.nb import portcache, txn
 from core.nb.desired import DesiredState
 from core.nb.dirty import DirtyRows
@@ -46,9 +47,9 @@ from core.nb.failures import Failures
 from core.nb.kinds import KINDS, PlanOp
 from core.nb.plan import View, plan_all, plan_batch
 from core.nb.replica import NbReplica
-from core.nb.status import FabricStatus, NbStatus, PortStatus, RouterStatus
+from core.nb.status import FabricStatus, NbRow, NbStatus, PortStatus, RouterPort, RouterStatus
 from core.nb.store import RowStore, XRow
-from core.nb.tables import switch
+from core.nb.tables import policy, router, router_port, switch
 from core.nb.tables.fabric import FabricIndex
 from core.nb.tables.port import TABLE as PORTS
 from core.nb.tables.port import PortRow, PortStore, with_dynamic_ips
@@ -513,3 +514,99 @@ class Programmer:
     def synced_sources(self) -> list[str]:
         return sorted(s for s, st in self.desired.sources.items() if st.synced)
 
+
+    # ------------------------------------------------------------ lookups (hubctl trace)
+    def sources(self) -> list[str]:
+        """Every source the desired state knows (listed or not)."""
+        return sorted(self.desired.sources)
+
+    def find_endpoints(self, source: str, namespace: str, name: str) -> list[Endpoint]:
+        """One workload's endpoints (one per network it is attached to), in
+        network order, with the addresses OVN allocated filled in."""
+        st = self.desired.sources.get(source)
+        if st is None:
+            return []
+        found = sorted((ep for ep in st.endpoints.values() if ep.namespace == namespace and ep.name == name),
+                       key=lambda e: (e.network, e.uid))  # fmt: skip
+        return [with_dynamic_ips(ep, self.ports) for ep in found]
+
+    def endpoints_with_ip(self, ip: str) -> list[Endpoint]:
+        """The endpoints holding ``ip`` (their own or OVN-allocated), by port name."""
+        want = ipaddress.ip_address(ip)
+        out = []
+        for ep in self.desired.ports.values():
+            ep = with_dynamic_ips(ep, self.ports)
+            if any(_same_ip(a, want) for a in ep.ips):
+                out.append(ep)
+        return sorted(out, key=lsp_name)
+
+    def endpoint_of_port(self, port: str) -> Endpoint | None:
+        """The endpoint whose Logical_Switch_Port is ``port`` (None: not an endpoint's port)."""
+        ep = self.desired.ports.get(port)
+        return with_dynamic_ips(ep, self.ports) if ep is not None else None
+
+    def port_addresses(self, port: str) -> tuple[str, tuple[str, ...]] | None:
+        """The MAC and IPs of an endpoint's port: the endpoint's own (a derived
+        MAC when it has none), or what OVN allocated to a ``dynamic`` port.
+        None while the port is not in NB, or OVN has not allocated yet."""
+        ep = self.desired.ports.get(port)
+        row = self.ports.rows.get(port)
+        if ep is None or row is None:
+            return None
+        if ep.ips:
+            return ep.mac or derived_mac(ep), ep.ips
+        if not row.dyn:
+            return None
+        mac, *ips = row.dyn.split()
+        return mac, tuple(ips)
+
+    def find_services(self, source: str, namespace: str, name: str) -> list[Service]:
+        st = self.desired.sources.get(source)
+        if st is None:
+            return []
+        return sorted((s for s in st.services.values() if s.namespace == namespace and s.name == name), key=lambda s: s.uid)
+
+    def services_with_vip(self, ip: str) -> list[Service]:
+        """The Services with a rule on VIP ``ip``."""
+        want = ipaddress.ip_address(ip)
+        found = [svc for st in self.desired.sources.values() for svc in st.services.values()
+                 if any(_same_ip(r.vip, want) for r in svc.rules)]  # fmt: skip
+        return sorted(found, key=lambda s: (str(s.source), s.namespace, s.name, s.uid))
+
+    def router_port(self, switch_name: str) -> RouterPort | None:
+        """The router port of the network whose switch is ``switch_name`` (None: on no router)."""
+        fab = self.desired.fabric
+        r = fab.router_of.get(switch_name)
+        rn = next((n for n in fab.nets.get(r, ()) if n.switch == switch_name), None) if r else None
+        if r is None or rn is None:
+            return None
+        name = router_port.lrp_name_for(switch_name)
+        return RouterPort(router=router.router_name(r), name=name, mac=stable_mac(name), networks=rn.cidrs)
+
+    def nb_rows(self, table: str, uuid_prefix: str) -> list[NbRow]:
+        """The hub's rows of ``table`` whose uuid starts with ``uuid_prefix``
+        (a whole uuid, or a logical flow's ``stage-hint``: its first 8 hex digits)."""
+        store = self.replica.stores.get(table)
+        if not isinstance(store, RowStore) or not uuid_prefix:
+            return []
+        return [NbRow(table=table, key=k, uuid=r.uuid, columns=dict(r.cols))
+                for k, r in store.rows.items() if r.uuid.startswith(uuid_prefix)]  # fmt: skip
+
+    def isolating_policies(self, port: str, direction: str) -> list[Policy]:
+        """The policies isolating an endpoint in ``direction`` (``ingress`` or
+        ``egress``): they select it and have that direction in effect, so only
+        their rules' allows pass (the default deny drops the rest)."""
+        ep = self.desired.ports.get(port)
+        st = self.desired.sources.get(str(ep.source)) if ep is not None else None
+        if ep is None or st is None or direction not in ("ingress", "egress"):
+            return []
+        pols = sorted(st.policies.values(), key=lambda p: (p.namespace, p.name, p.uid))
+        cands = policy.candidates([ep], st.namespaces)
+        return [p for p in pols if getattr(p, direction) is not None and policy.selected(p, cands)]
+
+
+def _same_ip(text: str, want: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    try:
+        return ipaddress.ip_address(text) == want
+    except ValueError:
+        return False

@@ -1,6 +1,8 @@
-"""What the hub may ask the programmer (``/v1/status``, ``hubctl``, the MQTT mirror)."""
+"""What the hub may ask the programmer (``/v1/status``, ``hubctl``, the MQTT mirror, ``hubctl trace``)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import msgspec
 
@@ -53,3 +55,23 @@ class FabricStatus(msgspec.Struct, frozen=True):
     collecting: bool
     #: the hub's rows per fabric table, in NB
     rows: dict[str, int]
+
+
+class RouterPort(msgspec.Struct, frozen=True):
+    """A network's leg on its router (``hubctl trace``: the first hop off the switch)."""
+
+    router: str  # Logical_Router name
+    name: str  # Logical_Router_Port name
+    mac: str
+    #: ``gateway/prefixlen`` per subnet of the network
+    networks: tuple[str, ...]
+
+
+class NbRow(msgspec.Struct, frozen=True):
+    """One of the hub's rows as its replica holds it (``hubctl trace`` maps a
+    logical flow's ``stage-hint``, the first 8 hex digits of an NB uuid, to it)."""
+
+    table: str
+    key: str
+    uuid: str
+    columns: dict[str, Any]
