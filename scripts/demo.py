@@ -361,15 +361,37 @@ def main() -> int:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # cleanup is bounded: let it finish
             signal.signal(sig, signal.SIG_IGN)
         say("Cleaning up")
-        subprocess.run(["docker", "-H", dockerd.url, "rm", "-f", *CONTAINERS], capture_output=True, timeout=60)
-        for d in reversed(daemons):
-            d.stop()
-        dockerd.stop()
-        if outside is not None:  # ip netns exec execs: the pid is the server's own
-            if outside.poll() is None:
-                outside.kill()
-            outside.wait(10)
-        pair.stop()
+
+        def rm_containers() -> None:
+            subprocess.run(["docker", "-H", dockerd.url, "rm", "-f", *CONTAINERS], capture_output=True, timeout=60)
+            # let the node agent unplug them before it is stopped: a SIGTERM in the middle of its
+            # Open_vSwitch transaction costs its shutdown 15 s (ovsdbapp's timeout, hub/node.py)
+            node = pair.chassis[0]
+            if len(daemons) == 2 and daemons[1].proc.poll() is None:
+                plugged = ("--bare", "--columns=name", "find", "Interface", 'external_ids:"ovn-hub:owner"=demo')
+                deadline = time.monotonic() + 10
+                while node.vsctl(*plugged).strip() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+
+        def stop_outside() -> None:
+            if outside is not None:  # ip netns exec execs: the pid is the server's own
+                if outside.poll() is None:
+                    outside.kill()
+                outside.wait(10)
+
+        steps_down = [
+            ("containers", rm_containers),
+            *((f"hubd {d.dir.name}", d.stop) for d in reversed(daemons)),
+            ("dockerd", dockerd.stop),
+            ("the outside host's server", stop_outside),
+            ("OVN and the chassis' namespaces", pair.stop),
+        ]
+        for what, step in steps_down:  # each one, whatever the one before did
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - report it, and go on cleaning up
+                ok = False
+                print(f"demo: cleaning up {what} failed: {exc}", file=sys.stderr)
         if ok:
             subprocess.run(["rm", "-rf", str(work)], check=False)
         else:
