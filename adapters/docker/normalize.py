@@ -21,6 +21,12 @@ Field mapping (see ``shared/reference/protocols.md`` §2):
   a ``/prefix`` is ignored) and ``ovn-hub.mac``, or, without ``ovn-hub.ip``,
   from OVN's dynamic IPAM on the network's subnet.  The node component
   (:mod:`adapters.docker.node`) plugs the container in with what NB holds.
+
+A container the Mesos Docker containerizer started (named ``mesos-<ContainerID>``,
+``mesos-<AgentID>.<ContainerID>`` before Mesos 1.4) is a Mesos task: its endpoints
+carry ``ovn-hub.io/workload=mesos:<ContainerID>`` (unless the container sets that
+label itself), so they yield to the Mesos adapter's endpoints of the task (one port
+per workload, core/nb/desired.py).
 """
 
 from __future__ import annotations
@@ -31,12 +37,23 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from core.model import Endpoint, Invalid, Network, PortSpec, Source, validate, validate_ip, validate_mac
+from core.model import (
+    LABEL_WORKLOAD,
+    Endpoint,
+    Invalid,
+    Network,
+    PortSpec,
+    Source,
+    validate,
+    validate_ip,
+    validate_mac,
+)
 
 __all__ = [
     "LABEL_IP",
     "LABEL_MAC",
     "LABEL_NETWORK",
+    "MESOS_CONTAINER_NAME",
     "NAMESPACE_LABELS",
     "event_action",
     "event_container_id",
@@ -56,6 +73,11 @@ NAMESPACE_LABELS = ("com.docker.compose.project", "com.docker.stack.namespace")
 LABEL_NETWORK = "ovn-hub.network"
 LABEL_IP = "ovn-hub.ip"
 LABEL_MAC = "ovn-hub.mac"
+
+#: The name the Mesos Docker containerizer gives a task's container (``mesos-<AgentID>.`` before 1.4).
+MESOS_CONTAINER_NAME = re.compile(
+    r"mesos-(?:[0-9a-zA-Z-]+-S[0-9]+\.)?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+)
 
 #: Networks that are not L2 domains we can program.
 _SPECIAL_NETWORKS = frozenset({"host", "none"})
@@ -225,6 +247,8 @@ def _normalize_container(
         return []
 
     name = _opt_str(inspect, "Name", "container").removeprefix("/") or _short(cid)
+    if LABEL_WORKLOAD not in labels and (m := MESOS_CONTAINER_NAME.fullmatch(name)):
+        labels = {**labels, LABEL_WORKLOAD: f"mesos:{m.group(1)}"}  # a Mesos task: it yields to the Mesos adapter
     namespace = next((labels[k] for k in NAMESPACE_LABELS if labels.get(k)), default_namespace)
     ports = _ports(config.get("ExposedPorts"), "Config.ExposedPorts")
     if mode == "none":

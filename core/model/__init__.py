@@ -7,8 +7,10 @@ Import from here (``from core.model import Endpoint, validate``).
 
 from core.model.codec import decode_event, decode_object, encode, json_schema
 from core.model.objects import (
+    LABEL_WORKLOAD,
     MODEL_VERSION,
     OBJECT_KINDS,
+    RUNTIME_RANKS,
     SCHEMA_ID,
     Delete,
     Endpoint,
@@ -36,6 +38,8 @@ from core.model.objects import (
     StatusEvent,
     Upsert,
     kind_of,
+    workload_of,
+    workload_rank,
 )
 from core.model.validate import (
     LIMITS,
@@ -54,10 +58,10 @@ from core.model.validate import (
 )
 
 __all__ = [
-    "LIMITS", "MAX_AFFINITY_TIMEOUT", "MODEL_VERSION", "NETWORK_NAME", "OBJECT_KINDS", "SCHEMA_ID", "Delete", "Endpoint", "Event",
+    "LABEL_WORKLOAD", "LIMITS", "MAX_AFFINITY_TIMEOUT", "MODEL_VERSION", "NETWORK_NAME", "OBJECT_KINDS", "RUNTIME_RANKS", "SCHEMA_ID", "Delete", "Endpoint", "Event",
     "Expr", "InputEvent", "Invalid", "LBRule", "Namespace", "Network", "Object", "ObjectKind", "Peer", "Policy",
     "PolicyPort", "PortSpec", "Programmed", "Ready", "Rejected", "Rule", "Selector", "Service", "Snapshot", "Source",
     "StatusEvent", "Upsert", "bad_characters", "decode_event", "decode_object", "encode", "json_schema", "kind_of",
     "parse_hostport", "quote", "validate", "validate_ip", "validate_label_key", "validate_mac", "validate_selector",
-    "validate_source", "validate_subnet",
+    "validate_source", "validate_subnet", "workload_of", "workload_rank",
 ]

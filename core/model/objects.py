@@ -112,6 +112,33 @@ class Endpoint(msgspec.Struct, frozen=True, tag="endpoint", kw_only=True):
         return f"{self.network}/{self.uid}"
 
 
+#: The label by which an Endpoint says which workload it is, ``<orchestrator>:<id>`` (the
+#: orchestrator that scheduled it and its id there: ``mesos:<ContainerID>``).  Two sources
+#: that see the same workload (the Docker adapter sees a Mesos Docker-containerizer task as
+#: container ``mesos-<ContainerID>``; the CNI source sees what a runtime attached) each say
+#: so, and the desired state programs one port for it: the endpoints of the source with the
+#: highest :func:`workload_rank` (core/nb/desired.py).
+LABEL_WORKLOAD = "ovn-hub.io/workload"
+#: Sources that see workloads other orchestrators scheduled, by rank: they yield to any
+#: orchestrator adapter (rank 2), CNI to Docker too; the scheduler named by the workload id
+#: ranks above every other orchestrator (3).
+RUNTIME_RANKS: dict[str, int] = {"cni": 0, "docker": 1}
+
+
+def workload_of(ep: Endpoint) -> str:
+    """The workload ``ep`` declares (``LABEL_WORKLOAD``), or ``""``."""
+    return ep.labels.get(LABEL_WORKLOAD, "") if ep.labels else ""
+
+
+def workload_rank(ep: Endpoint) -> int:
+    """How strongly ``ep``'s source claims its workload: 3 the orchestrator named by the
+    workload id (it scheduled it), 2 any other orchestrator adapter, 1 Docker, 0 CNI."""
+    orch = ep.source.orchestrator
+    if orch in RUNTIME_RANKS:
+        return RUNTIME_RANKS[orch]
+    return 3 if workload_of(ep).partition(":")[0] == orch else 2
+
+
 class Namespace(msgspec.Struct, frozen=True, tag="namespace", kw_only=True):
     """A tenant and its labels.  Programs nothing by itself: policies'
     ``namespace_selector`` match these labels (a namespace without a Namespace

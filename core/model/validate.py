@@ -17,6 +17,7 @@ import unicodedata
 
 from core.model.objects import (
     DNS_LABEL,
+    LABEL_WORKLOAD,
     Invalid,
     Namespace,
     Network,
@@ -393,6 +394,11 @@ def validate(obj: Object) -> None:
         if p.name and not _PORT_NAME.fullmatch(p.name):
             raise Invalid("bad-port", f"port name {quote(p.name)} is not an IANA service name")
     _labels(obj.labels)
+    workload = obj.labels.get(LABEL_WORKLOAD) if obj.labels else None
+    if workload is not None:
+        orch, sep, wid = workload.partition(":")
+        if not sep or not DNS_LABEL.fullmatch(orch) or not wid or len(wid) > LIMITS["text"] or _SPACE.search(wid):
+            raise Invalid("bad-label", f"label {LABEL_WORKLOAD}={quote(workload)} is not <orchestrator>:<id>")
 
 
 # ---------------------------------------------------------------- for other validators (core/model/fabric.py)

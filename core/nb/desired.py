@@ -13,6 +13,16 @@ or policies costs nothing.
 Indexes, kept with the derived rows: the rows hanging from or attached to a
 parent (a re-created switch takes its balancers back) and the rows holding a
 member (a port whose insert is recorded joins its port groups).
+
+**One port per workload.**  Endpoints of different sources that declare the
+same workload (label ``ovn-hub.io/workload``, :data:`~core.model.LABEL_WORKLOAD`:
+a Mesos task the Docker adapter also sees as ``mesos-<ContainerID>``) are all
+kept, but only those of the source with the highest
+:func:`~core.model.workload_rank` (the scheduling orchestrator > another
+orchestrator adapter > docker > cni; ties: the lowest source name) are
+programmed: they are in ``ports``.  The others are ``yielded``: no port, and left
+out of their source's derived rows (DNS records, policy address sets and port
+groups, floating IPs); they come back when the winner's go.
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ from core.model import (
     Snapshot,
     Source,
     Upsert,
+    workload_of,
+    workload_rank,
 )
 from core.model.fabric import FABRIC_SOURCE, Fabric
 from core.names import ls_name, lsp_name
@@ -86,6 +98,10 @@ class DesiredState:
         self.expected: set[str] | None = None
         #: endpoints that ask for a floating IP, by port name (the fabric's NAT rows)
         self.floating: dict[str, Endpoint] = {}
+        #: every endpoint declaring a workload, by workload and port name; and the ones not
+        #: programmed because another source's endpoints of their workload are (module docstring)
+        self.claims: dict[str, dict[str, Endpoint]] = {}
+        self.yielded: dict[str, Endpoint] = {}
 
     def state(self, source: Source) -> SourceState:
         st = self.sources.get(str(source))
@@ -186,7 +202,7 @@ class DesiredState:
         if self.fabric.spec.policies:
             self.fabric_stale = True  # hub-level policies select endpoints of every source
         name = lsp_name(ep)
-        self.ports[name] = ep
+        self._program(name, ep, old, now)
         if self.fabric.spec.externals and (self._floating_label(ep) or name in self.floating):
             if self._floating_label(ep):
                 self.floating[name] = ep
@@ -205,11 +221,64 @@ class DesiredState:
         if self.fabric.spec.policies:
             self.fabric_stale = True
         name = lsp_name(ep)
-        self.ports.pop(name, None)
+        self._program(name, None, ep, now)
         if self.floating.pop(name, None) is not None:
             self.fabric_stale = True
         self.mark(port.TABLE, name, now)
         self._unref_switch(source, ep.network)
+
+    def _program(self, name: str, ep: Endpoint | None, old: Endpoint | None, now: float) -> None:
+        """Port ``name`` is now ``ep`` (None: gone): in ``ports``, unless it yields to
+        another source's endpoint of its workload (the caller marks ``name`` itself)."""
+        was = workload_of(old) if old is not None else ""
+        wl = workload_of(ep) if ep is not None else ""
+        if not was and not wl:  # the common case: no workload declared
+            if ep is None:
+                self.ports.pop(name, None)
+            else:
+                self.ports[name] = ep
+            return
+        if was and was != wl:
+            claims = self.claims.get(was, {})
+            claims.pop(name, None)
+            if not claims:
+                self.claims.pop(was, None)
+        if ep is None or not wl:
+            self.yielded.pop(name, None)
+            if ep is None:
+                self.ports.pop(name, None)
+            else:
+                self.ports[name] = ep
+        else:
+            self.claims.setdefault(wl, {})[name] = ep
+        for w in {was, wl} - {""}:
+            self._elect(w, name, now)
+
+    def _elect(self, workload: str, current: str, now: float) -> None:
+        """Program the endpoints of ``workload``'s winning source, yield the others'."""
+        claims = self.claims.get(workload)
+        if not claims:
+            return
+        winner = min(claims.values(), key=lambda e: (-workload_rank(e), str(e.source))).source
+        for n, e in claims.items():
+            if e.source == winner:
+                changed = self.yielded.pop(n, None) is not None
+                self.ports[n] = e
+            else:
+                changed = n in self.ports or n not in self.yielded
+                self.ports.pop(n, None)
+                self.yielded[n] = e
+            if changed and n != current:  # another source's port comes back or goes
+                self.mark(port.TABLE, n, now)
+            if changed:
+                self.stale.add(str(e.source))  # its DNS records and policy peers follow
+                self.fabric_stale = self.fabric_stale or bool(self.fabric.spec.policies or self.floating)
+
+    def _programmed(self, eps: list[Endpoint]) -> list[Endpoint]:
+        """``eps`` without the yielded ones (see the module docstring)."""
+        if not self.yielded:
+            return eps
+        return [ep for ep in eps if self.yielded.get(lsp_name(ep)) is not ep]
 
     def _unref_switch(self, source: Source, network: str) -> None:
         name = ls_name(source, network)
@@ -329,7 +398,7 @@ class DesiredState:
                 continue
             rows: list[DesiredRow] = []
             if st.services or st.policies or st.derived or (self.fabric.router_of and st.endpoints):
-                eps = functools.partial(_filled, with_ips, list(st.endpoints.values()))
+                eps = functools.partial(_filled, with_ips, self._programmed(list(st.endpoints.values())))
                 view = SourceView(Source.parse(src), st, self.hub_id, eps, self.fabric)
                 for derive in DERIVERS:
                     rows += derive(view)
@@ -344,12 +413,14 @@ class DesiredState:
         if self.fabric_stale:
             self.fabric_stale = False
             sources = self.sources
+            programmed = self._programmed
 
             def endpoints(src: str) -> list[Endpoint]:
                 st = sources.get(src)
-                return [with_ips(ep) for ep in st.endpoints.values()] if st is not None else []
+                return [with_ips(ep) for ep in programmed(list(st.endpoints.values()))] if st is not None else []
 
-            fview = FabricView(self.fabric, sources, self.hub_id, endpoints, [with_ips(ep) for ep in self.floating.values()],
+            floating = programmed(list(self.floating.values()))
+            fview = FabricView(self.fabric, sources, self.hub_id, endpoints, [with_ips(ep) for ep in floating],
                                self.fabric_open)  # fmt: skip
             frows: list[DesiredRow] = []
             for fderive in FABRIC_DERIVERS:

@@ -19,7 +19,7 @@ from adapters.docker.normalize import (
     parse_event_line,
     parse_stream,
 )
-from core.model import Endpoint, Invalid, Network, PortSpec, Source, validate
+from core.model import LABEL_WORKLOAD, Endpoint, Invalid, Network, PortSpec, Source, validate
 from tests.conftest import FIXTURES_DIR
 
 FIX = FIXTURES_DIR / "docker"
@@ -575,3 +575,25 @@ def test_wrapped_container_bad_labels(redis: dict[str, Any], labels: dict[str, s
     with pytest.raises(Invalid) as info:
         normalize_container(_wrapped(redis, **labels), SRC, hub_networks={"blue": BLUE})
     assert info.value.reason == reason and text in str(info.value) and REDIS_ID[:12] in str(info.value)
+
+
+# ---------------------------------------------------------------- a Mesos task seen by Docker
+MESOS_CID = "3b4d62e0-e955-4483-b1de-d48f127491ce"
+
+
+@pytest.mark.parametrize(
+    ("name", "workload"),
+    [
+        (f"/mesos-{MESOS_CID}", f"mesos:{MESOS_CID}"),  # Mesos >= 1.4
+        (f"/mesos-79ad3a13-b567-4273-ac8c-30378d35a439-S14522.{MESOS_CID}", f"mesos:{MESOS_CID}"),  # before 1.4
+        (f"/mesos-{MESOS_CID}.executor", None),  # the Docker executor's own container is not the task
+        ("/mesos-web", None),
+        ("/redis", None),
+    ],
+)
+def test_a_mesos_containerizer_container_declares_its_task(redis: dict[str, Any], name: str, workload: str | None) -> None:
+    redis["Name"] = name
+    eps = normalize_container(redis, SRC)
+    assert eps and all(e.labels.get(LABEL_WORKLOAD) == workload for e in eps)
+    redis["Config"]["Labels"] = {LABEL_WORKLOAD: "k8s:pod-1"}  # a container's own label is kept
+    assert all(e.labels[LABEL_WORKLOAD] == "k8s:pod-1" for e in normalize_container(redis, SRC))
