@@ -375,7 +375,7 @@ class MesosAdapter:
                 except TimeoutError:
                     self.silences += 1
                     raise _StreamError(f"no byte from {leader} for {silence:g} s ({SILENCE_FACTOR:g} x the heartbeat "
-                                       "interval): re-subscribing") from None  # fmt: skip
+                                       "interval)") from None  # fmt: skip
                 if not chunk:
                     return
                 for record in reader.feed(chunk):
