@@ -9,7 +9,14 @@ import uuid
 import pytest
 
 from core.adapter import Adapter, AdapterFactory, AdapterSpec
-from testkit.conformance import AdapterConformance, FakeOrchestrator, Timeouts, check_relist, entry_point_factory, run_check
+from testkit.conformance import (
+    AdapterConformance,
+    FakeOrchestrator,
+    Timeouts,
+    check_relist,
+    entry_point_factory,
+    run_check,
+)
 from testkit.mesos_fake import FakeMesosMaster
 from testkit.mosquitto import free_port
 from testkit.proxy import BreakableProxy

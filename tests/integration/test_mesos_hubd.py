@@ -62,7 +62,7 @@ async def test_tasks_of_two_frameworks_on_their_networks_and_silence_converges(
     web_port, db_port = f"mesos/test/blue/{c['web']}", f"mesos/test/red/{c['db']}"
 
     async def ports_are(*names: str) -> bool:
-        return set((await rows(ovn, "Logical_Switch_Port"))) == set(names)
+        return set(await rows(ovn, "Logical_Switch_Port")) == set(names)
 
     await wait_until(lambda: ports_are(web_port, db_port), WAIT, "both tasks' ports")
     lsps = await rows(ovn, "Logical_Switch_Port")
