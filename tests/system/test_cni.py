@@ -1,0 +1,243 @@
+"""ovn-hub-cni against a real node agent, invoked as SPEC.md's runtime does.
+
+The one-host data plane (testkit/dataplane.py: NB+SB+northd, ovs-vswitchd
+netdev in a netns of its own, ovn-controller), a real ``hubd`` (with a router,
+so the gateway answers) and ``hubd --role node`` with ``[cni]`` (wrapper mode
+off); network namespaces made by the test stand in for the runtime's sandboxes.
+The agent is the source ``cni/node1``: its endpoints reach the hub through the
+authenticated ingest endpoint of the admin API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testkit.cni import conflist, invoke, plugin_conf, plugin_dir
+from testkit.dataplane import OneHostOvn
+from testkit.hubd import Hubd
+from testkit.nb import nb_rows, ovs_map
+from testkit.wait import sync_wait_until
+
+if os.geteuid() != 0 or not shutil.which("ovs-vswitchd"):
+    raise RuntimeError("the CNI tests need root and ovs-vswitchd (make test installs them)")
+
+ROOT = Path(__file__).resolve().parents[2]
+HUB_ID = "cnit"
+ENV = {"PYTHONPATH": str(ROOT)}  # the hubd of this checkout, whatever the venv's editable install points at
+
+
+class World:
+    """hubd + node agent + the data plane of one test; everything stopped at the end."""
+
+    def __init__(self, root: Path, host: OneHostOvn) -> None:
+        self.root = root
+        self.host = host
+        self.procs: list[Hubd] = []
+        self.cni_path = plugin_dir(root / "bin")
+        self.sock = str(root / "cni.sock")
+        self.hub: Hubd | None = None
+        self.node: Hubd | None = None
+
+    def start(self, hub_extra: str = "", node_extra: str = "") -> None:
+        hd = self.root / "hub"
+        hd.mkdir()
+        self.hub = Hubd(hd, f'[hub]\nid = "{HUB_ID}"\nstate_dir = "{hd}"\n[ovn]\nnb = "{self.host.ovn.nb_remote}"\n'
+                            f'[api]\nlisten = "unix:{hd}/api.sock"\n[routers.default]\nnetworks = ["*"]\n{hub_extra}',
+                        env=ENV)  # fmt: skip
+        self.procs.append(self.hub)
+        self.hub.start()
+        self._ready(self.hub)
+        nd = self.root / "node"
+        nd.mkdir()
+        self.node = Hubd(nd, f'[hub]\nid = "{HUB_ID}"\nstate_dir = "{nd}"\n[ovn]\nnb = "{self.host.ovn.nb_remote}"\n'
+                             f'[node]\ndocker = ""\novs = "{self.host.db_remote}"\nchassis = "node1"\n'
+                             f'switch_netns = "{self.host.sw_ns}"\nlisten = "unix:{nd}/node.sock"\n'
+                             f'[cni]\nenabled = true\nsocket = "{self.sock}"\nhub_api = "unix:{hd}/api.sock"\n'
+                             f'hub_token_file = "{hd}/ingest.token"\nresync_interval = 2\n'
+                             '[cni.networks.blue]\nsubnet = "10.80.0.0/24"\ngateway = "10.80.0.1"\n'
+                             '[cni.networks.nosubnet]\n'
+                             f"{node_extra}", args=("--role", "node"), env=ENV)  # fmt: skip
+        self.procs.append(self.node)
+        self.node.start()
+        self._ready(self.node)
+
+    @staticmethod
+    def _ready(h: Hubd) -> None:
+        try:
+            h.wait_ready(60)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- {h.dir.name}:\n{h.logtext()[-3000:]}") from None
+
+    def netns(self) -> str:
+        """A sandbox of the test's own (removed with the data plane)."""
+        name = f"{self.host.tag}-c{secrets.token_hex(2)}"
+        subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+        self.host.namespaces.append(name)
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, timeout=10)
+        return name
+
+    def conf(self, network: str = "blue", **extra: Any) -> dict[str, Any]:
+        return plugin_conf(conflist("hubnet", network, self.sock, timeout=extra.pop("timeout", 20)), **extra)
+
+    def cni(self, command: str, ns: str, cid: str, conf: dict[str, Any] | bytes | None = None, **kw: Any
+            ) -> tuple[int, dict[str, Any] | None, str]:  # fmt: skip
+        return invoke(self.cni_path, command, self.conf() if conf is None else conf, container_id=cid,
+                      netns=f"/var/run/netns/{ns}" if ns else "", **kw)  # fmt: skip
+
+    def close(self) -> None:
+        for h in reversed(self.procs):
+            h.close()
+
+
+@pytest.fixture
+def world(tmpdir_short: Path) -> Iterator[World]:
+    with OneHostOvn(chassis="node1") as host:
+        w = World(tmpdir_short, host)
+        try:
+            yield w
+        finally:
+            w.close()
+
+
+def ns_out(ns: str, *argv: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=30).stdout
+
+
+def ping(ns: str, ip: str) -> bool:
+    return subprocess.run(["ip", "netns", "exec", ns, "ping", "-c", "2", "-W", "2", ip], capture_output=True,
+                          timeout=30).returncode == 0  # fmt: skip
+
+
+def port_rows(host: OneHostOvn) -> dict[str, dict[str, Any]]:
+    return {r["name"]: r for r in nb_rows(host.ovn, "Logical_Switch_Port")}
+
+
+def test_cni_add_check_del_through_ovn(world: World) -> None:
+    world.start()
+    a, b = world.netns(), world.netns()
+    rc, res, err = world.cni("ADD", a, "ctr-a", args="IgnoreUnknown=1;K8S_POD_NAME=alpha;app=web")
+    assert rc == 0 and res is not None, (res, err, world.node.logtext()[-2000:] if world.node else "")
+    rc, res_b, _ = world.cni("ADD", b, "ctr-b")
+    assert rc == 0 and res_b is not None, res_b
+
+    # the result: host veth + sandbox eth0 with NB's MAC, the address with its gateway, the route, DNS
+    assert res["cniVersion"] == "1.0.0"
+    host_if, sbx = res["interfaces"]
+    assert host_if["name"].startswith("ovh") and sbx["name"] == "eth0" and sbx["sandbox"] == f"/var/run/netns/{a}"
+    (ip,) = res["ips"]
+    assert ip["address"].startswith("10.80.0.") and ip["address"].endswith("/24") and ip["gateway"] == "10.80.0.1"
+    assert ip["interface"] == 1
+    assert res["routes"] == [{"dst": "0.0.0.0/0", "gw": "10.80.0.1"}]
+    assert res["dns"] == {"nameservers": ["10.80.0.1"], "search": ["default.cni.node1.hub"]}
+    addr_a, addr_b = ip["address"].split("/")[0], res_b["ips"][0]["address"].split("/")[0]
+    assert sbx["mac"] in ns_out(a, "ip", "link", "show", "eth0")
+    assert ip["address"] in ns_out(a, "ip", "-o", "addr", "show", "eth0")
+    assert "default via 10.80.0.1 dev eth0" in ns_out(a, "ip", "route")
+
+    # the port is the source cni/node1's endpoint (uid = container id + ifname), labelled from CNI_ARGS
+    ports = port_rows(world.host)
+    row = ports["cni/node1/blue/ctr-a-eth0"]
+    ids = ovs_map(row["external_ids"])
+    assert ids["ovn-hub:name"] == "alpha" and ovs_map(row["options"]) == {"requested-chassis": "node1"}
+    endpoints = json.loads(world.hub.ctl("endpoints", "--json").stdout)  # type: ignore[union-attr]
+    alpha = next(e for e in endpoints if e["uid"] == "ctr-a-eth0")
+    assert alpha["source"] == "cni/node1" and alpha["name"] == "alpha"
+
+    # packets through OVN: a to b on the switch, a to the router's port (the gateway)
+    sync_wait_until(lambda: all(r["up"] is True for n, r in port_rows(world.host).items() if n.startswith("cni/")),
+                    30, "ports up")  # fmt: skip
+    assert ping(a, addr_b) and ping(b, addr_a)
+    assert ping(a, "10.80.0.1")
+
+    # ADD again: the same result, nothing re-plugged; CHECK with the prevResult passes
+    ifindex = ns_out(a, "cat", "/sys/class/net/eth0/ifindex")
+    rc, again, _ = world.cni("ADD", a, "ctr-a", args="IgnoreUnknown=1;K8S_POD_NAME=alpha;app=web")
+    assert rc == 0 and again == res
+    assert ns_out(a, "cat", "/sys/class/net/eth0/ifindex") == ifindex
+    rc, out, _ = world.cni("CHECK", a, "ctr-a", world.conf(prevResult=res))
+    assert (rc, out) == (0, None)
+
+    # an out-of-band change to the veth: CHECK fails, saying what changed
+    subprocess.run(["ip", "-n", a, "addr", "flush", "dev", "eth0"], check=True, timeout=10)
+    rc, out, _ = world.cni("CHECK", a, "ctr-a", world.conf(prevResult=res))
+    assert rc == 1 and out is not None and out["code"] == 106 and "lacks" in out["msg"], out
+    subprocess.run(["ip", "-n", b, "link", "set", "eth0", "address", "0a:00:00:00:99:99"], check=True, timeout=10)
+    rc, out, _ = world.cni("CHECK", b, "ctr-b")
+    assert rc == 1 and out is not None and out["code"] == 106 and "MAC" in out["msg"], out
+
+    # DEL twice: both succeed with nothing on stdout; veth, Interface and NB port are gone
+    for _ in range(2):
+        rc, out, _ = world.cni("DEL", a, "ctr-a")
+        assert (rc, out) == (0, None)
+    assert "eth0" not in ns_out(a, "ip", "-o", "link")
+    sync_wait_until(lambda: "cni/node1/blue/ctr-a-eth0" not in port_rows(world.host), 20, "port of ctr-a collected")
+    # DEL of a sandbox that is gone already, and of a container never added: success
+    rc, out, _ = world.cni("DEL", "", "ctr-never")
+    assert (rc, out) == (0, None)
+    rc, out, _ = world.cni("CHECK", a, "ctr-a")
+    assert rc == 1 and out is not None and out["code"] == 3, out
+
+    # the agent restarts: its state file gives the hub the same snapshot, the plumbing of b is adopted
+    assert world.node is not None
+    before = ns_out(b, "cat", "/sys/class/net/eth0/ifindex")
+    world.node.stop()
+    world.node.start()
+    World._ready(world.node)
+    assert ns_out(b, "cat", "/sys/class/net/eth0/ifindex") == before
+    assert "cni/node1/blue/ctr-b-eth0" in port_rows(world.host)
+
+
+def test_cni_errors_are_spec_shaped(world: World) -> None:
+    world.start()
+    ns = world.netns()
+
+    def err(conf: Any = None, *, cid: str = "ctr-e", netns: str | None = None, command: str = "ADD",
+            **kw: Any) -> dict[str, Any]:  # fmt: skip
+        rc, out, stderr = invoke(world.cni_path, command, world.conf() if conf is None else conf, container_id=cid,
+                                 netns=f"/var/run/netns/{ns}" if netns is None else netns, **kw)  # fmt: skip
+        assert rc == 1 and out is not None, (rc, out, stderr)
+        assert set(out) <= {"cniVersion", "code", "msg", "details"} and out["msg"], out
+        return out
+
+    # VERSION: every version the plugin speaks
+    rc, out, _ = invoke(world.cni_path, "VERSION", {"cniVersion": "1.0.0"})
+    assert rc == 0 and out == {"cniVersion": "1.0.0", "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]}
+
+    assert err(b"{not json")["code"] == 6
+    assert err(b"[1, 2]")["code"] == 6
+    assert err(world.conf(cniVersion="9.9.9"))["code"] == 1
+    bad = world.conf()
+    del bad["network"]
+    assert err(bad)["code"] == 7 and "network" in err(bad)["msg"]
+    assert err(world.conf(timeout="soon"))["code"] == 7
+    assert err(world.conf(ipam={"type": "host-local"}))["code"] == 2
+    # an unknown network: names the known ones
+    out = err(world.conf("green"))
+    assert out["code"] == 7 and "green" in out["msg"] and "blue" in out["details"], out
+    # a missing netns, a missing env var, an invalid ifname
+    out = err(netns="/var/run/netns/hubt-nope")
+    assert out["code"] == 4 and "does not exist" in out["msg"], out
+    assert err(cid="")["code"] == 4
+    assert err(ifname="way-too-long-ifname")["code"] == 4
+    assert err(command="CHECK", cid="ctr-unknown")["code"] == 3
+    assert err(world.conf(cniVersion="0.3.1"), command="CHECK")["code"] == 1
+    # a port that never gets an address (a network without a subnet: OVN cannot allocate) says so, in time
+    out = err(world.conf("nosubnet", timeout=3))
+    assert out["code"] == 103 and "dynamic" in out["msg"] and "subnet" in out["details"], out
+    world.cni("DEL", ns, "ctr-e", world.conf("nosubnet"))
+    # an agent that is not there
+    gone = plugin_conf(conflist("hubnet", "blue", str(world.root / "nobody.sock")))
+    out = err(gone)
+    assert out["code"] == 100 and "nobody.sock" in out["msg"], out
+    # STATUS (1.1.0): the agent is connected and the hub takes its endpoints
+    rc, out, _ = world.cni("STATUS", "", "", world.conf(cniVersion="1.1.0"))
+    assert (rc, out) == (0, None)
