@@ -121,6 +121,18 @@ def port_rows(host: OneHostOvn) -> dict[str, dict[str, Any]]:
     return {r["name"]: r for r in nb_rows(host.ovn, "Logical_Switch_Port")}
 
 
+def port_versions(host: OneHostOvn, ports: dict[str, str]) -> dict[str, str]:
+    """Each port's _version (OVSDB changes it with every write of the row)."""
+    out = {}
+    for n, p in ports.items():
+        q = ["OVN_Northbound", {"op": "select", "table": "Logical_Switch_Port", "where": [["name", "==", p]],
+                                "columns": ["_version"]}]  # fmt: skip
+        res = subprocess.run(["ovsdb-client", "transact", host.ovn.nb_remote, json.dumps(q)], capture_output=True,
+                             text=True, timeout=20, check=True)  # fmt: skip
+        out[n] = json.loads(res.stdout)[0]["rows"][0]["_version"][1]
+    return out
+
+
 def test_cni_add_check_del_through_ovn(world: World) -> None:
     world.start()
     a, b = world.netns(), world.netns()
@@ -241,3 +253,62 @@ def test_cni_errors_are_spec_shaped(world: World) -> None:
     # STATUS (1.1.0): the agent is connected and the hub takes its endpoints
     rc, out, _ = world.cni("STATUS", "", "", world.conf(cniVersion="1.1.0"))
     assert (rc, out) == (0, None)
+
+
+async def test_kubernetes_pod_gets_its_dynamic_port_and_the_kubelets_ip_writes_nothing(
+    world: World, fake: Any
+) -> None:
+    """A scheduled pod without podIPs has a dynamic port (the k8s adapter); the CNI ADD with its
+    K8S_* args plugs that port with OVN's allocation; pods reach each other; when the adapter then
+    sees the kubelet report that IP, NB is not written (the ports' _version stays)."""
+    import asyncio
+
+    from tests.unit.test_k8s_adapter import mkpod
+
+    web = fake.add("Pod", mkpod("web-1", node="node1"))
+    db = fake.add("Pod", mkpod("db-1", node="node1"))
+    kubeconfig = fake.write_kubeconfig(world.root / "kubeconfig")
+    await asyncio.to_thread(world.start, f'[adapters.k8s]\ntype = "k8s"\ncluster = "test"\n'
+                                         f'kubeconfig = "{kubeconfig}"\npod_cidr = "10.244.0.0/16"\n')  # fmt: skip
+    results = {}
+    for pod in (web, db):
+        ns = await asyncio.to_thread(world.netns)
+        meta = pod["metadata"]
+        args = f"IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={meta['name']};K8S_POD_UID={meta['uid']}"
+        rc, res, err = await asyncio.to_thread(world.cni, "ADD", ns, f"sandbox-{meta['name']}",
+                                               world.conf("default"), args=args)  # fmt: skip
+        assert rc == 0 and res is not None, (res, err)
+        results[meta["name"]] = (ns, res)
+    port = {name: f"k8s/test/default/{pod['metadata']['uid']}" for name, pod in (("web-1", web), ("db-1", db))}
+    rows = await asyncio.to_thread(port_rows, world.host)
+    for name, (ns, res) in results.items():
+        row = rows[port[name]]
+        assert row["addresses"] == "dynamic"  # the adapter's port, left to OVN's IPAM
+        mac, ip = row["dynamic_addresses"].split()
+        assert res["ips"][0]["address"] == f"{ip}/16" and res["ips"][0]["gateway"] == "10.244.0.1"
+        assert res["interfaces"][1]["mac"] == mac
+        assert res["dns"]["search"] == ["default.k8s.test.hub"]
+    web_ns, db_ip = results["web-1"][0], results["db-1"][1]["ips"][0]["address"].split("/")[0]
+    await asyncio.to_thread(sync_wait_until, lambda: all(
+        r["up"] is True for r in port_rows(world.host).values() if r["name"] in port.values()), 30, "pods up")
+    assert await asyncio.to_thread(ping, web_ns, db_ip)
+    assert await asyncio.to_thread(ping, web_ns, "10.244.0.1")  # the router's port: the pod's gateway
+
+    # the kubelet reports the IPs the pods were plugged with: the adapter sees them, NB is not written
+    versions = await asyncio.to_thread(port_versions, world.host, port)
+    for pod, name in ((web, "web-1"), (db, "db-1")):
+        ip = results[name][1]["ips"][0]["address"].split("/")[0]
+        fake.update("Pod", {**pod, "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}})
+    assert world.hub is not None
+
+    def seen() -> bool:
+        eps = json.loads(world.hub.ctl("endpoints", "--json").stdout)  # type: ignore[union-attr]
+        return all(e["ips"] for e in eps if e["source"] == "k8s/test")
+
+    await asyncio.to_thread(sync_wait_until, seen, 30, "the adapter has the pods' IPs")
+    await asyncio.to_thread(sync_wait_until, lambda: json.loads(world.hub.ctl("plan", "--json").stdout) == [],  # type: ignore[union-attr]
+                            10, "nothing left to write")  # fmt: skip
+    assert await asyncio.to_thread(port_versions, world.host, port) == versions
+    rows = await asyncio.to_thread(port_rows, world.host)
+    assert all(rows[p]["addresses"] == "dynamic" for p in port.values())
+    assert await asyncio.to_thread(ping, web_ns, db_ip)
