@@ -281,7 +281,7 @@ async def test_kubernetes_pod_gets_its_dynamic_port_and_the_kubelets_ip_writes_n
         results[meta["name"]] = (ns, res)
     port = {name: f"k8s/test/default/{pod['metadata']['uid']}" for name, pod in (("web-1", web), ("db-1", db))}
     rows = await asyncio.to_thread(port_rows, world.host)
-    for name, (ns, res) in results.items():
+    for name, (_ns, res) in results.items():
         row = rows[port[name]]
         assert row["addresses"] == "dynamic"  # the adapter's port, left to OVN's IPAM
         mac, ip = row["dynamic_addresses"].split()
@@ -312,3 +312,104 @@ async def test_kubernetes_pod_gets_its_dynamic_port_and_the_kubelets_ip_writes_n
     rows = await asyncio.to_thread(port_rows, world.host)
     assert all(rows[p]["addresses"] == "dynamic" for p in port.values())
     assert await asyncio.to_thread(ping, web_ns, db_ip)
+
+
+RUNC_WRAPPER = """#!/usr/bin/python3 -sS
+# podman always asks the OCI runtime for RLIMIT_NOFILE/RLIMIT_NPROC; without CAP_SYS_RESOURCE (this
+# machine's bounding set lacks it) runc's prlimit on its init process fails: drop them, then run runc
+import json, os, sys
+args = sys.argv[1:]
+if "create" in args or "run" in args:
+    for i, a in enumerate(args[:-1]):
+        if a in ("--bundle", "-b"):
+            path = os.path.join(args[i + 1], "config.json")
+            with open(path) as f:
+                spec = json.load(f)
+            spec.get("process", {}).pop("rlimits", None)
+            with open(path, "w") as f:
+                json.dump(spec, f)
+os.execv(%r, ["runc", *args])
+"""
+
+
+def _cap_sys_resource() -> bool:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> 24 & 1)
+    return False
+
+
+class Podman:
+    """Debian's podman with its CNI backend, everything of its own in ``root``: --root, --runroot,
+    a containers.conf (cgroupfs, file events, no systemd), the CNI config dir and CNI_PATH."""
+
+    def __init__(self, root: Path, cni_path: Path) -> None:
+        self.root = root
+        self.net = root / "net"
+        self.net.mkdir(parents=True)
+        runc = shutil.which("runc") or "/usr/sbin/runc"
+        runtime = runc
+        if not _cap_sys_resource():
+            runtime = str(root / "runc-wrap")
+            Path(runtime).write_text(RUNC_WRAPPER % runc)
+            Path(runtime).chmod(0o755)
+        self.conf = root / "containers.conf"
+        self.conf.write_text(
+            f'[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nruntime = "{runtime}"\n'
+            f'static_dir = "{root}/static"\ntmp_dir = "{root}/tmp"\nvolume_path = "{root}/volumes"\n'
+            f'[network]\nnetwork_backend = "cni"\ncni_plugin_dirs = ["{cni_path}"]\n'
+            f'network_config_dir = "{self.net}"\n'
+        )
+        self.base = ["podman", "--root", str(root / "storage"), "--runroot", str(root / "run"),
+                     "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
+                     "--network-backend", "cni", "--cni-config-dir", str(self.net)]  # fmt: skip
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "NOTIFY_SOCKET"))}
+        self.env.update(CONTAINERS_CONF=str(self.conf), XDG_RUNTIME_DIR=str(root / "xdg"), TMPDIR=str(root / "tmp"))
+        (root / "tmp").mkdir()
+        # what podman 4.3 writes outside --root/--runroot whatever it is told (libcni's result cache,
+        # containers/image's blob-info cache): removed again at close when this test made them
+        self.outside = [p for p in (Path("/var/lib/cni"), Path("/var/lib/containers")) if not p.exists()]
+
+    def __call__(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run([*self.base, *args], capture_output=True, text=True, timeout=timeout, env=self.env)
+        if check and res.returncode != 0:
+            raise AssertionError(f"podman {' '.join(args)}: {res.returncode}: {res.stderr[-2000:]}")
+        return res
+
+    def import_busybox(self) -> None:
+        tree = self.root / "bb"
+        (tree / "bin").mkdir(parents=True)
+        shutil.copy("/bin/busybox", tree / "bin" / "busybox")
+        for a in ("sh", "sleep", "ping", "ip", "cat"):
+            (tree / "bin" / a).symlink_to("busybox")
+        tar = self.root / "bb.tar"
+        subprocess.run(["tar", "-C", str(tree), "-cf", str(tar), "."], check=True, timeout=60)
+        self("import", str(tar), "localhost/busybox:hub")
+
+    def close(self) -> None:
+        self("rm", "--all", "--force", "--time", "0", check=False, timeout=60)
+        for p in self.outside:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+@pytest.mark.skipif(not shutil.which("podman"), reason="podman is installed by make test (scripts/install-deps.sh)")
+def test_podman_with_its_cni_backend_pings_a_netns_endpoint_through_ovn(world: World) -> None:
+    world.start()
+    peer = world.netns()
+    rc, res, err = world.cni("ADD", peer, "ctr-peer")
+    assert rc == 0 and res is not None, (res, err)
+    peer_ip = res["ips"][0]["address"].split("/")[0]
+    pm = Podman(world.root / "podman", world.cni_path)
+    try:
+        (pm.net / "hubnet.conflist").write_text(json.dumps(conflist("hubnet", "blue", world.sock, timeout=30)))
+        pm.import_busybox()
+        out = pm("run", "--rm", "--name", "pm1", "--network", "hubnet", "localhost/busybox:hub", "sh", "-c",
+                 f"ip -o addr show eth0; ip route; ping -c 2 -W 2 {peer_ip}")  # fmt: skip
+        assert "inet 10.80.0." in out.stdout and "default via 10.80.0.1" in out.stdout, out.stdout
+        assert "2 packets received" in out.stdout or ", 0% packet loss" in out.stdout, out.stdout
+        # the container's endpoint was the source cni/node1's, and podman's DEL (--rm) removed it again
+        sync_wait_until(lambda: not any(n.startswith("cni/node1/blue/") and "peer" not in n
+                                        for n in port_rows(world.host)), 20, "podman's port collected")  # fmt: skip
+        assert world.node is not None and "CNI ADD" in world.node.logtext() and "CNI DEL" in world.node.logtext()
+    finally:
+        pm.close()
