@@ -22,8 +22,9 @@ environment and stdin; they are checked again here with the plugin's own
   source's whole Snapshot (with its ``[cni.networks]``) to the hub's
   ``/v1/ingest/cni/<node>`` after every change and every ``resync_interval``
   (level-triggered: a restarted hub has it again within that time).
-* DEL forgets the attachment and waits until it is unplugged; it succeeds when
-  nothing is left (also for an attachment never seen).  CHECK compares the
+* DEL forgets the attachment and removes its veth at once (the reconciler takes
+  the OVS Interface off the bridge right after); it succeeds when nothing is left
+  (also for an attachment never seen, or a netns already gone).  CHECK compares the
   plugged attachment with NB and with the interface the kernel has
   (:func:`core.vif.cni.check`).  GC (1.1.0) forgets the attachments of the
   conflist that the runtime no longer lists; STATUS says whether ADDs can work.
@@ -584,6 +585,7 @@ class CniAgent:
 
     # ------------------------------------------------------------ DEL, CHECK, GC
     async def delete(self, req: dict[str, Any], deadline: float) -> None:
+        """Forget the attachment, remove its veth; succeeds when nothing is left (SPEC: DEL is idempotent)."""
         key = f"{req['container_id']}/{req['ifname']}"
         entry = self.entries.pop(key, None)
         if entry is not None:
@@ -591,17 +593,13 @@ class CniAgent:
             log.info("CNI DEL %s on %s", key[:24], entry.network)
             if entry.endpoint is not None and self.publisher is not None:
                 self.publisher.dirty()
-        if not self.ready.is_set():
-            # not connected: take the veth down now (its Interface record goes at the next adoption)
-            await self.links.delete(veth_name(key, entry.network if entry else req["conf"]["network"]))
-            return
+        # The runtime's part is gone once the veth is (its peer goes with it): delete it now, the
+        # reconciler removes the OVS Interface next (an ovsdbapp transaction waits for ovs-vswitchd to
+        # reconfigure; a burst of DELs would queue behind each other for that).
+        await self.links.delete(veth_name(key, entry.network if entry else req["conf"]["network"]))
+        if entry is None and self.vif.plugged.get(key) is not None:
+            await self.links.delete(self.vif.plugged[key].dev)  # plugged for another network
         self.vif.mark((key,))
-        while key in self.vif.plugged or key in self.vif.dirty:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise P.CniError(P.PLUMBING_FAILED, f"unplugging {req['ifname']} of {req['container_id'][:24]} did not"
-                                                    " finish in time", self.vif.errors.get(key, ""))  # fmt: skip
-            await self._wait_change(min(_POLL, left))
 
     async def check(self, req: dict[str, Any]) -> None:
         key = f"{req['container_id']}/{req['ifname']}"
