@@ -149,16 +149,15 @@ async def _main(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     "isGateway": True, "ipam": {"type": "host-local", "subnet": "10.81.0.0/16",
                                                 "dataDir": str(tmp / "host-local")}}  # fmt: skip
 
-        version = []
-        for _ in range(20):
-            t, rc, _o = await _exec([str(run.cni_path / "ovn-hub")], {"CNI_COMMAND": "VERSION"}, b"{}")
-            version.append(t)
-        ref_version = []
-        for _ in range(20):
-            t, rc, _o = await _exec([str(run.cni_path / "bridge")], {"CNI_COMMAND": "VERSION"}, b"{}")
-            ref_version.append(t)
+        version: list[float] = []
+        ref_version: list[float] = []
+        for plugin, times in (("ovn-hub", version), ("bridge", ref_version)):
+            for _ in range(20):
+                t, rc, out = await _exec([str(run.cni_path / plugin)], {"CNI_COMMAND": "VERSION"}, b"{}")
+                if rc != 0:
+                    raise RuntimeError(f"{plugin} VERSION: {out.decode(errors='replace')[-300:]}")
+                times.append(t)
 
-        results: dict[str, Any] = {}
         # the reference first, then ovn-hub, then both again one at a time
         log(f"bridge + host-local: {args.n} ADDs at once")
         ref, ref_wall, ref_names = await run.burst("bridge", ref_conf, "r")
@@ -170,7 +169,7 @@ async def _main(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         log("DEL bursts")
         hub_del, hub_del_wall, _ = await run.burst("ovn-hub", hub_conf, "h", command="DEL", names=hub_names)
         ref_del, ref_del_wall, _ = await run.burst("bridge", ref_conf, "r", command="DEL", names=ref_names)
-        results = {
+        results: dict[str, Any] = {
             "bench": "cni",
             "n": args.n,
             "burst_add": {"hub": {**_summary(hub_t), "wall": round(hub_wall, 3)},

@@ -263,7 +263,26 @@ def run(env: dict[str, str], stdin: bytes) -> tuple[int, dict[str, Any] | None]:
         return 1, exc.to_json(version)
 
 
+def install(directory: str) -> int:
+    """``ovn-hub-cni --install DIR``: write ``DIR/ovn-hub`` (the conflist's ``type``), a shim that
+    runs this module with this interpreter and without ``site`` (-sS: the venv's start-up files
+    cost ~20-30 ms per call, which a runtime pays per ADD)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(directory, PLUGIN_TYPE)
+    os.makedirs(directory, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(f"#!{sys.executable} -sS\nimport sys\nsys.path.insert(0, {here!r})\n"
+                "from hub.cniplugin import main\nsys.exit(main())\n")  # fmt: skip
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, path)
+    print(f"installed {path}")
+    return 0
+
+
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--install":
+        return install(sys.argv[2])
     try:
         stdin = sys.stdin.buffer.read(_MAX_STDIN + 1) if sys.stdin is not None and not sys.stdin.isatty() else b""
     except OSError as exc:

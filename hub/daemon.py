@@ -445,9 +445,8 @@ def ingest_token(cfg: Config) -> str:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32) + "\n")
             log.info("generated the ingest token in %s (mode 0600)", path)
-        token = path.read_text().strip().splitlines()[0].strip() if path.read_text().strip() else ""
-    except FileExistsError:
-        token = path.read_text().strip()
+        lines = path.read_text().strip().splitlines()
+        token = lines[0].strip() if lines else ""
     except OSError as exc:
         raise ConfigError(f"api.ingest_token_file: {path}: {exc.strerror or exc}") from None
     if len(token) < 16:

@@ -23,13 +23,10 @@ DEBIAN_PLUGINS = Path("/usr/lib/cni")
 def plugin_dir(directory: Path) -> Path:
     """``directory`` with ``ovn-hub`` and links to Debian's reference plugins."""
     directory.mkdir(parents=True, exist_ok=True)
-    shim = directory / "ovn-hub"
-    shim.write_text(
-        f"#!{sys.executable} -sS\n"
-        f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
-        "from hub.cniplugin import main; sys.exit(main())\n"
-    )
-    shim.chmod(0o755)
+    # what `ovn-hub-cni --install DIR` writes, run from this checkout
+    subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); sys.argv = ['ovn-hub-cni',"
+                    f" '--install', {str(directory)!r}]; from hub.cniplugin import main; sys.exit(main())"],
+                   check=True, capture_output=True, timeout=60)  # fmt: skip
     if DEBIAN_PLUGINS.is_dir():
         for p in DEBIAN_PLUGINS.iterdir():
             link = directory / p.name
