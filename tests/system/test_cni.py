@@ -413,3 +413,18 @@ def test_podman_with_its_cni_backend_pings_a_netns_endpoint_through_ovn(world: W
         assert world.node is not None and "CNI ADD" in world.node.logtext() and "CNI DEL" in world.node.logtext()
     finally:
         pm.close()
+
+
+def test_gc_forgets_what_the_runtime_no_longer_lists(world: World) -> None:
+    world.start()
+    keep, drop = world.netns(), world.netns()
+    for ns, cid in ((keep, "ctr-keep"), (drop, "ctr-drop")):
+        rc, res, _ = world.cni("ADD", ns, cid)
+        assert rc == 0 and res is not None, res
+    conf = world.conf(cniVersion="1.1.0")
+    conf["cni.dev/attachments"] = [{"containerID": "ctr-keep", "ifname": "eth0"}]
+    rc, out, _ = invoke(world.cni_path, "GC", conf)
+    assert (rc, out) == (0, None)
+    sync_wait_until(lambda: "eth0" not in ns_out(drop, "ip", "-o", "link"), 20, "the dropped attachment unplugged")
+    sync_wait_until(lambda: "cni/node1/blue/ctr-drop-eth0" not in port_rows(world.host), 20, "its port collected")
+    assert "eth0" in ns_out(keep, "ip", "-o", "link") and "cni/node1/blue/ctr-keep-eth0" in port_rows(world.host)
