@@ -2,7 +2,8 @@
 #   make run   install what is missing, start hubd with an OVN sandbox and the local Docker engine
 #   make test  install what is missing, run lint, types, the layer contract and the whole test suite
 #   make test-fast  tests/unit only: no server, no socket, no root; seconds
-#   make demo  two containers ping through OVN, a policy cuts them off (everything started and removed again)
+#   make demo  containers ping through OVN, by DNS name across networks, out via SNAT; a policy cuts one off
+#              (two chassis, everything started and removed again)
 # Python dependencies come from requirements.lock (pinned, with hashes); `make lock` refreshes it after an edit
 # of pyproject.toml (`make lock LOCK_ARGS=--upgrade` moves every pin to the newest release that fits).
 .PHONY: run test test-fast deps lint bench demo lock schemas

@@ -24,7 +24,7 @@ if ! curl -sf --unix-socket "$DOCKER_SOCK" http://d/_ping >/dev/null 2>&1; then
 fi
 if ! DOCKER_HOST=unix://$DOCKER_SOCK docker image inspect busybox:hub >/dev/null 2>&1; then
     R=$(mktemp -d); mkdir -p $R/bin; cp /bin/busybox $R/bin/
-    for a in sh sleep ping nc httpd ip cat ls; do ln -s busybox $R/bin/$a; done
+    for a in sh sleep ping nc httpd ip cat ls nslookup wget; do ln -s busybox $R/bin/$a; done
     tar -C $R -c . | DOCKER_HOST=unix://$DOCKER_SOCK docker import - busybox:hub >/dev/null; rm -rf $R
 fi
 cat > "$STATE/hubd.toml" <<EOT

@@ -38,7 +38,7 @@ from typing import Any, Self
 DOCKERD = "/usr/sbin/dockerd"
 BUSYBOX = "/bin/busybox"
 BUSYBOX_IMAGE = "busybox:hub"
-BUSYBOX_APPLETS = ("sh", "sleep", "ping", "nc", "httpd", "ip", "cat")
+BUSYBOX_APPLETS = ("sh", "sleep", "ping", "nc", "httpd", "ip", "cat", "nslookup", "wget")
 
 
 class DockerdError(RuntimeError):

@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+#: the tree this testkit is part of: hubd imports its code from here (PYTHONPATH), not from
+#: wherever the venv's editable install points (another checkout, e.g. of a git worktree)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class NotifySocket:
@@ -61,7 +64,9 @@ class Hubd:
         self.config_path.write_text(config)
         self.api = f"unix:{workdir}/api.sock"
         self.notify = NotifySocket(workdir / f"notify{time.monotonic_ns()}.sock")
-        self.env = dict(os.environ, PYTHONUNBUFFERED="1", NOTIFY_SOCKET=str(self.notify.path), **(env or {}))
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "NOTIFY_SOCKET": str(self.notify.path), "PYTHONPATH": path,
+                    **(env or {})}
         self.log = open(workdir / "hubd.log", "ab")
         self.proc: subprocess.Popen[bytes] | None = None
 

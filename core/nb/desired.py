@@ -112,6 +112,20 @@ class DesiredState:
         """The sources the fabric waits for before its first derivation."""
         self.expected = set(sources)
 
+    def allocated(self, port: str) -> None:
+        """northd allocated ``port`` (an endpoint with no address of its own) an
+        address: the derived rows that hold endpoint IPs follow, its source's
+        policy address sets and DNS records, and the fabric's hub-level policies
+        and its floating IP's NAT."""
+        ep = self.ports.get(port)
+        if ep is None:
+            return
+        st = self.sources.get(str(ep.source))
+        if st is not None and (st.policies or self._dns_on(ep)):
+            self.stale.add(str(ep.source))
+        if port in self.floating or self.fabric.spec.policies:
+            self.fabric_stale = True
+
     def _floating_label(self, ep: Endpoint) -> bool:
         return any(e.floating_ip_label in ep.labels for e in self.fabric.spec.externals)
 

@@ -82,12 +82,8 @@ class DirtyRows:
         if ep is not None:
             self.status(Ready(source=ep.source, key=ep.key, port=key))
 
-    def stale(self, source: str) -> None:
-        st = self.desired.sources.get(source)
-        if st is not None and st.policies:
-            self.desired.stale.add(source)  # policy address sets hold the port's IPs
-        if self.desired.fabric.spec.policies:
-            self.desired.fabric_stale = True  # and so do the hub-level policies'
+    def allocated(self, port: str) -> None:
+        self.desired.allocated(port)  # policy address sets, DNS records and NAT hold the port's IPs
         self.wake.set()
 
     def warn(self, message: str) -> None:

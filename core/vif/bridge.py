@@ -24,6 +24,9 @@ from .link import PlumbError
 __all__ = ["Bridge", "FakeBridge", "OvsBridge"]
 
 
+#: how long a close waits for the Open_vSwitch connection's queued transactions
+STOP_TIMEOUT = 3.0
+
 class Bridge(Protocol):
     """What the reconciler needs from the bridge."""
 
@@ -120,8 +123,11 @@ class OvsBridge:
                 done.set_result(None)
 
         def stop() -> None:
+            # ovsdbapp's stop() lets the queued transactions run first (each may wait up to its
+            # timeout for ovs-vswitchd): bound the wait; what they leave undone is level-triggered
+            # state the next start's reconciliation repairs
             with contextlib.suppress(Exception):
-                conn.stop()
+                conn.stop(timeout=STOP_TIMEOUT)
             loop.call_soon_threadsafe(finish)
 
         threading.Thread(target=stop, name="ovs-close", daemon=True).start()

@@ -17,11 +17,12 @@ import msgspec
 import pytest
 
 from core.model import Delete, Endpoint, LBRule, Network, Service, Snapshot, Source, Upsert
-from core.model.fabric import ExternalSpec, Fabric, RouterSpec
+from core.model.fabric import LABEL_FLOATING_IP, ExternalSpec, Fabric, RouterSpec
 from core.names import OWNER, SOURCE, lsp_name
 from core.nb import Programmer
 from hub.sandbox import OvnSandbox
 from testkit.nb import nb_rows, ovs_map, ovs_set
+from testkit.wait import wait_until
 
 DOCKER = Source("docker", "local")
 K8S = Source("k8s", "prod")
@@ -230,3 +231,33 @@ async def test_config_changes_remove_their_rows_and_nothing_else(ovn: OvnSandbox
     assert not any(n.startswith("ovn-hub/") for n in by_name(ovn, "Logical_Switch"))
     assert {t: nb_rows(ovn, t) for t in foreign} == foreign
     assert json.dumps(p.plan(), default=str) == "[]"
+
+
+async def test_an_ovn_allocated_address_gets_its_dns_record_and_floating_ip(ovn: OvnSandbox, make_prog: Any) -> None:
+    """An endpoint left to OVN's IPAM (a Docker wrapper container), on a routed
+    network of a source with no policies: once northd allocates its address,
+    its DNS record and its floating IP's NAT follow (found by make demo: the
+    last container to start had no record)."""
+    p = await make_prog()
+    dyn = Endpoint(source=DOCKER, uid="dyn", namespace="default", name="dyn", kind="container", network="blue",
+                   labels={LABEL_FLOATING_IP: "172.16.0.50"})  # fmt: skip
+    p.apply(Snapshot(source=DOCKER, objects=(net(DOCKER, "blue", "10.1.0.0/24", "10.1.0.1"), dyn)))
+    await p.flush(10)
+
+    def records() -> dict[str, str]:
+        return {k: v for r in nb_rows(ovn, "DNS") for k, v in ovs_map(r["records"]).items()}
+
+    def fips() -> dict[str, str]:
+        return {r["external_ip"]: r["logical_ip"] for r in nb_rows(ovn, "NAT") if r["type"] == "dnat_and_snat"}
+
+    assert "dyn.default.docker.local.hub" not in records() and fips() == {}  # no address yet
+    # what northd writes when it allocates (no northd here: nothing else writes the column)
+    nbctl(ovn, "set", "Logical_Switch_Port", lsp_name(dyn), 'dynamic_addresses="0a:00:00:01:00:07 10.1.0.7"')
+    await wait_until(lambda: records().get("dyn.default.docker.local.hub") == "10.1.0.7", 10, "the DNS record")
+    await wait_until(lambda: fips() == {"172.16.0.50": "10.1.0.7"}, 10, "the floating IP's NAT")
+    # a reallocation: both follow again
+    nbctl(ovn, "set", "Logical_Switch_Port", lsp_name(dyn), 'dynamic_addresses="0a:00:00:01:00:08 10.1.0.8"')
+    await wait_until(lambda: records().get("dyn.default.docker.local.hub") == "10.1.0.8", 10, "the DNS record moved")
+    await wait_until(lambda: fips() == {"172.16.0.50": "10.1.0.8"}, 10, "the floating IP's NAT moved")
+    await p.flush(10)
+    assert p.plan() == []

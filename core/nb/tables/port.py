@@ -173,7 +173,7 @@ class PortStore(KeyedRows[PortRow]):
             if new_dyn and new_dyn != cur.dyn:
                 cur.dyn = new_dyn
                 ev.mark_dirty(TABLE, name)  # its port_security follows the allocation
-                ev.stale(cur.source)  # policy address sets hold the port's IPs
+                ev.allocated(name)  # policy peers, DNS records and floating IPs hold the port's IPs
         if "up" in diff:
             old_up = cur.up
             cur.up = diff["up"] if isinstance(diff["up"], bool) else None  # ["set", []] when cleared
