@@ -20,9 +20,12 @@ a Mesos task the Docker adapter also sees as ``mesos-<ContainerID>``) are all
 kept, but only those of the source with the highest
 :func:`~core.model.workload_rank` (the scheduling orchestrator > another
 orchestrator adapter > docker > cni; ties: the lowest source name) are
-programmed: they are in ``ports``.  The others are ``yielded``: no port, and left
-out of their source's derived rows (DNS records, policy address sets and port
-groups, floating IPs); they come back when the winner's go.
+programmed: they are in ``ports``; a winner without a MAC takes the MAC a yielded
+endpoint of its workload has on the same network name (the runtime plugged the
+interface; the orchestrator may not know its address).  The others are
+``yielded``: no port, and left out of their source's derived rows (DNS records,
+policy address sets and port groups, floating IPs); they come back when the
+winner's go.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import functools
 import time
 from collections import Counter
 from collections.abc import Callable
+
+import msgspec
 
 from core.gcpause import gc_paused
 from core.model import (
@@ -262,7 +267,11 @@ class DesiredState:
         winner = min(claims.values(), key=lambda e: (-workload_rank(e), str(e.source))).source
         for n, e in claims.items():
             if e.source == winner:
-                changed = self.yielded.pop(n, None) is not None
+                if e.mac is None:  # the runtime knows the MAC the workload's interface has
+                    mac = next((o.mac for o in claims.values() if o.source != winner and o.network == e.network
+                                and o.mac), None)  # fmt: skip
+                    e = msgspec.structs.replace(e, mac=mac) if mac else e
+                changed = self.yielded.pop(n, None) is not None or self.ports.get(n, e) != e
                 self.ports[n] = e
             else:
                 changed = n in self.ports or n not in self.yielded

@@ -164,3 +164,24 @@ def test_a_malformed_workload_label_is_rejected(value: str) -> None:
         validate(ep(MESOS, CID, workload=value))
     assert exc.value.reason == "bad-label"
     validate(ep(MESOS, CID))
+
+
+def test_a_winner_without_a_mac_takes_the_one_the_runtime_plugged() -> None:
+    """The CNI source plugged the task's interface with a MAC; the Mesos adapter's endpoint knows none."""
+    p = Programmer("unix:/nonexistent", HUB)
+    cni = ep(CNI, CID, mac="0a:12:34:56:78:9a")
+    m = ep(MESOS, CID)
+    p.apply(snap(CNI, cni))
+    p.apply(snap(MESOS, m))
+    assert p.desired.ports[lsp_name(m)].mac == "0a:12:34:56:78:9a" and lsp_name(cni) in p.desired.yielded
+    assert p.desired.sources[str(MESOS)].endpoints[m.key].mac is None, "the adapter's own object is unchanged"
+    p.apply(Upsert(obj=ep(CNI, CID, mac="0a:12:34:56:78:9b")))  # the runtime's view changes: the port follows
+    assert p.desired.ports[lsp_name(m)].mac == "0a:12:34:56:78:9b"
+    assert lsp_name(m) in p.dirty[LSP]
+    other_net = ep(CNI, "x", net="red", mac="0a:00:00:00:00:01")
+    p.apply(snap(CNI, other_net))  # only the same network name counts
+    assert p.desired.ports[lsp_name(m)].mac is None
+    own = ep(MESOS, CID, mac="02:42:0a:01:00:05")
+    p.apply(snap(CNI, cni))
+    p.apply(snap(MESOS, own))  # the orchestrator's own MAC wins
+    assert p.desired.ports[lsp_name(own)].mac == "02:42:0a:01:00:05"
