@@ -18,7 +18,12 @@ environment and stdin; they are checked again here with the plugin's own
   allocation.  Otherwise the agent is the source ``cni/<node>``: the ADD makes
   an Endpoint (uid = container id + "-" + ifname, labels from CNI_ARGS and
   ``runtimeConfig.labels``, a fixed address from the ``ips``/``mac``
-  capabilities or ``IP=``/``MAC=``), and :class:`HubPublisher` posts the
+  capabilities or ``IP=``/``MAC=``; a Mesos container - ``args`` with
+  ``org.apache.mesos.network_info``, as the ``network/cni`` isolator sends it -
+  gets uid = its ContainerID, ``NetworkInfo.labels`` and
+  ``ovn-hub.io/workload=mesos:<ContainerID>`` with a MAC of its own: it yields to
+  the Mesos adapter's endpoint once the master knows the task, whose port then
+  takes the MAC over and this agent re-plugs onto it), and :class:`HubPublisher` posts the
   source's whole Snapshot (with its ``[cni.networks]``) to the hub's
   ``/v1/ingest/cni/<node>`` after every change and every ``resync_interval``
   (level-triggered: a restarted hub has it again within that time).
@@ -50,12 +55,21 @@ import aiohttp
 import msgspec
 
 from core.backoff import Backoff
-from core.model import Endpoint, Invalid, Network, Object, Snapshot, Source, encode, validate
-from core.names import lsp_name
+from core.model import LABEL_WORKLOAD, Endpoint, Invalid, Network, Object, Snapshot, Source, encode, validate
+from core.names import lsp_name, stable_mac
 from core.ovsdb import ConnectionLost, OvsdbClient, OvsdbError
 from core.vif import Attachment, NbView, PlumbError, Reconciler, veth_name
 from core.vif.attachment import I_VIA
-from core.vif.cni import check, dns_search, endpoint_uid, labels_of, result, static_address
+from core.vif.cni import (
+    check,
+    dns_search,
+    endpoint_uid,
+    labels_of,
+    mesos_network_info,
+    network_info_labels,
+    result,
+    static_address,
+)
 from core.vif.link import LinkState
 from hub import cniplugin as P
 from hub.config import CniSection
@@ -493,9 +507,19 @@ class CniAgent:
         except ValueError as exc:
             raise P.CniError(P.INVALID_CONFIG, "the requested address is invalid", str(exc)) from None
         namespace = args.get("K8S_POD_NAMESPACE") or "default"
-        ep = Endpoint(source=self.source, uid=endpoint_uid(cid, ifname), namespace=namespace,
+        uid, labels = endpoint_uid(cid, ifname), labels_of(args, rc)
+        mesos = mesos_network_info(conf)
+        if mesos is not None:
+            # Mesos' network/cni isolator: the Mesos adapter's endpoint of the task has uid = the ContainerID,
+            # but the master learns it only from the executor's first status, after this ADD. So this node's
+            # endpoint (same uid, declaring the workload) gets the port now and yields to the adapter's once
+            # the master knows the task; a fixed MAC, so the adapter's port takes it over unchanged.
+            uid = cid
+            labels = {**network_info_labels(mesos), **labels, LABEL_WORKLOAD: f"mesos:{cid}"}
+            mac = mac or stable_mac(f"mesos:{cid}")
+        ep = Endpoint(source=self.source, uid=uid, namespace=namespace,
                       name=args.get("K8S_POD_NAME") or cid[:12], kind="container", network=network,
-                      node=self.chassis, ips=ips, mac=mac, labels=labels_of(args, rc))  # fmt: skip
+                      node=self.chassis, ips=ips, mac=mac, labels=labels)  # fmt: skip
         try:
             validate(ep)
         except Invalid as exc:

@@ -8,6 +8,8 @@ plugin's requests; ``hub/cniplugin.py`` is the plugin).  From one request:
   ifname, made to fit the model's uid rules;
 * :func:`labels_of` — labels from ``CNI_ARGS`` (``K8S_*``, ``IgnoreUnknown``,
   ``IP``, ``MAC`` left out) and ``runtimeConfig.labels``;
+* :func:`mesos_network_info`, :func:`network_info_labels` — what Mesos'
+  ``network/cni`` isolator passes in ``args["org.apache.mesos"]``;
 * :func:`static_address` — a fixed IP/MAC from the ``ips``/``mac``
   capabilities (``runtimeConfig``) or ``CNI_ARGS`` ``IP=``/``MAC=``;
 * :func:`result` — the ADD result of an :class:`~core.vif.attachment.Attachment`
@@ -27,7 +29,8 @@ from typing import Any
 from .attachment import Attachment
 from .link import LinkState
 
-__all__ = ["check", "dns_search", "endpoint_uid", "labels_of", "result", "static_address"]
+__all__ = ["check", "dns_search", "endpoint_uid", "labels_of", "mesos_network_info", "network_info_labels", "result",
+           "static_address"]
 
 _NOT_LABELS = frozenset({"IgnoreUnknown", "IP", "MAC"})
 _UID_BAD = re.compile(r"[^A-Za-z0-9_.\-]")
@@ -51,6 +54,27 @@ def labels_of(args: dict[str, str], runtime_config: dict[str, Any]) -> dict[str,
         for item in labels:
             if isinstance(item, dict) and isinstance(item.get("key"), str):
                 out[item["key"]] = str(item.get("value", ""))
+    return out
+
+
+def mesos_network_info(conf: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``NetworkInfo`` Mesos' ``network/cni`` isolator puts in ``args["org.apache.mesos"]["network_info"]``
+    of the network configuration, or None (not a Mesos container)."""
+    args = conf.get("args")
+    mesos = args.get("org.apache.mesos") if isinstance(args, dict) else None
+    info = mesos.get("network_info") if isinstance(mesos, dict) else None
+    return info if isinstance(info, dict) else None
+
+
+def network_info_labels(info: dict[str, Any]) -> dict[str, str]:
+    """``NetworkInfo.labels`` (``{"labels": [{"key", "value"}]}``) as a dict; malformed items are left out."""
+    labels = info.get("labels")
+    items = labels.get("labels") if isinstance(labels, dict) else None
+    out: dict[str, str] = {}
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("key"), str) and item["key"]:
+            value = item.get("value", "")
+            out[item["key"]] = value if isinstance(value, str) else str(value)
     return out
 
 
