@@ -366,8 +366,8 @@ Attachment = tuple[str, tuple[str, ...], dict[str, str]]  # (network, ips, Netwo
 class TaskRec:
     """What the stream has said about one live task."""
 
-    __slots__ = ("agent", "atts", "cid", "framework", "indexed", "key", "labels", "macs", "name", "ports", "requested",
-                 "state", "tid")  # fmt: skip
+    __slots__ = ("agent", "atts", "cid", "framework", "indexed", "key", "labels", "macs", "name", "nis", "ports",
+                 "requested", "state", "tid")  # fmt: skip
 
     def __init__(self, key: str, tid: str, framework: str) -> None:
         self.key = key
@@ -381,6 +381,7 @@ class TaskRec:
         self.requested: tuple[tuple[str, dict[str, str]], ...] = ()  # TaskInfo.container.network_infos
         self.cid = ""
         self.atts: tuple[Attachment, ...] = ()  # from the latest container status
+        self.nis: list[NetworkInfo] = []  # ... made of these
         self.macs: dict[str, str] = {}
         #: (agent, container) as the state's indexes hold them
         self.indexed: tuple[str, str] | None = None
@@ -392,7 +393,8 @@ class TaskRec:
         if cs is not None:
             if cs.container_id is not None:
                 self.cid = _root(cs.container_id)
-            if cs.network_infos:
+            if cs.network_infos and cs.network_infos != self.nis:
+                self.nis = cs.network_infos
                 atts = []
                 for i, ni in enumerate(cs.network_infos):
                     name = ni.name or (self.requested[i][0] if i < len(self.requested) else "")
@@ -568,9 +570,24 @@ class MesosState:
         before = (t.state, t.cid, t.atts, t.agent, len(t.macs))
         t.state = state
         t.set_status(st)
-        if key in self.tasks and before == (t.state, t.cid, t.atts, t.agent, len(t.macs)):
-            return []  # a status that changes nothing the endpoint holds (a health check, a message)
+        if key in self.tasks:
+            after = (t.state, t.cid, t.atts, t.agent, len(t.macs))
+            if before == after:
+                return []  # a status that changes nothing the endpoint holds (a health check, a message)
+            if before[1:] == after[1:] and t.cid and self._containers.get(t.cid) == {key}:
+                return self._restate(t)  # STARTING → RUNNING → KILLING: only the state moves
         return self._store(t, True)
+
+    def _restate(self, t: TaskRec) -> list[Change]:
+        """The endpoints of a task alone in its container, with its new state (a known one:
+        the rest of each endpoint was validated when it was made)."""
+        state = t.state.removeprefix("TASK_").lower()
+        eps = self.emitted.get(t.cid)
+        if not eps:
+            return self._flush_container(t.cid)
+        new = {k: msgspec.structs.replace(ep, state=state) for k, ep in eps.items()}
+        self.emitted[t.cid] = new
+        return list(new.values())
 
     def agent_added(self, raw: msgspec.Raw | bytes) -> list[Change]:
         try:
@@ -691,7 +708,7 @@ class MesosState:
         out: list[Change] = []
         if keys:
             try:
-                new = self._container_endpoints(cid, sorted(keys))
+                new = self._container_endpoints(cid, sorted(keys) if len(keys) > 1 else list(keys), old)
             except Invalid as exc:
                 out.append(exc)
         for k in old.keys() - new.keys():
@@ -705,7 +722,9 @@ class MesosState:
             self.emitted.pop(cid, None)
         return out
 
-    def _container_endpoints(self, cid: str, keys: list[str]) -> dict[str, Endpoint]:
+    def _container_endpoints(self, cid: str, keys: list[str], old: dict[str, Endpoint]) -> dict[str, Endpoint]:
+        """The container's endpoints; validated, unless only the state changed since ``old``
+        (a known Mesos state: the rest was validated then)."""
         tasks = [self.tasks[k] for k in keys]
         primary = tasks[0]
         override = self.overrides.get(primary.tid)
@@ -736,10 +755,12 @@ class MesosState:
                 labels={**labels, **netlabels, LABEL_WORKLOAD: f"mesos:{cid}"}, ports=tuple(ports.values()),
                 state=primary.state.removeprefix("TASK_").lower(),
             )  # fmt: skip
-            try:
-                validate(ep)
-            except Invalid as exc:
-                raise Invalid(exc.reason, f"task {primary.tid} (container {cid}): {exc}") from None
+            prev = old.get(ep.key)
+            if prev is None or (prev != ep and msgspec.structs.replace(prev, state=ep.state) != ep):
+                try:
+                    validate(ep)
+                except Invalid as exc:
+                    raise Invalid(exc.reason, f"task {primary.tid} (container {cid}): {exc}") from None
             out[ep.key] = ep
         return out
 
