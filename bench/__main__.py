@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import bulk, churn, cni, dataplane, fabric, k8s, mqtt, plug, resync
+from bench import bulk, churn, cni, dataplane, fabric, k8s, mesos, mqtt, plug, resync
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     bulk.add_arguments(subs.add_parser("bulk", help="program N endpoints into an empty NB: hub vs baselines"))
     resync.add_arguments(subs.add_parser("resync", help="restart hubd over N programmed endpoints"))
     k8s.add_arguments(subs.add_parser("k8s", help="k8s adapter at scale: normalize, pods+services, policies"))
+    mesos.add_arguments(subs.add_parser("mesos", help="Mesos adapter: RecordIO parse + normalize, a big SUBSCRIBED into NB"))
     mqtt.add_arguments(subs.add_parser("mqtt", help="MQTT mirror vs bare aiomqtt on a real mosquitto"))
     dataplane.add_arguments(
         subs.add_parser("dataplane", help="Docker start to port committed, up and first ping through OVN (root)")
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         return bulk.main(args)
     if args.name == "k8s":
         return k8s.main(args)
+    if args.name == "mesos":
+        return mesos.main(args)
     if args.name == "mqtt":
         return mqtt.main(args)
     if args.name == "plug":

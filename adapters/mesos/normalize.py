@@ -53,6 +53,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from core.gcpause import gc_paused
 from core.model import LABEL_WORKLOAD, Endpoint, Invalid, PortSpec, Source, validate, validate_mac
 
 __all__ = [
@@ -264,7 +265,6 @@ _framework_decoder = msgspec.json.Decoder(Framework)
 _agent_decoder = msgspec.json.Decoder(Agent)
 _state_decoder = msgspec.json.Decoder(GetState)
 _ids_decoder = msgspec.json.Decoder(_Ids)
-_inspect_decoder = msgspec.json.Decoder()
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], data: bytes | msgspec.Raw, what: str) -> Any:
@@ -329,32 +329,51 @@ def _root(cid: ContainerID) -> str:
     return cid.value
 
 
+class _DockerNet(_S):
+    MacAddress: str | None = None
+
+
+class _DockerSettings(_S):
+    MacAddress: str | None = None
+    Networks: dict[str, _DockerNet] | None = None
+
+
+class _DockerInspect(_S):
+    """The part of ``docker inspect`` that holds MACs (the rest is skipped by the decoder)."""
+
+    NetworkSettings: _DockerSettings | None = None
+
+
+_inspect_decoder = msgspec.json.Decoder(list[_DockerInspect] | _DockerInspect)
+
+
 def _mac_of(data: str, networks: Iterable[str]) -> dict[str, str]:
     """MACs by network from the Docker executor's base64 ``docker inspect`` (``{}``: none or not an inspect)."""
     if len(data) > _MAX_DATA:
         return {}
     try:
         inspect = _inspect_decoder.decode(base64.b64decode(data, validate=True))
-    except (binascii.Error, ValueError, msgspec.DecodeError, RecursionError):
+    except (binascii.Error, ValueError, msgspec.DecodeError, RecursionError):  # ValidationError is a ValueError
         return {}
-    if isinstance(inspect, list) and inspect:
+    if isinstance(inspect, list):
+        if not inspect:
+            return {}
         inspect = inspect[0]
-    settings = inspect.get("NetworkSettings") if isinstance(inspect, dict) else None
-    if not isinstance(settings, dict):
+    settings = inspect.NetworkSettings
+    if settings is None:
         return {}
     out: dict[str, str] = {}
-    nets = settings.get("Networks")
+    nets = settings.Networks or {}
     for name in networks:
-        att = nets.get(name) if isinstance(nets, dict) else None
-        mac = att.get("MacAddress") if isinstance(att, dict) else None
-        if isinstance(mac, str) and mac:
+        att = nets.get(name)
+        if att is not None and att.MacAddress:
             try:
-                out[name] = validate_mac(mac)
+                out[name] = validate_mac(att.MacAddress)
             except Invalid:
                 continue
-    if not out and isinstance(settings.get("MacAddress"), str) and settings["MacAddress"]:
+    if not out and settings.MacAddress:
         try:
-            out[""] = validate_mac(settings["MacAddress"])
+            out[""] = validate_mac(settings.MacAddress)
         except Invalid:
             pass
     return out
@@ -484,6 +503,10 @@ class MesosState:
         Returns only the Invalids (a bad task, agent or framework is left out)."""
         if not isinstance(state, GetState):
             state = decode_state(msgspec.json.encode(state))
+        with gc_paused():  # tens of thousands of acyclic objects: the cyclic GC would run for nothing
+            return self._subscribed(state)
+
+    def _subscribed(self, state: GetState) -> list[Invalid]:
         bad: list[Invalid] = []
         self.frameworks.clear()
         self.agents.clear()
