@@ -55,6 +55,7 @@ import asyncio
 import base64
 import collections
 import contextlib
+import functools
 import ipaddress
 import ssl
 import time
@@ -198,6 +199,7 @@ def _networks(spec: AdapterSpec, opts: MesosOptions) -> dict[str, Network]:
     return out
 
 
+@functools.lru_cache(maxsize=8)
 def _ssl(ca_file: str, verify: bool) -> ssl.SSLContext | bool:
     if not verify:
         return False
