@@ -26,7 +26,8 @@ re-chunked too); its apps' tasks are launched on a :class:`FakeMesosMaster`
 (framework ``marathon``), so both views agree.  Faults: ``redirect_to`` (the
 non-leader's ``302`` to the leader), a subscriber more than
 ``max_outstanding`` events behind is cut off (``stall_streams`` stops writing),
-:meth:`~FakeMarathon.drop_streams`.
+:meth:`~FakeMarathon.drop_streams`; :meth:`~FakeMarathon.inject` sends raw
+event-stream bytes (the fixture capture).
 
 The module's functions build the payloads (:func:`task_record`,
 :func:`task_status`, …) for tests and benchmarks.  Loopback only.
@@ -518,6 +519,10 @@ class FakeMarathon(_Server):
                 self.event("health_status_changed_event", appId=ts[tid]["appId"], taskId=tid, alive=alive)
                 return
         raise KeyError(tid)
+
+    def inject(self, data: bytes) -> None:
+        """Raw event-stream bytes to every subscriber (e.g. the fixture capture)."""
+        self.broadcast(data)
 
     def remove_app(self, app_id: str) -> None:
         for tid in list(self.app_tasks.get(app_id, {})):

@@ -430,3 +430,20 @@ async def test_fixture_shaped_state_is_served(master: FakeMesosMaster, running: 
     await r.until(lambda: "test-task" in r.by_name(), "the task")
     ep = r.by_name()["test-task"]
     assert (ep.namespace, ep.node) == ("default", "myhost")
+
+
+async def test_the_fixture_event_stream_is_an_invalidation_and_a_dropped_stream_relists(
+    master: FakeMesosMaster, marathon: FakeMarathon, running: Callable[..., Running]
+) -> None:
+    marathon.add_app("/web", network="blue", vips={"VIP_0": "/web:80"})
+    r = running(masters=[master.url], marathon=marathon_opts(marathon))
+    await r.until(lambda: "web" in r.services() and r.adapter.marathon_relists >= 1, "the first relist")
+    marathon.start_task("/web", "10.1.0.11", container_id=cid())
+    await r.until(lambda: r.services()["web"].rules[0].backends == ("10.1.0.11:8080",), "the new task a backend")
+    await asyncio.sleep(0.3)  # the debounce (0.05 s) of that event's relist is over
+    relists = r.adapter.marathon_relists
+    marathon.inject((FIXTURES_DIR / "mesos" / "marathon-sse-stream.doc-capture.txt").read_bytes())
+    await r.until(lambda: r.adapter.marathon_relists > relists, "a relist after the fixture's events")
+    relists = r.adapter.marathon_relists
+    marathon.drop_streams()
+    await r.until(lambda: r.adapter.marathon_relists > relists, "attached again and relisted")
