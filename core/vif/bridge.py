@@ -46,6 +46,9 @@ class Bridge(Protocol):
 class OvsBridge:
     """The Open_vSwitch database of this host (ovsdbapp's IDL, in threads)."""
 
+    #: one connect at a time in this process (wrapper mode and the Docker driver share the bridge)
+    _connect_lock = threading.Lock()
+
     def __init__(self, remote: str, bridge: str) -> None:
         self.remote = remote
         self.bridge = bridge
@@ -59,6 +62,10 @@ class OvsBridge:
         await asyncio.to_thread(self._connect)
 
     def _connect(self) -> None:
+        with self._connect_lock:
+            self._connect_locked()
+
+    def _connect_locked(self) -> None:
         from ovsdbapp.backend.ovs_idl import connection  # type: ignore[import-untyped]
         from ovsdbapp.schema.open_vswitch import impl_idl  # type: ignore[import-untyped]
 
