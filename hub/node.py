@@ -1,11 +1,13 @@
-"""``hubd --role node``: the per-host half of Docker wrapper mode.
+"""``hubd --role node``: the per-host half of Docker wrapper mode and of the Docker network driver.
 
 Runs :class:`adapters.docker.node.DockerNode` (veths into ``--network none``
 containers, ports on br-int through ovsdbapp) with the daemon's manners:
 ``READY=1`` once the first reconciliation is done, ``STATUS=`` with the number
 of plugged containers, ``WATCHDOG=1``, ``STOPPING=1`` on SIGTERM.  Stopping the
 node leaves the plumbing in place (containers keep their network); a restarted
-node adopts it.
+node adopts it.  With ``[node] driver_socket`` it also serves the Docker network +
+IPAM driver (:class:`adapters.docker.drivernode.DriverNode`) on that socket,
+sharing the bridge connection; READY then waits for both.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import signal
+from pathlib import Path
 
 import msgspec
 from aiohttp import web
 
+from adapters.docker.drivernode import DriverNode
 from adapters.docker.node import DockerNode, NodeOptions
 from hub.config import Config, ConfigError, parse_listen
 from hub.http import Site, json_response, metrics_response
@@ -38,15 +43,40 @@ def node_options(cfg: Config) -> NodeOptions:
             parse_listen(opts.listen)
         except ValueError as exc:
             raise ConfigError(f"node.listen: {exc}") from None
+    if opts.driver_socket and not opts.driver_socket.startswith("/"):
+        raise ConfigError(f"node.driver_socket: {opts.driver_socket!r} must be an absolute path")
+    if not _PLUGIN_NAME.fullmatch(opts.driver_name):
+        raise ConfigError(f"node.driver_name: {opts.driver_name!r} is not a plugin name ([a-z0-9][a-z0-9_.-]*)")
     return opts
 
 
-def node_site(node: DockerNode) -> Site:
+_PLUGIN_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+
+
+def driver_node(cfg: Config, options: NodeOptions, node: DockerNode) -> DriverNode | None:
+    """The Docker network + IPAM driver, if ``[node] driver_socket`` is set (sharing the node's bridge)."""
+    if not options.driver_socket:
+        return None
+    return DriverNode(
+        name=options.driver_name, socket=options.driver_socket, hub_id=cfg.hub.id, nb_remote=cfg.ovn.nb,
+        state_path=str(Path(cfg.hub.state_dir) / f"docker-driver-{options.driver_name}.json"),
+        docker_url=options.docker, bridge=node.bridge, switch_netns=options.switch_netns, chassis=options.chassis,
+        resync_interval=options.resync_interval,
+    )  # fmt: skip
+
+
+def node_site(node: DockerNode, driver: DriverNode | None = None) -> Site:
+    def ok() -> bool:
+        return node.ready.is_set() and (driver is None or driver.ready.is_set())
+
     async def healthz(request: web.Request) -> web.Response:
-        return json_response({"ok": node.ready.is_set()}, 200 if node.ready.is_set() else 503)
+        return json_response({"ok": ok()}, 200 if ok() else 503)
 
     async def status(request: web.Request) -> web.Response:
-        return json_response(node.status())
+        out = node.status()
+        if driver is not None:
+            out["driver"] = driver.status()
+        return json_response(out)
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
@@ -59,10 +89,13 @@ def node_site(node: DockerNode) -> Site:
 async def run_node(cfg: Config, notifier: Notifier | None = None) -> int:
     options = node_options(cfg)
     node = DockerNode(options, hub_id=cfg.hub.id, nb_remote=cfg.ovn.nb)
+    driver = driver_node(cfg, options, node)
     notifier = notifier or Notifier()
-    site = node_site(node) if options.listen else None
+    site = node_site(node, driver) if options.listen else None
     if site is not None:
         await site.start(options.listen)
+    if driver is not None:
+        await driver.start_server()  # Docker's calls are answered from here on (the state file is read)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
@@ -71,29 +104,39 @@ async def run_node(cfg: Config, notifier: Notifier | None = None) -> int:
         signal.SIGHUP, lambda: log.info("SIGHUP: a node reloads nothing; restart it to apply a changed [node]")
     )
     task = asyncio.create_task(node.run(), name="node")
+    drv = asyncio.create_task(driver.run(), name="docker driver") if driver is not None else None
     pings = asyncio.create_task(watchdog(notifier), name="watchdog")
+
+    def ready() -> bool:
+        return node.ready.is_set() and (driver is None or driver.ready.is_set())
+
     interval = max(1.0, notifier.watchdog_usec / 2e6) if notifier.watchdog_usec else 5.0
     ready_sent = False
     try:
-        while not stopping.is_set() and not task.done():
+        while not stopping.is_set() and not task.done() and not (drv is not None and drv.done()):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval if ready_sent else 0.2):
                     await stopping.wait()
-            if node.ready.is_set() and not ready_sent:
+            if ready() and not ready_sent:
                 ready_sent = True
                 notifier.notify("READY=1")
             notifier.status(
                 f"node {node.chassis or '?'}: {len(node.plugged)} containers plugged"
-                if node.ready.is_set()
+                + (f", {len(driver.bound)} driver endpoints bound" if driver is not None else "")
+                if ready()
                 else "connecting to Docker, NB and Open_vSwitch"
             )
         notifier.notify("STOPPING=1", "STATUS=stopping")
     finally:
         t0 = loop.time()
-        for t in (task, pings):
+        for t in (task, drv, pings):
+            if t is None:
+                continue
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        if driver is not None:
+            await driver.stop_server()
         try:
             # ovsdbapp's thread may be inside a transaction waiting for ovs-vswitchd (its timeout is 10 s)
             async with asyncio.timeout(15):
@@ -104,7 +147,8 @@ async def run_node(cfg: Config, notifier: Notifier | None = None) -> int:
             await site.stop()
         notifier.close()
         log.info("node stopped in %.1f s", loop.time() - t0)
-    if task.done() and not task.cancelled() and task.exception() is not None:
-        raise task.exception()  # type: ignore[misc]
+    for t in (task, drv):
+        if t is not None and t.done() and not t.cancelled() and t.exception() is not None:
+            raise t.exception()  # type: ignore[misc]
     log.info("node stopped (plumbing left in place for the next start to adopt)")
     return 0
