@@ -270,7 +270,7 @@ class DriverState:
                 raise DriverError("a sub-pool (--ip-range) needs a pool (--subnet)")
             raise DriverError("the ovn-hub IPAM driver allocates no pool by itself: give --subnet")
         net = _net(pool, "pool")
-        if v6 != (net.version == 6) and v6:
+        if v6 and net.version != 6:
             raise DriverError(f"pool {pool} is not IPv6")
         canon = str(net)
         subc = ""
@@ -283,6 +283,7 @@ class DriverState:
         have = self.pools.get(pid)
         if have is not None:  # "multiple identical calls must return the same result": count them
             have.refs += 1
+            have.seq = self.tick()
             return have
         for other in self.pools.values():
             if other.space == space and other.subnet != canon and _net(other.subnet, "pool").overlaps(net):
@@ -314,9 +315,9 @@ class DriverState:
         if p is None:
             return  # released already: idempotent
         p.refs -= 1
+        p.seq = self.tick()
         if p.refs <= 0:
             del self.pools[pid]
-            self.tick()
 
     def request_address(self, pid: str, address: str, options: Mapping[str, Any]) -> str:
         """Hand out ``address`` (or the next free one); returns "ip/prefix"."""
@@ -400,7 +401,7 @@ class DriverState:
                 self.networks[nid] = Net(id=nid, pools=list(pools), gateways=list(gws), seq=self.tick())
                 changes.append(f"adopted network {nid[:12]}")
         for nid, n in sorted(self.networks.items()):
-            if nid not in docker.networks and n.seq < before:
+            if nid not in docker.networks and n.seq <= before:
                 del self.networks[nid]
                 changes.append(f"released network {nid[:12]} (gone from Docker)")
         # endpoints
@@ -413,7 +414,7 @@ class DriverState:
             self.endpoints[eid] = ep
             changes.append(f"adopted endpoint {eid[:12]}")
         for eid, ep in sorted(self.endpoints.items()):
-            if ep.seq < before and (eid not in docker.endpoints or ep.network not in self.networks):
+            if ep.seq <= before and (eid not in docker.endpoints or ep.network not in self.networks):
                 del self.endpoints[eid]
                 gone(ep)
                 changes.append(f"released endpoint {eid[:12]} (gone from Docker)")
@@ -426,10 +427,10 @@ class DriverState:
                 except DriverError:
                     continue
                 changes.append(f"adopted pool {pid}")
-            if p.seq < before and p.refs != refs:
+            if p.seq <= before and p.refs != refs:
                 p.refs = refs
         for pid, p in sorted(self.pools.items()):
-            if pid not in docker.pools and p.seq < before:
+            if pid not in docker.pools and p.seq <= before:
                 del self.pools[pid]
                 changes.append(f"released pool {pid} (no network uses it)")
                 continue
@@ -438,7 +439,7 @@ class DriverState:
                 p.allocated[ip] = self.tick()
                 changes.append(f"adopted address {ip} of {pid}")
             for ip, seq in sorted(p.allocated.items()):
-                if ip not in used and seq < before:
+                if ip not in used and seq <= before:
                     del p.allocated[ip]
                     if ip in p.gateways:
                         p.gateways.remove(ip)
