@@ -386,6 +386,8 @@ class DockerAdapter:
                     cid = event_container_id(ev)
                     # "none"/"host" come with every start of such a container (its start event follows)
                     if cid and attrs.get("name") not in ("none", "host"):
+                        if action == "connect" and not await self._running(docker, cid):
+                            return  # being started: Docker holds its lock (an inspect would wait); start follows
                         await self.sync_container(docker, cid, sink)
                 elif action == "create" and nid:
                     await self.sync_network(docker, nid, sink)
@@ -443,6 +445,17 @@ class DockerAdapter:
             self._by_container[cid] = new_keys
         else:
             self._by_container.pop(cid, None)
+
+    async def _running(self, docker: aiodocker.Docker, cid: str) -> bool:
+        """Whether ``cid`` runs, from the container list (which takes no container lock): a ``connect``
+        event from inside a container's start comes while Docker holds the container, and an inspect
+        would wait for the whole start, holding up every event behind it; that start's own event
+        follows, so such a connect needs no look of its own."""
+        listed: Any = await docker._query_json(
+            "containers/json", params={"all": "1", "filters": msgspec.json.encode({"id": [cid]}).decode()}
+        )
+        states = [c.get("State") for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
+        return not states or any(st in ("running", "paused") for st in states)
 
     async def sync_network(self, docker: aiodocker.Docker, nid: str, sink: EventSink) -> None:
         try:

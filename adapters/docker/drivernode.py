@@ -68,6 +68,7 @@ I_CONTAINER = "ovn-hub:docker-container"
 _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)
 _OVS_WAIT = 10.0  # seconds a Join waits for the Open_vSwitch connection (the datapath type decides TX offload)
 _CONCURRENCY = 8
+_INSPECTS = 32  # container inspects in flight (most wait for Docker to finish starting their container)
 _RETRY = 2.0
 
 
@@ -175,7 +176,9 @@ class DriverNode:
         #: bridge Interface name → external_ids, as this process last wrote or read them
         self.bound: dict[str, dict[str, str]] = {}
         self.dirty: set[str] = set()
-        self.dirty_containers: set[str] = set()  # to inspect: which endpoint is whose
+        self._inspecting: dict[str, bool] = {}  # container → inspect in flight (True: look once more after it)
+        self._inspects: set[asyncio.Task[None]] = set()
+        self._inspect_sem = asyncio.Semaphore(_INSPECTS)
         self.wake = asyncio.Event()
         self.binds = 0
         self.unbinds = 0
@@ -184,6 +187,8 @@ class DriverNode:
         #: endpoint id → monotonic time of its Join (bench: join → bound)
         self.joined_at: dict[str, float] = {}
         self.on_bound: Callable[[str, str, float | None], None] | None = None
+        #: method → the latest answer times (seconds), for the bench and /v1/status
+        self.call_seconds: dict[str, list[float]] = {}
         self._recent: dict[str, int] = {}  # endpoint id → state seq when Docker deleted it
         self._docker: aiodocker.Docker | None = None
         self._runner: web.AppRunner | None = None
@@ -195,14 +200,19 @@ class DriverNode:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        self._runner = web.AppRunner(plugin_app(self.driver, gate=self._wait_ovs), access_log=None,
-                                     handle_signals=False)  # fmt: skip
+        self._runner = web.AppRunner(plugin_app(self.driver, gate=self._wait_ovs, on_call=self._on_call),
+                                     access_log=None, handle_signals=False)  # fmt: skip
         await self._runner.setup()
         site = web.UnixSite(self._runner, path)
         await site.start()
         os.chmod(path, 0o660)
         log.info("docker network + IPAM driver %r listening on %s (%d networks, %d endpoints in %s)", self.name,
                  path, len(self.state.networks), len(self.state.endpoints), self.state.path or "memory")  # fmt: skip
+
+    def _on_call(self, method: str, seconds: float) -> None:
+        self.call_seconds.setdefault(method, []).append(seconds)
+        if len(self.call_seconds[method]) > 10_000:
+            del self.call_seconds[method][:5_000]
 
     async def stop_server(self) -> None:
         if self._runner is not None:
@@ -309,6 +319,9 @@ class DriverNode:
                     except BaseExceptionGroup as group:
                         raise group.exceptions[0] from None
         finally:
+            for task in list(self._inspects):
+                task.cancel()
+            await asyncio.gather(*self._inspects, return_exceptions=True)
             self._docker = None
             nb.on_update = None
             await nb.close()
@@ -359,7 +372,32 @@ class DriverNode:
         else:
             return
         if isinstance(cid, str) and cid:
-            self.dirty_containers.add(cid)
+            self.look_at(cid)
+
+    def look_at(self, cid: str) -> None:
+        """Inspect ``cid`` for its endpoints, in a task of its own: a container Docker is still
+        starting (its ``connect`` event comes from inside the start) answers only once the start is
+        done, and must not hold up the binding of the others."""
+        if cid in self._inspecting:
+            self._inspecting[cid] = True
+            return
+        self._inspecting[cid] = False
+        task = asyncio.create_task(self._inspect_task(cid), name=f"inspect {cid[:12]}")
+        self._inspects.add(task)
+        task.add_done_callback(self._inspects.discard)
+
+    async def _inspect_task(self, cid: str) -> None:
+        try:
+            while True:
+                async with self._inspect_sem:
+                    await self._inspect_container(cid)
+                if not self._inspecting.get(cid):
+                    break
+                self._inspecting[cid] = False
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError, AssertionError) as exc:
+            log.debug("inspect of %s failed: %s (the next resync looks again)", cid[:12], exc)
+        finally:
+            self._inspecting.pop(cid, None)
             self.wake.set()
 
     # ------------------------------------------------------------ reconciliation with Docker
@@ -501,10 +539,6 @@ class DriverNode:
             if loop.time() >= next_full:
                 await self.reconcile()
                 next_full = loop.time() + self.resync_interval
-            cids, self.dirty_containers = self.dirty_containers, set()
-            async with asyncio.TaskGroup() as tg:
-                for cid in sorted(cids):
-                    tg.create_task(self._bounded(sem, self._inspect_container(cid)))
             dirty, self.dirty = self.dirty, set()
             async with asyncio.TaskGroup() as tg:
                 for eid in sorted(dirty):
