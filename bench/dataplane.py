@@ -525,6 +525,8 @@ class NodeThread:
                 resync_interval=options.resync_interval,
             )  # fmt: skip
             self.driver.on_bound = self._on_bound
+            self.driver.timings = {}
+        self.bound_eid: dict[str, str] = {}  # container → its endpoint (driver)
         if links == "iproute2":  # the baseline link layer (subprocesses), see bench/plug.py
             from bench.plug import IpRoute2Links
 
@@ -550,8 +552,9 @@ class NodeThread:
         if started is not None:
             self.node_start_seen[a.key] = started
 
-    def _on_bound(self, _eid: str, port: str, joined: float | None) -> None:
+    def _on_bound(self, eid: str, port: str, joined: float | None) -> None:
         cid = port.rsplit("/", 1)[1]  # docker/<cluster>/<network>/<container id>
+        self.bound_eid[cid] = eid
         self.plug_end.setdefault(cid, time.monotonic())
         if joined is not None:
             self.plug_begin.setdefault(cid, joined)
@@ -850,7 +853,8 @@ async def hub_measure(
                 "start_event_seen = when the node's own docker events stream delivered the start"
             ),
         },
-        **({"driver_calls": {m: stats(v) for m, v in sorted(node.driver.call_seconds.items())}}
+        **({"driver_calls": {m: stats(v) for m, v in sorted(node.driver.call_seconds.items())},
+            "driver_binding": driver_binding(node, cids, start_ev, commit, plugged)}
            if node.driver is not None else {}),
         "docker": {
             "start_call_seconds": stats(call_seconds),
@@ -859,6 +863,23 @@ async def hub_measure(
         },
         "pinger": {k: ping[k] for k in ("sent", "errors", "rounds")} | {"unanswered": len(ping["unanswered"])},
         "cpu": cpu,
+    }
+
+
+def driver_binding(node: NodeThread, cids: list[str], start_ev: dict[str, float], commit: dict[str, float],
+                   bound: dict[str, float]) -> dict[str, Any]:  # fmt: skip
+    """Where commit → bound goes: the agent learns the owner (its inspect), the port (its NB view), binds."""
+    assert node.driver is not None and node.driver.timings is not None
+    t = {c: node.driver.timings.get(node.bound_eid.get(c, ""), {}) for c in cids}
+    owner = {c: v["owner"] for c, v in t.items() if "owner" in v}
+    nb = {c: v["nb"] for c, v in t.items() if "nb" in v}
+    bind = {c: v["bind"] for c, v in t.items() if "bind" in v}
+    ready = {c: max(owner[c], nb[c]) for c in cids if c in owner and c in nb}
+    return {
+        "start_event_to_owner_known": stats(deltas(start_ev, owner)),
+        "commit_to_agent_nb_view": stats(deltas(commit, nb)),
+        "owner_and_port_known_to_bind": stats(deltas(ready, bind)),
+        "bind_transaction": stats(deltas(bind, bound)),
     }
 
 

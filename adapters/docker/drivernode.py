@@ -36,7 +36,7 @@ import ipaddress
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiodocker
@@ -67,7 +67,6 @@ I_NETWORK_ID = "ovn-hub:docker-network"
 I_CONTAINER = "ovn-hub:docker-container"
 _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)
 _OVS_WAIT = 10.0  # seconds a Join waits for the Open_vSwitch connection (the datapath type decides TX offload)
-_CONCURRENCY = 8
 _INSPECTS = 32  # container inspects in flight (most wait for Docker to finish starting their container)
 _RETRY = 2.0
 
@@ -118,13 +117,14 @@ def plugin_app(
     return app
 
 
+def _ours(ids: dict[str, str] | None) -> dict[str, str]:
+    """The external_ids this driver writes (ovs-vswitchd and ovn-controller add keys of their own)."""
+    return {k: v for k, v in (ids or {}).items() if k in ("iface-id", "attached-mac") or k.startswith("ovn-hub:")}
+
+
 def _holds(have: dict[str, str] | None, want: dict[str, str]) -> bool:
-    """The Interface's external_ids are ``want`` as far as this driver is concerned (ovs-vswitchd and
-    ovn-controller add keys of their own; a stale key of ours differs)."""
-    if have is None:
-        return False
-    ours = {k: v for k, v in have.items() if k == "iface-id" or k == "attached-mac" or k.startswith("ovn-hub:")}
-    return ours == want
+    """The Interface's external_ids are ``want`` as far as this driver is concerned (a stale key of ours differs)."""
+    return have is not None and _ours(have) == want
 
 
 def _first_host(subnet: str) -> str:
@@ -187,6 +187,8 @@ class DriverNode:
         #: endpoint id → monotonic time of its Join (bench: join → bound)
         self.joined_at: dict[str, float] = {}
         self.on_bound: Callable[[str, str, float | None], None] | None = None
+        #: when set (the bench): endpoint id → {"owner"|"nb"|"bind": monotonic time it was first seen}
+        self.timings: dict[str, dict[str, float]] | None = None
         #: method → the latest answer times (seconds), for the bench and /v1/status
         self.call_seconds: dict[str, list[float]] = {}
         self._recent: dict[str, int] = {}  # endpoint id → state seq when Docker deleted it
@@ -338,7 +340,12 @@ class DriverNode:
         for eid, (cid, _net) in self.owners.items():
             if cid in cids:
                 self.dirty.add(eid)
+                self._timed(eid, "nb")
         self.wake.set()
+
+    def _timed(self, eid: str, what: str) -> None:
+        if self.timings is not None:
+            self.timings.setdefault(eid, {}).setdefault(what, time.monotonic())
 
     async def _read_events(self, resp: aiohttp.ClientResponse) -> None:
         buf = bytearray()
@@ -525,12 +532,12 @@ class DriverNode:
             if isinstance(eid, str) and eid in self.state.endpoints and self.owners.get(eid) != (cid, name):
                 self.owners[eid] = (cid, name)
                 self.dirty.add(eid)
+                self._timed(eid, "owner")
 
     # ------------------------------------------------------------ binding
     async def _bind_loop(self) -> None:
         loop = asyncio.get_running_loop()
         next_full = loop.time() + self.resync_interval
-        sem = asyncio.Semaphore(_CONCURRENCY)
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, next_full - loop.time())):
@@ -540,14 +547,8 @@ class DriverNode:
                 await self.reconcile()
                 next_full = loop.time() + self.resync_interval
             dirty, self.dirty = self.dirty, set()
-            async with asyncio.TaskGroup() as tg:
-                for eid in sorted(dirty):
-                    tg.create_task(self._bounded(sem, self._fix(eid)))
-
-    @staticmethod
-    async def _bounded(sem: asyncio.Semaphore, work: Awaitable[None]) -> None:
-        async with sem:
-            await work
+            if dirty:
+                await self.fix(dirty)
 
     def desired(self, ep: Endpoint | None) -> dict[str, str] | None:
         """The external_ids the endpoint's Interface should have, or None (not on the bridge)."""
@@ -563,30 +564,55 @@ class DriverNode:
         return {"iface-id": row["name"], DRIVER_OWNER: self.hub_id, I_ENDPOINT: ep.id, I_NETWORK_ID: ep.network,
                 I_CONTAINER: cid, "attached-mac": ep.mac}  # fmt: skip
 
-    async def _fix(self, eid: str) -> None:
-        ep = self.state.endpoints.get(eid)
-        dev = ep.dev if ep is not None else next((d for d, ids in self.bound.items() if ids.get(I_ENDPOINT) == eid), "")
-        if not dev:
-            return
-        want = self.desired(ep)
-        have = self.bound.get(dev)
-        try:
+    async def fix(self, eids: set[str]) -> None:
+        """Bind what should be bound (all in one bridge transaction), unbind what should not."""
+        binds: list[tuple[str, str, dict[str, str], list[str]]] = []
+        unbinds: list[tuple[str, str]] = []
+        for eid in sorted(eids):
+            ep = self.state.endpoints.get(eid)
+            dev = ep.dev if ep is not None else next(
+                (d for d, ids in self.bound.items() if ids.get(I_ENDPOINT) == eid), "")  # fmt: skip
+            if not dev:
+                continue
+            want = self.desired(ep)
+            have = self.bound.get(dev)
             if want is not None and not _holds(have, want):
-                await self.links.bind(dev, want)
+                stale = sorted(k for k in _ours(have) if k not in want)
+                binds.append((eid, dev, want, stale))
+            elif have is not None and (ep is None or not ep.joined):
+                unbinds.append((eid, dev))
+        if binds:
+            for b in binds:
+                self._timed(b[0], "bind")
+            try:
+                await self.links.bind([(dev, want, stale) for _, dev, want, stale in binds])
+            except (PlumbError, OSError) as exc:
+                if len(binds) == 1:
+                    self._failed(binds[0][0], exc)
+                else:  # one bad row fails the transaction: find it, bind the rest
+                    for b in binds:
+                        await self.fix({b[0]})
+                binds = []
+            for eid, dev, want, _ in binds:
                 self.bound[dev] = want
                 self.binds += 1
                 started = self.joined_at.pop(eid, None)
                 log.info("bound %s (container %s) to %s", dev, want[I_CONTAINER][:12], want["iface-id"])
                 if self.on_bound is not None:
                     self.on_bound(eid, want["iface-id"], started)
-            elif have is not None and (ep is None or not ep.joined):
+        for eid, dev in unbinds:
+            try:
                 await self.links.unbind(dev)
-                self.bound.pop(dev, None)
-                self.unbinds += 1
-        except (PlumbError, OSError) as exc:
-            self.failures += 1
-            log.warning("endpoint %s: %s; retrying in %.0fs", eid[:12], exc, _RETRY)
-            asyncio.get_running_loop().call_later(_RETRY, self.mark, eid)
+            except (PlumbError, OSError) as exc:
+                self._failed(eid, exc)
+                continue
+            self.bound.pop(dev, None)
+            self.unbinds += 1
+
+    def _failed(self, eid: str, exc: BaseException) -> None:
+        self.failures += 1
+        log.warning("endpoint %s: %s; retrying in %.0fs", eid[:12], exc, _RETRY)
+        asyncio.get_running_loop().call_later(_RETRY, self.mark, eid)
 
     async def _unplumb(self, dev: str) -> None:
         await self.links.unbind(dev)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from .bridge import OvsBridge
@@ -59,8 +60,9 @@ class Handoff(Protocol):
         """Remove the veth (both ends, wherever the peer is now); absent is fine."""
         ...
 
-    async def bind(self, dev: str, ids: dict[str, str]) -> None:
-        """Put ``dev`` on the bridge with ``ids`` as its external_ids (or set them if it is there)."""
+    async def bind(self, items: Sequence[tuple[str, dict[str, str], Sequence[str]]]) -> None:
+        """In one transaction, for each (dev, ids, stale): put ``dev`` on the bridge (if it is not there)
+        with ``ids`` in its external_ids, removing the keys ``stale``."""
         ...
 
     async def unbind(self, dev: str) -> None:
@@ -124,21 +126,20 @@ class HandoffPorts:
             raise PlumbError("the Open_vSwitch database is not connected")
         return api
 
-    async def bind(self, dev: str, ids: dict[str, str]) -> None:
-        await asyncio.to_thread(self._bind, dev, ids)
+    async def bind(self, items: Sequence[tuple[str, dict[str, str], Sequence[str]]]) -> None:
+        await asyncio.to_thread(self._bind, items)
 
-    def _bind(self, dev: str, ids: dict[str, str]) -> None:
+    def _bind(self, items: Sequence[tuple[str, dict[str, str], Sequence[str]]]) -> None:
+        # One transaction for a burst: ovsdbapp waits after each for ovs-vswitchd to apply it (next_cfg),
+        # which costs tens of milliseconds a transaction on a busy host.  The other keys of an Interface
+        # (ovs-vswitchd's, ovn-controller's) are left alone.
         api = self._api
-        rows = api.db_find_rows("Interface", ("name", "=", dev)).execute(check_error=True)
         with api.transaction(check_error=True) as txn:
-            if not rows:
-                txn.add(api.add_port(self.bridge.bridge, dev))
-            else:  # keep the other keys (ovs-vswitchd's, ovn-controller's), replace ours
-                old = dict(rows[0].external_ids)
-                stale = [k for k in old if k not in ids and (k.startswith("ovn-hub:") or k == "iface-id")]
+            for dev, ids, stale in items:
+                txn.add(api.add_port(self.bridge.bridge, dev, may_exist=True))
                 if stale:
-                    txn.add(api.db_remove("Interface", dev, "external_ids", *stale))
-            txn.add(api.db_set("Interface", dev, ("external_ids", ids)))
+                    txn.add(api.db_remove("Interface", dev, "external_ids", *stale, if_exists=True))
+                txn.add(api.db_set("Interface", dev, ("external_ids", ids)))
 
     async def unbind(self, dev: str) -> None:
         await self.bridge.delete(dev)
@@ -171,8 +172,8 @@ class OvsHandoff:
     async def destroy(self, dev: str) -> None:
         await self.links.delete(dev)
 
-    async def bind(self, dev: str, ids: dict[str, str]) -> None:
-        await self.ports.bind(dev, ids)
+    async def bind(self, items: Sequence[tuple[str, dict[str, str], Sequence[str]]]) -> None:
+        await self.ports.bind(items)
 
     async def unbind(self, dev: str) -> None:
         await self.ports.unbind(dev)
@@ -184,7 +185,7 @@ class OvsHandoff:
 class FakeHandoff:
     """Links and bridge in dicts: ``links[dev]`` = (peer, mac), ``ifaces[dev]`` = external_ids.
 
-    ``fail(op, dev)`` makes the next ``op`` ("create", "bind") of ``dev`` raise;
+    ``fail(op, dev, times=n)`` makes the next n ``op`` ("create", "bind") of ``dev`` raise;
     ``calls`` records every mutating operation, in order."""
 
     def __init__(self, *, netdev: bool = True) -> None:
@@ -192,16 +193,17 @@ class FakeHandoff:
         self.links: dict[str, tuple[str, str]] = {}
         self.ifaces: dict[str, dict[str, str]] = {}
         self.calls: list[tuple[str, str]] = []
-        self._fail: dict[tuple[str, str], BaseException] = {}
+        self.batches: list[list[str]] = []  # the devs of each bind transaction
+        self._fail: dict[tuple[str, str], list[BaseException]] = {}
 
-    def fail(self, op: str, dev: str, exc: BaseException | None = None) -> None:
-        self._fail[(op, dev)] = exc or PlumbError(f"{op} {dev}: injected failure")
+    def fail(self, op: str, dev: str, exc: BaseException | None = None, times: int = 1) -> None:
+        self._fail.setdefault((op, dev), []).extend([exc or PlumbError(f"{op} {dev}: injected failure")] * times)
 
     def _check(self, op: str, dev: str) -> None:
         self.calls.append((op, dev))
-        exc = self._fail.pop((op, dev), None)
-        if exc is not None:
-            raise exc
+        errors = self._fail.get((op, dev))
+        if errors:
+            raise errors.pop(0)
 
     async def create(self, dev: str, peer: str, mac: str) -> None:
         await asyncio.sleep(0)
@@ -217,10 +219,14 @@ class FakeHandoff:
         self.calls.append(("destroy", dev))
         self.links.pop(dev, None)
 
-    async def bind(self, dev: str, ids: dict[str, str]) -> None:
+    async def bind(self, items: Sequence[tuple[str, dict[str, str], Sequence[str]]]) -> None:
         await asyncio.sleep(0)
-        self._check("bind", dev)
-        self.ifaces[dev] = dict(ids)
+        self.batches.append([dev for dev, _, _ in items])
+        for dev, _ids, _stale in items:  # all or nothing, like the transaction
+            self._check("bind", dev)
+        for dev, ids, stale in items:
+            kept = {k: v for k, v in self.ifaces.get(dev, {}).items() if k not in stale}
+            self.ifaces[dev] = {**kept, **ids}
 
     async def unbind(self, dev: str) -> None:
         await asyncio.sleep(0)

@@ -269,25 +269,25 @@ async def test_a_joined_endpoint_is_bound_once_nb_has_its_port_and_unbound_when_
     n.state.endpoints[EID] = Endpoint(id=EID, network=NID, address="10.60.0.2/24", mac="0a:58:0a:3c:00:02",
                                       joined=True)  # fmt: skip
     dev = handoff_names(EID)[0]
-    await n._fix(EID)
+    await n.fix({EID})
     assert links.ifaces == {}  # which container: not known yet
     n.owners[EID] = ("c" * 64, "green")
-    await n._fix(EID)
+    await n.fix({EID})
     assert links.ifaces == {}  # the hub has not written the port yet
     nb_port(n, "c" * 64, "green", "docker/local/green/" + "c" * 64)
     seen: list[tuple[str, str]] = []
     n.on_bound = lambda eid, port, _t: seen.append((eid, port))
-    await n._fix(EID)
+    await n.fix({EID})
     assert links.ifaces[dev]["iface-id"] == "docker/local/green/" + "c" * 64
     assert links.ifaces[dev][DRIVER_OWNER] == "h" and links.ifaces[dev][I_CONTAINER] == "c" * 64
     assert seen == [(EID, "docker/local/green/" + "c" * 64)]
     # keys ovs-vswitchd or ovn-controller add are not ours to compare: no rebind
     n.bound[dev] = {**links.ifaces[dev], "ovn-installed": "true"}
     calls = len(links.calls)
-    await n._fix(EID)
+    await n.fix({EID})
     assert len(links.calls) == calls
     n.state.endpoints[EID].joined = False
-    await n._fix(EID)
+    await n.fix({EID})
     assert dev not in links.ifaces and dev not in n.bound
 
 
@@ -314,3 +314,24 @@ async def test_docker_view_folds_networks_endpoints_pools_and_owners() -> None:
     assert view.endpoints[EID] == (NID, "10.60.0.2/24", "", "0a:58:0a:3c:00:02") and "z" * 64 in view.endpoints
     assert owners == {EID: ("c" * 64, "green")}  # "ep-…": an endpoint not (yet) in a sandbox
     assert view.pools == {POOL: 1} and view.used == {POOL: {"10.60.0.1", "10.60.0.2", "10.60.0.3"}}
+
+
+async def test_a_burst_is_bound_in_one_transaction_and_a_bad_row_costs_only_itself() -> None:
+    links = FakeHandoff()
+    n = node(links)
+    eids = [c * 64 for c in "abcd"]
+    for i, eid in enumerate(eids):
+        n.state.endpoints[eid] = Endpoint(id=eid, network=NID, address=f"10.60.0.{i + 2}/24", mac="0a:58:0a:3c:00:02",
+                                          joined=True)  # fmt: skip
+        n.owners[eid] = (str(i) * 64, "green")
+        nb_port(n, str(i) * 64, "green", f"docker/local/green/{i}")
+    await n.fix(set(eids[:3]))
+    assert links.batches == [sorted(handoff_names(e)[0] for e in eids[:3])]
+    links.batches.clear()
+    links.fail("bind", handoff_names(eids[3])[0], times=2)
+    n.state.endpoints[eids[0]].joined = False
+    nb_port(n, "1" * 64, "green", "docker/local/green/renamed")
+    await n.fix(set(eids))  # eids[1] rebinds, eids[3] fails: the batch, then each alone
+    assert len(links.batches) == 3 and n.failures == 1
+    assert links.ifaces[handoff_names(eids[1])[0]]["iface-id"] == "docker/local/green/renamed"
+    assert handoff_names(eids[0])[0] not in links.ifaces and handoff_names(eids[3])[0] not in links.ifaces
