@@ -43,6 +43,11 @@ type = "docker"
 cluster = "local"
 url = "unix://$DOCKER_SOCK"
 
+# an OVN Hub network (wrapper mode); Docker's own bridge networks are not mapped (mirror_bridge_networks)
+[adapters.docker.networks.blue]
+subnet = "10.10.0.0/24"
+gateway = "10.10.0.1"
+
 # one router joins every network that has a subnet (flat, like Kubernetes)
 [routers.default]
 networks = ["*"]
@@ -52,11 +57,12 @@ cat <<EOT
   OVN Hub is starting with an OVN sandbox in $STATE/ovn and Docker at $DOCKER_SOCK.
   In another shell:
     export DOCKER_HOST=unix://$DOCKER_SOCK
-    docker network create --subnet 10.10.0.0/24 blue
-    docker run -d --name web --network blue busybox:hub sleep 3600
-    .venv/bin/hubctl --config $STATE/hubd.toml endpoints
+    docker run -d --name web --network none --label ovn-hub.network=blue busybox:hub sleep 3600
+    .venv/bin/hubctl --config $STATE/hubd.toml endpoints     # OVN allocated its address
     ovn-nbctl --db=unix:$STATE/ovn/nb.sock show
-  Stop with Ctrl-C.  For packets through OVN (data plane, wrapper mode, a policy): make demo
+  This runs no data plane (no ovn-controller, no hubd --role node): ports are programmed, not plugged.
+  Stop with Ctrl-C.  For packets through OVN (data plane, wrapper mode, a policy): make demo.
+  The Docker network driver (docker network create -d ovn-hub ...) needs hubd --role node: README.
 
 EOT
 exec .venv/bin/hubd --config "$STATE/hubd.toml"
