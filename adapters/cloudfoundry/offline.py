@@ -31,7 +31,7 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from core.model import Delete, Invalid, Object, Source
+from core.model import Delete, Invalid, Object, Policy, Source
 
 from .normalize import (
     DEFAULT_SUBNETS,
@@ -68,7 +68,7 @@ def _documents(text: str) -> Iterator[tuple[str, Any] | Invalid]:
     except RecursionError:
         yield Invalid("bad-json", "nested too deep")
         return
-    except ValueError as whole:
+    except json.JSONDecodeError as whole:
         lines = [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
         try:
             json.loads(lines[0][1])
@@ -213,11 +213,11 @@ def normalize_text(
         if space.org not in inp.catalog.orgs:
             skip("no-org", f"CC space {guid} ({space.name}): its organization {space.org} is not in the input,"
                            " so its namespace (org/space) is not known")  # fmt: skip
-    placed = {o.uid.partition(":")[2] for o in objs if getattr(o, "uid", "").startswith("c2c:")}
+    placed = {o.uid.partition(":")[2] for o in objs if isinstance(o, Policy) and o.uid.startswith("c2c:")}
     for dest in sorted({p.destination for p in inp.c2c} - placed):
         skip("no-app", f"c2c policies to app {dest}: the input has neither the app (with its space and organization)"
                        " nor an instance of it; the hub places them once the Cloud Controller names it")  # fmt: skip
-    if inp.asgs is not None and not any(o.uid.startswith("asg-") for o in objs if hasattr(o, "uid")):
+    if inp.asgs is not None and not any(isinstance(o, Policy) and o.uid.startswith("asg-") for o in objs):
         skip("no-space", "security groups: the input has no space (with its organization) to apply them to")
     if inp.has_policies and not inp.c2c and on_skip is not None:
         on_skip("empty", "a policies response with no policy")
