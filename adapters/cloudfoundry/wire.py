@@ -132,18 +132,23 @@ class SSEParser:
                     self._lines.append(line)
                 continue
             if self._lines or self._size:
-                frames.append(self._frame())
+                frame = self._frame()
+                if frame is not None:
+                    frames.append(frame)
         del buf[:pos]
         if len(buf) > MAX_FRAME:  # a line that never ends: drop it, and say so once the frame ends
             self._size += len(buf)
             buf.clear()
         return frames
 
-    def _frame(self) -> Frame:
+    def _frame(self) -> Frame | None:
+        """The frame the lines make (None: only comments, a keep-alive)."""
         lines, size = self._lines, self._size
         self._lines, self._size = [], 0
         if size > MAX_FRAME:
             return Frame(error=f"too-long: a frame of more than {MAX_FRAME} bytes")
+        if all(raw.startswith(b":") for raw in lines):
+            return None
         fields: dict[str, list[str]] = {}
         for raw in lines:
             if raw.startswith(b":"):
