@@ -53,6 +53,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from core.model import (
     Endpoint,
     Invalid,
@@ -539,6 +541,15 @@ def lrp_endpoint(rec: LRP, source: Source, meta: AppMeta, network: str) -> Endpo
     guid, CRASHED, UNCLAIMED); raises :class:`Invalid` (the model's checks)."""
     if not rec.up:
         return None
+    labels = _LABELS_OK.get((source, meta))
+    if labels is None:
+        # the labels (the costly part of the model's check) once per app: an endpoint carrying them, checked whole
+        labels = dict(meta.labels)
+        validate(Endpoint(source=source, uid="x", namespace=meta.namespace, name=meta.app_name, kind=KIND,
+                          network=network, labels=labels))  # fmt: skip
+        if len(_LABELS_OK) > 100_000:
+            _LABELS_OK.clear()
+        _LABELS_OK[(source, meta)] = labels
     ep = Endpoint(
         source=source,
         uid=rec.instance_guid,
@@ -548,12 +559,15 @@ def lrp_endpoint(rec: LRP, source: Source, meta: AppMeta, network: str) -> Endpo
         network=network,
         node=rec.cell_id,
         ips=rec.ips,
-        labels=dict(meta.labels),
         ports=tuple(PortSpec(port=p) for p in rec.ports),
         state=UP_STATES[rec.state],
     )
-    validate(ep)
-    return ep
+    validate(ep)  # everything but the labels, checked above
+    return msgspec.structs.replace(ep, labels=dict(labels))
+
+
+#: (source, AppMeta) → its labels, already checked by the model's validator
+_LABELS_OK: dict[tuple[Source, AppMeta], dict[str, str]] = {}
 
 
 def best_records(records: Iterable[LRP]) -> dict[str, LRP]:

@@ -173,6 +173,7 @@ def test_platform_objects_c2c_default_deny_and_asgs() -> None:
     groups, gbad, nxt = parse_security_groups({"next": 0, "security_groups": [
         {"guid": "g1", "name": "dns", "rules": '[{"protocol":"udp","destination":"0.0.0.0/0","ports":"53"}]',
          "running_default": True, "staging_default": False, "running_space_guids": [], "staging_space_guids": []}]})  # fmt: skip
+    assert gbad == [] and nxt == 0
     objs = {getattr(o, "uid", o.key): o for o in platform_objects(SRC, cat, c2c, groups, ["10.255.0.0/16"])}
     assert isinstance(objs["acme/dev"], Namespace)
     default = objs["c2c-default:s1"]
@@ -190,7 +191,7 @@ def test_offline_accounts_for_every_fixture() -> None:
         if path.name == "SOURCES.md":
             continue
         skips: list[tuple[str, str]] = []
-        out = list(normalize_text(path.read_text(), SRC, on_skip=lambda r, m: skips.append((r, m))))
+        out = list(normalize_text(path.read_text(), SRC, on_skip=lambda r, m, skips=skips: skips.append((r, m))))
         assert out or skips, path.name
         if "pseudo" not in path.name:
             assert not [o for o in out if isinstance(o, Invalid)], (path.name, out)
