@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import bulk, churn, cloudfoundry, dataplane, fabric, k8s, mqtt, plug, resync
+from bench import bulk, churn, cloudfoundry, cni, dataplane, fabric, k8s, mqtt, plug, resync
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     cloudfoundry.add_arguments(
         subs.add_parser("cloudfoundry", help="CF adapter: LRP event decode+normalize rate, a 20k-instance relist into NB")
     )
+    cni.add_arguments(subs.add_parser("cni", help="CNI ADD latency, a burst of N: ovn-hub vs bridge + host-local (root)"))
     args = ap.parse_args(argv)
     if args.name == "cloudfoundry":
         return cloudfoundry.main(args)
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         return churn.main(args)
     if args.name == "fabric":
         return fabric.main(args)
+    if args.name == "cni":
+        return cni.main(args)
     if args.name == "dataplane":
         return dataplane.main(args)
     return resync.main(args)

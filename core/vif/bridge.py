@@ -56,12 +56,17 @@ class OvsBridge:
         self.system_id = ""  # Open_vSwitch external_ids:system-id, read by connect()
         self._api: Any = None
         self._conn: Any = None
+        self._lock = threading.Lock()  # wrapper mode and the CNI agent share one bridge (one connection)
 
     async def connect(self) -> None:
         """Connect (once per process: ovsdbapp keeps it), read the system-id, check the bridge."""
         await asyncio.to_thread(self._connect)
 
     def _connect(self) -> None:
+        with self._lock:
+            self._connect_locked()
+
+    def _connect_locked(self) -> None:
         from ovsdbapp.backend.ovs_idl import connection  # type: ignore[import-untyped]
         from ovsdbapp.schema.open_vswitch import impl_idl  # type: ignore[import-untyped]
 

@@ -143,10 +143,26 @@ class Candidate:
     ns_labels: Mapping[str, str]
 
 
-def candidates(endpoints: Iterable[Endpoint], namespaces: Mapping[str, Namespace]) -> list[Candidate]:
+class Candidates(list[Candidate]):
+    """Candidates, and (built on first use) the same by namespace: a selector of
+    one namespace (a Kubernetes policy's subject and its podSelector-only peers)
+    scans that namespace, not the whole source."""
+
+    _by_ns: dict[str, list[Candidate]] | None = None
+
+    def in_namespace(self, namespace: str) -> list[Candidate]:
+        if self._by_ns is None:
+            by_ns: dict[str, list[Candidate]] = {}
+            for c in self:
+                by_ns.setdefault(c.ep.namespace, []).append(c)
+            self._by_ns = by_ns
+        return self._by_ns.get(namespace, [])
+
+
+def candidates(endpoints: Iterable[Endpoint], namespaces: Mapping[str, Namespace]) -> Candidates:
     """``endpoints`` (of one source, whose Namespace objects are ``namespaces``) with their selector labels."""
     ns: dict[str, Mapping[str, str]] = {}
-    out = []
+    out = Candidates()
     for ep in endpoints:
         nl = ns.get(ep.namespace)
         if nl is None:
@@ -156,9 +172,15 @@ def candidates(endpoints: Iterable[Endpoint], namespaces: Mapping[str, Namespace
     return out
 
 
+def _of_namespace(cands: Iterable[Candidate], namespace: str) -> Iterable[Candidate]:
+    if isinstance(cands, Candidates):
+        return cands.in_namespace(namespace)
+    return (c for c in cands if c.ep.namespace == namespace)
+
+
 def selected(pol: Policy, cands: Iterable[Candidate]) -> list[Endpoint]:
     """The endpoints a policy applies to: its namespace, its pod selector."""
-    return [c.ep for c in cands if c.ep.namespace == pol.namespace and selector_matches(pol.pod_selector, c.labels)]
+    return [c.ep for c in _of_namespace(cands, pol.namespace) if selector_matches(pol.pod_selector, c.labels)]
 
 
 def peer_endpoints(peer: Peer, pol: Policy | None, cands: Iterable[Candidate]) -> list[Endpoint]:
@@ -171,6 +193,8 @@ def peer_endpoints(peer: Peer, pol: Policy | None, cands: Iterable[Candidate]) -
         return []
     ns_sel = peer.namespace_selector
     pod_sel = peer.pod_selector
+    if ns_sel is None and pol is not None:
+        cands = _of_namespace(cands, pol.namespace)
     out = []
     for c in cands:
         if ns_sel is None:
