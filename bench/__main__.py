@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import bulk, dataplane, fabric, k8s, mqtt, plug, resync
+from bench import bulk, churn, cloudfoundry, cni, dataplane, fabric, k8s, mqtt, plug, resync
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,8 +19,15 @@ def main(argv: list[str] | None = None) -> int:
         subs.add_parser("dataplane", help="Docker start to port committed, up and first ping through OVN (root)")
     )
     plug.add_arguments(subs.add_parser("plug", help="one attachment's link plumbing: iproute2 vs pyroute2 (root)"))
+    churn.add_arguments(subs.add_parser("churn", help="one change's latency while 50k endpoints exist and change"))
     fabric.add_arguments(subs.add_parser("fabric", help="N networks x M endpoints joined into a router: hub vs raw, northd"))
+    cloudfoundry.add_arguments(
+        subs.add_parser("cloudfoundry", help="CF adapter: LRP event decode+normalize rate, a 20k-instance relist into NB")
+    )
+    cni.add_arguments(subs.add_parser("cni", help="CNI ADD latency, a burst of N: ovn-hub vs bridge + host-local (root)"))
     args = ap.parse_args(argv)
+    if args.name == "cloudfoundry":
+        return cloudfoundry.main(args)
     if args.name == "bulk":
         return bulk.main(args)
     if args.name == "k8s":
@@ -29,8 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         return mqtt.main(args)
     if args.name == "plug":
         return plug.main(args)
+    if args.name == "churn":
+        return churn.main(args)
     if args.name == "fabric":
         return fabric.main(args)
+    if args.name == "cni":
+        return cni.main(args)
     if args.name == "dataplane":
         return dataplane.main(args)
     return resync.main(args)

@@ -7,6 +7,11 @@
 ``/v1/trace?src=&dst=[&port=&proto=&network=]``  ovn-trace of one new connection
               (hub/trace.py); 4xx ``{"error": …}`` for a request that cannot be
               traced (an unknown SRC), 502 when ovn-trace or the SB did not answer.
+``POST /v1/ingest/<orchestrator>/<cluster>``  one canonical event (core.model's
+              JSON) of a node agent's own source (``cni/<node>``), with
+              ``Authorization: Bearer <[api] ingest token>``: 401 without the token,
+              403 for a source ingest does not take, 413 over 64 MiB, 422 refused
+              (the reason), 200 ``{"accepted": true, "rejected": [...]}``.
 
 The API reads the hub through :class:`HubView` only (``hub.daemon.Hub`` is
 one); it never imports the daemon.
@@ -14,6 +19,7 @@ one); it never imports the daemon.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -60,6 +66,14 @@ class HubView(Protocol):
         """``/v1/trace``: raises TraceError (4xx) or TraceFailed (502)."""
         ...
 
+    async def ingest(self, orchestrator: str, cluster: str, payload: bytes) -> tuple[int, dict[str, Any]]:
+        """``POST /v1/ingest``, the token already checked: (HTTP status, body)."""
+        ...
+
+
+#: the largest ingest body (a node's snapshot is a few KB per endpoint)
+MAX_INGEST = 64 << 20
+
 
 def endpoint_rows(view: HubView) -> list[dict[str, Any]]:
     rows = []
@@ -88,9 +102,10 @@ def endpoint_rows(view: HubView) -> list[dict[str, Any]]:
 
 
 class ApiServer(Site):
-    def __init__(self, view: HubView) -> None:
+    def __init__(self, view: HubView, ingest_token: str = "") -> None:
         self.view = view
-        app = web.Application()
+        self.ingest_token = ingest_token  # "": no ingest endpoint
+        app = web.Application(client_max_size=MAX_INGEST)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", metrics_response)
@@ -98,6 +113,8 @@ class ApiServer(Site):
         app.router.add_get("/v1/endpoints", self.endpoints)
         app.router.add_get("/v1/plan", self.plan)
         app.router.add_get("/v1/trace", self.trace)
+        if ingest_token:
+            app.router.add_post("/v1/ingest/{orchestrator}/{cluster}", self.ingest)
         super().__init__(app)
 
     _json = staticmethod(json_response)
@@ -137,3 +154,16 @@ class ApiServer(Site):
             return self._json({"error": str(exc)}, exc.status)
         except TraceFailed as exc:
             return self._json({"error": str(exc)}, 502)
+
+    async def ingest(self, request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.ingest_token.encode()):
+            return self._json({"error": "ingest needs Authorization: Bearer <the hub's ingest token>"}, 401)
+        try:
+            payload = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._json({"error": f"an ingest event is at most {MAX_INGEST} bytes"}, 413)
+        status, body = await self.view.ingest(request.match_info["orchestrator"], request.match_info["cluster"],
+                                              payload)  # fmt: skip
+        return self._json(body, status)

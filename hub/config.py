@@ -26,6 +26,7 @@ from core.model.fabric import (
     validate_fabric,
 )
 from core.model.objects import DNS_LABEL
+from core.model.validate import NETWORK_NAME
 
 DEFAULT_PATH = Path("/etc/ovn-hub/hubd.toml")
 DEFAULT_API = "unix:/run/ovn-hub/hubd.sock"
@@ -56,6 +57,39 @@ class OvnSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class ApiSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     listen: str = DEFAULT_API
+    #: ``POST /v1/ingest/cni/<node>``: node agents publish their CNI endpoints (hub/api.py).
+    ingest: bool = True
+    #: the bearer token ingest requires (first line); "" = ``<state_dir>/ingest.token``,
+    #: generated (mode 0600) when missing
+    ingest_token_file: str = ""
+
+
+class CniNetwork(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``[cni.networks.<name>]``: a network this node's CNI source (``cni/<node>``) has."""
+
+    subnet: str = ""
+    gateway: str = ""
+
+
+class CniSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``[cni]`` of ``hubd --role node``: the agent ``ovn-hub-cni`` talks to (hub/cni.py)."""
+
+    enabled: bool = False
+    #: the unix socket the plugin connects to (the conflist's ``socket``)
+    socket: str = "/run/ovn-hub/cni.sock"
+    #: the source's cluster: ``cni/<cluster>``; "" = the chassis name made a DNS label
+    cluster: str = ""
+    #: the hub's admin API for the node's own endpoints: ``unix:/path`` or ``http://host:port``;
+    #: "" = only Kubernetes pods (whose ports the k8s adapter writes) can be added
+    hub_api: str = ""
+    hub_token_file: str = ""  # the hub's ingest token (its [api] ingest_token_file)
+    #: the source's state (attachments, endpoints); "" = ``<state_dir>/cni-<hub id>.json``
+    state_file: str = ""
+    #: the DNS zone of the search domain in results ([dns] zone of the hub); "" = no search domain
+    dns_zone: str = "hub"
+    #: seconds between snapshots to the hub when nothing changed (a restarted hub gets one soon)
+    resync_interval: float = 10.0
+    networks: dict[str, CniNetwork] = {}
 
 
 class BusSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -159,6 +193,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     policies: PoliciesSection = msgspec.field(default_factory=PoliciesSection)
     #: ``hubd --role node`` (adapters/docker/node.py ``NodeOptions``); checked by hub.node.
     node: dict[str, Any] = {}
+    cni: CniSection = msgspec.field(default_factory=CniSection)
     routers: dict[str, RouterSection] = {}
     external: dict[str, ExternalSection] = {}
     dns: DnsSection = msgspec.field(default_factory=DnsSection)
@@ -260,6 +295,7 @@ def _check(cfg: Config) -> None:
         raise ConfigError(f"policies.path: {cfg.policies.path!r} must be an absolute path")
     cfg.adapter_specs()
     cfg.remote_sources()
+    _check_cni(cfg.cni)
     for name in [*cfg.routers, *cfg.external]:
         if not DNS_LABEL.fullmatch(name):
             raise ConfigError(f"routers/external: name {name!r} is not a DNS label ([a-z0-9-], 1-63)")
@@ -267,6 +303,31 @@ def _check(cfg: Config) -> None:
         validate_fabric(cfg.fabric_spec())
     except Invalid as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _check_cni(cni: CniSection) -> None:
+    import ipaddress
+
+    if not cni.socket.startswith("/") or len(cni.socket) > 107:
+        raise ConfigError(f"cni.socket: {cni.socket!r} must be an absolute path of at most 107 characters")
+    if cni.cluster and not DNS_LABEL.fullmatch(cni.cluster):
+        raise ConfigError(f"cni.cluster: {cni.cluster!r} is not a DNS label ([a-z0-9-], 1-63)")
+    if cni.hub_api and not cni.hub_api.startswith(("unix:/", "http://", "https://")):
+        raise ConfigError(f"cni.hub_api: {cni.hub_api!r} must be unix:/PATH or http(s)://HOST:PORT")
+    if cni.hub_api and not cni.hub_token_file:
+        raise ConfigError("cni.hub_token_file: the hub's ingest token is needed with hub_api")
+    if not 0 < cni.resync_interval <= 3600:
+        raise ConfigError("cni.resync_interval: must be more than 0 and at most 3600 seconds")
+    for name, net in cni.networks.items():
+        if not NETWORK_NAME.fullmatch(name):
+            raise ConfigError(f"cni.networks.{name}: not a network name ({NETWORK_NAME.pattern})")
+        try:
+            subnet = ipaddress.ip_network(net.subnet) if net.subnet else None
+            gw = ipaddress.ip_address(net.gateway) if net.gateway else None
+        except ValueError as exc:
+            raise ConfigError(f"cni.networks.{name}: {exc}") from None
+        if gw is not None and (subnet is None or gw not in subnet):
+            raise ConfigError(f"cni.networks.{name}.gateway: {net.gateway} is not in the subnet {net.subnet!r}")
 
 
 def parse_listen(listen: str) -> tuple[str, str | tuple[str, int]]:

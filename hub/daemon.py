@@ -44,7 +44,7 @@ from hub.trace import TraceError, trace
 
 if TYPE_CHECKING:
     from hub.mqtt import MqttMirror
-    from hub.remote import RemoteIngest
+    from hub.remote import ApiIngest, RemoteIngest
 
 log = logging.getLogger("ovn_hub.hubd")
 
@@ -89,6 +89,7 @@ class Hub:
         self._input: Subscription | None = None
         self.mqtt: MqttMirror | None = None  # when [mqtt] enabled (imported lazily: aiomqtt)
         self.remote: RemoteIngest | None = None  # when [remote.*] sources are configured
+        self.api_ingest: ApiIngest | None = None  # [api] ingest: node agents' cni/<node> sources
         self._applied: set[str] = set()  # sources whose snapshot the programmer applied
         #: what the hub builds between the sources; its ``policies`` are the [policies] file's
         self.fabric = config.fabric_spec()
@@ -176,7 +177,13 @@ class Hub:
             started.result()
             _trim_heap()
             gc.freeze()  # the replica is long-lived: keep it out of every collection
-            api = ApiServer(self)
+            token = ""
+            if self.config.api.ingest:
+                from hub.remote import ApiIngest
+
+                token = ingest_token(self.config)
+                self.api_ingest = ApiIngest(self.bus)
+            api = ApiServer(self, token)
             stack.push_async_callback(api.stop)  # left first, before the NB connection
             await api.start(self.config.api.listen)
             tasks.writer = tg.create_task(self.programmer.run(), name="nb-writer")
@@ -396,6 +403,12 @@ class Hub:
         async with self._traces:
             return await trace(self.programmer, self.sb_remote, request)
 
+    async def ingest(self, orchestrator: str, cluster: str, payload: bytes) -> tuple[int, dict[str, Any]]:
+        """``POST /v1/ingest``: a node agent's event (hub/remote.py ``ApiIngest``)."""
+        if self.api_ingest is None:
+            return 404, {"error": "ingest is off ([api] ingest = false)"}
+        return await self.api_ingest.ingest(orchestrator, cluster, payload)
+
     def status(self) -> dict[str, Any]:
         nb = self.programmer.status() if self.programmer is not None else None
         return {
@@ -409,6 +422,7 @@ class Hub:
             "reloads": self.reloads,
             "mqtt": self.mqtt.status() if self.mqtt is not None else None,
             "remote": self.remote.status() if self.remote is not None else [],
+            "ingest": self.api_ingest.status() if self.api_ingest is not None else [],
             # every rejection (adapters, remote ingest, NB), counted once per distinct object
             "rejections": self.bus.rejections.status(),
             "fabric": msgspec.to_builtins(self.programmer.fabric_status()) if self.programmer is not None else None,
@@ -416,4 +430,28 @@ class Hub:
         }
 
 
-__all__ = ["AdapterRunner", "Hub", "Programmed", "Ready", "Rejected"]
+def ingest_token(cfg: Config) -> str:
+    """The ``[api]`` ingest token: the first line of ``ingest_token_file``
+    (default ``<state_dir>/ingest.token``), generated (32 random bytes, hex, mode
+    0600) when the file does not exist.  ConfigError when it cannot be read or made."""
+    import os
+    import secrets
+
+    path = Path(cfg.api.ingest_token_file or Path(cfg.hub.state_dir) / "ingest.token")
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32) + "\n")
+            log.info("generated the ingest token in %s (mode 0600)", path)
+        lines = path.read_text().strip().splitlines()
+        token = lines[0].strip() if lines else ""
+    except OSError as exc:
+        raise ConfigError(f"api.ingest_token_file: {path}: {exc.strerror or exc}") from None
+    if len(token) < 16:
+        raise ConfigError(f"api.ingest_token_file: {path}: the token must be at least 16 characters")
+    return token
+
+
+__all__ = ["AdapterRunner", "Hub", "Programmed", "Ready", "Rejected", "ingest_token"]

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         default="hub",
         help="hub (default): adapters → OVN NB; adapter: run only the adapters and publish their"
         " events to the [mqtt] broker for a remote hub (docs/bus.md); node: plug this host's"
-        " Docker wrapper-mode containers into br-int ([node], README)",
+        " Docker wrapper-mode containers and CNI attachments into br-int ([node], [cni], README)",
     )
     args = ap.parse_args(argv)
     path: Path | None = args.config

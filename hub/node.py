@@ -1,13 +1,15 @@
-"""``hubd --role node``: the per-host half of Docker wrapper mode and of the Docker network driver.
+"""``hubd --role node``: the per-host half of Docker wrapper mode, the Docker network driver and the CNI agent.
 
 Runs :class:`adapters.docker.node.DockerNode` (veths into ``--network none``
-containers, ports on br-int through ovsdbapp) with the daemon's manners:
+containers, ports on br-int through ovsdbapp; off with ``[node] docker = ""``),
+with ``[node] driver_socket`` the Docker network + IPAM driver
+(:class:`adapters.docker.drivernode.DriverNode`, on that socket) and, with
+``[cni] enabled``, :class:`hub.cni.CniAgent` (``ovn-hub-cni``'s socket), all on
+the same bridge connection, with the daemon's manners:
 ``READY=1`` once the first reconciliation is done, ``STATUS=`` with the number
 of plugged containers, ``WATCHDOG=1``, ``STOPPING=1`` on SIGTERM.  Stopping the
 node leaves the plumbing in place (containers keep their network); a restarted
-node adopts it.  With ``[node] driver_socket`` it also serves the Docker network +
-IPAM driver (:class:`adapters.docker.drivernode.DriverNode`) on that socket,
-sharing the bridge connection; READY then waits for both.
+node adopts it.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import logging
 import re
 import signal
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from adapters.docker.drivernode import DriverNode
 from adapters.docker.node import DockerNode, NodeOptions
+from core.vif import NetlinkLinks, OvsBridge
+from hub.cni import CniAgent
 from hub.config import Config, ConfigError, parse_listen
 from hub.http import Site, json_response, metrics_response
 from hub.notify import Notifier
@@ -43,8 +48,12 @@ def node_options(cfg: Config) -> NodeOptions:
             parse_listen(opts.listen)
         except ValueError as exc:
             raise ConfigError(f"node.listen: {exc}") from None
+    if not opts.docker and not cfg.cni.enabled:
+        raise ConfigError('node.docker: "" turns wrapper mode off, and [cni] is not enabled: nothing to do')
     if opts.driver_socket and not opts.driver_socket.startswith("/"):
         raise ConfigError(f"node.driver_socket: {opts.driver_socket!r} must be an absolute path")
+    if opts.driver_socket and not opts.docker:
+        raise ConfigError('node.driver_socket: the Docker network driver needs node.docker (the engine it serves)')
     if not _PLUGIN_NAME.fullmatch(opts.driver_name):
         raise ConfigError(f"node.driver_name: {opts.driver_name!r} is not a plugin name ([a-z0-9][a-z0-9_.-]*)")
     return opts
@@ -53,9 +62,9 @@ def node_options(cfg: Config) -> NodeOptions:
 _PLUGIN_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
 
-def driver_node(cfg: Config, options: NodeOptions, node: DockerNode) -> DriverNode | None:
+def driver_node(cfg: Config, options: NodeOptions, node: DockerNode | None) -> DriverNode | None:
     """The Docker network + IPAM driver, if ``[node] driver_socket`` is set (sharing the node's bridge)."""
-    if not options.driver_socket:
+    if not options.driver_socket or node is None:
         return None
     return DriverNode(
         name=options.driver_name, socket=options.driver_socket, hub_id=cfg.hub.id, nb_remote=cfg.ovn.nb,
@@ -65,15 +74,17 @@ def driver_node(cfg: Config, options: NodeOptions, node: DockerNode) -> DriverNo
     )  # fmt: skip
 
 
-def node_site(node: DockerNode, driver: DriverNode | None = None) -> Site:
-    def ok() -> bool:
-        return node.ready.is_set() and (driver is None or driver.ready.is_set())
+def node_site(node: DockerNode | None, cni: CniAgent | None = None, driver: DriverNode | None = None) -> Site:
+    def ready() -> bool:
+        return all(x.ready.is_set() for x in (node, cni, driver) if x is not None)
 
     async def healthz(request: web.Request) -> web.Response:
-        return json_response({"ok": ok()}, 200 if ok() else 503)
+        return json_response({"ok": ready()}, 200 if ready() else 503)
 
     async def status(request: web.Request) -> web.Response:
-        out = node.status()
+        out: dict[str, Any] = node.status() if node is not None else {"ready": ready()}
+        if cni is not None:
+            out["cni"] = cni.status()
         if driver is not None:
             out["driver"] = driver.status()
         return json_response(out)
@@ -88,14 +99,21 @@ def node_site(node: DockerNode, driver: DriverNode | None = None) -> Site:
 
 async def run_node(cfg: Config, notifier: Notifier | None = None) -> int:
     options = node_options(cfg)
-    node = DockerNode(options, hub_id=cfg.hub.id, nb_remote=cfg.ovn.nb)
+    node = DockerNode(options, hub_id=cfg.hub.id, nb_remote=cfg.ovn.nb) if options.docker else None
+    cni = None
+    if cfg.cni.enabled:  # one bridge connection for both (ovsdbapp keeps one per process)
+        bridge = node.bridge if node is not None else OvsBridge(options.ovs, options.bridge)
+        links = node.links if node is not None else NetlinkLinks(options.switch_netns)
+        cni = CniAgent(cfg.cni, hub_id=cfg.hub.id, nb_remote=cfg.ovn.nb, chassis=options.chassis, bridge=bridge,
+                       links=links, state_dir=cfg.hub.state_dir, own_bridge=node is None)  # fmt: skip
     driver = driver_node(cfg, options, node)
+    parts = [x for x in (node, cni, driver) if x is not None]
     notifier = notifier or Notifier()
-    site = node_site(node, driver) if options.listen else None
+    site = node_site(node, cni, driver) if options.listen else None
     if site is not None:
         await site.start(options.listen)
     if driver is not None:
-        await driver.start_server()  # Docker's calls are answered from here on (the state file is read)
+        await driver.start_server()  # Docker's calls are answered from here on (from the state file)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
@@ -103,52 +121,55 @@ async def run_node(cfg: Config, notifier: Notifier | None = None) -> int:
     loop.add_signal_handler(
         signal.SIGHUP, lambda: log.info("SIGHUP: a node reloads nothing; restart it to apply a changed [node]")
     )
-    task = asyncio.create_task(node.run(), name="node")
-    drv = asyncio.create_task(driver.run(), name="docker driver") if driver is not None else None
+    tasks = [asyncio.create_task(x.run(), name=n) for x, n in ((node, "node"), (cni, "cni"), (driver, "docker driver"))
+             if x is not None]  # fmt: skip
     pings = asyncio.create_task(watchdog(notifier), name="watchdog")
-
-    def ready() -> bool:
-        return node.ready.is_set() and (driver is None or driver.ready.is_set())
-
     interval = max(1.0, notifier.watchdog_usec / 2e6) if notifier.watchdog_usec else 5.0
     ready_sent = False
     try:
-        while not stopping.is_set() and not task.done() and not (drv is not None and drv.done()):
+        while not stopping.is_set() and not any(t.done() for t in tasks):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval if ready_sent else 0.2):
                     await stopping.wait()
-            if ready() and not ready_sent:
+            ready = all(x.ready.is_set() for x in parts)
+            if ready and not ready_sent:
                 ready_sent = True
                 notifier.notify("READY=1")
-            notifier.status(
-                f"node {node.chassis or '?'}: {len(node.plugged)} containers plugged"
-                + (f", {len(driver.bound)} driver endpoints bound" if driver is not None else "")
-                if ready()
-                else "connecting to Docker, NB and Open_vSwitch"
-            )
+            text = []
+            if node is not None:
+                text.append(f"node {node.chassis or '?'}: {len(node.plugged)} containers plugged"
+                            if node.ready.is_set() else "connecting to Docker, NB and Open_vSwitch")  # fmt: skip
+            if cni is not None:
+                text.append(f"CNI: {len(cni.vif.plugged)} attachments plugged" if cni.ready.is_set()
+                            else "CNI: connecting to NB and Open_vSwitch")  # fmt: skip
+            if driver is not None:
+                text.append(f"Docker driver: {len(driver.bound)} endpoints bound" if driver.ready.is_set()
+                            else "Docker driver: connecting to Docker, NB and Open_vSwitch")  # fmt: skip
+            notifier.status("; ".join(text))
         notifier.notify("STOPPING=1", "STATUS=stopping")
     finally:
         t0 = loop.time()
-        for t in (task, drv, pings):
-            if t is None:
-                continue
+        for t in (*tasks, pings):
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await t
-        if driver is not None:
-            await driver.stop_server()
         try:
             # ovsdbapp's thread may be inside a transaction waiting for ovs-vswitchd (its timeout is 10 s)
             async with asyncio.timeout(15):
-                await node.close()
+                if cni is not None:
+                    await cni.close()
+                if node is not None:
+                    await node.close()
         except TimeoutError:
             log.warning("the Open_vSwitch connection did not close within 15 s; exiting anyway")
+        if driver is not None:
+            await driver.stop_server()
         if site is not None:
             await site.stop()
         notifier.close()
         log.info("node stopped in %.1f s", loop.time() - t0)
-    for t in (task, drv):
-        if t is not None and t.done() and not t.cancelled() and t.exception() is not None:
-            raise t.exception()  # type: ignore[misc]
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
     log.info("node stopped (plumbing left in place for the next start to adopt)")
     return 0

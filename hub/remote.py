@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 import uuid
 from typing import Any
 
@@ -175,23 +176,90 @@ class RemoteAdapterDaemon:
 
 
 # ---------------------------------------------------------------- core role
-class RemoteIngest:
+class IngestChecks:
+    """One configured source's canonical events from outside the process, decoded,
+    checked and emitted through its sink: the one path shared by remote adapters
+    (MQTT, :class:`RemoteIngest`) and nodes posting to the admin API
+    (:class:`ApiIngest`).  Bad input is rejected with a reason, counted once per
+    distinct object, logged, and published on the bus."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.received = 0
+        self.rejected = 0
+        self._reasons: set[tuple[str, str]] = set()
+
+    def _reject(self, src: Source | None, reason: str, message: str, published: bool = False) -> None:
+        label = str(src) if src is not None else "invalid"
+        self.rejected += 1
+        if not published:  # what _refuse publishes, the bus counts (once per distinct object)
+            self.bus.rejections.record(label, reason, message)
+        level = logging.DEBUG if (label, reason) in self._reasons else logging.WARNING
+        self._reasons.add((label, reason))
+        log.log(level, "remote %s rejected (%s): %s", label, reason, message)
+
+    async def accept(self, src: Source, sink: AdapterSink, payload: bytes, where: str) -> tuple[bool, list[str]]:
+        """Decode, check, emit: (whether the event was emitted, the messages of what was
+        rejected: the event, or the objects left out of a snapshot)."""
+        refused: list[str] = []
+        try:
+            ev = decode_event(payload)
+        except Invalid as exc:
+            return False, [await self._refuse(src, exc.reason, f"{where}: {exc}")]
+        if not isinstance(ev, Snapshot | Upsert | Delete | Rejected):
+            msg = f"{where}: a {type(ev).__name__.lower()} event is not adapter input"
+            return False, [await self._refuse(src, "schema", msg)]
+        if _source_of(ev) != src:
+            return False, [await self._refuse(src, "unauthorized-source", f"{where}: event for source {_source_of(ev)}")]
+        try:
+            if isinstance(ev, Upsert):
+                validate(ev.obj)
+            elif isinstance(ev, Snapshot):
+                ev = await self._checked(src, where, ev, refused)
+        except Invalid as exc:
+            return False, [await self._refuse(src, exc.reason, f"{where}: {exc}")]
+        await sink.emit(ev)
+        return True, refused
+
+    async def _checked(self, src: Source, topic: str, snap: Snapshot, refused: list[str]) -> Snapshot:
+        """A snapshot without its invalid objects (each rejected), like an adapter's relist."""
+        good: list[Object] = []
+        for obj in snap.objects:
+            try:
+                if obj.source != src:
+                    raise Invalid("unauthorized-source", f"object {obj.key} of source {obj.source}")
+                validate(obj)
+            except Invalid as exc:
+                refused.append(await self._refuse(src, exc.reason, f"{topic}: snapshot {kind_of(obj)} {obj.key}: {exc}"))
+                continue
+            good.append(obj)
+        good, dups = unique(good, src, [f"{kind_of(o)} {o.key}" for o in good])
+        for r in dups:
+            refused.append(await self._refuse(src, r.reason, f"{topic}: snapshot: {r.message}"))
+        return snap if len(good) == len(snap.objects) else Snapshot(source=src, objects=tuple(good))
+
+    async def _refuse(self, src: Source, reason: str, message: str) -> str:
+        """A configured source's bad input: counted, logged, and on the bus (the mirror shows it)."""
+        self._reject(src, reason, message, published=True)
+        with contextlib.suppress(Exception):
+            await self.bus.publish(Rejected(source=src, reason=reason, message=message))
+        return f"{reason}: {message}"
+
+
+class RemoteIngest(IngestChecks):
     """Core hubd: ``ingest/+/+`` → the bus, for the ``[remote.<name>]`` sources."""
 
     def __init__(self, hub_id: str, cfg: MqttSection, bus: Bus, sources: dict[str, Source]) -> None:
+        super().__init__(bus)
         self.hub = hub_id
         self.cfg = cfg
-        self.bus = bus
         self.client_id = f"{cfg.client_id or f'ovn-hub-{hub_id}'}-ingest"
         self.sinks: dict[Source, AdapterSink] = {}
         self.names: dict[Source, str] = {}
         self.set_sources(sources)
         self.connected = False
         self.connects = 0
-        self.received = 0
-        self.rejected = 0
         self.last_error = ""
-        self._reasons: set[tuple[str, str]] = set()
 
     def set_sources(self, sources: dict[str, Source]) -> None:
         """(Re)configure the accepted sources; a kept source keeps its sink."""
@@ -231,15 +299,6 @@ class RemoteIngest:
                 except Exception:  # a bug here must not stop the ingest of every other message
                     log.exception("remote ingest: cannot handle a message on %s", msg.topic.value)
 
-    def _reject(self, src: Source | None, reason: str, message: str, published: bool = False) -> None:
-        label = str(src) if src is not None else "invalid"
-        self.rejected += 1
-        if not published:  # what _refuse publishes, the bus counts (once per distinct object)
-            self.bus.rejections.record(label, reason, message)
-        level = logging.DEBUG if (label, reason) in self._reasons else logging.WARNING
-        self._reasons.add((label, reason))
-        log.log(level, "remote %s rejected (%s): %s", label, reason, message)
-
     async def handle(self, topic: str, payload: bytes) -> None:
         """One ingest message: decode, check, emit through the source's sink."""
         self.received += 1
@@ -255,46 +314,48 @@ class RemoteIngest:
         if src is None or sink is None:
             self._reject(src, "unauthorized-source", f"{topic}: not a [remote] source of this hub")
             return
-        try:
-            ev = decode_event(payload)
-        except Invalid as exc:
-            await self._refuse(src, exc.reason, f"{topic}: {exc}")
-            return
-        if not isinstance(ev, Snapshot | Upsert | Delete | Rejected):
-            await self._refuse(src, "schema", f"{topic}: a {type(ev).__name__.lower()} event is not adapter input")
-            return
-        if _source_of(ev) != src:
-            await self._refuse(src, "unauthorized-source", f"{topic}: event for source {_source_of(ev)}")
-            return
-        try:
-            if isinstance(ev, Upsert):
-                validate(ev.obj)
-            elif isinstance(ev, Snapshot):
-                ev = await self._checked(src, topic, ev)
-        except Invalid as exc:
-            await self._refuse(src, exc.reason, f"{topic}: {exc}")
-            return
-        await sink.emit(ev)
+        await self.accept(src, sink, payload, topic)
 
-    async def _checked(self, src: Source, topic: str, snap: Snapshot) -> Snapshot:
-        """A snapshot without its invalid objects (each rejected), like an adapter's relist."""
-        good: list[Object] = []
-        for obj in snap.objects:
-            try:
-                if obj.source != src:
-                    raise Invalid("unauthorized-source", f"object {obj.key} of source {obj.source}")
-                validate(obj)
-            except Invalid as exc:
-                await self._refuse(src, exc.reason, f"{topic}: snapshot {kind_of(obj)} {obj.key}: {exc}")
-                continue
-            good.append(obj)
-        good, dups = unique(good, src, [f"{kind_of(o)} {o.key}" for o in good])
-        for r in dups:
-            await self._refuse(src, r.reason, f"{topic}: snapshot: {r.message}")
-        return snap if len(good) == len(snap.objects) else Snapshot(source=src, objects=tuple(good))
 
-    async def _refuse(self, src: Source, reason: str, message: str) -> None:
-        """A configured source's bad input: counted, logged, and on the bus (the mirror shows it)."""
-        self._reject(src, reason, message, published=True)
-        with contextlib.suppress(Exception):
-            await self.bus.publish(Rejected(source=src, reason=reason, message=message))
+class ApiIngest(IngestChecks):
+    """Core hubd: ``POST /v1/ingest/<orchestrator>/<cluster>`` (hub/api.py checks the
+    bearer token) → the bus.  It takes the sources of ``orchestrators`` (``cni``: every
+    node agent is a source ``cni/<node>``), of any cluster: nodes come and go without a
+    hub config change.  Such a source's rows are collected only after its snapshot in
+    this process (a node sends one with every change and periodically), and READY does
+    not wait for it (a node that is down must not hold the hub)."""
+
+    def __init__(self, bus: Bus, orchestrators: frozenset[str] = frozenset({"cni"})) -> None:
+        super().__init__(bus)
+        self.orchestrators = orchestrators
+        self.sinks: dict[Source, AdapterSink] = {}
+        self.last: dict[Source, float] = {}
+
+    def status(self) -> list[dict[str, Any]]:
+        return [{"source": str(src), "snapshots": sink.snapshots, "last": round(self.last.get(src, 0.0), 1)}
+                for src, sink in sorted(self.sinks.items(), key=lambda kv: str(kv[0]))]  # fmt: skip
+
+    async def ingest(self, orchestrator: str, cluster: str, payload: bytes) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, body): 200 taken (``rejected``: objects left out of a snapshot),
+        403 not a source this endpoint takes, 422 the event was refused."""
+        self.received += 1
+        src = Source(orchestrator, cluster)
+        where = f"ingest {orchestrator[:63]}/{cluster[:63]}"
+        try:
+            validate_source(src)
+        except Invalid as exc:
+            self._reject(None, "unauthorized-source", f"{where}: {exc}")
+            return 403, {"error": f"{where}: {exc}"}
+        allowed = ", ".join(f"{o}/*" for o in sorted(self.orchestrators))
+        if orchestrator not in self.orchestrators:
+            self._reject(src, "unauthorized-source", f"{where}: this endpoint takes only {allowed} sources")
+            return 403, {"error": f"{where}: this endpoint takes only {allowed} sources"}
+        sink = self.sinks.get(src)
+        if sink is None:
+            sink = self.sinks[src] = AdapterSink(self.bus, f"ingest:{src}")
+            log.info("ingest: new source %s", src)
+        taken, refused = await self.accept(src, sink, payload, where)
+        if not taken:
+            return 422, {"error": refused[0], "rejected": refused}
+        self.last[src] = time.time()
+        return 200, {"accepted": True, "rejected": refused}

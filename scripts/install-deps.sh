@@ -2,7 +2,7 @@
 # Install what OVN Hub needs on Debian 12, only what is missing. Idempotent.
 set -eu
 cd "$(dirname "$0")/.."
-PKGS="ovn-central ovn-host openvswitch-switch mosquitto busybox-static iproute2 iputils-ping python3-openvswitch python3-venv python3-dev systemd curl ethtool"
+PKGS="ovn-central ovn-host openvswitch-switch mosquitto busybox-static iproute2 iputils-ping python3-openvswitch python3-venv python3-dev systemd curl ethtool podman containernetworking-plugins"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -79,11 +79,15 @@ def diff(view: View, table: str, key: str, new: Inserted | None = None) -> PlanO
         members = _members(view, kind, want, new)
         mstore = view.replica.stores[kind.members.table]
         current = cur.cols.get(kind.members.column, ())
-        # rule 4 for memberships: a member whose source has not listed yet stays where it is
-        members += tuple(
-            k for u in current if (k := mstore.key_of(u)) is not None and k not in want.members and not view.synced(mstore.source(k))
-        )
         have = {mstore.uuid(m) or m for m in members}
+        # rule 4 for memberships: a member whose source has not listed yet stays where it is
+        kept = tuple(
+            k for u in current
+            if u not in have and (k := mstore.key_of(u)) is not None and not view.synced(mstore.source(k))
+        )  # fmt: skip
+        if kept:
+            members += kept
+            have.update(mstore.uuid(k) or k for k in kept)
         moved = moved or have != set(current)
     detach: tuple[str, ...] = ()
     if kind.parent is not None and not kind.parent.strong:

@@ -21,7 +21,7 @@ import msgspec
 
 from core.names import OWNER
 
-__all__ = ["I_ADDR", "I_GATEWAY", "I_IFNAME", "I_KEY", "I_NETNS", "I_NETWORK", "Attachment", "veth_name"]
+__all__ = ["I_ADDR", "I_GATEWAY", "I_IFNAME", "I_KEY", "I_NETNS", "I_NETWORK", "I_VIA", "Attachment", "veth_name"]
 
 #: external_ids of the Interfaces this package owns (besides ``iface-id`` and the owner tag).
 I_KEY = "ovn-hub:container"  # the attachment's key: a Docker container id, a CNI container id
@@ -30,6 +30,9 @@ I_NETNS = "ovn-hub:netns"
 I_IFNAME = "ovn-hub:ifname"
 I_ADDR = "ovn-hub:addresses"
 I_GATEWAY = "ovn-hub:gateway"
+#: Which glue plugged it ("cni"; none: Docker wrapper mode): each reconciler adopts only its own
+#: (an ``extra`` tag, so Interfaces without it, from before, stay wrapper mode's).
+I_VIA = "ovn-hub:via"
 _CORE = frozenset({OWNER, I_KEY, I_NETWORK, I_NETNS, I_IFNAME, I_ADDR, I_GATEWAY})
 _PREFIX = "ovn-hub:"
 

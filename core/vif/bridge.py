@@ -24,6 +24,9 @@ from .link import PlumbError
 __all__ = ["Bridge", "FakeBridge", "OvsBridge"]
 
 
+#: how long a close waits for the Open_vSwitch connection's queued transactions
+STOP_TIMEOUT = 3.0
+
 class Bridge(Protocol):
     """What the reconciler needs from the bridge."""
 
@@ -46,9 +49,6 @@ class Bridge(Protocol):
 class OvsBridge:
     """The Open_vSwitch database of this host (ovsdbapp's IDL, in threads)."""
 
-    #: one connect at a time in this process (wrapper mode and the Docker driver share the bridge)
-    _connect_lock = threading.Lock()
-
     def __init__(self, remote: str, bridge: str) -> None:
         self.remote = remote
         self.bridge = bridge
@@ -56,13 +56,14 @@ class OvsBridge:
         self.system_id = ""  # Open_vSwitch external_ids:system-id, read by connect()
         self._api: Any = None
         self._conn: Any = None
+        self._lock = threading.Lock()  # wrapper mode and the CNI agent share one bridge (one connection)
 
     async def connect(self) -> None:
         """Connect (once per process: ovsdbapp keeps it), read the system-id, check the bridge."""
         await asyncio.to_thread(self._connect)
 
     def _connect(self) -> None:
-        with self._connect_lock:
+        with self._lock:
             self._connect_locked()
 
     def _connect_locked(self) -> None:
@@ -122,8 +123,11 @@ class OvsBridge:
                 done.set_result(None)
 
         def stop() -> None:
+            # ovsdbapp's stop() lets the queued transactions run first (each may wait up to its
+            # timeout for ovs-vswitchd): bound the wait; what they leave undone is level-triggered
+            # state the next start's reconciliation repairs
             with contextlib.suppress(Exception):
-                conn.stop()
+                conn.stop(timeout=STOP_TIMEOUT)
             loop.call_soon_threadsafe(finish)
 
         threading.Thread(target=stop, name="ovs-close", daemon=True).start()

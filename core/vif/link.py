@@ -41,11 +41,11 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .attachment import Attachment
 
-__all__ = ["FakeLinks", "Links", "NetlinkLinks", "PlumbError", "sockets_in", "tx_csum_off"]
+__all__ = ["FakeLinks", "LinkState", "Links", "NetlinkLinks", "PlumbError", "sockets_in", "tx_csum_off"]
 
 _CLONE_NEWNET = 0x40000000
 _SIOCETHTOOL = 0x8946
@@ -55,6 +55,15 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 class PlumbError(Exception):
     """A link or bridge operation failed (retried later)."""
+
+
+class LinkState(NamedTuple):
+    """A workload interface as the kernel has it (what a CNI CHECK compares)."""
+
+    mac: str
+    addrs: tuple[str, ...]  # "ip/prefix", sorted
+    gateways: tuple[str, ...]  # of its default routes, sorted
+    up: bool
 
 
 class Links(Protocol):
@@ -221,6 +230,41 @@ class NetlinkLinks:
             self._delete_in(ipr, a.dev)
             raise
 
+    async def inspect(self, netns_path: str, ifname: str) -> LinkState | None:
+        """``ifname`` in the namespace at ``netns_path``, or None if it has no such
+        interface; PlumbError if the namespace is gone."""
+        return await asyncio.to_thread(self._inspect, netns_path, ifname)
+
+    def _inspect(self, netns_path: str, ifname: str) -> LinkState | None:
+        try:
+            opened = self._open(netns_path)
+            ns, _ = opened.__enter__()
+        except OSError as exc:
+            raise PlumbError(f"netns {netns_path}: {exc.strerror or exc}") from None
+        try:
+            idx = ns.link_lookup(ifname=ifname)
+            if not idx:
+                return None
+            link = ns.get_links(idx[0])[0]
+            addrs = sorted(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ns.get_addr(index=idx[0]))
+            gws = sorted(
+                r.get_attr("RTA_GATEWAY") for r in ns.get_routes()
+                if r["dst_len"] == 0 and r.get_attr("RTA_OIF") == idx[0] and r.get_attr("RTA_GATEWAY")
+            )  # fmt: skip
+            return LinkState(str(link.get_attr("IFLA_ADDRESS") or ""), tuple(addrs), tuple(gws),
+                             bool(link["flags"] & 1))  # fmt: skip
+        finally:
+            opened.__exit__(None, None, None)
+
+    async def host_mac(self, dev: str) -> str:
+        """The MAC of the host end ``dev`` ("" if it does not exist)."""
+        return await asyncio.to_thread(self._host_mac, dev)
+
+    def _host_mac(self, dev: str) -> str:
+        with self._switch() as (ipr, _):
+            idx = ipr.link_lookup(ifname=dev)
+            return str(ipr.get_links(idx[0])[0].get_attr("IFLA_ADDRESS") or "") if idx else ""
+
     def close(self) -> None:
         """Nothing stays open between operations."""
 
@@ -276,3 +320,15 @@ class FakeLinks:
                 raise errors.pop(0)
         finally:
             self.active -= 1
+
+    async def inspect(self, netns_path: str, ifname: str) -> LinkState | None:
+        await asyncio.sleep(0)
+        for link in self.links.values():
+            if link["netns"] == netns_path and link["ifname"] == ifname:
+                gws = (link["gateway"],) if link["gateway"] else ()
+                return LinkState(link["mac"], tuple(sorted(link["addrs"])), gws, True)
+        return None
+
+    async def host_mac(self, dev: str) -> str:
+        await asyncio.sleep(0)
+        return "0a:00:00:00:ff:01" if dev in self.links else ""

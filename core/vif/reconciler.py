@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from core.metrics import NODE_OPS, NODE_PLUG_SECONDS, NODE_PLUGGED
 
-from .attachment import Attachment
+from .attachment import I_VIA, Attachment
 from .bridge import Bridge
 from .link import Links, PlumbError
 
@@ -65,6 +65,7 @@ class Reconciler:
         expected: tuple[type[BaseException], ...] = (PlumbError, OSError),
         complete_ids: Callable[[dict[str, str]], dict[str, str]] | None = None,
         what: str = "attachment",
+        via: str = "",
     ) -> None:
         self.links = links
         self.bridge = bridge
@@ -76,6 +77,11 @@ class Reconciler:
         #: Fills in what an Interface recorded by an older version lacks (before :meth:`Attachment.from_ids`).
         self.complete_ids = complete_ids
         self.what = what  # "container": log lines name the unit the way the operator knows it
+        #: The ``ovn-hub:via`` tag of the Interfaces this reconciler owns ("": none, wrapper mode):
+        #: several glues share one bridge and owner, each adopts (and collects) only its own.
+        self.via = via
+        #: key → the last failure of its fix (cleared by a success): what a waiting caller reports.
+        self.errors: dict[str, str] = {}
         #: Actual: key → attachment, from the bridge's Interfaces.
         self.plugged: dict[str, Attachment] = {}
         self.dirty: set[str] = set()
@@ -99,6 +105,8 @@ class Reconciler:
         found = await self.bridge.owned(self.owner)
         plugged: dict[str, Attachment] = {}
         for name, ids in sorted(found.items()):
+            if ids.get(I_VIA, "") != self.via:
+                continue  # another glue's
             a = Attachment.from_ids(self.complete_ids(ids) if self.complete_ids is not None else ids)
             if a is None or a.dev != name:
                 log.warning("removing interface %s: its ovn-hub external_ids are incomplete", name)
@@ -166,6 +174,7 @@ class Reconciler:
         """Fix one key; its failure is retried later, a lost connection ends the session."""
         try:
             await self.fix(desired, key)
+            self.errors.pop(key, None)
         except self.lost as exc:
             self.dirty.add(key)
             self._lost = exc  # the orchestrator is gone: reconnect, then look again
@@ -175,6 +184,7 @@ class Reconciler:
 
     def _failed(self, key: str, exc: BaseException) -> None:
         self.failures += 1
+        self.errors[key] = str(exc) or type(exc).__name__
         NODE_OPS.labels("failed").inc()
         if isinstance(exc, self.expected):
             log.warning("%s %s: %s; retrying in %.0fs", self.what, key[:12], exc, self.retry)

@@ -204,6 +204,13 @@ def diff(view: View, name: str) -> PlanOp | None:
     store: PortStore = view.replica.stores[TABLE]
     cur = store.rows.get(name)
     if ep is not None:
+        if ep.ips and cur is not None and kept_allocation(ep, cur.dyn):
+            # the orchestrator now reports the address OVN allocated (a pod's CNI ADD got it from the
+            # dynamic port, then the kubelet wrote it in podIPs): the port stays as it is, with its MAC
+            # ("dynamic", or "MAC dynamic" if it was written so)
+            ep = msgspec.structs.replace(ep, ips=())
+            if ep.mac and cur.digest != _locked_digest(ep, cur.dyn, view.hub_id):
+                ep = msgspec.structs.replace(ep, mac=None)
         want = lsp_columns(ep, view.hub_id)
         if not ep.ips and cur is not None and cur.dyn:
             # OVN allocated the address: hold the port to it (no spoofing another's IP or MAC)
@@ -223,6 +230,22 @@ def diff(view: View, name: str) -> PlanOp | None:
     if cur is not None and view.synced(cur.source):
         return PlanOp("delete", TABLE, name)
     return None
+
+
+def kept_allocation(ep: Endpoint, dyn: str) -> bool:
+    """Whether ``ep``'s addresses are exactly OVN's allocation ``dyn`` ("MAC IP…") of its
+    dynamic port (and its MAC, if it names one, too): then the port is left dynamic, so
+    an orchestrator catching up with what the workload was plugged with writes nothing."""
+    if not dyn:
+        return False
+    mac, *ips = dyn.split()
+    return bool(ips) and sorted(ips) == sorted(ep.ips) and ep.mac in (None, "", mac)
+
+
+def _locked_digest(ep: Endpoint, dyn: str, hub_id: str) -> int:
+    want = lsp_columns(ep, hub_id)
+    want["port_security"] = (dyn,)
+    return lsp_digest(want)
 
 
 def desired_keys(view: View) -> set[str]:

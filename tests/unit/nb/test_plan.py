@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from core.model import Endpoint, LBRule, Network, Policy, Rule, Selector, Service, Snapshot, Source
 from core.names import OWNER, SOURCE, ls_name, lsp_name
 from core.nb import Programmer
@@ -229,3 +231,29 @@ def test_members_of_a_source_that_has_not_listed_stay_in_the_group() -> None:
     # a foreign group (another hub's name) is never in the replica
     nb(p, "Load_Balancer_Group", "g-2", {"name": "ovn-hub/other-hub/main", "load_balancer": ()})
     assert set(p.replica.stores["Load_Balancer_Group"].keys()) == {group_name("main", HUB)}
+
+
+def test_an_orchestrator_reporting_the_allocated_address_leaves_the_dynamic_port_alone() -> None:
+    """A pod plugged by CNI from its dynamic port (OVN allocated MAC and IP); the kubelet then
+    reports that IP in podIPs: nothing is written (the port keeps its MAC, dynamic and locked).
+    Another IP, or another MAC, is a change."""
+    p = Programmer("unix:/nonexistent", HUB)
+    pending = Endpoint(source=SRC, uid="a", namespace="default", name="a", kind="pod", network="blue")
+    dyn = "0a:00:00:00:00:07 10.1.0.7"
+    cols = lsp_columns(pending, HUB)
+    nb(p, LS, "ls-1", {**ls_columns(SRC, "blue", NET, HUB), "ports": ()})
+    nb(p, LSP, "p-a", {**cols, "port_security": (dyn,), "dynamic_addresses": dyn})
+    p.apply(Snapshot(source=SRC, objects=(NET, pending)))
+    assert plan(p) == []
+    p.apply(Snapshot(source=SRC, objects=(NET, msgspec.structs.replace(pending, ips=("10.1.0.7",)))))
+    assert plan(p) == []
+    p.apply(Snapshot(source=SRC, objects=(NET, msgspec.structs.replace(pending, ips=("10.1.0.7",),
+                                                                       mac="0a:00:00:00:00:07"))))
+    assert plan(p) == []
+    p.apply(Snapshot(source=SRC, objects=(NET, msgspec.structs.replace(pending, ips=("10.1.0.8",)))))
+    ops = plan(p)
+    assert summary(ops) == [("update", LSP, "docker/local/blue/a")]
+    assert ops[0].columns["addresses"] == ("0a:58:0a:01:00:08 10.1.0.8",)
+    p.apply(Snapshot(source=SRC, objects=(NET, msgspec.structs.replace(pending, ips=("10.1.0.7",),
+                                                                       mac="0a:00:00:00:00:99"))))
+    assert summary(plan(p)) == [("update", LSP, "docker/local/blue/a")]
