@@ -226,6 +226,15 @@ def test_driver_networks_carry_packets_through_ovn(world: World) -> None:
     assert can_ping(w, "g1", "10.61.0.1"), "g1 -> r1 through the router"
     assert can_ping(w, "r1", "10.60.0.3"), "r1 -> g2 through the router"
 
+    # a running container connected to a second driver network: a second port, eth1, the same switch as r1
+    docker(w.d, "network", "connect", "red", "g2")
+    wait_converged(w, "g2 on red too")
+    assert sorted(n.split("/")[2] for n in w.docker_endpoints() if n.endswith(g2)) == ["green", "red"]
+    assert f"{ip_of(w, 'g2', 'red')}/24" in exec_in(w, "g2", "ip", "-o", "addr", "show", "eth1").stdout
+    assert exec_in(w, "g2", "ping", "-c", "2", "-W", "2", "-I", "eth1", "10.61.0.1").returncode == 0, "on-link to r1"
+    docker(w.d, "network", "disconnect", "red", "g2")
+    wait_converged(w, "g2 off red")
+
 
 def state_file(w: World) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((w.root / "nodestate" / f"docker-driver-{w.name}.json").read_text())
