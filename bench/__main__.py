@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import bulk, churn, cni, dataplane, fabric, k8s, mesos, mqtt, plug, resync
+from bench import bulk, churn, cloudfoundry, cni, dataplane, fabric, k8s, mesos, mqtt, plug, resync
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,8 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     plug.add_arguments(subs.add_parser("plug", help="one attachment's link plumbing: iproute2 vs pyroute2 (root)"))
     churn.add_arguments(subs.add_parser("churn", help="one change's latency while 50k endpoints exist and change"))
     fabric.add_arguments(subs.add_parser("fabric", help="N networks x M endpoints joined into a router: hub vs raw, northd"))
+    cloudfoundry.add_arguments(
+        subs.add_parser("cloudfoundry", help="CF adapter: LRP event decode+normalize rate, a 20k-instance relist into NB")
+    )
     cni.add_arguments(subs.add_parser("cni", help="CNI ADD latency, a burst of N: ovn-hub vs bridge + host-local (root)"))
     args = ap.parse_args(argv)
+    if args.name == "cloudfoundry":
+        return cloudfoundry.main(args)
     if args.name == "bulk":
         return bulk.main(args)
     if args.name == "k8s":

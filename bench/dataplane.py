@@ -26,6 +26,17 @@ netns, ``ovn-controller``; chassis ``node1``):
             scraped from hubd's ``/metrics`` before and after the burst
             (quantiles derived from the bucket deltas, as histogram_quantile does).
 
+``driver``  the same burst through the OVN Hub Docker network driver, in the same run: the node
+            thread also serves the driver (:class:`adapters.docker.drivernode.DriverNode`, as
+            ``hubd --role node`` with ``[node] driver_socket``), installed in the private
+            dockerd through a uniquely named spec file in ``/etc/docker/plugins`` (removed
+            afterwards); hubd's adapter has ``driver`` = that name.  The containers are
+            ``docker run --network green --ip …`` on a driver network (``--subnet``
+            10.80.0.0/16 ``--gateway`` 10.80.0.1; MAC 0a:58 + IP, the driver's); the prober
+            is one too.  The plug stage is the driver's: its veth is made at ``Join``
+            (``plug_begin``, before the start event) and bound on br-int once NB has the
+            port (``plugged``).
+
 ``direct``  the baseline, no hub, no Docker: the bench is an ideal
             orchestrator that does one port at a time.  For port i it takes
             ``t_i``, writes its Logical_Switch_Port (the columns the hub writes,
@@ -78,6 +89,8 @@ from typing import Any
 
 import aiohttp
 
+from adapters.docker.driver import endpoint_mac
+from adapters.docker.drivernode import DriverNode
 from adapters.docker.node import DockerNode, NodeOptions
 from bench.common import HUB_ID, emit, environment, log, mb, proc_status_kb, r, short_tmpdir
 from bench.resync import HubdProcess, NotifySocket
@@ -89,8 +102,9 @@ from core.nb.tables.switch import ls_columns
 from core.ovsdb import OvsdbClient, py_map
 from core.ovsdb.values import to_ovsdb
 from core.vif import Attachment
+from testkit import dockerplugin
 from testkit.dataplane import OneHostOvn
-from testkit.dockerd import PrivateDockerd, import_busybox
+from testkit.dockerd import PrivateDockerd, docker, import_busybox
 
 CHASSIS = "node1"
 NETWORK = "blue"
@@ -498,8 +512,21 @@ class NodeThread:
     """:class:`DockerNode` on an event loop of its own, in a thread (it would be
     a process of its own in production: ``hubd --role node``)."""
 
-    def __init__(self, options: NodeOptions, nb_remote: str, links: str = "netlink") -> None:
+    def __init__(self, options: NodeOptions, nb_remote: str, links: str = "netlink", state_dir: Path | None = None) -> None:
         self.node = DockerNode(options, hub_id=HUB_ID, nb_remote=nb_remote)
+        #: the Docker network driver beside wrapper mode, as hubd --role node runs it with [node] driver_socket
+        self.driver: DriverNode | None = None
+        if options.driver_socket:
+            assert state_dir is not None
+            self.driver = DriverNode(
+                name=options.driver_name, socket=options.driver_socket, hub_id=HUB_ID, nb_remote=nb_remote,
+                state_path=str(state_dir / f"docker-driver-{options.driver_name}.json"), docker_url=options.docker,
+                bridge=self.node.bridge, switch_netns=options.switch_netns, chassis=options.chassis,
+                resync_interval=options.resync_interval,
+            )  # fmt: skip
+            self.driver.on_bound = self._on_bound
+            self.driver.timings = {}
+        self.bound_eid: dict[str, str] = {}  # container → its endpoint (driver)
         if links == "iproute2":  # the baseline link layer (subprocesses), see bench/plug.py
             from bench.plug import IpRoute2Links
 
@@ -525,9 +552,28 @@ class NodeThread:
         if started is not None:
             self.node_start_seen[a.key] = started
 
+    def _on_bound(self, eid: str, port: str, joined: float | None) -> None:
+        cid = port.rsplit("/", 1)[1]  # docker/<cluster>/<network>/<container id>
+        self.bound_eid[cid] = eid
+        self.plug_end.setdefault(cid, time.monotonic())
+        if joined is not None:
+            self.plug_begin.setdefault(cid, joined)
+
+    async def _run(self) -> None:
+        if self.driver is None:
+            await self.node.run()
+            return
+        await self.driver.start_server()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.node.run())
+                tg.create_task(self.driver.run())
+        finally:
+            await self.driver.stop_server()
+
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self._task = self.loop.create_task(self.node.run(), name="docker-node")
+        self._task = self.loop.create_task(self._run(), name="docker-node")
         self._started.set()
         try:
             self.loop.run_until_complete(self._task)
@@ -539,6 +585,9 @@ class NodeThread:
             finally:
                 self.loop.close()
 
+    def ready(self) -> bool:
+        return self.node.ready.is_set() and (self.driver is None or self.driver.ready.is_set())
+
     def start(self) -> None:
         self.thread.start()
         self._started.wait(10)
@@ -549,6 +598,11 @@ class NodeThread:
         self.thread.join(timeout)
         if self.thread.is_alive():
             log("node thread did not stop in time")
+        # ovsdbapp keeps a started connection on the class (one per process): the next run's node (another
+        # Open_vSwitch DB) must start its own
+        from ovsdbapp.schema.open_vswitch import impl_idl  # type: ignore[import-untyped]
+
+        impl_idl.OvsdbIdl._ovsdb_connection = None
 
 
 # ------------------------------------------------------------------ docker API
@@ -559,14 +613,24 @@ class DockerApi:
             timeout=aiohttp.ClientTimeout(total=120),
         )
 
-    async def create(self, name: str, labels: dict[str, str]) -> str:
-        body = {"Image": IMAGE, "Cmd": ["sleep", "3600"], "Labels": labels, "HostConfig": {"NetworkMode": "none"}}
+    async def create(self, name: str, labels: dict[str, str], network: str = "none", ip: str = "") -> str:
+        body: dict[str, Any] = {"Image": IMAGE, "Cmd": ["sleep", "3600"], "Labels": labels,
+                                "HostConfig": {"NetworkMode": network}}  # fmt: skip
+        if ip:
+            body["NetworkingConfig"] = {"EndpointsConfig": {network: {"IPAMConfig": {"IPv4Address": ip}}}}
         async with self.session.post("http://docker/containers/create", params={"name": name}, json=body) as resp:
             data = await resp.json(content_type=None)
             if resp.status != 201:
                 raise RuntimeError(f"create {name}: HTTP {resp.status} {data}")
             cid: str = data["Id"]
             return cid
+
+    async def create_network(self, name: str, driver: str) -> None:
+        body = {"Name": name, "Driver": driver, "CheckDuplicate": True,
+                "IPAM": {"Driver": driver, "Config": [{"Subnet": SUBNET, "Gateway": GATEWAY}]}}  # fmt: skip
+        async with self.session.post("http://docker/networks/create", json=body) as resp:
+            if resp.status != 201:
+                raise RuntimeError(f"network create {name}: HTTP {resp.status} {await resp.text()}")
 
     async def start(self, cid: str) -> None:
         async with self.session.post(f"http://docker/containers/{cid}/start") as resp:
@@ -617,16 +681,20 @@ def labels_for(ip: str, mac: str) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------ hub run
-def hub_config(tmp: Path, nb_remote: str, docker_url: str) -> Path:
+def hub_config(tmp: Path, nb_remote: str, docker_url: str, driver: str = "") -> Path:
     path = tmp / "hubd.toml"
-    path.write_text(
+    text = (
         f'[hub]\nid = "{HUB_ID}"\nstate_dir = "{tmp / "state"}"\nlog_level = "info"\n'
         f'[ovn]\nnb = "{nb_remote}"\n'
         f'[api]\nlisten = "unix:{tmp / "api.sock"}"\n'
         f'[adapters.docker]\ntype = "docker"\ncluster = "{DOCKER_SOURCE.cluster}"\nurl = "{docker_url}"\n'
         f'node = "{CHASSIS}"\n'
-        f'[adapters.docker.networks.{NETWORK}]\nsubnet = "{SUBNET}"\ngateway = "{GATEWAY}"\n'
     )
+    if driver:  # the driver's network is created in Docker by the bench
+        text += f'driver = "{driver}"\n'
+    else:
+        text += f'[adapters.docker.networks.{NETWORK}]\nsubnet = "{SUBNET}"\ngateway = "{GATEWAY}"\n'
+    path.write_text(text)
     return path
 
 
@@ -637,7 +705,9 @@ async def hub_measure(
     node: NodeThread,
     api_sock: Path,
     hubd_pid: int,
+    driver: str = "",
 ) -> dict[str, Any]:
+    """One burst; ``driver``: through the Docker network driver of that name, else wrapper mode."""
     n: int = args.n
     api = DockerApi(dockerd.sock, limit=max(args.concurrency, 8) + 2)
     watch = NbWatch(host.ovn.nb_remote, lambda row: py_map(row.get("external_ids", ["map", []])).get(UID, ""))
@@ -647,19 +717,27 @@ async def hub_measure(
     inspector: asyncio.Task[None] | None = None
     try:
         await watch.start()
-        # the prober: a wrapped container, plugged by the node like the others
-        probe = await api.create("dp-probe", labels_for(PROBE_IP, PROBE_MAC))
+        # the prober: a container plugged by the node like the others
+        what = "driver" if driver else "hub"
+        if driver:
+            await api.create_network(NETWORK, driver)
+            probe = await api.create("dp-probe", {}, network=NETWORK, ip=PROBE_IP)
+        else:
+            probe = await api.create("dp-probe", labels_for(PROBE_IP, PROBE_MAC))
         await api.start(probe)
         await wait_for(lambda: probe in watch.up and probe in node.plug_end, args.timeout, "the probe plugged and up")
         probe_ns = f"/proc/{await api.pid(probe)}/ns/net"
         ips = [target_ip(i) for i in range(n)]
-        await set_neighbours(probe_ns, [(ips[i], target_mac(i)) for i in range(n)])
+        macs = [endpoint_mac("", ip) if driver else target_mac(i) for i, ip in enumerate(ips)]
+        await set_neighbours(probe_ns, list(zip(ips, macs, strict=True)))
 
-        log(f"hub: creating {n} containers (not started)")
+        log(f"{what}: creating {n} containers (not started)")
         sem = asyncio.Semaphore(args.concurrency)
 
         async def create(i: int) -> str:
             async with sem:
+                if driver:
+                    return await api.create(f"dp{i}", {}, network=NETWORK, ip=ips[i])
                 return await api.create(f"dp{i}", labels_for(ips[i], target_mac(i)))
 
         cids = await asyncio.gather(*(create(i) for i in range(n)))
@@ -680,7 +758,7 @@ async def hub_measure(
         await pinger.start()
         offset_ns = wall_to_mono_offset_ns()
         call_seconds: list[float] = []
-        log(f"hub: starting {n} containers ({args.concurrency} start calls in flight)")
+        log(f"{what}: starting {n} containers ({args.concurrency} start calls in flight)")
         inspect_seconds: list[float] = []
         inspector = asyncio.create_task(api.inspect_latency(probe, inspect_seconds, 0.1, args.timeout))
         t_burst = time.monotonic()
@@ -693,12 +771,12 @@ async def hub_measure(
 
         await asyncio.gather(*(start(c) for c in cids))
         t_started = time.monotonic()
-        log(f"hub: start calls returned after {t_started - t_burst:.2f}s; waiting for first replies")
+        log(f"{what}: start calls returned after {t_started - t_burst:.2f}s; waiting for first replies")
         ping = await pinger.result()
         inspector.cancel()
         with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
             await inspector
-        log(f"hub: pinger done after {time.monotonic() - t_burst:.2f}s, {len(ping['unanswered'])} unanswered")
+        log(f"{what}: pinger done after {time.monotonic() - t_burst:.2f}s, {len(ping['unanswered'])} unanswered")
         with contextlib.suppress(TimeoutError):
             await wait_for(lambda: all(c in watch.up for c in cids), 30, "every port up")
         cpu = meter.stop(ping["cpu_seconds"])
@@ -745,6 +823,16 @@ async def hub_measure(
             "plugged_to_first_reply": stats(deltas(plugged, first_reply)),
             "up_to_first_reply": stats(deltas(up, first_reply)),
             "commit_to_up": stats(deltas(commit, up)),
+        }
+        if not driver
+        else {
+            "join_to_start_event": stats(deltas(plug_begin, start_ev)),  # Docker's own start after the veth exists
+            "start_event_to_commit": stats(deltas(start_ev, commit)),
+            "commit_to_bound": stats(deltas(commit, plugged)),  # NB → the agent's view → iface-id on br-int
+            "bound_to_up": stats(deltas(plugged, up)),
+            "bound_to_first_reply": stats(deltas(plugged, first_reply)),
+            "up_to_first_reply": stats(deltas(up, first_reply)),
+            "commit_to_up": stats(deltas(commit, up)),
         },
         "from_burst": {
             **{k: stats(deltas(burst, v)) for k, v in {"start_event": start_ev, **points}.items()},
@@ -755,11 +843,19 @@ async def hub_measure(
         "node": {
             "plug_seconds": stats(deltas(plug_begin, plugged)),
             "start_event_seen_to_plugged": stats(deltas(node.node_start_seen, plugged)),
-            "plugs": node.node.plugs,
-            "failures": node.node.failures,
-            "note": "plug = core.vif Reconciler.plug (veth, addresses, route, TX offload, OVS port); "
-            "start_event_seen = when the node's own docker events stream delivered the start",
+            "plugs": node.driver.binds if node.driver is not None else node.node.plugs,
+            "failures": node.driver.failures if node.driver is not None else node.node.failures,
+            "note": (
+                "plug_begin = the driver's Join (veth made, before the start event); plugged = its host end bound "
+                "on br-int with iface-id once NB had the port; plug = from the one to the other"
+                if node.driver is not None
+                else "plug = core.vif Reconciler.plug (veth, addresses, route, TX offload, OVS port); "
+                "start_event_seen = when the node's own docker events stream delivered the start"
+            ),
         },
+        **({"driver_calls": {m: stats(v) for m, v in sorted(node.driver.call_seconds.items())},
+            "driver_binding": driver_binding(node, cids, start_ev, commit, plugged)}
+           if node.driver is not None else {}),
         "docker": {
             "start_call_seconds": stats(call_seconds),
             "inspect_seconds_during_burst": stats(inspect_seconds),
@@ -770,23 +866,48 @@ async def hub_measure(
     }
 
 
-def run_hub(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    host = OneHostOvn(tmp / "hubdp", chassis=CHASSIS)
+def driver_binding(node: NodeThread, cids: list[str], start_ev: dict[str, float], commit: dict[str, float],
+                   bound: dict[str, float]) -> dict[str, Any]:  # fmt: skip
+    """Where commit → bound goes: the agent learns the owner (its inspect), the port (its NB view), binds."""
+    assert node.driver is not None and node.driver.timings is not None
+    t = {c: node.driver.timings.get(node.bound_eid.get(c, ""), {}) for c in cids}
+    owner = {c: v["owner"] for c, v in t.items() if "owner" in v}
+    nb = {c: v["nb"] for c, v in t.items() if "nb" in v}
+    bind = {c: v["bind"] for c, v in t.items() if "bind" in v}
+    ready = {c: max(owner[c], nb[c]) for c in cids if c in owner and c in nb}
+    return {
+        "start_event_to_owner_known": stats(deltas(start_ev, owner)),
+        "commit_to_agent_nb_view": stats(deltas(commit, nb)),
+        "owner_and_port_known_to_bind": stats(deltas(ready, bind)),
+        "bind_transaction": stats(deltas(bind, bound)),
+    }
+
+
+def run_hub(args: argparse.Namespace, tmp: Path, driver: str = "") -> dict[str, Any]:
+    """The product path: wrapper mode, or (``driver``) the Docker network driver of that name."""
+    what = "driver" if driver else "hub"
+    tmp = tmp / what
+    tmp.mkdir()
+    host = OneHostOvn(tmp / "dp", chassis=CHASSIS)
     dockerd = PrivateDockerd()
     notify: NotifySocket | None = None
     hubd: HubdProcess | None = None
     node: NodeThread | None = None
+    spec: contextlib.ExitStack = contextlib.ExitStack()
+    socket = tmp / "plugin" / "driver.sock"
     try:
-        log("hub: starting OVN (NB/SB/northd, ovs-vswitchd, ovn-controller) and dockerd")
+        if driver:
+            spec.enter_context(dockerplugin.installed(driver, socket))
+        log(f"{what}: starting OVN (NB/SB/northd, ovs-vswitchd, ovn-controller) and dockerd")
         host.start()
         dockerd.start()
         import_busybox(dockerd.sock)
-        config = hub_config(tmp, host.ovn.nb_remote, dockerd.url)
+        config = hub_config(tmp, host.ovn.nb_remote, dockerd.url, driver)
         notify = NotifySocket(tmp / "n.sock")
         hubd = HubdProcess(tmp, config, notify)
         hubd.start()
         ready = hubd.wait_ready(60)
-        log(f"hub: hubd READY after {ready:.2f}s")
+        log(f"{what}: hubd READY after {ready:.2f}s")
         node = NodeThread(
             NodeOptions(
                 docker=dockerd.url,
@@ -794,18 +915,21 @@ def run_hub(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 chassis=CHASSIS,
                 switch_netns=host.sw_ns,
                 resync_interval=60.0,
+                driver_socket=str(socket) if driver else "",
+                driver_name=driver or "ovn-hub",
             ),
             host.ovn.nb_remote,
             links=args.links,
+            state_dir=tmp / "nodestate",
         )
         node.start()
         deadline = time.monotonic() + 60
-        while not node.node.ready.is_set():
+        while not node.ready():
             if time.monotonic() > deadline or not node.thread.is_alive():
                 raise RuntimeError("the node did not become ready within 60s")
             time.sleep(0.05)
         assert hubd.proc is not None
-        res = asyncio.run(hub_measure(args, host, dockerd, node, tmp / "api.sock", hubd.proc.pid))
+        res = asyncio.run(hub_measure(args, host, dockerd, node, tmp / "api.sock", hubd.proc.pid, driver))
         res["hubd_rss_mb"] = mb(proc_status_kb(hubd.proc.pid).get("VmRSS"))
         return res
     except BaseException:
@@ -813,8 +937,16 @@ def run_hub(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             log(f"hubd log tail:\n{hubd.log_tail()}")
         raise
     finally:
+        if driver and node is not None and dockerd.running:
+            # while the driver still answers: Docker's Leave/DeleteEndpoint calls would otherwise wait
+            # for it (30 s each) and leave the veths' container ends in this namespace
+            with contextlib.suppress(Exception):
+                ids = docker(dockerd, "ps", "-aq").split()
+                if ids:
+                    docker(dockerd, "rm", "-f", *ids)
         if node is not None:
             node.stop()
+        spec.close()
         if hubd is not None:
             hubd.ensure_stopped()
         if notify is not None:
@@ -994,8 +1126,19 @@ def main(args: argparse.Namespace) -> int:
         else:
             direct = run_direct(args, tmp)
         hub = run_hub(args, tmp)
+        drv: dict[str, Any] = (
+            {"skipped": "--skip-driver"} if args.skip_driver else run_hub(args, tmp, dockerplugin.unique_name())
+        )
     out["hub"] = hub
+    out["driver"] = drv
     out["direct"] = direct
+    if "latency_from_start_event" in drv:
+        a, b = drv["latency_from_start_event"], hub["latency_from_start_event"]
+        out["ratio_driver_vs_wrapper"] = {
+            "note": "the Docker network driver's latency from the start event / wrapper mode's, same run",
+            **{f"{k}_{q}": _ratio(a[k], b[k], q) for k in ("commit", "up", "first_reply") for q in ("p50", "p99")},
+            "all_answered": _ratio(drv["from_burst"]["last_seconds"], hub["from_burst"]["last_seconds"], "first_reply"),
+        }
     if "latency_from_begin" in direct:
         h, d = hub["latency_from_start_event"], direct["latency_from_begin"]
         out["ratio_hub_vs_direct"] = {
@@ -1005,7 +1148,11 @@ def main(args: argparse.Namespace) -> int:
                 hub["from_burst"]["last_seconds"], direct["from_burst"]["last_seconds"], "first_reply"
             ),
         }
-    out["complete"] = hub["answered"] == args.n and ("answered" not in direct or direct["answered"] == args.n)
+    out["complete"] = (
+        hub["answered"] == args.n
+        and ("answered" not in direct or direct["answered"] == args.n)
+        and ("answered" not in drv or drv["answered"] == args.n)
+    )
     out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     out["wall_seconds"] = round(time.perf_counter() - started, 1)
     emit(out)
@@ -1020,6 +1167,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     )
     ap.add_argument("--timeout", type=float, default=120.0, help="bound of each wait, pinger included (default 120)")
     ap.add_argument("--skip-direct", action="store_true", help="skip the hand-plugged netns baseline")
+    ap.add_argument("--skip-driver", action="store_true", help="skip the run through the Docker network driver")
     ap.add_argument("--links", choices=("netlink", "iproute2"), default="netlink",
                     help="the node's link layer: core.vif's netlink (default) or the iproute2 subprocess baseline")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (OVN/OVS logs, hubd log)")

@@ -1,9 +1,11 @@
-"""``hubd --role node``: the per-host half of Docker wrapper mode and the CNI agent.
+"""``hubd --role node``: the per-host half of Docker wrapper mode, the Docker network driver and the CNI agent.
 
 Runs :class:`adapters.docker.node.DockerNode` (veths into ``--network none``
-containers, ports on br-int through ovsdbapp; off with ``[node] docker = ""``)
-and, with ``[cni] enabled``, :class:`hub.cni.CniAgent` (``ovn-hub-cni``'s
-socket; the same bridge connection) with the daemon's manners:
+containers, ports on br-int through ovsdbapp; off with ``[node] docker = ""``),
+with ``[node] driver_socket`` the Docker network + IPAM driver
+(:class:`adapters.docker.drivernode.DriverNode`, on that socket) and, with
+``[cni] enabled``, :class:`hub.cni.CniAgent` (``ovn-hub-cni``'s socket), all on
+the same bridge connection, with the daemon's manners:
 ``READY=1`` once the first reconciliation is done, ``STATUS=`` with the number
 of plugged containers, ``WATCHDOG=1``, ``STOPPING=1`` on SIGTERM.  Stopping the
 node leaves the plumbing in place (containers keep their network); a restarted
@@ -15,12 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import signal
+from pathlib import Path
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
+from adapters.docker.drivernode import DriverNode
 from adapters.docker.node import DockerNode, NodeOptions
 from core.vif import NetlinkLinks, OvsBridge
 from hub.cni import CniAgent
@@ -45,12 +50,33 @@ def node_options(cfg: Config) -> NodeOptions:
             raise ConfigError(f"node.listen: {exc}") from None
     if not opts.docker and not cfg.cni.enabled:
         raise ConfigError('node.docker: "" turns wrapper mode off, and [cni] is not enabled: nothing to do')
+    if opts.driver_socket and not opts.driver_socket.startswith("/"):
+        raise ConfigError(f"node.driver_socket: {opts.driver_socket!r} must be an absolute path")
+    if opts.driver_socket and not opts.docker:
+        raise ConfigError('node.driver_socket: the Docker network driver needs node.docker (the engine it serves)')
+    if not _PLUGIN_NAME.fullmatch(opts.driver_name):
+        raise ConfigError(f"node.driver_name: {opts.driver_name!r} is not a plugin name ([a-z0-9][a-z0-9_.-]*)")
     return opts
 
 
-def node_site(node: DockerNode | None, cni: CniAgent | None = None) -> Site:
+_PLUGIN_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+
+
+def driver_node(cfg: Config, options: NodeOptions, node: DockerNode | None) -> DriverNode | None:
+    """The Docker network + IPAM driver, if ``[node] driver_socket`` is set (sharing the node's bridge)."""
+    if not options.driver_socket or node is None:
+        return None
+    return DriverNode(
+        name=options.driver_name, socket=options.driver_socket, hub_id=cfg.hub.id, nb_remote=cfg.ovn.nb,
+        state_path=str(Path(cfg.hub.state_dir) / f"docker-driver-{options.driver_name}.json"),
+        docker_url=options.docker, bridge=node.bridge, switch_netns=options.switch_netns, chassis=options.chassis,
+        resync_interval=options.resync_interval,
+    )  # fmt: skip
+
+
+def node_site(node: DockerNode | None, cni: CniAgent | None = None, driver: DriverNode | None = None) -> Site:
     def ready() -> bool:
-        return all(x.ready.is_set() for x in (node, cni) if x is not None)
+        return all(x.ready.is_set() for x in (node, cni, driver) if x is not None)
 
     async def healthz(request: web.Request) -> web.Response:
         return json_response({"ok": ready()}, 200 if ready() else 503)
@@ -59,6 +85,8 @@ def node_site(node: DockerNode | None, cni: CniAgent | None = None) -> Site:
         out: dict[str, Any] = node.status() if node is not None else {"ready": ready()}
         if cni is not None:
             out["cni"] = cni.status()
+        if driver is not None:
+            out["driver"] = driver.status()
         return json_response(out)
 
     app = web.Application()
@@ -78,11 +106,14 @@ async def run_node(cfg: Config, notifier: Notifier | None = None) -> int:
         links = node.links if node is not None else NetlinkLinks(options.switch_netns)
         cni = CniAgent(cfg.cni, hub_id=cfg.hub.id, nb_remote=cfg.ovn.nb, chassis=options.chassis, bridge=bridge,
                        links=links, state_dir=cfg.hub.state_dir, own_bridge=node is None)  # fmt: skip
-    parts = [x for x in (node, cni) if x is not None]
+    driver = driver_node(cfg, options, node)
+    parts = [x for x in (node, cni, driver) if x is not None]
     notifier = notifier or Notifier()
-    site = node_site(node, cni) if options.listen else None
+    site = node_site(node, cni, driver) if options.listen else None
     if site is not None:
         await site.start(options.listen)
+    if driver is not None:
+        await driver.start_server()  # Docker's calls are answered from here on (from the state file)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
@@ -90,7 +121,8 @@ async def run_node(cfg: Config, notifier: Notifier | None = None) -> int:
     loop.add_signal_handler(
         signal.SIGHUP, lambda: log.info("SIGHUP: a node reloads nothing; restart it to apply a changed [node]")
     )
-    tasks = [asyncio.create_task(x.run(), name=n) for x, n in ((node, "node"), (cni, "cni")) if x is not None]
+    tasks = [asyncio.create_task(x.run(), name=n) for x, n in ((node, "node"), (cni, "cni"), (driver, "docker driver"))
+             if x is not None]  # fmt: skip
     pings = asyncio.create_task(watchdog(notifier), name="watchdog")
     interval = max(1.0, notifier.watchdog_usec / 2e6) if notifier.watchdog_usec else 5.0
     ready_sent = False
@@ -110,6 +142,9 @@ async def run_node(cfg: Config, notifier: Notifier | None = None) -> int:
             if cni is not None:
                 text.append(f"CNI: {len(cni.vif.plugged)} attachments plugged" if cni.ready.is_set()
                             else "CNI: connecting to NB and Open_vSwitch")  # fmt: skip
+            if driver is not None:
+                text.append(f"Docker driver: {len(driver.bound)} endpoints bound" if driver.ready.is_set()
+                            else "Docker driver: connecting to Docker, NB and Open_vSwitch")  # fmt: skip
             notifier.status("; ".join(text))
         notifier.notify("STOPPING=1", "STATUS=stopping")
     finally:
@@ -127,6 +162,8 @@ async def run_node(cfg: Config, notifier: Notifier | None = None) -> int:
                     await node.close()
         except TimeoutError:
             log.warning("the Open_vSwitch connection did not close within 15 s; exiting anyway")
+        if driver is not None:
+            await driver.stop_server()
         if site is not None:
             await site.stop()
         notifier.close()

@@ -43,6 +43,11 @@ type = "docker"
 cluster = "local"
 url = "unix://$DOCKER_SOCK"
 
+# an OVN Hub network (wrapper mode); Docker's own bridge networks are not mapped (mirror_bridge_networks)
+[adapters.docker.networks.blue]
+subnet = "10.10.0.0/24"
+gateway = "10.10.0.1"
+
 # one router joins every network that has a subnet (flat, like Kubernetes)
 [routers.default]
 networks = ["*"]
@@ -61,6 +66,8 @@ nb = "unix:$STATE/ovn/nb.sock"
 [node]
 docker = "unix://$DOCKER_SOCK"
 listen = "unix:$STATE/node.sock"
+# the Docker network + IPAM driver: Docker finds it here by its name (docker network create -d ovn-hub)
+driver_socket = "/run/docker/plugins/ovn-hub.sock"
 
 [cni]
 enabled = true
@@ -83,9 +90,12 @@ if ovs-vsctl --timeout=2 br-exists br-int 2>/dev/null; then
     .venv/bin/hubd --role node --config "$STATE/hubd-node.toml" >"$STATE/node.log" 2>&1 &
     NODE_PID=$!
     trap 'kill $NODE_PID 2>/dev/null; wait $NODE_PID 2>/dev/null' EXIT INT TERM
-    NODE_TEXT="The node agent runs (pid $NODE_PID, log $STATE/node.log): wrapper mode and the CNI agent."
+    NODE_TEXT="The node agent runs (pid $NODE_PID, log $STATE/node.log): wrapper mode, the Docker driver, CNI.
+    docker network create -d ovn-hub --ipam-driver ovn-hub --subnet 10.20.0.0/24 green
+    docker run -d --name web2 --network green busybox:hub sleep 3600"
 else
-    NODE_TEXT="No br-int on this host (openvswitch-switch + ovn-host not running): no node agent started.
+    NODE_TEXT="No br-int on this host (openvswitch-switch + ovn-host not running): no node agent started, so
+  ports are programmed, not plugged, and the Docker network driver (-d ovn-hub) is not served.
   With them:  .venv/bin/hubd --role node --config $STATE/hubd-node.toml"
 fi
 cat <<EOT
@@ -93,9 +103,8 @@ cat <<EOT
   OVN Hub is starting with an OVN sandbox in $STATE/ovn and Docker at $DOCKER_SOCK.
   In another shell:
     export DOCKER_HOST=unix://$DOCKER_SOCK
-    docker network create --subnet 10.10.0.0/24 blue
-    docker run -d --name web --network blue busybox:hub sleep 3600
-    .venv/bin/hubctl --config $STATE/hubd.toml endpoints
+    docker run -d --name web --network none --label ovn-hub.network=blue busybox:hub sleep 3600
+    .venv/bin/hubctl --config $STATE/hubd.toml endpoints     # OVN allocated its address
     ovn-nbctl --db=unix:$STATE/ovn/nb.sock show
   $NODE_TEXT
   CNI: .venv/bin/ovn-hub-cni --install /opt/cni/bin; conflist $STATE/ovn-hub.conflist

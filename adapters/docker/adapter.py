@@ -97,6 +97,12 @@ class DockerOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     #: A JSON file of canonical Policy objects (a list; ``source`` may be left out) for this
     #: engine's containers, matched by container labels; re-read when it changes.
     policies: str = ""
+    #: The OVN Hub Docker network driver's name (``hubd --role node`` ``[node] driver_name``): networks of
+    #: this driver are hub networks (their IPAM subnet and gateway), their containers' attachments endpoints.
+    driver: Annotated[str, msgspec.Meta(min_length=1)] = "ovn-hub"
+    #: Also map networks that Docker's own drivers serve (bridge, macvlan, ipvlan, overlay, other plugins)
+    #: and their containers.  Off by default: OVN never carries their packets, so such a port never comes up.
+    mirror_bridge_networks: bool = False
 
 
 def load_policies(path: str, source: Source) -> list[Policy]:
@@ -241,6 +247,8 @@ class DockerAdapter:
         self._seen_set: set[tuple[int, str, str, str]] = set()
         self._by_container: dict[str, set[str]] = {}  # container id → endpoint keys in the cache
         self._net_names: dict[str, str] = {}  # network id → name (destroy events)
+        self._drivers: dict[str, str] = {}  # network name → its Docker driver
+        self._unmirrored_logged: set[str] = set()
         self._host_logged: set[str] = set()
         self._shadow_logged: set[str] = set()
         self._policies: list[Policy] = []  # from the policies file, as last read successfully
@@ -378,6 +386,8 @@ class DockerAdapter:
                     cid = event_container_id(ev)
                     # "none"/"host" come with every start of such a container (its start event follows)
                     if cid and attrs.get("name") not in ("none", "host"):
+                        if action == "connect" and not await self._running(docker, cid):
+                            return  # being started: Docker holds its lock (an inspect would wait); start follows
                         await self.sync_container(docker, cid, sink)
                 elif action == "create" and nid:
                     await self.sync_network(docker, nid, sink)
@@ -385,6 +395,8 @@ class DockerAdapter:
                     name = attrs.get("name") if isinstance(attrs.get("name"), str) else None
                     name = name or self._net_names.get(nid)
                     self._net_names.pop(nid, None)
+                    if name:
+                        self._drivers.pop(name, None)
                     if name and name not in self.hub_networks:
                         await self._emit(sink, self.cache.delete("network", name))
         except _RECOVERABLE:
@@ -405,6 +417,7 @@ class DockerAdapter:
             endpoints: list[Endpoint] = []
             self._host_logged.discard(cid)
         else:
+            await self._learn_networks(docker, data)
             try:
                 endpoints = normalize_container(
                     data,
@@ -412,6 +425,7 @@ class DockerAdapter:
                     node=self.node,
                     default_namespace=self.options.namespace,
                     hub_networks=self.hub_networks,
+                    skip_networks=self._unmirrored(),
                 )
             except Invalid as exc:
                 await self._reject(sink, exc, cid)
@@ -432,6 +446,17 @@ class DockerAdapter:
         else:
             self._by_container.pop(cid, None)
 
+    async def _running(self, docker: aiodocker.Docker, cid: str) -> bool:
+        """Whether ``cid`` runs, from the container list (which takes no container lock): a ``connect``
+        event from inside a container's start comes while Docker holds the container, and an inspect
+        would wait for the whole start, holding up every event behind it; that start's own event
+        follows, so such a connect needs no look of its own."""
+        listed: Any = await docker._query_json(
+            "containers/json", params={"all": "1", "filters": msgspec.json.encode({"id": [cid]}).decode()}
+        )
+        states = [c.get("State") for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
+        return not states or any(st in ("running", "paused") for st in states)
+
     async def sync_network(self, docker: aiodocker.Docker, nid: str, sink: EventSink) -> None:
         try:
             data: Any = await docker._query_json(f"networks/{nid}")
@@ -440,7 +465,7 @@ class DockerAdapter:
                 raise
             return  # already gone again; its destroy event follows
         try:
-            net = normalize_network(data, self.source)
+            net = self._map_network(data)
         except Invalid as exc:
             await self._reject(sink, exc, nid)
             return
@@ -454,10 +479,11 @@ class DockerAdapter:
         objects: list[Object] = []
         net_names: dict[str, str] = {}
         raw_networks: Any = await docker.networks.list()
+        self._drivers = {}
         for raw in raw_networks if isinstance(raw_networks, list) else []:
             nid = raw.get("Id", "") if isinstance(raw, dict) else ""
             try:
-                net = normalize_network(raw, self.source)
+                net = self._map_network(raw)
             except Invalid as exc:
                 await self._reject(sink, exc, nid if isinstance(nid, str) else "")
                 continue
@@ -498,6 +524,7 @@ class DockerAdapter:
                     node=self.node,
                     default_namespace=self.options.namespace,
                     hub_networks=self.hub_networks,
+                    skip_networks=self._unmirrored(),
                 )
             except Invalid as exc:
                 await self._reject(sink, exc, c.id)
@@ -566,6 +593,57 @@ class DockerAdapter:
             await self._emit(sink, self.cache.upsert(pol))
         for uid in sorted(old - {p.uid for p in policies}):
             await self._emit(sink, self.cache.delete("policy", uid))
+
+    # ------------------------------------------------------------ Docker's networks or the hub's
+    def _map_network(self, raw: Any) -> Network | None:
+        """A Docker network as a hub Network, or None: not an L2 domain, or served by one of
+        Docker's own drivers (bridge, macvlan, …: OVN never carries its packets) unless
+        ``mirror_bridge_networks``.  A network of the hub's driver without a gateway in its
+        IPAM config has the first host address as gateway (the driver's IPAM and Docker's
+        default IPAM both give a network that gateway, and Docker's inspect does not show it)."""
+        driver = raw.get("Driver") if isinstance(raw, dict) else None
+        name = raw.get("Name") if isinstance(raw, dict) else None
+        if isinstance(name, str) and isinstance(driver, str):
+            self._drivers[name] = driver
+            if self._served_by_docker(name):
+                return None
+        net = normalize_network(raw, self.source)
+        if net is not None and driver == self.options.driver and net.gateway is None:
+            v4 = [ipaddress.ip_network(s) for s in net.subnets if ":" not in s]
+            if v4 and v4[0].num_addresses > 2:
+                net = msgspec.structs.replace(net, gateway=str(v4[0].network_address + 1))
+        return net
+
+    def _served_by_docker(self, name: str) -> bool:
+        driver = self._drivers.get(name, "")
+        if self.options.mirror_bridge_networks or driver in ("", self.options.driver, "host", "null"):
+            return False
+        if name not in self._unmirrored_logged:
+            self._unmirrored_logged.add(name)
+            self.log.info(
+                "docker network %r (driver %s) is served by Docker's own driver: not mapped to OVN"
+                " (adapter option mirror_bridge_networks = true maps it)", name, driver,
+            )  # fmt: skip
+        return True
+
+    def _unmirrored(self) -> frozenset[str]:
+        return frozenset(n for n in self._drivers if self._served_by_docker(n))
+
+    async def _learn_networks(self, docker: aiodocker.Docker, data: Any) -> None:
+        """The drivers of networks a container is attached to that no list or event named yet."""
+        nets = (data.get("NetworkSettings") or {}).get("Networks") if isinstance(data, dict) else None
+        for name, att in nets.items() if isinstance(nets, dict) else ():
+            nid = att.get("NetworkID") if isinstance(att, dict) else None
+            if name in self._drivers or name in ("host", "none") or not isinstance(nid, str) or not nid:
+                continue
+            try:
+                raw: Any = await docker._query_json(f"networks/{nid}")
+            except aiodocker.DockerError as exc:
+                if exc.status != 404:
+                    raise
+                continue
+            if isinstance(raw, dict) and isinstance(raw.get("Driver"), str):
+                self._drivers[name] = raw["Driver"]
 
     # ------------------------------------------------------------ helpers
     def _shadowed(self, net: Network) -> bool:

@@ -81,6 +81,13 @@ class NodeOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     resync_interval: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     #: /healthz, /readyz, /metrics, /v1/status (``unix:/path`` or loopback ``host:port``); none if empty.
     listen: str = ""
+    #: Unix socket of the Docker network + IPAM driver (libnetwork's remote API, adapters/docker/driver.py);
+    #: none if empty.  Docker finds ``/run/docker/plugins/<driver_name>.sock`` by itself; elsewhere a spec file
+    #: ``/etc/docker/plugins/<driver_name>.spec`` holding ``unix://<driver_socket>`` names it.
+    driver_socket: str = ""
+    #: The driver's name: ``docker network create -d <name> --ipam-driver <name>`` (the hub's docker
+    #: adapter option ``driver`` must be the same).
+    driver_name: str = "ovn-hub"
 
 
 def complete_ids(ids: dict[str, str]) -> dict[str, str]:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 from core.model import (
@@ -206,12 +206,15 @@ def normalize_container(
     node: str = "",
     default_namespace: str = "default",
     hub_networks: Mapping[str, Network] | None = None,
+    skip_networks: Collection[str] = (),
 ) -> list[Endpoint]:
     """``GET /containers/{id}/json`` → one Endpoint per attached network.
 
     Returns ``[]`` for containers that are not running, use host or ``none``
     networking (unless in wrapper mode: labeled with one of ``hub_networks``,
-    see the module docstring), or have no attachment with an IP yet.  Raises
+    see the module docstring), or have no attachment with an IP yet.
+    Attachments to ``skip_networks`` (the adapter's: networks Docker's own
+    drivers serve, which OVN never carries) are left out.  Raises
     :class:`Invalid` for malformed input.
     """
     if not isinstance(inspect, dict):
@@ -222,7 +225,7 @@ def normalize_container(
     if not isinstance(cid, str):
         raise Invalid("bad-type", f"container Id is {_tname(cid)}, expected a string")
     try:
-        return _normalize_container(inspect, cid, source, node, default_namespace, hub_networks or {})
+        return _normalize_container(inspect, cid, source, node, default_namespace, hub_networks or {}, skip_networks)
     except Invalid as exc:
         raise Invalid(exc.reason, f"container {_short(cid)}: {exc}") from None
 
@@ -234,6 +237,7 @@ def _normalize_container(
     node: str,
     default_namespace: str,
     hub_networks: Mapping[str, Network],
+    skip_networks: Collection[str] = (),
 ) -> list[Endpoint]:
     running, status = _is_running(_obj(inspect.get("State"), "State"))
     if not running:
@@ -270,7 +274,7 @@ def _normalize_container(
 
     out: list[Endpoint] = []
     for net, att_raw in networks.items():
-        if net in _SPECIAL_NETWORKS or net in hub_networks:
+        if net in _SPECIAL_NETWORKS or net in hub_networks or net in skip_networks:
             continue  # a Docker network named like an OVN Hub network is shadowed by it: not mapped
         where = f"NetworkSettings.Networks[{net!r}]"
         att = _obj(att_raw, where)

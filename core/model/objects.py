@@ -221,10 +221,17 @@ class PolicyPort(msgspec.Struct, frozen=True, kw_only=True):
 
 class Rule(msgspec.Struct, frozen=True, kw_only=True):
     """Empty ``peers`` = every source/destination; empty ``ports`` = every port.
-    A rule allows the traffic matching (any peer) AND (any port)."""
+    A rule allows the traffic matching (any peer) AND (any port).
+
+    ``log``: the traffic the rule allows is logged too (OVN ACL logging: the
+    rule's ACLs get ``log=true``, ``name`` = the policy's name, ``severity=info``;
+    ovn-controller writes one line per new connection).  Not a Kubernetes field:
+    Cloud Foundry's ASGs (``"log": true``) ask for it.  Decoding JSON without
+    it gives false, so payloads written before it existed still decode."""
 
     peers: tuple[Peer, ...] = ()
     ports: tuple[PolicyPort, ...] = ()
+    log: bool = False
 
 
 class Policy(msgspec.Struct, frozen=True, tag="policy", kw_only=True):

@@ -205,3 +205,99 @@ def test_the_relist_check_takes_both_paths() -> None:
     assert static.runs >= 2
     k8s = run_check(check_relist, k8s_factory, KubeApi(), Timeouts())
     assert k8s.raises == () and k8s.runs == 1, k8s
+
+
+# ---------------------------------------------------------------- cloud foundry
+class CFBbs:
+    """The fake BBS (mutual TLS, protobuf SSE) behind a breakable proxy; no CC or
+    policy server (names come from the records' metric_tags)."""
+
+    def __init__(self) -> None:
+        self.dir = Path(f"/tmp/hubkit{uuid.uuid4().hex[:10]}")  # made by start(): spec() alone leaves nothing behind
+        self.bbs: Any = None
+        self.proxy: BreakableProxy | None = None
+        self._n = 0
+        self.index: dict[str, int] = {}
+
+    async def start(self) -> None:
+        from testkit.cf_fake import FakeBBS, make_pki
+
+        self.pki = make_pki(self.dir)
+        self.bbs = FakeBBS(self.pki)
+        await self.bbs.start()
+        self.proxy = BreakableProxy(f"127.0.0.1:{self.bbs.port}")
+        await self.proxy.start()
+
+    async def stop(self) -> None:
+        try:
+            if self.proxy is not None:
+                await self.proxy.stop()
+            if self.bbs is not None:
+                await self.bbs.stop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def spec(self) -> AdapterSpec:
+        address = self.proxy.address if self.proxy is not None else "127.0.0.1:1"  # the normalizer check starts nothing
+        d = self.dir  # make_pki's file names
+        return AdapterSpec(name="cf", type="cloudfoundry", cluster="kit", options={
+            "bbs_url": f"https://{address}", "bbs_ca": str(d / "ca.crt"), "bbs_cert": str(d / "client.crt"),
+            "bbs_key": str(d / "client.key"), "backoff_max": 0.3, "evacuation_grace": 0.0,
+        })  # fmt: skip
+
+    def _lrp(self, name: str, ip: str, app: str = "one") -> Any:
+        from testkit.cf_fake import lrp
+
+        tags = {"app_name": app, "space_name": "kit", "organization_name": "org", "process_type": "web"}
+        return lrp(f"pg-{name}", 0, f"ig-{name}", "cell-1", ip, tags=tags)
+
+    async def add(self, name: str) -> None:
+        self._n += 1
+        self.bbs.create(self._lrp(name, f"10.255.7.{self._n}"))
+
+    async def change(self, name: str) -> None:
+        cur = self.bbs.records[(f"pg-{name}", 0, "ORDINARY")]
+        new = self._lrp(name, cur.actual_lrp_net_info.instance_address)
+        new.actual_lrp_instance_key.cell_id = "cell-2"  # the instance's node changes
+        self.bbs.change(new)
+
+    async def touch(self, name: str) -> None:
+        cur = self.bbs.records[(f"pg-{name}", 0, "ORDINARY")]
+        cur.since += 1  # a changed event whose instance is the same
+        self.bbs.change(cur)
+
+    async def remove(self, name: str) -> None:
+        self.bbs.remove((f"pg-{name}", 0, "ORDINARY"))
+
+    async def add_bad(self, name: str) -> None:
+        self.bbs.create(self._lrp(name, "10.255.7.300"))
+
+    async def break_connection(self) -> None:
+        assert self.proxy is not None
+        await self.proxy.break_connection()
+
+    async def restore_connection(self) -> None:
+        assert self.proxy is not None
+        await self.proxy.restore_connection()
+
+
+def cf_factory(spec: AdapterSpec) -> Adapter:
+    adapter = entry_point_factory("cloudfoundry")(spec)
+    adapter.backoff_initial = 0.05  # type: ignore[attr-defined]
+    return adapter
+
+
+class TestCloudFoundryConformance(AdapterConformance):
+    @pytest.fixture
+    def orchestrator(self) -> FakeOrchestrator:
+        return CFBbs()
+
+    @pytest.fixture
+    def adapter_factory(self) -> AdapterFactory:
+        return cf_factory
+
+    @pytest.fixture
+    def normalizer_inputs(self) -> list[str]:
+        files = sorted(p for p in (FIXTURES_DIR / "cloudfoundry").iterdir() if p.is_file() and p.name != "SOURCES.md")
+        assert len(files) >= 9
+        return [p.read_text(errors="replace") for p in files]

@@ -3,11 +3,13 @@
 through a testkit.proxy.BreakableProxy on a unix socket (broken = the adapter's
 connections aborted and refused; the docker CLI still talks to dockerd directly).
 
-The orchestrator's objects are busybox containers on a user-defined network:
-change = ``docker rename`` (the endpoint's name), touch = ``docker kill -s WINCH``
-(a ``kill`` event the adapter re-inspects; nothing canonical changes), bad =
-a ``--network none`` container labelled for an OVN Hub network the adapter does
-not have (rejected as ``unknown-network``)."""
+The orchestrator's objects are busybox containers in wrapper mode (``--network
+none`` labelled for the adapter's OVN Hub network ``kitnet``: the adapter's
+default configuration maps them, and a container on a network of Docker's own
+bridge driver it does not): change = ``docker rename`` (the endpoint's name),
+touch = ``docker kill -s WINCH`` (a ``kill`` event the adapter re-inspects;
+nothing canonical changes), bad = a ``--network none`` container labelled for
+an OVN Hub network the adapter does not have (rejected as ``unknown-network``)."""
 
 from __future__ import annotations
 
@@ -38,14 +40,13 @@ DOCKER_FIXTURES = FIXTURES_DIR / "docker"
 IMAGE = "busybox:hub"
 
 
+KIT_SUBNET = f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24"
+
+
 @pytest.fixture(scope="module")
-def kitnet(dockerd: PrivateDockerd) -> Iterator[str]:
-    subnet = f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24"
-    docker(dockerd, "network", "create", "--driver", "bridge", "--subnet", subnet, "kitnet")
-    try:
-        yield "kitnet"
-    finally:
-        docker(dockerd, "network", "rm", "kitnet", check=False)
+def kitnet() -> Iterator[str]:
+    """The adapter's OVN Hub network (it exists only in OVN: nothing to create in Docker)."""
+    yield "kitnet"
 
 
 class DockerEngine:
@@ -81,16 +82,15 @@ class DockerEngine:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def spec(self) -> AdapterSpec:
-        return AdapterSpec(
-            name="docker", type="docker", cluster="kit", options={"url": f"unix://{self.proxy.address[5:]}"}
-        )
+        options = {"url": f"unix://{self.proxy.address[5:]}", "networks": {self.network: {"subnet": KIT_SUBNET}}}
+        return AdapterSpec(name="docker", type="docker", cluster="kit", options=options)
 
     async def _run(self, name: str, *args: str) -> None:
         cid = await self._docker("run", "-d", "--init", "--name", self._name(name), *args, IMAGE, "sleep", "3600")
         self.ids[name] = cid
 
     async def add(self, name: str) -> None:
-        await self._run(name, "--network", self.network)
+        await self._run(name, "--network", "none", "--label", f"ovn-hub.network={self.network}")
 
     async def change(self, name: str) -> None:
         await self._docker("rename", self.ids[name], self._name(name) + "-renamed")

@@ -4,6 +4,13 @@ Fails (never skips) when dockerd/busybox are missing or we are not root.  The da
 module-scoped and always stopped (and its data root removed) at the end.  What
 needs no daemon (options, malformed lines, stream framing) is in
 tests/unit/test_docker_adapter.py.
+
+Most tests here watch the adapter follow containers on Docker bridge networks
+(``hub-a``, ``hub-b``): real addresses and MACs, events, relists.  Those run
+with ``mirror_bridge_networks = true`` (:func:`mirroring`), the option that maps
+networks Docker's own drivers serve; by default the adapter leaves them out
+(:func:`test_bridge_networks_are_not_mirrored_by_default`), and networks of the
+OVN Hub driver are mapped (tests/integration/test_docker_driver.py).
 """
 
 from __future__ import annotations
@@ -26,6 +33,11 @@ from adapters.docker import DockerAdapter
 from core.model import Delete, Endpoint, InputEvent, Network, Policy, Rejected, Snapshot, Source, Upsert, validate
 from testkit.dockerd import DOCKERD, PrivateDockerd, import_busybox
 from tests.unit.test_docker_adapter import WAIT, WRAP_NETS, Sink, make_adapter
+
+
+def mirroring(url: str, **options: Any) -> DockerAdapter:
+    """An adapter that maps Docker's own networks too (the subject of most tests here)."""
+    return make_adapter(url, mirror_bridge_networks=True, **options)
 
 
 # ---------------------------------------------------------------- fixtures
@@ -184,7 +196,7 @@ async def test_first_snapshot_has_real_ips_and_macs(env: Env) -> None:
         info = await docker.system.info()
         inspects = {cid: await docker.containers.container(cid).show() for cid in (c1, c2)}
 
-        adapter = make_adapter(env.url)
+        adapter = mirroring(env.url)
         sink = Sink()
         async with running(adapter, sink):
             i = await sink.wait_for(lambda e: isinstance(e, Snapshot))
@@ -226,7 +238,7 @@ async def test_first_snapshot_has_real_ips_and_macs(env: Env) -> None:
 async def test_stop_start_pause_rename_connect(env: Env) -> None:
     async with aiodocker.Docker(url=env.url) as docker:
         cid = await start_container(docker, env, "life", [env.net_a, env.net_b])
-        adapter = make_adapter(env.url)
+        adapter = mirroring(env.url)
         sink = Sink()
         async with running(adapter, sink):
             i = await sink.wait_for(lambda e: isinstance(e, Snapshot))
@@ -298,7 +310,7 @@ async def test_handle_line_on_live_daemon(env: Env) -> None:
     """A bad line, then a good one for a real container: Rejected, then Upsert."""
     async with aiodocker.Docker(url=env.url) as docker:
         cid = await start_container(docker, env, "lines", [env.net_b])
-        adapter = make_adapter(env.url)
+        adapter = mirroring(env.url)
         sink = Sink()
         await adapter.handle_line(b'{"Type":"container","Action":"sta', sink, docker)
         good = {"Type": "container", "Action": "start", "Actor": {"ID": cid, "Attributes": {}},
@@ -327,7 +339,7 @@ async def test_periodic_resync_emits_snapshot(env: Env) -> None:
 async def test_daemon_restart_relists_and_keeps_working(env: Env) -> None:
     async with aiodocker.Docker(url=env.url) as docker:
         keeper = await start_container(docker, env, "keeper", [env.net_a], restart_always=True)
-    adapter = make_adapter(env.url)
+    adapter = mirroring(env.url)
     sink = Sink()
     async with running(adapter, sink) as task:
         first = await sink.wait_for(lambda e: isinstance(e, Snapshot))
@@ -363,6 +375,36 @@ async def test_daemon_restart_relists_and_keeps_working(env: Env) -> None:
             cached = {e.network: (e.ips, e.mac) for e in adapter.cache.endpoints() if e.uid == fresh}
             assert cached == real
     assert adapter.rejected == {}
+
+
+async def test_bridge_networks_are_not_mirrored_by_default(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    """Docker's own bridge serves hub-a and hub-b: OVN never carries their packets, so by
+    default neither the networks nor their containers are mapped (said once per network),
+    also for a network created and a container started while the adapter runs; wrapper
+    mode, which does not depend on Docker's networks, still maps."""
+    caplog.set_level(logging.INFO)
+    adapter = make_adapter(env.url, networks=WRAP_NETS)
+    sink = Sink()
+    async with aiodocker.Docker(url=env.url) as docker:
+        c1 = await start_container(docker, env, "plain-1", [env.net_a])
+        async with running(adapter, sink):
+            first = sink.events[await sink.wait_for(lambda e: isinstance(e, Snapshot))]
+            assert isinstance(first, Snapshot)
+            assert {o.name for o in first.objects if isinstance(o, Network)} == set(WRAP_NETS)
+            assert not [o for o in first.objects if isinstance(o, Endpoint)], first.objects
+            later = await docker.networks.create({"Name": "hub-late", "Driver": "bridge"})
+            c2 = await start_container(docker, env, "plain-2", ["hub-late", env.net_b])
+            c3 = await start_container(docker, env, "wrapped", ["none"], labels={"ovn-hub.network": "blue"})
+            await sink.wait_for(is_upsert_of(c3, "blue"))
+            ups = [e.obj for e in sink.events if isinstance(e, Upsert) and isinstance(e.obj, (Network, Endpoint))]
+            assert [(type(o).__name__, getattr(o, "uid", "")) for o in ups] == [("Endpoint", c3)], ups
+            assert endpoints_of(await adapter.relist(docker, sink), c2) == {}
+        for c in (c1, c2, c3):
+            await docker.containers.container(c).delete(force=True)
+        await later.delete()
+    said = [r.getMessage() for r in caplog.records if "served by Docker's own driver" in r.getMessage()]
+    assert any("'hub-a' (driver bridge)" in m for m in said) and any("'hub-late'" in m for m in said), said
+    assert len([m for m in said if "'hub-a'" in m]) == 1, said
 
 
 # ---------------------------------------------------------------- wrapper mode and the policies file

@@ -2,7 +2,11 @@
 
 Containers on two user-defined networks become logical ports carrying the
 containers' real IP and MAC; stops, engine restarts and changes made while
-hubd was down all converge.
+hubd was down all converge.  The networks are Docker bridge networks, which the
+adapter maps only with ``mirror_bridge_networks = true`` (set here: this tests
+the NB side of mirroring; OVN never carries such a network's packets, so its
+ports stay down).  The OVN Hub driver's own networks, whose ports do come up:
+tests/system/test_docker_driver.py.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ def hub_config(ovn: OvnSandbox, workdir: Path, d: PrivateDockerd) -> str:
         f'[hub]\nid = "hubd-e2e"\nstate_dir = "{workdir}"\n[ovn]\nnb = "{ovn.nb_remote}"\n'
         f'[api]\nlisten = "unix:{workdir}/api.sock"\n'
         f'[adapters.docker]\ntype = "docker"\ncluster = "local"\nurl = "{d.url}"\nnode = "node1"\n'
+        "mirror_bridge_networks = true\n"
     )
 
 

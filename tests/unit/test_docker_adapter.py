@@ -159,3 +159,55 @@ def test_hub_network_options_are_validated() -> None:
     ):
         with pytest.raises(OptionsError, match=where):
             make(nets)
+
+
+# ---------------------------------------------------------------- networks: the hub's driver, Docker's own
+def _net(name: str, driver: str, config: list[dict[str, str]]) -> dict[str, Any]:
+    return {"Name": name, "Id": name * 4, "Driver": driver, "IPAM": {"Driver": driver, "Config": config}}
+
+
+def test_networks_of_the_hub_driver_are_mapped_and_dockers_own_are_not_by_default() -> None:
+    a = make_adapter("unix:///x.sock")
+    assert (a.options.driver, a.options.mirror_bridge_networks) == ("ovn-hub", False)
+    green = a._map_network(_net("green", "ovn-hub", [{"Subnet": "10.60.0.0/24"}]))
+    assert green is not None and (green.subnets, green.gateway) == (("10.60.0.0/24",), "10.60.0.1")
+    red = a._map_network(_net("red", "ovn-hub", [{"Subnet": "10.61.0.0/24", "Gateway": "10.61.0.254"}]))
+    assert red is not None and red.gateway == "10.61.0.254"
+    assert a._map_network(_net("br", "bridge", [{"Subnet": "10.62.0.0/24"}])) is None
+    assert a._map_network(_net("mv", "macvlan", [{"Subnet": "10.63.0.0/24"}])) is None
+    assert a._map_network(_net("host", "host", [])) is None
+    assert a._unmirrored() == frozenset({"br", "mv"})
+    mirror = make_adapter("unix:///x.sock", mirror_bridge_networks=True, driver="ovn-hub-test")
+    br = mirror._map_network(_net("br", "bridge", [{"Subnet": "10.62.0.0/24"}]))
+    assert br is not None and br.gateway is None  # Docker's network, as Docker's inspect says it
+    assert mirror._unmirrored() == frozenset()
+    other = mirror._map_network(_net("green", "ovn-hub", [{"Subnet": "10.60.0.0/24"}]))
+    assert other is not None and other.gateway is None  # not this adapter's driver: no gateway rule
+
+
+def test_containers_on_networks_docker_serves_are_left_out() -> None:
+    from adapters.docker.normalize import normalize_container
+
+    inspect = {
+        "Id": "c" * 64, "Name": "/web", "State": {"Running": True, "Status": "running"},
+        "Config": {"Labels": {}}, "HostConfig": {"NetworkMode": "green"},
+        "NetworkSettings": {"Networks": {
+            "green": {"IPAddress": "10.60.0.2", "MacAddress": "0a:58:0a:3c:00:02", "NetworkID": "g"},
+            "br": {"IPAddress": "10.62.0.2", "MacAddress": "02:42:0a:3e:00:02", "NetworkID": "b"}}},
+    }  # fmt: skip
+    src = Source("docker", "test")
+    assert {e.network for e in normalize_container(inspect, src)} == {"green", "br"}
+    (ep,) = normalize_container(inspect, src, skip_networks={"br"})
+    assert (ep.network, ep.ips, ep.mac) == ("green", ("10.60.0.2",), "0a:58:0a:3c:00:02")
+
+
+def test_node_driver_options_are_checked() -> None:
+    from hub.config import ConfigError, loads
+    from hub.node import node_options
+
+    ok = node_options(loads('[node]\ndriver_socket = "/run/docker/plugins/ovn-hub.sock"\n'))
+    assert (ok.driver_socket, ok.driver_name) == ("/run/docker/plugins/ovn-hub.sock", "ovn-hub")
+    with pytest.raises(ConfigError, match=r"node\.driver_socket.*absolute"):
+        node_options(loads('[node]\ndriver_socket = "ovn-hub.sock"\n'))
+    with pytest.raises(ConfigError, match=r"node\.driver_name"):
+        node_options(loads('[node]\ndriver_name = "OVN Hub"\n'))

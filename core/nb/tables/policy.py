@@ -84,7 +84,12 @@ ACL = "ACL"
 PG_COLUMNS = {"name": Col.SCALAR, "ports": Col.UUIDS, "acls": Col.UUIDS, "external_ids": Col.MAP}
 AS_COLUMNS = {"name": Col.SCALAR, "addresses": Col.SET, "external_ids": Col.MAP}
 ACL_COLUMNS = {"priority": Col.SCALAR, "direction": Col.SCALAR, "match": Col.SCALAR, "action": Col.SCALAR,
-               "options": Col.MAP, "external_ids": Col.MAP}  # fmt: skip
+               "options": Col.MAP, "external_ids": Col.MAP, "log": Col.SCALAR, "name": Col.OPTIONAL,
+               "severity": Col.OPTIONAL}  # fmt: skip
+#: ACL ``severity`` of a rule that asks for logging (``Rule.log``); ``name`` is its policy's name
+LOG_SEVERITY = "info"
+#: OVN's limit on an ACL's ``name``
+ACL_NAME_MAX = 63
 
 DENY_PRIORITY = 1000
 ALLOW_PRIORITY = 1001
@@ -304,11 +309,17 @@ class RowBuilder:
         cols = {"name": name, "addresses": tuple(sorted(set(addresses))), "external_ids": ids}
         self.rows[(AS, name)] = DesiredRow(AS, name, self.src, cols)
 
-    def acl(self, pg: str, direction: str, priority: int, match: str, action: str, ids: dict[str, str]) -> None:
+    def acl(
+        self, pg: str, direction: str, priority: int, match: str, action: str, ids: dict[str, str], log: str = ""
+    ) -> None:
+        """``log``: the ACL logs what it matches, under that name (``log=true``,
+        ``name``, ``severity`` :data:`LOG_SEVERITY`); "" = no logging, and then
+        the row has exactly the columns (and the identity) it had before logging existed."""
         options = dict(AFTER_LB) if direction == "from-lport" else {}
-        digest = hashlib.sha256(
-            "\0".join([pg, direction, str(priority), match, action, repr(sorted(options.items()))]).encode()
-        ).hexdigest()[:32]
+        parts = [pg, direction, str(priority), match, action, repr(sorted(options.items()))]
+        if log:
+            parts.append(f"log={log}")
+        digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
         key = f"acl_{digest}"
         ids = dict(ids, **{ACL_KEY: key, PARENT: pg})
         cols = {
@@ -319,6 +330,8 @@ class RowBuilder:
             "options": options,
             "external_ids": ids,
         }
+        if log:
+            cols.update(log=True, name=log[:ACL_NAME_MAX], severity=LOG_SEVERITY)
         self.rows[(ACL, key)] = DesiredRow(ACL, key, self.src, cols, parent=pg)
 
 
@@ -383,6 +396,7 @@ def _rule_acls(
     here = "outport" if ingress else "inport"
     tag = f"{'ingress' if ingress else 'egress'}/{index}"
     ids = b.ids(pol, tag)
+    log = pol.name if rule.log else ""
     selector_peers = [p for p in rule.peers if p.cidr is None]
     blocks = [p for p in rule.peers if p.cidr is not None]
     peer_terms: list[str] = []
@@ -403,14 +417,14 @@ def _rule_acls(
     named = [pp for pp in rule.ports if isinstance(pp.port, str)]
     if not rule.ports or numeric:
         ports_clause = f" && ({' || '.join(_port_match(pp) for pp in numeric)})" if numeric else ""
-        b.acl(pg, acl_dir, ALLOW_PRIORITY, f"{here} == @{pg} && ip{peer_clause}{ports_clause}", "allow-related", ids)
+        b.acl(pg, acl_dir, ALLOW_PRIORITY, f"{here} == @{pg} && ip{peer_clause}{ports_clause}", "allow-related", ids, log)
     for pp in named:
         if ingress:
             # the destination is one of the selected pods: only those defining the name
             for number, group in sorted(_named_groups(pp, chosen).items()):
                 outs = ", ".join(json.dumps(lsp_name(ep)) for ep in group)  # a quoted, escaped OVN string
                 match = f"outport == {{{outs}}} && ip{peer_clause} && {pp.protocol}.dst == {number}"
-                b.acl(pg, acl_dir, ALLOW_PRIORITY, match, "allow-related", ids)
+                b.acl(pg, acl_dir, ALLOW_PRIORITY, match, "allow-related", ids, log)
         else:
             # the destination is a peer: pods matching the selectors, inside an
             # ipBlock, or (no peers) any endpoint of the source
@@ -418,7 +432,7 @@ def _rule_acls(
                 if not ips:
                     continue
                 match = f"inport == @{pg} && ip && ({_ip_set_match(ips, 'dst')}) && {pp.protocol}.dst == {number}"
-                b.acl(pg, acl_dir, ALLOW_PRIORITY, match, "allow-related", ids)
+                b.acl(pg, acl_dir, ALLOW_PRIORITY, match, "allow-related", ids, log)
 
 
 def names_in_match(match: str) -> set[str]:
