@@ -217,6 +217,9 @@ def _keepalive(writer: asyncio.StreamWriter) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
 
 
+SSL_SHUTDOWN_TIMEOUT = 2.0
+
+
 class BBSClient:
     """The two BBS calls over mutual TLS, on asyncio streams (the event stream's
     chunk framing is read by hand: :class:`.wire.ChunkDecoder`)."""
@@ -228,9 +231,11 @@ class BBSClient:
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         async with asyncio.timeout(self.timeout):
+            # a BBS that stops answering must not hold a close (hubd's SIGTERM) for asyncio's default 30 s TLS shutdown
             return await asyncio.open_connection(
-                self.url.host, self.url.port, ssl=self.ctx, server_hostname=self.url.host, limit=MAX_HEADER
-            )
+                self.url.host, self.url.port, ssl=self.ctx, server_hostname=self.url.host, limit=MAX_HEADER,
+                ssl_shutdown_timeout=SSL_SHUTDOWN_TIMEOUT,
+            )  # fmt: skip
 
     async def list_lrps(self, cell_id: str = "") -> list[Any]:
         """``POST /v1/actual_lrps/list`` → ActualLRP messages; raises :class:`BBSError` / OSError."""
