@@ -23,7 +23,14 @@ environment and stdin; they are checked again here with the plugin's own
   gets uid = its ContainerID, ``NetworkInfo.labels`` and
   ``ovn-hub.io/workload=mesos:<ContainerID>`` with a MAC of its own: it yields to
   the Mesos adapter's endpoint once the master knows the task, whose port then
-  takes the MAC over and this agent re-plugs onto it), and :class:`HubPublisher` posts the
+  takes the MAC over and this agent re-plugs onto it; a Cloud Foundry app
+  instance - Garden's ``metadata``, :func:`core.vif.cni.garden_app_instance` -
+  gets uid = ``CNI_CONTAINERID`` (the ActualLRP's instance guid), the app, space
+  and org guid labels and ``ovn-hub.io/workload=cloudfoundry:<instance guid>``,
+  and no MAC: the rep claimed the instance before Garden made the container, so
+  the cloudfoundry adapter's endpoint of that workload normally has its port
+  already and this one yields at once; it is programmed only while the hub does
+  not know the instance), and :class:`HubPublisher` posts the
   source's whole Snapshot (with its ``[cni.networks]``) to the hub's
   ``/v1/ingest/cni/<node>`` after every change and every ``resync_interval``
   (level-triggered: a restarted hub has it again within that time).
@@ -64,6 +71,8 @@ from core.vif.cni import (
     check,
     dns_search,
     endpoint_uid,
+    garden_app_instance,
+    garden_labels,
     labels_of,
     mesos_network_info,
     network_info_labels,
@@ -517,6 +526,13 @@ class CniAgent:
             uid = cid
             labels = {**network_info_labels(mesos), **labels, LABEL_WORKLOAD: f"mesos:{cid}"}
             mac = mac or stable_mac(f"mesos:{cid}")
+        elif (garden := garden_app_instance(conf)) is not None:
+            # Garden (garden-external-networker): CNI_CONTAINERID is the instance guid, the cloudfoundry adapter's
+            # uid, and the rep claimed the instance (the adapter's dynamic port) before Garden made the container,
+            # so this endpoint normally yields at once and the ADD plugs the adapter's port. No MAC of its own:
+            # a winner would take it over and rewrite the port this ADD may have plugged already.
+            uid = cid
+            labels = {**garden_labels(garden), **labels, LABEL_WORKLOAD: f"cloudfoundry:{cid}"}
         ep = Endpoint(source=self.source, uid=uid, namespace=namespace,
                       name=args.get("K8S_POD_NAME") or cid[:12], kind="container", network=network,
                       node=self.chassis, ips=ips, mac=mac, labels=labels)  # fmt: skip

@@ -33,7 +33,9 @@ The mapping (README "Cloud Foundry"):
 * ``labels`` = the app's and the process's CC labels, plus
   ``cloudfoundry.org/app-guid``, ``/process-type``, ``/space-guid``,
   ``/org-guid`` and ``/lifecycle`` (``running``), which CC reserves (no user
-  label has that prefix);
+  label has that prefix), and ``ovn-hub.io/workload`` =
+  ``cloudfoundry:<instance_guid>`` (the cell's CNI endpoint of the container
+  says the same workload and yields to this one: one port per instance);
 * per space: a ``c2c-default`` ingress Policy (every instance isolated; what
   comes from outside the overlay subnets passes: GoRouter, SSH proxy, the
   outside world), ``asg-running`` / ``asg-staging`` egress Policies (the
@@ -56,6 +58,7 @@ from typing import Any
 import msgspec
 
 from core.model import (
+    LABEL_WORKLOAD,
     Endpoint,
     Invalid,
     Namespace,
@@ -98,6 +101,7 @@ __all__ = [
     "parse_security_groups",
     "platform_objects",
     "stats_endpoints",
+    "workload",
 ]
 
 APP_GUID = "cloudfoundry.org/app-guid"
@@ -562,8 +566,14 @@ def lrp_endpoint(rec: LRP, source: Source, meta: AppMeta, network: str) -> Endpo
         ports=tuple(PortSpec(port=p) for p in rec.ports),
         state=UP_STATES[rec.state],
     )
-    validate(ep)  # everything but the labels, checked above
-    return msgspec.structs.replace(ep, labels=dict(labels))
+    validate(ep)  # everything but the labels, checked above (and the workload's id is the uid, checked here)
+    return msgspec.structs.replace(ep, labels={**labels, LABEL_WORKLOAD: workload(rec.instance_guid)})
+
+
+def workload(instance_guid: str) -> str:
+    """The workload an app instance is (:data:`core.model.LABEL_WORKLOAD`): the node's CNI
+    endpoint of its container (Garden's handle = the instance guid) says the same, and yields."""
+    return f"cloudfoundry:{instance_guid}"
 
 
 #: (source, AppMeta) → its labels, already checked by the model's validator
@@ -614,7 +624,8 @@ def stats_endpoints(obj: Any, source: Source, catalog: Catalog, network: str) ->
     ep = Endpoint(
         source=source, uid=_check_guid(guid, "instance_guid"), namespace=meta.namespace,
         name=f"{meta.app_name or 'unknown'}/{ptype}/{index}", kind=KIND, network=network,
-        ips=(_ip(ip, "instance_internal_ip"),), labels=dict(meta.labels), ports=tuple(PortSpec(port=p) for p in ports),
+        ips=(_ip(ip, "instance_internal_ip"),), labels={**dict(meta.labels), LABEL_WORKLOAD: workload(guid)},
+        ports=tuple(PortSpec(port=p) for p in ports),
         state=_STATS_UP[state],
     )  # fmt: skip
     validate(ep)

@@ -10,6 +10,9 @@ plugin's requests; ``hub/cniplugin.py`` is the plugin).  From one request:
   ``IP``, ``MAC`` left out) and ``runtimeConfig.labels``;
 * :func:`mesos_network_info`, :func:`network_info_labels` — what Mesos'
   ``network/cni`` isolator passes in ``args["org.apache.mesos"]``;
+* :func:`garden_app_instance`, :func:`garden_labels` — what Cloud Foundry's
+  garden-external-networker injects for an app instance's container
+  (``metadata``: the Cloud Controller's container network properties);
 * :func:`static_address` — a fixed IP/MAC from the ``ips``/``mac``
   capabilities (``runtimeConfig``) or ``CNI_ARGS`` ``IP=``/``MAC=``;
 * :func:`result` — the ADD result of an :class:`~core.vif.attachment.Attachment`
@@ -29,8 +32,8 @@ from typing import Any
 from .attachment import Attachment
 from .link import LinkState
 
-__all__ = ["check", "dns_search", "endpoint_uid", "labels_of", "mesos_network_info", "network_info_labels", "result",
-           "static_address"]
+__all__ = ["check", "dns_search", "endpoint_uid", "garden_app_instance", "garden_labels", "labels_of",
+           "mesos_network_info", "network_info_labels", "result", "static_address"]
 
 _NOT_LABELS = frozenset({"IgnoreUnknown", "IP", "MAC"})
 _UID_BAD = re.compile(r"[^A-Za-z0-9_.\-]")
@@ -75,6 +78,46 @@ def network_info_labels(info: dict[str, Any]) -> dict[str, str]:
         if isinstance(item, dict) and isinstance(item.get("key"), str) and item["key"]:
             value = item.get("value", "")
             out[item["key"]] = value if isinstance(value, str) else str(value)
+    return out
+
+
+def garden_app_instance(conf: dict[str, Any]) -> dict[str, str] | None:
+    """The ``metadata`` Garden's external networker injects into each plugin's
+    configuration, when it is an app instance's; else None.
+
+    The Cloud Controller gives every Diego container the network properties
+    ``policy_group_id`` (= ``app_id``, the app guid), ``app_id``, ``space_id``,
+    ``org_id``, ``ports`` and ``container_workload`` (``app``, ``task`` or
+    ``staging``); garden-external-networker injects them as the top-level key
+    ``metadata`` (libcni's InjectConf; cf-networking's 3rd-party doc shows them
+    under ``runtimeConfig.metadata``: both are read).  An ``app`` container's
+    handle, ``CNI_CONTAINERID``, is its ActualLRP's ``instance_guid``.  Tasks and
+    staging containers are no LRP instances (None)."""
+    meta = conf.get("metadata")
+    if not isinstance(meta, dict):
+        rc = conf.get("runtimeConfig")
+        meta = rc.get("metadata") if isinstance(rc, dict) else None
+    if not isinstance(meta, dict):
+        return None
+    out = {str(k): v for k, v in meta.items() if isinstance(v, str)}
+    if not (out.get("app_id") or out.get("policy_group_id")):
+        return None
+    if out.get("container_workload", "app") not in ("", "app"):
+        return None
+    return out
+
+
+#: Garden's metadata key → the label the cloudfoundry adapter gives its endpoints
+#: (adapters/cloudfoundry/normalize.py; tests/unit/test_cni.py checks they agree)
+GARDEN_LABELS = {"app_id": "cloudfoundry.org/app-guid", "space_id": "cloudfoundry.org/space-guid",
+                 "org_id": "cloudfoundry.org/org-guid"}  # fmt: skip
+
+
+def garden_labels(meta: dict[str, str]) -> dict[str, str]:
+    """The app, space and org guids of Garden's metadata as the cloudfoundry adapter's labels."""
+    out = {label: meta[key] for key, label in GARDEN_LABELS.items() if meta.get(key)}
+    if "cloudfoundry.org/app-guid" not in out and meta.get("policy_group_id"):
+        out["cloudfoundry.org/app-guid"] = meta["policy_group_id"]
     return out
 
 

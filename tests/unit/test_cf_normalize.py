@@ -28,7 +28,7 @@ from adapters.cloudfoundry.normalize import (
 )
 from adapters.cloudfoundry.offline import normalize_text
 from adapters.cloudfoundry.wire import ChunkDecoder, FramingError, SSEParser, encode_chunk, encode_frame
-from core.model import Endpoint, Invalid, Namespace, Policy, Source
+from core.model import LABEL_WORKLOAD, Endpoint, Invalid, Namespace, Policy, Source, workload_rank
 from tests.conftest import FIXTURES_DIR, ROOT
 
 SRC = Source("cloudfoundry", "prod")
@@ -128,6 +128,9 @@ def test_up_states_and_evacuation_twins() -> None:
     assert lrp_endpoint(crashed, SRC, meta, "apps") is None and lrp_endpoint(unclaimed, SRC, meta, "apps") is None
     ep = lrp_endpoint(claimed, SRC, meta, "apps")
     assert ep is not None and ep.ips == () and ep.state == "claimed" and ep.namespace == "o/s" and ep.name == "web-app/unknown/0"
+    # the workload it is: the cell's CNI endpoint of the container (Garden's handle = the instance guid) yields to it
+    assert ep.labels[LABEL_WORKLOAD] == "cloudfoundry:new" and workload_rank(ep) == 3
+    assert lrp_endpoint(running, SRC, meta, "apps").labels[LABEL_WORKLOAD] == "cloudfoundry:ig"  # type: ignore[union-attr]
     assert best_records([twin, running, crashed]) == {"ig": running}  # one port, the ordinary record's
     assert best_records([twin]) == {"ig": twin}
 
