@@ -27,7 +27,8 @@ an inner frame of 1500 bytes still fits after the Geneve header.
 does (netns + veth, ``iface-id`` = the port name, MAC from the endpoint);
 ``add_outside_host`` gives a chassis a provider network: ``br-ex`` with a veth
 into an "outside host" namespace, ``ovn-bridge-mappings=<physnet>:br-ex`` and
-``ovn-cms-options=enable-chassis-as-gw``.
+``ovn-cms-options=enable-chassis-as-gw``; ``add_sandbox`` makes an empty netns for a
+CNI plugin to plug (the node agent's veth goes between it and a chassis' br-int).
 """
 
 from __future__ import annotations
@@ -426,6 +427,14 @@ class TwoChassisOvn:
         name = lsp_name(ep)
         ch.vsctl("add-port", "br-int", host, "--", "set", "Interface", host, f"external_ids:iface-id={name}")
         self.ports[name] = (chassis_index, ns)
+        return ns
+
+    def add_sandbox(self) -> str:
+        """An empty network namespace of this deployment (``lo`` up), deleted on stop: a
+        container runtime's sandbox, for a CNI plugin to plug (``CNI_NETNS=/var/run/netns/<it>``)."""
+        self._n += 1
+        ns = f"{self.tag}-s{self._n}"
+        self._add_ns(ns)
         return ns
 
     def add_outside_host(
