@@ -566,8 +566,11 @@ class CniAgent:
         except (OSError, PlumbError):
             host_mac = ""
         src = entry.source or self._port_source(entry)
+        # a Cloud Foundry app instance keeps the cell's resolver (BOSH DNS, apps.internal): OVN's would
+        # answer only the hub's names; a conflist may turn the result's DNS off too ("dns": false)
+        dns = req["conf"].get("dns", True) is not False and garden_app_instance(req["conf"]) is None
         return result(req["conf"]["cniVersion"], a, host_mac=host_mac,
-                      search=dns_search(entry.namespace, src, self.cfg.dns_zone))  # fmt: skip
+                      search=dns_search(entry.namespace, src, self.cfg.dns_zone), dns=dns)  # fmt: skip
 
     def _port_source(self, e: Entry) -> str:
         row = self.nb.ports.get((e.uid, e.network))

@@ -153,8 +153,11 @@ def dns_search(namespace: str, source: str, zone: str) -> list[str]:
     return [f"{namespace}.{orch}.{cluster}.{zone}".lower()]
 
 
-def result(version: str, a: Attachment, *, host_mac: str = "", search: list[str] | None = None) -> dict[str, Any]:
-    """The ADD result (also what CHECK's prevResult should be): SPEC.md "Success"."""
+def result(version: str, a: Attachment, *, host_mac: str = "", search: list[str] | None = None, dns: bool = True) -> dict[str, Any]:
+    """The ADD result (also what CHECK's prevResult should be): SPEC.md "Success".
+    ``dns`` False: no ``dns`` key (the runtime keeps its own resolver: Garden writes the
+    result's nameservers into the container's resolv.conf, and OVN at the gateway answers
+    only the hub's names, not the platform's)."""
     old = version in ("0.3.0", "0.3.1", "0.4.0")
     host: dict[str, Any] = {"name": a.dev}
     if host_mac:
@@ -176,7 +179,8 @@ def result(version: str, a: Attachment, *, host_mac: str = "", search: list[str]
     }
     if gw is not None:
         out["routes"] = [{"dst": "0.0.0.0/0" if gw.version == 4 else "::/0", "gw": str(gw)}]
-        out["dns"] = {"nameservers": [str(gw)], **({"search": search} if search else {})}
+        if dns:
+            out["dns"] = {"nameservers": [str(gw)], **({"search": search} if search else {})}
     return out
 
 

@@ -101,3 +101,16 @@ def test_the_adapters_port_is_the_one_port_whichever_comes_first() -> None:
     assert set(q.desired.ports) == {lsp_name(cell)}
     q.apply(Snapshot(source=CF, objects=(claimed,)))
     assert set(q.desired.ports) == {lsp_name(claimed)} and lsp_name(cell) in q.desired.yielded
+
+
+def test_a_result_without_dns_leaves_the_runtime_its_resolver() -> None:
+    """Garden writes the result's nameservers into the container's resolv.conf; OVN at the
+    gateway answers only the hub's names, so an app instance's result carries none."""
+    from core.vif.attachment import Attachment
+    from core.vif.cni import result
+
+    a = Attachment(key="ia0-eth0", network="apps", netns_path="/var/run/netns/x", port="cloudfoundry/prod/apps/ia0",
+                   mac="0a:58:0a:ff:00:05", addrs=("10.255.0.5/24",), gateway="10.255.0.1")  # fmt: skip
+    assert result("1.0.0", a)["dns"] == {"nameservers": ["10.255.0.1"]}
+    out = result("1.0.0", a, dns=False)
+    assert "dns" not in out and out["routes"] == [{"dst": "0.0.0.0/0", "gw": "10.255.0.1"}]
