@@ -199,7 +199,6 @@ class FakeBBS:
         self.server: asyncio.Server | None = None
         self.port = 0
         self.requests: list[str] = []
-        self.handshake_failures = 0
         self.list_error: tuple[int, str] | None = None  # (Error.Type number, message) for the next lists
         self._tasks: set[asyncio.Task[None]] = set()
 

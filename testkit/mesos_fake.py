@@ -35,6 +35,7 @@ The module's functions build the payloads (:func:`task_record`,
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import base64
 import contextlib
@@ -159,7 +160,7 @@ class _Stream:
     queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
 
 
-class _Server:
+class _Server(abc.ABC):
     """aiohttp plumbing shared by both fakes."""
 
     def __init__(self, ssl_context: ssl.SSLContext | None) -> None:
@@ -170,8 +171,9 @@ class _Server:
         #: (method, path, status) of every request
         self.requests: list[tuple[str, str, int]] = []
 
+    @abc.abstractmethod
     def routes(self, app: web.Application) -> None:
-        raise NotImplementedError
+        """The fake's endpoints (each fake declares its own)."""
 
     async def start(self, port: int = 0) -> None:
         app = web.Application()

@@ -446,6 +446,8 @@ class CFAdapter:
         self.token: TokenSource | None = None
         self.relists = 0
         self.polls = 0
+        #: BBS sessions that failed (connect, TLS, list or stream), each followed by a backoff
+        self.bbs_failures = 0
 
     # ------------------------------------------------------------ wiring
     def _secret(self) -> str:
@@ -502,6 +504,7 @@ class CFAdapter:
                     await self._consume(frames)
             except (OSError, BBSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ssl.SSLError,
                     TimeoutError) as exc:  # fmt: skip
+                self.bbs_failures += 1
                 delay = backoff.next()
                 self.log.warning("BBS: %s; reconnecting in %.1fs", describe_exception(exc), delay)
                 await asyncio.sleep(delay)

@@ -193,7 +193,8 @@ async def test_an_evacuation_never_leaves_the_app_without_its_live_port(world: W
         await world.bbs.wait_streams()
         mark = len(sink.history)
         world.bbs.evacuate((pg, 0, "ORDINARY"), order=order)  # EVACUATING g1 + ORDINARY UNCLAIMED
-        await asyncio.sleep(0.6)  # past evacuation_grace
+        # a negative check (g1 must survive its grace): only the passing of the grace itself is waited for
+        await asyncio.sleep(world.options()["evacuation_grace"] + 0.1)
         world.bbs.change(lrp(pg, 0, "g2", "cell-new", "", state="CLAIMED"))
         world.bbs.change(lrp(pg, 0, "g2", "cell-new", "10.255.2.10"))
         await sink.wait(lambda: "g2" in sink.endpoints() and sink.endpoints()["g2"].ips, "g2 running")
@@ -249,8 +250,9 @@ async def test_a_bbs_client_without_a_certificate_is_refused(world: World) -> No
     # the adapter with a stranger's certificate never lists
     before = len(world.bbs.requests)
     sink = Sink()
-    async with running(world.adapter(bbs_cert=str(world.pki.other_cert), bbs_key=str(world.pki.other_key)), sink):
-        await asyncio.sleep(1.0)
+    stranger = world.adapter(bbs_cert=str(world.pki.other_cert), bbs_key=str(world.pki.other_key))
+    async with running(stranger, sink):
+        await sink.wait(lambda: stranger.bbs_failures >= 2, "two refused BBS sessions")
     assert sink.snapshots() == 0 and len(world.bbs.requests) == before
 
 
@@ -300,7 +302,8 @@ async def test_cc_names_follow_polls_token_refreshed_and_only_changes_emitted(wo
         assert not [e for e in sink.events[1:] if isinstance(e, Upsert | Delete)]  # polls of an unchanged CC: nothing
         world.cc.rename_app(a, "storefront")
         await sink.wait(lambda: sink.endpoints()["ia0"].name == "storefront/web/0", "the rename")
-        await asyncio.sleep(0.5)
+        polls = adapter.polls
+        await sink.wait(lambda: adapter.polls >= polls + 3, "polls after the rename")
         changed = [e for e in sink.events[mark:] if isinstance(e, Upsert | Delete)]
         assert [e.obj.key for e in changed if isinstance(e, Upsert)] == ["apps/ia0"], changed
         assert world.uaa.tokens and adapter.token is not None and adapter.token.fetches >= 2
@@ -308,7 +311,9 @@ async def test_cc_names_follow_polls_token_refreshed_and_only_changes_emitted(wo
         polls = adapter.polls
         await sink.wait(lambda: adapter.polls >= polls + 3, "polls after a revocation")
         world.cc.fail_next = 2  # failed polls keep the last state
-        await asyncio.sleep(0.8)
+        await sink.wait(lambda: world.cc.fail_next == 0, "two failed CC requests")
+        polls = adapter.polls
+        await sink.wait(lambda: adapter.polls > polls, "a poll after them")
         assert sink.endpoints()["ia0"].name == "storefront/web/0"
     assert any("page=2" in r for r in world.cc.requests)  # paginated (page_size 2)
 

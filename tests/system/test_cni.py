@@ -392,8 +392,8 @@ class Podman:
             shutil.rmtree(p, ignore_errors=True)
 
 
-@pytest.mark.skipif(not shutil.which("podman"), reason="podman is installed by make test (scripts/install-deps.sh)")
 def test_podman_with_its_cni_backend_pings_a_netns_endpoint_through_ovn(world: World) -> None:
+    assert shutil.which("podman"), "podman is missing: make test installs it (scripts/install-deps.sh)"
     world.start()
     peer = world.netns()
     rc, res, err = world.cni("ADD", peer, "ctr-peer")
