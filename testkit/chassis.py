@@ -49,7 +49,7 @@ from pathlib import Path
 from core.model import Endpoint
 from core.names import derived_mac, lsp_name
 from hub.sandbox import OvnSandbox, SandboxError, _which
-from testkit.dataplane import VSWITCH_SCHEMA, _run
+from testkit.dataplane import VSWITCH_SCHEMA, _run, delete_namespaces
 
 UNDERLAY_NET = "192.168.250"  # encap IPs .1 and .2, only inside the two chassis namespaces
 UNDERLAY_MTU = 9000
@@ -522,11 +522,7 @@ class TwoChassisOvn:
         errors: list[str] = []
         for ch in self.chassis:
             errors += ch.stop()
-        for ns in reversed(self.namespaces):
-            res = subprocess.run([_which("ip"), "netns", "delete", ns], capture_output=True, text=True, timeout=20)
-            if res.returncode != 0 and "No such file" not in res.stderr:
-                errors.append(f"netns {ns}: {res.stderr.strip()}")
-        self.namespaces.clear()
+        errors += delete_namespaces(self.namespaces)
         try:
             self.ovn.stop()
         except Exception as exc:  # noqa: BLE001 - keep cleaning up

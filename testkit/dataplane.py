@@ -44,6 +44,18 @@ def _run(argv: list[str], timeout: float = 20.0, check: bool = True, env: dict[s
     return res.stdout
 
 
+def delete_namespaces(namespaces: list[str]) -> list[str]:
+    """Delete the network namespaces this harness created, newest first (their veths go with
+    them); empties the list and returns what failed, so a teardown can go on."""
+    errors = []
+    for ns in reversed(namespaces):
+        res = subprocess.run([_which("ip"), "netns", "delete", ns], capture_output=True, text=True, timeout=20)
+        if res.returncode != 0 and "No such file" not in res.stderr:
+            errors.append(f"netns {ns}: {res.stderr.strip()}")
+    namespaces.clear()
+    return errors
+
+
 class OneHostOvn:
     """A single-chassis OVN deployment.  Use as a context manager."""
 
@@ -317,11 +329,7 @@ class OneHostOvn:
                     proc.wait(5)
                 except subprocess.TimeoutExpired:
                     errors.append(f"{name} pid {proc.pid} did not exit")
-        for ns in reversed(self.namespaces):
-            res = subprocess.run([_which("ip"), "netns", "delete", ns], capture_output=True, text=True, timeout=20)
-            if res.returncode != 0 and "No such file" not in res.stderr:
-                errors.append(f"netns {ns}: {res.stderr.strip()}")
-        self.namespaces.clear()
+        errors += delete_namespaces(self.namespaces)
         try:
             self.ovn.stop()
         except Exception as exc:  # noqa: BLE001 - keep cleaning up
