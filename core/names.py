@@ -3,7 +3,11 @@
 Names: a switch is ``<orchestrator>/<cluster>/<network>`` and a port
 ``<orchestrator>/<cluster>/<network>/<uid>``.  Orchestrator and cluster are DNS
 labels and network names have no "/", so two sources can never produce the
-same name (Kube-OVN #1677), and ``ovn-nbctl show`` stays readable.
+same name (Kube-OVN #1677), and ``ovn-nbctl show`` stays readable.  A network
+its source declares ``shared`` is one hub-wide switch ``ovn-hub/net/<network>``
+that the ports of every source declaring it hang from (their names keep their
+source).  Which switch a (source, network) is on: :func:`switch_of`, the one
+resolution every caller (desired state, fabric, DNS, balancers, trace) uses.
 
 Ownership: every row carries ``external_ids`` with the keys below; the hub
 monitors, updates and deletes only rows whose ``ovn-hub:owner`` is its id
@@ -13,9 +17,10 @@ monitors, updates and deletes only rows whose ``ovn-hub:owner`` is its id
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
-from core.model import Endpoint, Source
+from core.model import Endpoint, Network, Source
 
 OWNER = "ovn-hub:owner"
 SOURCE = "ovn-hub:source"
@@ -59,8 +64,26 @@ def owned(hub_id: str) -> list[Any]:
     return [["external_ids", "includes", ["map", [[OWNER, hub_id]]]]]
 
 
-def ls_name(source: Source | str, network: str) -> str:
-    return f"{source}/{network}"
+#: the pseudo-source of shared networks: their switch is ``ovn-hub/net/<network>``
+SHARED_SOURCE = "ovn-hub/net"
+SHARED_PREFIX = SHARED_SOURCE + "/"
+
+
+def ls_name(source: Source | str, network: str, shared: bool = False) -> str:
+    """The switch of ``network`` of ``source`` (``shared``: the hub-wide one)."""
+    return f"{SHARED_PREFIX}{network}" if shared else f"{source}/{network}"
+
+
+def switch_of(source: Source | str, network: str, networks: Mapping[str, Network] | None) -> str:
+    """The switch ``source``'s endpoints and services on ``network`` are on, given the
+    source's Network objects by name: the shared switch if the source declares it shared."""
+    net = networks.get(network) if networks else None
+    return f"{SHARED_PREFIX}{network}" if net is not None and net.shared else f"{source}/{network}"
+
+
+def shared_network(switch: str) -> str:
+    """The network name of a shared switch, or "" for any other switch."""
+    return switch[len(SHARED_PREFIX):] if switch.startswith(SHARED_PREFIX) else ""
 
 
 def lsp_name(ep: Endpoint) -> str:

@@ -128,8 +128,8 @@ def _split(what: str, text: str) -> tuple[str, str, str]:
     return str(src), parts[2], parts[3]
 
 
-def _on(ep: Endpoint, network: str) -> bool:
-    return network in (ep.network, f"{ep.source}/{ep.network}")
+def _on(prog: Programmer, ep: Endpoint, network: str) -> bool:
+    return network in (ep.network, f"{ep.source}/{ep.network}", prog.switch_of(ep.source, ep.network))
 
 
 def _no_such(what: str, text: str, source: str, ns: str, name: str, prog: Programmer, kinds: str) -> TraceError:
@@ -146,7 +146,7 @@ def _party(prog: Programmer, ep: Endpoint, what: str, ip: str = "") -> Party:
         state = "has no address yet (OVN has not allocated one)" if port in prog.lsp else "is not in NB yet"
         raise TraceError(f"{what} {canonical(ep)}: its port {port} {state}", 409)
     mac, ips = got
-    return Party("endpoint", canonical(ep), ip=ip, mac=mac, port=port, switch=f"{ep.source}/{ep.network}",
+    return Party("endpoint", canonical(ep), ip=ip, mac=mac, port=port, switch=prog.switch_of(ep.source, ep.network),
                  endpoint=ep, ips=tuple(_ip(a) or a for a in ips))  # fmt: skip
 
 
@@ -164,9 +164,9 @@ def resolve_src(prog: Programmer, text: str, network: str = "") -> Party:
                 raise TraceError(f"SRC {text} is a Service: a trace starts at an endpoint (a Service may be DST)", 400)
             raise _no_such("SRC", text, source, ns, name, prog, "endpoint")
     if network:
-        on = [ep for ep in eps if _on(ep, network)]
+        on = [ep for ep in eps if _on(prog, ep, network)]
         if not on:
-            nets = ", ".join(f"{ep.source}/{ep.network}" for ep in eps)
+            nets = ", ".join(prog.switch_of(ep.source, ep.network) for ep in eps)
             raise TraceError(f"SRC {text} is not on network {network} (it is on {nets})")
         eps = on
     if ip and len(eps) > 1:
@@ -178,11 +178,11 @@ def resolve_src(prog: Programmer, text: str, network: str = "") -> Party:
 def _nearest(prog: Programmer, eps: list[Endpoint], src: Party) -> Endpoint:
     """DST's attachment on SRC's switch, else on SRC's router, else its first."""
     for ep in eps:
-        if f"{ep.source}/{ep.network}" == src.switch:
+        if prog.switch_of(ep.source, ep.network) == src.switch:
             return ep
     mine = prog.router_port(src.switch)
     for ep in eps:
-        rp = prog.router_port(f"{ep.source}/{ep.network}")
+        rp = prog.router_port(prog.switch_of(ep.source, ep.network))
         if mine is not None and rp is not None and rp.router == mine.router:
             return ep
     return eps[0]
@@ -239,13 +239,13 @@ def _first_hop(prog: Programmer, src: Party, dst: Party, notes: list[str]) -> st
     if rp is not None:
         return rp.mac
     svc = dst.service
-    if svc is not None and f"{svc.source}/{svc.network}" == src.switch:
+    if svc is not None and prog.switch_of(svc.source, svc.network) == src.switch:
         # no router: the switch's own load balancer answers for the VIP, whatever the MAC
         for rule in svc.rules:
             for b in rule.backends:
                 for ep in prog.endpoints_with_ip(b.rpartition(":")[0].strip("[]")):
                     got = prog.port_addresses(lsp_name(ep))
-                    if got is not None and f"{ep.source}/{ep.network}" == src.switch:
+                    if got is not None and prog.switch_of(ep.source, ep.network) == src.switch:
                         notes.append(f"network {src.switch} is on no router: eth.dst is backend {canonical(ep)}'s MAC")
                         return got[0]
     raise TraceError(f"SRC's network {src.switch} is on no router: it reaches its own switch only, and DST {dst.name}"

@@ -76,13 +76,23 @@ class PortSpec(msgspec.Struct, frozen=True):
 
 
 class Network(msgspec.Struct, frozen=True, tag="network", kw_only=True):
-    """An L2 domain.  Maps to one Logical_Switch per (source, name)."""
+    """An L2 domain.  Maps to one Logical_Switch per (source, name), or, when
+    ``shared``, to one hub-wide switch ``ovn-hub/net/<name>`` for every source that
+    declares ``name`` shared (one L2 network across Docker engines, say): it lives
+    while any of them declares it or has endpoints or services on it.  Two sources
+    declaring one shared name with different subnets or gateways: the declaration of
+    the lowest source name wins, the other is rejected (``shared-conflict``).
+    ``mirror``: this declaration copies the shared network from the hub (a node agent
+    created it because NB has it): it never keeps the switch alive by itself and
+    yields to every declaration that is not a mirror."""
 
     source: Source
     name: str
     subnets: tuple[str, ...] = ()
     gateway: str | None = None
     labels: dict[str, str] = {}
+    shared: bool = False
+    mirror: bool = False
 
     @property
     def key(self) -> str:

@@ -366,6 +366,8 @@ def validate(obj: Object) -> None:
             validate_subnet(s, f"subnet of network {obj.name!r}")
         if obj.gateway is not None:
             validate_ip(obj.gateway, "gateway")
+        if obj.mirror and not obj.shared:
+            raise Invalid("bad-network", f"network {obj.name!r} is a mirror but not shared")
         _labels(obj.labels)
         return
     _uid(obj.uid)

@@ -26,11 +26,23 @@ interface; the orchestrator may not know its address).  The others are
 ``yielded``: no port, and left out of their source's derived rows (DNS records,
 policy address sets and port groups, floating IPs); they come back when the
 winner's go.
+
+**Shared networks.**  A Network declared ``shared`` is one switch
+``ovn-hub/net/<name>`` for every source that declares it (``core.names.switch_of``
+resolves a (source, network) to its switch; every caller uses it).  The switch
+is wanted while a source declares it (a ``mirror`` declaration only while its
+source has endpoints or services on it), built from the declaration of the
+lowest source name (mirrors last); a declaration with other subnets or another
+gateway is a ``shared-conflict`` rejection (``rejections``, drained by the
+programmer), and its endpoints still hang from the shared switch.  The row is
+the fabric's (its GC waits until every expected source listed), and NB's rule 2
+keeps it while ports of any source hang from it.
 """
 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -46,6 +58,7 @@ from core.model import (
     Network,
     ObjectKind,
     Policy,
+    Rejected,
     Service,
     Snapshot,
     Source,
@@ -54,7 +67,7 @@ from core.model import (
     workload_rank,
 )
 from core.model.fabric import FABRIC_SOURCE, Fabric
-from core.names import ls_name, lsp_name
+from core.names import SHARED_PREFIX, SHARED_SOURCE, ls_name, lsp_name, switch_of
 from core.nb.kinds import DERIVERS, FABRIC_DERIVERS, KINDS, DesiredRow, FabricView, SourceView
 from core.nb.tables import port, switch
 from core.nb.tables.fabric import FabricIndex
@@ -107,6 +120,12 @@ class DesiredState:
         #: programmed because another source's endpoints of their workload are (module docstring)
         self.claims: dict[str, dict[str, Endpoint]] = {}
         self.yielded: dict[str, Endpoint] = {}
+        #: shared networks: name -> source -> its declaration (module docstring)
+        self.shared: dict[str, dict[str, Network]] = {}
+        #: (source, network) -> why its shared declaration is not the one the switch is built from
+        self.conflicts: dict[tuple[str, str], str] = {}
+        #: rejections not reported yet (a conflict that appeared); the programmer drains them
+        self.rejections: list[Rejected] = []
 
     def state(self, source: Source) -> SourceState:
         st = self.sources.get(str(source))
@@ -151,7 +170,12 @@ class DesiredState:
         return any(e.floating_ip_label in ep.labels for e in self.fabric.spec.externals)
 
     def _dns_on(self, ep: Endpoint) -> bool:
-        return self.fabric.spec.dns.enabled and ls_name(ep.source, ep.network) in self.fabric.router_of
+        return self.fabric.spec.dns.enabled and self.switch_of(ep.source, ep.network) in self.fabric.router_of
+
+    def switch_of(self, source: Source | str, network: str) -> str:
+        """The switch ``source``'s endpoints and services on ``network`` hang from."""
+        st = self.sources.get(str(source))
+        return switch_of(source, network, st.networks if st is not None else None)
 
     def want(self, table: str, key: str) -> DesiredRow | None:
         return self.rows[table].get(key)
@@ -338,10 +362,14 @@ class DesiredState:
         name = ls_name(source, network)
         st = self.sources.get(str(source))
         net = st.networks.get(network) if st is not None else None
+        if (net is not None and net.shared) or network in self.shared:
+            self._refresh_shared(str(source), network, net if net is not None and net.shared else None)
+            if net is not None and net.shared:
+                net = None  # the source's own switch is not wanted: its endpoints are on the shared one
         rows = self.rows[switch.TABLE]
         if self._switch_net.get(name) != net and self.fabric.spec.routers:
             self._index_stale = True  # the networks a router joins may have changed
-        if self.switch_refs.get(name, 0) > 0 or net is not None:
+        if (self.switch_refs.get(name, 0) > 0 and self.switch_of(source, network) == name) or net is not None:
             if name in rows and self._switch_net.get(name) == net:
                 return  # unchanged
             rows[name] = DesiredRow(switch.TABLE, name, str(source), switch.ls_columns(source, network, net, self.hub_id))
@@ -351,6 +379,60 @@ class DesiredState:
         else:
             self._switch_net.pop(name, None)
         self.mark(switch.TABLE, name, None)
+
+    def _refresh_shared(self, source: str, network: str, net: Network | None) -> None:
+        """``source`` declares shared ``network`` as ``net`` (None: not, or no more):
+        the shared switch's declarations, its conflicts, and whether it is wanted."""
+        decl = self.shared.get(network, {})
+        if decl.get(source) != net:
+            if net is None:
+                decl.pop(source, None)
+            else:
+                decl[source] = net
+            if decl:
+                self.shared[network] = decl
+            else:
+                self.shared.pop(network, None)
+            self._check_conflicts(network)
+        name = ls_name(SHARED_SOURCE, network)
+        winner = _winner(decl)[1] if decl else None
+        wanted = any(not n.mirror or self.switch_refs.get(ls_name(s, network), 0) > 0 for s, n in decl.items())
+        rows = self.rows[switch.TABLE]
+        if wanted:
+            if name in rows and self._switch_net.get(name) == winner:
+                return
+            rows[name] = DesiredRow(switch.TABLE, name, _FABRIC,
+                                    switch.ls_columns(SHARED_SOURCE, network, winner, self.hub_id, shared=True))  # fmt: skip
+            self._switch_net[name] = winner
+        elif rows.pop(name, None) is None:
+            return
+        else:
+            self._switch_net.pop(name, None)
+        if self.fabric.spec.routers:
+            self._index_stale = True
+        self.mark(switch.TABLE, name, None)
+
+    def _check_conflicts(self, network: str) -> None:
+        """Declarations of shared ``network`` that differ from the winner's are rejected (once)."""
+        decl = self.shared.get(network, {})
+        found: dict[tuple[str, str], str] = {}
+        if decl:
+            wsrc, win = _winner(decl)
+            for src, n in sorted(decl.items()):
+                if src != wsrc and _shape(n) != _shape(win):
+                    found[(src, network)] = (
+                        f"shared network {network!r} of {src} (subnets {', '.join(n.subnets) or 'none'}, gateway"
+                        f" {n.gateway or 'none'}) differs from {wsrc}'s (subnets {', '.join(win.subnets) or 'none'},"
+                        f" gateway {win.gateway or 'none'}), which switch {SHARED_PREFIX}{network} keeps"
+                        " (the lowest source name wins, mirrors last)"
+                    )  # fmt: skip
+        for key in [k for k in self.conflicts if k[1] == network and k not in found]:
+            del self.conflicts[key]
+        for key, why in found.items():
+            if self.conflicts.get(key) != why:
+                self.conflicts[key] = why
+                self.rejections.append(Rejected(source=Source.parse(key[0]), reason="shared-conflict", message=why,
+                                                ref=f"{SHARED_PREFIX}{network}"))  # fmt: skip
 
     def _apply_snapshot(self, snap: Snapshot, now: float) -> None:
         st = self.state(snap.source)
@@ -394,7 +476,8 @@ class DesiredState:
         row changed.  ``with_ips``: an endpoint with the addresses OVN allocated to it."""
         if self._index_stale:
             self._index_stale = False
-            nets = [(src, n) for src, st in self.sources.items() for n in st.networks.values()]
+            nets = [(src, n) for src, st in self.sources.items() for n in st.networks.values() if not n.shared]
+            nets += [(SHARED_SOURCE, n) for k, n in self._switch_net.items() if n is not None and k.startswith(SHARED_PREFIX)]
             new = FabricIndex.build(self.fabric.spec, nets)
             if new.signature() != self.fabric.signature() or not self.fabric_derived:
                 self.fabric_stale = True
@@ -477,6 +560,16 @@ class DesiredState:
         if kind.members is not None:
             for m in r.members:
                 _drop(self.holders, (kind.members.table, m), (r.table, r.key))
+
+
+def _winner(decl: dict[str, Network]) -> tuple[str, Network]:
+    """The declaration a shared switch is built from: not a mirror first, then the lowest source name."""
+    return min(decl.items(), key=lambda sn: (sn[1].mirror, sn[0]))
+
+
+def _shape(net: Network) -> tuple[frozenset[str], str]:
+    """What two declarations of one shared network must agree on."""
+    return frozenset(str(ipaddress.ip_network(s, strict=False)) for s in net.subnets), net.gateway or ""
 
 
 def _filled(with_ips: Callable[[Endpoint], Endpoint], eps: list[Endpoint]) -> list[Endpoint]:

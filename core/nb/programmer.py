@@ -162,6 +162,13 @@ class Programmer:
                 for table, store in self.replica.stores.items():
                     self.dirty[table].update(k for k in store.keys() if store.source(k) == src)
         metrics.DESIRED_ENDPOINTS.set(len(self.desired.ports))
+        if self.desired.rejections:  # shared networks declared differently by two sources
+            for rej in self.desired.rejections:
+                log.warning("%s (%s)", rej.message, rej.reason)
+                if self.publish is None:
+                    metrics.REJECTED.labels(str(rej.source), rej.reason).inc()  # with a bus, the bus counts
+                self._status_q.put_nowait(rej)
+            self.desired.rejections.clear()
         self._wake.set()
         self._idle.clear()
 
@@ -180,6 +187,10 @@ class Programmer:
         """The sources whose snapshots the fabric waits for (the configured adapters)."""
         self.desired.expect({str(s) for s in sources})
         self._wake.set()
+
+    def switch_of(self, source: Source | str, network: str) -> str:
+        """The switch ``source``'s objects on ``network`` hang from (shared networks: the hub-wide one)."""
+        return self.desired.switch_of(source, network)
 
     @property
     def fabric(self) -> FabricIndex:

@@ -10,7 +10,8 @@ configured with:
   when the hub asked OVN to allocate ("dynamic"), once the hub has locked
   ``port_security`` to it;
 * the prefix length from the switch's ``other_config:subnet`` (IPv6: OVN's /64),
-  the default route from its ``external_ids:ovn-hub:gateway``.
+  the default route from its ``external_ids:ovn-hub:gateway`` (a shared
+  network's: switch ``ovn-hub/net/<network>``, whose ports come from any source).
 
 :meth:`NbView.apply` takes the ``update2`` notifications and returns the uids
 whose answer may have changed; the caller marks them dirty.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, NamedTuple
 
-from core.names import GATEWAY, NETWORK, OWNER, SOURCE, UID
+from core.names import GATEWAY, NETWORK, OWNER, SHARED_PREFIX, SHARED_SOURCE, SOURCE, UID
 from core.ovsdb.values import Col, apply_update2, decode_row, omap
 
 PORT_COLUMNS = {"name": Col.SCALAR, "addresses": Col.SET, "dynamic_addresses": Col.OPTIONAL, "port_security": Col.SET,
@@ -85,7 +86,8 @@ class NbView:
                 continue
             full = _fold(self._switch_rows, uuid, change, SWITCH_COLUMNS)
             ids, other = full["external_ids"], full["other_config"]
-            key = (ids.get(SOURCE, ""), ids.get(UID, ""))
+            shared = full.get("name", "").startswith(SHARED_PREFIX)
+            key = (SHARED_SOURCE if shared else ids.get(SOURCE, ""), ids.get(UID, ""))
             self.switches[key] = (other.get("subnet", ""), ids.get(GATEWAY, ""))
             self._switch_uuid[uuid] = key
             dirty.update(uid for uid, net in self.ports if net == key[1])
@@ -120,6 +122,17 @@ class NbView:
             dirty.add(key[0])
         return dirty
 
+    def switch(self, source: str, network: str) -> tuple[str, str]:
+        """(subnet, gateway) of ``source``'s ``network``: its own switch, else the shared one."""
+        got = self.switches.get((source, network))
+        if got is None:
+            got = self.switches.get((SHARED_SOURCE, network))
+        return got if got is not None else ("", "")
+
+    def shared(self) -> dict[str, tuple[str, str]]:
+        """The hub's shared networks: name → (subnet, gateway) of switch ``ovn-hub/net/<name>``."""
+        return {net: v for (src, net), v in self.switches.items() if src == SHARED_SOURCE}
+
     def address(self, uid: str, network: str) -> NbAddress | None:
         """What NB says the attachment of ``uid`` on ``network`` is, or None if it has no usable address yet."""
         row = self.ports.get((uid, network))
@@ -135,7 +148,7 @@ class NbView:
                 return None  # not allocated yet, or the hub has not locked the port to it yet
             text = dyn
         mac, *ips = text.split()
-        subnet, gateway = self.switches.get((row["source"], network), ("", ""))
+        subnet, gateway = self.switch(row["source"], network)
         net = ipaddress.ip_network(subnet) if subnet else None
         out = []
         for ip in ips:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from core.names import NAMESPACE, ROW_KEY, fabric_ids
+from core.names import NAMESPACE, ROW_KEY, fabric_ids, switch_of
 from core.nb.kinds import DesiredRow, Ref, RowKind, SourceView, by_external_id, register
 from core.nb.tables import switch
 from core.nb.tables.fabric import FabricIndex
@@ -50,7 +50,7 @@ def derive(view: SourceView) -> list[DesiredRow]:
     by_part: dict[tuple[str, str], dict[str, set[str]]] = {}
     services: set[tuple[str, str, str]] = set()
     for svc in view.state.services.values():
-        router = index.router_of.get(f"{src}/{svc.network}")
+        router = index.router_of.get(switch_of(src, svc.network, view.state.networks))
         name = record_name(svc.name, svc.namespace, src, zone)
         if router and name:
             vips = {r.vip for r in svc.rules}
@@ -58,7 +58,7 @@ def derive(view: SourceView) -> list[DesiredRow]:
                 by_part.setdefault((router, svc.namespace), {})[name] = vips
                 services.add((router, svc.namespace, name))
     for ep in view.endpoints:
-        router = index.router_of.get(f"{src}/{ep.network}")
+        router = index.router_of.get(switch_of(src, ep.network, view.state.networks))
         name = record_name(ep.name, ep.namespace, src, zone)
         if not router or not name or not ep.ips or (router, ep.namespace, name) in services:
             continue

@@ -13,7 +13,7 @@ not churn rows.  No unique index on ``name``: inserts are guarded.
 from __future__ import annotations
 
 from core.model import Programmed, Service
-from core.names import NETWORK, ls_name, owner_ids
+from core.names import NETWORK, ls_name, owner_ids, switch_of
 from core.nb.kinds import DesiredRow, PlanOp, Ref, RowKind, SourceView, View, register
 from core.nb.tables import switch
 from core.nb.tables.policy import object_programmed
@@ -32,18 +32,19 @@ def vip_key(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def lb_rows(svc: Service, hub_id: str, hairpin_ip: str = "") -> list[DesiredRow]:
+def lb_rows(svc: Service, hub_id: str, hairpin_ip: str = "", switch: str = "") -> list[DesiredRow]:
     """One Load_Balancer per protocol of ``svc`` (see the module docstring).
     Backends are sorted: their order carries no meaning, and a reordered
     EndpointSlice must not rewrite the row.  Kubernetes allows affinity up to
-    86400 s, OVN 65535 s: longer timeouts are clamped."""
+    86400 s, OVN 65535 s: longer timeouts are clamped.  ``switch``: the one the
+    service's network resolves to (``core.names.switch_of``; default its source's own)."""
     by_proto: dict[str, dict[str, str]] = {}
     for rule in svc.rules:
         vips = by_proto.setdefault(rule.protocol, {})
         if rule.backends:
             vips[vip_key(rule.vip, rule.port)] = ",".join(sorted(rule.backends))
     rows = []
-    parent = ls_name(svc.source, svc.network)
+    parent = switch or ls_name(svc.source, svc.network)
     for proto, vips in sorted(by_proto.items()):
         name = lb_name(svc, proto)
         options = {"affinity_timeout": str(min(svc.affinity_timeout, OVN_MAX_AFFINITY))} if svc.affinity_timeout else {}
@@ -63,10 +64,12 @@ def derive(view: SourceView) -> list[DesiredRow]:
     fab = view.fabric
     routed = fab.router_of if fab is not None else {}
     hairpin = fab.spec.hairpin_snat_ip if fab is not None else ""
+    nets = view.state.networks
     return [
         r
         for svc in view.state.services.values()
-        for r in lb_rows(svc, view.hub_id, hairpin if ls_name(svc.source, svc.network) in routed else "")
+        for sw in (switch_of(svc.source, svc.network, nets),)
+        for r in lb_rows(svc, view.hub_id, hairpin if sw in routed else "", sw)
     ]
 
 

@@ -216,7 +216,7 @@ def diff(view: View, name: str) -> PlanOp | None:
             # OVN allocated the address: hold the port to it (no spoofing another's IP or MAC)
             want["port_security"] = (cur.dyn,)
         if cur is None:
-            return PlanOp("insert", TABLE, name, want, ref=f"{ep.source}/{ep.network}")
+            return PlanOp("insert", TABLE, name, want, ref=view.desired.switch_of(ep.source, ep.network))
         if cur.digest == lsp_digest(want):
             return None
         return PlanOp("update", TABLE, name, {k: v for k, v in want.items() if k != "name"})

@@ -30,7 +30,7 @@ from typing import Any
 
 from core.model import Endpoint
 from core.model.fabric import ExternalSpec
-from core.names import GATEWAY, NETWORK, fabric_ids, lsp_name
+from core.names import GATEWAY, NETWORK, fabric_ids, lsp_name, switch_of
 from core.nb.kinds import DesiredRow, FabricView, Ref, RowKind, register
 from core.nb.tables import ha_chassis, ha_chassis_group, lb_group, nat, router_port, static_route, switch
 from core.nb.tables.fabric import FabricIndex
@@ -74,13 +74,15 @@ def derive(view: FabricView) -> list[DesiredRow]:
     lbs: dict[str, list[str]] = {}
     for st in view.sources.values():
         for svc in st.services.values():
-            r = index.router_of.get(f"{svc.source}/{svc.network}")
+            r = index.router_of.get(switch_of(svc.source, svc.network, st.networks))
             if r:
                 lbs.setdefault(r, []).extend(lb_name(svc, p) for p in {rule.protocol for rule in svc.rules})
     externals = {e.router: e for e in index.spec.externals}
     floating_by_switch: dict[str, list[Endpoint]] = {}
     for ep in view.floating:
-        floating_by_switch.setdefault(f"{ep.source}/{ep.network}", []).append(ep)
+        owner = view.sources.get(str(ep.source))
+        floating_by_switch.setdefault(switch_of(ep.source, ep.network, owner.networks if owner is not None else None),
+                                      []).append(ep)  # fmt: skip
     for spec in index.spec.routers:
         rname = router_name(spec.name)
         switches = index.switches(spec.name)

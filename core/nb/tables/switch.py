@@ -1,4 +1,5 @@
-"""Logical_Switch: one per hub network, ``<orchestrator>/<cluster>/<network>``.
+"""Logical_Switch: one per hub network, ``<orchestrator>/<cluster>/<network>``, or
+``ovn-hub/net/<network>`` for a network its sources declare shared.
 
 A network's subnet goes to ``other_config:subnet`` (OVN's IPAM for endpoints
 without an address; the gateway in ``exclude_ips``), its IPv6 prefix to
@@ -14,7 +15,7 @@ import ipaddress
 from typing import Any
 
 from core.model import Network, Programmed, Source
-from core.model.fabric import FABRIC_ORCHESTRATOR
+from core.model.fabric import FABRIC_ORCHESTRATOR, FABRIC_SOURCE
 from core.names import GATEWAY, KIND, NAME, NAMESPACE, OWNER, SOURCE, UID, ls_name
 from core.nb.kinds import PlanOp, RowKind, View, register
 from core.ovsdb.values import Col
@@ -24,9 +25,12 @@ COLUMNS = {"name": Col.SCALAR, "ports": Col.UUIDS, "load_balancer": Col.UUIDS, "
            "dns_records": Col.UUIDS, "other_config": Col.MAP, "external_ids": Col.MAP}  # fmt: skip
 
 
-def ls_columns(source: Source | str, name: str, net: Network | None, hub_id: str) -> dict[str, Any]:
+def ls_columns(source: Source | str, name: str, net: Network | None, hub_id: str, shared: bool = False) -> dict[str, Any]:
     """Desired columns of the switch of network ``name`` (``net`` None: a
-    network known only from its endpoints or services)."""
+    network known only from its endpoints or services).  ``shared``: the hub-wide
+    switch of a shared network (``ovn-hub/net/<name>``, ``net`` the winning
+    declaration), owned by the fabric's pseudo-source: it is collected only once
+    every expected source has listed (a source that has not may still declare it)."""
     other: dict[str, str] = {}
     extra: dict[str, str] = {}
     if net is not None:
@@ -41,10 +45,12 @@ def ls_columns(source: Source | str, name: str, net: Network | None, hub_id: str
         if v6:
             other["ipv6_prefix"] = str(ipaddress.ip_network(v6[0], strict=False).network_address)
     return {
-        "name": ls_name(source, name),
+        "name": ls_name(source, name, shared),
         "other_config": other,
-        "external_ids": {OWNER: hub_id, SOURCE: str(source), KIND: "network", UID: name, NAMESPACE: "", NAME: name, **extra},
-    }
+        "external_ids": {OWNER: hub_id, SOURCE: str(FABRIC_SOURCE) if shared else str(source),
+                         KIND: "shared-network" if shared else "network", UID: name, NAMESPACE: "", NAME: name,
+                         **extra},
+    }  # fmt: skip
 
 
 def programmed(view: View, u: PlanOp) -> Programmed | None:
