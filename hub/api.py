@@ -12,6 +12,9 @@
               ``Authorization: Bearer <[api] ingest token>``: 401 without the token,
               403 for a source ingest does not take, 413 over 64 MiB, 422 refused
               (the reason), 200 ``{"accepted": true, "rejected": [...]}``.
+``POST /v1/ipam/request|release``  an address of a shared network's subnet for a
+              node's Docker driver (hub/ipam.py), same token: 200 ``{"address": …}``,
+              409 taken or full, 400 malformed.
 
 The API reads the hub through :class:`HubView` only (``hub.daemon.Hub`` is
 one); it never imports the daemon.
@@ -70,6 +73,10 @@ class HubView(Protocol):
         """``POST /v1/ingest``, the token already checked: (HTTP status, body)."""
         ...
 
+    async def ipam(self, op: str, payload: bytes) -> tuple[int, dict[str, Any]]:
+        """``POST /v1/ipam/<request|release>``, the token already checked: (HTTP status, body)."""
+        ...
+
 
 #: the largest ingest body (a node's snapshot is a few KB per endpoint)
 MAX_INGEST = 64 << 20
@@ -115,6 +122,7 @@ class ApiServer(Site):
         app.router.add_get("/v1/trace", self.trace)
         if ingest_token:
             app.router.add_post("/v1/ingest/{orchestrator}/{cluster}", self.ingest)
+            app.router.add_post("/v1/ipam/{op}", self.ipam)
         super().__init__(app)
 
     _json = staticmethod(json_response)
@@ -155,10 +163,22 @@ class ApiServer(Site):
         except TraceFailed as exc:
             return self._json({"error": str(exc)}, 502)
 
-    async def ingest(self, request: web.Request) -> web.Response:
+    def _authorized(self, request: web.Request) -> bool:
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.ingest_token.encode()):
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.ingest_token.encode())
+
+    async def ipam(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._json({"error": "ipam needs Authorization: Bearer <the hub's ingest token>"}, 401)
+        payload = await request.read()
+        if len(payload) > 1 << 20:
+            return self._json({"error": "an ipam request is at most 1 MiB"}, 413)
+        status, body = await self.view.ipam(request.match_info["op"], payload)
+        return self._json(body, status)
+
+    async def ingest(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
             return self._json({"error": "ingest needs Authorization: Bearer <the hub's ingest token>"}, 401)
         try:
             payload = await request.read()

@@ -34,6 +34,7 @@ from core.model.fabric import AdminPolicy
 from core.nb import PortStatus, Programmer
 from hub.bus import AdapterSink, Bus, Subscription
 from hub.config import Config, ConfigError, load
+from hub.ipam import SharedIpam
 from hub.notify import Notifier
 from hub.plugins import PluginError, adapter_factory
 from hub.policies import PoliciesFile
@@ -90,6 +91,7 @@ class Hub:
         self.mqtt: MqttMirror | None = None  # when [mqtt] enabled (imported lazily: aiomqtt)
         self.remote: RemoteIngest | None = None  # when [remote.*] sources are configured
         self.api_ingest: ApiIngest | None = None  # [api] ingest: node agents' cni/<node> sources
+        self.shared_ipam: SharedIpam | None = None  # /v1/ipam: addresses of shared networks (made on first use)
         self._applied: set[str] = set()  # sources whose snapshot the programmer applied
         #: what the hub builds between the sources; its ``policies`` are the [policies] file's
         self.fabric = config.fabric_spec()
@@ -403,6 +405,20 @@ class Hub:
         async with self._traces:
             return await trace(self.programmer, self.sb_remote, request)
 
+    def _addresses(self) -> Iterator[str]:
+        """Every address the desired state's endpoints hold (OVN's allocations included)."""
+        if self.programmer is not None:
+            for ep, row in self.programmer.endpoints():
+                yield from ep.ips
+                if not ep.ips and row is not None and row.dyn:
+                    yield from row.dyn.split()[1:]
+
+    async def ipam(self, op: str, payload: bytes) -> tuple[int, dict[str, Any]]:
+        """``POST /v1/ipam/<op>``: addresses of shared networks for the nodes' Docker driver (hub/ipam.py)."""
+        if self.shared_ipam is None:
+            self.shared_ipam = SharedIpam(self._addresses)
+        return self.shared_ipam.handle(op, payload)
+
     async def ingest(self, orchestrator: str, cluster: str, payload: bytes) -> tuple[int, dict[str, Any]]:
         """``POST /v1/ingest``: a node agent's event (hub/remote.py ``ApiIngest``)."""
         if self.api_ingest is None:
@@ -427,6 +443,7 @@ class Hub:
             "rejections": self.bus.rejections.status(),
             "fabric": msgspec.to_builtins(self.programmer.fabric_status()) if self.programmer is not None else None,
             "policies": self.policy_file.status(),
+            "ipam": self.shared_ipam.status() if self.shared_ipam is not None else None,
         }
 
 

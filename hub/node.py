@@ -54,6 +54,10 @@ def node_options(cfg: Config) -> NodeOptions:
         raise ConfigError(f"node.driver_socket: {opts.driver_socket!r} must be an absolute path")
     if opts.driver_socket and not opts.docker:
         raise ConfigError('node.driver_socket: the Docker network driver needs node.docker (the engine it serves)')
+    if opts.hub_api and not opts.hub_api.startswith(("unix:/", "http://", "https://")):
+        raise ConfigError(f"node.hub_api: {opts.hub_api!r} must be unix:/PATH or http(s)://HOST:PORT")
+    if opts.hub_api and not opts.hub_token_file:
+        raise ConfigError("node.hub_token_file: the hub's ingest token is needed with hub_api")
     if not _PLUGIN_NAME.fullmatch(opts.driver_name):
         raise ConfigError(f"node.driver_name: {opts.driver_name!r} is not a plugin name ([a-z0-9][a-z0-9_.-]*)")
     return opts
@@ -70,7 +74,7 @@ def driver_node(cfg: Config, options: NodeOptions, node: DockerNode | None) -> D
         name=options.driver_name, socket=options.driver_socket, hub_id=cfg.hub.id, nb_remote=cfg.ovn.nb,
         state_path=str(Path(cfg.hub.state_dir) / f"docker-driver-{options.driver_name}.json"),
         docker_url=options.docker, bridge=node.bridge, switch_netns=options.switch_netns, chassis=options.chassis,
-        resync_interval=options.resync_interval,
+        resync_interval=options.resync_interval, hub_api=options.hub_api, hub_token_file=options.hub_token_file,
     )  # fmt: skip
 
 

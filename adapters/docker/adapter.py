@@ -41,6 +41,7 @@ from core.backoff import Backoff
 from core.metrics import ADAPTER_EVENT_LAG
 from core.model import LIMITS, Endpoint, Invalid, Network, Object, Policy, Rejected, Snapshot, Source, validate
 
+from .driver import MIRROR_LABEL
 from .normalize import (
     event_container_id,
     event_key,
@@ -103,6 +104,10 @@ class DockerOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     #: Also map networks that Docker's own drivers serve (bridge, macvlan, ipvlan, overlay, other plugins)
     #: and their containers.  Off by default: OVN never carries their packets, so such a port never comes up.
     mirror_bridge_networks: bool = False
+    #: Networks of the OVN Hub driver are shared hub networks (one switch ``ovn-hub/net/<name>`` for
+    #: every engine that has a network of that name, which the node agents create on every engine): the
+    #: same L2 network on every node.  False: each engine's driver network is its own (``docker/<cluster>/<name>``).
+    share_driver_networks: bool = True
 
 
 def load_policies(path: str, source: Source) -> list[Policy]:
@@ -612,6 +617,9 @@ class DockerAdapter:
             v4 = [ipaddress.ip_network(s) for s in net.subnets if ":" not in s]
             if v4 and v4[0].num_addresses > 2:
                 net = msgspec.structs.replace(net, gateway=str(v4[0].network_address + 1))
+        if net is not None and driver == self.options.driver and self.options.share_driver_networks:
+            # one L2 network across engines; a copy the node agent made of the hub's is a mirror
+            net = msgspec.structs.replace(net, shared=True, mirror=MIRROR_LABEL in net.labels)
         return net
 
     def _served_by_docker(self, name: str) -> bool:

@@ -63,7 +63,7 @@ import hashlib
 import ipaddress
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,8 @@ __all__ = [
     "GATEWAY_REQUEST",
     "GLOBAL_SPACE",
     "LOCAL_SPACE",
+    "MIRROR_LABEL",
+    "DockerNet",
     "DockerView",
     "Driver",
     "DriverError",
@@ -85,6 +87,7 @@ __all__ = [
     "Pool",
     "endpoint_mac",
     "handoff_names",
+    "mirror_plan",
 ]
 
 log = logging.getLogger("ovn_hub.driver")
@@ -95,6 +98,10 @@ LOCAL_SPACE = "ovn-hub-local"
 GLOBAL_SPACE = "ovn-hub-global"
 #: RequestAddress Options["RequestAddressType"] when Docker asks for a network's gateway.
 GATEWAY_REQUEST = "com.docker.network.gateway"
+#: The label (value: the hub id) of a Docker network the node agent created because NB has the
+#: shared network: the Docker adapter maps it as a ``mirror`` declaration (it never keeps the
+#: hub's switch alive by itself), and the agent removes it once the hub's switch is gone.
+MIRROR_LABEL = "ovn-hub.io/shared-mirror"
 _DST_PREFIX = "eth"
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -102,6 +109,14 @@ IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 class DriverError(Exception):
     """A request that cannot be served: answered ``{"Err": message}``."""
+
+
+#: ``allocate(subnet, sub_pool, address, exclude)`` → an address of a shared network's pool, from
+#: the hub (``address``: the one asked for, "" any; ``exclude``: what this engine holds already);
+#: raises DriverError with the reason Docker shows
+Allocate = Callable[[str, str, str, list[str]], Awaitable[str]]
+#: ``release(subnet, address)``: the hub may hand ``address`` out again
+Release = Callable[[str, str], Awaitable[None]]
 
 
 # ---------------------------------------------------------------- state
@@ -186,6 +201,37 @@ def _hosts(net: IPNet) -> tuple[int, int]:
     if net.version == 6 and net.prefixlen < 127:
         return first + 1, last  # the subnet-router anycast address is never handed out
     return first, last
+
+
+class DockerNet(msgspec.Struct, frozen=True, kw_only=True):
+    """A Docker network as :func:`mirror_plan` reads it (``GET /networks``)."""
+
+    id: str
+    name: str
+    driver: str
+    #: the hub id of a network the node agent created as a copy of the hub's (``MIRROR_LABEL``), or ""
+    mirror_of: str = ""
+
+
+def mirror_plan(
+    shared: Mapping[str, tuple[str, str]], nets: Iterable[DockerNet], *, driver: str, hub_id: str,
+    declined: Iterable[str] = (),
+) -> tuple[list[tuple[str, str, str]], list[DockerNet]]:  # fmt: skip
+    """What makes this engine's networks follow the hub's shared networks (``shared``: name →
+    (IPv4 subnet, gateway) of switch ``ovn-hub/net/<name>``): networks to create (name, subnet,
+    gateway) where no network has the name, and this agent's copies whose shared network is
+    gone (the caller removes only those no container uses).  A name taken by another network of
+    this engine is left alone; ``declined``: names removed here while the hub still had them (the
+    engine's user deleted the network they created: not copied back)."""
+    by_name = {n.name: n for n in nets}
+    skip = set(declined)
+    create = [
+        (name, subnet, gateway)
+        for name, (subnet, gateway) in sorted(shared.items())
+        if subnet and ":" not in subnet and name not in by_name and name not in skip
+    ]
+    remove = [n for _, n in sorted(by_name.items()) if n.driver == driver and n.mirror_of == hub_id and n.name not in shared]
+    return create, remove
 
 
 class DockerView(msgspec.Struct, kw_only=True):
@@ -474,11 +520,17 @@ class Driver:
         *,
         on_change: Callable[[str], None] | None = None,
         deleted: Callable[[str], None] | None = None,
+        allocate: Allocate | None = None,
+        release: Release | None = None,
     ) -> None:
         self.state = state
         self.links = links
         self.on_change = on_change
         self.on_deleted = deleted
+        #: the hub's allocation for endpoint addresses (every engine's driver networks are one
+        #: shared network each, so one allocator across engines); None: this engine's pool alone
+        self.allocate = allocate
+        self.release = release
         self.calls: dict[str, int] = {}
 
     def methods(self) -> dict[str, Callable[[Any], Any]]:
@@ -542,14 +594,29 @@ class Driver:
         options = b.get("Options") or {}
         if not isinstance(options, dict):
             raise DriverError("Options is not an object")
-        addr = self.state.request_address(b["PoolID"], str(b.get("Address") or ""), options)
+        address = str(b.get("Address") or "")
+        if self.allocate is not None and options.get("RequestAddressType") != GATEWAY_REQUEST:
+            # an endpoint's address comes from the hub (the gateway is the same on every engine)
+            pool = self.state._pool(b["PoolID"])
+            if address and address.split("/")[0] in pool.allocated:
+                raise DriverError(f"address {address.split('/')[0]} is already in use in pool {pool.subnet}")
+            address = await self.allocate(pool.subnet, pool.sub, address.split("/")[0], sorted(pool.allocated))
+        addr = self.state.request_address(b["PoolID"], address, options)
         self.state.save()
         return {"Address": addr, "Data": {}}
 
     async def release_address(self, body: Any) -> dict[str, Any]:
         b = _req(body, "PoolID", "Address")
+        pool = self.state.pools.get(b["PoolID"])
+        ip = b["Address"].split("/")[0]
+        central = pool is not None and ip in pool.allocated and ip not in pool.gateways
         self.state.release_address(b["PoolID"], b["Address"])
         self.state.save()
+        if self.release is not None and central and pool is not None:
+            try:
+                await self.release(pool.subnet, ip)
+            except DriverError as exc:  # the hub's reservation lapses by itself
+                log.warning("releasing %s of %s at the hub failed: %s", ip, pool.subnet, exc)
         return {}
 
     # ------------------------------------------------------------ networks

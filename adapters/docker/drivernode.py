@@ -23,7 +23,18 @@ beside wrapper mode's :class:`~adapters.docker.node.DockerNode`:
   that still matches, plumbing of endpoints Docker no longer has goes, and
   Interfaces of endpoints the state does not know are removed.  An engine
   restart is Docker's own Leave/DeleteEndpoint calls on the way down, then its
-  cleanup of stale endpoints on the way up; the resync catches what it missed.
+  cleanup of stale endpoints on the way up; the resync catches what it missed;
+* **shared networks**: every driver network is a shared hub network (switch
+  ``ovn-hub/net/<name>``).  For each one NB holds, the agent creates a Docker
+  network of that name on its engine (this driver, its IPAM, the switch's subnet
+  and gateway, label ``ovn-hub.io/shared-mirror=<hub id>``), and removes such a copy
+  once the switch is gone and no container uses it (:func:`~.driver.mirror_plan`);
+  looked at when NB's shared switches change, when a network is destroyed, and at
+  every resync;
+* **addresses from the hub** (``[node] hub_api``): an endpoint's ``RequestAddress``
+  is answered by the hub's ``POST /v1/ipam/request`` (hub/ipam.py) with the
+  ingest token, so two engines never hand out one address; the gateway stays local
+  (the same on every engine).  The hub unreachable is a Docker error naming it.
 
 Level-triggered like the rest: events only mark endpoints or networks dirty.
 """
@@ -37,6 +48,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiodocker
@@ -50,7 +62,19 @@ from core.ovsdb import ConnectionLost, OvsdbClient, OvsdbError
 from core.vif import NbView, OvsBridge, PlumbError
 from core.vif.handoff import DRIVER_OWNER, Handoff, HandoffLinks, HandoffPorts, OvsHandoff
 
-from .driver import CONTENT_TYPE, LOCAL_SPACE, DockerView, Driver, DriverError, DriverState, Endpoint, handoff_names
+from .driver import (
+    CONTENT_TYPE,
+    LOCAL_SPACE,
+    MIRROR_LABEL,
+    DockerNet,
+    DockerView,
+    Driver,
+    DriverError,
+    DriverState,
+    Endpoint,
+    handoff_names,
+    mirror_plan,
+)
 
 __all__ = ["I_CONTAINER", "I_ENDPOINT", "I_NETWORK_ID", "DriverNode", "plugin_app"]
 
@@ -127,6 +151,14 @@ def _holds(have: dict[str, str] | None, want: dict[str, str]) -> bool:
     return have is not None and _ours(have) == want
 
 
+def _read_token(path: str) -> str:
+    """The first line of the hub's ingest token file (a small file, read per call: it may be rotated)."""
+    try:
+        return Path(path).read_text().partition("\n")[0].strip()
+    except OSError as exc:
+        raise DriverError(f"cannot read the hub's ingest token {path}: {exc.strerror}") from None
+
+
 def _first_host(subnet: str) -> str:
     net = ipaddress.ip_network(subnet, strict=False)
     return str(net.network_address + 1) if net.num_addresses > 2 else str(net.network_address)
@@ -152,6 +184,8 @@ class DriverNode:
         chassis: str = "",
         resync_interval: float = 60.0,
         handoff: Handoff | None = None,
+        hub_api: str = "",
+        hub_token_file: str = "",
     ) -> None:
         self.name = name
         self.socket = socket
@@ -167,7 +201,20 @@ class DriverNode:
         else:
             self.links = handoff
         self.state = DriverState(state_path)
-        self.driver = Driver(self.state, self.links, on_change=self.mark, deleted=self._deleted)
+        self.hub_api = hub_api
+        self.hub_token_file = hub_token_file
+        central = bool(hub_api)
+        self.driver = Driver(self.state, self.links, on_change=self.mark, deleted=self._deleted,
+                             allocate=self._allocate if central else None,
+                             release=self._release if central else None)  # fmt: skip
+        #: shared networks: what NB held when they were last mirrored; networks of this driver made here
+        #: by someone else than this agent (by name); names removed here while NB still had them
+        self._shared_seen: dict[str, tuple[str, str]] | None = None
+        self._own: set[str] = set()
+        self.declined: set[str] = set()
+        self._mirror_due = True
+        self.mirrored = 0
+        self.unmirrored = 0
         self.nb = NbView()
         self.ready = asyncio.Event()
         self.ovs_ready = asyncio.Event()
@@ -258,6 +305,9 @@ class DriverNode:
             "pools": len(self.state.pools),
             "binds": self.binds,
             "unbinds": self.unbinds,
+            "mirrored": self.mirrored,
+            "unmirrored": self.unmirrored,
+            "addresses_from": self.hub_api or "this engine's pools",
             "failures": self.failures,
             "endpoints": [
                 {"endpoint": ep.id, "network": ep.network, "addresses": ep.ips, "mac": ep.mac, "joined": ep.joined,
@@ -304,7 +354,7 @@ class DriverNode:
             await nb.monitor_cond(NbView.monitor_spec(self.hub_id, self.chassis), monitor_id="driver")
             async with aiodocker.Docker(url=self.docker_url, timeout=_REQUEST_TIMEOUT) as docker:
                 self._docker = docker
-                filters = {"type": ["container", "network"], "event": ["start", "connect"]}
+                filters = {"type": ["container", "network"], "event": ["start", "connect", "destroy"]}
                 params = {"filters": msgspec.json.encode(filters).decode()}
                 stream_timeout = aiohttp.ClientTimeout(total=None, sock_read=None, sock_connect=30)
                 async with docker._query("events", params=params, timeout=stream_timeout) as resp:
@@ -335,6 +385,9 @@ class DriverNode:
 
     def _on_nb_update(self, updates: dict[str, Any]) -> None:
         cids = self.nb.apply(updates)
+        if "Logical_Switch" in updates and self.nb.shared() != self._shared_seen:
+            self._mirror_due = True
+            self.wake.set()
         if not cids:
             return
         for eid, (cid, _net) in self.owners.items():
@@ -372,6 +425,10 @@ class DriverNode:
         if not isinstance(actor, dict):
             return
         attrs = actor.get("Attributes") or {}
+        if ev.get("Type") == "network" and ev.get("Action") == "destroy":
+            self._mirror_due = True  # a shared network removed here, or one of its copies
+            self.wake.set()
+            return
         if ev.get("Type") == "container" and ev.get("Action") == "start":
             cid = actor.get("ID")
         elif ev.get("Type") == "network" and ev.get("Action") == "connect" and actor.get("ID") in self.state.networks:
@@ -534,6 +591,81 @@ class DriverNode:
                 self.dirty.add(eid)
                 self._timed(eid, "owner")
 
+    # ------------------------------------------------------------ shared networks
+    async def mirror(self) -> None:
+        """This engine's networks follow NB's shared networks (module docstring).  A failed
+        Docker call is logged and tried again at the next change or resync."""
+        assert self._docker is not None
+        shared = self.nb.shared()
+        try:
+            listed: Any = await self._docker._query_json("networks")
+            nets = [
+                DockerNet(id=str(n.get("Id", "")), name=str(n.get("Name", "")), driver=str(n.get("Driver", "")),
+                          mirror_of=str((n.get("Labels") or {}).get(MIRROR_LABEL, "")))
+                for n in (listed if isinstance(listed, list) else []) if isinstance(n, dict)
+            ]  # fmt: skip
+            own = {n.name for n in nets if n.driver == self.name and n.mirror_of != self.hub_id}
+            self.declined |= (self._own - own) & set(shared)  # deleted here while the hub has it: not copied back
+            self.declined &= set(shared)
+            self._own = own
+            create, remove = mirror_plan(shared, nets, driver=self.name, hub_id=self.hub_id, declined=self.declined)
+            for name, subnet, gateway in create:
+                cfg: dict[str, str] = {"Subnet": subnet}
+                if gateway:
+                    cfg["Gateway"] = gateway
+                await self._docker.networks.create({
+                    "Name": name, "Driver": self.name, "CheckDuplicate": True, "Labels": {MIRROR_LABEL: self.hub_id},
+                    "IPAM": {"Driver": self.name, "Config": [cfg]},
+                })  # fmt: skip
+                self.mirrored += 1
+                log.info("shared network %s (%s, gateway %s) created on this engine", name, subnet, gateway or "-")
+            for n in remove:
+                detail: Any = await self._docker._query_json(f"networks/{n.id}")
+                if (detail.get("Containers") or {}) if isinstance(detail, dict) else {}:
+                    continue  # containers still use it here: removed once they are gone
+                async with self._docker._query(f"networks/{n.id}", method="DELETE"):
+                    pass
+                self.unmirrored += 1
+                log.info("shared network %s is gone from the hub: removed from this engine", n.name)
+            self._shared_seen = shared
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as exc:
+            log.warning("following the hub's shared networks failed: %s (tried again at the next change)", exc)
+
+    # ------------------------------------------------------------ addresses from the hub
+    async def _hub_call(self, op: str, body: dict[str, Any]) -> dict[str, Any]:
+        if self.hub_api.startswith("unix:"):
+            url, connector = f"http://hub/v1/ipam/{op}", aiohttp.UnixConnector(path=self.hub_api[5:])
+        else:
+            url, connector = self.hub_api.rstrip("/") + f"/v1/ipam/{op}", None
+        try:
+            token = _read_token(self.hub_token_file)
+            async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as s:
+                async with s.post(url, data=msgspec.json.encode(body), headers={
+                        "Authorization": f"Bearer {token}", "Content-Type": "application/json"}) as resp:  # fmt: skip
+                    answer: Any = {}
+                    with contextlib.suppress(ValueError, aiohttp.ContentTypeError):
+                        answer = await resp.json(content_type=None)
+                    if resp.status != 200:
+                        why = answer.get("error") if isinstance(answer, dict) else None
+                        raise DriverError(f"the hub refused the address: {why or f'HTTP {resp.status}'}")
+                    return answer if isinstance(answer, dict) else {}
+        except (OSError, aiohttp.ClientError, TimeoutError) as exc:
+            raise DriverError(
+                f"the hub at {self.hub_api} did not answer ({exc or type(exc).__name__}): an ovn-hub network is"
+                " shared by every engine, so its addresses come from the hub ([node] hub_api); is hubd running?"
+            ) from None
+
+    async def _allocate(self, subnet: str, sub: str, address: str, exclude: list[str]) -> str:
+        answer = await self._hub_call("request", {"node": self.chassis or self.hub_id, "subnet": subnet, "range": sub,
+                                                  "address": address, "exclude": exclude})  # fmt: skip
+        got = answer.get("address")
+        if not isinstance(got, str) or not got:
+            raise DriverError(f"the hub's answer has no address: {str(answer)[:200]}")
+        return got
+
+    async def _release(self, subnet: str, address: str) -> None:
+        await self._hub_call("release", {"node": self.chassis or self.hub_id, "subnet": subnet, "address": address})
+
     # ------------------------------------------------------------ binding
     async def _bind_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -546,6 +678,10 @@ class DriverNode:
             if loop.time() >= next_full:
                 await self.reconcile()
                 next_full = loop.time() + self.resync_interval
+                self._mirror_due = True
+            if self._mirror_due:
+                self._mirror_due = False
+                await self.mirror()
             dirty, self.dirty = self.dirty, set()
             if dirty:
                 await self.fix(dirty)

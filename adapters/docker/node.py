@@ -88,6 +88,12 @@ class NodeOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     #: The driver's name: ``docker network create -d <name> --ipam-driver <name>`` (the hub's docker
     #: adapter option ``driver`` must be the same).
     driver_name: str = "ovn-hub"
+    #: The hub's admin API (``unix:/path`` or ``http(s)://host:port``) the driver takes endpoint addresses
+    #: from: every engine's driver network is one shared network, so one allocator (hub/ipam.py).  "" = this
+    #: engine's pool alone (then only one engine may run containers on a shared network without collisions).
+    hub_api: str = ""
+    #: the hub's ingest token (its ``[api] ingest_token_file``), the bearer of ``hub_api`` calls
+    hub_token_file: str = ""
 
 
 def complete_ids(ids: dict[str, str]) -> dict[str, str]:
