@@ -199,11 +199,11 @@ def test_driver_networks_carry_packets_through_ovn(world: World) -> None:
     create_network(w, "green", GREEN)
     create_network(w, "red", RED, "--gateway", "10.61.0.254")
     # the hub maps them: switches with the IPAM subnet, the gateway (the IPAM's first host, or --gateway)
-    sync_wait_until(lambda: {"docker/local/green", "docker/local/red"} <= w.switches(), 30, "switches")
+    sync_wait_until(lambda: {"ovn-hub/net/green", "ovn-hub/net/red"} <= w.switches(), 30, "switches")
     sw = {r["name"]: r for r in nb_rows(w.host.ovn, "Logical_Switch")}
-    assert ovs_map(sw["docker/local/green"]["other_config"])["subnet"] == GREEN
-    assert ovs_map(sw["docker/local/green"]["external_ids"])["ovn-hub:gateway"] == "10.60.0.1"
-    assert ovs_map(sw["docker/local/red"]["external_ids"])["ovn-hub:gateway"] == "10.61.0.254"
+    assert ovs_map(sw["ovn-hub/net/green"]["other_config"])["subnet"] == GREEN
+    assert ovs_map(sw["ovn-hub/net/green"]["external_ids"])["ovn-hub:gateway"] == "10.60.0.1"
+    assert ovs_map(sw["ovn-hub/net/red"]["external_ids"])["ovn-hub:gateway"] == "10.61.0.254"
 
     g1, g2 = run(w, "g1", "green"), run(w, "g2", "green")
     r1 = run(w, "r1", "red")
@@ -276,7 +276,7 @@ def test_stop_and_network_rm_leave_nb_and_the_bridge_equal_to_docker(world: Worl
     docker(w.d, "rm", "-f", "g1", "g2")
     wait_converged(w, "containers removed")
     docker(w.d, "network", "rm", "green")
-    sync_wait_until(lambda: "docker/local/green" not in w.switches(), 30, "the switch deleted")
+    sync_wait_until(lambda: "ovn-hub/net/green" not in w.switches(), 30, "the switch deleted")
     assert w.ports() == {} and w.bridge() == {}
     st = state_file(w)
     assert nid not in st["networks"] and st["endpoints"] == {} and st["pools"] == {}, st
