@@ -31,16 +31,18 @@ address is not reused at once), the gateway the first host address unless
 ``--gateway`` says otherwise, network and broadcast addresses never handed out.
 Every port on the switch then carries a static "MAC IP" that OVN's IPAM only
 records; nothing on a driver network is ``dynamic``, so there is no range to
-split with OVN.  The pools are local to this engine (scope ``local``, below),
-so one allocator per pool is the truth.
+split with OVN.  A driver network is shared by every engine (below), so with
+an ``allocate`` hook (the node's ``[node] hub_api``) an endpoint's address comes
+from the hub's one allocator (hub/ipam.py) and is then recorded here; the
+gateway stays this pool's answer (the same on every engine).
 
 **Scope ``local``.**  Docker's ``global`` scope needs a cluster store
 (``--cluster-store`` consul/etcd/zookeeper: deprecated in Docker 20.10, removed
 in 23.0) or Swarm; ``local`` keeps each engine's networks, pools and endpoints
-in its own store, which is what this process is a plugin of.  Each engine's
-driver network is the hub network of that engine's adapter
-(``docker/<cluster>/<name>``); networks of several engines meet through the
-fabric's router, not as one L2 segment (README: what is not done).
+in its own store, which is what this process is a plugin of.  The hub gives the
+cross-engine identity instead: a driver network is the shared hub network
+``ovn-hub/net/<name>`` of every engine that has one of that name, and each node
+agent creates it on its own engine (:func:`mirror_plan`, :mod:`.drivernode`).
 
 **State** is one JSON file (``<state_dir>/docker-driver.json``), written
 before every answer that changed it: an agent restart must know the pools,
