@@ -499,6 +499,7 @@ class DriverNode:
                 log.warning("endpoint %s: its veth %s is gone; it stays unplugged", ep.id[:12], ep.dev)
         self.dirty.update(self.state.endpoints)
         self.dirty.update(self.bound_endpoints())
+        self._mirror_due = True  # the engine may have changed while this agent was away
         self.wake.set()
 
     def bound_endpoints(self) -> set[str]:
@@ -678,7 +679,6 @@ class DriverNode:
             if loop.time() >= next_full:
                 await self.reconcile()
                 next_full = loop.time() + self.resync_interval
-                self._mirror_due = True
             if self._mirror_due:
                 self._mirror_due = False
                 await self.mirror()
