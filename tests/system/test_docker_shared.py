@@ -8,7 +8,9 @@ chassis joined by Geneve), and one hubd with a Docker adapter per engine
 switch ``ovn-hub/net/green``; engine B's agent sees it in NB and creates ``green``
 on B with the same subnet and gateway.  A container on each engine gets its
 address from the hub's allocator (``[node] hub_api``: no collision), and they ping
-each other across the tunnel through OVN.  ``docker network rm green`` on A removes
+each other across the tunnel through OVN.  With the hub stopped, ``docker run`` fails
+with the driver's reason; a restarted hub (no reservations left) still hands out
+an address no container holds.  ``docker network rm green`` on A removes
 the switch, and B's agent removes its copy.
 
 Both engines run on one machine, whose plugin discovery directory
@@ -140,7 +142,7 @@ def test_a_network_created_on_one_engine_is_one_l2_network_on_both(
     made: list[Hubd] = []
     try:
         nb = pair.nb_remote
-        start(root / "hub", hub_config(root / "hub", nb, [a, b]), made)
+        hub = start(root / "hub", hub_config(root / "hub", nb, [a, b]), made)
         for e in (a, b):
             start(root / f"node-{e.tag}", node_config(root / f"node-{e.tag}", nb, e, root / "hub"), made, "--role", "node")
 
@@ -178,6 +180,25 @@ def test_a_network_created_on_one_engine_is_one_l2_network_on_both(
         assert can_ping(a, "ca", ip_b), "a container on A reaches one on B over the shared network"
         assert can_ping(b, "cb", ip_a), "and back"
 
+        # the hub away: no address can be had, and Docker says why
+        hub.stop()
+        res = subprocess.run(["docker", "-H", b.d.url, "run", "-d", "--name", "cx", "--network", "green", "busybox:hub",
+                              "sleep", "3600"], capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert res.returncode != 0 and "did not answer" in res.stderr and "is hubd running" in res.stderr, res.stderr
+        docker(b.d, "rm", "-f", "cx")
+        # a restarted hub has forgotten its reservations, but its desired state holds A's and B's addresses
+        hub.notify.drain()
+        hub.notify.messages.clear()  # the first start's READY=1
+        hub.start()
+        hub.wait_ready(60)
+        cx = docker(b.d, "run", "-d", "--name", "cx", "--network", "green", "busybox:hub", "sleep", "3600")
+        ip_x = ip_of(b, "cx")
+        assert ip_x not in {ip_a, ip_b, GATEWAY}, (ip_x, ip_a, ip_b)
+        sync_wait_until(lambda: ports(pair).get(f"docker/b/green/{cx}", {}).get("up") is True, WAIT, "cx up")
+        pair.ovn.nbctl(f"--timeout={int(WAIT)}", "--wait=hv", "sync")
+        assert can_ping(a, "ca", ip_x), "the third one, from A"
+        docker(b.d, "rm", "-f", "cx")
+
         # the network removed where it was made: the switch goes, and B's copy once B's container left it
         docker(a.d, "rm", "-f", "ca")
         docker(b.d, "rm", "-f", "cb")
@@ -186,11 +207,12 @@ def test_a_network_created_on_one_engine_is_one_l2_network_on_both(
         sync_wait_until(lambda: network(b, "green") is None, WAIT, "B's copy removed")
         assert network(a, "green") is None  # not copied back to where it was removed
         assert ports(pair) == {}
-    except AssertionError:
-        raise AssertionError("\n".join(f"--- {h.dir.name}:\n{h.logtext()[-4000:]}" for h in made)) from None
+    except AssertionError as exc:
+        logs = "\n".join(f"--- {h.dir.name}:\n{h.logtext()[-4000:]}" for h in made)
+        raise AssertionError(f"{exc}\n{logs}") from None
     finally:
         for e in (a, b):
-            docker(e.d, "rm", "-f", "ca", "cb", check=False)
+            docker(e.d, "rm", "-f", "ca", "cb", "cx", check=False)
             docker(e.d, "network", "rm", "green", check=False)
         for h in made:
             h.close()
