@@ -219,3 +219,19 @@ def test_a_foreign_port_on_the_shared_switch_keeps_it() -> None:
     p.apply(Snapshot(source=A, objects=()))
     assert plan(p) == []
     assert lsp_name(ep(A, "a1", "10.60.0.2")) == "docker/a/green/a1"
+
+
+# ---------------------------------------------------------------- hubctl trace
+def test_trace_sees_endpoints_of_two_sources_on_one_shared_switch() -> None:
+    from hub.trace import Request
+    from hub.trace import plan as trace_plan
+
+    p = Programmer("unix:/nonexistent", HUB)
+    a1, b1 = ep(A, "a1", "10.60.0.2"), ep(B, "b1", "10.60.0.3")
+    p.apply(Snapshot(source=A, objects=(green(A), a1)))
+    p.apply(Snapshot(source=B, objects=(green(B), b1)))
+    nb(p, LSP, "p-a1", lsp_columns(a1, HUB))
+    nb(p, LSP, "p-b1", lsp_columns(b1, HUB))
+    got = trace_plan(p, Request(src="docker/a/default/a1", dst="docker/b/default/b1", network=SHARED))
+    assert (got.src.switch, got.dst.switch) == (SHARED, SHARED)
+    assert got.eth_dst == "0a:58:0a:3c:00:03"  # the same L2 network: straight to b1's MAC, no router
