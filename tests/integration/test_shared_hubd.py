@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from core.model import Endpoint, Network, Snapshot, Source, encode
 from testkit.hubd import Hubd
@@ -94,3 +95,19 @@ async def test_a_conflict_is_one_rejection_and_the_allocator_avoids_held_address
     rel = json.dumps({"node": "a", "subnet": "10.60.0.0/24", "address": "10.60.0.3"}).encode()
     assert await post(sock, "/v1/ipam/release", rel, token) == (200, {"released": True})
     assert json.loads(h.ctl("status", "--json").stdout)["ipam"]["requests"] == 3
+
+
+async def test_a_node_whose_hub_does_not_answer_gives_docker_the_reason(tmp_path: Path) -> None:
+    from adapters.docker.driver import LOCAL_SPACE, DriverError
+    from adapters.docker.drivernode import DriverNode
+    from core.vif.handoff import FakeHandoff
+
+    (tmp_path / "token").write_text("t" * 64 + "\n")
+    n = DriverNode(name="ovn-hub", socket=str(tmp_path / "x.sock"), state_path="", hub_id="hub1",
+                   nb_remote="unix:/nonexistent", docker_url="unix:///nonexistent", handoff=FakeHandoff(),
+                   hub_api=f"unix:{tmp_path}/api.sock", hub_token_file=str(tmp_path / "token"))  # fmt: skip
+    pool = f"{LOCAL_SPACE}/10.60.0.0/24"
+    await n.driver.request_pool({"AddressSpace": LOCAL_SPACE, "Pool": "10.60.0.0/24"})
+    with pytest.raises(DriverError, match=rf"the hub at unix:{tmp_path}/api.sock did not answer .*is hubd running"):
+        await n.driver.request_address({"PoolID": pool})
+    assert n.state.pools[pool].allocated == {}  # nothing handed out

@@ -4,6 +4,7 @@ the hub's allocator for shared subnets, and the driver asking it for endpoint ad
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -145,12 +146,28 @@ async def test_endpoint_addresses_come_from_the_hub_and_the_gateway_stays_local(
     assert "10.60.0.3" not in ipam.reserved["10.60.0.0/24"]
 
 
-async def test_an_unreachable_hub_is_a_docker_error_naming_it() -> None:
+async def test_an_unreachable_hub_is_a_docker_error_naming_it(tmp_path: Path) -> None:
     from adapters.docker.drivernode import DriverNode
 
-    node = DriverNode(name="ovn-hub", socket="/nonexistent/x.sock", state_path="", hub_id="hub1",
-                      nb_remote="unix:/nonexistent", docker_url="unix:///nonexistent", handoff=FakeHandoff(),
-                      hub_api="unix:/nonexistent/api.sock", hub_token_file="/nonexistent/token")  # fmt: skip
-    await node.driver.request_pool({"AddressSpace": LOCAL_SPACE, "Pool": "10.60.0.0/24"})
+    def node(token: Path) -> DriverNode:
+        return DriverNode(name="ovn-hub", socket=str(tmp_path / "x.sock"), state_path="", hub_id="hub1",
+                          nb_remote="unix:/nonexistent", docker_url="unix:///nonexistent", handoff=FakeHandoff(),
+                          hub_api=f"unix:{tmp_path}/api.sock", hub_token_file=str(token))  # fmt: skip
+
+    n = node(tmp_path / "missing")
+    await n.driver.request_pool({"AddressSpace": LOCAL_SPACE, "Pool": "10.60.0.0/24"})
     with pytest.raises(DriverError, match="cannot read the hub's ingest token"):
-        await node.driver.request_address({"PoolID": POOL})
+        await n.driver.request_address({"PoolID": POOL})
+    assert n.state.pools[POOL].allocated == {}  # nothing handed out
+
+
+def test_node_hub_api_needs_a_scheme_and_the_token() -> None:
+    from hub.config import ConfigError, loads
+    from hub.node import node_options
+
+    ok = node_options(loads('[node]\nhub_api = "unix:/run/ovn-hub/api.sock"\nhub_token_file = "/etc/ovn-hub/t"\n'))
+    assert (ok.hub_api, ok.hub_token_file) == ("unix:/run/ovn-hub/api.sock", "/etc/ovn-hub/t")
+    with pytest.raises(ConfigError, match="hub_token_file"):
+        node_options(loads('[node]\nhub_api = "unix:/run/ovn-hub/api.sock"\n'))
+    with pytest.raises(ConfigError, match="must be unix"):
+        node_options(loads('[node]\nhub_api = "hub:8080"\nhub_token_file = "/t"\n'))
