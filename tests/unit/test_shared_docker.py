@@ -146,7 +146,7 @@ async def test_endpoint_addresses_come_from_the_hub_and_the_gateway_stays_local(
     assert "10.60.0.3" not in ipam.reserved["10.60.0.0/24"]
 
 
-async def test_an_unreachable_hub_is_a_docker_error_naming_it(tmp_path: Path) -> None:
+async def test_an_unreadable_hub_token_is_a_docker_error_naming_it(tmp_path: Path) -> None:
     from adapters.docker.drivernode import DriverNode
 
     def node(token: Path) -> DriverNode:
