@@ -33,7 +33,7 @@ from core.model import Delete, Endpoint, Programmed, Ready, Rejected, Snapshot, 
 from core.model.fabric import AdminPolicy
 from core.nb import PortStatus, Programmer
 from hub.bus import AdapterSink, Bus, Subscription
-from hub.config import Config, ConfigError, load
+from hub.config import Config, ConfigError, load, ovn_tls
 from hub.notify import Notifier
 from hub.plugins import PluginError, adapter_factory
 from hub.policies import PoliciesFile
@@ -124,6 +124,7 @@ class Hub:
                 batch_size=self.config.ovn.batch_size,
                 retry_interval=self.config.ovn.retry_interval,
                 cache_path=Path(self.config.hub.state_dir) / f"nb-ports-{self.config.hub.id}.cache",
+                tls=None if self.use_sandbox else ovn_tls(self.config),
             )
             stack.push_async_callback(self.programmer.close)
             if not self.policy_file.checks:  # (hubd's main read it already, refusing a bad file)

@@ -39,7 +39,7 @@ from core.backoff import Backoff
 from core.gcpause import gc_paused
 from core.model import Endpoint, InputEvent, Policy, Rejected, Service, Snapshot, Source, StatusEvent
 from core.model.fabric import FABRIC_SOURCE, Fabric
-from core.names import SOURCE, derived_mac, lsp_name, stable_mac
+from core.names import OWNER, SOURCE, derived_mac, lsp_name, stable_mac
 from core.nb import portcache, txn
 from core.nb.desired import DesiredState
 from core.nb.dirty import DirtyRows
@@ -53,7 +53,7 @@ from core.nb.tables import policy, router, router_port, switch
 from core.nb.tables.fabric import FabricIndex
 from core.nb.tables.port import TABLE as PORTS
 from core.nb.tables.port import PortRow, PortStore, with_dynamic_ips
-from core.ovsdb import ConnectionLost, OvsdbClient, OvsdbError
+from core.ovsdb import ConnectionLost, NoUsableServer, OvsdbClient, OvsdbError, Tls, py_map
 
 log = logging.getLogger("ovn_hub.programmer")
 
@@ -80,8 +80,11 @@ class Programmer:
         coalesce: float = 0.01,
         retry_interval: float = 30.0,
         cache_path: str | os.PathLike[str] | None = None,
+        tls: Tls | None = None,
     ) -> None:
+        #: one remote, or a clustered NB's members (comma-separated): the writer uses the leader only
         self.nb_remote = nb_remote
+        self.tls = tls
         self.hub_id = hub_id
         self.publish = publish
         self.batch_size = batch_size
@@ -213,7 +216,7 @@ class Programmer:
                     await asyncio.sleep(backoff.next())
 
     async def _connect(self) -> None:
-        client = OvsdbClient(self.nb_remote)
+        client = OvsdbClient(self.nb_remote, tls=self.tls, leader_only=True)
         await client.connect()
         reconnect = len(self.ports) > 0
         remembered = portcache.memory_entries(self.ports) if reconnect else []
@@ -288,7 +291,7 @@ class Programmer:
                         self.connect_failures = 0
                     except (OSError, OvsdbError, TimeoutError) as exc:
                         self.connect_failures += 1
-                        refused = isinstance(exc, ConnectionRefusedError | FileNotFoundError)
+                        refused = isinstance(exc, ConnectionRefusedError | FileNotFoundError | NoUsableServer)
                         delay = backoff.next(cap=1.0 if refused else None)
                         log.warning("NB %s unreachable (%s); retrying in %.1fs", self.nb_remote, exc, delay)
                         await asyncio.sleep(delay)
@@ -387,6 +390,9 @@ class Programmer:
                 raise ConnectionLost(str(exc)) from None
             metrics.TXNS.labels("error").inc()
             if len(units) == 1:
+                if await self._own_twin(ops, exc):
+                    self._redirty(units)  # the monitor has brought the row: the next plan sees it
+                    return
                 self._reject(units[0], str(exc))
                 return
             mid = len(units) // 2
@@ -395,6 +401,27 @@ class Programmer:
             await self._commit(units[mid:])
             return
         self._committed(units, inserts, result, t0)
+
+    async def _own_twin(self, ops: list[dict[str, Any]], exc: OvsdbError) -> bool:
+        """An insert's guard (a ``wait`` that no such row exists) failed: is
+        the row there ours?  Then an earlier transaction of this hub committed
+        it although its reply was lost (a clustered NB commits at least once),
+        and the insert is simply dropped; a foreign row is a conflict."""
+        op = ops[exc.index] if exc.index is not None and 0 <= exc.index < len(ops) else None
+        if op is None or op.get("op") != "wait" or self._client is None:
+            return False
+        try:
+            reply = await self._client.transact([{"op": "select", "table": op["table"], "where": op["where"],
+                                                  "columns": ["external_ids"]}], timeout=30.0)  # fmt: skip
+        except (OvsdbError, TimeoutError):
+            return False
+        rows = reply[0].get("rows", []) if reply else []
+        ours = [r for r in rows if py_map(r.get("external_ids", ["map", []])).get(OWNER) == self.hub_id]
+        if ours:
+            log.info("%s insert already committed by an earlier transaction whose reply was lost: not inserted twice",
+                     op["table"])  # fmt: skip
+            metrics.TWINS_AVERTED.inc()
+        return bool(ours)
 
     def _committed(self, units: list[PlanOp], inserts: dict[int, int], result: list[Any], t0: float) -> None:
         now = time.monotonic()
