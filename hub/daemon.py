@@ -402,7 +402,8 @@ class Hub:
         if self.programmer is None:
             raise TraceError("hubd is starting: no desired state yet", 503)
         async with self._traces:
-            return await trace(self.programmer, self.sb_remote, request)
+            return await trace(self.programmer, self.sb_remote, request,
+                               tls=None if self.use_sandbox else ovn_tls(self.config))
 
     async def ingest(self, orchestrator: str, cluster: str, payload: bytes) -> tuple[int, dict[str, Any]]:
         """``POST /v1/ingest``: a node agent's event (hub/remote.py ``ApiIngest``)."""

@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 
 from core.gcpause import gc_paused
-from core.ovsdb.transport import SERVER_COLUMNS, Member, Tls, member_ok, open_stream, split_remotes
+from core.ovsdb.transport import SERVER_COLUMNS, Member, Tls, TlsError, member_ok, open_stream, split_remotes
 
 log = logging.getLogger("ovn_hub.ovsdb")
 _enc = msgspec.json.Encoder()
@@ -200,7 +200,7 @@ class OvsdbClient:
             try:
                 async with asyncio.timeout(timeout):
                     self._reader, self._writer = await open_stream(self.remote, self.tls, limit=1 << 24)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, TlsError) as exc:
                 why.append(f"{self.remote}: {_why(exc)}")
                 continue
             self.closed.clear()
@@ -306,6 +306,8 @@ class OvsdbClient:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure ends the session
+            if self.closed.is_set():  # ended from inside (``_drop``), already said why
+                return
             log.warning("OVSDB session to %s lost: %s", self.remote, exc)
             self._fail_pending(exc if isinstance(exc, OvsdbError) else ConnectionLost(str(exc)))
             self.closed.set()

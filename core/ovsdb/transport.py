@@ -43,10 +43,11 @@ class Tls:
 
     def context(self) -> ssl.SSLContext:
         """A client context: our certificate, the server's checked against the CA only."""
-        for label, path in (("private_key", self.private_key), ("certificate", self.certificate),
-                            ("ca_cert", self.ca_cert)):  # fmt: skip
-            if not path:
-                raise TlsError(f"an ssl: remote needs {label}")
+        files = (("private_key", self.private_key), ("certificate", self.certificate), ("ca_cert", self.ca_cert))
+        missing = [label for label, path in files if not path]
+        if missing:
+            raise TlsError(f"an ssl: remote needs {', '.join(missing)}")
+        for label, path in files:
             if not Path(path).is_file():
                 raise TlsError(f"{label} {path!r} is not a readable file")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
