@@ -127,6 +127,7 @@ class Hub:
                 tls=None if self.use_sandbox else ovn_tls(self.config),
             )
             stack.push_async_callback(self.programmer.close)
+            self.programmer.on_role = self._on_role
             if not self.policy_file.checks:  # (hubd's main read it already, refusing a bad file)
                 self.policy_file.read()
             self._set_fabric(self.config)
@@ -262,11 +263,12 @@ class Hub:
             await asyncio.sleep(0.05)
         self.ready.set()
         n = self.programmer.status().endpoints
-        self.notifier.notify("READY=1", f"STATUS=ready: {n} endpoints, {len(self.runners)} adapters")
-        log.info("ready: NB synced, %d adapters snapshotted, %d endpoints programmed", len(self.runners), n)
+        self.notifier.notify("READY=1", f"STATUS={self._ready_text()}")
+        log.info("ready (%s): NB synced, %d adapters snapshotted, %d endpoints %s", self.programmer.role,
+                 len(self.runners), n, "programmed" if self.programmer.active else "in the desired state")  # fmt: skip
         while True:
             await asyncio.sleep(5)
-            self._status(f"ready: {self.programmer.status().endpoints} endpoints, {len(self.runners)} adapters")
+            self._status(self._ready_text())
 
     # ---------------------------------------------------------------- adapters
     def _start_adapter(self, spec: AdapterSpec) -> None:
@@ -378,6 +380,27 @@ class Hub:
 
     def is_ready(self) -> bool:
         return self.ready.is_set()
+
+    def role(self) -> str:
+        return self.programmer.role if self.programmer is not None else "standby"
+
+    async def set_paused(self, paused: bool) -> str:
+        if self.programmer is None:
+            return "standby"
+        await (self.programmer.pause() if paused else self.programmer.resume())
+        return self.programmer.role
+
+    def _on_role(self, role: str) -> None:
+        log.warning("NB writer role: %s", role)
+        if self.ready.is_set():
+            self._status(self._ready_text())
+        if self.mqtt is not None:
+            self.mqtt.status_changed()
+
+    def _ready_text(self) -> str:
+        assert self.programmer is not None
+        role = "" if self.programmer.role == "active" else f" ({self.programmer.role}: another hubd writes)"
+        return f"ready{role}: {self.programmer.status().endpoints} endpoints, {len(self.runners)} adapters"
 
     def endpoints(self) -> Iterator[Endpoint]:
         if self.programmer is not None:

@@ -185,6 +185,8 @@ class OvsdbClient:
         self._reply_hooks: dict[int, Callable[[Any], None]] = {}
         self._reader_task: asyncio.Task[None] | None = None
         self.on_update: UpdateHandler | None = None
+        #: ``locked``/``stolen`` notifications of an OVSDB lock: (lock name, held now)
+        self.on_lock: Callable[[str, bool], None] | None = None
         self.closed = asyncio.Event()
 
     async def connect(self, timeout: float = 10.0) -> None:
@@ -246,7 +248,7 @@ class OvsdbClient:
             row = change.get("modify") or change.get("insert") or change.get("initial")
             if row is None:
                 if "delete" in change:
-                    self._drop(f"{self.database} left {self.remote}")
+                    self.drop(f"{self.database} left {self.remote}", next_member=True)
                 continue
             if self.member is None:
                 continue
@@ -255,13 +257,15 @@ class OvsdbClient:
             self.member = Member.from_row(merged)
             reason = member_ok(self.member, leader_only=self.leader_only, min_index=0)
             if reason is not None:
-                self._drop(f"{self.remote} is {reason}")
+                self.drop(f"{self.remote} is {reason}", next_member=True)
 
-    def _drop(self, why: str) -> None:
-        """End the session from inside (the member became unusable): the
-        owner sees ``closed`` and reconnects, to another member."""
+    def drop(self, why: str, *, next_member: bool = False) -> None:
+        """End the session from inside (the member became unusable, or the
+        owner wants a fresh one): the owner sees ``closed`` and reconnects,
+        ``next_member`` first to the member after this one."""
         log.warning("OVSDB %s: %s; reconnecting", self.database, why)
-        self._next += 1
+        if next_member:
+            self._next += 1
         self._fail_pending(ConnectionLost(why))
         self.closed.set()
         if self._writer is not None:
@@ -306,7 +310,7 @@ class OvsdbClient:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure ends the session
-            if self.closed.is_set():  # ended from inside (``_drop``), already said why
+            if self.closed.is_set():  # ended from inside (``drop``), already said why
                 return
             log.warning("OVSDB session to %s lost: %s", self.remote, exc)
             self._fail_pending(exc if isinstance(exc, OvsdbError) else ConnectionLost(str(exc)))
@@ -332,6 +336,8 @@ class OvsdbClient:
                     fut.set_result(msg.get("result"))
         elif method == "echo":
             self._send({"id": msg.get("id"), "result": msg.get("params", []), "error": None})
+        elif method in ("locked", "stolen") and self.on_lock is not None:
+            self.on_lock(str(msg["params"][0]), method == "locked")
         elif method == "update2" and msg["params"][0] == "_server":
             self._server_update(msg["params"][1])
         elif method == "update2" and self.on_update is not None:
@@ -381,6 +387,17 @@ class OvsdbClient:
                 return await fut
         finally:
             del fut  # a large reply must not outlive its caller's use of it
+
+    async def lock(self, name: str) -> bool:
+        """Ask for the OVSDB lock ``name`` (RFC 7047 §4.1.8): True if held now;
+        else the server queues us and a ``locked`` notification comes when it is
+        ours.  Locks live in one ovsdb-server process: on a cluster, the leader's."""
+        reply = await self.call("lock", [name], timeout=30.0)
+        return bool(isinstance(reply, dict) and reply.get("locked"))
+
+    async def unlock(self, name: str) -> None:
+        """Give the lock up (or leave its queue); the next waiter gets ``locked``."""
+        await self.call("unlock", [name], timeout=30.0)
 
     async def monitor_cond(self, tables: dict[str, Any], monitor_id: str = "hub") -> None:
         """Start a conditional monitor; ``on_update`` receives the initial

@@ -315,3 +315,78 @@ def test_node_ovs_over_ssl(tmpdir_short: Path, pki: Pki) -> None:
     finally:
         server.terminate()
         server.wait(10)
+
+
+# ---------------------------------------------------------------- active / standby
+def die(p: Programmer) -> None:
+    """The process is gone: its socket closes without an unlock (as kill -9 leaves it)."""
+    assert p._client is not None and p._client._writer is not None
+    p._client._writer.transport.abort()
+
+
+async def test_one_writer_per_hub_id_standby_takes_over_and_a_deposed_writer_is_fenced(cluster: NbCluster) -> None:
+    remote = ",".join(cluster.remote(i) for i in range(cluster.n))
+    objs = world(300)
+    async with running(remote) as a, running(remote) as b:
+        assert (a.role, b.role) == ("active", "standby")
+        for p in (a, b):  # both hubds run the same adapters
+            p.apply(snap(objs))
+        await a.flush(60)
+        await b.flush(10)  # a standby has nothing to write: flush returns
+        assert a.writes > 0 and b.writes == 0 and b.transactions == 0
+        # the standby's replica is warm: NB equals its desired state without a read
+        assert b.plan() == []
+        # the active dies: the server hands the lock to the standby, which writes nothing twice
+        objs = world(300, gen=1)
+        for p in (a, b):
+            p.apply(snap(objs))
+        await a.flush(60)
+        t0 = asyncio.get_running_loop().time()
+        die(a)
+        await wait_until(lambda: b.role == "active", 10, "the standby takes over")
+        failover = asyncio.get_running_loop().time() - t0
+        await b.flush(60)
+        assert b.writes == 0, "a takeover rewrote what the active had written"
+        print(f"failover {failover * 1000:.0f} ms")
+        # the new active writes what changes next
+        objs = world(300, gen=2)
+        b.apply(snap(objs))
+        await b.flush(60)
+        assert b.writes > 0
+        # a writer deposed without hearing it (its 'stolen' lost) is fenced by the server
+        assert b.lock_name is not None
+        b._client.on_lock = None  # type: ignore[union-attr]
+        thief = OvsdbClient(remote, leader_only=True)
+        await thief.connect()
+        try:
+            assert (await thief.call("steal", [b.lock_name]))["locked"] is True
+            writes = b.writes
+            b.apply(snap(world(300, gen=3)))
+            await wait_until(lambda: b.role == "standby", 10, "the deposed writer stands by")
+            assert b.writes == writes
+        finally:
+            await thief.close()
+    await plans_nothing(remote, objs)
+    assert twins(cluster) == {}
+
+
+async def test_pause_hands_the_lock_over_and_resume_queues_again(cluster: NbCluster) -> None:
+    remote = ",".join(cluster.remote(i) for i in range(cluster.n))
+    async with running(remote) as a, running(remote) as b:
+        assert (a.role, b.role) == ("active", "standby")
+        await a.pause()
+        assert a.role == "paused"
+        await wait_until(lambda: b.role == "active", 10, "the standby takes the lock")
+        objs = world(50)
+        for p in (a, b):
+            p.apply(snap(objs))
+        await b.flush(30)
+        await a.flush(10)
+        assert a.writes == 0 and b.writes > 0
+        await a.resume()
+        assert a.role == "standby"
+        await b.pause()
+        await wait_until(lambda: a.role == "active", 10, "the resumed writer takes the lock")
+        await a.flush(30)
+        assert a.writes == 0  # NB was already equal
+        assert a.status().role == "active" and b.status().role == "paused"
