@@ -57,6 +57,7 @@ def converged(h: Hubd, nb: str, before: list[str], timeout: float = 180) -> floa
     return t
 
 
+@pytest.mark.timeout(1200)
 def test_kill9_at_seeded_moments_during_bulk_and_churn(nb: OvnSandbox, tmpdir_short: Path, fault_report: Report) -> None:
     rng = random.Random(SEED)
     case = fault_report.case("hubd kill -9 during bulk and churn (20k endpoints, policies, services, fabric)")
