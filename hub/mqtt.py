@@ -536,8 +536,10 @@ class MqttMirror:
 
         task = asyncio.create_task(reader())
         try:
-            opts = SubscribeOptions(qos=1, noLocal=True)
-            await client.subscribe([(w, opts) for w in wild] + [(marker, SubscribeOptions(qos=1))])
+            # QoS 0 (hub.mqttwire.read_retained says why): past mosquitto's max_queued_messages
+            # (1000 by default) QoS 1 deliveries are dropped, the marker with them
+            opts = SubscribeOptions(qos=0, noLocal=True)
+            await client.subscribe([(w, opts) for w in wild] + [(marker, SubscribeOptions(qos=0))])
             async with self._slots:
                 await client.publish(marker, nonce.encode(), qos=1)
             async with asyncio.timeout(60):

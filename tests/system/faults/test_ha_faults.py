@@ -190,7 +190,11 @@ def hub_endpoints(h: Hubd) -> list[str]:
 
 def mirrored(h: Hubd) -> list[str]:
     """The endpoint states retained on the broker (``hubctl events``: the state, then exit)."""
-    out = h.ctl("events", "--json", "--filter", "endpoint", "--timeout", "10", check=False).stdout
+    res = h.ctl("--config", str(h.config_path), "events", "--json", "--filter", "endpoint", "--timeout", "10",
+                check=False)  # fmt: skip
+    if res.returncode != 0:  # the broker not (yet) reachable: try again
+        return []
+    out = res.stdout
     rows = [json.loads(x) for x in out.splitlines() if x.strip()]
     return sorted(f"{r['object']['source']['orchestrator']}/{r['object']['source']['cluster']} {r['object']['uid']}"
                   for r in rows)  # fmt: skip
@@ -214,7 +218,7 @@ def test_mqtt_broker_away_30s_remote_adapter_and_mirror_converge(tmpdir_short: P
         local, remote_data = tmpdir_short / "local.jsonl", tmpdir_short / "remote.jsonl"
         world(local, "w", 500, 0)
         world(remote_data, "r", 500, 0)
-        mqtt = f'[mqtt]\nurl = "{broker.url}"\n'
+        mqtt = f'[mqtt]\nenabled = true\nurl = "{broker.url}"\n'
         core_dir, ad_dir = tmpdir_short / "core", tmpdir_short / "adapter"
         for d in (core_dir, ad_dir):
             d.mkdir()
