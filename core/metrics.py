@@ -44,3 +44,8 @@ NODE_PLUG_SECONDS = Histogram(
     "ovn_hub_node_plug_seconds", "hubd --role node: veth + addresses + bridge port for one container", buckets=_BUCKETS
 )
 HUB_POLICIES = Gauge("ovn_hub_hub_policies", "Hub-level policies in force (the [policies] file as last read successfully)")
+NB_ACTIVE = Gauge("ovn_hub_nb_active", "1 while this hubd holds its hub's NB lock and writes (0: standby or paused)")
+TWINS_AVERTED = Counter(
+    "ovn_hub_nb_duplicate_inserts_averted_total",
+    "Inserts whose guard found the hub's own row: an earlier transaction committed it though its reply was lost",
+)

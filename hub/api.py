@@ -1,7 +1,10 @@
 """Local admin API (aiohttp) on a unix socket or loopback only.
 
 ``/healthz``  200 while the event loop and the NB writer run.
-``/readyz``   200 once READY=1 was sent (NB synced, first snapshots applied).
+``/readyz``   200 once READY=1 was sent (NB synced, first snapshots applied); the body
+              says the writer's ``role``: ``active``, ``standby`` or ``paused``.
+``POST /v1/pause``, ``POST /v1/resume``  hand the hub's NB lock over on purpose
+              (``hubctl pause|resume``); the answer is the role after it.
 ``/metrics``  Prometheus text format.
 ``/v1/status``, ``/v1/endpoints``, ``/v1/plan``  JSON for hubctl.
 ``/v1/trace?src=&dst=[&port=&proto=&network=]``  ovn-trace of one new connection
@@ -55,6 +58,14 @@ class HubView(Protocol):
 
     def endpoints(self) -> Iterable[Endpoint]:
         """Every endpoint in the desired state."""
+        ...
+
+    def role(self) -> str:
+        """The NB writer's role: "active", "standby" or "paused" (``/readyz``)."""
+        ...
+
+    async def set_paused(self, paused: bool) -> str:
+        """``POST /v1/pause`` / ``/v1/resume`` (``hubctl pause|resume``): the role after it."""
         ...
 
     def port_status(self, port: str) -> PortStatus:
@@ -120,6 +131,8 @@ class ApiServer(Site):
         app.router.add_get("/v1/endpoints", self.endpoints)
         app.router.add_get("/v1/plan", self.plan)
         app.router.add_get("/v1/trace", self.trace)
+        app.router.add_post("/v1/pause", self.pause)
+        app.router.add_post("/v1/resume", self.resume)
         if ingest_token:
             app.router.add_post("/v1/ingest/{orchestrator}/{cluster}", self.ingest)
             app.router.add_post("/v1/ipam/{op}", self.ipam)
@@ -133,7 +146,13 @@ class ApiServer(Site):
 
     async def readyz(self, request: web.Request) -> web.Response:
         ready = self.view.is_ready()
-        return self._json({"ready": ready}, 200 if ready else 503)
+        return self._json({"ready": ready, "role": self.view.role()}, 200 if ready else 503)
+
+    async def pause(self, request: web.Request) -> web.Response:
+        return self._json({"role": await self.view.set_paused(True)})
+
+    async def resume(self, request: web.Request) -> web.Response:
+        return self._json({"role": await self.view.set_paused(False)})
 
     async def status(self, request: web.Request) -> web.Response:
         return self._json(self.view.status())

@@ -41,7 +41,9 @@ async def _get(api: str, path: str) -> Any:
     return (await _get_status(api, path))[1]
 
 
-async def _get_status(api: str, path: str, params: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, Any]:
+async def _get_status(
+    api: str, path: str, params: dict[str, str] | None = None, timeout: float = 30, method: str = "GET"
+) -> tuple[int, Any]:
     kind, addr = parse_listen(api)
     if kind == "unix":
         assert isinstance(addr, str)
@@ -52,7 +54,7 @@ async def _get_status(api: str, path: str, params: dict[str, str] | None = None,
         connector = aiohttp.TCPConnector()
         base = f"http://{addr[0]}:{addr[1]}"
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as s:
-        async with s.get(base + path, params=params) as r:
+        async with s.request(method, base + path, params=params) as r:
             return r.status, await r.json()
 
 
@@ -70,8 +72,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(st, indent=2))
         return 0
     nb = st["nb"]
-    print(f"hub {st['hub']}: {'ready' if st['ready'] else 'NOT READY'}, up {st['uptime']}s")
-    conn = "connected" if nb["connected"] else "DISCONNECTED"
+    role = st["nb"].get("role", "active")
+    role_text = "" if role == "active" else f", {role.upper()} (another hubd of this hub id writes NB)"
+    print(f"hub {st['hub']}: {'ready' if st['ready'] else 'NOT READY'}{role_text}, up {st['uptime']}s")
+    conn = ("connected" if nb["connected"] else "DISCONNECTED") + (f" via {nb['member']}" if nb.get("member")
+                                                                  and nb["member"] != nb["remote"] else "")
     print(f"NB {nb['remote']} {conn}: {nb['switches']} switches, {nb['ports']} ports, {nb['dirty']} dirty")
     if nb.get("ports_from_cache") or nb.get("ports_read"):
         print(f"  ports loaded at connect: {nb.get('ports_from_cache', 0)} from the restart cache,"
@@ -102,6 +107,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         err = f"  last error: {a['last_error']}" if a["last_error"] else ""
         print(f"adapter {a['name']} ({a['type']}/{a['cluster']}): {a['state']}, {a['snapshots']} snapshots, {a['restarts']} restarts{err}")
     return 0 if st["ready"] else 1
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    """Hand the hub's NB lock over (``pause``) or contend for it again (``resume``)."""
+    api = _api_address(args)
+    path = "/v1/pause" if args.cmd == "pause" else "/v1/resume"
+    try:
+        code, body = asyncio.run(_get_status(api, path, method="POST"))
+    except (aiohttp.ClientError, OSError) as exc:
+        raise SystemExit(f"hubctl: cannot reach hubd at {api}: {exc}") from None
+    if code != 200:
+        print(f"hubctl: {args.cmd}: {body.get('error', code)}", file=sys.stderr)
+        return 1
+    role = body["role"]
+    print(f"NB writer {role}" + {"paused": " (a standby of this hub id takes over)",
+                                 "standby": " (another hubd of this hub id holds the lock)"}.get(role, ""))  # fmt: skip
+    return 0
 
 
 def cmd_endpoints(args: argparse.Namespace) -> int:
@@ -407,6 +429,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("status", help="hub, NB and adapter state")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_status)
+    p = sub.add_parser("pause", help="stop writing NB and hand the hub's lock to a standby hubd")
+    p.set_defaults(fn=cmd_pause)
+    p = sub.add_parser("resume", help="contend for the hub's NB lock again (active at once if it is free)")
+    p.set_defaults(fn=cmd_pause)
     p = sub.add_parser("endpoints", help="canonical endpoints and their logical ports")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_endpoints)

@@ -64,7 +64,7 @@ import msgspec
 from core.backoff import Backoff
 from core.model import LABEL_WORKLOAD, Endpoint, Invalid, Network, Object, Snapshot, Source, encode, validate
 from core.names import lsp_name, stable_mac
-from core.ovsdb import ConnectionLost, OvsdbClient, OvsdbError
+from core.ovsdb import ConnectionLost, OvsdbClient, OvsdbError, Tls
 from core.vif import Attachment, NbView, PlumbError, Reconciler, veth_name
 from core.vif.attachment import I_VIA
 from core.vif.cni import (
@@ -226,8 +226,9 @@ class CniAgent:
     backoff_max = 30.0
 
     def __init__(self, cfg: CniSection, *, hub_id: str, nb_remote: str, chassis: str, bridge: Any, links: Any,
-                 state_dir: str, own_bridge: bool = True) -> None:  # fmt: skip
+                 state_dir: str, own_bridge: bool = True, nb_tls: Tls | None = None) -> None:  # fmt: skip
         self.cfg = cfg
+        self.nb_tls = nb_tls
         self.hub_id = hub_id
         self.nb_remote = nb_remote
         self.chassis = chassis
@@ -357,7 +358,7 @@ class CniAgent:
         if self.source is None:
             self.source = Source("cni", self.cfg.cluster or dns_label(self.chassis))
             self._pulse()
-        nb = OvsdbClient(self.nb_remote)
+        nb = OvsdbClient(self.nb_remote, tls=self.nb_tls)
         try:
             await nb.connect()
             nb.on_update = self._on_nb_update

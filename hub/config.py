@@ -27,6 +27,7 @@ from core.model.fabric import (
 )
 from core.model.objects import DNS_LABEL
 from core.model.validate import NETWORK_NAME
+from core.ovsdb import Tls, needs_tls
 
 DEFAULT_PATH = Path("/etc/ovn-hub/hubd.toml")
 DEFAULT_API = "unix:/run/ovn-hub/hubd.sock"
@@ -48,8 +49,13 @@ class HubSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class OvnSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    #: one remote or a clustered NB's members, comma-separated (unix:PATH, tcp:HOST:PORT, ssl:HOST:PORT)
     nb: str = "unix:/var/run/ovn/ovnnb_db.sock"
     sb: str = "unix:/var/run/ovn/ovnsb_db.sock"  # read by hubctl trace only (ovn-trace)
+    #: PEM files of ssl: remotes (ovn.nb and ovn.sb; a node's node.ovs too)
+    private_key: str = ""
+    certificate: str = ""
+    ca_cert: str = ""
     sandbox: bool = False
     batch_size: int = 50000
     retry_interval: float = 30.0
@@ -260,14 +266,37 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return out
 
 
+def check_tls(cfg: Config, what: str) -> Tls:
+    """The TLS files an ssl: remote of ``what`` needs, each named when missing."""
+    for key in ("private_key", "certificate", "ca_cert"):
+        path = getattr(cfg.ovn, key)
+        if not path:
+            raise ConfigError(f"ovn.{key}: {what} is an ssl: remote; it needs ovn.private_key, ovn.certificate"
+                              " and ovn.ca_cert")  # fmt: skip
+        if not Path(path).is_absolute():
+            raise ConfigError(f"ovn.{key}: {path!r} must be an absolute path")
+    return Tls(cfg.ovn.private_key, cfg.ovn.certificate, cfg.ovn.ca_cert)
+
+
+def ovn_tls(cfg: Config) -> Tls | None:
+    """The TLS files of ``[ovn]`` (None when none is set)."""
+    if not (cfg.ovn.private_key or cfg.ovn.certificate or cfg.ovn.ca_cert):
+        return None
+    return Tls(cfg.ovn.private_key, cfg.ovn.certificate, cfg.ovn.ca_cert)
+
+
 def _check(cfg: Config) -> None:
     if not DNS_LABEL.fullmatch(cfg.hub.id):
         raise ConfigError(f"hub.id: {cfg.hub.id!r} is not a DNS label ([a-z0-9-], 1-63)")
     if cfg.hub.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("hub.log_level: must be debug, info, warning or error")
     for key in ("nb", "sb"):
-        if not getattr(cfg.ovn, key).startswith(("unix:", "tcp:")):
-            raise ConfigError(f"ovn.{key}: {getattr(cfg.ovn, key)!r} must be unix:PATH or tcp:HOST:PORT")
+        try:
+            uses_tls = needs_tls(getattr(cfg.ovn, key))
+        except ValueError as exc:
+            raise ConfigError(f"ovn.{key}: {exc} (several: comma-separated)") from None
+        if uses_tls:
+            check_tls(cfg, f"ovn.{key}")
     if cfg.ovn.batch_size < 1:
         raise ConfigError("ovn.batch_size: must be at least 1")
     if cfg.bus.queue_size < 1:

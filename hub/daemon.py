@@ -33,7 +33,7 @@ from core.model import Delete, Endpoint, Programmed, Ready, Rejected, Snapshot, 
 from core.model.fabric import AdminPolicy
 from core.nb import PortStatus, Programmer
 from hub.bus import AdapterSink, Bus, Subscription
-from hub.config import Config, ConfigError, load
+from hub.config import Config, ConfigError, load, ovn_tls
 from hub.ipam import SharedIpam
 from hub.notify import Notifier
 from hub.plugins import PluginError, adapter_factory
@@ -126,8 +126,10 @@ class Hub:
                 batch_size=self.config.ovn.batch_size,
                 retry_interval=self.config.ovn.retry_interval,
                 cache_path=Path(self.config.hub.state_dir) / f"nb-ports-{self.config.hub.id}.cache",
+                tls=None if self.use_sandbox else ovn_tls(self.config),
             )
             stack.push_async_callback(self.programmer.close)
+            self.programmer.on_role = self._on_role
             if not self.policy_file.checks:  # (hubd's main read it already, refusing a bad file)
                 self.policy_file.read()
             self._set_fabric(self.config)
@@ -263,11 +265,12 @@ class Hub:
             await asyncio.sleep(0.05)
         self.ready.set()
         n = self.programmer.status().endpoints
-        self.notifier.notify("READY=1", f"STATUS=ready: {n} endpoints, {len(self.runners)} adapters")
-        log.info("ready: NB synced, %d adapters snapshotted, %d endpoints programmed", len(self.runners), n)
+        self.notifier.notify("READY=1", f"STATUS={self._ready_text()}")
+        log.info("ready (%s): NB synced, %d adapters snapshotted, %d endpoints %s", self.programmer.role,
+                 len(self.runners), n, "programmed" if self.programmer.active else "in the desired state")  # fmt: skip
         while True:
             await asyncio.sleep(5)
-            self._status(f"ready: {self.programmer.status().endpoints} endpoints, {len(self.runners)} adapters")
+            self._status(self._ready_text())
 
     # ---------------------------------------------------------------- adapters
     def _start_adapter(self, spec: AdapterSpec) -> None:
@@ -380,6 +383,27 @@ class Hub:
     def is_ready(self) -> bool:
         return self.ready.is_set()
 
+    def role(self) -> str:
+        return self.programmer.role if self.programmer is not None else "standby"
+
+    async def set_paused(self, paused: bool) -> str:
+        if self.programmer is None:
+            return "standby"
+        await (self.programmer.pause() if paused else self.programmer.resume())
+        return self.programmer.role
+
+    def _on_role(self, role: str) -> None:
+        log.warning("NB writer role: %s", role)
+        if self.ready.is_set():
+            self._status(self._ready_text())
+        if self.mqtt is not None:
+            self.mqtt.status_changed()
+
+    def _ready_text(self) -> str:
+        assert self.programmer is not None
+        role = "" if self.programmer.role == "active" else f" ({self.programmer.role}: another hubd writes)"
+        return f"ready{role}: {self.programmer.status().endpoints} endpoints, {len(self.runners)} adapters"
+
     def endpoints(self) -> Iterator[Endpoint]:
         if self.programmer is not None:
             for ep, _row in self.programmer.endpoints():
@@ -403,7 +427,8 @@ class Hub:
         if self.programmer is None:
             raise TraceError("hubd is starting: no desired state yet", 503)
         async with self._traces:
-            return await trace(self.programmer, self.sb_remote, request)
+            return await trace(self.programmer, self.sb_remote, request,
+                               tls=None if self.use_sandbox else ovn_tls(self.config))
 
     def _addresses(self) -> Iterator[str]:
         """Every address the desired state's endpoints hold (OVN's allocations included)."""

@@ -149,6 +149,8 @@ class HubStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
     seq: int = 0  # last event seq
     dropped_events: int = 0
     superseded_states: int = 0
+    #: the NB writer's role: "active", "standby" (another hubd of this hub id writes) or "paused"
+    role: str = ""
 
 
 PAYLOADS: dict[str, Any] = {
@@ -192,6 +194,7 @@ class MqttMirror:
     ) -> None:
         self.hub = hub_id
         self.programmer = programmer
+        self._status_now = asyncio.Event()
         self.cfg = cfg
         self.base = f"{PREFIX}/{hub_id}"
         self.client_id = cfg.client_id or f"ovn-hub-{hub_id}"
@@ -382,8 +385,12 @@ class MqttMirror:
         return msgspec.json.encode(HubStatus(
             hub=self.hub, state=state, time=time.time(), reason=reason, ready=self.ready.is_set(), pid=os.getpid(),
             started=self.started, objects=len(self.topics), seq=self.seq, dropped_events=self.dropped_events,
-            superseded_states=self.superseded,
+            superseded_states=self.superseded, role=self.programmer.role if self.programmer is not None else "",
         ))
+
+    def status_changed(self) -> None:
+        """Publish the status now (the writer's role changed), not at the next minute."""
+        self._status_now.set()
 
     # ------------------------------------------------------------ broker side
     async def run(self, backoff_min: float = 0.5, backoff_max: float = 30.0) -> None:
@@ -449,7 +456,9 @@ class MqttMirror:
             async with self._slots:
                 await client.publish(topic, self.hub_status("online"), qos=1, retain=True, properties=props())
         while True:
-            await asyncio.sleep(60)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._status_now.wait(), 60)
+            self._status_now.clear()
             async with self._slots:
                 await client.publish(topic, self.hub_status("online"), qos=1, retain=True, properties=props())
 
@@ -527,8 +536,10 @@ class MqttMirror:
 
         task = asyncio.create_task(reader())
         try:
-            opts = SubscribeOptions(qos=1, noLocal=True)
-            await client.subscribe([(w, opts) for w in wild] + [(marker, SubscribeOptions(qos=1))])
+            # QoS 0 (hub.mqttwire.read_retained says why): past mosquitto's max_queued_messages
+            # (1000 by default) QoS 1 deliveries are dropped, the marker with them
+            opts = SubscribeOptions(qos=0, noLocal=True)
+            await client.subscribe([(w, opts) for w in wild] + [(marker, SubscribeOptions(qos=0))])
             async with self._slots:
                 await client.publish(marker, nonce.encode(), qos=1)
             async with asyncio.timeout(60):

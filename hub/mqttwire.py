@@ -147,7 +147,10 @@ async def read_retained(
     early: list[bytes] = []
     if follow_events:
         await client.subscribe(f"{base}/events", qos=1)
-    await client.subscribe([(f"{base}/#", SubscribeOptions(qos=1))])
+    # QoS 0: a broker holds at most max_queued_messages QoS 1 messages per client beyond
+    # its in-flight window (mosquitto: 1000 by default) and drops the rest, marker included;
+    # at QoS 0 the retained messages and the marker go out in order, unqueued
+    await client.subscribe([(f"{base}/#", SubscribeOptions(qos=0))])
     await client.publish(marker, nonce.encode(), qos=1)
     async with asyncio.timeout(timeout):
         async for msg in client.messages:

@@ -29,7 +29,7 @@ from adapters.docker.drivernode import DriverNode
 from adapters.docker.node import DockerNode, NodeOptions
 from core.vif import NetlinkLinks, OvsBridge
 from hub.cni import CniAgent
-from hub.config import Config, ConfigError, parse_listen
+from hub.config import Config, ConfigError, check_tls, ovn_tls, parse_listen
 from hub.http import Site, json_response, metrics_response
 from hub.notify import Notifier
 from hub.supervise import watchdog
@@ -48,6 +48,8 @@ def node_options(cfg: Config) -> NodeOptions:
             parse_listen(opts.listen)
         except ValueError as exc:
             raise ConfigError(f"node.listen: {exc}") from None
+    if opts.ovs.startswith("ssl:"):
+        check_tls(cfg, "node.ovs")
     if not opts.docker and not cfg.cni.enabled:
         raise ConfigError('node.docker: "" turns wrapper mode off, and [cni] is not enabled: nothing to do')
     if opts.driver_socket and not opts.driver_socket.startswith("/"):
@@ -75,6 +77,7 @@ def driver_node(cfg: Config, options: NodeOptions, node: DockerNode | None) -> D
         state_path=str(Path(cfg.hub.state_dir) / f"docker-driver-{options.driver_name}.json"),
         docker_url=options.docker, bridge=node.bridge, switch_netns=options.switch_netns, chassis=options.chassis,
         resync_interval=options.resync_interval, hub_api=options.hub_api, hub_token_file=options.hub_token_file,
+        nb_tls=ovn_tls(cfg),
     )  # fmt: skip
 
 
@@ -103,13 +106,14 @@ def node_site(node: DockerNode | None, cni: CniAgent | None = None, driver: Driv
 
 async def run_node(cfg: Config, notifier: Notifier | None = None) -> int:
     options = node_options(cfg)
-    node = DockerNode(options, hub_id=cfg.hub.id, nb_remote=cfg.ovn.nb) if options.docker else None
+    tls = ovn_tls(cfg)
+    node = DockerNode(options, hub_id=cfg.hub.id, nb_remote=cfg.ovn.nb, tls=tls) if options.docker else None
     cni = None
     if cfg.cni.enabled:  # one bridge connection for both (ovsdbapp keeps one per process)
-        bridge = node.bridge if node is not None else OvsBridge(options.ovs, options.bridge)
+        bridge = node.bridge if node is not None else OvsBridge(options.ovs, options.bridge, tls=tls)
         links = node.links if node is not None else NetlinkLinks(options.switch_netns)
         cni = CniAgent(cfg.cni, hub_id=cfg.hub.id, nb_remote=cfg.ovn.nb, chassis=options.chassis, bridge=bridge,
-                       links=links, state_dir=cfg.hub.state_dir, own_bridge=node is None)  # fmt: skip
+                       links=links, state_dir=cfg.hub.state_dir, own_bridge=node is None, nb_tls=tls)  # fmt: skip
     driver = driver_node(cfg, options, node)
     parts = [x for x in (node, cni, driver) if x is not None]
     notifier = notifier or Notifier()

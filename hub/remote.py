@@ -66,6 +66,13 @@ def ingest_base(hub: str) -> str:
     return f"{PREFIX}/{hub}/ingest"
 
 
+def resync_topic(hub: str) -> str:
+    """The core's request, at every (re)subscription, that remote adapters publish a
+    fresh Snapshot of each source (a core that started or reconnected after their
+    last one would otherwise wait for their next reconnect)."""
+    return f"{PREFIX}/{hub}/resync"
+
+
 def ingest_topic(hub: str, src: Source) -> str:
     return f"{ingest_base(hub)}/{escape(src.orchestrator)}/{escape(src.cluster)}"
 
@@ -88,6 +95,7 @@ class RemoteAdapterDaemon:
         self.specs = config.adapter_specs()
         self.state: dict[Source, dict[tuple[str, str], Object]] = {}  # what the broker must know, per source
         self.snapshotted: set[Source] = set()  # sources whose adapter emitted a snapshot
+        self.resyncs = 0  # resync requests of cores answered
         self.published: set[Source] = set()  # sources whose snapshot the broker acknowledged
         self.connected = asyncio.Event()
         self.ready = asyncio.Event()
@@ -165,14 +173,28 @@ class RemoteAdapterDaemon:
         )
         async with client:
             log.info("connected to %s as %s", self.cfg.url, self.client_id)
+            await client.subscribe(resync_topic(self.hub), qos=1)
             # whatever was lost while away: a fresh snapshot of each source first
-            for src in sorted(self.snapshotted, key=str):
-                await self._send(client, Snapshot(source=src, objects=tuple(self.state.get(src, {}).values())))
+            await self._snapshots(client)
             self.connected.set()
-            while True:
-                ev = await self.sub.get()
-                self.fold(ev)  # folded first: if the send fails, the next session's snapshot carries it
-                await self._send(client, ev)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._resyncs(client), name="remote-resync")
+                while True:
+                    ev = await self.sub.get()
+                    self.fold(ev)  # folded first: if the send fails, the next session's snapshot carries it
+                    await self._send(client, ev)
+
+    async def _snapshots(self, client: aiomqtt.Client) -> None:
+        for src in sorted(self.snapshotted, key=str):
+            await self._send(client, Snapshot(source=src, objects=tuple(self.state.get(src, {}).values())))
+
+    async def _resyncs(self, client: aiomqtt.Client) -> None:
+        """A core (re)subscribed and asks for everything: each source's snapshot again
+        (built from the folded state when sent: events folded later follow it)."""
+        async for _msg in client.messages:
+            self.resyncs += 1
+            log.info("a core asked for a resync: publishing %d snapshots", len(self.snapshotted))
+            await self._snapshots(client)
 
 
 # ---------------------------------------------------------------- core role
@@ -292,6 +314,8 @@ class RemoteIngest(IngestChecks):
             self.connected = True
             self.connects += 1
             log.info("remote ingest subscribed to %s/+/+ on %s", ingest_base(self.hub), self.cfg.url)
+            # remote adapters that published their snapshots before this subscription send them again
+            await client.publish(resync_topic(self.hub), self.client_id.encode(), qos=1, properties=props(), timeout=60)
             async for msg in client.messages:
                 payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload or "").encode()
                 try:

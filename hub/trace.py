@@ -37,7 +37,7 @@ from typing import Any
 from core.model import Endpoint, Invalid, Policy, Service, Source
 from core.names import lsp_name
 from core.nb import NbRow, Programmer
-from core.ovsdb import OvsdbClient, OvsdbError, py_map
+from core.ovsdb import OvsdbClient, OvsdbError, Tls, py_map
 from hub.ovntrace import ACL_STAGE, ROUTE_STAGE, Parsed, Step, canonical, explain, parse
 
 PROTOCOLS = ("tcp", "udp", "icmp")
@@ -296,11 +296,12 @@ def plan(prog: Programmer, req: Request) -> Plan:
 
 
 # ---------------------------------------------------------------- running
-def command(sb_remote: str, flow: str) -> list[str]:
+def command(sb_remote: str, flow: str, tls: Tls | None = None) -> list[str]:
     exe = shutil.which("ovn-trace") or shutil.which("ovn-trace", path="/usr/bin:/usr/sbin:/bin:/sbin")
     if exe is None:
         raise TraceFailed("ovn-trace not found: install the Debian package ovn-central (or ovn-host)")
-    return [exe, f"--db={sb_remote}", "--no-friendly-names", *["--ct=new"] * CT_NEW, "--detailed", flow]
+    ssl = [f"--private-key={tls.private_key}", f"--certificate={tls.certificate}", f"--ca-cert={tls.ca_cert}"] if tls else []
+    return [exe, f"--db={sb_remote}", *ssl, "--no-friendly-names", *["--ct=new"] * CT_NEW, "--detailed", flow]
 
 
 async def run_ovn_trace(argv: list[str], timeout: float = TIMEOUT) -> str:
@@ -405,11 +406,13 @@ def known_datapaths(prog: Programmer, parsed: Parsed) -> set[str]:
     return {dp for dp in parsed.datapaths if prog.nb_rows("Logical_Switch", dp) or prog.nb_rows("Logical_Router", dp)}
 
 
-async def trace(prog: Programmer, sb_remote: str, req: Request, timeout: float = TIMEOUT) -> dict[str, Any]:
+async def trace(
+    prog: Programmer, sb_remote: str, req: Request, timeout: float = TIMEOUT, tls: Tls | None = None
+) -> dict[str, Any]:
     """Resolve, run ovn-trace against ``sb_remote``, explain: the ``/v1/trace`` answer."""
     p = plan(prog, req)
-    argv = command(sb_remote, p.microflow)
-    client = OvsdbClient(sb_remote, "OVN_Southbound")
+    argv = command(sb_remote, p.microflow, tls)
+    client = OvsdbClient(sb_remote, "OVN_Southbound", tls=tls)
     try:
         await client.connect(timeout=SB_TIMEOUT)
     except (OSError, TimeoutError) as exc:

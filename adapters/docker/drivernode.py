@@ -58,7 +58,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from core.backoff import Backoff
-from core.ovsdb import ConnectionLost, OvsdbClient, OvsdbError
+from core.ovsdb import ConnectionLost, OvsdbClient, OvsdbError, Tls
 from core.vif import NbView, OvsBridge, PlumbError
 from core.vif.handoff import DRIVER_OWNER, Handoff, HandoffLinks, HandoffPorts, OvsHandoff
 
@@ -186,8 +186,10 @@ class DriverNode:
         handoff: Handoff | None = None,
         hub_api: str = "",
         hub_token_file: str = "",
+        nb_tls: Tls | None = None,
     ) -> None:
         self.name = name
+        self.nb_tls = nb_tls
         self.socket = socket
         self.hub_id = hub_id
         self.nb_remote = nb_remote
@@ -346,7 +348,7 @@ class DriverNode:
         self.ovs_ready.set()
         if not self.chassis:
             raise PlumbError("no [node] chassis configured and Open_vSwitch has no external_ids:system-id")
-        nb = OvsdbClient(self.nb_remote)
+        nb = OvsdbClient(self.nb_remote, tls=self.nb_tls)
         try:
             await nb.connect()
             nb.on_update = self._on_nb_update

@@ -45,7 +45,7 @@ import msgspec
 
 from core.backoff import Backoff
 from core.metrics import NODE_OPS
-from core.ovsdb import ConnectionLost, OvsdbClient, OvsdbError
+from core.ovsdb import ConnectionLost, OvsdbClient, OvsdbError, Tls
 from core.vif import Attachment, NbView, NetlinkLinks, OvsBridge, PlumbError, Reconciler, veth_name
 from core.vif.attachment import I_NETNS
 
@@ -109,13 +109,15 @@ class DockerNode:
     backoff_initial = 0.5
     backoff_max = 30.0
 
-    def __init__(self, options: NodeOptions, *, hub_id: str, nb_remote: str) -> None:
+    def __init__(self, options: NodeOptions, *, hub_id: str, nb_remote: str, tls: Tls | None = None) -> None:
         self.options = options
+        #: the TLS files of ssl: remotes, for NB and for the node's own OVS (``[ovn]`` keys)
+        self.tls = tls
         self.hub_id = hub_id
         self.nb_remote = nb_remote
         self.chassis = options.chassis
         self.nb = NbView()
-        self.bridge = OvsBridge(options.ovs, options.bridge)
+        self.bridge = OvsBridge(options.ovs, options.bridge, tls=tls)
         self.links = NetlinkLinks(options.switch_netns)
         self.vif = Reconciler(
             self.links, self.bridge, owner=hub_id, concurrency=_CONCURRENCY, retry=_RETRY,
@@ -192,7 +194,7 @@ class DockerNode:
 
     async def _session(self) -> None:
         await self._connect_ovs()
-        nb = OvsdbClient(self.nb_remote)
+        nb = OvsdbClient(self.nb_remote, tls=self.tls)
         try:
             await nb.connect()
             nb.on_update = self._on_nb_update

@@ -93,11 +93,23 @@ def by_name(cols: Mapping[str, Any]) -> str:
     return name if isinstance(name, str) else ""
 
 
-def by_external_id(key: str) -> Callable[[Mapping[str, Any]], str]:
-    def get(cols: Mapping[str, Any]) -> str:
-        return str(cols.get("external_ids", {}).get(key, ""))
+@dataclass(frozen=True)
+class ByExternalId:
+    """A row key read from one ``external_ids`` entry (tables without a name).
+    Such tables have no unique index in NB: an insert of a kind keyed so is
+    guarded by a ``wait`` that no row of this hub carries the key yet
+    (``core.nb.txn``), so an insert committed twice (a clustered NB's
+    transactions are at-least-once: a reply lost in a leader change, then the
+    retry) fails the second time instead of making a twin."""
 
-    return get
+    external_id: str
+
+    def __call__(self, cols: Mapping[str, Any]) -> str:
+        return str(cols.get("external_ids", {}).get(self.external_id, ""))
+
+
+def by_external_id(key: str) -> ByExternalId:
+    return ByExternalId(key)
 
 
 View = Any  # core.nb.plan.View (kept loose here: kinds sit below plan)

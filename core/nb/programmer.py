@@ -39,7 +39,7 @@ from core.backoff import Backoff
 from core.gcpause import gc_paused
 from core.model import Endpoint, InputEvent, Policy, Rejected, Service, Snapshot, Source, StatusEvent
 from core.model.fabric import FABRIC_SOURCE, Fabric
-from core.names import SOURCE, derived_mac, lsp_name, stable_mac
+from core.names import OWNER, SOURCE, derived_mac, lsp_name, stable_mac
 from core.nb import portcache, txn
 from core.nb.desired import DesiredState
 from core.nb.dirty import DirtyRows
@@ -53,9 +53,12 @@ from core.nb.tables import policy, router, router_port, switch
 from core.nb.tables.fabric import FabricIndex
 from core.nb.tables.port import TABLE as PORTS
 from core.nb.tables.port import PortRow, PortStore, with_dynamic_ips
-from core.ovsdb import ConnectionLost, OvsdbClient, OvsdbError
+from core.ovsdb import ConnectionLost, NoUsableServer, OvsdbClient, OvsdbError, Tls, py_map
 
 log = logging.getLogger("ovn_hub.programmer")
+
+#: the monitor of a standby: the inserts of the active writer of the same hub id
+STANDBY_MONITOR = "standby"
 
 Publish = Callable[[StatusEvent | Rejected], Awaitable[None]]
 
@@ -80,8 +83,12 @@ class Programmer:
         coalesce: float = 0.01,
         retry_interval: float = 30.0,
         cache_path: str | os.PathLike[str] | None = None,
+        tls: Tls | None = None,
+        lock: bool = True,
     ) -> None:
+        #: one remote, or a clustered NB's members (comma-separated): the writer uses the leader only
         self.nb_remote = nb_remote
+        self.tls = tls
         self.hub_id = hub_id
         self.publish = publish
         self.batch_size = batch_size
@@ -115,6 +122,21 @@ class Programmer:
         self.connect_failures = 0  # reconnect attempts failed in a row (0 while connected)
         self.writes = 0  # row operations committed (bench/tests read this)
         self.transactions = 0
+        #: Active/standby: hubds of one hub id contend for this NB lock; only the holder
+        #: writes, and each of its transactions asserts the lock (a deposed writer is
+        #: fenced by the server).  None: no lock (always active).
+        #: (an OVSDB <id>: ``ovn_hub_`` + the hub id, its dashes as underscores)
+        self.lock_name: str | None = "ovn_hub_" + hub_id.replace("-", "_") if lock else None
+        #: "active" (holds the lock: writes), "standby" (queued for it: replica and desired
+        #: state kept warm, nothing written) or "paused" (out of the queue: ``pause``)
+        self.role = "standby" if lock else "active"
+        self._paused = False
+        #: called with the new role on every change (the hub publishes it)
+        self.on_role: Callable[[str], None] | None = None
+        #: times this writer became active after the first time (takeovers)
+        self.takeovers = 0
+        self._was_active = False
+        self._background: set[asyncio.Future[None]] = set()
 
     # ------------------------------------------------------------ views of the parts
     @property
@@ -224,19 +246,33 @@ class Programmer:
                     await asyncio.sleep(backoff.next())
 
     async def _connect(self) -> None:
-        client = OvsdbClient(self.nb_remote)
+        client = OvsdbClient(self.nb_remote, tls=self.tls, leader_only=True)
         await client.connect()
         reconnect = len(self.ports) > 0
         remembered = portcache.memory_entries(self.ports) if reconnect else []
         self.replica.clear()
         client.on_update = self.replica.on_update
         try:
+            if self.lock_name is not None:
+                # Before anything is read: the inserts of another writer of this hub id (the
+                # writer's own monitor leaves inserts out: it records its own from the replies)
+                await client.monitor_cond(self.replica.monitor_requests(inserts_only=True), STANDBY_MONITOR)
             await client.monitor_cond(self.replica.monitor_requests())
             await self._load_ports(client, reconnect, remembered)
+            self._client = client
+            if self.lock_name is not None:
+                client.on_lock = self._on_lock
+                if self._paused:
+                    self._set_role("paused")
+                elif await client.lock(self.lock_name):
+                    await client.call("monitor_cancel", [STANDBY_MONITOR], timeout=30.0)
+                    self._set_role("active")
+                else:
+                    self._set_role("standby")
         except BaseException:
+            self._client = None
             await client.close()
             raise
-        self._client = client
         # Level-triggered restart: everything we know of is a candidate.
         for table, kind in KINDS.items():
             wanted = kind.desired_keys(self.view) if kind.desired_keys is not None else self.desired.rows[table]
@@ -255,6 +291,73 @@ class Programmer:
             self._cache_generation = got.generation
         else:
             self.reconnect_loads["revalidated" if got.how == "in memory" else "read"] += 1
+
+    # ------------------------------------------------------------ active / standby
+    @property
+    def active(self) -> bool:
+        return self.role == "active"
+
+    def _set_role(self, role: str) -> None:
+        if role == self.role:
+            return
+        log.warning("NB writer %s: %s -> %s (lock %s)", self.hub_id, self.role, role, self.lock_name)
+        client = self._client
+        if role != "active" and self.role == "active" and client is not None and not client.closed.is_set():
+            # active -> standby: the standby's monitor of the other writer's inserts starts at
+            # connect, before the read, or rows inserted in between would be missed: reconnect
+            client.drop("this writer stands by: its replica is read again with the standby's monitor")
+        if role == "active" and client is not None and not client.closed.is_set():
+            task = asyncio.ensure_future(self._cancel_standby_monitor(client))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        if role == "active":
+            if self._was_active:
+                self.takeovers += 1
+            self._was_active = True
+            # level-triggered takeover: every row is a candidate; the warm replica makes it a diff
+            for table, kind in KINDS.items():
+                wanted = kind.desired_keys(self.view) if kind.desired_keys is not None else self.desired.rows[table]
+                self.dirty[table].update(wanted)
+                self.dirty[table].update(self.replica.stores[table].keys())
+        self.role = role
+        metrics.NB_ACTIVE.set(1 if role == "active" else 0)
+        self._wake.set()
+        if self.on_role is not None:
+            self.on_role(role)
+
+    async def _cancel_standby_monitor(self, client: OvsdbClient) -> None:
+        """The writer's own inserts need no echo (recorded from its replies)."""
+        with contextlib.suppress(OvsdbError, TimeoutError):
+            await client.call("monitor_cancel", [STANDBY_MONITOR], timeout=30.0)
+
+    def _on_lock(self, name: str, held: bool) -> None:
+        if name != self.lock_name:
+            return
+        if held and not self._paused:
+            self._set_role("active")
+        elif not held:
+            log.warning("NB lock %s was stolen: standing by", name)
+            self._set_role("paused" if self._paused else "standby")
+
+    async def pause(self) -> None:
+        """Stop writing and leave the lock's queue (``hubctl pause``): a standby
+        takes over.  A paused writer keeps its replica and desired state warm."""
+        self._paused = True
+        client = self._client
+        if self.lock_name is not None and client is not None and not client.closed.is_set():
+            await client.unlock(self.lock_name)
+        self._set_role("paused")
+
+    async def resume(self) -> None:
+        """Contend for the lock again (``hubctl resume``): active at once if free."""
+        self._paused = False
+        client = self._client
+        if self.lock_name is None:
+            self._set_role("active")
+        elif client is not None and not client.closed.is_set():
+            self._set_role("active" if await client.lock(self.lock_name) else "standby")
+        else:
+            self._set_role("standby")  # the next connect asks for the lock
 
     async def save_port_cache(self) -> bool:
         """Write the restart cache (call at a clean stop, after the last write)."""
@@ -299,13 +402,13 @@ class Programmer:
                         self.connect_failures = 0
                     except (OSError, OvsdbError, TimeoutError) as exc:
                         self.connect_failures += 1
-                        refused = isinstance(exc, ConnectionRefusedError | FileNotFoundError)
+                        refused = isinstance(exc, ConnectionRefusedError | FileNotFoundError | NoUsableServer)
                         delay = backoff.next(cap=1.0 if refused else None)
                         log.warning("NB %s unreachable (%s); retrying in %.1fs", self.nb_remote, exc, delay)
                         await asyncio.sleep(delay)
                         continue
                 self._derive()
-                if not self._is_dirty():
+                if not self._is_dirty() or not self.active:
                     self._idle.set()
                     metrics.DIRTY.set(0)
                     self._wake.clear()
@@ -355,7 +458,8 @@ class Programmer:
             while True:
                 await self._idle.wait()
                 await asyncio.sleep(0)
-                if self._idle.is_set() and not self._is_dirty() and not self.desired.stale and self.connected.is_set():
+                done = not self._is_dirty() or not self.active  # a standby has nothing to write
+                if self._idle.is_set() and done and not self.desired.stale and self.connected.is_set():
                     return
                 await asyncio.sleep(0.01)
 
@@ -383,6 +487,8 @@ class Programmer:
             return
         with gc_paused():
             ops, inserts = txn.build(self.view, units)
+        if self.lock_name is not None:  # fenced: the server refuses it unless we hold the lock
+            ops.append({"op": "assert", "lock": self.lock_name})
         t0 = time.monotonic()
         try:
             result = await self._client.transact(ops)
@@ -397,7 +503,14 @@ class Programmer:
                     self._reject(bad, f"the NB session dropped each time it was committed alone ({exc})", "nb-refused")
                 raise ConnectionLost(str(exc)) from None
             metrics.TXNS.labels("error").inc()
+            if isinstance(exc.details, dict) and exc.details.get("error") == "not owner":
+                self._redirty(units)  # deposed: the lock is someone else's; nothing of ours was written
+                self._set_role("paused" if self._paused else "standby")
+                return
             if len(units) == 1:
+                if await self._own_twin(ops, exc):
+                    self._redirty(units)  # the monitor has brought the row: the next plan sees it
+                    return
                 self._reject(units[0], str(exc))
                 return
             mid = len(units) // 2
@@ -406,6 +519,27 @@ class Programmer:
             await self._commit(units[mid:])
             return
         self._committed(units, inserts, result, t0)
+
+    async def _own_twin(self, ops: list[dict[str, Any]], exc: OvsdbError) -> bool:
+        """An insert's guard (a ``wait`` that no such row exists) failed: is
+        the row there ours?  Then an earlier transaction of this hub committed
+        it although its reply was lost (a clustered NB commits at least once),
+        and the insert is simply dropped; a foreign row is a conflict."""
+        op = ops[exc.index] if exc.index is not None and 0 <= exc.index < len(ops) else None
+        if op is None or op.get("op") != "wait" or self._client is None:
+            return False
+        try:
+            reply = await self._client.transact([{"op": "select", "table": op["table"], "where": op["where"],
+                                                  "columns": ["external_ids"]}], timeout=30.0)  # fmt: skip
+        except (OvsdbError, TimeoutError):
+            return False
+        rows = reply[0].get("rows", []) if reply else []
+        ours = [r for r in rows if py_map(r.get("external_ids", ["map", []])).get(OWNER) == self.hub_id]
+        if ours:
+            log.info("%s insert already committed by an earlier transaction whose reply was lost: not inserted twice",
+                     op["table"])  # fmt: skip
+            metrics.TWINS_AVERTED.inc()
+        return bool(ours)
 
     def _committed(self, units: list[PlanOp], inserts: dict[int, int], result: list[Any], t0: float) -> None:
         now = time.monotonic()
@@ -493,6 +627,9 @@ class Programmer:
             ports_read=self.ports_read,
             session_drops=self.session_drops,
             reconnect_loads=dict(self.reconnect_loads),
+            role=self.role,
+            takeovers=self.takeovers,
+            member=self._client.remote if self._client is not None else "",
         )
 
     def port_status(self, name: str) -> PortStatus:

@@ -38,11 +38,17 @@ class NbReplica:
         for s in self.stores.values():
             s.clear()
 
-    def monitor_requests(self) -> dict[str, Any]:
+    def monitor_requests(self, *, inserts_only: bool = False) -> dict[str, Any]:
+        """The writer's monitor: its rows' initial contents (kinds not read
+        apart), modifications and deletions; inserts are left out (the writer
+        records its own from the replies).  ``inserts_only``: the standby's,
+        the rows another writer of this hub id inserts."""
         cond = owned(self.hub_id)
         out: dict[str, Any] = {}
         for table, kind in KINDS.items():
             select = {"initial": kind.initial, "insert": False, "delete": True, "modify": True}
+            if inserts_only:
+                select = {"initial": False, "insert": True, "delete": False, "modify": False}
             where = [] if kind.owner_in_name else cond  # the store keeps only the hub's names
             out[table] = [{"columns": [*kind.columns, *kind.extra_columns], "where": where, "select": select}]
         return out

@@ -36,6 +36,12 @@ class NbStatus(msgspec.Struct, frozen=True):
     session_drops: int
     #: reconnects whose port replica was revalidated by _uuid/_version, or read whole
     reconnect_loads: dict[str, int]
+    #: "active" (holds the hub's NB lock and writes), "standby" or "paused"
+    role: str = "active"
+    #: times this writer took over after having been active before (standby → active)
+    takeovers: int = 0
+    #: the cluster member in use and its raft index at connect ("" / None: a standalone NB)
+    member: str = ""
 
 
 class RouterStatus(msgspec.Struct, frozen=True):

@@ -17,8 +17,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from core.names import owned
-from core.nb.kinds import KINDS, PlanOp, Ref
+from core.names import OWNER, owned
+from core.nb.kinds import KINDS, ByExternalId, PlanOp, Ref
 from core.nb.plan import View
 from core.nb.store import Events, RowStore
 from core.ovsdb.values import to_ovsdb
@@ -30,6 +30,13 @@ def absent(table: str, name: str) -> dict[str, Any]:
     that name, so a row found here is one it does not own."""
     return {"op": "wait", "table": table, "where": [["name", "==", name]], "columns": ["name"],
             "until": "==", "rows": [], "timeout": 0}  # fmt: skip
+
+
+def absent_key(table: str, hub_id: str, key: str, value: str) -> dict[str, Any]:
+    """A ``wait`` failing the transaction if a row of this hub in ``table``
+    already carries ``external_ids:key=value`` (see ``kinds.ByExternalId``)."""
+    return {"op": "wait", "table": table, "columns": ["external_ids"], "until": "==", "rows": [], "timeout": 0,
+            "where": [["external_ids", "includes", ["map", [[OWNER, hub_id], [key, value]]]]]}  # fmt: skip
 
 
 def with_parents(view: View, units: list[PlanOp]) -> tuple[list[PlanOp], list[PlanOp]]:
@@ -115,6 +122,8 @@ def build(view: View, units: list[PlanOp]) -> tuple[list[dict[str, Any]], dict[i
         if u.op == "insert":
             if kind.guard_name:
                 ops.append(absent(u.table, u.name))
+            elif isinstance(kind.key, ByExternalId):
+                ops.append(absent_key(u.table, view.hub_id, kind.key.external_id, kind.key(u.columns)))
             ref = f"r{next(counter)}"
             inserts[len(ops)] = ui
             op = {"op": "insert", "table": u.table, "row": row, "uuid-name": ref}

@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from core.gcpause import gc_paused
+from core.ovsdb.transport import SERVER_COLUMNS, Member, Tls, TlsError, member_ok, open_stream, split_remotes
 
 log = logging.getLogger("ovn_hub.ovsdb")
 _enc = msgspec.json.Encoder()
@@ -45,22 +46,16 @@ class ConnectionLost(OvsdbError):
     pass
 
 
+class NoUsableServer(ConnectionLost):
+    """No member of the remote list could be used (each one's reason is in the message)."""
+
+
 class Refused(OvsdbError):
     """A request this client will not send: ovsdb-server would drop the whole
     session on it instead of failing one operation (a NUL character in a
     string: "null bytes not supported"), or it is not encodable (a lone
     surrogate).  Raised before anything is written, so the session stays up
     and the caller can bisect to the row that carries it."""
-
-
-def parse_remote(remote: str) -> tuple[str, str | tuple[str, int]]:
-    """``unix:/path`` or ``tcp:host:port`` → ("unix", path) / ("tcp", (host, port))."""
-    if remote.startswith("unix:"):
-        return "unix", remote[5:]
-    if remote.startswith("tcp:"):
-        host, _, port = remote[4:].rpartition(":")
-        return "tcp", (host.strip("[]"), int(port))
-    raise ValueError(f"OVSDB remote {remote!r} must be unix:PATH or tcp:HOST:PORT")
 
 
 class _StreamParser:
@@ -148,6 +143,14 @@ def _encode(msg: dict[str, Any]) -> bytes:
         raise Refused("a string holds a NUL character (ovsdb-server would drop the session)")
     return data
 
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
 UpdateHandler = Callable[[dict[str, Any]], None]
 
 
@@ -159,9 +162,22 @@ class OvsdbClient:
     the session drops.
     """
 
-    def __init__(self, remote: str, database: str = "OVN_Northbound") -> None:
-        self.remote = remote
+    def __init__(
+        self, remote: str, database: str = "OVN_Northbound", *, tls: Tls | None = None, leader_only: bool = False
+    ) -> None:
+        #: the remote list as given (``core.ovsdb.transport``: one remote, or a cluster's members)
+        self.remotes = remote
+        #: the member this session reached (the first of the list until connected)
+        self.remote = split_remotes(remote)[0]
         self.database = database
+        self.tls = tls
+        #: on a clustered database, use the leader only (locks live there: ``transport``)
+        self.leader_only = leader_only
+        #: what ``_Server`` said of the member in use (None: not read yet)
+        self.member: Member | None = None
+        #: the highest raft index any member reported to this client
+        self.min_index = 0
+        self._next = 0
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._ids = itertools.count(1)
@@ -169,19 +185,91 @@ class OvsdbClient:
         self._reply_hooks: dict[int, Callable[[Any], None]] = {}
         self._reader_task: asyncio.Task[None] | None = None
         self.on_update: UpdateHandler | None = None
+        #: ``locked``/``stolen`` notifications of an OVSDB lock: (lock name, held now)
+        self.on_lock: Callable[[str, bool], None] | None = None
         self.closed = asyncio.Event()
 
     async def connect(self, timeout: float = 10.0) -> None:
-        kind, addr = parse_remote(self.remote)
-        async with asyncio.timeout(timeout):
-            if kind == "unix":
-                assert isinstance(addr, str)
-                self._reader, self._writer = await asyncio.open_unix_connection(addr, limit=1 << 24)
-            else:
-                assert isinstance(addr, tuple)
-                self._reader, self._writer = await asyncio.open_connection(addr[0], addr[1], limit=1 << 24)
-        self.closed.clear()
-        self._reader_task = asyncio.create_task(self._read_loop(), name=f"ovsdb-reader {self.remote}")
+        """Open a session to the first usable member of the remote list,
+        starting after the last one used.  A member is left when it does not
+        answer or ``_Server`` says it is unusable (:func:`member_ok`); the error
+        after the last one names every member and why."""
+        remotes = split_remotes(self.remotes)
+        why: list[str] = []
+        for i in range(len(remotes)):
+            at = (self._next + i) % len(remotes)
+            self.remote = remotes[at]
+            try:
+                async with asyncio.timeout(timeout):
+                    self._reader, self._writer = await open_stream(self.remote, self.tls, limit=1 << 24)
+            except (OSError, TimeoutError, TlsError) as exc:
+                why.append(f"{self.remote}: {_why(exc)}")
+                continue
+            self.closed.clear()
+            self._reader_task = asyncio.create_task(self._read_loop(), name=f"ovsdb-reader {self.remote}")
+            try:
+                async with asyncio.timeout(timeout):
+                    reason = await self._check_member() if self.leader_only or len(remotes) > 1 else None
+            except (OvsdbError, OSError, TimeoutError) as exc:
+                reason = f"_Server: {_why(exc)}"
+            if reason is None:
+                self._next = at
+                return
+            log.info("OVSDB %s: leaving %s: %s", self.database, self.remote, reason)
+            why.append(f"{self.remote}: {reason}")
+            await self.close()
+        self._next = (self._next + 1) % len(remotes)
+        raise NoUsableServer(f"no usable {self.database} server: " + "; ".join(why))
+
+    async def _check_member(self) -> str | None:
+        """Read ``_Server.Database`` of our database, refuse the member or keep
+        watching it: a member that stops being usable ends the session."""
+        reply = await self.call("transact", ["_Server", {
+            "op": "select", "table": "Database", "where": [["name", "==", self.database]], "columns": SERVER_COLUMNS,
+        }], timeout=10.0)  # fmt: skip
+        rows = reply[0].get("rows", []) if reply and isinstance(reply[0], dict) else []
+        if not rows:
+            return f"it serves no {self.database}"
+        member = Member.from_row(rows[0])
+        reason = member_ok(member, leader_only=self.leader_only, min_index=self.min_index)
+        if reason is not None:
+            return reason
+        self.member = member
+        if member.index is not None:
+            self.min_index = max(self.min_index, member.index)
+        if member.clustered:
+            cols = [c for c in SERVER_COLUMNS if c != "index"]  # the index moves with every commit
+            await self.call("monitor_cond", ["_Server", "_server", {"Database": [
+                {"where": [["name", "==", self.database]], "columns": cols}]}], timeout=10.0)  # fmt: skip
+        return None
+
+    def _server_update(self, updates: dict[str, Any]) -> None:
+        for change in updates.get("Database", {}).values():
+            row = change.get("modify") or change.get("insert") or change.get("initial")
+            if row is None:
+                if "delete" in change:
+                    self.drop(f"{self.database} left {self.remote}", next_member=True)
+                continue
+            if self.member is None:
+                continue
+            merged = {k: getattr(self.member, k) for k in ("model", "connected", "leader", "index", "sid")}
+            merged.update({k: v for k, v in row.items() if k in merged})
+            self.member = Member.from_row(merged)
+            reason = member_ok(self.member, leader_only=self.leader_only, min_index=0)
+            if reason is not None:
+                self.drop(f"{self.remote} is {reason}", next_member=True)
+
+    def drop(self, why: str, *, next_member: bool = False) -> None:
+        """End the session from inside (the member became unusable, or the
+        owner wants a fresh one): the owner sees ``closed`` and reconnects,
+        ``next_member`` first to the member after this one."""
+        log.warning("OVSDB %s: %s; reconnecting", self.database, why)
+        if next_member:
+            self._next += 1
+        self._fail_pending(ConnectionLost(why))
+        self.closed.set()
+        if self._writer is not None:
+            self._writer.close()
 
     async def close(self) -> None:
         if self._reader_task is not None:
@@ -222,6 +310,8 @@ class OvsdbClient:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure ends the session
+            if self.closed.is_set():  # ended from inside (``drop``), already said why
+                return
             log.warning("OVSDB session to %s lost: %s", self.remote, exc)
             self._fail_pending(exc if isinstance(exc, OvsdbError) else ConnectionLost(str(exc)))
             self.closed.set()
@@ -246,6 +336,10 @@ class OvsdbClient:
                     fut.set_result(msg.get("result"))
         elif method == "echo":
             self._send({"id": msg.get("id"), "result": msg.get("params", []), "error": None})
+        elif method in ("locked", "stolen") and self.on_lock is not None:
+            self.on_lock(str(msg["params"][0]), method == "locked")
+        elif method == "update2" and msg["params"][0] == "_server":
+            self._server_update(msg["params"][1])
         elif method == "update2" and self.on_update is not None:
             self.on_update(msg["params"][1])
         elif method == "update3" and self.on_update is not None:
@@ -294,6 +388,17 @@ class OvsdbClient:
         finally:
             del fut  # a large reply must not outlive its caller's use of it
 
+    async def lock(self, name: str) -> bool:
+        """Ask for the OVSDB lock ``name`` (RFC 7047 §4.1.8): True if held now;
+        else the server queues us and a ``locked`` notification comes when it is
+        ours.  Locks live in one ovsdb-server process: on a cluster, the leader's."""
+        reply = await self.call("lock", [name], timeout=30.0)
+        return bool(isinstance(reply, dict) and reply.get("locked"))
+
+    async def unlock(self, name: str) -> None:
+        """Give the lock up (or leave its queue); the next waiter gets ``locked``."""
+        await self.call("unlock", [name], timeout=30.0)
+
     async def monitor_cond(self, tables: dict[str, Any], monitor_id: str = "hub") -> None:
         """Start a conditional monitor; ``on_update`` receives the initial
         contents, in stream order (before any update that follows them)."""
@@ -332,11 +437,13 @@ class OvsdbClient:
         return list(result)
 
 
-async def wait_for_server(remote: str, timeout: float = 10.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+async def wait_for_server(
+    remote: str, timeout: float = 10.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, tls: Tls | None = None
+) -> None:
     """Poll until ovsdb-server accepts a connection on ``remote``."""
     async with asyncio.timeout(timeout):
         while True:
-            client = OvsdbClient(remote)
+            client = OvsdbClient(remote, tls=tls)
             try:
                 await client.connect(timeout=1.0)
                 await client.call("list_dbs", [], timeout=2.0)

@@ -17,6 +17,7 @@ import threading
 from typing import Any, Protocol
 
 from core.names import OWNER
+from core.ovsdb import Tls
 
 from .attachment import Attachment
 from .link import PlumbError
@@ -46,12 +47,27 @@ class Bridge(Protocol):
         ...
 
 
+def ssl_files(tls: Tls | None) -> None:
+    """Give OVS's stream-ssl (the Python IDL under ovsdbapp) the TLS files of an
+    ``ssl:`` remote.  They are process-wide in OVS; a missing one is a PlumbError
+    naming the ``[ovn]`` key."""
+    from ovs.stream import Stream  # type: ignore[import-untyped]
+
+    if tls is None or not (tls.private_key and tls.certificate and tls.ca_cert):
+        raise PlumbError("node.ovs is an ssl: remote: set ovn.private_key, ovn.certificate and ovn.ca_cert")
+    Stream.ssl_set_private_key_file(tls.private_key)
+    Stream.ssl_set_certificate_file(tls.certificate)
+    Stream.ssl_set_ca_cert_file(tls.ca_cert)
+
+
 class OvsBridge:
     """The Open_vSwitch database of this host (ovsdbapp's IDL, in threads)."""
 
-    def __init__(self, remote: str, bridge: str) -> None:
+    def __init__(self, remote: str, bridge: str, *, tls: Tls | None = None) -> None:
         self.remote = remote
         self.bridge = bridge
+        #: the key, certificate and CA of an ``ssl:`` remote (OVS's stream-ssl: set once per process)
+        self.tls = tls
         self.netdev = False
         self.system_id = ""  # Open_vSwitch external_ids:system-id, read by connect()
         self._api: Any = None
@@ -72,6 +88,8 @@ class OvsBridge:
 
         if self._api is None:
             if self._conn is None:
+                if self.remote.startswith("ssl:"):
+                    ssl_files(self.tls)
                 idl = connection.OvsdbIdl.from_server(self.remote, "Open_vSwitch")
                 self._conn = connection.Connection(idl=idl, timeout=10)
             # starts the connection thread (ovsdbapp keeps the connection on the class: one per process)

@@ -157,3 +157,39 @@ def test_adapter_role_waits_for_the_broker_and_exits_on_sigterm(tmpdir_short: Pa
         assert bad.wait(30) == 2
     finally:
         bad.close()
+
+
+async def test_a_core_started_after_the_adapter_gets_its_snapshot(ovn: OvnSandbox, tmpdir_short: Path,
+                                                                  broker: Mosquitto) -> None:  # fmt: skip
+    """The adapter published its snapshot before any core listened (not retained):
+    the core asks for a resync when it subscribes, and the adapter, still running,
+    publishes its snapshots again; so does a core restart."""
+    core_dir, ad_dir = tmpdir_short / "core", tmpdir_short / "adapter"
+    core_dir.mkdir()
+    ad_dir.mkdir()
+    data = tmpdir_short / "b.jsonl"
+    write_objects(data, "b", 4)
+    adapter = Hubd(ad_dir, adapter_config(ad_dir, data, broker.url), args=("--role", "adapter"))
+    cores: list[Hubd] = []
+    try:
+        adapter.start()
+        adapter.wait_ready(30)  # its first snapshot is acknowledged by the broker: nobody received it
+        for k in range(2):
+            d = tmpdir_short / f"core{k}"
+            d.mkdir()
+            core = Hubd(d, core_config(ovn, d, broker.url))
+            cores.append(core)
+            core.start()
+            core.wait_ready(30)
+            assert len(b_ports(ovn)) == (4 if k == 0 else 6)  # at READY: the snapshot arrived
+            if k == 0:
+                write_objects(data, "b", 6)
+                await wait_ports(ovn, 6)
+                core.signal(signal.SIGTERM)
+                assert core.wait(30) == 0
+        assert adapter.proc is not None and adapter.proc.poll() is None
+        assert "a core asked for a resync" in adapter.logtext()
+        await wait_ports(ovn, 6)
+    finally:
+        for h in (adapter, *cores):
+            h.close()
