@@ -43,6 +43,8 @@ class StaticFile:
         self.lines: dict[str, str] = {}
         self.broken = False
         self._n = 0
+        self.torn = 0  # writes left torn (cut_mid_record) until heal()
+        self._tearing = False
 
     async def start(self) -> None:
         self.dir.mkdir(mode=0o700)
@@ -66,8 +68,14 @@ class StaticFile:
     def _write(self) -> None:
         if self.broken:
             return
+        text = "".join(line + "\n" for line in self.lines.values())
+        if self._tearing and self.lines:  # a writer caught in the middle of its last line, in place
+            last = list(self.lines.values())[-1]
+            self.path.write_text(text[: len(text) - 1 - len(last) // 2])
+            self.torn += 1
+            return
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in self.lines.values()))
+        tmp.write_text(text)
         os.replace(tmp, self.path)
 
     async def add(self, name: str) -> None:
@@ -98,9 +106,19 @@ class StaticFile:
         self.broken = False
         self._write()
 
+    async def cut_mid_record(self) -> None:
+        self._tearing = True  # every write leaves the file ending in half a line, until heal()
+
+    async def heal(self) -> int:
+        self._tearing = False
+        self._write()
+        return self.torn
+
 
 class TestStaticConformance(AdapterConformance):
     normalizer = None  # static files are canonical already: no ovn_hub.normalizers entry point
+    # a file has records but no stream, resume point or server: only a torn (half-written) last line applies
+    faults = ("cut-mid-record",)
 
     @pytest.fixture
     def orchestrator(self) -> FakeOrchestrator:
@@ -142,9 +160,12 @@ class KubeApi:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def spec(self) -> AdapterSpec:
-        return AdapterSpec(
-            name="k8s", type="k8s", cluster="kit", options={"kubeconfig": str(self.kubeconfig), "backoff_max": 0.5}
-        )
+        options = {
+            "kubeconfig": str(self.kubeconfig), "backoff_max": 0.5,
+            # a watch ends cleanly every second; 2 s of silence is a dead server (the black-hole fault)
+            "watch_timeout": 1, "read_timeout": 2.0, "request_timeout": 2.0,
+        }  # fmt: skip
+        return AdapterSpec(name="k8s", type="k8s", cluster="kit", options=options)
 
     async def add(self, name: str) -> None:
         self._n += 1
@@ -173,6 +194,30 @@ class KubeApi:
     async def restore_connection(self) -> None:
         assert self.proxy is not None
         await self.proxy.restore_connection()
+
+    # faults (testkit.conformance.FaultyOrchestrator)
+    async def cut_mid_record(self) -> None:
+        assert self.proxy is not None
+        self.proxy.cut_mid_record()  # the next watch event arrives by half, then the connection drops
+
+    async def expire(self) -> None:
+        self.fake.expire_watches()  # ERROR 410 Expired on every open watch; older RVs compacted away
+
+    async def duplicate_and_reorder(self) -> None:
+        self.fake.duplicate_and_reorder(replay=8, seed=7)  # each event twice; re-watches replay older RVs
+
+    async def black_hole(self) -> None:
+        assert self.proxy is not None
+        self.proxy.black_hole()
+
+    async def heal(self) -> int:
+        assert self.proxy is not None
+        await self.proxy.wait_cut()  # an armed cut waits for its record
+        hits = self.proxy.cuts + self.proxy.swallowed + self.proxy.silenced + self.fake.expired_sent
+        hits += self.fake.duplicated
+        self.proxy.heal()
+        self.fake.stop_duplicating()
+        return hits
 
 
 def k8s_factory(spec: AdapterSpec) -> Adapter:
@@ -288,6 +333,8 @@ def cf_factory(spec: AdapterSpec) -> Adapter:
 
 
 class TestCloudFoundryConformance(AdapterConformance):
+    faults = ()  # the fake has no fault hooks yet
+
     @pytest.fixture
     def orchestrator(self) -> FakeOrchestrator:
         return CFBbs()
