@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-_TOKEN = re.compile(
-    r'\s*(?:(&&|\|\||==|!=|<=|>=|[<>!(){},])|("(?:[^"\\]|\\.)*")|([@$][A-Za-z0-9_.]+)|([A-Za-z0-9_.:/]+))'
-)
+_TOKEN = re.compile(r'\s*(?:(&&|\|\||==|!=|<=|>=|[<>!(){},])|("(?:[^"\\]|\\.)*")|([@$][A-Za-z0-9_.]+)|([A-Za-z0-9_.:/]+))')
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,7 @@ def _tokens(text: str) -> list[str]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if m is None or m.end() == pos:
-            raise MatchError(f"cannot tokenize at {text[pos : pos + 20]!r}")
+            raise MatchError(f"cannot tokenize at {text[pos:pos + 20]!r}")
         out.append(next(g for g in m.groups() if g is not None))
         pos = m.end()
     return out
@@ -251,9 +249,7 @@ def decide(acls: Iterable[Acl], env: Env, pkt: Packet, direction: str) -> tuple[
         if not compile_match(a.match)(pkt, env):
             continue
         if best is not None and a.action != best[1]:
-            raise AssertionError(
-                f"two ACLs of priority {a.priority} match with different actions: {best[1]}, {a.action}"
-            )
+            raise AssertionError(f"two ACLs of priority {a.priority} match with different actions: {best[1]}, {a.action}")
         best = (a.priority, a.action)
     return best
 

@@ -404,7 +404,7 @@ class FakeCC(_Http):
         page = int(request.query.get("page", "1"))
         chunk = items[(page - 1) * per_page : page * per_page]
         pages = max(1, -(-len(items) // per_page))
-        nxt = {"href": f"{self.url}/v3/{kind}?page={page + 1}&per_page={per_page}"} if page < pages else None
+        nxt = ({"href": f"{self.url}/v3/{kind}?page={page + 1}&per_page={per_page}"} if page < pages else None)
         return web.json_response({
             "pagination": {"total_results": len(items), "total_pages": pages,
                            "first": {"href": f"{self.url}/v3/{kind}?page=1&per_page={per_page}"}, "next": nxt},

@@ -37,11 +37,8 @@ def plugin_dir(directory: Path) -> Path:
 
 def conflist(name: str, network: str, socket: str, timeout: float = 30, version: str = "1.0.0",
              **extra: Any) -> dict[str, Any]:  # fmt: skip
-    return {
-        "cniVersion": version,
-        "name": name,
-        "plugins": [{"type": "ovn-hub", "network": network, "socket": socket, "timeout": timeout, **extra}],
-    }
+    return {"cniVersion": version, "name": name,
+            "plugins": [{"type": "ovn-hub", "network": network, "socket": socket, "timeout": timeout, **extra}]}
 
 
 def plugin_conf(conflist: dict[str, Any], index: int = 0, **extra: Any) -> dict[str, Any]:

@@ -56,9 +56,8 @@ class NotifySocket:
 class Hubd:
     """A hubd subprocess with its own config, notify socket and API socket."""
 
-    def __init__(
-        self, workdir: Path, config: str, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
-    ) -> None:
+    def __init__(self, workdir: Path, config: str, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:
         self.dir = workdir
         self.args = args  # extra hubd arguments, e.g. ("--role", "adapter")
         self.config_path = workdir / "hubd.toml"
@@ -66,23 +65,15 @@ class Hubd:
         self.api = f"unix:{workdir}/api.sock"
         self.notify = NotifySocket(workdir / f"notify{time.monotonic_ns()}.sock")
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        self.env = {
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            "NOTIFY_SOCKET": str(self.notify.path),
-            "PYTHONPATH": path,
-            **(env or {}),
-        }
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "NOTIFY_SOCKET": str(self.notify.path), "PYTHONPATH": path,
+                    **(env or {})}
         self.log = open(workdir / "hubd.log", "ab")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [str(BIN / "hubd"), "--config", str(self.config_path), *self.args],
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            cwd=self.dir,
+            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir,
         )
 
     def wait_ready(self, timeout: float = 60) -> float:
@@ -114,9 +105,7 @@ class Hubd:
         return (self.dir / "hubd.log").read_text(errors="replace")
 
     def ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(
-            [str(BIN / "hubctl"), "--api", self.api, *args], capture_output=True, text=True, timeout=60
-        )
+        res = subprocess.run([str(BIN / "hubctl"), "--api", self.api, *args], capture_output=True, text=True, timeout=60)
         if check and res.returncode != 0:
             raise AssertionError(f"hubctl {args} failed ({res.returncode}): {res.stderr}")
         return res

@@ -353,11 +353,7 @@ class FakeMesosMaster(_Server):
         last = task.get("statuses", [{}])[-1]
         cs = last.get("container_status", {})
         ni = (cs.get("network_infos") or [{}])[0]
-        network = (
-            network
-            if network is not None
-            else ni.get("name") or (task.get("container", {}).get("network_infos") or [{}])[0].get("name")
-        )
+        network = network if network is not None else ni.get("name") or (task.get("container", {}).get("network_infos") or [{}])[0].get("name")
         if ip is None and ni.get("ip_addresses"):
             ip = ni["ip_addresses"][0]["ip_address"]
         cid = container_id or cs.get("container_id", {}).get("value")
@@ -450,10 +446,7 @@ class FakeMesosMaster(_Server):
         await resp.prepare(request)
         stream = _Stream(request)
         self.streams.append(stream)
-        first = {
-            "type": "SUBSCRIBED",
-            "subscribed": {"get_state": self.state(), "heartbeat_interval_seconds": self.heartbeat},
-        }
+        first = {"type": "SUBSCRIBED", "subscribed": {"get_state": self.state(), "heartbeat_interval_seconds": self.heartbeat}}
         stream.queue.put_nowait(recordio(first))
         chunker = _Chunker(self.seed + self.subscriptions, self.rechunk)
         heartbeat = recordio({"type": "HEARTBEAT"})

@@ -33,22 +33,13 @@ def free_port() -> int:
 
 def _key(path: Path) -> ec.EllipticCurvePrivateKey:
     key = ec.generate_private_key(ec.SECP256R1())
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     path.chmod(0o600)
     return key
 
 
-def _cert(
-    path: Path,
-    cn: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Name | None,
-    ca: bool = False,
-    server: bool = False,
-) -> x509.Name:
+def _cert(path: Path, cn: str, key: ec.EllipticCurvePrivateKey, issuer_key: ec.EllipticCurvePrivateKey,
+          issuer: x509.Name | None, ca: bool = False, server: bool = False) -> x509.Name:
     now = datetime.datetime.now(datetime.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     b = (
@@ -64,10 +55,8 @@ def _cert(
     if ca:
         b = b.add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
     if server:
-        b = b.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False,
-        )
+        b = b.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                         x509.DNSName("localhost")]), critical=False)
     path.write_bytes(b.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
     return name
 
@@ -95,36 +84,21 @@ class Mosquitto:
         self.users = users or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.conf = workdir / "mosquitto.conf"
-        lines = [
-            "per_listener_settings true",
-            "persistence false",
-            "user root",
-            "log_dest stderr",
-            "log_type error",
-            "log_type warning",
-            "log_type notice",
-            f"listener {self.port} 127.0.0.1",
-        ]
+        lines = ["per_listener_settings true", "persistence false", "user root", "log_dest stderr",
+                 "log_type error", "log_type warning", "log_type notice",
+                 f"listener {self.port} 127.0.0.1"]
         if self.users:
             pw = workdir / "passwd"
             pw.write_text("")
             for user, password in self.users.items():
-                subprocess.run(
-                    [MOSQUITTO_PASSWD, "-b", str(pw), user, password], check=True, capture_output=True, timeout=30
-                )
+                subprocess.run([MOSQUITTO_PASSWD, "-b", str(pw), user, password], check=True, capture_output=True, timeout=30)
             pw.chmod(0o600)
             lines += ["allow_anonymous false", f"password_file {pw}"]
         else:
             lines += ["allow_anonymous true"]
         if self.certs is not None:
-            lines += [
-                f"listener {self.tls_port} 127.0.0.1",
-                "allow_anonymous true",
-                f"cafile {self.certs.ca}",
-                f"certfile {self.certs.server}",
-                f"keyfile {self.certs.server_key}",
-                "require_certificate true",
-            ]
+            lines += [f"listener {self.tls_port} 127.0.0.1", "allow_anonymous true", f"cafile {self.certs.ca}",
+                      f"certfile {self.certs.server}", f"keyfile {self.certs.server_key}", "require_certificate true"]
         self.conf.write_text("\n".join(lines) + "\n")
         self.log = open(workdir / "mosquitto.log", "ab")
 
@@ -148,9 +122,7 @@ class Mosquitto:
                         break
                 except OSError:
                     if time.monotonic() > deadline:
-                        raise AssertionError(
-                            f"mosquitto not listening on {port} within {timeout}s: {self.logtext()}"
-                        ) from None
+                        raise AssertionError(f"mosquitto not listening on {port} within {timeout}s: {self.logtext()}") from None
                     time.sleep(0.05)
 
     def kill(self) -> None:

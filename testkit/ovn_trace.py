@@ -51,17 +51,7 @@ def sync(sb: OvnSandbox, timeout: float = 20) -> None:
 
 def trace(sb: OvnSandbox, datapath: str, flow: str, *extra: str) -> Trace:
     res = subprocess.run(
-        [
-            "ovn-trace",
-            f"--db={sb.sb_remote}",
-            "--no-friendly-names",
-            "--ct=new",
-            "--ct=new",
-            "--ct=new",
-            *extra,
-            datapath,
-            flow,
-        ],
+        ["ovn-trace", f"--db={sb.sb_remote}", "--no-friendly-names", "--ct=new", "--ct=new", "--ct=new", *extra, datapath, flow],
         capture_output=True,
         text=True,
         timeout=30,

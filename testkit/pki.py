@@ -57,9 +57,7 @@ def make_pki(directory: Path) -> Pki:
         return path
 
     def pem_key(k: ec.EllipticCurvePrivateKey) -> bytes:
-        return k.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
     def ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         k = key()

@@ -508,9 +508,7 @@ class K8sAdapter:
                 except Exception as exc:  # a bug or an unforeseen payload: one event must not kill run()
                     self.log.exception("failed to process %s %s event", res.kind, typ)
                     events = [
-                        self._reject(
-                            Invalid("internal-error", f"{res.kind} {typ}: {describe_exception(exc)}"), object_ref(obj)
-                        )
+                        self._reject(Invalid("internal-error", f"{res.kind} {typ}: {describe_exception(exc)}"), object_ref(obj))
                     ]
                 await self._emit_all(sink, events)
         if rv:

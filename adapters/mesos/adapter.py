@@ -640,3 +640,5 @@ class MesosAdapter:
 
     def snapshot(self) -> Snapshot:
         return Snapshot(source=self.source, objects=tuple(self.cache.objects.values()))
+
+

@@ -297,11 +297,7 @@ def parse_vip(value: str) -> tuple[str, str, int]:
         pass
     name = host.strip("/")
     parts = name.split("/")
-    if (
-        not name
-        or not all(parts)
-        or any(not p.replace("-", "").replace("_", "").replace(".", "").isalnum() for p in parts)
-    ):
+    if not name or not all(parts) or any(not p.replace("-", "").replace("_", "").replace(".", "").isalnum() for p in parts):
         raise Invalid("bad-vip", f"VIP {value[:80]!r}: {host[:60]!r} is neither an IP address nor a /name")
     return name.lower(), "", int(port)
 
@@ -339,9 +335,7 @@ def vip_ports(spec: AppSpec) -> tuple[list[VipPort], list[str]]:
     host: list[str] = []
     mappings = []
     if spec.container is not None:
-        mappings = (
-            spec.container.portMappings or (spec.container.docker.portMappings if spec.container.docker else None) or []
-        )
+        mappings = spec.container.portMappings or (spec.container.docker.portMappings if spec.container.docker else None) or []
     for pm in mappings:
         for key, value in sorted(pm.labels.items()):
             if key.upper().startswith("VIP"):

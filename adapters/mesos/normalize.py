@@ -319,9 +319,7 @@ def _ports(discovery: DiscoveryInfo | None) -> tuple[PortSpec, ...]:
         if proto not in _PROTOCOLS:
             raise Invalid("bad-port", f"discovery port {p.number} protocol {proto[:20]!r} is not tcp, udp or sctp")
         name = (p.name or "").lower()
-        out.setdefault(
-            (p.number, proto), PortSpec(port=p.number, protocol=proto, name=name if _PORT_NAME.match(name) else "")
-        )
+        out.setdefault((p.number, proto), PortSpec(port=p.number, protocol=proto, name=name if _PORT_NAME.match(name) else ""))
     return tuple(out.values())
 
 
@@ -571,10 +569,7 @@ class MesosState:
             for st in task.statuses:  # chronological: the latest container status wins
                 t.set_status(st)
         except Invalid as exc:
-            return [
-                *self._remove(key, task.task_id.value, gone=False),
-                Invalid(exc.reason, f"task {task.task_id.value}: {exc}"),
-            ]
+            return [*self._remove(key, task.task_id.value, gone=False), Invalid(exc.reason, f"task {task.task_id.value}: {exc}")]
         return self._store(t, flush)
 
     def task_updated(self, upd: TaskUpdated) -> list[Change]:

@@ -221,9 +221,7 @@ def _one(item: Any, source: Source, op: _Operator, on_skip: OnSkip | None) -> It
         yield from bad
         for t in tasks:
             if on_skip is not None:
-                on_skip(
-                    "marathon-task", f"Marathon task {t.id}: a VIP backend of its app (give /v2/apps?embed=apps.tasks)"
-                )
+                on_skip("marathon-task", f"Marathon task {t.id}: a VIP backend of its app (give /v2/apps?embed=apps.tasks)")
         if not tasks and not bad and on_skip is not None:
             on_skip("empty", "a /v2/tasks response without tasks")
     else:

@@ -70,7 +70,7 @@ class RecordIOReader:
                 nl = src.find(b"\n", pos, pos + _MAX_DIGITS + 2)
                 if nl < 0:
                     if end - pos > _MAX_DIGITS + 1:
-                        raise FramingError(f"record length prefix {bytes(src[pos : pos + 24])!r} is not a number")
+                        raise FramingError(f"record length prefix {bytes(src[pos:pos + 24])!r} is not a number")
                     break
                 head = src[pos:nl]
                 if head.endswith(b"\r"):
