@@ -263,6 +263,7 @@ class CFBbs:
         self.proxy: BreakableProxy | None = None
         self._n = 0
         self.index: dict[str, int] = {}
+        self.dropped = 0
 
     async def start(self) -> None:
         from testkit.cf_fake import FakeBBS, make_pki
@@ -288,6 +289,7 @@ class CFBbs:
         return AdapterSpec(name="cf", type="cloudfoundry", cluster="kit", options={
             "bbs_url": f"https://{address}", "bbs_ca": str(d / "ca.crt"), "bbs_cert": str(d / "client.crt"),
             "bbs_key": str(d / "client.key"), "backoff_max": 0.3, "evacuation_grace": 0.0,
+            "request_timeout": 1.0, "stream_idle_timeout": 1.5,  # a BBS that never answers is left quickly
         })  # fmt: skip
 
     def _lrp(self, name: str, ip: str, app: str = "one") -> Any:
@@ -325,6 +327,30 @@ class CFBbs:
         assert self.proxy is not None
         await self.proxy.restore_connection()
 
+    # faults (testkit.conformance.FaultyOrchestrator)
+    async def cut_mid_record(self) -> None:
+        assert self.proxy is not None
+        self.proxy.cut_mid_record()  # half of the next TLS record of an event, then the connection drops
+
+    async def expire(self) -> None:
+        # the BBS event stream has no resume point: after any reconnect the adapter lists again
+        self.dropped += len(self.bbs.streams)
+        self.bbs.drop_connections()
+
+    async def duplicate_and_reorder(self) -> None:
+        self.bbs.duplicate_and_reorder()
+
+    async def black_hole(self) -> None:
+        assert self.proxy is not None
+        self.proxy.black_hole()
+
+    async def heal(self) -> int:
+        assert self.proxy is not None
+        await self.proxy.wait_cut()
+        self.bbs.stop_duplicating()
+        self.proxy.heal()
+        return self.proxy.cuts + self.proxy.swallowed + self.proxy.silenced + self.dropped + self.bbs.duplicated
+
 
 def cf_factory(spec: AdapterSpec) -> Adapter:
     adapter = entry_point_factory("cloudfoundry")(spec)
@@ -333,8 +359,6 @@ def cf_factory(spec: AdapterSpec) -> Adapter:
 
 
 class TestCloudFoundryConformance(AdapterConformance):
-    faults = ()  # the fake has no fault hooks yet
-
     @pytest.fixture
     def orchestrator(self) -> FakeOrchestrator:
         return CFBbs()
