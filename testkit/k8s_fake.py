@@ -160,6 +160,8 @@ class FakeKubeApi:
         #: duplicate_and_reorder(): events older than asked for, replayed per new watch (None: off).
         self.replay: int | None = None
         self.duplicated = 0
+        #: Events replayed to watches from before their resourceVersion.
+        self.replayed = 0
         self._rng = random.Random(0)
         #: Watches ended with an ERROR 410 (expire_watches, or a watch from a compacted RV).
         self.expired_sent = 0
@@ -228,6 +230,11 @@ class FakeKubeApi:
 
     def stop_duplicating(self) -> None:
         self.replay = None
+
+    def end_watches(self) -> None:
+        """End every open watch cleanly (as ``timeoutSeconds`` does): clients watch again from their RV."""
+        for w in list(self.watchers):
+            w.queue.put_nowait(("end", None))
 
     def _replayed(self, changes: list[Change]) -> list[Change]:
         """Swap adjacent changes of different objects (the order of one object's changes holds)."""
@@ -486,6 +493,7 @@ class FakeKubeApi:
                     and (namespace is None or self._ns(c.obj) == namespace)
                 ][-self.replay :]  # fmt: skip
                 self.duplicated += len(older)
+                self.replayed += len(older)
                 changes = self._replayed(older) + changes
             backlog = [{"type": c.type, "object": self._wire(kind, c.obj)} for c in changes]
         watcher = _Watcher(kind, namespace, _truthy(request.query.get("allowWatchBookmarks")), request)

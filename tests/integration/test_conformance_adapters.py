@@ -7,6 +7,7 @@ testkit.proxy.BreakableProxy (broken = connections aborted and refused).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
@@ -205,6 +206,7 @@ class KubeApi:
 
     async def duplicate_and_reorder(self) -> None:
         self.fake.duplicate_and_reorder(replay=8, seed=7)  # each event twice; re-watches replay older RVs
+        self.fake.end_watches()  # clean ends: the adapter watches again from its RV and gets the replay
 
     async def black_hole(self) -> None:
         assert self.proxy is not None
@@ -213,6 +215,10 @@ class KubeApi:
     async def heal(self) -> int:
         assert self.proxy is not None
         await self.proxy.wait_cut()  # an armed cut waits for its record
+        if self.fake.replay is not None:  # the adapter's re-watches got their replays
+            async with asyncio.timeout(30):
+                while self.fake.replayed == 0:
+                    await asyncio.sleep(0.02)
         hits = self.proxy.cuts + self.proxy.swallowed + self.proxy.silenced + self.fake.expired_sent
         hits += self.fake.duplicated
         self.proxy.heal()
