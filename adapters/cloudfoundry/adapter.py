@@ -171,6 +171,10 @@ class BBSError(ConnectionError):
     """The BBS answered with an error (HTTP status or the response's ``error`` field)."""
 
 
+class _StreamIdle(TimeoutError):
+    """No event for ``stream_idle_timeout``: a quiet BBS or a dead one - the relist tells (a dead one fails it)."""
+
+
 # ---------------------------------------------------------------- the BBS's HTTP/1.1
 async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
     try:
@@ -509,9 +513,12 @@ class CFAdapter:
                     await self._consume(frames)
             except (OSError, BBSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ssl.SSLError,
                     TimeoutError) as exc:  # fmt: skip
-                self.bbs_failures += 1
                 delay = backoff.next()
-                self.log.warning("BBS: %s; reconnecting in %.1fs", describe_exception(exc), delay)
+                if isinstance(exc, _StreamIdle):  # not a failure yet: a quiet foundation is no news
+                    self.log.info("BBS: %s; reconnecting and listing in %.1fs", exc, delay)
+                else:
+                    self.bbs_failures += 1
+                    self.log.warning("BBS: %s; reconnecting in %.1fs", describe_exception(exc), delay)
                 await asyncio.sleep(delay)
 
     # ------------------------------------------------------------ emission
@@ -669,7 +676,7 @@ class CFAdapter:
             except TimeoutError:
                 await self._flush_deletes()
                 if time.monotonic() >= silent_until:
-                    raise TimeoutError(f"no event from the BBS for {idle:g} s (stream_idle_timeout)") from None
+                    raise _StreamIdle(f"no event from the BBS for {idle:g} s (stream_idle_timeout)") from None
                 continue
             silent_until = time.monotonic() + idle
             touched: set[str] = set()
