@@ -160,8 +160,9 @@ class FakeKubeApi:
         #: duplicate_and_reorder(): events older than asked for, replayed per new watch (None: off).
         self.replay: int | None = None
         self.duplicated = 0
-        #: Events replayed to watches from before their resourceVersion.
+        #: Events replayed to watches from before their resourceVersion; the newest RV a replaying watch asked for.
         self.replayed = 0
+        self.replay_since = 0
         self._rng = random.Random(0)
         #: Watches ended with an ERROR 410 (expire_watches, or a watch from a compacted RV).
         self.expired_sent = 0
@@ -494,6 +495,7 @@ class FakeKubeApi:
                 ][-self.replay :]  # fmt: skip
                 self.duplicated += len(older)
                 self.replayed += len(older)
+                self.replay_since = max(self.replay_since, since)
                 changes = self._replayed(older) + changes
             backlog = [{"type": c.type, "object": self._wire(kind, c.obj)} for c in changes]
         watcher = _Watcher(kind, namespace, _truthy(request.query.get("allowWatchBookmarks")), request)

@@ -196,6 +196,11 @@ _RECOVERABLE: tuple[type[BaseException], ...] = (
 )
 
 
+def _older(rv: str, applied: str) -> bool:
+    """``rv`` is at or below ``applied`` (both etcd revisions: decimal; anything else compares as newer)."""
+    return rv.isdecimal() and applied.isdecimal() and int(rv) <= int(applied)
+
+
 #: msgspec decodes a pod watch line about twice as fast as json.loads (bench k8s).
 _decode = msgspec.json.Decoder().decode
 
@@ -269,6 +274,8 @@ class K8sAdapter:
         self.node_ips: dict[str, tuple[str, ...]] = {}
         #: Last resourceVersion seen per kind (list RV, then watch events/bookmarks).
         self.resource_versions: dict[str, str] = {}
+        #: Watch events skipped as repeats (a resourceVersion at or below the one already applied).
+        self.stale_events = 0
         self._pods: dict[str, Endpoint] = {}  # pod uid → endpoint with node = spec.nodeName
         self._namespaces: dict[str, Namespace] = {}  # name → Namespace
         self._svc_raw: dict[tuple[str, str], dict[str, Any]] = {}  # (ns, name) → valid Service payload
@@ -502,6 +509,12 @@ class K8sAdapter:
             raise _ApiError(f"watch {res.kind}s: {err}")
         rv = resource_version(obj)
         if typ != "BOOKMARK":
+            if _older(rv, self.resource_versions.get(res.kind, "")):
+                # A watch sends what came after the RV it asked for, in order: an event at or below the RV
+                # already applied is a repeat (a server replaying its history): applying it would undo newer
+                # state until the newer event came again.
+                self.stale_events += 1
+                return
             async with self._lock:
                 try:
                     events = self._apply(res, typ, obj)

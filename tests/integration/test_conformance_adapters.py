@@ -215,10 +215,14 @@ class KubeApi:
     async def heal(self) -> int:
         assert self.proxy is not None
         await self.proxy.wait_cut()  # an armed cut waits for its record
-        if self.fake.replay is not None:  # the adapter's re-watches got their replays
+        if self.fake.replay is not None:
+            # until a watch from the newest RV got a replay: older events (the kit's deletion, and the ADDED
+            # before it) re-sent after the adapter applied them
+            target = self.fake.rv
             async with asyncio.timeout(30):
-                while self.fake.replayed == 0:
-                    await asyncio.sleep(0.02)
+                while self.fake.replay_since < target:
+                    self.fake.end_watches()
+                    await asyncio.sleep(0.05)
         hits = self.proxy.cuts + self.proxy.swallowed + self.proxy.silenced + self.fake.expired_sent
         hits += self.fake.duplicated
         self.proxy.heal()
