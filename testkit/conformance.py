@@ -689,14 +689,17 @@ async def check_relist(ctx: _Ctx) -> None:
 
 # ---------------------------------------------------------------- orchestrator faults
 class _LogTap(logging.Handler):
-    """WARNING+ records while a fault is on (the adapter must say why it reconnects)."""
+    """WARNING+ records of the adapter while a fault is on (it must say why it
+    reconnects): its spec's logger, or a logger of its own top-level package."""
 
-    def __init__(self) -> None:
+    def __init__(self, names: tuple[str, ...]) -> None:
         super().__init__(logging.WARNING)
+        self.names = names
         self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+        if any(record.name == n or record.name.startswith(n + ".") for n in self.names):
+            self.records.append(record)
 
 
 async def _fresh_state(ctx: _Ctx, rule: str) -> dict[Key, Object]:
@@ -768,13 +771,15 @@ async def check_fault(ctx: _Ctx, fault: str) -> None:
         )  # fmt: skip
     ctx.fault = fault
     runner = ctx.start()
+    own = (ctx.spec.logger().name, type(runner.adapter).__module__.partition(".")[0])
     await ctx.first_snapshot(rule, runner)
     await ctx.add(rule, "kit-a", runner)
     await ctx.add(rule, "kit-b", runner)
     await ctx.add(rule, "kit-c", runner)
     mark = len(ctx.rec.entries)
-    tap = _LogTap()
+    tap = _LogTap(own)
     logging.getLogger().addHandler(tap)
+    want: dict[Key, Object] | None = None
     loop = asyncio.get_running_loop()
     runner.restart = True  # the adapter may raise meanwhile: started again, as the hub would
     started = loop.time()
@@ -811,7 +816,7 @@ async def check_fault(ctx: _Ctx, fault: str) -> None:
         )  # fmt: skip
         ctx.converge_seconds = loop.time() - started
     except ConformanceError as exc:
-        if "timed out" in str(exc) and "want" in locals():
+        if "timed out" in str(exc) and want is not None:
             msg = str(exc).removeprefix(f"[{exc.rule}] ")
             raise ConformanceError(exc.rule, f"{msg}\nversus a fresh adapter: {_diff(want, ctx.rec.view)}") from None
         raise
@@ -819,6 +824,7 @@ async def check_fault(ctx: _Ctx, fault: str) -> None:
         logging.getLogger().removeHandler(tap)
     await asyncio.sleep(ctx.t.quiet)
     runner.poll(rule, "the adapter to go on after the fault")
+    assert want is not None
     if ctx.rec.view != want:
         raise ConformanceError(
             rule, f"after {fault} the state moved away from the orchestrator's: {_diff(want, ctx.rec.view)}"
