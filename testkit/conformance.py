@@ -7,8 +7,9 @@ writer subclasses :class:`AdapterConformance` as a ``Test*`` class and gives it 
 fake of the orchestrator (:class:`FakeOrchestrator`: start/stop, add / change /
 touch / remove an object, inject a bad one, break and restore the connection);
 the adapter comes from its ``ovn_hub.adapters`` entry point, as hubd loads it
-(override the ``adapter_factory`` fixture to tune it).  Six tests follow, one per
-rule, each failing with a :class:`ConformanceError` that names the rule:
+(override the ``adapter_factory`` fixture to tune it).  The tests follow, one per
+rule (``faults``: one per fault the fake injects), each failing with a
+:class:`ConformanceError` that names the rule:
 
 ``snapshot``
     Every list ends in a Snapshot: the first event of a run() that carries
