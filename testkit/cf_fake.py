@@ -112,6 +112,11 @@ class FakeBBS:
         self.requests: list[str] = []
         self.list_error: tuple[int, str] | None = None  # (Error.Type number, message) for the next lists
         self._tasks: set[asyncio.Task[None]] = set()
+        #: duplicate_and_reorder(): every event twice, each held back and sent after the next when
+        #: the two are about different instances (one instance's events keep their order).
+        self.duplicating = False
+        self.duplicated = 0
+        self._held: tuple[str, str, str, str] | None = None  # (subject, event, data, cell)
 
     @property
     def url(self) -> str:
@@ -187,11 +192,40 @@ class FakeBBS:
 
     def _send(self, event: str, msg: Any, cell: str) -> None:
         data = _b64(msg)
+        if not self.duplicating:
+            self._write(event, data, cell)
+            return
+        self.duplicated += 1
+        lrp = getattr(msg, "actual_lrp", None) or msg
+        subject = f"{lrp.actual_lrp_key.process_guid}/{lrp.actual_lrp_key.index}"
+        held, self._held = self._held, None
+        if held is None:
+            self._held = (subject, event, data, cell)
+            return
+        pairs = [(event, data, cell), held[1:]]
+        if held[0] == subject:
+            pairs.reverse()
+        for ev, d, c in pairs:
+            self._write(ev, d, c)
+            self._write(ev, d, c)
+
+    def _write(self, event: str, data: str, cell: str) -> None:
         for s in list(self.streams):
             if s.cell and cell != s.cell:
                 continue
             s.writer.write(encode_chunk(encode_frame(s.next_id, event, data)))
             s.next_id += 1
+
+    def duplicate_and_reorder(self) -> None:
+        """From now on every event goes out twice, and events of different instances swapped."""
+        self.duplicating = True
+
+    def stop_duplicating(self) -> None:
+        self.duplicating = False
+        held, self._held = self._held, None
+        if held is not None:
+            self._write(*held[1:])
+            self._write(*held[1:])
 
     def inject(self, raw: bytes, *, chunked: bool = True) -> None:
         """Raw bytes into every stream: one chunk of them (``chunked``), or as they are."""

@@ -7,8 +7,9 @@ writer subclasses :class:`AdapterConformance` as a ``Test*`` class and gives it 
 fake of the orchestrator (:class:`FakeOrchestrator`: start/stop, add / change /
 touch / remove an object, inject a bad one, break and restore the connection);
 the adapter comes from its ``ovn_hub.adapters`` entry point, as hubd loads it
-(override the ``adapter_factory`` fixture to tune it).  Six tests follow, one per
-rule, each failing with a :class:`ConformanceError` that names the rule:
+(override the ``adapter_factory`` fixture to tune it).  The tests follow, one per
+rule (``faults``: one per fault the fake injects), each failing with a
+:class:`ConformanceError` that names the rule:
 
 ``snapshot``
     Every list ends in a Snapshot: the first event of a run() that carries
@@ -31,6 +32,16 @@ rule, each failing with a :class:`ConformanceError` that names the rule:
     followed by that relist when run() is started again on the same instance
     (stricter than hubd, which builds a new one: run() must not rely on state
     an earlier run() left).
+``faults``
+    Orchestrator faults end in the orchestrator's state (:func:`check_fault`,
+    one test per fault the fake can inject - :class:`FaultyOrchestrator`): a
+    stream cut in the middle of a record, an expired resume point (HTTP 410, or
+    no resume at all), events delivered twice and out of order, a server that
+    accepts and never answers.  While the fault is on the orchestrator changes;
+    once it is healed the adapter's state must equal a fresh adapter's first
+    Snapshot (the orchestrator's state as this adapter maps it), with no
+    redundant event on the way; a silent server must also be logged (WARNING)
+    and an adapter listing into it must still cancel promptly.
 ``normalizer``
     The offline normalizer (the ``ovn_hub.normalizers`` entry point) is pure:
     the same text gives the same output - twice in this process and once in a
@@ -50,8 +61,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import inspect
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -81,16 +94,19 @@ from core.model import (
 )
 
 __all__ = [
+    "FAULTS",
     "NORMALIZER_GROUP",
     "RULES",
     "AdapterConformance",
     "CheckReport",
     "ConformanceError",
     "FakeOrchestrator",
+    "FaultyOrchestrator",
     "IOBlocked",
     "Recorder",
     "Timeouts",
     "check_cancel",
+    "check_fault",
     "check_noop",
     "check_normalizer",
     "check_rejected",
@@ -104,7 +120,14 @@ __all__ = [
 ]
 
 NORMALIZER_GROUP = "ovn_hub.normalizers"
-RULES = ("snapshot", "no-op", "rejected", "cancel", "relist", "normalizer")
+RULES = ("snapshot", "no-op", "rejected", "cancel", "relist", "faults", "normalizer")
+#: The orchestrator faults of :func:`check_fault`, and the FaultyOrchestrator method injecting each.
+FAULTS: dict[str, str] = {
+    "cut-mid-record": "cut_mid_record",
+    "expire": "expire",
+    "duplicate-reorder": "duplicate_and_reorder",
+    "black-hole": "black_hole",
+}
 Key = tuple[str, str]
 T = TypeVar("T")
 
@@ -153,6 +176,33 @@ class FakeOrchestrator(Protocol):
     async def add_bad(self, name: str) -> None: ...
     async def break_connection(self) -> None: ...
     async def restore_connection(self) -> None: ...
+
+
+@runtime_checkable
+class FaultyOrchestrator(Protocol):
+    """The fault hooks of a :class:`FakeOrchestrator` (each optional: a fake has
+    the ones its protocol allows; :attr:`AdapterConformance.faults` lists them).
+    Each injects and returns at once; the fault stays on until ``heal()``:
+
+    * ``cut_mid_record()``: the next record (event, frame, chunk) the server
+      sends is cut in its middle and the connection dropped;
+    * ``expire()``: the adapter's resume point is gone (a Kubernetes watch gets
+      410 Gone; an orchestrator without resume just ends its streams) - what
+      changes next must reach the adapter by a relist;
+    * ``duplicate_and_reorder()``: events are delivered twice and, where the
+      protocol allows it, swapped (or replayed from older versions);
+    * ``black_hole()``: the server accepts connections and never sends a byte
+      (list calls included); open streams fall silent;
+    * ``heal()``: back to normal for new connections (a silent stream stays
+      silent: the adapter must time out); returns how often the fault hit
+      (records cut, streams expired, events repeated, connections or data
+      swallowed) - 0 means the hook injected nothing and fails the check."""
+
+    async def cut_mid_record(self) -> None: ...
+    async def expire(self) -> None: ...
+    async def duplicate_and_reorder(self) -> None: ...
+    async def black_hole(self) -> None: ...
+    async def heal(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -399,6 +449,9 @@ class _Ctx:
         self.rec = Recorder(self.spec.source)
         self.keys: dict[str, set[Key]] = {}
         self.runners: list[_Runner] = []
+        self.fault = ""
+        self.injected = 0
+        self.converge_seconds = 0.0
 
     def start(self) -> _Runner:
         """A new adapter from the factory (as hubd makes one), running."""
@@ -549,8 +602,8 @@ async def check_noop(ctx: _Ctx) -> None:
     await runner.cancel()
 
 
-def _no_redundant(ctx: _Ctx, rule: str, where: str) -> None:
-    bad = [e for e in ctx.rec.entries if e.redundant]
+def _no_redundant(ctx: _Ctx, rule: str, where: str, since: int = 0) -> None:
+    bad = [e for e in ctx.rec.since(since) if e.redundant]
     if bad:
         what = "; ".join(_describe(e.event) for e in bad[:5])
         raise ConformanceError(
@@ -632,6 +685,154 @@ async def check_relist(ctx: _Ctx) -> None:
     await ctx.wait(rule, f"a Snapshot after the connection came back, without {_keys(gone)}", relisted, runner)
     runner.restart = False
     await ctx.add(rule, "kit-c", runner)  # and it watches again
+    await runner.cancel()
+
+
+# ---------------------------------------------------------------- orchestrator faults
+class _LogTap(logging.Handler):
+    """WARNING+ records of the adapter while a fault is on (it must say why it
+    reconnects): its spec's logger, or a logger of its own top-level package."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        super().__init__(logging.WARNING)
+        self.names = names
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if any(record.name == n or record.name.startswith(n + ".") for n in self.names):
+            self.records.append(record)
+
+
+async def _fresh_state(ctx: _Ctx, rule: str) -> dict[Key, Object]:
+    """The orchestrator's state as the adapter maps it: a new adapter's first Snapshot."""
+    rec = Recorder(ctx.spec.source)
+    context = contextvars.copy_context()
+    context.run(_IN_ADAPTER.set, True)
+    task = asyncio.get_running_loop().create_task(
+        ctx.factory(ctx.spec).run(rec), name="conformance oracle", context=context
+    )
+    try:
+        async with asyncio.timeout(ctx.t.wait):
+            while not any(isinstance(e.event, Snapshot) for e in rec.entries):
+                if task.done():
+                    how = "was cancelled" if task.cancelled() else f"ended: {task.exception()!r}"
+                    raise ConformanceError(rule, f"a fresh adapter's run() {how} before its Snapshot")
+                await rec.changed(0.05)
+    except TimeoutError:
+        raise ConformanceError(rule, f"a fresh adapter gave no Snapshot within {ctx.t.wait}s") from None
+    finally:
+        task.cancel()
+        await asyncio.wait({task}, timeout=ctx.t.cancel)
+    snap = next(e.event for e in rec.entries if isinstance(e.event, Snapshot))
+    return {(kind_of(o), o.key): o for o in snap.objects}
+
+
+async def _cancel_in_hole(ctx: _Ctx, rule: str) -> None:
+    """An adapter started while nothing answers (its list hangs) cancels promptly."""
+    rec = Recorder(ctx.spec.source)
+    context = contextvars.copy_context()
+    context.run(_IN_ADAPTER.set, True)
+    task = asyncio.get_running_loop().create_task(
+        ctx.factory(ctx.spec).run(rec), name="conformance hole", context=context
+    )
+    await asyncio.sleep(ctx.t.broken / 2)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=ctx.t.cancel)
+    if not done:
+        raise ConformanceError(rule, f"run() listing from a server that never answers did not end within "
+                                     f"{ctx.t.cancel}s of being cancelled (it would stall hubd's shutdown)")  # fmt: skip
+    if not task.cancelled() and task.exception() is not None:
+        task.exception()  # retrieved: a raise while unreachable is fine (the hub restarts it)
+
+
+def _diff(want: dict[Key, Object], got: dict[Key, Object]) -> str:
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    changed = sorted(k for k in set(want) & set(got) if want[k] != got[k])
+    parts = [
+        f"{what}: {_keys(ks[:5])}" for what, ks in (("missing", missing), ("extra", extra), ("differ", changed)) if ks
+    ]
+    return "; ".join(parts) or "equal"
+
+
+async def check_fault(ctx: _Ctx, fault: str) -> None:
+    """One orchestrator fault: inject it, change the orchestrator meanwhile (kit-b
+    changes, kit-a goes, kit-d comes), heal; the adapter's state must end equal
+    to a fresh adapter's Snapshot, without redundant events."""
+    rule = "faults"
+    method = FAULTS.get(fault)
+    if method is None:
+        raise ConformanceError(rule, f"unknown fault {fault!r} (one of {', '.join(FAULTS)})")
+    inject = getattr(ctx.orch, method, None)
+    heal = getattr(ctx.orch, "heal", None)
+    if inject is None or heal is None:
+        raise ConformanceError(
+            rule, f"the orchestrator fake has no {method}() and heal(): implement them (FaultyOrchestrator) "
+                  f"or leave {fault!r} out of the class's faults"
+        )  # fmt: skip
+    ctx.fault = fault
+    runner = ctx.start()
+    own = (ctx.spec.logger().name, type(runner.adapter).__module__.partition(".")[0])
+    await ctx.first_snapshot(rule, runner)
+    await ctx.add(rule, "kit-a", runner)
+    await ctx.add(rule, "kit-b", runner)
+    await ctx.add(rule, "kit-c", runner)
+    mark = len(ctx.rec.entries)
+    tap = _LogTap(own)
+    logging.getLogger().addHandler(tap)
+    want: dict[Key, Object] | None = None
+    loop = asyncio.get_running_loop()
+    runner.restart = True  # the adapter may raise meanwhile: started again, as the hub would
+    started = loop.time()
+    try:
+        await inject()
+        if fault == "black-hole":
+            await _cancel_in_hole(ctx, rule)
+        await ctx.orch.change("kit-b")
+        await ctx.orch.remove("kit-a")
+        await ctx.orch.add("kit-d")
+        if fault == "black-hole":
+            # until the adapter gives its silent server up (and says so), then a while longer, so
+            # that its reconnect lands in the hole too and must time out by itself
+            try:
+                async with asyncio.timeout(ctx.t.wait):
+                    while not tap.records:
+                        runner.poll(rule, "the adapter to notice that its server does not answer")
+                        await asyncio.sleep(0.05)
+            except TimeoutError:
+                raise ConformanceError(
+                    rule, f"no warning from the adapter within {ctx.t.wait}s of its server falling silent "
+                          "(a read timeout on its streams? it must say why it reconnects)"
+                ) from None  # fmt: skip
+            await asyncio.sleep(ctx.t.broken)
+        ctx.injected = int(await heal())
+        if ctx.injected <= 0:
+            raise ConformanceError(
+                rule, f"{method}() injected nothing (heal() counted 0 hits): the check proves nothing"
+            )
+        want = await _fresh_state(ctx, rule)
+        await ctx.wait(
+            rule, f"the state after {fault} to equal the orchestrator's (a fresh adapter's Snapshot)",
+            lambda: ctx.rec.view == want, runner,
+        )  # fmt: skip
+        ctx.converge_seconds = loop.time() - started
+    except ConformanceError as exc:
+        if "timed out" in str(exc) and want is not None:
+            msg = str(exc).removeprefix(f"[{exc.rule}] ")
+            raise ConformanceError(exc.rule, f"{msg}\nversus a fresh adapter: {_diff(want, ctx.rec.view)}") from None
+        raise
+    finally:
+        logging.getLogger().removeHandler(tap)
+    await asyncio.sleep(ctx.t.quiet)
+    runner.poll(rule, "the adapter to go on after the fault")
+    assert want is not None
+    if ctx.rec.view != want:
+        raise ConformanceError(
+            rule, f"after {fault} the state moved away from the orchestrator's: {_diff(want, ctx.rec.view)}"
+        )
+    _no_redundant(ctx, rule, f" after {fault}", since=mark)
+    runner.restart = False
+    await ctx.add(rule, "kit-e", runner)  # and it watches again
     await runner.cancel()
 
 
@@ -845,6 +1046,15 @@ class CheckReport:
     raises: tuple[str, ...]
     events: int
     seconds: float
+    #: check_fault only: the fault, how often it hit, seconds from injection to converged state.
+    fault: str = ""
+    injected: int = 0
+    converge_seconds: float = 0.0
+
+    def record(self) -> dict[str, Any]:
+        """A machine-readable line for a fault-suite report."""
+        return {"fault": self.fault, "injected": self.injected, "converged": True,
+                "converge_seconds": round(self.converge_seconds, 3), "runs": self.runs, "events": self.events}  # fmt: skip
 
 
 def run_check(
@@ -866,7 +1076,12 @@ def run_check(
             await check(ctx)
             raises = tuple(r for runner in ctx.runners for r in runner.raises)
             runs = sum(1 + len(runner.raises) for runner in ctx.runners)
-            report.append(CheckReport(runs, raises, len(ctx.rec.entries), time.monotonic() - started))
+            report.append(
+                CheckReport(
+                    runs, raises, len(ctx.rec.entries), time.monotonic() - started,
+                    ctx.fault, ctx.injected, ctx.converge_seconds,
+                )
+            )  # fmt: skip
         finally:
             try:
                 if ctx is not None:
@@ -903,7 +1118,15 @@ class AdapterConformance:
     """
 
     normalizer: ClassVar[str | None] = ""  # "" = the adapter type
+    #: The orchestrator faults (keys of :data:`FAULTS`) the fake injects: one test each.
+    #: All by default - a fake that cannot inject one leaves it out, and says why.
+    faults: ClassVar[tuple[str, ...]] = tuple(FAULTS)
     pytestmark: ClassVar[Any] = pytest.mark.conformance
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "orchestrator_fault" in metafunc.fixturenames:
+            faults = list(getattr(metafunc.cls, "faults", ())) or [None]
+            metafunc.parametrize("orchestrator_fault", faults, ids=[f or "none" for f in faults])
 
     @pytest.fixture
     def orchestrator(self) -> FakeOrchestrator:
@@ -941,6 +1164,24 @@ class AdapterConformance:
         self, adapter_factory: AdapterFactory, orchestrator: FakeOrchestrator, conformance_timeouts: Timeouts
     ) -> None:
         run_check(check_relist, adapter_factory, orchestrator, conformance_timeouts)
+
+    def test_orchestrator_fault_converges(
+        self,
+        adapter_factory: AdapterFactory,
+        orchestrator: FakeOrchestrator,
+        conformance_timeouts: Timeouts,
+        orchestrator_fault: str | None,
+        request: pytest.FixtureRequest,
+    ) -> None:
+        if orchestrator_fault is None:  # faults = (): the fake must not have hooks it does not use
+            hooks = [m for m in FAULTS.values() if callable(getattr(orchestrator, m, None))]
+            if hooks:
+                raise ConformanceError("faults", f"the fake has {', '.join(hooks)}() but faults is empty")
+            return
+        report = run_check(functools.partial(check_fault, fault=orchestrator_fault), adapter_factory, orchestrator,
+                           conformance_timeouts)  # fmt: skip
+        # a user property (what record_property keeps, without its junit-xunit2 warning): the fault-suite report reads it
+        request.node.user_properties.append(("orchestrator_fault", json.dumps(report.record())))
 
     def test_normalizer_is_pure_and_offline(self, orchestrator: FakeOrchestrator, normalizer_inputs: list[str]) -> None:
         spec = orchestrator.spec()

@@ -27,6 +27,11 @@ into the watch streams), ``after_list`` (a hook run after each list page, to
 change the state between a list and its watch), and stream quirks
 ``split_events`` (each event written in two chunks) / ``blank_lines`` (a blank
 line before each event).  ``requests`` records every request line.
+:meth:`duplicate_and_reorder` (until :meth:`stop_duplicating`): every event is
+sent twice, and every new watch replays ``replay`` events from before the
+resourceVersion it asked for, events of different objects swapped (seeded) -
+what a client sees from an API server whose watch cache restarted behind it;
+``duplicated`` counts the repeated events.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import collections
 import copy
 import datetime as dt
 import json
+import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -151,6 +157,15 @@ class FakeKubeApi:
         self.expire_next_continues = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
+        #: duplicate_and_reorder(): events older than asked for, replayed per new watch (None: off).
+        self.replay: int | None = None
+        self.duplicated = 0
+        #: Events replayed to watches from before their resourceVersion; the newest RV a replaying watch asked for.
+        self.replayed = 0
+        self.replay_since = 0
+        self._rng = random.Random(0)
+        #: Watches ended with an ERROR 410 (expire_watches, or a watch from a compacted RV).
+        self.expired_sent = 0
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -203,6 +218,32 @@ class FakeKubeApi:
         for w in list(self.watchers):
             if w.kind == kind and (w.namespace is None or self._ns(obj) == w.namespace):
                 w.queue.put_nowait(("event", event))
+                if self.replay is not None:
+                    w.queue.put_nowait(("event", event))
+                    self.duplicated += 1
+
+    def duplicate_and_reorder(self, replay: int = 8, seed: int = 0) -> None:
+        """From now on every event goes out twice, and a new watch first replays
+        up to ``replay`` events it did not ask for (older resourceVersions),
+        adjacent events of different objects swapped at random (``seed``)."""
+        self.replay = replay
+        self._rng = random.Random(seed)
+
+    def stop_duplicating(self) -> None:
+        self.replay = None
+
+    def end_watches(self) -> None:
+        """End every open watch cleanly (as ``timeoutSeconds`` does): clients watch again from their RV."""
+        for w in list(self.watchers):
+            w.queue.put_nowait(("end", None))
+
+    def _replayed(self, changes: list[Change]) -> list[Change]:
+        """Swap adjacent changes of different objects (the order of one object's changes holds)."""
+        out = list(changes)
+        for i in range(len(out) - 1):
+            if out[i].key != out[i + 1].key and self._rng.random() < 0.5:
+                out[i], out[i + 1] = out[i + 1], out[i]
+        return out
 
     def add(self, kind: str, obj: dict[str, Any], *, raw: bool = False) -> dict[str, Any]:
         """Create an object; like the API server, fill uid, namespace,
@@ -300,6 +341,7 @@ class FakeKubeApi:
         self.compact()
         msg = f"too old resource version: {self.rv} ({self.rv + 1})"
         for w in list(self.watchers):
+            self.expired_sent += 1
             w.queue.put_nowait(("event", {"type": "ERROR", "object": _status(410, "Expired", msg)}))
             w.queue.put_nowait(("end", None))
         self.watchers.clear()
@@ -430,6 +472,7 @@ class FakeKubeApi:
         # From here to the registration there is no await: no change can fall in between.
         if since is not None and since < self.compacted_rv:
             msg = f"too old resource version: {since} ({self.compacted_rv + 1})"
+            self.expired_sent += 1
             await self._write(resp, {"type": "ERROR", "object": _status(410, "Expired", msg)})
             await resp.write_eof()
             return resp
@@ -440,11 +483,21 @@ class FakeKubeApi:
                 if namespace is None or self._ns(o) == namespace
             ]
         else:
-            backlog = [
-                {"type": c.type, "object": self._wire(kind, c.obj)}
-                for c in self.history
+            changes = [
+                c for c in self.history
                 if c.rv > since and c.kind == kind and (namespace is None or self._ns(c.obj) == namespace)
-            ]
+            ]  # fmt: skip
+            if self.replay is not None:
+                older = [
+                    c for c in self.history
+                    if self.compacted_rv < c.rv <= since and c.kind == kind
+                    and (namespace is None or self._ns(c.obj) == namespace)
+                ][-self.replay :]  # fmt: skip
+                self.duplicated += len(older)
+                self.replayed += len(older)
+                self.replay_since = max(self.replay_since, since)
+                changes = self._replayed(older) + changes
+            backlog = [{"type": c.type, "object": self._wire(kind, c.obj)} for c in changes]
         watcher = _Watcher(kind, namespace, _truthy(request.query.get("allowWatchBookmarks")), request)
         self.watchers.add(watcher)
         loop = asyncio.get_running_loop()

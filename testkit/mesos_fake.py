@@ -18,7 +18,10 @@ while the state goes on changing), ``redirect_to`` (``307`` to the leader,
 ``Location: //host:port/api/v1`` as the master writes it), ``unavailable``
 (that many ``503``, -1: every request), ``auth`` (HTTP Basic: ``401`` without
 it), TLS (``ssl_context``), :meth:`~FakeMesosMaster.inject` (a raw record, e.g.
-a malformed one) and :meth:`~FakeMesosMaster.inject_bytes` (unframed bytes).
+a malformed one), :meth:`~FakeMesosMaster.inject_bytes` (unframed bytes) and
+:meth:`~FakeMesosMaster.duplicate_and_reorder` (until ``stop_duplicating``: every
+event twice, events of two different tasks swapped; one task's updates keep
+their order, as the master's status update manager guarantees).
 
 :class:`FakeMarathon` serves ``GET /v2/apps?embed=apps.tasks``, ``/v2/tasks`` and
 ``GET /v2/events`` (``text/event-stream``, ``event:``/``data:`` frames,
@@ -261,14 +264,52 @@ class FakeMesosMaster(_Server):
         self.unavailable = 0
         self.subscriptions = 0
         self._n = 0
+        #: duplicate_and_reorder(): on; the event held back for a swap; events sent twice.
+        self.duplicating = False
+        self._held: tuple[str, bytes] | None = None
+        self.duplicated = 0
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/api/v1", self._api)
 
+    @staticmethod
+    def _subject(ev: dict[str, Any]) -> str:
+        """The task an event is about (the event type for others)."""
+        for path in (("task_updated", "status", "task_id"), ("task_added", "task", "task_id")):
+            node: Any = ev
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and isinstance(node.get("value"), str):
+                return f"task {node['value']}"
+        return str(ev.get("type"))
+
+    def duplicate_and_reorder(self) -> None:
+        """Every event goes out twice; each one is held back until the next, and
+        sent after it when the two are about different tasks."""
+        self.duplicating = True
+
+    def stop_duplicating(self) -> None:
+        self.duplicating = False
+        held, self._held = self._held, None
+        if held is not None:
+            self.broadcast(held[1] + held[1])
+
     # ------------------------------------------------------------ state
     def event(self, ev: dict[str, Any]) -> None:
-        if not self.silent:
+        if self.silent:
+            return
+        if not self.duplicating:
             self.broadcast(recordio(ev))
+            return
+        subject, record = self._subject(ev), recordio(ev)
+        self.duplicated += 1
+        held, self._held = self._held, None
+        if held is None:
+            self._held = (subject, record)
+        elif held[0] != subject:
+            self.broadcast(record + record + held[1] + held[1])  # swapped, each twice
+        else:
+            self.broadcast(held[1] + held[1] + record + record)
 
     def add_framework(self, fid: str, name: str, role: str = "*") -> None:
         fw = framework_info(fid, name, role)

@@ -136,6 +136,10 @@ class CFOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     evacuation_grace: float = 2.0
     request_timeout: float = 60.0
     backoff_max: float = 30.0
+    #: Seconds without an event on the BBS event stream before it is given up as dead (a BBS
+    #: or proxy that stopped answering sends nothing, and neither does a quiet one): reconnect
+    #: and list again - as Diego's route-emitter syncs every minute.
+    stream_idle_timeout: float = 60.0
 
 
 @dataclass
@@ -165,6 +169,10 @@ def _tls(ca: str, cert: str, key: str, what: str) -> ssl.SSLContext:
 
 class BBSError(ConnectionError):
     """The BBS answered with an error (HTTP status or the response's ``error`` field)."""
+
+
+class _StreamIdle(TimeoutError):
+    """No event for ``stream_idle_timeout``: a quiet BBS or a dead one - the relist tells (a dead one fails it)."""
 
 
 # ---------------------------------------------------------------- the BBS's HTTP/1.1
@@ -429,7 +437,8 @@ class CFAdapter:
             _Url.parse(o.policy_server_url, f"{where}.policy_server_url")
             if not (o.policy_server_cert and o.policy_server_key):
                 raise OptionsError(f"{where}.policy_server_cert: the policy server's internal API needs mutual TLS")
-        for key in ("poll_interval", "policy_poll_interval", "asg_poll_interval", "request_timeout", "backoff_max"):
+        for key in ("poll_interval", "policy_poll_interval", "asg_poll_interval", "request_timeout", "backoff_max",
+                    "stream_idle_timeout"):  # fmt: skip
             if getattr(o, key) <= 0:
                 raise OptionsError(f"{where}.{key}: must be above 0")
         if o.evacuation_grace < 0 or o.page_size < 1:
@@ -504,9 +513,12 @@ class CFAdapter:
                     await self._consume(frames)
             except (OSError, BBSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ssl.SSLError,
                     TimeoutError) as exc:  # fmt: skip
-                self.bbs_failures += 1
                 delay = backoff.next()
-                self.log.warning("BBS: %s; reconnecting in %.1fs", describe_exception(exc), delay)
+                if isinstance(exc, _StreamIdle):  # not a failure yet: a quiet foundation is no news
+                    self.log.info("BBS: %s; reconnecting and listing in %.1fs", exc, delay)
+                else:
+                    self.bbs_failures += 1
+                    self.log.warning("BBS: %s; reconnecting in %.1fs", describe_exception(exc), delay)
                 await asyncio.sleep(delay)
 
     # ------------------------------------------------------------ emission
@@ -652,16 +664,21 @@ class CFAdapter:
                 await self._emit(self.cache.delete("endpoint", f"{self.opts.network}/{guid}"))
 
     async def _consume(self, frames: FrameReader) -> None:
+        idle = self.opts.stream_idle_timeout
+        silent_until = time.monotonic() + idle
         while True:
-            timeout = None
+            timeout = silent_until
             if self.pending_deletes:
-                timeout = max(0.0, min(self.pending_deletes.values()) - time.monotonic())
+                timeout = min(timeout, min(self.pending_deletes.values()))
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(max(0.0, timeout - time.monotonic())):
                     batch = await frames.next()
             except TimeoutError:
                 await self._flush_deletes()
+                if time.monotonic() >= silent_until:
+                    raise _StreamIdle(f"no event from the BBS for {idle:g} s (stream_idle_timeout)") from None
                 continue
+            silent_until = time.monotonic() + idle
             touched: set[str] = set()
             platform = False
             for frame in batch:

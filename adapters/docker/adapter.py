@@ -66,8 +66,8 @@ _IDLE_STATES = frozenset({"created", "exited", "dead", "removing"})
 _MAX_LINE = 1 << 20
 _SEEN_KEYS = 4096
 _INSPECT_CONCURRENCY = 8
-#: Plain requests (info, list, inspect); the events stream has no read timeout.
-_REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)
+#: Connecting to the daemon (seconds); plain requests (info, list, inspect, ping) get ``request_timeout``.
+_CONNECT_TIMEOUT = 10.0
 _URL_SCHEMES = re.compile(r"^(unix|tcp|http|https|ssh|npipe)://.")
 _SYSTEM_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
 
@@ -91,6 +91,11 @@ class DockerOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     namespace: Annotated[str, msgspec.Meta(min_length=1)] = "default"
     #: Seconds between full relists (each emits a Snapshot).
     resync_interval: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    #: Seconds one plain request (info, list, inspect, ping) may take, from connecting to its last byte.
+    request_timeout: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    #: Seconds without a byte on the events stream (Docker sends no heartbeat) before the
+    #: daemon is pinged: no answer within ``request_timeout`` ends the session (reconnect, relist).
+    stream_idle_timeout: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     #: OVN Hub networks for ``--network none`` containers labeled ``ovn-hub.network=<name>``
     #: (wrapper mode: they exist only in OVN; ``hubd --role node`` plugs the containers in).
     #: (Each value is a HubNetworkOptions table, checked by hub_networks so errors name the network.)
@@ -270,7 +275,10 @@ class DockerAdapter:
         while True:
             reason = "events stream ended"
             try:
-                async with aiodocker.Docker(url=self.options.url, timeout=_REQUEST_TIMEOUT) as docker:
+                timeout = aiohttp.ClientTimeout(
+                    total=self.options.request_timeout, sock_connect=min(_CONNECT_TIMEOUT, self.options.request_timeout)
+                )
+                async with aiodocker.Docker(url=self.options.url, timeout=timeout) as docker:
                     await self._session(docker, sink)
             except _RECOVERABLE as exc:
                 reason = describe_exception(exc)
@@ -292,7 +300,11 @@ class DockerAdapter:
             "filters": {"type": ["container", "network"]},
         }
         stream_timeout = aiohttp.ClientTimeout(total=None, sock_read=None, sock_connect=30)
-        async with docker._query("events", params=params, timeout=stream_timeout) as resp:
+        async with contextlib.AsyncExitStack() as stack:
+            # the stream has no read timeout (Docker sends no heartbeat: _read_events pings), but its
+            # response headers must come within request_timeout (a daemon that accepts and never answers)
+            async with asyncio.timeout(self.options.request_timeout):
+                resp = await stack.enter_async_context(docker._query("events", params=params, timeout=stream_timeout))
             watcher = None
             try:
                 if self.options.policies:
@@ -315,11 +327,22 @@ class DockerAdapter:
                         await watcher
                 resp.close()
 
+    async def _ping(self, docker: aiodocker.Docker, idle: float) -> None:
+        """``GET /_ping`` after a quiet events stream; a daemon that does not answer ends the session."""
+        try:
+            async with docker._query("_ping") as resp:
+                await resp.read()
+        except (aiohttp.ClientError, OSError, TimeoutError, aiodocker.DockerError) as exc:
+            raise _StreamEnded(
+                f"no event for {idle:g} s and the daemon does not answer a ping ({describe_exception(exc)})"
+            ) from None
+
     async def _read_events(self, docker: aiodocker.Docker, resp: aiohttp.ClientResponse, sink: EventSink) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.resync_interval
         buf = bytearray()
         skipping = False  # inside an over-long line: drop bytes until its newline
+        idle = self.options.stream_idle_timeout
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -328,9 +351,11 @@ class DockerAdapter:
                 continue
             try:
                 # readany() is cancellation-safe: unread data stays in aiohttp's buffer.
-                async with asyncio.timeout(remaining):
+                async with asyncio.timeout(min(remaining, idle)):
                     chunk = await resp.content.readany()
             except TimeoutError:
+                if deadline - loop.time() > 0:  # quiet for stream_idle_timeout: is the daemon still there?
+                    await self._ping(docker, idle)
                 continue
             if not chunk:
                 raise _StreamEnded("events stream closed by the daemon")

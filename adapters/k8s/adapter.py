@@ -119,10 +119,8 @@ from .podnet import cap, collapse, parse_pod_cidr, parse_pod_gateway, pod_networ
 
 __all__ = ["K8sAdapter", "K8sOptions"]
 
-#: Server-side timeout of one watch request; the client read timeout is a bit longer.
-_WATCH_SECONDS = 300
-_WATCH_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=_WATCH_SECONDS + 60)
-_LIST_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=15)
+#: Connecting to the API server (seconds): list and watch requests.
+_CONNECT_TIMEOUT = 15.0
 _MAX_LINE = 16 << 20
 #: First delay before re-watching after a watch that ended without an event (seconds).
 _QUIET_RETRY = 0.1
@@ -144,6 +142,15 @@ class K8sOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     page_size: Annotated[int, msgspec.Meta(ge=1)] = 500
     #: Cap of the reconnect backoff (seconds).
     backoff_max: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    #: The ``timeoutSeconds`` of each watch: the server ends it cleanly after that long
+    #: and the adapter watches on from its resourceVersion (no relist).
+    watch_timeout: Annotated[int, msgspec.Meta(ge=1)] = 300
+    #: Seconds without a byte (headers included) after which a watch is given up
+    #: as dead (a server or proxy that stopped answering): reconnect and relist.
+    #: 0: ``watch_timeout`` + 60.  Give it more than ``watch_timeout``.
+    read_timeout: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    #: Seconds one list page may take, from connecting to its last byte.
+    request_timeout: Annotated[float, msgspec.Meta(gt=0)] = 120.0
     #: The pod network's subnets (the cluster CIDR(s)): one CIDR, a comma-separated
     #: list or a list, IPv4 and/or IPv6.  Empty: the nodes' podCIDRs, united.
     pod_cidr: str | list[str] = ""
@@ -187,6 +194,11 @@ _RECOVERABLE: tuple[type[BaseException], ...] = (
     _ApiError,
     _Expired,
 )
+
+
+def _older(rv: str, applied: str) -> bool:
+    """``rv`` is at or below ``applied`` (both etcd revisions: decimal; anything else compares as newer)."""
+    return rv.isdecimal() and applied.isdecimal() and int(rv) <= int(applied)
 
 
 #: msgspec decodes a pod watch line about twice as fast as json.loads (bench k8s).
@@ -234,6 +246,12 @@ class K8sAdapter:
                 gateway = parse_pod_gateway(self.options.pod_gateway, self.pod_cidr)
             except Invalid as exc:
                 raise OptionsError(f"adapters.{spec.name}.pod_gateway: {exc}") from None
+        o = self.options
+        connect = min(_CONNECT_TIMEOUT, o.request_timeout)
+        self._list_timeout = aiohttp.ClientTimeout(total=o.request_timeout, sock_connect=connect)
+        self._watch_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect, sock_read=o.read_timeout or o.watch_timeout + 60.0
+        )
         self.source = spec.source
         self.network = self.options.network
         #: The pod network as last emitted (see :mod:`.podnet`).
@@ -256,6 +274,8 @@ class K8sAdapter:
         self.node_ips: dict[str, tuple[str, ...]] = {}
         #: Last resourceVersion seen per kind (list RV, then watch events/bookmarks).
         self.resource_versions: dict[str, str] = {}
+        #: Watch events skipped as repeats (a resourceVersion at or below the one already applied).
+        self.stale_events = 0
         self._pods: dict[str, Endpoint] = {}  # pod uid → endpoint with node = spec.nodeName
         self._namespaces: dict[str, Namespace] = {}  # name → Namespace
         self._svc_raw: dict[tuple[str, str], dict[str, Any]] = {}  # (ns, name) → valid Service payload
@@ -354,7 +374,7 @@ class K8sAdapter:
                 kwargs: dict[str, Any] = {
                     "limit": self.options.page_size,
                     "_preload_content": False,
-                    "_request_timeout": _LIST_TIMEOUT,
+                    "_request_timeout": self._list_timeout,
                 }
                 if token:
                     kwargs["_continue"] = token
@@ -440,9 +460,9 @@ class K8sAdapter:
             watch=True,
             resource_version=self.resource_versions[res.kind],
             allow_watch_bookmarks=True,
-            timeout_seconds=_WATCH_SECONDS,
+            timeout_seconds=self.options.watch_timeout,
             _preload_content=False,
-            _request_timeout=_WATCH_TIMEOUT,
+            _request_timeout=self._watch_timeout,
         )
         try:
             if resp.status == 410:
@@ -489,6 +509,12 @@ class K8sAdapter:
             raise _ApiError(f"watch {res.kind}s: {err}")
         rv = resource_version(obj)
         if typ != "BOOKMARK":
+            if _older(rv, self.resource_versions.get(res.kind, "")):
+                # A watch sends what came after the RV it asked for, in order: an event at or below the RV
+                # already applied is a repeat (a server replaying its history): applying it would undo newer
+                # state until the newer event came again.
+                self.stale_events += 1
+                return
             async with self._lock:
                 try:
                     events = self._apply(res, typ, obj)

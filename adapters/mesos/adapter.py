@@ -93,8 +93,6 @@ __all__ = ["MarathonOptions", "MesosAdapter", "MesosOptions", "NetworkOptions"]
 DEFAULT_HEARTBEAT = 15.0
 #: silence = this many heartbeat intervals without a byte
 SILENCE_FACTOR = 5.0
-_CONNECT_TIMEOUT = 10.0  # seconds for the connection and the response headers
-_REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=_CONNECT_TIMEOUT)
 _MAX_REDIRECTS = 5
 _SUBSCRIBE = b'{"type":"SUBSCRIBE"}'
 _REJECT_MEMORY = 4096
@@ -146,6 +144,11 @@ class MesosOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     tls_verify: bool = True
     #: Cap of the re-subscribe backoff (seconds).
     backoff_max: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    #: Seconds to connect to a master or Marathon; connecting and the response headers
+    #: together get twice that (a server that accepts and never answers is left then).
+    connect_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    #: Seconds a whole request (a Marathon relist) may take.
+    request_timeout: Annotated[float, msgspec.Meta(gt=0)] = 120.0
     #: Mesos networks as OVN networks (subnet, gateway), by ``NetworkInfo.name``.
     networks: dict[str, NetworkOptions] = {}
     marathon: MarathonOptions | None = None
@@ -275,7 +278,7 @@ class MesosAdapter:
         self._sink = sink
         self._listed = False
         self.connected = False
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=_CONNECT_TIMEOUT)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.options.connect_timeout)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             loops = [asyncio.create_task(self._mesos_loop(session), name=f"mesos-{self.spec.name}")]
             if self.marathon is not None:
@@ -327,7 +330,7 @@ class MesosAdapter:
     async def _post(self, session: aiohttp.ClientSession, url: URL) -> aiohttp.ClientResponse:
         headers = {"Content-Type": "application/json", "Accept": "application/json",
                    **_auth(self.options.username, self.options.password_file)}  # fmt: skip
-        async with asyncio.timeout(_CONNECT_TIMEOUT * 2):
+        async with asyncio.timeout(self.options.connect_timeout * 2):
             return await session.post(url, data=_SUBSCRIBE, headers=headers, allow_redirects=False,
                                       ssl=_ssl(self.options.ca_file, self.options.tls_verify))  # fmt: skip
 
@@ -471,7 +474,7 @@ class MesosAdapter:
             url = base.with_path(base.path.rstrip("/") + path).with_query(query or {})
             for _hop in range(_MAX_REDIRECTS + 1):
                 try:
-                    async with asyncio.timeout(_CONNECT_TIMEOUT * 2):
+                    async with asyncio.timeout(self.options.connect_timeout * 2):
                         resp = await session.get(url, headers=headers, allow_redirects=False, ssl=tls)
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     errors.append(f"{url}: {describe_exception(exc)}")
@@ -547,7 +550,7 @@ class MesosAdapter:
     async def _marathon_relist(self, session: aiohttp.ClientSession) -> None:
         url, resp = await self._marathon_get(session, "/v2/apps", query={"embed": "apps.tasks"})
         try:
-            async with asyncio.timeout(_REQUEST_TIMEOUT.total or 120):
+            async with asyncio.timeout(self.options.request_timeout):
                 body = await resp.read()
         finally:
             resp.release()

@@ -7,7 +7,11 @@ The file is re-read when its mtime or size changes; every read is a Snapshot.
 A bad line is rejected with its line number and the rest still applies: any
 bytes at all (not UTF-8, not JSON, nested too deeply, too long, an object
 with the same key as an earlier line) cost that line only.  A missing file is
-an error (the hub restarts the adapter with backoff).
+an error (the hub restarts the adapter with backoff).  A file whose last line is
+unterminated and does not decode is taken as caught mid-write: it is read again
+at the next poll, and only if it is still the same is that line rejected (a
+writer that does not replace the file atomically must not delete the objects of
+its last line for a poll).
 
 It is also the smallest complete example of an adapter.
 """
@@ -35,6 +39,8 @@ class StaticAdapter:
         self.opts = parse_options(spec, StaticOptions)
         self.cache = ObjectCache(spec.source)
         self.log = spec.logger()
+        #: The last read() ended in an unterminated line it rejected (a write in progress?).
+        self.torn = False
 
     def read(self) -> tuple[list[Object], list[Rejected]]:
         objects: list[Object] = []
@@ -42,12 +48,14 @@ class StaticAdapter:
         rejected: list[Rejected] = []
         src = self.spec.source
         limit = LIMITS["object_bytes"]
+        self.torn = False
         with open(self.opts.path, "rb") as fh:
             n = 0
             while True:
                 line = fh.readline(limit + 1)
                 if not line:
                     break
+                self.torn = False
                 n += 1
                 ref = f"{self.opts.path}:{n}"
                 if len(line) > limit and not line.endswith(b"\n"):
@@ -66,16 +74,22 @@ class StaticAdapter:
                     refs.append(ref)
                 except Invalid as exc:
                     rejected.append(Rejected(source=src, reason=exc.reason, message=f"line {n}: {exc}", ref=ref))
+                    self.torn = not line.endswith(b"\n")
         objects, dups = unique(objects, src, refs)
         return objects, rejected + dups
 
     async def run(self, sink: EventSink) -> None:
         last: tuple[float, int] | None = None
+        torn: tuple[float, int] | None = None  # a file that looked caught mid-write, once
         while True:
             st = os.stat(self.opts.path)  # a missing file raises: the hub restarts us with backoff
             stamp = (st.st_mtime, st.st_size)
             if stamp != last:
                 objects, rejected = await asyncio.to_thread(self.read)
+                if self.torn and stamp != torn:
+                    torn = stamp  # look again at the next poll: the writer may not be done
+                    await asyncio.sleep(self.opts.poll_interval)
+                    continue
                 for r in rejected:
                     await sink.emit(r)
                 await sink.emit(self.cache.snapshot(objects))

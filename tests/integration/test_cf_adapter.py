@@ -22,6 +22,7 @@ from core.model import Delete, Endpoint, InputEvent, Namespace, Object, Policy, 
 from hub.sandbox import OvnSandbox
 from testkit.cf_fake import FakeBBS, FakeCC, FakePolicyServer, FakeUAA, Pki, lrp, make_pki
 from testkit.nb import nb_rows
+from testkit.proxy import BreakableProxy
 from tests.conftest import FIXTURES_DIR
 
 CF_FIXTURES = FIXTURES_DIR / "cloudfoundry"
@@ -350,6 +351,50 @@ async def test_c2c_policies_and_dynamic_asgs_with_logging(world: World) -> None:
         await sink.wait(lambda: not any(r.log for r in sink.policies()[f"asg-running:{sb}"].egress or ()), "removal")
         world.ps.policies.clear()
         await sink.wait(lambda: f"c2c:{b}" not in sink.policies(), "the c2c policy gone")
+
+
+async def test_cc_and_policy_server_cut_and_silent_stall_nothing(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """The polled APIs' faults (a poll is a full list: no resume to lose, and a
+    repeated answer is a no-op - tested above): an answer cut in the middle and a
+    server that accepts and never answers.  The polls time out and say so, the BBS
+    stream goes on meanwhile, and what changed while the servers were silent
+    arrives once they answer."""
+    _, _, a, b = two_spaces(world)
+    world.bbs.create(lrp(f"{a}-v1", 0, "ia0", "cell-1", "10.255.1.10"))
+    world.ps.allow(a, b, 8080)
+    cc, ps = BreakableProxy(f"127.0.0.1:{world.cc.port}"), BreakableProxy(f"127.0.0.1:{world.ps.port}")
+    await cc.start()
+    await ps.start()
+    sink = Sink()
+    adapter = world.adapter(cc_url=f"https://{cc.address}", policy_server_url=f"https://{ps.address}",
+                            request_timeout=0.5, page_size=5000)  # one page: CC's next links name the CC itself
+    try:
+        async with running(adapter, sink):
+            await sink.wait(lambda: f"c2c:{b}" in sink.policies() and "ia0" in sink.endpoints(), "the first lists")
+            # an answer of each cut in half: the poll fails, the next one reads it whole
+            cc.cut_mid_record()
+            ps.cut_mid_record()
+            assert await cc.wait_cut() and await ps.wait_cut()
+            world.cc.rename_app(a, "storefront")
+            await sink.wait(lambda: sink.endpoints()["ia0"].name == "storefront/web/0", "the rename after a cut")
+            # accepted, never answered
+            cc.black_hole()
+            ps.black_hole()
+            world.cc.rename_app(a, "shop")
+            world.ps.policies.clear()
+            world.bbs.create(lrp(f"{b}-v1", 0, "ib0", "cell-1", "10.255.1.20"))  # the BBS is not held up
+            await sink.wait(lambda: "ib0" in sink.endpoints(), "a BBS event while the CC and policy server are silent")
+            await sink.wait(lambda: cc.swallowed and ps.swallowed, "polls into the black holes")
+            await sink.wait(lambda: "poll: " in caplog.text and "Timeout" in caplog.text, "a poll timing out, logged")
+            assert sink.endpoints()["ia0"].name == "storefront/web/0" and f"c2c:{b}" in sink.policies()  # last state
+            cc.heal()
+            ps.heal()
+            await sink.wait(lambda: sink.endpoints()["ia0"].name == "shop/web/0" and f"c2c:{b}" not in sink.policies(),
+                            "convergence once they answer")  # fmt: skip
+            assert sink.endpoints()["ib0"].namespace == "acme/prod"
+    finally:
+        await cc.stop()
+        await ps.stop()
 
 
 # ---------------------------------------------------------------- through hubd into NB

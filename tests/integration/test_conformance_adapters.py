@@ -7,6 +7,7 @@ testkit.proxy.BreakableProxy (broken = connections aborted and refused).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
@@ -43,6 +44,8 @@ class StaticFile:
         self.lines: dict[str, str] = {}
         self.broken = False
         self._n = 0
+        self.torn = 0  # writes left torn (cut_mid_record) until heal()
+        self._tearing = False
 
     async def start(self) -> None:
         self.dir.mkdir(mode=0o700)
@@ -66,8 +69,14 @@ class StaticFile:
     def _write(self) -> None:
         if self.broken:
             return
+        text = "".join(line + "\n" for line in self.lines.values())
+        if self._tearing and self.lines:  # a writer caught in the middle of its last line, in place
+            last = list(self.lines.values())[-1]
+            self.path.write_text(text[: len(text) - 1 - len(last) // 2])
+            self.torn += 1
+            return
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in self.lines.values()))
+        tmp.write_text(text)
         os.replace(tmp, self.path)
 
     async def add(self, name: str) -> None:
@@ -98,9 +107,19 @@ class StaticFile:
         self.broken = False
         self._write()
 
+    async def cut_mid_record(self) -> None:
+        self._tearing = True  # every write leaves the file ending in half a line, until heal()
+
+    async def heal(self) -> int:
+        self._tearing = False
+        self._write()
+        return self.torn
+
 
 class TestStaticConformance(AdapterConformance):
     normalizer = None  # static files are canonical already: no ovn_hub.normalizers entry point
+    # a file has records but no stream, resume point or server: only a torn (half-written) last line applies
+    faults = ("cut-mid-record",)
 
     @pytest.fixture
     def orchestrator(self) -> FakeOrchestrator:
@@ -142,9 +161,12 @@ class KubeApi:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def spec(self) -> AdapterSpec:
-        return AdapterSpec(
-            name="k8s", type="k8s", cluster="kit", options={"kubeconfig": str(self.kubeconfig), "backoff_max": 0.5}
-        )
+        options = {
+            "kubeconfig": str(self.kubeconfig), "backoff_max": 0.5,
+            # a watch ends cleanly every second; 2 s of silence is a dead server (the black-hole fault)
+            "watch_timeout": 1, "read_timeout": 2.0, "request_timeout": 2.0,
+        }  # fmt: skip
+        return AdapterSpec(name="k8s", type="k8s", cluster="kit", options=options)
 
     async def add(self, name: str) -> None:
         self._n += 1
@@ -173,6 +195,39 @@ class KubeApi:
     async def restore_connection(self) -> None:
         assert self.proxy is not None
         await self.proxy.restore_connection()
+
+    # faults (testkit.conformance.FaultyOrchestrator)
+    async def cut_mid_record(self) -> None:
+        assert self.proxy is not None
+        self.proxy.cut_mid_record()  # the next watch event arrives by half, then the connection drops
+
+    async def expire(self) -> None:
+        self.fake.expire_watches()  # ERROR 410 Expired on every open watch; older RVs compacted away
+
+    async def duplicate_and_reorder(self) -> None:
+        self.fake.duplicate_and_reorder(replay=8, seed=7)  # each event twice; re-watches replay older RVs
+        self.fake.end_watches()  # clean ends: the adapter watches again from its RV and gets the replay
+
+    async def black_hole(self) -> None:
+        assert self.proxy is not None
+        self.proxy.black_hole()
+
+    async def heal(self) -> int:
+        assert self.proxy is not None
+        await self.proxy.wait_cut()  # an armed cut waits for its record
+        if self.fake.replay is not None:
+            # until a watch from the newest RV got a replay: older events (the kit's deletion, and the ADDED
+            # before it) re-sent after the adapter applied them
+            target = self.fake.rv
+            async with asyncio.timeout(30):
+                while self.fake.replay_since < target:
+                    self.fake.end_watches()
+                    await asyncio.sleep(0.05)
+        hits = self.proxy.cuts + self.proxy.swallowed + self.proxy.silenced + self.fake.expired_sent
+        hits += self.fake.duplicated
+        self.proxy.heal()
+        self.fake.stop_duplicating()
+        return hits
 
 
 def k8s_factory(spec: AdapterSpec) -> Adapter:
@@ -218,6 +273,7 @@ class CFBbs:
         self.proxy: BreakableProxy | None = None
         self._n = 0
         self.index: dict[str, int] = {}
+        self.dropped = 0
 
     async def start(self) -> None:
         from testkit.cf_fake import FakeBBS, make_pki
@@ -243,6 +299,7 @@ class CFBbs:
         return AdapterSpec(name="cf", type="cloudfoundry", cluster="kit", options={
             "bbs_url": f"https://{address}", "bbs_ca": str(d / "ca.crt"), "bbs_cert": str(d / "client.crt"),
             "bbs_key": str(d / "client.key"), "backoff_max": 0.3, "evacuation_grace": 0.0,
+            "request_timeout": 1.0, "stream_idle_timeout": 1.5,  # a BBS that never answers is left quickly
         })  # fmt: skip
 
     def _lrp(self, name: str, ip: str, app: str = "one") -> Any:
@@ -279,6 +336,30 @@ class CFBbs:
     async def restore_connection(self) -> None:
         assert self.proxy is not None
         await self.proxy.restore_connection()
+
+    # faults (testkit.conformance.FaultyOrchestrator)
+    async def cut_mid_record(self) -> None:
+        assert self.proxy is not None
+        self.proxy.cut_mid_record()  # half of the next TLS record of an event, then the connection drops
+
+    async def expire(self) -> None:
+        # the BBS event stream has no resume point: after any reconnect the adapter lists again
+        self.dropped += len(self.bbs.streams)
+        self.bbs.drop_connections()
+
+    async def duplicate_and_reorder(self) -> None:
+        self.bbs.duplicate_and_reorder()
+
+    async def black_hole(self) -> None:
+        assert self.proxy is not None
+        self.proxy.black_hole()
+
+    async def heal(self) -> int:
+        assert self.proxy is not None
+        await self.proxy.wait_cut()
+        self.bbs.stop_duplicating()
+        self.proxy.heal()
+        return self.proxy.cuts + self.proxy.swallowed + self.proxy.silenced + self.dropped + self.bbs.duplicated
 
 
 def cf_factory(spec: AdapterSpec) -> Adapter:

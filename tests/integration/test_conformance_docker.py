@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +43,44 @@ IMAGE = "busybox:hub"
 
 
 KIT_SUBNET = f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24"
+_SINCE = re.compile(rb"([?&]since=)[0-9.]+")
+
+
+class EventRepeater:
+    """A filter for dockerd's ``GET /events`` answer (HTTP head, then one chunk per
+    event): every event chunk goes out twice, and two events that arrive together
+    go out swapped (the daemon's order is per container anyway; the adapter
+    re-inspects on each)."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.head = False
+        self.repeated = 0
+
+    def __call__(self, data: bytes) -> bytes:
+        self.buf += data
+        out = bytearray()
+        if not self.head:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return b""
+            out += self.buf[: end + 4]
+            self.buf, self.head = self.buf[end + 4 :], True
+        events: list[bytes] = []
+        while (nl := self.buf.find(b"\r\n")) >= 0:
+            size = int(self.buf[:nl].split(b";")[0], 16)
+            end = nl + 2 + size + 2
+            if len(self.buf) < end:
+                break
+            chunk, self.buf = self.buf[:end], self.buf[end:]
+            if size == 0:  # the last chunk: what is pending, then the end
+                out += b"".join(e + e for e in reversed(events)) + chunk
+                events = []
+                continue
+            events.append(chunk)
+        self.repeated += len(events)
+        out += b"".join(e + e for e in reversed(events))
+        return bytes(out)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +97,8 @@ class DockerEngine:
         self.proxy = BreakableProxy(f"unix:{dockerd.sock}", listen=f"unix:{self.dir}/docker.sock")
         self.ids: dict[str, str] = {}
         self.prefix = f"k{random.randrange(16**6):06x}"
+        self.rewritten = 0
+        self.repeaters: list[EventRepeater] = []
 
     async def _docker(self, *args: str) -> str:
         return await asyncio.to_thread(docker, self.d, *args)
@@ -82,7 +124,10 @@ class DockerEngine:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def spec(self) -> AdapterSpec:
-        options = {"url": f"unix://{self.proxy.address[5:]}", "networks": {self.network: {"subnet": KIT_SUBNET}}}
+        options = {
+            "url": f"unix://{self.proxy.address[5:]}", "networks": {self.network: {"subnet": KIT_SUBNET}},
+            "request_timeout": 1.0, "stream_idle_timeout": 0.5,  # a daemon that never answers is left quickly
+        }  # fmt: skip
         return AdapterSpec(name="docker", type="docker", cluster="kit", options=options)
 
     async def _run(self, name: str, *args: str) -> None:
@@ -109,6 +154,56 @@ class DockerEngine:
 
     async def restore_connection(self) -> None:
         await self.proxy.restore_connection()
+
+    # faults (testkit.conformance.FaultyOrchestrator)
+    async def cut_mid_record(self) -> None:
+        self.proxy.cut_mid_record()  # the next event's chunk by half, then the connection drops
+
+    def _forget_history(self, data: bytes) -> bytes:
+        """An events request resumes from now, not from where the adapter asked (the daemon's
+        event history is gone, as after a daemon restart)."""
+        if b"/events?" not in data:
+            return data
+        new = _SINCE.sub(lambda m: m.group(1) + f"{time.time():.9f}".encode(), data, count=1)
+        self.rewritten += new != data
+        return new
+
+    async def expire(self) -> None:
+        # no resume: the adapter is cut off, the daemon changes meanwhile, and its reconnect's
+        # `since` finds no history - only its relist can see what happened
+        await self.proxy.break_connection()
+        self.proxy.rewrite = self._forget_history
+
+    def _repeat(self, data: bytes) -> EventRepeater | None:
+        if b"/events?" not in data:
+            return None
+        self.repeaters.append(EventRepeater())
+        return self.repeaters[-1]
+
+    async def duplicate_and_reorder(self) -> None:
+        # from the next events stream on; the adapter's current stream is dropped to get there
+        self.proxy.filters = self._repeat
+        await self.proxy.break_connection()
+        await self.proxy.restore_connection()
+
+    async def black_hole(self) -> None:
+        self.proxy.black_hole()
+
+    async def heal(self) -> int:
+        await self.proxy.wait_cut()
+        if self.proxy.broken:
+            await self.proxy.restore_connection()
+            async with asyncio.timeout(30):  # the reconnect (its `since` rewritten) before the rewrite stops
+                while not self.rewritten:
+                    await asyncio.sleep(0.02)
+        if self.proxy.filters is not None:
+            async with asyncio.timeout(30):  # the duplicated events reached the adapter
+                while not sum(r.repeated for r in self.repeaters):
+                    await asyncio.sleep(0.02)
+        self.proxy.rewrite = self.proxy.filters = None
+        self.proxy.heal()
+        hits = self.proxy.cuts + self.proxy.swallowed + self.proxy.silenced + self.rewritten
+        return hits + sum(r.repeated for r in self.repeaters)
 
 
 def docker_factory(spec: AdapterSpec) -> Adapter:

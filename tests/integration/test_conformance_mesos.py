@@ -34,6 +34,7 @@ class MesosMaster:
         self.listen = f"127.0.0.1:{free_port()}"  # known before start(): spec() is asked first
         self.tids: dict[str, str] = {}
         self._n = 0
+        self.dropped = 0
 
     async def start(self) -> None:
         await self.master.start()
@@ -49,7 +50,8 @@ class MesosMaster:
 
     def spec(self) -> AdapterSpec:
         return AdapterSpec(name="mesos", type="mesos", cluster="kit",
-                           options={"masters": [f"http://{self.listen}"], "backoff_max": 0.5})  # fmt: skip
+                           options={"masters": [f"http://{self.listen}"], "backoff_max": 0.5,
+                                    "connect_timeout": 0.5})  # fmt: skip
 
     async def add(self, name: str) -> None:
         self._n += 1
@@ -76,6 +78,30 @@ class MesosMaster:
     async def restore_connection(self) -> None:
         assert self.proxy is not None
         await self.proxy.restore_connection()
+
+    # faults (testkit.conformance.FaultyOrchestrator)
+    async def cut_mid_record(self) -> None:
+        assert self.proxy is not None
+        self.proxy.cut_mid_record()  # the next bytes of the subscription by half (a record or a heartbeat)
+
+    async def expire(self) -> None:
+        # Mesos has no resume point: every subscription starts over from SUBSCRIBED's full state
+        self.dropped += len(self.master.streams)
+        self.master.drop_streams()
+
+    async def duplicate_and_reorder(self) -> None:
+        self.master.duplicate_and_reorder()
+
+    async def black_hole(self) -> None:
+        assert self.proxy is not None
+        self.proxy.black_hole()  # the subscription falls silent (heartbeats too); SUBSCRIBE is never answered
+
+    async def heal(self) -> int:
+        assert self.proxy is not None
+        await self.proxy.wait_cut()
+        self.master.stop_duplicating()
+        self.proxy.heal()
+        return self.proxy.cuts + self.proxy.swallowed + self.proxy.silenced + self.dropped + self.master.duplicated
 
 
 def mesos_factory(spec: AdapterSpec) -> Adapter:

@@ -52,6 +52,7 @@ from core.model import (
     validate,
 )
 from testkit.k8s_fake import FakeKubeApi
+from testkit.wait import wait_until
 from tests.conftest import FIXTURES_DIR
 from tests.unit.test_k8s_adapter import WAIT, Sink, mkpod
 
@@ -343,6 +344,39 @@ async def test_watch_expired_midstream_converges(fake: FakeKubeApi, tmp_path: Pa
             lambda: sink.find(lambda e: isinstance(e, Delete) and e.key == key_of(new[0])), "delete after the relist"
         )
         await converged(adapter, sink, fake)
+
+
+async def test_replayed_older_events_are_skipped_not_applied(fake: FakeKubeApi, tmp_path: Path) -> None:
+    """A server that repeats its history (every event twice, re-watches replaying
+    older resourceVersions, objects' events swapped): the adapter skips what is at
+    or below the RV it applied, so a deleted pod never comes back, a changed one
+    never goes back, even for a moment."""
+    gone = fake.add("Pod", mkpod("gone-1", "10.244.3.1"))
+    moved = fake.add("Pod", mkpod("moved-1", "10.244.3.2"))
+    async with running(fake, tmp_path) as (adapter, sink):
+        await sink.wait_for(lambda: sink.snapshots(), "first snapshot")
+        await fake.wait_watching()
+        fake.duplicate_and_reorder(replay=50, seed=16)
+        fake.delete("Pod", "gone-1")
+        cur = fake.get("Pod", "moved-1")
+        cur["status"]["podIPs"] = [{"ip": "10.244.4.2"}]
+        cur["status"]["podIP"] = "10.244.4.2"
+        fake.update("Pod", cur)
+        late = fake.add("Pod", mkpod("late-1", "10.244.3.3"))
+        await converged(adapter, sink, fake)
+        mark = len(sink.events)
+        replayed = fake.replayed
+        fake.end_watches()  # clean ends: re-watches from the adapter's RVs get the older events again
+        stale = adapter.stale_events
+        await wait_until(lambda: fake.replayed > replayed and adapter.stale_events > stale, 15, "replays, skipped")
+        fake.stop_duplicating()
+        fake.add("Pod", mkpod("after-1", "10.244.3.4"))  # a barrier: the replays were read before it
+        await converged(adapter, sink, fake)
+        after = sink.events[mark:]
+        assert not [e for e in after if isinstance(e, Upsert) and e.obj.uid in (uid_of(gone), uid_of(moved))], after
+        assert not [e for e in after if isinstance(e, Delete)], after
+        state, redundant = replay(sink.events)
+        assert redundant == 0 and uid_of(late) in {ep.uid for ep in state.values()}
 
 
 async def test_watch_expired_at_start_relists(fake: FakeKubeApi, tmp_path: Path) -> None:

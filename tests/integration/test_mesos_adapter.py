@@ -19,10 +19,11 @@ import pytest
 
 from adapters.mesos.adapter import MesosAdapter
 from core.adapter import AdapterSpec
-from core.model import LABEL_WORKLOAD, Endpoint, PortSpec, Rejected, Service, Snapshot, Source
+from core.model import LABEL_WORKLOAD, Delete, Endpoint, PortSpec, Rejected, Service, Snapshot, Source, Upsert
 from testkit.conformance import Recorder
 from testkit.mesos_fake import FakeMarathon, FakeMesosMaster, docker_inspect_data, task_record
 from testkit.mosquitto import Certs
+from testkit.proxy import BreakableProxy
 from testkit.wait import wait_until
 from tests.conftest import FIXTURES_DIR
 
@@ -406,6 +407,53 @@ async def test_marathon_redirects_to_its_leader_and_a_slow_consumer_cut_off_reli
         assert r.adapter.marathon_relists > relists and added
     finally:
         await follower.stop()
+
+
+async def test_marathon_faults_cut_duplicated_and_silent_converge(
+    master: FakeMesosMaster, marathon: FakeMarathon, running: Callable[..., Running]
+) -> None:
+    """Marathon behind a proxy (its events are invalidations of a relist; it has no
+    resume, and a dropped stream is tested above): an event stream cut mid-frame,
+    events delivered twice (a relist of unchanged state emits nothing), and a
+    Marathon that accepts and never answers - its silent stream is covered by the
+    periodic relist, which lands in the hole, times out, and converges after it."""
+    proxy = BreakableProxy(f"127.0.0.1:{marathon.port}")
+    await proxy.start()
+    try:
+        marathon.add_app("/web", network="blue", vips={"VIP_0": "/web:80"})
+        t1 = marathon.start_task("/web", "10.1.0.11")
+        r = running(masters=[master.url], connect_timeout=0.5,
+                    marathon=marathon_opts(marathon, urls=[f"http://{proxy.address}"], resync_interval=0.5))  # fmt: skip
+
+        def backends() -> tuple[str, ...]:
+            svc = r.services().get("web")
+            return svc.rules[0].backends if svc is not None else ()
+
+        await r.until(lambda: backends() == ("10.1.0.11:8080",), "the VIP's backend")
+        # cut mid-frame
+        proxy.cut_mid_record()
+        t2 = marathon.start_task("/web", "10.1.0.12")
+        assert await proxy.wait_cut()
+        await r.until(lambda: backends() == ("10.1.0.11:8080", "10.1.0.12:8080"), "the new task after a cut")
+        # every event twice: more relists, no delta
+        mark, relists = len(r.rec.entries), r.adapter.marathon_relists
+        capture = (FIXTURES_DIR / "mesos" / "marathon-sse-stream.doc-capture.txt").read_bytes()
+        marathon.inject(capture + capture)
+        await r.until(lambda: r.adapter.marathon_relists > relists, "a relist after the duplicated events")
+        assert not [e for e in r.rec.since(mark) if isinstance(e.event, Upsert | Delete)]
+        # accepted, never answered: the relist falls into the hole and must time out
+        swallowed = proxy.swallowed
+        proxy.black_hole()
+        marathon.kill_task(t1)
+        t3 = marathon.start_task("/web", "10.1.0.13")
+        await r.until(lambda: proxy.swallowed > swallowed, "a relist into the black hole")
+        # Mesos is not held up: its kill leaves the backends while Marathon is silent
+        await r.until(lambda: backends() == ("10.1.0.12:8080",), "the Mesos kill applied during Marathon's silence")
+        proxy.heal()
+        await r.until(lambda: backends() == ("10.1.0.12:8080", "10.1.0.13:8080"), "convergence after the hole")
+        assert t2 and t3
+    finally:
+        await proxy.stop()
 
 
 async def test_bad_apps_are_rejected_and_the_rest_applies(

@@ -1,12 +1,15 @@
 """hubd with the Mesos adapter, into a real NB: the fake master (testkit/mesos_fake.py)
 → a ``hubd`` subprocess → ovsdb-server.  Tasks of two frameworks land on their
 networks' switches with their addresses; a finished task's port goes; a master
-that goes silent is re-subscribed, and a task killed meanwhile is collected."""
+that goes silent is re-subscribed, and a task killed meanwhile is collected; the
+orchestrator faults (a cut record, no resume, duplicates, a black hole) end with NB
+exactly the master's tasks."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +21,7 @@ from hub.sandbox import OvnSandbox
 from testkit.hubd import Hubd
 from testkit.mesos_fake import FakeMesosMaster
 from testkit.nb import nb_rows, ovs_map, ovs_set
+from testkit.proxy import BreakableProxy
 from testkit.wait import wait_until
 
 WAIT = 30.0
@@ -88,3 +92,81 @@ async def test_tasks_of_two_frameworks_on_their_networks_and_silence_converges(
     status = json.loads((await asyncio.to_thread(h.ctl, "status", "--json")).stdout)
     (adapter,) = status["adapters"]
     assert adapter["restarts"] == 0 and status["ready"], status
+
+
+async def test_orchestrator_faults_end_with_nb_equal_to_the_master(
+    ovn: OvnSandbox, tmpdir_short: Path, hubd_factory: Any, master: FakeMesosMaster
+) -> None:
+    """Behind a proxy: a record cut in half, streams ended (no resume), events
+    twice and swapped, a master that accepts and never answers - each while tasks
+    come and go (seeded); after each, NB holds exactly the master's running tasks
+    and ``hubctl plan`` has nothing to write; the adapter never needed a restart."""
+    rng = random.Random(16)
+    master.add_agent("a1", "node-1")
+    master.add_framework("fw", "web")
+    proxy = BreakableProxy(master.address)
+    await proxy.start()
+    live: dict[str, str] = {}  # task id → container id
+    n = 0
+
+    def launch() -> None:
+        nonlocal n
+        n += 1
+        cid = str(uuid.uuid4())
+        live[master.launch("fw", f"t-{n}", network="blue", ip=f"10.1.0.{10 + n}", container_id=cid)] = cid
+
+    def churn() -> None:
+        for _ in range(rng.randint(1, 3)):
+            launch()
+        for tid in rng.sample(sorted(live), k=min(len(live) - 1, rng.randint(1, 2))):
+            master.kill(tid)
+            del live[tid]
+
+    for _ in range(4):
+        launch()
+    cfg = config(ovn, tmpdir_short, master).replace(master.url, f"http://{proxy.address}")
+    cfg = cfg.replace("backoff_max = 0.5\n", "backoff_max = 0.5\nconnect_timeout = 0.5\n")
+    h: Hubd = hubd_factory(cfg)
+    try:
+        await asyncio.to_thread(h.wait_ready, WAIT)
+
+        async def nb_is_the_master() -> bool:
+            want = {f"mesos/test/blue/{cid}" for cid in live.values()}
+            return set(await rows(ovn, "Logical_Switch_Port")) == want
+
+        async def converged(what: str) -> None:
+            await wait_until(nb_is_the_master, WAIT, f"NB equal to the master after {what}")
+            plan = await asyncio.to_thread(h.ctl, "plan")
+            assert "nothing to write" in plan.stdout, plan.stdout
+
+        await converged("the first list")
+        # a stream cut in the middle of a record
+        proxy.cut_mid_record()
+        churn()
+        assert await proxy.wait_cut(WAIT)
+        proxy.heal()
+        await converged("a cut record")
+        # no resume: every subscription ends, the next SUBSCRIBED is the only truth
+        master.drop_streams()
+        churn()
+        await converged("dropped streams")
+        # duplicated and reordered events
+        master.duplicate_and_reorder()
+        churn()
+        churn()
+        master.stop_duplicating()
+        assert master.duplicated > 0
+        await converged("duplicated and swapped events")
+        # accepted, never answered: the subscription falls silent, re-subscribing lands in the hole too
+        swallowed = proxy.swallowed
+        proxy.black_hole()
+        churn()
+        await wait_until(lambda: proxy.swallowed > swallowed, WAIT, "hubd re-subscribing into the black hole")
+        proxy.heal()
+        await converged("a master that never answered")
+        assert "reconnecting" in h.logtext()
+        status = json.loads((await asyncio.to_thread(h.ctl, "status", "--json")).stdout)
+        (adapter,) = status["adapters"]
+        assert adapter["restarts"] == 0 and status["ready"], status
+    finally:
+        await proxy.stop()

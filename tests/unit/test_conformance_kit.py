@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from core.adapter import Adapter, AdapterFactory, AdapterSpec, EventSink, ObjectCache
-from core.model import Endpoint, Invalid, Rejected, Source, Upsert, validate, validate_ip
+from core.model import Delete, Endpoint, Invalid, Rejected, Source, Upsert, validate, validate_ip
 from testkit.conformance import (
     AdapterConformance,
     ConformanceError,
     FakeOrchestrator,
     Timeouts,
     check_cancel,
+    check_fault,
     check_noop,
     check_normalizer,
     check_rejected,
@@ -36,6 +38,9 @@ CHECKS = {
     "cancel": check_cancel,
     "relist": check_relist,
 }
+FAULTS = ("cut-mid-record", "expire", "duplicate-reorder", "black-hole")
+#: GoodAdapter: a watch quiet this long is probed (the orchestrator must answer within it too).
+IDLE = 0.15
 
 
 class Dropped(ConnectionError):
@@ -53,6 +58,11 @@ class MemoryOrchestrator:
         self.rv = 0
         self.started = self.stopped = False
         self._n = 0
+        # faults
+        self.hits = 0
+        self.cut = self.hole = self.duplicating = False
+        self.held: tuple[str, dict[str, Any]] | None = None
+        self.healed = asyncio.Event()
 
     # the protocol
     async def start(self) -> None:
@@ -97,13 +107,68 @@ class MemoryOrchestrator:
         self.watchers.append(q)
         return [dict(o) for o in self.objects.values()], q
 
+    async def answer(self) -> None:
+        """A request's answer: never, while black-holed."""
+        if self.hole:
+            self.hits += 1
+            await self.healed.wait()
+
     def _put(self, typ: str, obj: dict[str, Any]) -> None:
         self.rv += 1
         obj["rv"] = self.rv
         if typ != "DELETED":
             self.objects[obj["name"]] = obj
+        if self.hole:
+            self.hits += 1  # the watches fell silent: nobody hears of it
+            return
+        if self.cut:
+            self.cut = False
+            self.hits += 1
+            self._deliver("CUT", {})  # half a record: the watches break on it
+            self.watchers.clear()
+            return
+        if not self.duplicating:
+            self._deliver(typ, obj)
+            return
+        self.hits += 1
+        held, self.held = self.held, (typ, dict(obj))
+        if held is not None:
+            pair = [held, (typ, obj)] if held[1]["name"] == obj["name"] else [(typ, obj), held]
+            self.held = None
+            for t, o in pair:
+                self._deliver(t, o)
+                self._deliver(t, o)
+
+    def _deliver(self, typ: str, obj: dict[str, Any]) -> None:
         for q in self.watchers:
             q.put_nowait((typ, dict(obj)))
+
+    # the faults (testkit.conformance.FaultyOrchestrator)
+    async def cut_mid_record(self) -> None:
+        self.cut = True
+
+    async def expire(self) -> None:
+        self.hits += len(self.watchers)  # no resume: every watch ends, a reconnect lists
+        for q in self.watchers:
+            q.put_nowait(("DROP", {}))
+        self.watchers.clear()
+
+    async def duplicate_and_reorder(self) -> None:
+        self.duplicating = True
+
+    async def black_hole(self) -> None:
+        self.hole = True
+        self.healed.clear()
+        self.watchers.clear()  # silent from now on, and never again
+
+    async def heal(self) -> int:
+        self.hole = self.cut = self.duplicating = False
+        self.healed.set()
+        held, self.held = self.held, None
+        if held is not None:
+            self._deliver(*held)
+            self._deliver(*held)
+        return self.hits
 
 
 def normalize(raw: dict[str, Any], source: Source) -> Endpoint:
@@ -116,13 +181,35 @@ def normalize(raw: dict[str, Any], source: Source) -> Endpoint:
 
 
 class GoodAdapter:
-    """Follows every rule (raises on a lost connection: the hub restarts it)."""
+    """Follows every rule (raises on a lost connection: the hub restarts it); a
+    watch quiet for IDLE is probed, and an orchestrator that does not answer
+    within IDLE is a lost connection (logged)."""
+
+    read_timeout: float | None = IDLE
 
     def __init__(self, spec: AdapterSpec, orch: MemoryOrchestrator) -> None:
         self.orch = orch
         self.cache = ObjectCache(spec.source)
+        self.log = spec.logger()
+
+    async def _answer(self) -> None:
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                await self.orch.answer()
+        except TimeoutError:
+            self.log.warning("no answer for %gs; reconnecting", self.read_timeout)
+            raise Dropped("no answer") from None
+
+    async def _next(self, queue: asyncio.Queue[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]]:
+        while True:
+            try:
+                async with asyncio.timeout(self.read_timeout):
+                    return await queue.get()
+            except TimeoutError:
+                await self._answer()  # quiet: is it still there?
 
     async def run(self, sink: EventSink) -> None:
+        await self._answer()
         raws, queue = self.orch.connect()
         objects = []
         for raw in raws:
@@ -133,15 +220,15 @@ class GoodAdapter:
         await sink.emit(self.cache.snapshot(list(objects)))
         await self.listed(sink)
         while True:
-            typ, raw = await queue.get()
+            typ, raw = await self._next(queue)
             await self.handle(typ, raw, sink)
 
     async def listed(self, sink: EventSink) -> None:
         """Called after each list's Snapshot."""
 
     async def handle(self, typ: str, raw: dict[str, Any], sink: EventSink) -> None:
-        if typ == "DROP":
-            raise Dropped("watch ended")
+        if typ in ("DROP", "CUT"):
+            raise Dropped(f"watch ended ({typ})")
         if typ == "DELETED":
             ev: Any = self.cache.delete("endpoint", f"mem/{raw['name']}")
         else:
@@ -277,6 +364,36 @@ class ListsOnlyOnce(GoodAdapter):
         await super().run(sink)
 
 
+class NoReadTimeout(GoodAdapter):
+    """Waits for its orchestrator forever (no read timeout)."""
+
+    read_timeout = None
+
+
+class NoNoopFilter(GoodAdapter):
+    """Emits an Upsert for every event (a duplicate too) and a Delete for every DELETED."""
+
+    async def handle(self, typ: str, raw: dict[str, Any], sink: EventSink) -> None:
+        if typ in ("ADDED", "MODIFIED"):
+            ep = normalize(raw, self.cache.source)
+            self.cache.objects[("endpoint", ep.key)] = ep
+            await sink.emit(Upsert(obj=ep))
+            return
+        if typ == "DELETED":
+            self.cache.objects.pop(("endpoint", f"mem/{raw['name']}"), None)
+            await sink.emit(Delete(source=self.cache.source, kind="endpoint", key=f"mem/{raw['name']}"))
+            return
+        await super().handle(typ, raw, sink)
+
+
+class IgnoresCutRecords(GoodAdapter):
+    """Skips a record it cannot read and goes on watching (what came with it is lost)."""
+
+    async def handle(self, typ: str, raw: dict[str, Any], sink: EventSink) -> None:
+        if typ != "CUT":
+            await super().handle(typ, raw, sink)
+
+
 def factory_of(cls: type[GoodAdapter], orch: MemoryOrchestrator) -> AdapterFactory:
     def factory(spec: AdapterSpec) -> Adapter:
         return cls(spec, orch)
@@ -290,6 +407,41 @@ def test_good_adapter_passes(rule: str) -> None:
     orch = MemoryOrchestrator()
     run_check(CHECKS[rule], factory_of(GoodAdapter, orch), orch, FAST)
     assert orch.started and orch.stopped
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_good_adapter_survives_faults(fault: str) -> None:
+    orch = MemoryOrchestrator()
+    report = run_check(functools.partial(check_fault, fault=fault), factory_of(GoodAdapter, orch), orch, FAST)
+    assert report.fault == fault and report.injected > 0, report
+    assert report.record()["converged"] is True
+
+
+@pytest.mark.parametrize(
+    ("cls", "fault", "words"),
+    [
+        (NoReadTimeout, "black-hole", "no warning from the adapter"),
+        (NoNoopFilter, "duplicate-reorder", "redundant events after duplicate-reorder"),
+        (IgnoresCutRecords, "cut-mid-record", "to equal the orchestrator's"),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else None,
+)
+def test_fault_check_fails_broken_adapters(cls: type[GoodAdapter], fault: str, words: str) -> None:
+    orch = MemoryOrchestrator()
+    with pytest.raises(ConformanceError) as info:
+        run_check(functools.partial(check_fault, fault=fault), factory_of(cls, orch), orch, FAST)
+    assert info.value.rule == "faults", info.value
+    assert words in str(info.value), info.value
+
+
+def test_a_fault_hook_that_injects_nothing_fails() -> None:
+    class Inert(MemoryOrchestrator):
+        async def expire(self) -> None:
+            pass  # forgets nothing
+
+    orch = Inert()
+    with pytest.raises(ConformanceError, match="injected nothing"):
+        run_check(functools.partial(check_fault, fault="expire"), factory_of(GoodAdapter, orch), orch, FAST)
 
 
 # ---------------------------------------------------------------- …and fails each broken one on its rule
