@@ -18,6 +18,7 @@ import unicodedata
 from core.model.objects import (
     DNS_LABEL,
     LABEL_WORKLOAD,
+    Endpoint,
     Invalid,
     Namespace,
     Network,
@@ -86,8 +87,12 @@ def quote(value: object, limit: int = _QUOTE) -> str:
 
 def bad_characters(value: str) -> bool:
     """True if ``value`` has a control, bidi/zero-width (format), surrogate or
-    line-separator character.  ASCII takes one regex; other text is checked
-    per character."""
+    line-separator character.  Printable text (``str.isprintable``: no
+    character of the categories Other or Separator but the ASCII space, a
+    superset of the refused ones) is answered by that one C call; ASCII takes
+    one regex; other text is checked per character."""
+    if value.isprintable():
+        return False
     if value.isascii():
         return _CTRL.search(value) is not None
     return any(unicodedata.category(c) in _BAD_CATEGORIES for c in value)
@@ -346,8 +351,114 @@ def _validate_policy(pol: Policy) -> None:
                 _validate_policy_port(pp, f"{direction}[{i}] port[{j}]")
 
 
+# ---------------------------------------------------------------- the Endpoint's fast path
+# Values a check below has accepted, by check (bounded: a set is emptied when it
+# reaches _KNOWN_MAX and refills as values come again).  Membership means "this
+# value passes that check", whatever object it came with.
+_KNOWN_MAX = 1 << 16
+_SOURCES_OK: set[Source] = set()  # validate_source passes
+_NETWORKS_OK: set[str] = set()  # NETWORK_NAME matches
+_IPS_OK: set[str] = set()  # validate_ip(ip) == ip
+_MACS_OK: set[str] = set()  # validate_mac(mac) == mac
+_PORT_NAMES_OK: set[str] = set()  # _PORT_NAME matches
+_ORCHS_OK: set[str] = set()  # DNS_LABEL matches (the orchestrator part of a workload label)
+
+
+def _remember(known: set[str], value: str) -> None:
+    if len(known) >= _KNOWN_MAX:
+        known.clear()
+    known.add(value)
+
+
+def _endpoint_passes(ep: Endpoint) -> bool:
+    """True only if the full check of ``ep`` (:func:`_validate_endpoint`) certainly
+    passes; False: run it.
+
+    The same checks, made with fewer calls: every text field and every label
+    by one ``str.isprintable`` of their concatenation (it refuses a superset of
+    what :func:`bad_characters` refuses, and every whitespace but the space,
+    which the uid and the workload id are searched for apart); sources,
+    networks, addresses, MACs, port names and orchestrator names first looked
+    up among the values their check accepted before, else checked and
+    remembered.  Anything unusual (a non-printable or non-str value, a limit
+    reached, a value its check refuses) answers False and never raises: the
+    full check then decides, with its reasons and messages, so no rejection
+    depends on this path."""
+    try:
+        src = ep.source
+        if src not in _SOURCES_OK:
+            validate_source(src)
+            if len(_SOURCES_OK) >= 1024:
+                _SOURCES_OK.clear()
+            _SOURCES_OK.add(src)
+        lim = LIMITS
+        text, kind = lim["text"], lim["kind"]
+        uid, ns, name, node = ep.uid, ep.namespace, ep.name, ep.node
+        if not (0 < len(uid) <= text and 0 < len(ns) <= text and 0 < len(name) <= text and len(node) <= text):
+            return False
+        if not (0 < len(ep.kind) <= kind and 0 < len(ep.state) <= kind):
+            return False
+        if not (uid + ns + name + node + ep.kind + ep.state).isprintable() or " " in uid:
+            return False
+        network = ep.network
+        if network not in _NETWORKS_OK:
+            if not NETWORK_NAME.fullmatch(network):
+                return False
+            _remember(_NETWORKS_OK, network)
+        ips = ep.ips
+        if len(ips) > lim["ips"]:
+            return False
+        for ip in ips:
+            if ip not in _IPS_OK:
+                if validate_ip(ip) != ip:
+                    return False
+                _remember(_IPS_OK, ip)
+        if len(ips) > 1 and len(set(ips)) != len(ips):
+            return False
+        mac = ep.mac
+        if mac is not None and mac not in _MACS_OK:
+            if validate_mac(mac) != mac:
+                return False
+            _remember(_MACS_OK, mac)
+        if len(ep.ports) > lim["ports"]:
+            return False
+        for p in ep.ports:
+            if not 0 < p.port < 65536 or p.protocol not in _PROTOCOLS:
+                return False
+            pname = p.name
+            if pname and pname not in _PORT_NAMES_OK:
+                if not _PORT_NAME.fullmatch(pname):
+                    return False
+                _remember(_PORT_NAMES_OK, pname)
+        labels = ep.labels
+        if labels:
+            if len(labels) > lim["labels"] or min(map(len, labels)) == 0 or max(map(len, labels)) > lim["label_key"]:
+                return False
+            values = labels.values()
+            if max(map(len, values)) > lim["label_value"]:
+                return False
+            if not ("".join(labels) + "".join(values)).isprintable():
+                return False
+            workload = labels.get(LABEL_WORKLOAD)
+            if workload is not None:
+                orch, sep, wid = workload.partition(":")
+                if not sep or not wid or len(wid) > text or " " in wid:
+                    return False
+                if orch not in _ORCHS_OK:
+                    if not DNS_LABEL.fullmatch(orch):
+                        return False
+                    _remember(_ORCHS_OK, orch)
+        return True
+    except Exception:  # noqa: BLE001 - a value its check refuses, or of a wrong type: the full check says why
+        return False
+
+
 def validate(obj: Object) -> None:
     """Raise :class:`Invalid` with a reason if ``obj`` cannot be programmed."""
+    if type(obj) is Endpoint:
+        if not _endpoint_passes(obj):
+            _validate_endpoint(obj)
+        return
     validate_source(obj.source)
     if isinstance(obj, Namespace):
         _text("namespace", obj.name)
@@ -368,6 +479,12 @@ def validate(obj: Object) -> None:
             validate_ip(obj.gateway, "gateway")
         _labels(obj.labels)
         return
+    _validate_endpoint(obj)
+
+
+def _validate_endpoint(obj: Endpoint) -> None:
+    """The full check of an Endpoint."""
+    validate_source(obj.source)
     _uid(obj.uid)
     _text("namespace", obj.namespace)
     _text("name", obj.name)
