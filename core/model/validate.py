@@ -74,6 +74,23 @@ _QUOTE = 200  # at most this many characters of a bad value go into a message
 # overrides, zero-width joiners and spaces, BOM), surrogates, line separators.
 _BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
+# Values a check below has accepted, by check (bounded: a set is emptied when it
+# reaches _KNOWN_MAX and refills as values come again).  Membership means "this
+# value passes that check", whatever object it came with.
+_KNOWN_MAX = 1 << 16
+_SOURCES_OK: set[Source] = set()  # validate_source passes
+_NETWORKS_OK: set[str] = set()  # NETWORK_NAME matches
+_IPS_OK: set[str] = set()  # validate_ip(ip) == ip (validate_ip itself looks here first)
+_MACS_OK: set[str] = set()  # validate_mac(mac) == mac
+_PORT_NAMES_OK: set[str] = set()  # _PORT_NAME matches
+_ORCHS_OK: set[str] = set()  # DNS_LABEL matches (the orchestrator part of a workload label)
+
+
+def _remember(known: set[str], value: str) -> None:
+    if len(known) >= _KNOWN_MAX:
+        known.clear()
+    known.add(value)
+
 
 def quote(value: object, limit: int = _QUOTE) -> str:
     """``repr(value)``, cut to about ``limit`` characters (a 1 MB bad value
@@ -135,10 +152,13 @@ def validate_ip(text: str, field: str = "ip") -> str:
     unspecified (and 0.0.0.0/8) and the IPv4 broadcast address."""
     if not isinstance(text, str):
         raise Invalid("bad-ip", f"{field} {quote(text)} is not a string")
+    if text in _IPS_OK:  # canonical addresses this function returned before
+        return text
     if _V4.fullmatch(text):  # fast path: canonical dotted quad (no leading zeros)
         first = int(text[: text.index(".")])
         if 224 <= first <= 239 or first in (0, 127) or text == "255.255.255.255":
             raise Invalid("bad-ip", f"{field} {text!r} is not a unicast host address")
+        _remember(_IPS_OK, text)
         return text
     if "%" in text:
         raise Invalid("bad-ip", f"{field} {quote(text)} has an IPv6 scope id (not allowed)")
@@ -150,7 +170,10 @@ def validate_ip(text: str, field: str = "ip") -> str:
         raise Invalid("bad-ip", f"{field} {quote(text)} is not a unicast host address")
     if isinstance(ip, ipaddress.IPv4Address) and (ip.packed[0] == 0 or ip == _BROADCAST):
         raise Invalid("bad-ip", f"{field} {quote(text)} is not a unicast host address")
-    return str(ip)
+    canon = str(ip)
+    if canon == text:
+        _remember(_IPS_OK, text)
+    return canon
 
 
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
@@ -352,24 +375,6 @@ def _validate_policy(pol: Policy) -> None:
 
 
 # ---------------------------------------------------------------- the Endpoint's fast path
-# Values a check below has accepted, by check (bounded: a set is emptied when it
-# reaches _KNOWN_MAX and refills as values come again).  Membership means "this
-# value passes that check", whatever object it came with.
-_KNOWN_MAX = 1 << 16
-_SOURCES_OK: set[Source] = set()  # validate_source passes
-_NETWORKS_OK: set[str] = set()  # NETWORK_NAME matches
-_IPS_OK: set[str] = set()  # validate_ip(ip) == ip
-_MACS_OK: set[str] = set()  # validate_mac(mac) == mac
-_PORT_NAMES_OK: set[str] = set()  # _PORT_NAME matches
-_ORCHS_OK: set[str] = set()  # DNS_LABEL matches (the orchestrator part of a workload label)
-
-
-def _remember(known: set[str], value: str) -> None:
-    if len(known) >= _KNOWN_MAX:
-        known.clear()
-    known.add(value)
-
-
 def _endpoint_passes(ep: Endpoint) -> bool:
     """True only if the full check of ``ep`` (:func:`_validate_endpoint`) certainly
     passes; False: run it.
@@ -392,13 +397,16 @@ def _endpoint_passes(ep: Endpoint) -> bool:
                 _SOURCES_OK.clear()
             _SOURCES_OK.add(src)
         lim = LIMITS
-        text, kind = lim["text"], lim["kind"]
-        uid, ns, name, node = ep.uid, ep.namespace, ep.name, ep.node
-        if not (0 < len(uid) <= text and 0 < len(ns) <= text and 0 < len(name) <= text and len(node) <= text):
+        text, short = lim["text"], lim["kind"]
+        uid, ns, name, node, kind, state = ep.uid, ep.namespace, ep.name, ep.node, ep.kind, ep.state
+        if not (uid and ns and name and kind and state):
             return False
-        if not (0 < len(ep.kind) <= kind and 0 < len(ep.state) <= kind):
+        head, tail = uid + ns + name + node, kind + state  # when a sum is within a limit, so is each part
+        if len(head) > text and (len(uid) > text or len(ns) > text or len(name) > text or len(node) > text):
             return False
-        if not (uid + ns + name + node + ep.kind + ep.state).isprintable() or " " in uid:
+        if len(tail) > short and (len(kind) > short or len(state) > short):
+            return False
+        if not (head + tail).isprintable() or " " in uid:
             return False
         network = ep.network
         if network not in _NETWORKS_OK:
@@ -409,10 +417,8 @@ def _endpoint_passes(ep: Endpoint) -> bool:
         if len(ips) > lim["ips"]:
             return False
         for ip in ips:
-            if ip not in _IPS_OK:
-                if validate_ip(ip) != ip:
-                    return False
-                _remember(_IPS_OK, ip)
+            if ip not in _IPS_OK and validate_ip(ip) != ip:  # validate_ip remembers canonical ones
+                return False
         if len(ips) > 1 and len(set(ips)) != len(ips):
             return False
         mac = ep.mac
@@ -432,12 +438,14 @@ def _endpoint_passes(ep: Endpoint) -> bool:
                 _remember(_PORT_NAMES_OK, pname)
         labels = ep.labels
         if labels:
-            if len(labels) > lim["labels"] or min(map(len, labels)) == 0 or max(map(len, labels)) > lim["label_key"]:
+            keys, values = "".join(labels), "".join(labels.values())
+            if len(labels) > lim["labels"] or "" in labels:
                 return False
-            values = labels.values()
-            if max(map(len, values)) > lim["label_value"]:
+            if len(keys) > lim["label_key"] and max(map(len, labels)) > lim["label_key"]:
                 return False
-            if not ("".join(labels) + "".join(values)).isprintable():
+            if len(values) > lim["label_value"] and max(map(len, labels.values())) > lim["label_value"]:
+                return False
+            if not (keys + values).isprintable():
                 return False
             workload = labels.get(LABEL_WORKLOAD)
             if workload is not None:
