@@ -21,6 +21,7 @@ from pathlib import Path
 import msgspec
 
 from core.adapter import Adapter, AdapterSpec, EventSink, ObjectCache, parse_options, unique
+from core.gcpause import gc_paused
 from core.model import LIMITS, Invalid, Object, Rejected, decode_object, validate
 
 
@@ -42,7 +43,9 @@ class StaticAdapter:
         rejected: list[Rejected] = []
         src = self.spec.source
         limit = LIMITS["object_bytes"]
-        with open(self.opts.path, "rb") as fh:
+        # decoding makes only acyclic objects (Structs of strings, tuples, dicts of strings): the cyclic GC
+        # would walk every object read so far, again and again, for nothing
+        with gc_paused(), open(self.opts.path, "rb") as fh:
             n = 0
             while True:
                 line = fh.readline(limit + 1)
