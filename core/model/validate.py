@@ -84,6 +84,7 @@ _IPS_OK: set[str] = set()  # validate_ip(ip) == ip (validate_ip itself looks her
 _MACS_OK: set[str] = set()  # validate_mac(mac) == mac
 _PORT_NAMES_OK: set[str] = set()  # _PORT_NAME matches
 _ORCHS_OK: set[str] = set()  # DNS_LABEL matches (the orchestrator part of a workload label)
+_LAST_SOURCE: object = None  # the Source last found in _SOURCES_OK (that object itself)
 
 
 def _remember(known: set[str], value: str) -> None:
@@ -389,13 +390,16 @@ def _endpoint_passes(ep: Endpoint) -> bool:
     reached, a value its check refuses) answers False and never raises: the
     full check then decides, with its reasons and messages, so no rejection
     depends on this path."""
+    global _LAST_SOURCE
     try:
         src = ep.source
-        if src not in _SOURCES_OK:
-            validate_source(src)
-            if len(_SOURCES_OK) >= 1024:
-                _SOURCES_OK.clear()
-            _SOURCES_OK.add(src)
+        if src is not _LAST_SOURCE:  # an adapter passes the same Source object every time
+            if src not in _SOURCES_OK:
+                validate_source(src)
+                if len(_SOURCES_OK) >= 1024:
+                    _SOURCES_OK.clear()
+                _SOURCES_OK.add(src)
+            _LAST_SOURCE = src
         lim = LIMITS
         text, short = lim["text"], lim["kind"]
         uid, ns, name, node, kind, state = ep.uid, ep.namespace, ep.name, ep.node, ep.kind, ep.state
@@ -406,7 +410,7 @@ def _endpoint_passes(ep: Endpoint) -> bool:
             return False
         if len(tail) > short and (len(kind) > short or len(state) > short):
             return False
-        if not (head + tail).isprintable() or " " in uid:
+        if not (head.isprintable() and tail.isprintable()) or " " in uid:
             return False
         network = ep.network
         if network not in _NETWORKS_OK:
@@ -445,7 +449,7 @@ def _endpoint_passes(ep: Endpoint) -> bool:
                 return False
             if len(values) > lim["label_value"] and max(map(len, labels.values())) > lim["label_value"]:
                 return False
-            if not (keys + values).isprintable():
+            if not (keys.isprintable() and values.isprintable()):
                 return False
             workload = labels.get(LABEL_WORKLOAD)
             if workload is not None:
