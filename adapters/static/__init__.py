@@ -69,7 +69,7 @@ class StaticAdapter:
                     refs.append(ref)
                 except Invalid as exc:
                     rejected.append(Rejected(source=src, reason=exc.reason, message=f"line {n}: {exc}", ref=ref))
-        objects, dups = unique(objects, src, refs)
+            objects, dups = unique(objects, src, refs)
         return objects, rejected + dups
 
     async def run(self, sink: EventSink) -> None:
