@@ -81,7 +81,7 @@ _KNOWN_MAX = 1 << 16
 _SOURCES_OK: set[Source] = set()  # validate_source passes
 _NETWORKS_OK: set[str] = set()  # NETWORK_NAME matches
 _IPS_OK: set[str] = set()  # validate_ip(ip) == ip (validate_ip itself looks here first)
-_MACS_OK: set[str] = set()  # validate_mac(mac) == mac
+_MACS_OK: set[str] = set()  # validate_mac(mac) == mac (validate_mac itself looks here first)
 _PORT_NAMES_OK: set[str] = set()  # _PORT_NAME matches
 _ORCHS_OK: set[str] = set()  # DNS_LABEL matches (the orchestrator part of a workload label)
 _LAST_SOURCE: object = None  # the Source last found in _SOURCES_OK (that object itself)
@@ -181,11 +181,15 @@ _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 def validate_mac(text: str) -> str:
+    if type(text) is str and text in _MACS_OK:  # lower-case MACs this function returned before
+        return text
     mac = text.lower()
     if not _MAC.fullmatch(mac):
         raise Invalid("bad-mac", f"mac {quote(text)} is not six colon-separated hex octets")
     if int(mac[:2], 16) & 1:
         raise Invalid("bad-mac", f"mac {text!r} is a multicast address")
+    if mac == text:
+        _remember(_MACS_OK, mac)
     return mac
 
 
@@ -426,10 +430,8 @@ def _endpoint_passes(ep: Endpoint) -> bool:
         if len(ips) > 1 and len(set(ips)) != len(ips):
             return False
         mac = ep.mac
-        if mac is not None and mac not in _MACS_OK:
-            if validate_mac(mac) != mac:
-                return False
-            _remember(_MACS_OK, mac)
+        if mac is not None and mac not in _MACS_OK and validate_mac(mac) != mac:  # validate_mac remembers
+            return False
         if len(ep.ports) > lim["ports"]:
             return False
         for p in ep.ports:
