@@ -76,8 +76,13 @@ _BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 # Values a check below has accepted, by check (bounded: a set is emptied when it
 # reaches _KNOWN_MAX and refills as values come again).  Membership means "this
-# value passes that check", whatever object it came with.
-_KNOWN_MAX = 1 << 16
+# value passes that check", whatever object it came with.  Small on purpose: what
+# they save is the second check of a value within one event (an adapter checks an
+# address, then the Endpoint carrying it is validated) and of the few values that
+# come again and again (networks, port names, an endpoint's re-sent IP); a set the
+# size of the cluster would cost hubd megabytes (a set slot is 16 bytes, and it
+# keeps the strings alive) for little more.
+_KNOWN_MAX = 1 << 12
 _SOURCES_OK: set[Source] = set()  # validate_source passes
 _NETWORKS_OK: set[str] = set()  # NETWORK_NAME matches
 _IPS_OK: set[str] = set()  # validate_ip(ip) == ip (validate_ip itself looks here first)
