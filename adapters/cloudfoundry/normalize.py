@@ -119,6 +119,7 @@ PRESENCE_RANK = {"ORDINARY": 0, "SUSPECT": 1, "EVACUATING": 2}
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_ID = 253
+_MAX_INDEX = 2**31 - 1
 
 
 # ---------------------------------------------------------------- field access
@@ -271,18 +272,22 @@ def _lrp(
     # printable (so no control character), no space, each within _MAX_ID: what _check_guid asks
     if not (pguid and len(ids) <= _MAX_ID and ids.isprintable() and " " not in ids):
         pguid = _check_guid(pguid, "process_guid")  # in the order of the fields, for the first error
-        _int(key.index, "index", 0, 2**31 - 1)
+        _int(key.index, "index", 0, _MAX_INDEX)
         iguid = _check_guid(iguid, "instance_guid", required=False)
         cell = _check_guid(cell, "cell_id", required=False)
+    index = key.index
+    if type(index) is not int or not 0 <= index <= _MAX_INDEX:  # (a bool is not an int here)
+        index = _int(index, "index", 0, _MAX_INDEX)
+    v4, v6 = net.instance_address, net.instance_ipv6_address
     mappings = net.ports
     return LRP(
         process_guid=pguid,
-        index=_int(key.index, "index", 0, 2**31 - 1),
+        index=index,
         instance_guid=iguid,
         cell_id=cell,
         state=state,
         presence=pres,
-        ips=_lrp_ips(net.instance_address, net.instance_ipv6_address),
+        ips=(_ip(v4, "instance_address"),) if v4 and not v6 else _lrp_ips(v4, v6),
         ports=_ports(mappings) if mappings else (),
         domain=key.domain,
         address=net.address,
@@ -321,7 +326,10 @@ def decode_event(name: str, data: str | bytes) -> LrpChange | None:
         raw = binascii.a2b_base64(data, strict_mode=True)  # = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise Invalid("bad-base64", f"{name}: data is not standard base64") from None
-    msg = _decode(cls, raw, name)
+    try:
+        msg = cls.FromString(raw)
+    except Exception:  # noqa: BLE001 - as _decode: protobuf's DecodeError and friends, any bytes
+        msg = _decode(cls, raw, name)  # raises the Invalid, with its message
     if name == "actual_lrp_instance_changed":
         after = msg.after if msg.HasField("after") else msg.before
         before = msg.before if msg.HasField("before") else after
@@ -596,7 +604,7 @@ def lrp_endpoint(rec: LRP, source: Source, meta: AppMeta, network: str) -> Endpo
                       network=network, node=rec.cell_id, ips=rec.ips, ports=ports, state=state))  # fmt: skip
     return Endpoint(source=source, uid=rec.instance_guid, namespace=meta.namespace, name=name, kind=KIND,
                     network=network, node=rec.cell_id, ips=rec.ips, ports=ports, state=state,
-                    labels={**labels, LABEL_WORKLOAD: workload(rec.instance_guid)})  # fmt: skip
+                    labels={**labels, LABEL_WORKLOAD: f"cloudfoundry:{rec.instance_guid}"})  # = workload()  # fmt: skip
 
 
 def workload(instance_guid: str) -> str:

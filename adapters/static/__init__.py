@@ -45,17 +45,19 @@ class StaticAdapter:
         limit = LIMITS["object_bytes"]
         # decoding makes only acyclic objects (Structs of strings, tuples, dicts of strings): the cyclic GC
         # would walk every object read so far, again and again, for nothing
-        with gc_paused(), open(self.opts.path, "rb") as fh:
+        path = self.opts.path
+        with gc_paused(), open(path, "rb") as fh:
+            readline = fh.readline
             n = 0
             while True:
-                line = fh.readline(limit + 1)
+                line = readline(limit + 1)
                 if not line:
                     break
                 n += 1
-                ref = f"{self.opts.path}:{n}"
+                ref = f"{path}:{n}"
                 if len(line) > limit and not line.endswith(b"\n"):
                     while line and not line.endswith(b"\n"):  # skip the rest of an over-long line
-                        line = fh.readline(limit + 1)
+                        line = readline(limit + 1)
                     rejected.append(Rejected(source=src, reason="too-long", message=f"line {n}: longer than {limit} bytes", ref=ref))
                     continue
                 if not line.strip():
