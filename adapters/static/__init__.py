@@ -60,7 +60,7 @@ class StaticAdapter:
                         line = readline(limit + 1)
                     rejected.append(Rejected(source=src, reason="too-long", message=f"line {n}: longer than {limit} bytes", ref=ref))
                     continue
-                if not line.strip():
+                if line.isspace():  # = not line.strip() for a non-empty line, without copying it
                     continue
                 try:
                     obj = decode_object(line)
