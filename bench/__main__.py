@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import bulk, churn, cloudfoundry, cni, dataplane, fabric, k8s, mesos, mqtt, plug, resync
+from bench import bulk, churn, cloudfoundry, cni, dataplane, fabric, k8s, mesos, mqtt, normalize, plug, resync
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     fabric.add_arguments(subs.add_parser("fabric", help="N networks x M endpoints joined into a router: hub vs raw, northd"))
     cloudfoundry.add_arguments(
         subs.add_parser("cloudfoundry", help="CF adapter: LRP event decode+normalize rate, a 20k-instance relist into NB")
+    )
+    normalize.add_arguments(
+        subs.add_parser("normalize", help="Docker events and the static file normalized on one core, vs bare decodes")
     )
     cni.add_arguments(subs.add_parser("cni", help="CNI ADD latency, a burst of N: ovn-hub vs bridge + host-local (root)"))
     args = ap.parse_args(argv)
@@ -45,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         return fabric.main(args)
     if args.name == "cni":
         return cni.main(args)
+    if args.name == "normalize":
+        return normalize.main(args)
     if args.name == "dataplane":
         return dataplane.main(args)
     return resync.main(args)

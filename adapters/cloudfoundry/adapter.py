@@ -549,7 +549,7 @@ class CFAdapter:
                                      app_namespaces=endpoints_ns if endpoints_ns is not None else self._app_namespaces()))  # fmt: skip
 
     def _endpoint(self, rec: LRP) -> Endpoint | None:
-        return lrp_endpoint(rec, self.source, self.catalog.meta(rec.process_guid, dict(rec.tags)), self.opts.network)
+        return lrp_endpoint(rec, self.source, self.catalog.lrp_meta(rec), self.opts.network)
 
     async def _relisted(self, lrps: list[Any]) -> None:
         """A fresh list: records replaced, the diff and a Snapshot emitted."""
@@ -630,7 +630,7 @@ class CFAdapter:
                     (self.records[k] for k in change.moved_from if k in self.records), None
                 )
                 if prev is not None and prev.tags:
-                    rec = LRP(**{**{f: getattr(rec, f) for f in rec.__dataclass_fields__}, "tags": prev.tags})
+                    rec = msgspec.structs.replace(rec, tags=prev.tags)
             touched |= self._put(rec)
         return touched
 

@@ -119,6 +119,7 @@ PRESENCE_RANK = {"ORDINARY": 0, "SUSPECT": 1, "EVACUATING": 2}
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_ID = 253
+_MAX_INDEX = 2**31 - 1
 
 
 # ---------------------------------------------------------------- field access
@@ -179,8 +180,7 @@ def _labels(value: Any, what: str) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- ActualLRPs
-@dataclass(frozen=True, slots=True)
-class LRP:
+class LRP(msgspec.Struct, frozen=True, kw_only=True):
     """One ActualLRP record, as the BBS keys it: (process guid, index, presence)."""
 
     process_guid: str
@@ -205,8 +205,7 @@ class LRP:
         return bool(self.instance_guid) and self.state in UP_STATES
 
 
-@dataclass(frozen=True, slots=True)
-class LrpChange:
+class LrpChange(msgspec.Struct, frozen=True):
     """What one stream event says: records to set (``upserts``) and records gone (``removes``)."""
 
     event: str
@@ -242,15 +241,17 @@ def _lrp_ips(v4: str, v6: str) -> tuple[str, ...]:
 def _check_guid(value: str, what: str, required: bool = True) -> str:
     if required and not value:
         raise Invalid("missing-field", f"{what} is missing")
-    if len(value) > _MAX_ID or _CTRL.search(value) or " " in value:
+    # isprintable: no control character (nor other non-printables, which the regex then looks at)
+    if len(value) > _MAX_ID or (not value.isprintable() and _CTRL.search(value)) or " " in value:
         raise Invalid("bad-field", f"{what} {value[:80]!r} is too long or has control characters or spaces")
     return value
 
 
-def _ports(pairs: Iterable[tuple[int, int]]) -> tuple[int, ...]:
+def _ports(mappings: Iterable[Any]) -> tuple[int, ...]:
+    """The container ports (and container TLS proxy ports) of port mappings."""
     out: list[int] = []
-    for container, tls in pairs:
-        for p in (container, tls):
+    for m in mappings:
+        for p in (m.container_port, m.container_tls_proxy_port):
             if p and p not in out:
                 if not 0 < p < 65536:
                     raise Invalid("bad-port", f"container port {p} is out of range 1-65535")
@@ -266,15 +267,28 @@ def _lrp(
         raise Invalid("bad-field", f"presence {presence} is not ORDINARY, EVACUATING or SUSPECT")
     if state not in UP_STATES and state not in DOWN_STATES:
         raise Invalid("bad-state", f"state {state[:40]!r} is not UNCLAIMED, CLAIMED, RUNNING or CRASHED")
+    pguid, iguid, cell = key.process_guid, ikey.instance_guid, ikey.cell_id
+    ids = pguid + iguid + cell
+    # printable (so no control character), no space, each within _MAX_ID: what _check_guid asks
+    if not (pguid and len(ids) <= _MAX_ID and ids.isprintable() and " " not in ids):
+        pguid = _check_guid(pguid, "process_guid")  # in the order of the fields, for the first error
+        _int(key.index, "index", 0, _MAX_INDEX)
+        iguid = _check_guid(iguid, "instance_guid", required=False)
+        cell = _check_guid(cell, "cell_id", required=False)
+    index = key.index
+    if type(index) is not int or not 0 <= index <= _MAX_INDEX:  # (a bool is not an int here)
+        index = _int(index, "index", 0, _MAX_INDEX)
+    v4, v6 = net.instance_address, net.instance_ipv6_address
+    mappings = net.ports
     return LRP(
-        process_guid=_check_guid(key.process_guid, "process_guid"),
-        index=_int(key.index, "index", 0, 2**31 - 1),
-        instance_guid=_check_guid(ikey.instance_guid, "instance_guid", required=False),
-        cell_id=_check_guid(ikey.cell_id, "cell_id", required=False),
+        process_guid=pguid,
+        index=index,
+        instance_guid=iguid,
+        cell_id=cell,
         state=state,
         presence=pres,
-        ips=_lrp_ips(net.instance_address, net.instance_ipv6_address),
-        ports=_ports((p.container_port, p.container_tls_proxy_port) for p in net.ports),
+        ips=(_ip(v4, "instance_address"),) if v4 and not v6 else _lrp_ips(v4, v6),
+        ports=_ports(mappings) if mappings else (),
         domain=key.domain,
         address=net.address,
         tags=tuple(sorted(tags.items())) if tags else (),
@@ -309,10 +323,13 @@ def decode_event(name: str, data: str | bytes) -> LrpChange | None:
     if not data:
         raise Invalid("no-data", f"{name}: an event with no data")
     try:
-        raw = base64.b64decode(data, validate=True)
+        raw = binascii.a2b_base64(data, strict_mode=True)  # = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise Invalid("bad-base64", f"{name}: data is not standard base64") from None
-    msg = _decode(cls, raw, name)
+    try:
+        msg = cls.FromString(raw)
+    except Exception:  # noqa: BLE001 - as _decode: protobuf's DecodeError and friends, any bytes
+        msg = _decode(cls, raw, name)  # raises the Invalid, with its message
     if name == "actual_lrp_instance_changed":
         after = msg.after if msg.HasField("after") else msg.before
         before = msg.before if msg.HasField("before") else after
@@ -484,14 +501,19 @@ class AppMeta:
 
 @dataclass
 class Catalog:
-    """The Cloud Controller's apps, processes, spaces and organizations, by guid."""
+    """The Cloud Controller's apps, processes, spaces and organizations, by guid.
+    Filled through :meth:`add` (which forgets the metas :meth:`lrp_meta` remembered)."""
 
     apps: dict[str, CCApp] = field(default_factory=dict)
     processes: dict[str, CCProcess] = field(default_factory=dict)
     spaces: dict[str, CCSpace] = field(default_factory=dict)
     orgs: dict[str, CCOrg] = field(default_factory=dict)
+    _metas: dict[tuple[str, tuple[tuple[str, str], ...]], AppMeta] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def add(self, res: CCResource) -> None:
+        self._metas.clear()
         if isinstance(res, CCApp):
             self.apps[res.guid] = res
         elif isinstance(res, CCProcess):
@@ -509,6 +531,18 @@ class Catalog:
     def app_namespace(self, app_guid: str) -> str | None:
         app = self.apps.get(app_guid)
         return self.namespace(app.space) if app is not None else None
+
+    def lrp_meta(self, rec: LRP) -> AppMeta:
+        """:meth:`meta` of a record, remembered per (process guid, metric tags) until :meth:`add`:
+        every event of an app's instances asks the same."""
+        key = (rec.process_guid, rec.tags)
+        meta = self._metas.get(key)
+        if meta is None:
+            meta = self.meta(rec.process_guid, dict(rec.tags))
+            if len(self._metas) >= 100_000:
+                self._metas.clear()
+            self._metas[key] = meta
+        return meta
 
     def meta(self, process_guid: str, tags: Mapping[str, str]) -> AppMeta:
         """Names and labels of an LRP's instances: CC first, then ``metric_tags``, then ``unknown``."""
@@ -545,29 +579,32 @@ def lrp_endpoint(rec: LRP, source: Source, meta: AppMeta, network: str) -> Endpo
     guid, CRASHED, UNCLAIMED); raises :class:`Invalid` (the model's checks)."""
     if not rec.up:
         return None
-    labels = _LABELS_OK.get((source, meta))
-    if labels is None:
-        # the labels (the costly part of the model's check) once per app: an endpoint carrying them, checked whole
+    # the labels once per app (per AppMeta object: Catalog.lrp_meta hands out the same one), in an
+    # endpoint carrying them, checked whole; the entry holds the meta, so its id is not reused meanwhile
+    hit = _LABELS_OK.get(id(meta))
+    if hit is not None and hit[0] is meta and hit[1] == source:
+        labels = hit[2]
+    else:
         labels = dict(meta.labels)
         validate(Endpoint(source=source, uid="x", namespace=meta.namespace, name=meta.app_name, kind=KIND,
                           network=network, labels=labels))  # fmt: skip
         if len(_LABELS_OK) > 100_000:
             _LABELS_OK.clear()
-        _LABELS_OK[(source, meta)] = labels
-    ep = Endpoint(
-        source=source,
-        uid=rec.instance_guid,
-        namespace=meta.namespace,
-        name=f"{meta.app_name}/{meta.process_type}/{rec.index}",
-        kind=KIND,
-        network=network,
-        node=rec.cell_id,
-        ips=rec.ips,
-        ports=tuple(PortSpec(port=p) for p in rec.ports),
-        state=UP_STATES[rec.state],
-    )
-    validate(ep)  # everything but the labels, checked above (and the workload's id is the uid, checked here)
-    return msgspec.structs.replace(ep, labels={**labels, LABEL_WORKLOAD: workload(rec.instance_guid)})
+        _LABELS_OK[id(meta)] = (meta, source, labels)
+    ports = _PORT_SPECS.get(rec.ports)
+    if ports is None:
+        ports = tuple(PortSpec(port=p) for p in rec.ports)
+        if len(_PORT_SPECS) >= 4096:
+            _PORT_SPECS.clear()
+        _PORT_SPECS[rec.ports] = ports
+    name = f"{meta.app_name}/{meta.process_type}/{rec.index}"
+    state = UP_STATES[rec.state]
+    # everything but the labels, checked above (and the workload's id is the uid, checked here)
+    validate(Endpoint(source=source, uid=rec.instance_guid, namespace=meta.namespace, name=name, kind=KIND,
+                      network=network, node=rec.cell_id, ips=rec.ips, ports=ports, state=state))  # fmt: skip
+    return Endpoint(source=source, uid=rec.instance_guid, namespace=meta.namespace, name=name, kind=KIND,
+                    network=network, node=rec.cell_id, ips=rec.ips, ports=ports, state=state,
+                    labels={**labels, LABEL_WORKLOAD: f"cloudfoundry:{rec.instance_guid}"})  # = workload()  # fmt: skip
 
 
 def workload(instance_guid: str) -> str:
@@ -576,8 +613,10 @@ def workload(instance_guid: str) -> str:
     return f"cloudfoundry:{instance_guid}"
 
 
-#: (source, AppMeta) → its labels, already checked by the model's validator
-_LABELS_OK: dict[tuple[Source, AppMeta], dict[str, str]] = {}
+#: id(AppMeta) → (that AppMeta, source, its labels), already checked by the model's validator
+_LABELS_OK: dict[int, tuple[AppMeta, Source, dict[str, str]]] = {}
+#: container ports → their PortSpecs (immutable, shared by the endpoints of an app's instances)
+_PORT_SPECS: dict[tuple[int, ...], tuple[PortSpec, ...]] = {}
 
 
 def best_records(records: Iterable[LRP]) -> dict[str, LRP]:

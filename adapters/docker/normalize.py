@@ -37,6 +37,8 @@ import re
 from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
+import msgspec
+
 from core.model import (
     LABEL_WORKLOAD,
     Endpoint,
@@ -84,6 +86,8 @@ _SPECIAL_NETWORKS = frozenset({"host", "none"})
 _SPECIAL_DRIVERS = frozenset({"host", "null"})
 _PROTOCOLS = frozenset({"tcp", "udp", "sctp"})
 _MAX_EVENT_LINE = 1 << 20
+_DECODE = msgspec.json.Decoder().decode
+_FAST_BRACKETS = 512  # json.loads and msgspec both decode this deep at any sane call depth
 # Where parse_stream resumes after a bad chunk: a line starting at column 0
 # with something other than a closing bracket (the start of the next object).
 _RESYNC = re.compile(r"\n(?=[^\s}\]])")
@@ -140,6 +144,12 @@ def _opt_bool(d: Mapping[str, Any], key: str, where: str) -> bool | None:
 
 def _str_map(value: object, where: str) -> dict[str, str]:
     d = _obj(value, where)
+    try:
+        "".join(d.values())  # in C: raises TypeError unless every value is a str
+    except TypeError:
+        pass
+    else:
+        return dict(d)
     for k, v in d.items():
         if not isinstance(v, str):
             raise Invalid("bad-label", f"{where}[{k!r}] is {_tname(v)}, expected a string")
@@ -147,7 +157,26 @@ def _str_map(value: object, where: str) -> dict[str, str]:
 
 
 def _ports(exposed: object, where: str) -> tuple[PortSpec, ...]:
-    """``{"6379/tcp": {}, "53": {}}`` → sorted PortSpecs."""
+    """``{"6379/tcp": {}, "53": {}}`` → sorted PortSpecs (remembered per key set: PortSpecs are immutable)."""
+    if exposed is None:
+        return ()
+    if isinstance(exposed, dict):
+        keys_seen = tuple(exposed)
+        known = _PORTS_SEEN.get(keys_seen)
+        if known is None:
+            known = _ports_of(exposed, where)
+            if len(_PORTS_SEEN) >= 4096:
+                _PORTS_SEEN.clear()
+            _PORTS_SEEN[keys_seen] = known
+        return known
+    return _ports_of(exposed, where)
+
+
+#: ExposedPorts keys (in order) → their PortSpecs
+_PORTS_SEEN: dict[tuple[str, ...], tuple[PortSpec, ...]] = {}
+
+
+def _ports_of(exposed: object, where: str) -> tuple[PortSpec, ...]:
     if exposed is None:
         return ()
     if isinstance(exposed, list):  # not seen from dockerd, but cheap to accept
@@ -469,6 +498,17 @@ def parse_event_line(line: bytes | str) -> dict[str, Any]:
     text = text.strip().lstrip("\x1e").strip()
     if not text:
         raise Invalid("empty", "event line is empty")
+    # msgspec decodes what json.loads decodes, to the same objects, or fails where json.loads may not (NaN,
+    # lone surrogates, 1e400): then json.loads decides.  Nesting is where it could accept more (its depth
+    # limit is a few levels higher), so only a line too short to nest a few hundred deep (or with few
+    # brackets: counting is slower than decoding) takes it.
+    if len(text) <= 2 * _FAST_BRACKETS or text.count("{") + text.count("[") <= _FAST_BRACKETS:
+        try:
+            fast = _DECODE(text)
+        except (msgspec.DecodeError, ValueError, RecursionError):
+            pass
+        else:
+            return _check_event(fast)
     try:
         ev = json.loads(text)
     except json.JSONDecodeError as exc:

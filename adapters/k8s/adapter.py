@@ -99,6 +99,8 @@ from core.model import (
 
 from .normalize import (
     EndpointSliceInfo,
+    PodEvent,
+    decode_pod_event,
     namespace_labels,
     node_chassis,
     node_internal_ips,
@@ -491,6 +493,19 @@ class K8sAdapter:
             resp.close()
 
     async def _handle_line(self, res: _Resource, line: bytes, sink: EventSink) -> None:
+        if res is PODS:
+            fast = decode_pod_event(line, self.source, network=self.network)
+            if fast is not None:  # a well-formed pod event, normalized; anything else takes the dict path below
+                async with self._lock:
+                    try:
+                        events = self._apply_pod_event(fast)
+                    except Exception as exc:  # a bug: one event must not kill run()
+                        self.log.exception("failed to process %s %s event", res.kind, fast.type)
+                        events = [self._reject(Invalid("internal-error", f"{res.kind} {fast.type}: {describe_exception(exc)}"), fast.uid)]
+                    await self._emit_all(sink, events)
+                if fast.resource_version:
+                    self.resource_versions[res.kind] = fast.resource_version
+                return
         try:
             try:
                 value = _decode(line)
@@ -592,6 +607,14 @@ class K8sAdapter:
             return [self._reject(exc, object_ref(obj)), self._drop_pod(self._safe_uid(obj))]
         if ep is None:
             return [self._drop_pod(self._safe_uid(obj))]
+        self._pods[ep.uid] = ep
+        return [self.cache.upsert(self._effective(ep))]
+
+    def _apply_pod_event(self, ev: PodEvent) -> list[InputEvent | None]:
+        """:meth:`_apply_pod` of an event :func:`decode_pod_event` normalized."""
+        ep = ev.endpoint
+        if ep is None:  # DELETED, or a pod without an endpoint
+            return [self._drop_pod(ev.uid)]
         self._pods[ep.uid] = ep
         return [self.cache.upsert(self._effective(ep))]
 

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from core.model import (
     Endpoint,
     Expr,
@@ -48,7 +50,9 @@ __all__ = [
     "SERVICE_NAME_LABEL",
     "WATCH_TYPES",
     "EndpointSliceInfo",
+    "PodEvent",
     "SlicePort",
+    "decode_pod_event",
     "namespace_labels",
     "node_chassis",
     "node_internal_ips",
@@ -120,6 +124,8 @@ def _str(value: Any, field: str, *, required: bool = False, default: str = "") -
 
 def _name(value: Any, field: str) -> str:
     text = _str(value, field, required=True)
+    if len(text) <= 253 and text.isprintable() and " " not in text:  # printable: no control, no other whitespace
+        return text
     if len(text) > 253 or _CTRL.search(text) or _SPACE.search(text):
         raise Invalid("bad-name", f"{field} {text[:80]!r} is not a valid object name")
     return text
@@ -312,6 +318,159 @@ def normalize_pod(obj: Any, source: Source, *, network: str = "default") -> Endp
     )
     validate(ep)
     return ep
+
+
+# ---------------------------------------------------------------- pods: the watch's typed fast path
+# The fields normalize_pod reads, typed as it needs them; everything else in a pod
+# (managedFields, the containers' images, env, probes...) is skipped by the decoder
+# instead of becoming dicts.  A value of another type (null where an object is
+# needed, a float port...) fails the decode, and the event takes the dict path.
+class _PodPort(msgspec.Struct):
+    containerPort: int
+    protocol: str | None = None
+    name: str | None = None
+
+
+class _PodContainer(msgspec.Struct):
+    ports: list[_PodPort] | None = None
+
+
+class _PodSpec(msgspec.Struct):
+    nodeName: str | None = None
+    hostNetwork: bool = False
+    containers: list[_PodContainer] | None = None
+
+
+class _PodIP(msgspec.Struct):
+    ip: str
+
+
+class _PodStatus(msgspec.Struct):
+    phase: str | None = None
+    podIP: str | None = None
+    podIPs: list[_PodIP] | None = None
+
+
+class _PodMeta(msgspec.Struct):
+    uid: str | None = None
+    name: str | None = None
+    namespace: str | None = None
+    resourceVersion: str | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class _Pod(msgspec.Struct):
+    kind: str | None = None
+    metadata: _PodMeta | None = None
+    spec: _PodSpec | None = None
+    status: _PodStatus | None = None
+
+
+class _PodWatchEvent(msgspec.Struct):
+    type: str
+    object: _Pod
+
+
+_POD_EVENT = msgspec.json.Decoder(_PodWatchEvent)
+_POD_EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED"})
+
+
+class PodEvent(msgspec.Struct, frozen=True):
+    """A pod watch event, normalized: ``endpoint`` None = the pod has none
+    (DELETED, host network, finished, not scheduled)."""
+
+    type: str
+    uid: str
+    resource_version: str
+    endpoint: Endpoint | None
+
+
+def decode_pod_event(line: bytes, source: Source, *, network: str = "default") -> PodEvent | None:
+    """One line of a pod watch, decoded into the fields :func:`normalize_pod` reads
+    (typed msgspec: the rest of the pod is skipped, not built) and normalized
+    exactly as :func:`parse_watch_event` + :func:`normalize_pod` (or
+    :func:`pod_uid` for DELETED) would.  None when the line is anything else:
+    not that shape, not an ADDED/MODIFIED/DELETED pod, or a pod those functions
+    reject; the caller then takes the dict path, which gives today's result and
+    reason for it.  So this never rejects and never accepts what the dict path
+    would not."""
+    try:
+        ev = _POD_EVENT.decode(line)
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        return None
+    typ = ev.type
+    pod = ev.object
+    meta = pod.metadata
+    if typ not in _POD_EVENT_TYPES or (pod.kind is not None and pod.kind != "Pod") or meta is None:
+        return None
+    rv = meta.resourceVersion or ""
+    try:
+        uid = _name(meta.uid, "metadata.uid")
+        if typ == "DELETED":
+            return PodEvent(typ, uid, rv, None)
+        return PodEvent(typ, uid, rv, _typed_pod(pod, meta, uid, source, network))
+    except Invalid:
+        return None
+
+
+def _typed_pod(pod: _Pod, meta: _PodMeta, uid: str, source: Source, network: str) -> Endpoint | None:
+    """:func:`normalize_pod` of a typed pod, check for check (its uid checked).  Its
+    Invalids only send the line to the dict path, so their messages are short."""
+    name, namespace = meta.name, meta.namespace
+    if namespace is None:
+        namespace = "default"
+    # the checks of _name on both at once (its uid passed them); else one by one, for the error
+    if not (name and namespace and len(name) <= 253 and len(namespace) <= 253 and (both := name + namespace).isprintable()
+            and " " not in both):  # fmt: skip
+        name = _name(name, "metadata.name")
+        namespace = _name(namespace, "metadata.namespace")
+    labels = meta.labels if meta.labels is not None else {}
+    spec = pod.spec
+    if spec is None:
+        raise Invalid("missing-field", "spec")
+    status = pod.status if pod.status is not None else _NO_STATUS
+    phase = status.phase if status.phase is not None else "Pending"
+    if not phase or len(phase) > 63 or (not phase.isprintable() and _CTRL.search(phase)):
+        raise Invalid("bad-field", "status.phase")
+    state = phase.lower()
+    node = spec.nodeName if spec.nodeName is not None else ""
+    ips: list[str] = []
+    entries = status.podIPs
+    if entries:
+        for entry in entries:
+            if not entry.ip:
+                raise Invalid("missing-field", "status.podIPs[].ip")
+            ip = validate_ip(entry.ip, "status.podIPs[].ip")
+            if ip not in ips:
+                ips.append(ip)
+    elif status.podIP:
+        ips.append(validate_ip(status.podIP, "status.podIP"))
+    annotations = meta.annotations
+    mac = _pod_mac(annotations, network) if annotations else None
+    ports: list[PortSpec] = []
+    containers = spec.containers
+    if containers:
+        seen: set[tuple[int, str]] = set()
+        for container in containers:
+            for port in container.ports or ():
+                number = port.containerPort
+                if not 0 < number < 65536:
+                    raise Invalid("bad-port", "containerPort")
+                proto = port.protocol.lower() if port.protocol is not None else "tcp"
+                if (number, proto) in seen:
+                    continue
+                seen.add((number, proto))
+                ports.append(PortSpec(number, proto, port.name if port.name is not None else ""))
+    if spec.hostNetwork or state in _DONE_PHASES or not node:
+        return None
+    ep = Endpoint(source=source, uid=uid, namespace=namespace, name=name, kind="pod", network=network, node=node,
+                  ips=tuple(ips), mac=mac, labels=labels, ports=tuple(ports), state=state)  # fmt: skip
+    validate(ep)
+    return ep
+
+
+_NO_STATUS = _PodStatus()
 
 
 # ---------------------------------------------------------------- namespaces, nodes
@@ -777,7 +936,7 @@ def parse_watch_event(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Invalid("bad-event", f"watch event is {_type_name(value)}, expected an object")
     typ = value.get("type")
-    if typ not in WATCH_TYPES:
+    if not isinstance(typ, str) or typ not in WATCH_TYPES:  # (a list or a dict is unhashable: not a TypeError)
         raise Invalid("bad-event", f"watch event type {str(typ)[:40]!r} is not one of {', '.join(sorted(WATCH_TYPES))}")
     if not isinstance(value.get("object"), dict):
         raise Invalid("bad-event", f"watch {typ} event has no object")

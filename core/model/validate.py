@@ -18,6 +18,7 @@ import unicodedata
 from core.model.objects import (
     DNS_LABEL,
     LABEL_WORKLOAD,
+    Endpoint,
     Invalid,
     Namespace,
     Network,
@@ -73,6 +74,29 @@ _QUOTE = 200  # at most this many characters of a bad value go into a message
 # overrides, zero-width joiners and spaces, BOM), surrogates, line separators.
 _BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
+# Values a check below has accepted, by check (bounded: a set is emptied when it
+# reaches _KNOWN_MAX and refills as values come again).  Membership means "this
+# value passes that check", whatever object it came with.  Small on purpose: what
+# they save is the second check of a value within one event (an adapter checks an
+# address, then the Endpoint carrying it is validated) and of the few values that
+# come again and again (networks, port names, an endpoint's re-sent IP); a set the
+# size of the cluster would cost hubd megabytes (a set slot is 16 bytes, and it
+# keeps the strings alive) for little more.
+_KNOWN_MAX = 1 << 12
+_SOURCES_OK: set[Source] = set()  # validate_source passes
+_NETWORKS_OK: set[str] = set()  # NETWORK_NAME matches
+_IPS_OK: set[str] = set()  # validate_ip(ip) == ip (validate_ip itself looks here first)
+_MACS_OK: set[str] = set()  # validate_mac(mac) == mac (validate_mac itself looks here first)
+_PORT_NAMES_OK: set[str] = set()  # _PORT_NAME matches
+_ORCHS_OK: set[str] = set()  # DNS_LABEL matches (the orchestrator part of a workload label)
+_LAST_SOURCE: object = None  # the Source last found in _SOURCES_OK (that object itself)
+
+
+def _remember(known: set[str], value: str) -> None:
+    if len(known) >= _KNOWN_MAX:
+        known.clear()
+    known.add(value)
+
 
 def quote(value: object, limit: int = _QUOTE) -> str:
     """``repr(value)``, cut to about ``limit`` characters (a 1 MB bad value
@@ -86,8 +110,12 @@ def quote(value: object, limit: int = _QUOTE) -> str:
 
 def bad_characters(value: str) -> bool:
     """True if ``value`` has a control, bidi/zero-width (format), surrogate or
-    line-separator character.  ASCII takes one regex; other text is checked
-    per character."""
+    line-separator character.  Printable text (``str.isprintable``: no
+    character of the categories Other or Separator but the ASCII space, a
+    superset of the refused ones) is answered by that one C call; ASCII takes
+    one regex; other text is checked per character."""
+    if value.isprintable():
+        return False
     if value.isascii():
         return _CTRL.search(value) is not None
     return any(unicodedata.category(c) in _BAD_CATEGORIES for c in value)
@@ -130,10 +158,13 @@ def validate_ip(text: str, field: str = "ip") -> str:
     unspecified (and 0.0.0.0/8) and the IPv4 broadcast address."""
     if not isinstance(text, str):
         raise Invalid("bad-ip", f"{field} {quote(text)} is not a string")
+    if text in _IPS_OK:  # canonical addresses this function returned before
+        return text
     if _V4.fullmatch(text):  # fast path: canonical dotted quad (no leading zeros)
         first = int(text[: text.index(".")])
         if 224 <= first <= 239 or first in (0, 127) or text == "255.255.255.255":
             raise Invalid("bad-ip", f"{field} {text!r} is not a unicast host address")
+        _remember(_IPS_OK, text)
         return text
     if "%" in text:
         raise Invalid("bad-ip", f"{field} {quote(text)} has an IPv6 scope id (not allowed)")
@@ -145,18 +176,25 @@ def validate_ip(text: str, field: str = "ip") -> str:
         raise Invalid("bad-ip", f"{field} {quote(text)} is not a unicast host address")
     if isinstance(ip, ipaddress.IPv4Address) and (ip.packed[0] == 0 or ip == _BROADCAST):
         raise Invalid("bad-ip", f"{field} {quote(text)} is not a unicast host address")
-    return str(ip)
+    canon = str(ip)
+    if canon == text:
+        _remember(_IPS_OK, text)
+    return canon
 
 
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 def validate_mac(text: str) -> str:
+    if type(text) is str and text in _MACS_OK:  # lower-case MACs this function returned before
+        return text
     mac = text.lower()
     if not _MAC.fullmatch(mac):
         raise Invalid("bad-mac", f"mac {quote(text)} is not six colon-separated hex octets")
     if int(mac[:2], 16) & 1:
         raise Invalid("bad-mac", f"mac {text!r} is a multicast address")
+    if mac == text:
+        _remember(_MACS_OK, mac)
     return mac
 
 
@@ -346,8 +384,100 @@ def _validate_policy(pol: Policy) -> None:
                 _validate_policy_port(pp, f"{direction}[{i}] port[{j}]")
 
 
+# ---------------------------------------------------------------- the Endpoint's fast path
+def _endpoint_passes(ep: Endpoint) -> bool:
+    """True only if the full check of ``ep`` (:func:`_validate_endpoint`) certainly
+    passes; False: run it.
+
+    The same checks, made with fewer calls: every text field and every label
+    by one ``str.isprintable`` of their concatenation (it refuses a superset of
+    what :func:`bad_characters` refuses, and every whitespace but the space,
+    which the uid and the workload id are searched for apart); sources,
+    networks, addresses, MACs, port names and orchestrator names first looked
+    up among the values their check accepted before, else checked and
+    remembered.  Anything unusual (a non-printable or non-str value, a limit
+    reached, a value its check refuses) answers False and never raises: the
+    full check then decides, with its reasons and messages, so no rejection
+    depends on this path."""
+    global _LAST_SOURCE
+    try:
+        src = ep.source
+        if src is not _LAST_SOURCE:  # an adapter passes the same Source object every time
+            if src not in _SOURCES_OK:
+                validate_source(src)
+                if len(_SOURCES_OK) >= 1024:
+                    _SOURCES_OK.clear()
+                _SOURCES_OK.add(src)
+            _LAST_SOURCE = src
+        lim = LIMITS
+        text, short = lim["text"], lim["kind"]
+        uid, ns, name, node, kind, state = ep.uid, ep.namespace, ep.name, ep.node, ep.kind, ep.state
+        if not (uid and ns and name and kind and state):
+            return False
+        head, tail = uid + ns + name + node, kind + state  # when a sum is within a limit, so is each part
+        if len(head) > text and (len(uid) > text or len(ns) > text or len(name) > text or len(node) > text):
+            return False
+        if len(tail) > short and (len(kind) > short or len(state) > short):
+            return False
+        if not (head.isprintable() and tail.isprintable()) or " " in uid:
+            return False
+        network = ep.network
+        if network not in _NETWORKS_OK:
+            if not NETWORK_NAME.fullmatch(network):
+                return False
+            _remember(_NETWORKS_OK, network)
+        ips = ep.ips
+        if len(ips) > lim["ips"]:
+            return False
+        for ip in ips:
+            if ip not in _IPS_OK and validate_ip(ip) != ip:  # validate_ip remembers canonical ones
+                return False
+        if len(ips) > 1 and len(set(ips)) != len(ips):
+            return False
+        mac = ep.mac
+        if mac is not None and mac not in _MACS_OK and validate_mac(mac) != mac:  # validate_mac remembers
+            return False
+        if len(ep.ports) > lim["ports"]:
+            return False
+        for p in ep.ports:
+            if not 0 < p.port < 65536 or p.protocol not in _PROTOCOLS:
+                return False
+            pname = p.name
+            if pname and pname not in _PORT_NAMES_OK:
+                if not _PORT_NAME.fullmatch(pname):
+                    return False
+                _remember(_PORT_NAMES_OK, pname)
+        labels = ep.labels
+        if labels:
+            keys, values = "".join(labels), "".join(labels.values())
+            if len(labels) > lim["labels"] or "" in labels:
+                return False
+            if len(keys) > lim["label_key"] and max(map(len, labels)) > lim["label_key"]:
+                return False
+            if len(values) > lim["label_value"] and max(map(len, labels.values())) > lim["label_value"]:
+                return False
+            if not (keys.isprintable() and values.isprintable()):
+                return False
+            workload = labels.get(LABEL_WORKLOAD)
+            if workload is not None:
+                orch, sep, wid = workload.partition(":")
+                if not sep or not wid or len(wid) > text or " " in wid:
+                    return False
+                if orch not in _ORCHS_OK:
+                    if not DNS_LABEL.fullmatch(orch):
+                        return False
+                    _remember(_ORCHS_OK, orch)
+        return True
+    except Exception:  # noqa: BLE001 - a value its check refuses, or of a wrong type: the full check says why
+        return False
+
+
 def validate(obj: Object) -> None:
     """Raise :class:`Invalid` with a reason if ``obj`` cannot be programmed."""
+    if type(obj) is Endpoint:
+        if not _endpoint_passes(obj):
+            _validate_endpoint(obj)
+        return
     validate_source(obj.source)
     if isinstance(obj, Namespace):
         _text("namespace", obj.name)
@@ -370,6 +500,12 @@ def validate(obj: Object) -> None:
             raise Invalid("bad-network", f"network {obj.name!r} is a mirror but not shared")
         _labels(obj.labels)
         return
+    _validate_endpoint(obj)
+
+
+def _validate_endpoint(obj: Endpoint) -> None:
+    """The full check of an Endpoint."""
+    validate_source(obj.source)
     _uid(obj.uid)
     _text("namespace", obj.namespace)
     _text("name", obj.name)
