@@ -496,6 +496,9 @@ class K8sAdapter:
         if res is PODS:
             fast = decode_pod_event(line, self.source, network=self.network)
             if fast is not None:  # a well-formed pod event, normalized; anything else takes the dict path below
+                if fast.type != "BOOKMARK" and _older(fast.resource_version, self.resource_versions.get(res.kind, "")):
+                    self.stale_events += 1  # a repeat (see below)
+                    return
                 async with self._lock:
                     try:
                         events = self._apply_pod_event(fast)
