@@ -37,24 +37,25 @@ SRC = Source("k8s", "prod")
 HUB = "hub1"
 
 
-def world(n: int, *, gen: int = 0, drop: frozenset[int] = frozenset()) -> list[Any]:
+def world(n: int, *, gen: int = 0, drop: frozenset[int] = frozenset(), src: Source = SRC) -> list[Any]:
     """A network, n pods (labels move with ``gen``), a service and two policies."""
-    objs: list[Any] = [Network(source=SRC, name="pods", subnets=("10.0.0.0/16",), gateway="10.0.0.1")]
+    objs: list[Any] = [Network(source=src, name="pods", subnets=("10.0.0.0/16",), gateway="10.0.0.1")]
     for i in range(n):
         if i in drop:
             continue
         app = "web" if (i + gen) % 3 == 0 else "db"
         role = "client" if (i * 7 + gen) % 5 == 0 else "none"
         objs.append(Endpoint(
-            source=SRC, uid=f"p{i}", namespace="default", name=f"pod{i}", kind="pod", network="pods",
+            source=src, uid=f"p{i}", namespace="default", name=f"pod{i}", kind="pod", network="pods",
             ips=(f"10.0.{i // 250}.{i % 250 + 2}",), labels={"app": app, "role": role}, node="node1",
         ))  # fmt: skip
-    objs += [svc(), web_policy(), web_policy("np2", pod_selector=Selector(match_labels={"role": "client"}))]
+    objs += [svc(src=src), web_policy(source=src),
+             web_policy("np2", source=src, pod_selector=Selector(match_labels={"role": "client"}))]  # fmt: skip
     return objs
 
 
-def snap(objs: list[Any]) -> Snapshot:
-    return Snapshot(source=SRC, objects=tuple(objs))
+def snap(objs: list[Any], src: Source = SRC) -> Snapshot:
+    return Snapshot(source=src, objects=tuple(objs))
 
 
 @contextlib.asynccontextmanager
@@ -71,12 +72,12 @@ async def running(remote: str, **kw: Any) -> AsyncIterator[Programmer]:
         await p.close()
 
 
-async def plans_nothing(remote: str, objs: list[Any], **kw: Any) -> None:
+async def plans_nothing(remote: str, objs: list[Any], *, hub: str = HUB, src: Source = SRC, **kw: Any) -> None:
     """NB equals the desired state: a fresh programmer that reads NB whole plans nothing."""
-    q = Programmer(remote, HUB, **kw)
+    q = Programmer(remote, hub, **kw)
     await q.start(timeout=60)
     try:
-        q.apply(snap(objs))
+        q.apply(snap(objs, src))
         assert q.plan() == []
     finally:
         await q.close()
@@ -390,3 +391,51 @@ async def test_pause_hands_the_lock_over_and_resume_queues_again(cluster: NbClus
         await a.flush(30)
         assert a.writes == 0  # NB was already equal
         assert a.status().role == "active" and b.status().role == "paused"
+
+
+async def test_several_hubs_share_one_nb_under_churn_and_never_touch_each_others_rows(cluster: NbCluster) -> None:
+    """Two hub ids (a large site splitting its sources) on one clustered NB,
+    both churning at once: each ends equal to its own desired state, and when
+    one collects all of its rows the other's are byte-identical."""
+    remote = ",".join(cluster.remote(i) for i in range(cluster.n))
+    a_src, b_src = Source("k8s", "east"), Source("k8s", "west")
+    rng = random.Random(4)
+
+    def hub_rows(hub: str) -> list[str]:
+        out = []
+        for table in ("Logical_Switch", "Logical_Switch_Port", "Load_Balancer", "ACL", "Port_Group", "Address_Set"):
+            data = json.loads(cluster.nbctl("--format=json", "find", table, f"external_ids:\"{OWNER}\"={hub}"))["data"]
+            out += sorted(json.dumps(r) for r in data)
+        return out
+
+    pa, pb = Programmer(remote, "hub-a"), Programmer(remote, "hub-b")
+    for p in (pa, pb):
+        await p.start(timeout=60)
+    tasks = [asyncio.create_task(p.run()) for p in (pa, pb)]
+    try:
+        assert (pa.role, pb.role) == ("active", "active")  # different ids: different locks
+        a = b = []
+        for gen in range(4):
+            a = world(300, gen=gen, drop=frozenset(rng.sample(range(300), 20)), src=a_src)
+            b = world(300, gen=gen + 1, drop=frozenset(rng.sample(range(300), 20)), src=b_src)
+            pa.apply(snap(a, a_src))
+            pb.apply(snap(b, b_src))
+            await asyncio.sleep(rng.uniform(0, 0.05))
+        await asyncio.gather(pa.flush(60), pb.flush(60))
+        assert pa.plan() == [] and pb.plan() == []
+        b_before = hub_rows("hub-b")
+        assert len(b_before) > 280
+        pa.apply(snap([], a_src))  # hub a's source is gone: all of hub a's rows go
+        await pa.flush(60)
+        assert hub_rows("hub-a") == []
+        assert hub_rows("hub-b") == b_before
+        assert pb.plan() == []
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        for p in (pa, pb):
+            await p.close()
+    await plans_nothing(remote, b, hub="hub-b", src=b_src)
