@@ -106,6 +106,11 @@ def describe_errors(
     return "; ".join(f"{type(e).__name__}: {e}" for e in eg.exceptions)
 
 
+def _is_refused(exc: BaseException) -> bool:
+    """A connect refused outright (aiomqtt reports it as an MqttError naming errno 111)."""
+    return isinstance(exc, ConnectionRefusedError) or "Connection refused" in str(exc)
+
+
 async def reconnect(
     session: Callable[[], Awaitable[object]],
     backoff: Backoff,
@@ -115,26 +120,32 @@ async def reconnect(
     on_error: Callable[[BaseExceptionGroup[Exception]], str],
     on_down: Callable[[], object] | None = None,
     logger: logging.Logger = log,
+    refused_cap: float = 2.0,
 ) -> NoReturn:
     """Run ``session`` until cancelled, again after each failure.
 
     After a session ends: ``on_error(errors)`` says why (and may record it),
     ``on_down()`` marks the connection lost, then the loop waits
     ``backoff.next()``.  Reset rule: a session that lasted longer than
-    ``healthy_after`` seconds starts the backoff over.  Cancellation passes
-    through untouched; any other failure never leaves this loop."""
+    ``healthy_after`` seconds starts the backoff over.  A refused connection
+    (nothing listens: the server is restarting) waits at most ``refused_cap``:
+    probing is cheap, and the session is back within that of the server (a
+    broker away for 30 s is not found again only 30 s later).  Cancellation
+    passes through untouched; any other failure never leaves this loop."""
     while True:
         started = time.monotonic()
         reason = "session ended"
+        refused = False
         try:
             await session()
         except* Exception as eg:  # noqa: BLE001 - never takes the process down: reconnect
             reason = on_error(eg)
+            refused = eg.subgroup(_is_refused) is not None
         if on_down is not None:
             on_down()
         if time.monotonic() - started > healthy_after:
             backoff.reset()
-        wait = backoff.next()
+        wait = backoff.next(cap=refused_cap if refused else None)
         logger.warning("%s: %s; reconnecting in %.1fs", what, reason, wait)
         await asyncio.sleep(wait)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from hub.sandbox import OvnSandbox
-from testkit.faults import Report, add_foreign, foreign, hubd_config, twins, world
+from testkit.faults import NETWORKS, Report, add_foreign, foreign, hubd_config, twins, world
 from testkit.hubd import Hubd
 from testkit.wait import sync_wait_until
 from tests.system.faults.conftest import SCALE, SEED
@@ -121,10 +121,14 @@ def test_nb_restarts_and_an_empty_nb(nb: OvnSandbox, tmpdir_short: Path, fault_r
         nb.restart("nb")
         emptied.injected += 1
         t0 = time.monotonic()
-        ports = json.loads(h.ctl("status", "--json").stdout)["nb"]["ports"]
-        sync_wait_until(lambda: "nothing to write" in h.ctl("plan").stdout
-                        and json.loads(h.ctl("status", "--json").stdout)["nb"]["ports"] == ports, 120,
-                        "everything re-created", interval=0.2)  # fmt: skip
+
+        def recreated() -> bool:
+            st = json.loads(h.ctl("status", "--json").stdout)
+            # every endpoint's port and each routed network's router port, nothing pending
+            return (st["nb"]["ports"] == st["endpoints"] + NETWORKS and st["nb"]["dirty"] == 0
+                    and "nothing to write" in h.ctl("plan").stdout)  # fmt: skip
+
+        sync_wait_until(recreated, 120, "everything re-created", interval=0.2)
         emptied.converge_seconds.append(time.monotonic() - t0)
         assert twins(nb.nb_remote, HUB) == {}
         assert foreign(nb.nb_remote) == []
