@@ -48,9 +48,19 @@ test: lint
 test-fast: deps
 	$(PY) -m pytest -q -ra tests/unit
 
+# Every bench's JSON goes to bench/out/<name>.json (and to the terminal); the summary table comes last.
+BENCH_OUT := bench/out
 bench: deps
-	$(PY) -m bench bulk --n 10000 50000
-	$(PY) -m bench resync --n 50000
-	$(PY) -m bench k8s
-	$(PY) -m bench mqtt
-	$(PY) -m bench dataplane
+	@mkdir -p $(BENCH_OUT)
+	$(PY) -m bench bulk --n 10000 50000 100000 | tee $(BENCH_OUT)/bulk.json
+	$(PY) -m bench resync --n 50000 100000 | tee $(BENCH_OUT)/resync.json
+	$(PY) -m bench churn | tee $(BENCH_OUT)/churn.json
+	$(PY) -m bench normalize | tee $(BENCH_OUT)/normalize.json
+	$(PY) -m bench k8s | tee $(BENCH_OUT)/k8s.json
+	$(PY) -m bench mesos | tee $(BENCH_OUT)/mesos.json
+	$(PY) -m bench cloudfoundry | tee $(BENCH_OUT)/cloudfoundry.json
+	$(PY) -m bench fabric | tee $(BENCH_OUT)/fabric.json
+	$(PY) -m bench mqtt | tee $(BENCH_OUT)/mqtt.json
+	$(PY) -m bench dataplane | tee $(BENCH_OUT)/dataplane.json
+	$(PY) -m bench cni | tee $(BENCH_OUT)/cni.json
+	@$(PY) -m bench summary $(BENCH_OUT)/*.json

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import bulk, churn, cloudfoundry, cni, dataplane, fabric, k8s, mesos, mqtt, normalize, plug, resync
+from bench import bulk, churn, cloudfoundry, cni, dataplane, fabric, k8s, mesos, mqtt, normalize, plug, resync, summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         subs.add_parser("normalize", help="Docker events and the static file normalized on one core, vs bare decodes")
     )
     cni.add_arguments(subs.add_parser("cni", help="CNI ADD latency, a burst of N: ovn-hub vs bridge + host-local (root)"))
+    summary.add_arguments(subs.add_parser("summary", help="one table (figure, hub, baseline, ratio, target, met) over bench JSON files"))
     args = ap.parse_args(argv)
+    if args.name == "summary":
+        return summary.main(args)
     if args.name == "cloudfoundry":
         return cloudfoundry.main(args)
     if args.name == "bulk":

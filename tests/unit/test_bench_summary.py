@@ -1,0 +1,36 @@
+"""``python -m bench summary``: one table over the benches' JSON (no bench is run here)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import summary
+
+
+def test_summary_rows_from_bench_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bulk = {"bench": "bulk", "results": [{"n": 50000, "hub": {"seconds": 3.0}, "raw": {"seconds": 2.4},
+                                          "ratio_vs_raw": 0.8, "target_ratio": 0.8, "target_met": True}]}  # fmt: skip
+    cf = {"benchmark": "cloudfoundry", "decode_rate": {"events_per_cpu_second": 99700.0, "ratio_to_baseline": 9.4,
+          "baseline_b64_protobuf_only": {"events_per_cpu_second": 940000.0}, "target_events_per_second": 100000,
+          "meets_target": False}}  # fmt: skip
+    odd = {"bench": "newthing", "target_met": True}
+    files = []
+    for name, doc in (("bulk", bulk), ("cf", cf), ("odd", odd)):
+        p = tmp_path / f"{name}.json"
+        p.write_text("progress lines do not go here\n" + json.dumps(doc) + "\n")
+        files.append(str(p))
+    (tmp_path / "cut.json").write_text('{"bench": "bulk", "res')
+    files.append(str(tmp_path / "cut.json"))
+    assert summary.main(argparse.Namespace(files=files)) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("| figure ") and "| met" in out[0]
+    bulk_row = next(x for x in out if "bulk 50000" in x)
+    assert "3 s" in bulk_row and "raw 2.4 s" in bulk_row and "0.8x raw rate" in bulk_row and bulk_row.rstrip(" |").endswith("yes")
+    cf_row = next(x for x in out if "Cloud Foundry" in x)
+    assert "99.7k/s" in cf_row and "940.0k/s" in cf_row and cf_row.rstrip(" |").endswith("NO")
+    assert any("newthing: targets" in x and x.rstrip(" |").endswith("yes") for x in out)
+    assert any("cut.json: not read" in x for x in out)
