@@ -81,7 +81,61 @@ def lsp_digest(cols: dict[str, Any]) -> int:
     )
     if cols.get("type"):  # only the fabric's ports have one: every endpoint port's digest is as before
         canon = (*canon, cols["type"])
+    return _digest(canon)
+
+
+def _digest(canon: tuple[object, ...]) -> int:
     return int.from_bytes(hashlib.blake2b(_digest_enc.encode(canon), digest_size=8).digest(), "little")
+
+
+class WirePort(msgspec.Struct, gc=False, rename={"uuid": "_uuid", "version": "_version"}):
+    """A port as a select of READ_COLUMNS returns it (OVSDB's JSON forms), decoded
+    one row at a time: no plain dicts on the way to its :class:`PortRow`."""
+
+    uuid: tuple[str, str]
+    name: str
+    version: tuple[str, str] | None = None
+    type: str = ""
+    addresses: Any = None
+    port_security: Any = None
+    options: Any = None
+    external_ids: Any = None
+    up: Any = None
+    dynamic_addresses: Any = None
+
+
+_wire_decoder = msgspec.json.Decoder(WirePort)
+
+
+def _wire_set(v: Any) -> list[Any]:
+    """An OVSDB set of atoms (a bare atom when it has one) as a sorted list."""
+    if isinstance(v, list) and len(v) == 2 and v[0] == "set":
+        return sorted(v[1])
+    return [] if v is None else [v]
+
+
+def _wire_map(v: Any) -> list[Any]:
+    """An OVSDB map as its sorted [key, value] pairs (msgpack: as sorted(dict.items()))."""
+    if isinstance(v, list) and len(v) == 2 and v[0] == "map":
+        return sorted(v[1])
+    return []
+
+
+def _wire_one(v: Any) -> Any:
+    """A column of at most one value: the value, or None."""
+    if isinstance(v, list) and len(v) == 2 and v[0] == "set":
+        return v[1][0] if v[1] else None
+    return v
+
+
+def wire_digest(w: WirePort) -> int:
+    """:func:`lsp_digest` of a row in OVSDB's JSON forms (equal for equal columns)."""
+    canon: tuple[object, ...] = (
+        _wire_set(w.addresses), _wire_set(w.port_security), _wire_map(w.options), _wire_map(w.external_ids),
+    )  # fmt: skip
+    if w.type:
+        canon = (*canon, w.type)
+    return _digest(canon)
 
 
 class PortRow(msgspec.Struct, gc=False):
@@ -136,6 +190,28 @@ class PortStore(KeyedRows[PortRow]):
         self.by_uuid[uuid] = name
         self.early.pop(uuid, None)  # a read returns the row after any racing change
         if cols["up"] is True:
+            ev.up(name)
+
+    def install_raw(self, raw: msgspec.Raw, ev: Events) -> None:
+        """A full row of a select (READ_COLUMNS) as its raw JSON: :meth:`install`
+        without decoding it into plain columns."""
+        w = _wire_decoder.decode(raw)
+        uuid, name = w.uuid[1], w.name
+        source = ""
+        if w.external_ids is not None:
+            for k, v in _wire_map(w.external_ids):
+                if k == SOURCE:
+                    source = v
+                    break
+        up = w.up if isinstance(w.up, bool) else None
+        dyn = _wire_one(w.dynamic_addresses)
+        self.rows[name] = PortRow(
+            uuid, sys.intern(source), wire_digest(w), up, dyn if isinstance(dyn, str) else "",
+            w.version[1] if w.version is not None else "",
+        )  # fmt: skip
+        self.by_uuid[uuid] = name
+        self.early.pop(uuid, None)  # a read returns the row after any racing change
+        if up is True:
             ev.up(name)
 
     def apply(self, uuid: str, change: dict[str, Any], ev: Events) -> None:
