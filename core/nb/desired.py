@@ -31,6 +31,7 @@ winner's go.
 from __future__ import annotations
 
 import functools
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -107,6 +108,7 @@ class DesiredState:
         #: programmed because another source's endpoints of their workload are (module docstring)
         self.claims: dict[str, dict[str, Endpoint]] = {}
         self.yielded: dict[str, Endpoint] = {}
+        self._source_objs: dict[Source, Source] = {}  # one Source object per source (_compact)
 
     def state(self, source: Source) -> SourceState:
         st = self.sources.get(str(source))
@@ -199,6 +201,7 @@ class DesiredState:
         old = st.endpoints.get(ep.key)
         if old == ep:
             return
+        self._compact(ep)
         if old is None:
             self.switch_refs[ls_name(ep.source, ep.network)] += 1
         st.endpoints[ep.key] = ep
@@ -216,6 +219,18 @@ class DesiredState:
             self.fabric_stale = True
         self.mark(port.TABLE, name, now)
         self._refresh_switch(ep.source, ep.network)
+
+    def _compact(self, ep: Endpoint) -> None:
+        """One copy of the names endpoints repeat (source, namespace, kind,
+        network, node, state): each decoded endpoint brings its own, ~0.4 KB an
+        endpoint.  In place (equal values), so the adapter's cache and the
+        event share the compact endpoint too."""
+        setattr_ = msgspec.structs.force_setattr
+        src = self._source_objs.setdefault(ep.source, ep.source)
+        if src is not ep.source:
+            setattr_(ep, "source", src)
+        for field in ("namespace", "kind", "network", "node", "state"):
+            setattr_(ep, field, sys.intern(getattr(ep, field)))
 
     def _del_endpoint(self, st: SourceState, source: Source, key: str, now: float) -> None:
         ep = st.endpoints.pop(key, None)

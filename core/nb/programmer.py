@@ -359,6 +359,8 @@ class Programmer:
         if not units:
             for k in take.get(PORTS, ()):
                 self._since.pop(k, None)
+            if not self._since:
+                self._since.clear()  # a dict keeps its table when emptied by pops
             return
         await self._commit(units)
 
@@ -432,6 +434,8 @@ class Programmer:
                         continue
                     seen.add(seen_key)
                 self._status_q.put_nowait(ev)
+            if not self._since:
+                self._since.clear()
             for (table, op), n in op_counts.items():
                 metrics.NB_OPS.labels(table, op).inc(n)
             for w in waited:
