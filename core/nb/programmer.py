@@ -376,7 +376,7 @@ class Programmer:
             ops, inserts = txn.build(self.view, units)
         t0 = time.monotonic()
         try:
-            result = await self._client.transact(ops)
+            result = await self._transact(ops, units)
         except (OvsdbError, TimeoutError) as exc:
             if isinstance(exc, ConnectionLost | TimeoutError):
                 if isinstance(exc, TimeoutError):  # a hung server: this session is over
@@ -396,7 +396,30 @@ class Programmer:
             await self._commit(units[:mid])
             await self._commit(units[mid:])
             return
-        self._committed(units, inserts, result, t0)
+        try:
+            self._committed(units, inserts, result, t0)
+        finally:
+            self.ports.unprepare()
+
+    async def _transact(self, ops: list[dict[str, Any]], units: list[PlanOp]) -> list[Any]:
+        """Commit ``ops``; once they are sent, while NB works on them, digest the
+        ports they write (recording the reply then costs no digest)."""
+        client = self._client
+        assert client is not None
+        sent = asyncio.ensure_future(client.transact(ops))
+        try:
+            await asyncio.sleep(0)  # the request is written ...
+            await client.drained()  # ... and with the server
+            if not sent.done():
+                self.ports.prepare(units)
+            return await sent
+        except BaseException:
+            self.ports.unprepare()
+            if not sent.done():
+                sent.cancel()
+            with contextlib.suppress(BaseException):
+                await sent
+            raise
 
     def _committed(self, units: list[PlanOp], inserts: dict[int, int], result: list[Any], t0: float) -> None:
         now = time.monotonic()

@@ -351,6 +351,13 @@ class OvsdbClient:
         finally:
             del fut  # a large reply must not outlive its caller's use of it
 
+    async def drained(self) -> None:
+        """Return once what was written has left this process's buffer (a big
+        request is then with the server: work done now overlaps its work)."""
+        if self._writer is not None and not self.closed.is_set():
+            with contextlib.suppress(OSError, ConnectionError):
+                await self._writer.drain()
+
     def _forget(self, rid: int) -> None:
         self._pending.pop(rid, None)
         self._reply_hooks.pop(rid, None)

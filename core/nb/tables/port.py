@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import zlib
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -166,10 +167,31 @@ class PortStore(KeyedRows[PortRow]):
         super().__init__(kind)
         self.early: dict[str, list[dict[str, Any]]] = {}
         self._early_full_warned = False
+        #: digests of the columns a transaction in flight writes, by port: (the columns, their digest)
+        self._prepared: dict[str, tuple[dict[str, Any], int]] = {}
 
     def clear(self) -> None:
         super().clear()
         self.early.clear()
+        self._prepared.clear()
+
+    def prepare(self, units: Iterable[PlanOp]) -> None:
+        """Digest the columns of the ports a transaction writes while NB works on
+        it (the writer calls this after sending): recording its reply then
+        costs no digest.  Tied to the very column dicts, so a unit planned
+        again is digested again."""
+        prepared = self._prepared
+        prepared.clear()
+        for u in units:
+            if u.table == TABLE and u.op != "delete":
+                prepared[u.name] = (u.columns, lsp_digest(u.columns))
+
+    def unprepare(self) -> None:
+        self._prepared.clear()  # (clear, not pops: gives a 50k table back)
+
+    def _digest_of(self, name: str, cols: dict[str, Any]) -> int:
+        got = self._prepared.get(name)
+        return got[1] if got is not None and got[0] is cols else lsp_digest(cols)
 
     def source(self, key: str) -> str:
         r = self.rows.get(key)
@@ -262,7 +284,7 @@ class PortStore(KeyedRows[PortRow]):
 
     def record_insert(self, key: str, uuid: str, cols: dict[str, Any], ev: Events) -> None:
         """A port this process inserted: its digest, and the changes that raced ahead of the reply."""
-        self.rows[key] = PortRow(uuid, sys.intern(cols["external_ids"].get(SOURCE, "")), lsp_digest(cols))
+        self.rows[key] = PortRow(uuid, sys.intern(cols["external_ids"].get(SOURCE, "")), self._digest_of(key, cols))
         self.by_uuid[uuid] = key
         for diff in self.early.pop(uuid, ()):
             self.apply(uuid, {"modify": diff}, ev)
@@ -271,7 +293,7 @@ class PortStore(KeyedRows[PortRow]):
         if unit.op == "update":
             r = self.rows.get(unit.name)
             if r is not None:
-                r.digest = lsp_digest(unit.columns)  # written whole: equal to desired now
+                r.digest = self._digest_of(unit.name, unit.columns)  # written whole: equal to desired now
 
 
 def diff(view: View, name: str) -> PlanOp | None:
