@@ -62,6 +62,8 @@ from core.nb.tables.fabric import FabricIndex
 
 _FABRIC = str(FABRIC_SOURCE)
 
+_NO_LABELS: dict[str, str] = {}  # the one empty labels dict of compacted endpoints (never modified)
+
 #: mark(table, key, now): a desired row changed (``now`` for an endpoint's port: its event time)
 Mark = Callable[[str, str, "float | None"], None]
 
@@ -222,8 +224,8 @@ class DesiredState:
 
     def _compact(self, ep: Endpoint) -> None:
         """One copy of the names endpoints repeat (source, namespace, kind,
-        network, node, state): each decoded endpoint brings its own, ~0.4 KB an
-        endpoint.  In place (equal values), so the adapter's cache and the
+        network, node, state) and of empty labels: each decoded endpoint brings
+        its own, ~0.4 KB an endpoint.  In place (equal values), so the adapter's cache and the
         event share the compact endpoint too."""
         setattr_ = msgspec.structs.force_setattr
         src = self._source_objs.setdefault(ep.source, ep.source)
@@ -231,6 +233,8 @@ class DesiredState:
             setattr_(ep, "source", src)
         for field in ("namespace", "kind", "network", "node", "state"):
             setattr_(ep, field, sys.intern(getattr(ep, field)))
+        if not ep.labels and ep.labels is not _NO_LABELS:
+            setattr_(ep, "labels", _NO_LABELS)  # (an endpoint is immutable: its labels are never changed in place)
 
     def _del_endpoint(self, st: SourceState, source: Source, key: str, now: float) -> None:
         ep = st.endpoints.pop(key, None)

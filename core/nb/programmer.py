@@ -222,6 +222,7 @@ class Programmer:
         try:
             await client.monitor_cond(self.replica.monitor_requests())
             await self._load_ports(client, reconnect, remembered)
+            self.replica.share_uuids()
         except BaseException:
             await client.close()
             raise
