@@ -31,7 +31,6 @@ winner's go.
 from __future__ import annotations
 
 import functools
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -111,6 +110,7 @@ class DesiredState:
         self.claims: dict[str, dict[str, Endpoint]] = {}
         self.yielded: dict[str, Endpoint] = {}
         self._source_objs: dict[Source, Source] = {}  # one Source object per source (_compact)
+        self._names: dict[str, str] = {}  # one copy of each namespace, kind, network, node, state (_compact)
 
     def state(self, source: Source) -> SourceState:
         st = self.sources.get(str(source))
@@ -225,14 +225,28 @@ class DesiredState:
     def _compact(self, ep: Endpoint) -> None:
         """One copy of the names endpoints repeat (source, namespace, kind,
         network, node, state) and of empty labels: each decoded endpoint brings
-        its own, ~0.4 KB an endpoint.  In place (equal values), so the adapter's cache and the
-        event share the compact endpoint too."""
+        its own, ~0.4 KB an endpoint.  In place (equal values), so the adapter's
+        cache and the event share the compact endpoint too."""
         setattr_ = msgspec.structs.force_setattr
+        get = self._names.setdefault
         src = self._source_objs.setdefault(ep.source, ep.source)
         if src is not ep.source:
             setattr_(ep, "source", src)
-        for field in ("namespace", "kind", "network", "node", "state"):
-            setattr_(ep, field, sys.intern(getattr(ep, field)))
+        v = ep.namespace
+        if (c := get(v, v)) is not v:
+            setattr_(ep, "namespace", c)
+        v = ep.kind
+        if (c := get(v, v)) is not v:
+            setattr_(ep, "kind", c)
+        v = ep.network
+        if (c := get(v, v)) is not v:
+            setattr_(ep, "network", c)
+        v = ep.node
+        if (c := get(v, v)) is not v:
+            setattr_(ep, "node", c)
+        v = ep.state
+        if (c := get(v, v)) is not v:
+            setattr_(ep, "state", c)
         if not ep.labels and ep.labels is not _NO_LABELS:
             setattr_(ep, "labels", _NO_LABELS)  # (an endpoint is immutable: its labels are never changed in place)
 

@@ -135,7 +135,9 @@ class _StreamParser:
         self._buf += data
         self._depth += data.count(b"{") - data.count(b"}")
         buf = self._buf
-        tail = buf.rstrip()
+        # the last non-blank byte, without copying the buffer (a 50k-port reply
+        # comes in ~1 MB reads: bytearray.rstrip() would copy all of it each time)
+        tail = buf[-64:].rstrip() or buf.rstrip()
         if not tail.endswith(b"}"):
             return []
         if self._depth != 0 and len(buf) < 2 * self._tried_at:
@@ -176,6 +178,11 @@ class _StreamParser:
             self._tried_at = 0
         return out
 
+
+#: The stream reader's buffer limit: it stops reading the socket at twice this
+#: while the loop is busy, so a big reply is not held twice (there and in the
+#: parser's buffer).  Only ``read`` is used: no line length depends on it.
+_LIMIT = 1 << 21
 
 _TRAILING = re.compile(r"trailing characters \(byte (\d+)\)")
 
@@ -222,10 +229,10 @@ class OvsdbClient:
         async with asyncio.timeout(timeout):
             if kind == "unix":
                 assert isinstance(addr, str)
-                self._reader, self._writer = await asyncio.open_unix_connection(addr, limit=1 << 24)
+                self._reader, self._writer = await asyncio.open_unix_connection(addr, limit=_LIMIT)
             else:
                 assert isinstance(addr, tuple)
-                self._reader, self._writer = await asyncio.open_connection(addr[0], addr[1], limit=1 << 24)
+                self._reader, self._writer = await asyncio.open_connection(addr[0], addr[1], limit=_LIMIT)
         self.closed.clear()
         self._reader_task = asyncio.create_task(self._read_loop(), name=f"ovsdb-reader {self.remote}")
 
