@@ -49,8 +49,8 @@ test-fast: deps
 	$(PY) -m pytest -q -ra tests/unit
 
 bench: deps
-	$(PY) -m bench bulk --n 10000 50000
-	$(PY) -m bench resync --n 50000
+	$(PY) -m bench bulk --n 10000 50000 100000
+	$(PY) -m bench resync --n 50000 100000
 	$(PY) -m bench k8s
 	$(PY) -m bench mqtt
 	$(PY) -m bench dataplane
