@@ -227,13 +227,15 @@ class PortStore(KeyedRows[PortRow]):
                     break
         up = w.up if isinstance(w.up, bool) else None
         dyn = _wire_one(w.dynamic_addresses)
+        prev = self.rows.get(name)
+        was_up = prev is not None and prev.uuid == uuid and prev.up is True  # (read twice: one Ready)
         self.rows[name] = PortRow(
             uuid, sys.intern(source), wire_digest(w), up, dyn if isinstance(dyn, str) else "",
             w.version[1] if w.version is not None else "",
         )  # fmt: skip
         self.by_uuid[uuid] = name
         self.early.pop(uuid, None)  # a read returns the row after any racing change
-        if up is True:
+        if up is True and not was_up:
             ev.up(name)
 
     def apply(self, uuid: str, change: dict[str, Any], ev: Events) -> None:
