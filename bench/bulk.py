@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +91,12 @@ async def hub_path(remote: str, snap: Snapshot, profile: cProfile.Profile | None
     assert client is not None
     orig_transact = client.transact
 
-    async def timed_transact(ops: list[dict[str, Any]], timeout: float | None = 300.0, **kw: Any) -> list[Any]:
+    async def timed_transact(ops: list[dict[str, Any]], timeout: float | None = 300.0,
+                             on_reply: Callable[[list[Any]], None] | None = None) -> list[Any]:
         nonlocal transact_seconds
         t = time.perf_counter()
         try:
-            return await orig_transact(ops, timeout, **kw)
+            return await orig_transact(ops, timeout, on_reply)
         finally:
             transact_seconds += time.perf_counter() - t
 

@@ -127,7 +127,7 @@ def read_cache(path: str | os.PathLike[str] | None, hub_id: str, nb: str) -> Por
 
 def install_rows(store: PortStore, ev: Events, result: list[Any]) -> int:
     """Reply hook of port selects: install every returned row (in stream order).
-    Rows come raw (``transact(raw_rows=True)``): each is decoded, digested and
+    Rows come raw (``transact_rows``): each is decoded, digested and
     dropped before the next, and a row's bytes are let go once it is installed."""
     n = 0
     with gc_paused():
@@ -181,10 +181,9 @@ async def load_from(
                     ev.up(c.name)
         outcome["installed"] = True
 
-    await client.transact(
-        [{"op": "select", "table": TABLE, "where": cond, "columns": ["_uuid", "_version"]}], on_reply=versions,
-        raw_rows=True,
-    )  # fmt: skip
+    await client.transact_rows(
+        [{"op": "select", "table": TABLE, "where": cond, "columns": ["_uuid", "_version"]}], on_reply=versions
+    )
     if not outcome.get("installed"):
         log.info("%s: %d of %d ports changed since: reading every port", what, len(outcome.get("changed", ())), outcome.get("total", 0))
         return None
@@ -198,7 +197,7 @@ async def load_from(
         def install(result: list[Any]) -> None:
             install_rows(store, ev, result)
 
-        await client.transact(ops, on_reply=install, raw_rows=True)
+        await client.transact_rows(ops, on_reply=install)
     log.info("%s: %d ports unchanged, %d read again", what, outcome["fresh"], len(changed))
     return outcome["fresh"], len(changed)
 
@@ -216,7 +215,7 @@ READ_SPLIT: tuple[tuple[int, ...], ...] = ((),)
 async def load_all(client: OvsdbClient, store: PortStore, ev: Events, hub_id: str) -> int:
     """Read every port the hub owns (in the selects of READ_SPLIT).
 
-    Rows come raw (``transact(raw_rows=True)``) and are decoded, digested and
+    Rows come raw (``transact_rows``) and are decoded, digested and
     installed one at a time, so a reply costs its bytes (~0.5 KB a port) while
     it is installed, not the ~150 MB of objects one 50k-row reply decodes into
     (which the process then keeps).  The monitor is already running (without
@@ -233,8 +232,8 @@ async def load_all(client: OvsdbClient, store: PortStore, ev: Events, hub_id: st
         return cond + [["external_ids", "excludes", ["map", [[SHARD, str(k)]]]] for k in leave_out]
 
     reads = [
-        client.transact([{"op": "select", "table": TABLE, "where": where(x), "columns": READ_COLUMNS}],
-                        on_reply=install, raw_rows=True)
+        client.transact_rows([{"op": "select", "table": TABLE, "where": where(x), "columns": READ_COLUMNS}],
+                             on_reply=install)
         for x in READ_SPLIT
     ]
     await asyncio.gather(*reads)

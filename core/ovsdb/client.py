@@ -36,8 +36,7 @@ _NULL = msgspec.Raw(b"null")
 class _Msg(msgspec.Struct, gc=False):
     """One JSON-RPC message, its payload left undecoded (a zero-copy view of the
     read buffer): a reply is decoded by the decoder its request asked for, so a
-    big select can hand over its rows one by one (:meth:`OvsdbClient.transact`
-    ``raw_rows``) instead of as one tree of objects."""
+    big select can hand over its rows one by one (:meth:`OvsdbClient.transact_rows`) instead of as one tree of objects."""
 
     id: Any = None
     method: str | None = None
@@ -385,16 +384,31 @@ class OvsdbClient:
         ops: list[dict[str, Any]],
         timeout: float | None = 300.0,
         on_reply: Callable[[list[Any]], None] | None = None,
-        raw_rows: bool = False,
     ) -> list[Any]:
         """Run one transaction; raise :class:`OvsdbError` (with ``index`` of the
         failing operation) if any operation failed.  ``on_reply`` gets the
         result of a successful transaction in stream order (see :meth:`call`):
-        rows a select returns are then installed before any later update.
-        ``raw_rows``: a select's ``rows`` are :class:`msgspec.Raw` (one JSON
-        object each), decoded by the caller one at a time: a 50k-row reply then
-        costs its bytes, not ~150 MB of objects alive at once."""
+        rows a select returns are then installed before any later update."""
+        return await self._transact(ops, timeout, on_reply, None)
 
+    async def transact_rows(
+        self,
+        ops: list[dict[str, Any]],
+        timeout: float | None = 300.0,
+        on_reply: Callable[[list[Any]], None] | None = None,
+    ) -> list[Any]:
+        """:meth:`transact`, a select's ``rows`` left raw (:class:`msgspec.Raw`,
+        one JSON object each) for the caller to decode one at a time: a
+        50k-row reply then costs its bytes, not ~150 MB of objects at once."""
+        return await self._transact(ops, timeout, on_reply, _raw_rows)
+
+    async def _transact(
+        self,
+        ops: list[dict[str, Any]],
+        timeout: float | None,
+        on_reply: Callable[[list[Any]], None] | None,
+        decode: Callable[[msgspec.Raw], Any] | None,
+    ) -> list[Any]:
         def hook(result: Any) -> None:
             if on_reply is None or not isinstance(result, list) or len(result) > len(ops):
                 return
@@ -402,8 +416,7 @@ class OvsdbClient:
                 return
             on_reply(result)
 
-        result = await self.call("transact", [self.database, *ops], timeout=timeout, on_reply=hook,
-                                 decode=_raw_rows if raw_rows else None)  # fmt: skip
+        result = await self.call("transact", [self.database, *ops], timeout=timeout, on_reply=hook, decode=decode)
         for i, r in enumerate(result):
             if isinstance(r, dict) and r.get("error"):
                 raise OvsdbError(f"{r['error']}: {r.get('details', '')}", r, index=i)
