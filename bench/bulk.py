@@ -59,7 +59,7 @@ from core.ovsdb.values import to_ovsdb
 from hub.bus import Bus
 
 SOURCE = Source("docker", "bench")
-TARGET_RATIO = 0.5
+TARGET_RATIO = 0.8  # issue 15: >= 0.8x the raw rate at 50k and 100k
 PATHS = {"hub", "raw", "nbctl", "ovsdbapp"}
 # Linux caps argv + envp at min(RLIMIT_STACK / 4, 6 MiB) (fs/exec.c: _STK_LIM / 4 * 3).
 _ARGV_CAP = 6 << 20

@@ -2,16 +2,19 @@
 
 A ``hubd`` subprocess (the console script next to ``sys.executable``) runs the
 static adapter on a JSON-lines file of N canonical Endpoints, against a private
-NB.  The first run programs them; after SIGTERM the restarts are measured: process start to ``READY=1`` on a NOTIFY_SOCKET we bind, the
-NB writes it made before READY (``ovn_hub_nb_operations_total`` from /metrics
-and ``nb.transactions`` from /v1/status, over the API unix socket), and its RSS
-(VmRSS, VmHWM) at READY.
+NB.  The first run programs them.  Then, ``--repeat`` times, two restarts are
+measured: **clean** (a SIGTERM wrote the port cache before it) and **crash**
+(no cache: the one before was SIGKILLed, and a start consumes the cache it
+reads).  Each reports process start to ``READY=1`` on a NOTIFY_SOCKET we bind,
+the NB writes it made before READY (``ovn_hub_nb_operations_total`` from
+/metrics and ``nb.transactions`` from /v1/status, over the API unix socket),
+the ports taken from the cache and read, and its RSS (VmRSS, VmHWM) at READY.
 
-Baseline, same run: one ``transact`` selecting every Logical_Switch_Port (with
-the hub's columns) and Logical_Switch through :class:`core.ovsdb.OvsdbClient`,
-JSON parse included.  Reads and restarts alternate ``--repeat`` times; the
-medians count (RSS and writes: the maximum).  For context, the RSS of a bare ``python -c "import
-hub.daemon"``.
+Baseline, same run, before each restart: one ``transact`` selecting every
+Logical_Switch_Port (with the hub's columns) and Logical_Switch through
+:class:`core.ovsdb.OvsdbClient`, JSON parse included.  Medians count for the
+times (ranges reported), the maximum for RSS, HWM and writes.  For context, the
+RSS of a bare ``python -c "import hub.daemon"``.
 """
 
 from __future__ import annotations
@@ -51,7 +54,6 @@ from core.ovsdb import OvsdbClient
 SOURCE = Source("static", "bench")  # the static adapter's source: type/cluster
 TARGET_RATIO = 1.5
 TARGET_WRITES = 0
-TARGET_RSS_MB = 150.0
 
 
 class NotifySocket:
@@ -205,6 +207,8 @@ async def api_counters(api_sock: Path) -> dict[str, Any]:
         "ports": nb.get("ports"),
         "switches": nb.get("switches"),
         "dirty": nb.get("dirty"),
+        "ports_from_cache": nb.get("ports_from_cache"),
+        "ports_read": nb.get("ports_read"),
         "endpoints": status.get("endpoints"),
         "ready": status.get("ready"),
     }
@@ -246,64 +250,40 @@ def bare_interpreter() -> dict[str, Any]:
     return {"rss_mb": mb(kb.get("VmRSS")), "hwm_mb": mb(kb.get("VmHWM")), "seconds": r(seconds, 3)}
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    n: int = args.n
-    out: dict[str, Any] = {"bench": "resync", "env": environment(), "n": n}
-    started = time.perf_counter()
-    log("bare interpreter: python -c 'import hub.daemon'")
-    out["interpreter_baseline"] = bare_interpreter()
-    with short_tmpdir("br", keep=args.keep) as tmp, nb_sandbox(tmp / "ovn") as sb:
-        log(f"writing {n} endpoints to a JSON-lines file")
-        _, config = write_inputs(tmp, n, sb.nb_remote)
-        notify = NotifySocket(tmp / "n.sock")
-        hubd = HubdProcess(tmp, config, notify)
-        try:
-            log("hubd run 1: programming an empty NB")
-            hubd.start()
-            first_ready = hubd.wait_ready(args.timeout)
-            first = asyncio.run(api_counters(tmp / "api.sock"))
-            rc1, stop1 = hubd.terminate()
-            log(f"hubd run 1: READY after {first_ready:.2f}s, {first['nb_operations']} NB writes; SIGTERM -> {rc1}")
-            out["first_run"] = {
-                "ready_seconds": r(first_ready, 3),
-                "nb_operations": first["nb_operations"],
-                "transactions": first["transactions"],
-                "ports": first["ports"],
-                "exit_code": rc1,
-                "stop_seconds": r(stop1, 3),
-            }
+#: RSS at READY (MB) by N (issue 15); HWM within HWM_OVER_RSS of it
+TARGET_RSS_MB: dict[int, float] = {50000: 100.0, 100000: 180.0}
+TARGET_CLEAN_RATIO = 0.5
+HWM_OVER_RSS = 1.2
+MODES = ("clean", "crash")
 
-            # raw reads and measured restarts alternate; medians count
-            reads: list[tuple[float, int, int]] = []
-            runs: list[dict[str, Any]] = []
-            for i in range(args.repeat):
-                reads.append(asyncio.run(raw_read(sb.nb_remote)))
-                log(f"raw read #{i + 1}: {reads[-1][0]:.3f}s ({reads[-1][1]} ports)")
-                hubd.start()
-                assert hubd.proc is not None
-                ready = hubd.wait_ready(args.timeout)
-                kb = proc_status_kb(hubd.proc.pid)
-                counters = asyncio.run(api_counters(tmp / "api.sock"))
-                rc, stop = hubd.terminate()
-                runs.append(
-                    {
-                        "ready_seconds": ready,
-                        "rss_mb": mb(kb.get("VmRSS")),
-                        "hwm_mb": mb(kb.get("VmHWM")),
-                        **counters,
-                        "exit_code": rc,
-                        "stop_seconds": r(stop, 3),
-                    }
-                )
-                log(f"hubd restart #{i + 1}: READY after {ready:.2f}s, {counters['nb_operations']} NB writes, RSS {kb}")
-        except BaseException:
-            log(f"hubd log tail:\n{hubd.log_tail()}")
-            raise
-        finally:
-            hubd.ensure_stopped()
-            notify.close()
 
-    raw_seconds = statistics.median(x[0] for x in reads)
+def measure_restart(hubd: HubdProcess, api_sock: Path, timeout: float, how: str) -> dict[str, Any]:
+    """Start hubd, wait for READY, read its counters and memory; stop it with
+    SIGTERM (``how="term"``: it writes the port cache) or SIGKILL (a crash:
+    the next start finds no cache, the load consumed it)."""
+    hubd.start()
+    assert hubd.proc is not None
+    ready = hubd.wait_ready(timeout)
+    kb = proc_status_kb(hubd.proc.pid)
+    counters = asyncio.run(api_counters(api_sock))
+    if how == "term":
+        rc, stop = hubd.terminate()
+    else:
+        t0 = time.monotonic()
+        hubd.proc.kill()
+        rc, stop = hubd.proc.wait(30), time.monotonic() - t0
+    return {
+        "ready_seconds": ready,
+        "rss_mb": mb(kb.get("VmRSS")),
+        "hwm_mb": mb(kb.get("VmHWM")),
+        **counters,
+        "exit_code": rc,
+        "stop_seconds": r(stop, 3),
+    }
+
+
+def summarize(runs: list[dict[str, Any]], raw_seconds: float, n: int, target_ratio: float) -> dict[str, Any]:
+    """Medians of the times; RSS, HWM and writes: the maximum over the restarts."""
     ordered = sorted(runs, key=lambda x: x["ready_seconds"])
     median_run = ordered[(len(ordered) - 1) // 2]
     ready = statistics.median(x["ready_seconds"] for x in runs)
@@ -311,41 +291,104 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rss = max(x["rss_mb"] for x in runs)
     hwm = max(x["hwm_mb"] for x in runs)
     writes = max(x["nb_operations"] for x in runs)
-    out.update(
-        {
-            "ready_seconds": r(ready, 3),
-            "raw_read_seconds": r(raw_seconds),
-            "ratio": r(ratio, 3),
-            "writes_during_resync": writes,
-            "transactions_during_resync": max(x["transactions"] for x in runs),
-            "rss_mb": rss,
-            "hwm_mb": hwm,
-            "rss_over_interpreter_mb": round(rss - out["interpreter_baseline"]["rss_mb"], 1),
-            "raw_read": {
-                "seconds": r(raw_seconds),
-                "samples": [r(x[0]) for x in reads],
-                "ports": reads[0][1],
-                "switches": reads[0][2],
-                "columns": {"Logical_Switch_Port": LSP_COLUMNS, "Logical_Switch": LS_COLUMNS},
-            },
-            "restarts": {
-                "ready_samples": [r(x["ready_seconds"], 3) for x in runs],
-                "rss_samples": [x["rss_mb"] for x in runs],
-                "writes_samples": [x["nb_operations"] for x in runs],
-                "median_run": {**median_run, "ready_seconds": r(median_run["ready_seconds"], 3)},
-            },
-            "targets": {"ratio": TARGET_RATIO, "writes_during_resync": TARGET_WRITES, "rss_mb": TARGET_RSS_MB},
-            "target_met": {
-                "ratio": ratio <= TARGET_RATIO,
-                "writes_during_resync": writes == TARGET_WRITES,
-                "rss_mb": rss <= TARGET_RSS_MB,
-                "hwm_mb": hwm <= TARGET_RSS_MB,
-                "programmed": all(x["ports"] == n and x["endpoints"] == n for x in runs),
-            },
-            "wall_seconds": round(time.perf_counter() - started, 1),
-        }
-    )
-    out["all_targets_met"] = all(out["target_met"].values())
+    rss_target = TARGET_RSS_MB.get(n)
+    return {
+        "ready_seconds": r(ready, 3),
+        "ready_range": [r(ordered[0]["ready_seconds"], 3), r(ordered[-1]["ready_seconds"], 3)],
+        "ratio": r(ratio, 3),
+        "writes_during_resync": writes,
+        "transactions_during_resync": max(x["transactions"] for x in runs),
+        "rss_mb": rss,
+        "hwm_mb": hwm,
+        "hwm_over_rss": round(max(x["hwm_mb"] / x["rss_mb"] for x in runs), 3),
+        "samples": {
+            "ready_seconds": [r(x["ready_seconds"], 3) for x in runs],
+            "rss_mb": [x["rss_mb"] for x in runs],
+            "hwm_mb": [x["hwm_mb"] for x in runs],
+            "writes": [x["nb_operations"] for x in runs],
+            "ports_from_cache": [x.get("ports_from_cache") for x in runs],
+            "ports_read": [x.get("ports_read") for x in runs],
+        },
+        "median_run": {**median_run, "ready_seconds": r(median_run["ready_seconds"], 3)},
+        "targets": {"ratio": target_ratio, "writes_during_resync": TARGET_WRITES, "rss_mb": rss_target,
+                    "hwm_over_rss": HWM_OVER_RSS},
+        "target_met": {
+            "ratio": ratio <= target_ratio,
+            "writes_during_resync": writes == TARGET_WRITES,
+            "rss_mb": rss_target is None or rss <= rss_target,
+            "hwm_over_rss": all(x["hwm_mb"] <= HWM_OVER_RSS * x["rss_mb"] for x in runs),
+            "programmed": all(x["ports"] == n and x["endpoints"] == n for x in runs),
+        },
+    }
+
+
+def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Both restarts over N programmed endpoints, alternating with raw reads:
+    per repeat a raw read, a clean restart (the cache the last SIGTERM wrote;
+    SIGKILL at READY, so no cache is written), a raw read, a crash restart
+    (no cache: the full read; SIGTERM at READY writes the next cache)."""
+    out: dict[str, Any] = {"n": n}
+    modes = [m for m in MODES if m in args.modes.split(",")]
+    with short_tmpdir("br", keep=args.keep) as tmp, nb_sandbox(tmp / "ovn") as sb:
+        log(f"N={n}: writing {n} endpoints to a JSON-lines file")
+        _, config = write_inputs(tmp, n, sb.nb_remote)
+        notify = NotifySocket(tmp / "n.sock")
+        hubd = HubdProcess(tmp, config, notify)
+        api = tmp / "api.sock"
+        try:
+            log(f"N={n}: hubd run 1: programming an empty NB")
+            first = measure_restart(hubd, api, args.timeout, "term")
+            log(f"N={n}: hubd run 1: READY after {first['ready_seconds']:.2f}s, {first['nb_operations']} NB writes")
+            out["first_run"] = {k: first[k] for k in ("nb_operations", "transactions", "ports", "exit_code", "stop_seconds",
+                                                     "rss_mb", "hwm_mb")}  # fmt: skip
+            out["first_run"]["ready_seconds"] = r(first["ready_seconds"], 3)
+            reads: list[tuple[float, int, int]] = []
+            runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
+            for i in range(args.repeat):
+                for mode in modes:
+                    reads.append(asyncio.run(raw_read(sb.nb_remote)))
+                    log(f"N={n}: raw read #{len(reads)}: {reads[-1][0]:.3f}s ({reads[-1][1]} ports)")
+                    if mode == "crash":
+                        for stale in (tmp / "state").glob("nb-ports-*.cache"):
+                            stale.unlink()  # (only when clean is not measured: its SIGKILL left none)
+                    # a clean restart ends in SIGKILL so the crash restart after it finds no cache
+                    res = measure_restart(hubd, api, args.timeout, "kill" if mode == "clean" else "term")
+                    runs[mode].append(res)
+                    log(f"N={n}: {mode} restart #{i + 1}: READY after {res['ready_seconds']:.2f}s, "
+                        f"{res['nb_operations']} NB writes, RSS {res['rss_mb']} MB HWM {res['hwm_mb']} MB, "
+                        f"{res.get('ports_from_cache')} ports from the cache, {res.get('ports_read')} read")  # fmt: skip
+        except BaseException:
+            log(f"hubd log tail:\n{hubd.log_tail()}")
+            raise
+        finally:
+            hubd.ensure_stopped()
+            notify.close()
+    raw_seconds = statistics.median(x[0] for x in reads)
+    out["raw_read"] = {
+        "seconds": r(raw_seconds),
+        "samples": [r(x[0]) for x in reads],
+        "ports": reads[0][1],
+        "switches": reads[0][2],
+        "columns": {"Logical_Switch_Port": LSP_COLUMNS, "Logical_Switch": LS_COLUMNS},
+    }
+    for mode in modes:
+        out[mode] = summarize(runs[mode], raw_seconds, n, TARGET_CLEAN_RATIO if mode == "clean" else TARGET_RATIO)
+    out["target_met"] = {mode: all(out[mode]["target_met"].values()) for mode in modes}
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"bench": "resync", "env": environment(), "repeat": args.repeat}
+    started = time.perf_counter()
+    log("bare interpreter: python -c 'import hub.daemon'")
+    out["interpreter_baseline"] = bare_interpreter()
+    out["results"] = [run_one(n, args) for n in args.n]
+    for res in out["results"]:
+        for mode in MODES:
+            if mode in res:
+                res[mode]["rss_over_interpreter_mb"] = round(res[mode]["rss_mb"] - out["interpreter_baseline"]["rss_mb"], 1)
+    out["all_targets_met"] = all(all(x["target_met"].values()) for x in out["results"])
+    out["wall_seconds"] = round(time.perf_counter() - started, 1)
     return out
 
 
@@ -355,7 +398,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--n", type=int, default=50000, help="endpoints (default 50000)")
+    ap.add_argument("--n", type=int, nargs="+", default=[50000, 100000], help="endpoint counts (default 50000 100000)")
+    ap.add_argument("--modes", default="clean,crash", help="restarts to measure: clean (with the port cache), crash (without)")
     ap.add_argument(
         "--repeat",
         type=int,

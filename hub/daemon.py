@@ -264,6 +264,7 @@ class Hub:
             self._status(f"waiting for first snapshot of {', '.join(missing)}" if missing else "programming NB")
             await asyncio.sleep(0.05)
         self.ready.set()
+        _trim_heap()  # what the first snapshot and the first diff freed (glibc keeps it otherwise)
         n = self.programmer.status().endpoints
         self.notifier.notify("READY=1", f"STATUS={self._ready_text()}")
         log.info("ready (%s): NB synced, %d adapters snapshotted, %d endpoints %s", self.programmer.role,

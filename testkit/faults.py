@@ -167,3 +167,16 @@ class Report:
 
     def as_json(self) -> dict[str, Any]:
         return {"seed": self.seed, "faults": {k: v.summary() for k, v in self.cases.items()}}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """README's "What it survives" table from a report's JSON."""
+
+    def s(x: dict[str, float] | None) -> str:
+        return "-" if not x else f"{x['median']:.2f} s (max {x['max']:.2f})"
+
+    rows = ["| fault | injected | converged | time to converge (median) | failover (median) |", "| --- | --- | --- | --- | --- |"]
+    for name, c in report["faults"].items():
+        rows.append(f"| {name} | {c['injected']} | {c['converged']}/{c['injected']} | {s(c['converge_seconds'])} | "
+                    f"{s(c['failover_seconds'])} |")  # fmt: skip
+    return "\n".join(rows)

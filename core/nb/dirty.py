@@ -121,7 +121,10 @@ class DirtyRows:
                 keys.clear()
             elif room > 0:
                 chunk = list(itertools.islice(keys, room))
-                keys.difference_update(chunk)
+                if len(chunk) == len(keys):
+                    keys.clear()  # (clear gives a 50k set's table back; removing every key would not)
+                else:
+                    keys.difference_update(chunk)
                 room -= len(chunk)
                 take[table] = chunk
         return take

@@ -259,6 +259,7 @@ class Programmer:
                 await client.monitor_cond(self.replica.monitor_requests(inserts_only=True), STANDBY_MONITOR)
             await client.monitor_cond(self.replica.monitor_requests())
             await self._load_ports(client, reconnect, remembered)
+            self.replica.share_uuids()
             self._client = client
             if self.lock_name is not None:
                 client.on_lock = self._on_lock
@@ -474,6 +475,8 @@ class Programmer:
         if not units:
             for k in take.get(PORTS, ()):
                 self._since.pop(k, None)
+            if not self._since:
+                self._since.clear()  # a dict keeps its table when emptied by pops
             return
         await self._commit(units)
 
@@ -491,7 +494,7 @@ class Programmer:
             ops.append({"op": "assert", "lock": self.lock_name})
         t0 = time.monotonic()
         try:
-            result = await self._client.transact(ops)
+            result = await self._transact(ops, units)
         except (OvsdbError, TimeoutError) as exc:
             if isinstance(exc, ConnectionLost | TimeoutError):
                 if isinstance(exc, TimeoutError):  # a hung server: this session is over
@@ -518,7 +521,30 @@ class Programmer:
             await self._commit(units[:mid])
             await self._commit(units[mid:])
             return
-        self._committed(units, inserts, result, t0)
+        try:
+            self._committed(units, inserts, result, t0)
+        finally:
+            self.ports.unprepare()
+
+    async def _transact(self, ops: list[dict[str, Any]], units: list[PlanOp]) -> list[Any]:
+        """Commit ``ops``; once they are sent, while NB works on them, digest the
+        ports they write (recording the reply then costs no digest)."""
+        client = self._client
+        assert client is not None
+        sent = asyncio.ensure_future(client.transact(ops))
+        try:
+            await asyncio.sleep(0)  # the request is written ...
+            await client.drained()  # ... and with the server
+            if not sent.done():
+                self.ports.prepare(units)
+            return await sent
+        except BaseException:
+            self.ports.unprepare()
+            if not sent.done():
+                sent.cancel()
+            with contextlib.suppress(BaseException):
+                await sent
+            raise
 
     async def _own_twin(self, ops: list[dict[str, Any]], exc: OvsdbError) -> bool:
         """An insert's guard (a ``wait`` that no such row exists) failed: is
@@ -577,6 +603,8 @@ class Programmer:
                         continue
                     seen.add(seen_key)
                 self._status_q.put_nowait(ev)
+            if not self._since:
+                self._since.clear()
             for (table, op), n in op_counts.items():
                 metrics.NB_OPS.labels(table, op).inc(n)
             for w in waited:

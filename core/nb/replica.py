@@ -61,6 +61,24 @@ class NbReplica:
                 for uuid, change in updates.get(table, {}).items():
                     store.apply(uuid, change, ev)
 
+    def share_uuids(self) -> None:
+        """After a load: parents' child columns hold their children's own uuid
+        strings (:meth:`RowStore.share_children`)."""
+        for table, kind in KINDS.items():
+            p = kind.parent
+            if p is None or not p.strong:
+                continue
+            parent, child = self.stores[p.table], self.stores[table]
+            if not isinstance(parent, RowStore) or not len(child):
+                continue
+            canonical: dict[str, str] = {}
+            for key in child.keys():
+                u = child.uuid(key)
+                if u is not None:
+                    canonical[u] = u
+            with gc_paused():
+                parent.share_children(canonical)
+
     def uuid(self, table: str, key: str) -> str | None:
         return self.stores[table].uuid(key)
 

@@ -133,6 +133,23 @@ class RowStore(KeyedRows[XRow]):
         if column in self._child_cols:
             self._hold(row.uuid, new)
 
+    def share_children(self, canonical: dict[str, str]) -> None:
+        """Hold the children's own uuid strings (``canonical``: uuid -> the
+        child store's copy) in the child columns and the parent index: a
+        switch's 50k port uuids are then not a second copy of the port
+        replica's (~4 MB at 50k).  Equal values: nothing else changes."""
+        if not self._child_cols:
+            return
+        for row in self.rows.values():
+            for col in self._child_cols:
+                vals = row.cols.get(col)
+                if vals:
+                    row.cols[col] = tuple(canonical.get(u, u) for u in vals)
+        self.parent_of.clear()  # rebuilt from the rows (a dict keeps the key object it first got)
+        for row in self.rows.values():
+            for col in self._child_cols:
+                self._hold(row.uuid, row.cols.get(col, ()))
+
     def source(self, key: str) -> str:
         r = self.rows.get(key)
         if r is None:

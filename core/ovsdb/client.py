@@ -31,6 +31,50 @@ from core.ovsdb.transport import SERVER_COLUMNS, Member, Tls, TlsError, member_o
 
 log = logging.getLogger("ovn_hub.ovsdb")
 _enc = msgspec.json.Encoder()
+_NULL = msgspec.Raw(b"null")
+
+
+class _Msg(msgspec.Struct, gc=False):
+    """One JSON-RPC message, its payload left undecoded (a zero-copy view of the
+    read buffer): a reply is decoded by the decoder its request asked for, so a
+    big select can hand over its rows one by one (:meth:`OvsdbClient.transact_rows`) instead of as one tree of objects."""
+
+    id: Any = None
+    method: str | None = None
+    params: msgspec.Raw = _NULL
+    result: msgspec.Raw = _NULL
+    error: Any = None
+
+
+class _OpResult(msgspec.Struct, gc=False):
+    """One operation's result in a transaction reply, a select's rows undecoded."""
+
+    rows: list[msgspec.Raw] | None = None
+    uuid: Any = None
+    count: Any = None
+    error: Any = None
+    details: Any = None
+
+
+_msg_decoder = msgspec.json.Decoder(_Msg)
+_raw_rows_decoder = msgspec.json.Decoder(list[_OpResult] | None)
+
+
+def _raw_rows(result: msgspec.Raw) -> Any:
+    """A transaction's result with every select's rows as :class:`msgspec.Raw`
+    (each one JSON object, decoded by the caller as it goes)."""
+    ops = _raw_rows_decoder.decode(result)
+    if ops is None:
+        return None
+    out: list[dict[str, Any]] = []
+    for op in ops:
+        d: dict[str, Any] = {}
+        for f in op.__struct_fields__:
+            v = getattr(op, f)
+            if v is not None:
+                d[f] = v
+        out.append(d)
+    return out
 
 
 class OvsdbError(Exception):
@@ -81,37 +125,39 @@ class _StreamParser:
     def pending(self) -> bool:
         return bool(self._buf)
 
-    def feed(self, data: bytes) -> list[Any]:
+    def feed(self, data: bytes) -> list[_Msg]:
         self._buf += data
         self._depth += data.count(b"{") - data.count(b"}")
         buf = self._buf
-        tail = buf.rstrip()
+        # the last non-blank byte, without copying the buffer (a 50k-port reply
+        # comes in ~1 MB reads: bytearray.rstrip() would copy all of it each time)
+        tail = buf[-64:].rstrip() or buf.rstrip()
         if not tail.endswith(b"}"):
             return []
         if self._depth != 0 and len(buf) < 2 * self._tried_at:
             return []
         return self._decode()
 
-    def flush(self) -> list[Any]:
+    def flush(self) -> list[_Msg]:
         """The stream is idle: decode whatever is buffered if it is complete."""
         return self._decode() if self._buf.strip() else []
 
-    def _decode(self) -> list[Any]:
+    def _decode(self) -> list[_Msg]:
         with gc_paused():
             return self._decode_all()
 
-    def _decode_all(self) -> list[Any]:
-        out: list[Any] = []
+    def _decode_all(self) -> list[_Msg]:
+        out: list[_Msg] = []
         while self._buf:
             buf = self._buf
             try:
-                out.append(msgspec.json.decode(buf))
+                out.append(_msg_decoder.decode(buf))
             except msgspec.DecodeError as exc:
                 text = str(exc)
                 m = _TRAILING.search(text)
                 if m is not None:
                     n = int(m.group(1)) - 1  # msgspec counts bytes from 1
-                    out.append(msgspec.json.decode(bytes(buf[:n])))
+                    out.append(_msg_decoder.decode(memoryview(buf)[:n]))  # no copy of a big reply
                     rest = bytes(buf[n:]).lstrip()
                     self._buf = bytearray(rest)
                     self._depth = rest.count(b"{") - rest.count(b"}")
@@ -126,6 +172,11 @@ class _StreamParser:
             self._tried_at = 0
         return out
 
+
+#: The stream reader's buffer limit: it stops reading the socket at twice this
+#: while the loop is busy, so a big reply is not held twice (there and in the
+#: parser's buffer).  Only ``read`` is used: no line length depends on it.
+_LIMIT = 1 << 21
 
 _TRAILING = re.compile(r"trailing characters \(byte (\d+)\)")
 
@@ -183,6 +234,7 @@ class OvsdbClient:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._reply_hooks: dict[int, Callable[[Any], None]] = {}
+        self._decoders: dict[int, Callable[[msgspec.Raw], Any]] = {}
         self._reader_task: asyncio.Task[None] | None = None
         self.on_update: UpdateHandler | None = None
         #: ``locked``/``stolen`` notifications of an OVSDB lock: (lock name, held now)
@@ -201,7 +253,7 @@ class OvsdbClient:
             self.remote = remotes[at]
             try:
                 async with asyncio.timeout(timeout):
-                    self._reader, self._writer = await open_stream(self.remote, self.tls, limit=1 << 24)
+                    self._reader, self._writer = await open_stream(self.remote, self.tls, limit=_LIMIT)
             except (OSError, TimeoutError, TlsError) as exc:
                 why.append(f"{self.remote}: {_why(exc)}")
                 continue
@@ -285,6 +337,7 @@ class OvsdbClient:
 
     def _fail_pending(self, exc: Exception) -> None:
         self._reply_hooks.clear()
+        self._decoders.clear()
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(exc)
@@ -318,32 +371,39 @@ class OvsdbClient:
             if self._writer is not None:  # our end of the socket too (no transport left for the collector)
                 self._writer.close()
 
-    def _dispatch_all(self, msgs: list[Any]) -> None:
+    def _dispatch_all(self, msgs: list[_Msg] | list[dict[str, Any]]) -> None:
         while msgs:
-            self._dispatch(msgs.pop(0))
+            self._dispatch(msgs.pop(0))  # popped: a big reply is not pinned while the next one runs
 
-    def _dispatch(self, msg: dict[str, Any]) -> None:
-        method = msg.get("method")
+    def _dispatch(self, msg: _Msg | dict[str, Any]) -> None:
+        if isinstance(msg, dict):  # (tests hand over decoded messages)
+            msg = _Msg(id=msg.get("id"), method=msg.get("method"), error=msg.get("error"),
+                       params=msgspec.Raw(_enc.encode(msg.get("params"))),
+                       result=msgspec.Raw(_enc.encode(msg.get("result"))))  # fmt: skip
+        method = msg.method
         if method is None:
-            fut = self._pending.pop(msg.get("id"), None)  # type: ignore[arg-type]
-            hook = self._reply_hooks.pop(msg.get("id"), None)  # type: ignore[arg-type]
+            rid = msg.id if isinstance(msg.id, int) else -1
+            fut = self._pending.pop(rid, None)
+            hook = self._reply_hooks.pop(rid, None)
+            decoder = self._decoders.pop(rid, None)
             if fut is not None and not fut.done():
-                if msg.get("error") is not None:
-                    fut.set_exception(OvsdbError(str(msg["error"]), msg["error"]))
+                if msg.error is not None:
+                    fut.set_exception(OvsdbError(str(msg.error), msg.error))
                 else:
+                    result = decoder(msg.result) if decoder is not None else msgspec.json.decode(msg.result)
                     if hook is not None:
-                        hook(msg.get("result"))
-                    fut.set_result(msg.get("result"))
+                        hook(result)
+                    fut.set_result(result)
         elif method == "echo":
-            self._send({"id": msg.get("id"), "result": msg.get("params", []), "error": None})
+            self._send({"id": msg.id, "result": msgspec.json.decode(msg.params) or [], "error": None})
         elif method in ("locked", "stolen") and self.on_lock is not None:
-            self.on_lock(str(msg["params"][0]), method == "locked")
-        elif method == "update2" and msg["params"][0] == "_server":
-            self._server_update(msg["params"][1])
+            self.on_lock(str(msgspec.json.decode(msg.params)[0]), method == "locked")
+        elif method == "update2" and bytes(memoryview(msg.params)[:10]) == b'["_server"':  # the _Server monitor
+            self._server_update(msgspec.json.decode(msg.params)[1])
         elif method == "update2" and self.on_update is not None:
-            self.on_update(msg["params"][1])
+            self.on_update(msgspec.json.decode(msg.params)[1])
         elif method == "update3" and self.on_update is not None:
-            self.on_update(msg["params"][2])
+            self.on_update(msgspec.json.decode(msg.params)[2])
 
     def _send(self, msg: dict[str, Any]) -> None:
         self._write(_encode(msg))
@@ -359,28 +419,31 @@ class OvsdbClient:
         params: list[Any],
         timeout: float | None = 120.0,
         on_reply: Callable[[Any], None] | None = None,
+        decode: Callable[[msgspec.Raw], Any] | None = None,
     ) -> Any:
         """One request.  ``on_reply`` (if given) runs on a successful result
         inside the reader, in stream order: before any later notification is
-        dispatched (a monitor's initial contents must precede its updates)."""
+        dispatched (a monitor's initial contents must precede its updates).
+        ``decode`` turns the result's raw JSON into the value returned (default:
+        plain JSON)."""
         rid = next(self._ids)
         data = _encode({"id": rid, "method": method, "params": params})  # may raise Refused: nothing sent
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         if on_reply is not None:
             self._reply_hooks[rid] = on_reply
+        if decode is not None:
+            self._decoders[rid] = decode
         try:
             self._write(data)
             del data
             assert self._writer is not None
             await self._writer.drain()
         except OSError as exc:  # the server went away while we were sending: the session is over
-            self._pending.pop(rid, None)
-            self._reply_hooks.pop(rid, None)
+            self._forget(rid)
             raise ConnectionLost(f"{self.remote}: {exc}") from None
         except BaseException:
-            self._pending.pop(rid, None)
-            self._reply_hooks.pop(rid, None)
+            self._forget(rid)
             raise
         try:
             async with asyncio.timeout(timeout):
@@ -398,6 +461,18 @@ class OvsdbClient:
     async def unlock(self, name: str) -> None:
         """Give the lock up (or leave its queue); the next waiter gets ``locked``."""
         await self.call("unlock", [name], timeout=30.0)
+
+    async def drained(self) -> None:
+        """Return once what was written has left this process's buffer (a big
+        request is then with the server: work done now overlaps its work)."""
+        if self._writer is not None and not self.closed.is_set():
+            with contextlib.suppress(OSError, ConnectionError):
+                await self._writer.drain()
+
+    def _forget(self, rid: int) -> None:
+        self._pending.pop(rid, None)
+        self._reply_hooks.pop(rid, None)
+        self._decoders.pop(rid, None)
 
     async def monitor_cond(self, tables: dict[str, Any], monitor_id: str = "hub") -> None:
         """Start a conditional monitor; ``on_update`` receives the initial
@@ -419,7 +494,26 @@ class OvsdbClient:
         failing operation) if any operation failed.  ``on_reply`` gets the
         result of a successful transaction in stream order (see :meth:`call`):
         rows a select returns are then installed before any later update."""
+        return await self._transact(ops, timeout, on_reply, None)
 
+    async def transact_rows(
+        self,
+        ops: list[dict[str, Any]],
+        timeout: float | None = 300.0,
+        on_reply: Callable[[list[Any]], None] | None = None,
+    ) -> list[Any]:
+        """:meth:`transact`, a select's ``rows`` left raw (:class:`msgspec.Raw`,
+        one JSON object each) for the caller to decode one at a time: a
+        50k-row reply then costs its bytes, not ~150 MB of objects at once."""
+        return await self._transact(ops, timeout, on_reply, _raw_rows)
+
+    async def _transact(
+        self,
+        ops: list[dict[str, Any]],
+        timeout: float | None,
+        on_reply: Callable[[list[Any]], None] | None,
+        decode: Callable[[msgspec.Raw], Any] | None,
+    ) -> list[Any]:
         def hook(result: Any) -> None:
             if on_reply is None or not isinstance(result, list) or len(result) > len(ops):
                 return
@@ -427,7 +521,7 @@ class OvsdbClient:
                 return
             on_reply(result)
 
-        result = await self.call("transact", [self.database, *ops], timeout=timeout, on_reply=hook)
+        result = await self.call("transact", [self.database, *ops], timeout=timeout, on_reply=hook, decode=decode)
         for i, r in enumerate(result):
             if isinstance(r, dict) and r.get("error"):
                 raise OvsdbError(f"{r['error']}: {r.get('details', '')}", r, index=i)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import zlib
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -81,7 +82,61 @@ def lsp_digest(cols: dict[str, Any]) -> int:
     )
     if cols.get("type"):  # only the fabric's ports have one: every endpoint port's digest is as before
         canon = (*canon, cols["type"])
+    return _digest(canon)
+
+
+def _digest(canon: tuple[object, ...]) -> int:
     return int.from_bytes(hashlib.blake2b(_digest_enc.encode(canon), digest_size=8).digest(), "little")
+
+
+class WirePort(msgspec.Struct, gc=False, rename={"uuid": "_uuid", "version": "_version"}):
+    """A port as a select of READ_COLUMNS returns it (OVSDB's JSON forms), decoded
+    one row at a time: no plain dicts on the way to its :class:`PortRow`."""
+
+    uuid: tuple[str, str]
+    name: str
+    version: tuple[str, str] | None = None
+    type: str = ""
+    addresses: Any = None
+    port_security: Any = None
+    options: Any = None
+    external_ids: Any = None
+    up: Any = None
+    dynamic_addresses: Any = None
+
+
+_wire_decoder = msgspec.json.Decoder(WirePort)
+
+
+def _wire_set(v: Any) -> list[Any]:
+    """An OVSDB set of atoms (a bare atom when it has one) as a sorted list."""
+    if isinstance(v, list) and len(v) == 2 and v[0] == "set":
+        return sorted(v[1])
+    return [] if v is None else [v]
+
+
+def _wire_map(v: Any) -> list[Any]:
+    """An OVSDB map as its sorted [key, value] pairs (msgpack: as sorted(dict.items()))."""
+    if isinstance(v, list) and len(v) == 2 and v[0] == "map":
+        return sorted(v[1])
+    return []
+
+
+def _wire_one(v: Any) -> Any:
+    """A column of at most one value: the value, or None."""
+    if isinstance(v, list) and len(v) == 2 and v[0] == "set":
+        return v[1][0] if v[1] else None
+    return v
+
+
+def wire_digest(w: WirePort) -> int:
+    """:func:`lsp_digest` of a row in OVSDB's JSON forms (equal for equal columns)."""
+    canon: tuple[object, ...] = (
+        _wire_set(w.addresses), _wire_set(w.port_security), _wire_map(w.options), _wire_map(w.external_ids),
+    )  # fmt: skip
+    if w.type:
+        canon = (*canon, w.type)
+    return _digest(canon)
 
 
 class PortRow(msgspec.Struct, gc=False):
@@ -112,10 +167,31 @@ class PortStore(KeyedRows[PortRow]):
         super().__init__(kind)
         self.early: dict[str, list[dict[str, Any]]] = {}
         self._early_full_warned = False
+        #: digests of the columns a transaction in flight writes, by port: (the columns, their digest)
+        self._prepared: dict[str, tuple[dict[str, Any], int]] = {}
 
     def clear(self) -> None:
         super().clear()
         self.early.clear()
+        self._prepared.clear()
+
+    def prepare(self, units: Iterable[PlanOp]) -> None:
+        """Digest the columns of the ports a transaction writes while NB works on
+        it (the writer calls this after sending): recording its reply then
+        costs no digest.  Tied to the very column dicts, so a unit planned
+        again is digested again."""
+        prepared = self._prepared
+        prepared.clear()
+        for u in units:
+            if u.table == TABLE and u.op != "delete":
+                prepared[u.name] = (u.columns, lsp_digest(u.columns))
+
+    def unprepare(self) -> None:
+        self._prepared.clear()  # (clear, not pops: gives a 50k table back)
+
+    def _digest_of(self, name: str, cols: dict[str, Any]) -> int:
+        got = self._prepared.get(name)
+        return got[1] if got is not None and got[0] is cols else lsp_digest(cols)
 
     def source(self, key: str) -> str:
         r = self.rows.get(key)
@@ -136,6 +212,30 @@ class PortStore(KeyedRows[PortRow]):
         self.by_uuid[uuid] = name
         self.early.pop(uuid, None)  # a read returns the row after any racing change
         if cols["up"] is True:
+            ev.up(name)
+
+    def install_raw(self, raw: msgspec.Raw, ev: Events) -> None:
+        """A full row of a select (READ_COLUMNS) as its raw JSON: :meth:`install`
+        without decoding it into plain columns."""
+        w = _wire_decoder.decode(raw)
+        uuid, name = w.uuid[1], w.name
+        source = ""
+        if w.external_ids is not None:
+            for k, v in _wire_map(w.external_ids):
+                if k == SOURCE:
+                    source = v
+                    break
+        up = w.up if isinstance(w.up, bool) else None
+        dyn = _wire_one(w.dynamic_addresses)
+        prev = self.rows.get(name)
+        was_up = prev is not None and prev.uuid == uuid and prev.up is True  # (read twice: one Ready)
+        self.rows[name] = PortRow(
+            uuid, sys.intern(source), wire_digest(w), up, dyn if isinstance(dyn, str) else "",
+            w.version[1] if w.version is not None else "",
+        )  # fmt: skip
+        self.by_uuid[uuid] = name
+        self.early.pop(uuid, None)  # a read returns the row after any racing change
+        if up is True and not was_up:
             ev.up(name)
 
     def apply(self, uuid: str, change: dict[str, Any], ev: Events) -> None:
@@ -186,7 +286,7 @@ class PortStore(KeyedRows[PortRow]):
 
     def record_insert(self, key: str, uuid: str, cols: dict[str, Any], ev: Events) -> None:
         """A port this process inserted: its digest, and the changes that raced ahead of the reply."""
-        self.rows[key] = PortRow(uuid, sys.intern(cols["external_ids"].get(SOURCE, "")), lsp_digest(cols))
+        self.rows[key] = PortRow(uuid, sys.intern(cols["external_ids"].get(SOURCE, "")), self._digest_of(key, cols))
         self.by_uuid[uuid] = key
         for diff in self.early.pop(uuid, ()):
             self.apply(uuid, {"modify": diff}, ev)
@@ -195,7 +295,7 @@ class PortStore(KeyedRows[PortRow]):
         if unit.op == "update":
             r = self.rows.get(unit.name)
             if r is not None:
-                r.digest = lsp_digest(unit.columns)  # written whole: equal to desired now
+                r.digest = self._digest_of(unit.name, unit.columns)  # written whole: equal to desired now
 
 
 def diff(view: View, name: str) -> PlanOp | None:
