@@ -777,7 +777,7 @@ def parse_watch_event(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Invalid("bad-event", f"watch event is {_type_name(value)}, expected an object")
     typ = value.get("type")
-    if typ not in WATCH_TYPES:
+    if not isinstance(typ, str) or typ not in WATCH_TYPES:  # a list or an object is not hashable
         raise Invalid("bad-event", f"watch event type {str(typ)[:40]!r} is not one of {', '.join(sorted(WATCH_TYPES))}")
     if not isinstance(value.get("object"), dict):
         raise Invalid("bad-event", f"watch {typ} event has no object")
