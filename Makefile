@@ -44,14 +44,14 @@ lint: deps
 test: lint
 	$(PY) -m pytest -q -ra --durations=15 tests
 
-# The fuzz suite alone, longer: OVN_HUB_FUZZ_EXAMPLES inputs per door (CI runs 10000 inside `make test`).
+# The fuzz suite alone, longer: OVN_HUB_FUZZ_EXAMPLES inputs per door (`make test` runs 10000, test-fast 1000).
 FUZZ_EXAMPLES ?= 100000
 fuzz: deps
 	OVN_HUB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:logging tests/unit/test_fuzz_doors.py
 
 # tests/unit alone (no Debian daemons, no lint): the loop while editing; `make test` runs it again with the rest.
 test-fast: deps
-	$(PY) -m pytest -q -ra tests/unit
+	OVN_HUB_FUZZ_EXAMPLES=1000 $(PY) -m pytest -q -ra tests/unit
 
 bench: deps
 	$(PY) -m bench bulk --n 10000 50000
