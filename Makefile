@@ -6,7 +6,7 @@
 #              (two chassis, everything started and removed again)
 # Python dependencies come from requirements.lock (pinned, with hashes); `make lock` refreshes it after an edit
 # of pyproject.toml (`make lock LOCK_ARGS=--upgrade` moves every pin to the newest release that fits).
-.PHONY: run test test-fast deps lint bench demo lock schemas
+.PHONY: run test test-fast deps lint bench demo lock schemas fuzz
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -44,9 +44,14 @@ lint: deps
 test: lint
 	$(PY) -m pytest -q -ra --durations=15 tests
 
+# The fuzz suite alone, longer: OVN_HUB_FUZZ_EXAMPLES inputs per door (`make test` runs 10000, test-fast 1000).
+FUZZ_EXAMPLES ?= 100000
+fuzz: deps
+	OVN_HUB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:logging tests/unit/test_fuzz_doors.py
+
 # tests/unit alone (no Debian daemons, no lint): the loop while editing; `make test` runs it again with the rest.
 test-fast: deps
-	$(PY) -m pytest -q -ra tests/unit
+	OVN_HUB_FUZZ_EXAMPLES=1000 $(PY) -m pytest -q -ra tests/unit
 
 # Every bench's JSON goes to bench/out/<name>.json (and to the terminal); the summary table comes last.
 BENCH_OUT := bench/out

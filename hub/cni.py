@@ -433,12 +433,15 @@ class CniAgent:
                     if not more:
                         break
                     raw += more
-                msg = msgspec.json.decode(raw)
+                try:
+                    msg = msgspec.json.decode(raw)
+                except RecursionError:
+                    raise P.CniError(P.DECODE_FAILURE, "the request is nested too deeply", "") from None
                 if not isinstance(msg, dict) or not isinstance(msg.get("env"), dict):
                     raise P.CniError(P.DECODE_FAILURE, "not a request of ovn-hub-cni", "")
                 env = {str(k): str(v) for k, v in msg["env"].items()}
                 stdin = str(msg.get("stdin", ""))
-                with contextlib.suppress(ValueError, AttributeError):
+                with contextlib.suppress(ValueError, AttributeError, RecursionError):  # P.parse says what is wrong
                     v = msgspec.json.decode(stdin).get("cniVersion")
                     version = v if v in P.SUPPORTED_VERSIONS else version
                 req = P.parse(env, stdin)

@@ -401,12 +401,16 @@ def loads(text: str, origin: str = "<config>") -> Config:
             raise ConfigError(_validation_message(exc, f"remote.{name}")) from None
         except RecursionError:
             raise ConfigError(f"{origin}: remote.{name}: a value is nested too deeply") from None
+        except UnicodeError:  # a lone surrogate in a str handed to loads (a file read as UTF-8 has none)
+            raise ConfigError(f"{origin}: remote.{name}: a value is not valid Unicode") from None
     try:
         cfg = msgspec.convert(raw, Config, strict=True)
     except msgspec.ValidationError as exc:
         raise ConfigError(_validation_message(exc)) from None
     except RecursionError:
         raise ConfigError(f"{origin}: a value is nested too deeply") from None
+    except UnicodeError:
+        raise ConfigError(f"{origin}: a value is not valid Unicode") from None
     _check(cfg)
     return cfg
 
@@ -417,4 +421,6 @@ def load(path: str | Path) -> Config:
         text = p.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config {p}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read config {p}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     return loads(text, str(p))

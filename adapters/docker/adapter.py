@@ -664,7 +664,8 @@ class DockerAdapter:
 
     async def _learn_networks(self, docker: aiodocker.Docker, data: Any) -> None:
         """The drivers of networks a container is attached to that no list or event named yet."""
-        nets = (data.get("NetworkSettings") or {}).get("Networks") if isinstance(data, dict) else None
+        settings = data.get("NetworkSettings") if isinstance(data, dict) else None
+        nets = settings.get("Networks") if isinstance(settings, dict) else None  # a bad type: normalize rejects it
         for name, att in nets.items() if isinstance(nets, dict) else ():
             nid = att.get("NetworkID") if isinstance(att, dict) else None
             if name in self._drivers or name in ("host", "none") or not isinstance(nid, str) or not nid:

@@ -627,7 +627,10 @@ class Driver:
         pools: list[str] = []
         gateways: list[str] = []
         for key in ("IPv4Data", "IPv6Data"):
-            for item in b.get(key) or []:
+            items = b.get(key) or []
+            if not isinstance(items, list):
+                raise DriverError(f"{key} is not an array")
+            for item in items:
                 if not isinstance(item, dict) or not isinstance(item.get("Pool"), str):
                     raise DriverError(f"{key} entries need a Pool")
                 pools.append(str(_net(item["Pool"], "pool")))
@@ -671,6 +674,12 @@ class Driver:
         a4, a6, mac = (str(iface.get(k) or "") for k in ("Address", "AddressIPv6", "MacAddress"))
         if not a4 and not a6:
             raise DriverError("the endpoint has no address: create the network with an IPAM driver and --subnet")
+        for addr, version in ((a4, 4), (a6, 6)):
+            try:
+                if addr and ipaddress.ip_interface(addr).version != version:
+                    raise ValueError
+            except ValueError:
+                raise DriverError(f"Interface address {addr[:60]!r} is not an IPv{version} address") from None
         out: dict[str, Any] = {}
         if not mac:
             mac = endpoint_mac(eid, a4)

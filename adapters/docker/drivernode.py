@@ -113,7 +113,7 @@ def plugin_app(
         raw = await request.read()
         try:
             body = msgspec.json.decode(raw) if raw.strip() else {}
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
             DRIVER_CALLS.labels(name, "bad-request").inc()
             return web.json_response({"Err": f"not JSON: {exc}"}, status=400, content_type=CONTENT_TYPE)
         t0 = time.monotonic()
