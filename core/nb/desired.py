@@ -2,13 +2,31 @@
 
 :meth:`DesiredState.apply` folds one input event in and *marks* the keys whose
 desired row changed (through the ``mark`` callback); it never writes.  Two
-kinds are kept incrementally because they are the bulk: an endpoint is one
-port, a network (or any endpoint or service on it) one switch.  Everything
-else is *derived*: before each batch, :meth:`derive` recomputes the rows of
-every source marked stale with the pure functions of ``DERIVERS`` (services →
-load balancers, policies → port groups, address sets, ACLs), compares them with
-the previous result and marks the keys that changed; a source without services
-or policies costs nothing.
+kinds are direct: an endpoint is one port, a network (or any endpoint or
+service on it) one switch.  Everything else is *derived* (services → load
+balancers, policies → port groups, address sets, ACLs, endpoints and services
+→ DNS records), and derived **incrementally**: each deriver of ``DERIVERS``
+has an incremental form (``kinds.Incremental``, registered with it), one per
+source.  Events only note what they touched (endpoint keys; services,
+policies and namespaces with their value before the first change); before
+each batch :meth:`derive` tells each stale source's derivers what changed
+(an endpoint as the derivers see it: programmed, yielded ones left out, with
+the addresses OVN allocated filled in) and they answer the rows of the *units*
+that changed: one policy's rows (its port group, address sets, ACLs), one
+default-deny group, one service's balancers, one namespace's DNS records.
+A unit's rows are compared with its previous ones and only changed keys are
+marked.  So an endpoint event costs the policies whose groups it joins or
+leaves (found by namespace and by label, ``tables/policy.PolicyIndex``), its
+namespace's DNS records and nothing of the services; a policy or service
+event costs its own rows.  The derivers are loaded from the whole state the
+first time a source has something to derive and after a fabric change
+(routers, DNS zone, hairpin address); a source without services, policies or
+DNS costs nothing.  The pure whole-source derivers stay the oracle:
+:meth:`DesiredState.recomputed` is what ``SourceState.derived`` must equal
+after every derive (``tests/unit/nb/test_incremental.py`` checks it after
+every step of random change sequences).  The fabric's rows (routers, NAT,
+hub-level policies) are still recomputed as a whole when anything they read
+changed.
 
 Indexes, kept with the derived rows: the rows hanging from or attached to a
 parent (a re-created switch takes its balancers back) and the rows holding a

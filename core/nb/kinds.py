@@ -61,7 +61,11 @@ class DesiredRow(msgspec.Struct, frozen=True, gc=False):
 class PlanOp(msgspec.Struct, frozen=True):
     """One row operation of a plan.  ``ref``: the parent's key; ``members``:
     member keys to hold (those that exist or are inserted with it);
-    ``detach``: uuids of other parents a weakly attached row must leave."""
+    ``detach``: uuids of other parents a weakly attached row must leave.
+    An update of a row whose members change by less than a quarter writes
+    only that change: ``joins`` (member keys) and ``leaves`` (member uuids); a
+    group of 50k ports whose one port leaves is one small mutation, not 50k
+    references (both empty: ``members`` is written whole)."""
 
     op: str  # insert | update | delete
     table: str
@@ -71,6 +75,8 @@ class PlanOp(msgspec.Struct, frozen=True):
     members: tuple[str, ...] = ()
     detach: tuple[str, ...] = ()
     attach: tuple[str, ...] = ()
+    joins: tuple[str, ...] = ()
+    leaves: tuple[str, ...] = ()
 
     @property
     def parents(self) -> tuple[str, ...]:

@@ -10,7 +10,9 @@ the write order.  :func:`plan_all` is everything the writer would do now
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,20 +77,13 @@ def diff(view: View, table: str, key: str, new: Inserted | None = None) -> PlanO
     changed = {k: v for k, v in cols.items() if _norm(cur.cols.get(k)) != _norm(v)}
     moved = bool(changed)
     members: tuple[str, ...] = ()
+    joins: tuple[str, ...] = ()
+    leaves: tuple[str, ...] = ()
     if kind.members is not None:
-        members = _members(view, kind, want, new)
-        mstore = view.replica.stores[kind.members.table]
-        current = cur.cols.get(kind.members.column, ())
-        have = {mstore.uuid(m) or m for m in members}
-        # rule 4 for memberships: a member whose source has not listed yet stays where it is
-        kept = tuple(
-            k for u in current
-            if u not in have and (k := mstore.key_of(u)) is not None and not view.synced(mstore.source(k))
-        )  # fmt: skip
-        if kept:
-            members += kept
-            have.update(mstore.uuid(k) or k for k in kept)
-        moved = moved or have != set(current)
+        members, joins, leaves = _member_change(view, kind.members.table, want.members, cur.cols.get(kind.members.column, ()), new)
+        moved = moved or bool(joins or leaves)
+        if 4 * (len(joins) + len(leaves)) >= len(members):
+            joins, leaves = (), ()  # a small column, or much of it changes: written whole
     detach: tuple[str, ...] = ()
     if kind.parent is not None and not kind.parent.strong:
         pstore = view.replica.stores[kind.parent.table]
@@ -103,7 +98,36 @@ def diff(view: View, table: str, key: str, new: Inserted | None = None) -> PlanO
         moved = moved or bool(detach) or not attached
     if not moved:
         return None
-    return PlanOp("update", table, key, changed, ref=want.parent, members=members, detach=detach, attach=want.attach)
+    return PlanOp("update", table, key, changed, ref=want.parent, members=members, detach=detach, attach=want.attach,
+                  joins=joins, leaves=leaves)  # fmt: skip
+
+
+def _member_change(
+    view: View, mtable: str, wanted: tuple[str, ...], current: tuple[str, ...], new: Inserted | None
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """A row's members: those to hold (the wanted ones that exist or are inserted
+    with it, and the current ones whose source has not listed yet: rule 4 for
+    memberships), the keys that join and the uuids that leave.  Set operations
+    over whole columns, one store lookup per wanted member: a default-deny group
+    holds every isolated port (50k), and one joins or leaves per event."""
+    mstore = view.replica.stores[mtable]
+    fresh = new.get(mtable, _NONE) if new else _NONE
+    uuids = mstore.uuids(wanted)
+    here = list(map(operator.is_not, uuids, itertools.repeat(None)))
+    have: set[str] = set(itertools.compress(uuids, here))  # type: ignore[arg-type]
+    absent = [m for m in itertools.compress(wanted, map(operator.not_, here)) if m in fresh] if fresh else []
+    if absent:  # inserted in the same transaction: such a member stands for its uuid by its key
+        have.update(absent)
+        here = list(map(operator.or_, here, map(set(absent).__contains__, wanted)))
+    members = tuple(itertools.compress(wanted, here))
+    cur = set(current)
+    gone = cur - have
+    kept = [k for u in gone if (k := mstore.key_of(u)) is not None and not view.synced(mstore.source(k))]
+    if kept:
+        members += tuple(kept)
+        gone -= {mstore.uuid(k) for k in kept}
+    joins = tuple(sorted(x if x in fresh else (mstore.key_of(x) or x) for x in have - cur))
+    return members, joins, tuple(sorted(gone))  # type: ignore[arg-type]
 
 
 def _members(view: View, kind: RowKind, want: DesiredRow, new: Inserted | None) -> tuple[str, ...]:

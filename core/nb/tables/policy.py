@@ -1,11 +1,13 @@
 """Kubernetes NetworkPolicy semantics → Port_Groups, Address_Sets and ACLs (pure).
 
 :func:`policy_rows` is a pure function of one source's desired state (its
-endpoints, namespaces and policies); the programmer calls it again whenever any
-of them changes and writes the difference, so selector results can never go
-stale: there is no incremental bookkeeping to get wrong.  Its cost is
-O(policies x endpoints) per recomputation, and nothing at all for a source
-without policies.
+endpoints, namespaces and policies), O(policies x endpoints).  The programmer
+keeps the same rows incrementally with :class:`PolicyIndex` (a policy's rows
+are derived again only when its selected endpoints or its rules' peers
+changed, found through indexes by namespace and by label); :func:`policy_rows`
+is its oracle, and a property test checks after random change sequences that
+both agree.  Both build rows with the same functions (:func:`one_policy`,
+:func:`deny_rows`).
 
 The scheme (ovn-kubernetes' shape, per source = per cluster):
 
