@@ -304,12 +304,13 @@ class RowBuilder:
             ids[RULE] = rule
         return ids
 
-    def port_group(self, name: str, members: Iterable[str], ids: dict[str, str]) -> None:
+    def port_group(self, name: str, members: Iterable[str], ids: dict[str, str], presorted: bool = False) -> None:
+        """``presorted``: ``members`` are sorted and unique already."""
         cols = {"name": name, "external_ids": ids}
-        self.rows[(PG, name)] = DesiredRow(PG, name, self.src, cols, members=tuple(sorted(set(members))))
+        self.rows[(PG, name)] = DesiredRow(PG, name, self.src, cols, members=tuple(members if presorted else sorted(set(members))))
 
-    def address_set(self, name: str, addresses: Iterable[str], ids: dict[str, str]) -> None:
-        cols = {"name": name, "addresses": tuple(sorted(set(addresses))), "external_ids": ids}
+    def address_set(self, name: str, addresses: Iterable[str], ids: dict[str, str], presorted: bool = False) -> None:
+        cols = {"name": name, "addresses": tuple(addresses if presorted else sorted(set(addresses))), "external_ids": ids}
         self.rows[(AS, name)] = DesiredRow(AS, name, self.src, cols)
 
     def acl(
@@ -417,6 +418,10 @@ def reads_every_endpoint(pol: Policy) -> bool:
         for rule in pol.egress or ()
         for pp in rule.ports
     )
+
+
+def _named_ports(pol: Policy) -> bool:
+    return any(isinstance(pp.port, str) for rules in (pol.ingress, pol.egress) for rule in rules or () for pp in rule.ports)
 
 
 def _selector_peers(rule: Rule) -> bool:
@@ -540,13 +545,46 @@ class _Term:
 
 @dataclass(slots=True)
 class _Group:
-    """A policy's selected endpoints (its subject), or one rule's selector peers."""
+    """A policy's selected endpoints (its subject), or one rule's selector peers;
+    and, kept in order as members come and go, what its rows hold of them: the
+    subject's port names, the peers' IPv4 and IPv6 addresses (``counts``: how
+    many members hold each)."""
 
     terms: list[_Term]
+    subject: bool
     members: dict[str, Endpoint] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    v4: list[str] = field(default_factory=list)  # the subject's port names, or the peers' IPv4 addresses
+    v6: list[str] = field(default_factory=list)
 
     def matches(self, c: Candidate) -> bool:
         return any(t.matches(c) for t in self.terms)
+
+    def _items(self, ep: Endpoint) -> Iterable[str]:
+        return (lsp_name(ep),) if self.subject else ep.ips
+
+    def fill(self) -> None:
+        """``counts`` and the lists from ``members`` (after a bulk load)."""
+        counts = self.counts
+        for ep in self.members.values():
+            for x in self._items(ep):
+                counts[x] = counts.get(x, 0) + 1
+        self.v4 = sorted(x for x in counts if self.subject or ":" not in x)
+        self.v6 = [] if self.subject else sorted(x for x in counts if ":" in x)
+
+    def track(self, ep: Endpoint, sign: int) -> None:
+        """``ep`` joined (sign 1) or left (-1)."""
+        counts = self.counts
+        for x in self._items(ep):
+            n = counts.get(x, 0) + sign
+            order = self.v6 if not self.subject and ":" in x else self.v4
+            if n == 0:
+                del counts[x]
+                del order[bisect.bisect_left(order, x)]
+            else:
+                counts[x] = n
+                if n == 1 and sign == 1:
+                    bisect.insort(order, x)
 
 
 class PolicyIndex:
@@ -582,6 +620,7 @@ class PolicyIndex:
         self.slots: dict[_Slot, set[_GroupId]] = {}
         self.ns_groups: set[_GroupId] = set()  # groups with a namespace selector
         self.every: set[str] = set()  # policies reading every endpoint
+        self.acls: dict[str, list[DesiredRow]] = {}  # the ACLs of policies whose ACLs read no member
         #: default deny: direction -> port -> policies (with that direction) selecting it; the
         #: ports in order; the policies with the direction in effect
         self.deny: dict[str, dict[str, int]] = {"in": {}, "eg": {}}
@@ -661,13 +700,19 @@ class PolicyIndex:
             ep = c.ep
             if cur is None or cur.ips != ep.ips or cur.ports != ep.ports:
                 self.dirty.add(gid[0])
+                if cur is None:
+                    g.track(ep, 1)
+                elif not g.subject and cur.ips != ep.ips:
+                    g.track(cur, -1)
+                    g.track(ep, 1)
             g.members[key] = ep
-            if cur is None and not gid[1]:
+            if cur is None and g.subject:
                 self._deny_add(gid[0], lsp_name(ep))
         elif cur is not None:
             del g.members[key]
+            g.track(cur, -1)
             self.dirty.add(gid[0])
-            if not gid[1]:
+            if g.subject:
                 self._deny_drop(gid[0], lsp_name(cur))
 
     def _deny_add(self, uid: str, port: str) -> None:
@@ -720,7 +765,7 @@ class PolicyIndex:
                 terms = [_Term(pol.namespace if p.namespace_selector is None else "", p.namespace_selector, p.pod_selector)
                          for p in rules[gid[2]].peers
                          if p.cidr is None and (p.pod_selector is not None or p.namespace_selector is not None)]  # fmt: skip
-            g = self.groups[gid] = _Group(terms)
+            g = self.groups[gid] = _Group(terms, subject=not gid[1])
             for t in terms:
                 self.slots.setdefault(t.slot(), set()).add(gid)
                 if t.ns_selector is not None:
@@ -734,6 +779,12 @@ class PolicyIndex:
                     g.members[c.ep.key] = c.ep
                     if not gid[1]:
                         self._deny_add(pol.uid, lsp_name(c.ep))
+            g.fill()
+        if not reads_every_endpoint(pol) and not _named_ports(pol):
+            # its ACLs read no member (no named port): derived once; its group and sets from the kept orders
+            b = RowBuilder(self.source, self.hub_id)  # type: ignore[arg-type]
+            one_policy(b, pol, [], lambda d, i, r: {}, ())
+            self.acls[pol.uid] = [r for r in b.rows.values() if r.table == ACL]
 
     def _drop_policy(self, pol: Policy) -> None:
         for gid in self._group_ids(pol):
@@ -753,6 +804,7 @@ class PolicyIndex:
             if not self.deny_pols[d]:
                 self.deny_dirty.add(d)
         self.every.discard(pol.uid)
+        self.acls.pop(pol.uid, None)
         del self.policies[pol.uid]
         self.dirty.add(pol.uid)
 
@@ -788,6 +840,10 @@ class PolicyIndex:
                 out[uid] = []
                 continue
             b = RowBuilder(self.source, self.hub_id)
+            acls = self.acls.get(uid)
+            if acls is not None:
+                out[uid] = self._kept_rows(b, pol, acls)
+                continue
             chosen = sorted(self.groups[(uid, "", 0)].members.values(), key=_ep_order)
 
             def peers(direction: str, index: int, rule: Rule, uid: str = uid) -> Mapping[str, Endpoint]:
@@ -805,6 +861,20 @@ class PolicyIndex:
         self.dirty.clear()
         self.deny_dirty.clear()
         return out
+
+    def _kept_rows(self, b: RowBuilder, pol: Policy, acls: list[DesiredRow]) -> list[DesiredRow]:
+        """The rows of a policy without named ports: what :func:`one_policy` gives, from
+        the orders its groups keep (no sort, no pass over the members)."""
+        pg = pg_name(b.source, pol.uid)
+        b.port_group(pg, self.groups[(pol.uid, "", 0)].v4, b.ids(pol), presorted=True)
+        for direction, rules in (("in", pol.ingress), ("eg", pol.egress)):
+            for i, rule in enumerate(rules or ()):
+                if _selector_peers(rule):
+                    g = self.groups[(pol.uid, direction, i)]
+                    ids = b.ids(pol, f"{'ingress' if direction == 'in' else 'egress'}/{i}")
+                    b.address_set(f"{pg}_{direction}{i}_v4", g.v4, ids, presorted=True)
+                    b.address_set(f"{pg}_{direction}{i}_v6", g.v6, ids, presorted=True)
+        return [*b.rows.values(), *acls]
 
 
 # ---------------------------------------------------------------- kinds
