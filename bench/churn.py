@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import random
 import time
 from typing import Any
@@ -186,8 +187,8 @@ async def run_rate(prog: Programmer, timed: Timed, world: World, rate: float, du
     k = 0
     deadline = t0 + duration
     while (now := time.monotonic()) < deadline:
-        due = int((now - t0) * rate)
-        while k < due:
+        due = int((now - t0) * rate) + 1  # events 0..due-1 are scheduled at or before now
+        while k < due and t0 + k / rate < deadline:
             sched = t0 + k / rate
             prog.apply(world.change())
             applied.append((sched, time.monotonic()))
@@ -280,6 +281,7 @@ async def _main(args: argparse.Namespace) -> int:
                 prog.apply(world.snapshot())
                 await prog.flush(timeout=1800)
                 setup = time.perf_counter() - t
+                gc.freeze()  # as hubd does at READY (hub/daemon.py): the long-lived state stays out of collections
                 profile_top = None
                 if args.profile > 0:
                     log(f"churn: profiling {args.rates[0]:g} events/s for {args.profile:g} s (not counted)")
