@@ -29,12 +29,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import gc
 import random
 import time
 from typing import Any
 
 import msgspec
 
+from bench.bulk import _profile_report
 from bench.common import HUB_ID, emit, environment, ipv4, log, r, short_tmpdir
 from core.model import (
     Delete,
@@ -74,6 +77,10 @@ class World:
         self.rng = random.Random(seed)
         self.namespaces = namespaces
         self.eps: dict[str, Endpoint] = {}
+        # the uids in a list too: a random pick is O(1), not a copy of 50k keys per event (the
+        # stream is generated on the loop the hub runs on, inside the latency it measures)
+        self.uids: list[str] = []
+        self.pos: dict[str, int] = {}
         self.next_ip = 0
         for _ in range(n):
             self._new_endpoint()
@@ -86,7 +93,17 @@ class World:
         ep = Endpoint(source=SOURCE, uid=f"p{i}", namespace=f"ns{i % self.namespaces}", name=f"pod{i}", kind="pod",
                       network=NETWORK, ips=(ipv4(i),), labels={"app": f"a{i % APPS}"})  # fmt: skip
         self.eps[ep.uid] = ep
+        self.pos[ep.uid] = len(self.uids)
+        self.uids.append(ep.uid)
         return ep
+
+    def _remove(self, uid: str) -> None:
+        del self.eps[uid]
+        i = self.pos.pop(uid)
+        last = self.uids.pop()
+        if last != uid:
+            self.uids[i] = last
+            self.pos[last] = i
 
     def _policy(self, i: int) -> Policy:
         return Policy(source=SOURCE, uid=f"np{i}", namespace=f"ns{i % self.namespaces}", name=f"np{i}",
@@ -95,7 +112,7 @@ class World:
                                     ports=(PolicyPort(port=8000 + i % 100),)),))  # fmt: skip
 
     def _backends(self) -> tuple[str, ...]:
-        uids = self.rng.sample(sorted(self.eps), 10) if len(self.eps) >= 10 else list(self.eps)
+        uids = self.rng.sample(self.uids, 10) if len(self.uids) >= 10 else list(self.uids)
         return tuple(sorted(f"{self.eps[u].ips[0]}:8080" for u in uids))
 
     def _service(self, i: int) -> Service:
@@ -110,18 +127,18 @@ class World:
     def change(self) -> InputEvent:
         x = self.rng.random()
         if x < 0.4:  # a label change: the endpoint moves between policies' groups and address sets
-            ep = self.eps[self.rng.choice(list(self.eps))]
+            ep = self.eps[self.rng.choice(self.uids)]
             new = msgspec.structs.replace(ep, labels={"app": f"a{self.rng.randrange(APPS)}"})
             self.eps[ep.uid] = new
             return Upsert(obj=new)
         if x < 0.6:
             return Upsert(obj=self._new_endpoint())
         if x < 0.8 and len(self.eps) > 1:
-            uid = self.rng.choice(list(self.eps))
-            del self.eps[uid]
+            uid = self.rng.choice(self.uids)
+            self._remove(uid)
             return Delete(source=SOURCE, kind="endpoint", key=f"{NETWORK}/{uid}")
         if x < 0.9:
-            ep = self.eps[self.rng.choice(list(self.eps))]
+            ep = self.eps[self.rng.choice(self.uids)]
             i = self.next_ip
             self.next_ip += 1
             new = msgspec.structs.replace(ep, ips=(ipv4(i),))
@@ -170,8 +187,8 @@ async def run_rate(prog: Programmer, timed: Timed, world: World, rate: float, du
     k = 0
     deadline = t0 + duration
     while (now := time.monotonic()) < deadline:
-        due = int((now - t0) * rate)
-        while k < due:
+        due = int((now - t0) * rate) + 1  # events 0..due-1 are scheduled at or before now
+        while k < due and t0 + k / rate < deadline:
             sched = t0 + k / rate
             prog.apply(world.change())
             applied.append((sched, time.monotonic()))
@@ -237,6 +254,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds per rate")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--raw-samples", type=int, default=200)
+    ap.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
+                    help="first, an uncounted pass of SECONDS at the first rate under cProfile (top functions on "
+                         "stderr and in the JSON)")
+    ap.add_argument("--profile-out", default=None, help="also dump the pstats file here")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -260,6 +281,15 @@ async def _main(args: argparse.Namespace) -> int:
                 prog.apply(world.snapshot())
                 await prog.flush(timeout=1800)
                 setup = time.perf_counter() - t
+                gc.freeze()  # as hubd does at READY (hub/daemon.py): the long-lived state stays out of collections
+                profile_top = None
+                if args.profile > 0:
+                    log(f"churn: profiling {args.rates[0]:g} events/s for {args.profile:g} s (not counted)")
+                    profile = cProfile.Profile()
+                    profile.enable()
+                    profiled = await run_rate(prog, timed, world, args.rates[0], args.profile)
+                    profile.disable()
+                    profile_top = {"run": profiled, "top_tottime": _profile_report(profile, args.profile_out)}
                 runs = []
                 for rate in args.rates:
                     log(f"churn: {rate:g} events/s for {args.duration:g} s")
@@ -281,6 +311,7 @@ async def _main(args: argparse.Namespace) -> int:
         "runs": runs,
         "max_rate_p99_under_100ms": max(ok) if ok else None,
         "raw_one_event": raw,
+        **({"profile": profile_top} if profile_top is not None else {}),
         "environment": environment(),
     })  # fmt: skip
     return 0

@@ -2,13 +2,31 @@
 
 :meth:`DesiredState.apply` folds one input event in and *marks* the keys whose
 desired row changed (through the ``mark`` callback); it never writes.  Two
-kinds are kept incrementally because they are the bulk: an endpoint is one
-port, a network (or any endpoint or service on it) one switch.  Everything
-else is *derived*: before each batch, :meth:`derive` recomputes the rows of
-every source marked stale with the pure functions of ``DERIVERS`` (services →
-load balancers, policies → port groups, address sets, ACLs), compares them with
-the previous result and marks the keys that changed; a source without services
-or policies costs nothing.
+kinds are direct: an endpoint is one port, a network (or any endpoint or
+service on it) one switch.  Everything else is *derived* (services → load
+balancers, policies → port groups, address sets, ACLs, endpoints and services
+→ DNS records), and derived **incrementally**: each deriver of ``DERIVERS``
+has an incremental form (``kinds.Incremental``, registered with it), one per
+source.  Events only note what they touched (endpoint keys; services,
+policies and namespaces with their value before the first change); before
+each batch :meth:`derive` tells each stale source's derivers what changed
+(an endpoint as the derivers see it: programmed, yielded ones left out, with
+the addresses OVN allocated filled in) and they answer the rows of the *units*
+that changed: one policy's rows (its port group, address sets, ACLs), one
+default-deny group, one service's balancers, one namespace's DNS records.
+A unit's rows are compared with its previous ones and only changed keys are
+marked.  So an endpoint event costs the policies whose groups it joins or
+leaves (found by namespace and by label, ``tables/policy.PolicyIndex``), its
+namespace's DNS records and nothing of the services; a policy or service
+event costs its own rows.  The derivers are loaded from the whole state the
+first time a source has something to derive and after a fabric change
+(routers, DNS zone, hairpin address); a source without services, policies or
+DNS costs nothing.  The pure whole-source derivers stay the oracle:
+:meth:`DesiredState.recomputed` is what ``SourceState.derived`` must equal
+after every derive (``tests/unit/nb/test_incremental.py`` checks it after
+every step of random change sequences).  The fabric's rows (routers, NAT,
+hub-level policies) are still recomputed as a whole when anything they read
+changed.
 
 Indexes, kept with the derived rows: the rows hanging from or attached to a
 parent (a re-created switch takes its balancers back) and the rows holding a
@@ -68,7 +86,17 @@ from core.model import (
 )
 from core.model.fabric import FABRIC_SOURCE, Fabric
 from core.names import SHARED_PREFIX, SHARED_SOURCE, ls_name, lsp_name, switch_of
-from core.nb.kinds import DERIVERS, FABRIC_DERIVERS, KINDS, DesiredRow, FabricView, SourceView
+from core.nb.kinds import (
+    DERIVERS,
+    FABRIC_DERIVERS,
+    INCREMENTAL,
+    KINDS,
+    DesiredRow,
+    FabricView,
+    Incremental,
+    SourceView,
+    Unit,
+)
 from core.nb.tables import port, switch
 from core.nb.tables.fabric import FabricIndex
 
@@ -87,8 +115,33 @@ class SourceState:
         self.namespaces: dict[str, Namespace] = {}
         self.services: dict[str, Service] = {}
         self.policies: dict[str, Policy] = {}
+        #: the derived rows (every unit's), by table and key
         self.derived: dict[tuple[str, str], DesiredRow] = {}
         self.synced = False
+        #: the incremental derivers (``INCREMENTAL``, in order; None: built and loaded by the next
+        #: derive), the rows of each of their units, and the endpoints they were told of
+        #: (programmed ones, OVN-allocated addresses filled in)
+        self.engines: list[Incremental] | None = None
+        self.units: dict[tuple[int, Unit], dict[tuple[str, str], DesiredRow]] = {}
+        self.told: dict[str, Endpoint] = {}
+        #: what changed since the last derive: endpoint keys; services, policies and namespaces
+        #: with their value before the first change
+        self.touched_eps: set[str] = set()
+        self.touched_svcs: dict[str, Service | None] = {}
+        self.touched_pols: dict[str, Policy | None] = {}
+        self.touched_ns: dict[str, Namespace | None] = {}
+
+    def unload(self) -> None:
+        """Forget the incremental derivers: the next derive loads them from the whole state."""
+        self.engines = None
+        self.told = {}
+        self.forget_touched()
+
+    def forget_touched(self) -> None:
+        self.touched_eps = set()
+        self.touched_svcs = {}
+        self.touched_pols = {}
+        self.touched_ns = {}
 
 
 class DesiredState:
@@ -102,7 +155,7 @@ class DesiredState:
         self.rows: dict[str, dict[str, DesiredRow]] = {t: {} for t in KINDS}
         self.switch_refs: Counter[str] = Counter()  # switch name -> endpoints and services on it
         self._switch_net: dict[str, Network | None] = {}  # the Network a switch row was built from
-        self.stale: set[str] = set()  # sources whose derived rows must be recomputed
+        self.stale: set[str] = set()  # sources with changes their derived rows have not seen
         self.children_of: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self.holders: dict[tuple[str, str], set[tuple[str, str]]] = {}
         # the fabric: its spec, its index (rebuilt lazily when a network or the spec changed),
@@ -150,7 +203,12 @@ class DesiredState:
         self.fabric = FabricIndex(spec=spec)
         self._index_stale = True
         self.fabric_stale = True
-        self.stale.update(self.sources)  # DNS, hairpin and hub-level policy rows read the spec
+        self._rederive_all()  # DNS, hairpin and hub-level policy rows read the spec
+
+    def _rederive_all(self) -> None:
+        for st in self.sources.values():
+            st.unload()
+        self.stale.update(self.sources)
 
     def expect(self, sources: set[str]) -> None:
         """The sources the fabric waits for before its first derivation."""
@@ -165,8 +223,8 @@ class DesiredState:
         if ep is None:
             return
         st = self.sources.get(str(ep.source))
-        if st is not None and (st.policies or self._dns_on(ep)):
-            self.stale.add(str(ep.source))
+        if st is not None:
+            self._touch_ep(st, str(ep.source), ep.key)
         if port in self.floating or self.fabric.spec.policies:
             self.fabric_stale = True
 
@@ -195,6 +253,7 @@ class DesiredState:
                 self._set_endpoint(st, obj, now)
             elif isinstance(obj, Network):
                 if st.networks.get(obj.name) != obj:
+                    self._resharing(st, obj.source, st.networks.get(obj.name), obj)
                     st.networks[obj.name] = obj
                     self._refresh_switch(obj.source, obj.name)
             elif isinstance(obj, Service):
@@ -208,7 +267,9 @@ class DesiredState:
             if event.kind == "endpoint":
                 self._del_endpoint(st, event.source, event.key, now)
             elif event.kind == "network":
-                if st.networks.pop(event.key, None) is not None:
+                old_net = st.networks.pop(event.key, None)
+                if old_net is not None:
+                    self._resharing(st, event.source, old_net, None)
                     self._refresh_switch(event.source, event.key)
             elif event.kind == "service":
                 if event.key in st.services:
@@ -231,8 +292,7 @@ class DesiredState:
         if old is None:
             self.switch_refs[ls_name(ep.source, ep.network)] += 1
         st.endpoints[ep.key] = ep
-        if st.policies or self._dns_on(ep) or (old is not None and self._dns_on(old)):
-            self.stale.add(str(ep.source))
+        self._touch_ep(st, str(ep.source), ep.key)
         if self.fabric.spec.policies:
             self.fabric_stale = True  # hub-level policies select endpoints of every source
         name = lsp_name(ep)
@@ -278,8 +338,7 @@ class DesiredState:
         ep = st.endpoints.pop(key, None)
         if ep is None:
             return
-        if st.policies or self._dns_on(ep):
-            self.stale.add(str(source))
+        self._touch_ep(st, str(source), key)
         if self.fabric.spec.policies:
             self.fabric_stale = True
         name = lsp_name(ep)
@@ -336,8 +395,8 @@ class DesiredState:
                 self.yielded[n] = e
             if changed and n != current:  # another source's port comes back or goes
                 self.mark(port.TABLE, n, now)
-            if changed:
-                self.stale.add(str(e.source))  # its DNS records and policy peers follow
+            if changed:  # its DNS records and policy peers follow
+                self._touch_ep(self.state(e.source), str(e.source), e.key)
                 self.fabric_stale = self.fabric_stale or bool(self.fabric.spec.policies or self.floating)
 
     def _programmed(self, eps: list[Endpoint]) -> list[Endpoint]:
@@ -359,6 +418,8 @@ class DesiredState:
         old = st.services.get(uid)
         if old == svc:
             return
+        if st.engines is not None:
+            st.touched_svcs.setdefault(uid, old)
         if svc is None:
             del st.services[uid]
         else:
@@ -377,8 +438,10 @@ class DesiredState:
     def _set_other(self, st: SourceState, source: Source, kind: ObjectKind, key: str, obj: Namespace | Policy | None) -> None:
         """Namespaces and policies only feed the derived rows."""
         table: dict[str, Namespace | Policy] = st.namespaces if kind == "namespace" else st.policies  # type: ignore[assignment]
-        if table.get(key) == obj:
+        old = table.get(key)
+        if old == obj:
             return
+        self._touch_other(st, kind, key, old)
         if obj is None:
             del table[key]
         else:
@@ -387,6 +450,30 @@ class DesiredState:
             self.stale.add(str(source))
         if kind == "namespace" and self.fabric.spec.policies:
             self.fabric_stale = True  # hub-level namespace selectors read every source's namespaces
+
+    def _touch_ep(self, st: SourceState, src: str, key: str) -> None:
+        """Endpoint ``key`` of ``src`` changed (or its programming or its allocated addresses)."""
+        if st.engines is not None:
+            st.touched_eps.add(key)
+            self.stale.add(src)
+        elif st.policies or st.services or st.derived or self.fabric.router_of:
+            self.stale.add(src)  # the derivers will be loaded
+
+    def _touch_other(self, st: SourceState, kind: ObjectKind, key: str, old: Namespace | Policy | None) -> None:
+        if st.engines is None:
+            return
+        if kind == "namespace":
+            st.touched_ns.setdefault(key, old)  # type: ignore[arg-type]
+        else:
+            st.touched_pols.setdefault(key, old)  # type: ignore[arg-type]
+
+    def _resharing(self, st: SourceState, source: Source, old: Network | None, new: Network | None) -> None:
+        """A network of ``source`` became shared or stopped being: the switch its
+        services' balancers and its DNS records hang from changed, and the
+        incremental derivers know units, not switches: they are loaded again."""
+        if bool(old is not None and old.shared) != bool(new is not None and new.shared) and st.engines is not None:
+            st.unload()
+            self.stale.add(str(source))
 
     def _refresh_switch(self, source: Source, network: str) -> None:
         """The switch of ``network`` is wanted while a Network object, an
@@ -489,6 +576,12 @@ class DesiredState:
         if new_ns != st.namespaces or new_pols != st.policies:
             if new_ns != st.namespaces and self.fabric.spec.policies:
                 self.fabric_stale = True
+            for key in st.namespaces.keys() | new_ns.keys():
+                if st.namespaces.get(key) != new_ns.get(key):
+                    self._touch_other(st, "namespace", key, st.namespaces.get(key))
+            for key in st.policies.keys() | new_pols.keys():
+                if st.policies.get(key) != new_pols.get(key):
+                    self._touch_other(st, "policy", key, st.policies.get(key))
             st.namespaces = new_ns
             st.policies = new_pols
             self.stale.add(str(snap.source))
@@ -498,6 +591,7 @@ class DesiredState:
         st.networks = new_nets
         for name in set(old_nets) | set(new_nets):
             if old_nets.get(name) != new_nets.get(name):
+                self._resharing(st, snap.source, old_nets.get(name), new_nets.get(name))
                 self._refresh_switch(snap.source, name)
         for ep in new_eps.values():
             self._set_endpoint(st, ep, now)
@@ -514,24 +608,13 @@ class DesiredState:
             new = FabricIndex.build(self.fabric.spec, nets)
             if new.signature() != self.fabric.signature() or not self.fabric_derived:
                 self.fabric_stale = True
-                self.stale.update(self.sources)  # DNS rows hang from every switch of their router
+                self._rederive_all()  # DNS rows hang from every switch of their router
             self.fabric = new
         while self.stale:
             src = self.stale.pop()
             st = self.sources.get(src)
-            if st is None:
-                continue
-            rows: list[DesiredRow] = []
-            if st.services or st.policies or st.derived or (self.fabric.router_of and st.endpoints):
-                eps = functools.partial(_filled, with_ips, self._programmed(list(st.endpoints.values())))
-                view = SourceView(Source.parse(src), st, self.hub_id, eps, self.fabric)
-                for derive in DERIVERS:
-                    rows += derive(view)
-            new_rows = {(r.table, r.key): r for r in rows}
-            old = st.derived
-            if new_rows != old:
-                st.derived = new_rows
-                self._replace(old, new_rows)
+            if st is not None:
+                self._derive_source(src, st, with_ips)
         if not self.fabric_open and self._fabric_ready():
             self.fabric_open = True  # the fabric's rows may be collected from now on
             self.fabric_stale = self.fabric_stale or bool(self.fabric.spec.policies)  # they waited for it
@@ -555,6 +638,92 @@ class DesiredState:
                 old_f, self.fabric_derived = self.fabric_derived, new_f
                 self._replace(old_f, new_f)
 
+    def _derive_source(self, src: str, st: SourceState, with_ips: Callable[[Endpoint], Endpoint]) -> None:
+        """Bring the derived rows of ``src`` up to date: its incremental derivers are
+        told what changed and answer the units it touched (or, the first time and
+        after a fabric change, are loaded from the whole state)."""
+        wanted = bool(st.services or st.policies or st.derived or (self.fabric.router_of and st.endpoints))
+        source = Source.parse(src)
+        if st.engines is None:
+            st.forget_touched()
+            if not wanted:
+                return
+            eps = functools.partial(_filled, with_ips, self._programmed(list(st.endpoints.values())))
+            view = SourceView(source, st, self.hub_id, eps, self.fabric)
+            st.told = {ep.key: ep for ep in view.endpoints}
+            engines = st.engines = [make() for make in INCREMENTAL]
+            for e in engines:
+                e.load(view)
+            old = st.derived
+            st.units, st.derived = {}, {}
+            for i, e in enumerate(engines):
+                for unit, rows in e.rows(view).items():
+                    if rows:
+                        got = st.units[(i, unit)] = {(r.table, r.key): r for r in rows}
+                        st.derived.update(got)
+            self._replace(old, st.derived)
+        else:
+            self._tell(st, with_ips)
+            told = st.told
+            view = SourceView(source, st, self.hub_id, lambda: list(told.values()), self.fabric)
+            for i, e in enumerate(st.engines):
+                for unit, rows in e.rows(view).items():
+                    prev = st.units.pop((i, unit), {})
+                    now = {(r.table, r.key): r for r in rows}
+                    if now:
+                        st.units[(i, unit)] = now
+                    if now != prev:
+                        for tk in prev.keys() - now.keys():
+                            del st.derived[tk]
+                        st.derived.update(now)
+                        self._replace(prev, now)
+        if not st.derived and not wanted:
+            st.unload()  # nothing derives from this source any more: endpoint events cost nothing again
+
+    def _tell(self, st: SourceState, with_ips: Callable[[Endpoint], Endpoint]) -> None:
+        """Tell the derivers of ``st`` what changed since they last heard."""
+        engines = st.engines
+        assert engines is not None
+        for name, was in st.touched_ns.items():
+            ns = st.namespaces.get(name)
+            if ns != was:
+                for e in engines:
+                    e.namespace(name, was, ns)
+        for uid, old_pol in st.touched_pols.items():
+            pol = st.policies.get(uid)
+            if pol != old_pol:
+                for e in engines:
+                    e.policy(old_pol, pol)
+        for uid, old_svc in st.touched_svcs.items():
+            svc = st.services.get(uid)
+            if svc != old_svc:
+                for e in engines:
+                    e.service(old_svc, svc)
+        yielded = self.yielded
+        for key in st.touched_eps:
+            ep = st.endpoints.get(key)
+            new = with_ips(ep) if ep is not None and not (yielded and yielded.get(lsp_name(ep)) is ep) else None
+            old = st.told.get(key)
+            if old == new:
+                continue
+            if new is None:
+                del st.told[key]
+            else:
+                st.told[key] = new
+            for e in engines:
+                e.endpoint(old, new)
+        st.forget_touched()
+
+    def recomputed(self, source: str, with_ips: Callable[[Endpoint], Endpoint]) -> dict[tuple[str, str], DesiredRow]:
+        """The oracle: the derived rows of ``source`` recomputed as a whole by the
+        pure ``DERIVERS`` (what ``SourceState.derived`` must equal after every derive)."""
+        st = self.sources.get(source)
+        if st is None:
+            return {}
+        eps = functools.partial(_filled, with_ips, self._programmed(list(st.endpoints.values())))
+        view = SourceView(Source.parse(source), st, self.hub_id, eps, self.fabric)
+        return {(r.table, r.key): r for derive in DERIVERS for r in derive(view)}
+
     def _fabric_ready(self) -> bool:
         if self.expected is not None:
             return all(self.synced(s) for s in self.expected)
@@ -563,18 +732,38 @@ class DesiredState:
     def _replace(self, old: dict[tuple[str, str], DesiredRow], new: dict[tuple[str, str], DesiredRow]) -> None:
         for tk in old.keys() - new.keys():
             r = old[tk]
-            self.rows[r.table].pop(r.key, None)  # names embed the source: the key is this source's
+            rows = self.rows[r.table]
+            if rows.get(r.key) == r:  # (a unit of another source may hold the key by now)
+                del rows[r.key]
             self._unindex(r)
             self.mark(r.table, r.key, None)
         for tk, r in new.items():
             prev = old.get(tk)
             if prev == r:
                 continue
-            if prev is not None:
-                self._unindex(prev)
             self.rows[r.table][r.key] = r
-            self._index(r)
+            if prev is not None:
+                self._reindex(prev, r)
+            else:
+                self._index(r)
             self.mark(r.table, r.key, None)
+
+    def _reindex(self, prev: DesiredRow, r: DesiredRow) -> None:
+        """Move the indexes from ``prev`` to ``r`` (the same row): only what differs
+        (a default-deny group holds every isolated port; one joins or leaves)."""
+        kind = KINDS[r.table]
+        tk = (r.table, r.key)
+        if kind.parent is not None and prev.parents != r.parents:
+            for p in prev.parents:
+                _drop(self.children_of, (kind.parent.table, p), tk)
+            for p in r.parents:
+                self.children_of.setdefault((kind.parent.table, p), set()).add(tk)
+        if kind.members is not None and prev.members != r.members:
+            was, now = set(prev.members), set(r.members)
+            for m in was - now:
+                _drop(self.holders, (kind.members.table, m), tk)
+            for m in now - was:
+                self.holders.setdefault((kind.members.table, m), set()).add(tk)
 
     def _index(self, r: DesiredRow) -> None:
         kind = KINDS[r.table]

@@ -23,9 +23,10 @@ these declarations (ovsdbapp keeps per-table facts as data in a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import functools
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -60,7 +61,11 @@ class DesiredRow(msgspec.Struct, frozen=True, gc=False):
 class PlanOp(msgspec.Struct, frozen=True):
     """One row operation of a plan.  ``ref``: the parent's key; ``members``:
     member keys to hold (those that exist or are inserted with it);
-    ``detach``: uuids of other parents a weakly attached row must leave."""
+    ``detach``: uuids of other parents a weakly attached row must leave.
+    An update of a row whose members change by less than a quarter writes
+    only that change: ``joins`` (member keys) and ``leaves`` (member uuids); a
+    group of 50k ports whose one port leaves is one small mutation, not 50k
+    references (both empty: ``members`` is written whole)."""
 
     op: str  # insert | update | delete
     table: str
@@ -70,6 +75,8 @@ class PlanOp(msgspec.Struct, frozen=True):
     members: tuple[str, ...] = ()
     detach: tuple[str, ...] = ()
     attach: tuple[str, ...] = ()
+    joins: tuple[str, ...] = ()
+    leaves: tuple[str, ...] = ()
 
     @property
     def parents(self) -> tuple[str, ...]:
@@ -181,8 +188,73 @@ class SourceView:
 
 Deriver = Callable[[SourceView], list[DesiredRow]]
 #: Pure functions of one source's desired state → its derived rows (services → load
-#: balancers, policies → port groups, address sets and ACLs).
+#: balancers, policies → port groups, address sets and ACLs).  They are the *oracle*:
+#: the desired state keeps the same rows incrementally (``INCREMENTAL``), and
+#: ``tests/unit/nb/test_incremental.py`` checks after every step of random change
+#: sequences that both agree.
 DERIVERS: list[Deriver] = []
+
+#: A unit of derived rows: the rows one object (a policy, a service, a namespace's DNS
+#: records, a default-deny group) derives, recomputed together.  Units of one deriver
+#: never share a row key.
+Unit = Hashable
+
+
+class Incremental(Protocol):
+    """One deriver kept incrementally for one source: told every change of the
+    source's objects (endpoints programmed and with their OVN-allocated addresses
+    filled in: what ``SourceView.endpoints`` holds), it answers the rows of the
+    units those changes touch, equal to what its pure deriver would derive for
+    them.  A fabric change (routers, DNS zone, hairpin address) builds a new one
+    (:meth:`load`), so it may keep what it reads of ``view.fabric``."""
+
+    def load(self, view: SourceView) -> None:
+        """Start from the source's whole state; every unit is then to be answered."""
+
+    def endpoint(self, old: Any, new: Any) -> None:
+        """An endpoint changed (``old``/``new`` None: it appeared / went; same key)."""
+
+    def service(self, old: Any, new: Any) -> None: ...
+    def policy(self, old: Any, new: Any) -> None: ...
+    def namespace(self, name: str, old: Any, new: Any) -> None: ...
+
+    def rows(self, view: SourceView) -> dict[Unit, list[DesiredRow]]:
+        """The rows of every unit touched since the last call (``[]``: it has none now)."""
+        ...
+
+
+class WholeSource:
+    """A deriver without an incremental form: any change recomputes its rows as a whole."""
+
+    def __init__(self, deriver: Deriver) -> None:
+        self.deriver = deriver
+        self.dirty = False
+
+    def load(self, view: SourceView) -> None:
+        self.dirty = True
+
+    def endpoint(self, old: Any, new: Any) -> None:
+        self.dirty = True
+
+    def service(self, old: Any, new: Any) -> None:
+        self.dirty = True
+
+    def policy(self, old: Any, new: Any) -> None:
+        self.dirty = True
+
+    def namespace(self, name: str, old: Any, new: Any) -> None:
+        self.dirty = True
+
+    def rows(self, view: SourceView) -> dict[Unit, list[DesiredRow]]:
+        if not self.dirty:
+            return {}
+        self.dirty = False
+        return {None: self.deriver(view)}
+
+
+#: The incremental form of each deriver of ``DERIVERS`` (same order): a factory of one
+#: per source.  A deriver registered without one is kept by :class:`WholeSource`.
+INCREMENTAL: list[Callable[[], Incremental]] = []
 
 
 class FabricView:
@@ -210,13 +282,16 @@ FabricDeriver = Callable[[FabricView], list[DesiredRow]]
 FABRIC_DERIVERS: list[FabricDeriver] = []
 
 
-def register(kind: RowKind, deriver: Deriver | None = None, fabric: FabricDeriver | None = None) -> RowKind:
+def register(kind: RowKind, deriver: Deriver | None = None, fabric: FabricDeriver | None = None,
+             incremental: Callable[[], Incremental] | None = None) -> RowKind:  # fmt: skip
+    """``incremental``: the deriver's incremental form (see :class:`Incremental`)."""
     KINDS[kind.table] = kind
     ordered = sorted(KINDS.values(), key=lambda k: k.rank)
     KINDS.clear()
     KINDS.update((k.table, k) for k in ordered)
     if deriver is not None and deriver not in DERIVERS:
         DERIVERS.append(deriver)
+        INCREMENTAL.append(incremental or functools.partial(WholeSource, deriver))
     if fabric is not None and fabric not in FABRIC_DERIVERS:
         FABRIC_DERIVERS.append(fabric)
     return kind

@@ -10,7 +10,9 @@ the write order.  :func:`plan_all` is everything the writer would do now
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +33,8 @@ class View:
     replica: NbReplica
     hub_id: str
     warned: set[str] = field(default_factory=set)
+    #: the members of large groups as last resolved, by (table, key) (see :func:`_member_change`)
+    resolved: dict[tuple[str, str], Resolved] = field(default_factory=dict)
 
     def synced(self, source: str) -> bool:
         return self.desired.synced(source)
@@ -75,20 +79,14 @@ def diff(view: View, table: str, key: str, new: Inserted | None = None) -> PlanO
     changed = {k: v for k, v in cols.items() if _norm(cur.cols.get(k)) != _norm(v)}
     moved = bool(changed)
     members: tuple[str, ...] = ()
+    joins: tuple[str, ...] = ()
+    leaves: tuple[str, ...] = ()
     if kind.members is not None:
-        members = _members(view, kind, want, new)
-        mstore = view.replica.stores[kind.members.table]
-        current = cur.cols.get(kind.members.column, ())
-        have = {mstore.uuid(m) or m for m in members}
-        # rule 4 for memberships: a member whose source has not listed yet stays where it is
-        kept = tuple(
-            k for u in current
-            if u not in have and (k := mstore.key_of(u)) is not None and not view.synced(mstore.source(k))
-        )  # fmt: skip
-        if kept:
-            members += kept
-            have.update(mstore.uuid(k) or k for k in kept)
-        moved = moved or have != set(current)
+        members, joins, leaves = _member_change(view, kind.members.table, want.members, cur.cols.get(kind.members.column, ()), new,
+                                                (table, key))  # fmt: skip
+        moved = moved or bool(joins or leaves)
+        if 4 * (len(joins) + len(leaves)) >= len(members):
+            joins, leaves = (), ()  # a small column, or much of it changes: written whole
     detach: tuple[str, ...] = ()
     if kind.parent is not None and not kind.parent.strong:
         pstore = view.replica.stores[kind.parent.table]
@@ -103,7 +101,120 @@ def diff(view: View, table: str, key: str, new: Inserted | None = None) -> PlanO
         moved = moved or bool(detach) or not attached
     if not moved:
         return None
-    return PlanOp("update", table, key, changed, ref=want.parent, members=members, detach=detach, attach=want.attach)
+    return PlanOp("update", table, key, changed, ref=want.parent, members=members, detach=detach, attach=want.attach,
+                  joins=joins, leaves=leaves)  # fmt: skip
+
+
+#: a group with at least this many members keeps them resolved between diffs (``View.resolved``)
+BIG_GROUP = 4096
+
+
+@dataclass
+class Resolved:
+    """A large group's wanted members and their uuids as last resolved: the next
+    diff looks up only the keys that joined or left the wanted ones, and those
+    whose uuid disagrees with the group's current column (a re-created port,
+    a member not inserted yet); a uuid that is in the current column is taken as
+    its key's."""
+
+    wanted: set[str]
+    uuid: dict[str, str | None]
+    key_of: dict[str, str]
+    have: set[str]
+    absent: set[str]
+
+    def fix(self, key: str, uuid: str | None) -> None:
+        old = self.uuid.get(key)
+        if old is not None:
+            self.have.discard(old)
+            self.key_of.pop(old, None)
+        self.uuid[key] = uuid
+        if uuid is None:
+            self.absent.add(key)
+        else:
+            self.absent.discard(key)
+            self.have.add(uuid)
+            self.key_of[uuid] = key
+
+    def drop(self, key: str) -> None:
+        old = self.uuid.pop(key, None)
+        self.absent.discard(key)
+        if old is not None:
+            self.have.discard(old)
+            self.key_of.pop(old, None)
+
+
+def _member_change(
+    view: View, mtable: str, wanted: tuple[str, ...], current: tuple[str, ...], new: Inserted | None,
+    row: tuple[str, str] = ("", ""),
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:  # fmt: skip
+    """A row's members: those to hold (the wanted ones that exist or are inserted
+    with it, and the current ones whose source has not listed yet: rule 4 for
+    memberships), the keys that join and the uuids that leave.  Set operations
+    over whole columns, one store lookup per wanted member: a default-deny group
+    holds every isolated port (50k), and one joins or leaves per event."""
+    mstore = view.replica.stores[mtable]
+    fresh = new.get(mtable, _NONE) if new else _NONE
+    if len(wanted) >= BIG_GROUP and row[0]:
+        return _large_member_change(view, mstore, wanted, current, fresh, row)
+    view.resolved.pop(row, None)
+    uuids = mstore.uuids(wanted)
+    here = list(map(operator.is_not, uuids, itertools.repeat(None)))
+    have: set[str] = set(itertools.compress(uuids, here))  # type: ignore[arg-type]
+    absent = [m for m in itertools.compress(wanted, map(operator.not_, here)) if m in fresh] if fresh else []
+    if absent:  # inserted in the same transaction: such a member stands for its uuid by its key
+        have.update(absent)
+        here = list(map(operator.or_, here, map(set(absent).__contains__, wanted)))
+    members = tuple(itertools.compress(wanted, here))
+    cur = set(current)
+    gone = cur - have
+    kept = [k for u in gone if (k := mstore.key_of(u)) is not None and not view.synced(mstore.source(k))]
+    if kept:
+        members += tuple(kept)
+        gone -= {mstore.uuid(k) for k in kept}
+    joins = tuple(sorted(x if x in fresh else (mstore.key_of(x) or x) for x in have - cur))
+    return members, joins, tuple(sorted(gone))  # type: ignore[arg-type]
+
+
+def _large_member_change(
+    view: View, mstore: Any, wanted: tuple[str, ...], current: tuple[str, ...], fresh: Any, row: tuple[str, str]
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """:func:`_member_change` of a large group, from what its last diff resolved (:class:`Resolved`)."""
+    want = set(wanted)
+    r = view.resolved.get(row)
+    if r is None:
+        uuids = mstore.uuids(wanted)
+        r = view.resolved[row] = Resolved(set(), {}, {}, set(), set())
+        for k, u in zip(wanted, uuids, strict=True):
+            r.fix(k, u)
+    else:
+        for k in r.wanted - want:
+            r.drop(k)
+        for k in want - r.wanted:
+            r.fix(k, mstore.uuid(k))
+    r.wanted = want
+    cur = set(current)
+    for u in r.have - cur:  # wanted, not in the group: is it still its key's uuid?
+        k = r.key_of[u]
+        if (t := mstore.uuid(k)) != u:
+            r.fix(k, t)
+    for u in cur - r.have:  # in the group, not wanted by this uuid: a wanted key's new port?
+        k = mstore.key_of(u)
+        if k is not None and k in want and r.uuid.get(k) != u:
+            r.fix(k, mstore.uuid(k))
+    for k in list(r.absent):
+        if (t := mstore.uuid(k)) is not None:
+            r.fix(k, t)
+    inserted = [k for k in r.absent if k in fresh]
+    out = r.absent.difference(inserted)
+    members = tuple(itertools.filterfalse(out.__contains__, wanted)) if out else wanted
+    gone = cur - r.have
+    kept = [k for u in gone if (k := mstore.key_of(u)) is not None and not view.synced(mstore.source(k))]
+    if kept:
+        members += tuple(kept)
+        gone -= {mstore.uuid(k) for k in kept}
+    joins = tuple(sorted([*(r.key_of[u] for u in r.have - cur), *inserted]))
+    return members, joins, tuple(sorted(gone))
 
 
 def _members(view: View, kind: RowKind, want: DesiredRow, new: Inserted | None) -> tuple[str, ...]:

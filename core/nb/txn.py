@@ -6,7 +6,9 @@ the parent's new row by ``named-uuid``, into an existing parent by one
 ``mutate … insert`` per parent and column; a deleted child leaves its parent
 by a ``mutate … delete`` before the delete.  Members (a port group's ports)
 are resolved the same way; a member known nowhere is left out (it joins when
-its insert is recorded).  Every update, delete and mutate names the row's uuid
+its insert is recorded).  An updated row whose members change by less than a
+quarter gets only the members that join and leave, as one ``mutate`` (a
+default-deny group holds every isolated port); otherwise the whole column.  Every update, delete and mutate names the row's uuid
 *and* the owner tag.  A kind without a unique name index is inserted behind a
 ``wait`` that no row of that name exists (a foreign row is then a conflict,
 never a twin).
@@ -113,7 +115,7 @@ def build(view: View, units: list[PlanOp]) -> tuple[list[dict[str, Any]], dict[i
             continue
         row = to_ovsdb(u.columns)
         m = kind.members
-        if m is not None:
+        if m is not None and (u.op == "insert" or not (u.joins or u.leaves)):
             mstore = stores[m.table]
             row[m.column] = ["set", [
                 ["named-uuid", refs[(m.table, x)]] if (m.table, x) in refs else ["uuid", mstore.uuid(x)]
@@ -139,6 +141,20 @@ def build(view: View, units: list[PlanOp]) -> tuple[list[dict[str, Any]], dict[i
             continue  # its delete notification marked it dirty again
         if row:
             ops.append({"op": "update", "table": u.table, "where": where(uuid, u.table, u.name), "row": row})
+        if m is not None and (u.joins or u.leaves):  # members: only what changed
+            mstore = stores[m.table]
+            joins: list[list[str]] = []
+            for x in u.joins:
+                named = refs.get((m.table, x))
+                if named is not None:
+                    joins.append(["named-uuid", named])
+                elif (j := mstore.uuid(x)) is not None:
+                    joins.append(["uuid", j])
+            mutations: list[list[Any]] = [[m.column, "delete", ["set", [["uuid", x] for x in u.leaves]]]] if u.leaves else []
+            if joins:
+                mutations.append([m.column, "insert", ["set", joins]])
+            if mutations:
+                ops.append({"op": "mutate", "table": u.table, "where": where(uuid, u.table, u.name), "mutations": mutations})
         if p is not None and not p.strong:
             for parent in u.parents:
                 attach(p, parent, ["uuid", uuid])  # inserting a present member is a no-op

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from core.model import Programmed, Service
 from core.names import NETWORK, ls_name, owner_ids, switch_of
-from core.nb.kinds import DesiredRow, PlanOp, Ref, RowKind, SourceView, View, register
+from core.nb.kinds import DesiredRow, PlanOp, Ref, RowKind, SourceView, Unit, View, register
 from core.nb.tables import switch
 from core.nb.tables.policy import object_programmed
 from core.ovsdb.values import Col
@@ -57,20 +57,58 @@ def lb_rows(svc: Service, hub_id: str, hairpin_ip: str = "", switch: str = "") -
     return rows
 
 
-def derive(view: SourceView) -> list[DesiredRow]:
+def _service_rows(view: SourceView, svc: Service) -> list[DesiredRow]:
     """On a routed network a client reaching itself through its Service is
     SNATed to the fabric's fixed ``hairpin_snat_ip`` (policies allow it);
     elsewhere OVN's default (the VIP) stays."""
     fab = view.fabric
-    routed = fab.router_of if fab is not None else {}
-    hairpin = fab.spec.hairpin_snat_ip if fab is not None else ""
-    nets = view.state.networks
-    return [
-        r
-        for svc in view.state.services.values()
-        for sw in (switch_of(svc.source, svc.network, nets),)
-        for r in lb_rows(svc, view.hub_id, hairpin if sw in routed else "", sw)
-    ]
+    sw = switch_of(svc.source, svc.network, view.state.networks)
+    routed = fab is not None and sw in fab.router_of
+    return lb_rows(svc, view.hub_id, fab.spec.hairpin_snat_ip if routed else "", sw)
+
+
+def derive(view: SourceView) -> list[DesiredRow]:
+    """Every service's balancers (the oracle of :class:`Balancers`)."""
+    return [r for svc in view.state.services.values() for r in _service_rows(view, svc)]
+
+
+class Balancers:
+    """:func:`derive`, incrementally: a unit per service; only a service's own
+    change touches its rows (backends are resolved by the adapter, so endpoint
+    changes touch none)."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, Service] = {}
+        self.dirty: set[str] = set()
+
+    def load(self, view: SourceView) -> None:
+        self.services = dict(view.state.services)
+        self.dirty = set(self.services)
+
+    def endpoint(self, old: object, new: object) -> None:
+        return None
+
+    def policy(self, old: object, new: object) -> None:
+        return None
+
+    def namespace(self, name: str, old: object, new: object) -> None:
+        return None
+
+    def service(self, old: Service | None, new: Service | None) -> None:
+        uid = (new or old).uid  # type: ignore[union-attr]
+        if new is None:
+            self.services.pop(uid, None)
+        else:
+            self.services[uid] = new
+        self.dirty.add(uid)
+
+    def rows(self, view: SourceView) -> dict[Unit, list[DesiredRow]]:
+        out: dict[Unit, list[DesiredRow]] = {}
+        for uid in self.dirty:
+            svc = self.services.get(uid)
+            out[uid] = _service_rows(view, svc) if svc is not None else []
+        self.dirty.clear()
+        return out
 
 
 def programmed(view: View, u: PlanOp) -> Programmed | None:
@@ -81,4 +119,5 @@ KIND_ = register(
     RowKind(table=TABLE, columns=COLUMNS, rank=4, parent=Ref(switch.TABLE, "load_balancer", strong=False),
             guard_name=True, whole_batch=True, programmed=programmed),
     derive,
+    incremental=Balancers,
 )  # fmt: skip

@@ -1,11 +1,13 @@
 """Kubernetes NetworkPolicy semantics → Port_Groups, Address_Sets and ACLs (pure).
 
 :func:`policy_rows` is a pure function of one source's desired state (its
-endpoints, namespaces and policies); the programmer calls it again whenever any
-of them changes and writes the difference, so selector results can never go
-stale: there is no incremental bookkeeping to get wrong.  Its cost is
-O(policies x endpoints) per recomputation, and nothing at all for a source
-without policies.
+endpoints, namespaces and policies), O(policies x endpoints).  The programmer
+keeps the same rows incrementally with :class:`PolicyIndex` (a policy's rows
+are derived again only when its selected endpoints or its rules' peers
+changed, found through indexes by namespace and by label); :func:`policy_rows`
+is its oracle, and a property test checks after random change sequences that
+both agree.  Both build rows with the same functions (:func:`one_policy`,
+:func:`deny_rows`).
 
 The scheme (ovn-kubernetes' shape, per source = per cluster):
 
@@ -65,16 +67,17 @@ identifiers and stable across restarts.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import ipaddress
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from core.model import Endpoint, Namespace, Peer, Policy, PolicyPort, Programmed, Rule, Selector, Source
 from core.model.fabric import DEFAULT_HAIRPIN_IP, namespace_selector_labels, selector_labels
 from core.names import ACL_KEY, KIND, PARENT, RULE, SOURCE, UID, lsp_name, owner_ids
-from core.nb.kinds import DesiredRow, PlanOp, Ref, RowKind, SourceView, View, by_external_id, register
+from core.nb.kinds import DesiredRow, PlanOp, Ref, RowKind, SourceView, Unit, View, by_external_id, register
 from core.nb.tables import port
 from core.ovsdb.values import Col
 
@@ -301,12 +304,13 @@ class RowBuilder:
             ids[RULE] = rule
         return ids
 
-    def port_group(self, name: str, members: Iterable[str], ids: dict[str, str]) -> None:
+    def port_group(self, name: str, members: Iterable[str], ids: dict[str, str], presorted: bool = False) -> None:
+        """``presorted``: ``members`` are sorted and unique already."""
         cols = {"name": name, "external_ids": ids}
-        self.rows[(PG, name)] = DesiredRow(PG, name, self.src, cols, members=tuple(sorted(set(members))))
+        self.rows[(PG, name)] = DesiredRow(PG, name, self.src, cols, members=tuple(members if presorted else sorted(set(members))))
 
-    def address_set(self, name: str, addresses: Iterable[str], ids: dict[str, str]) -> None:
-        cols = {"name": name, "addresses": tuple(sorted(set(addresses))), "external_ids": ids}
+    def address_set(self, name: str, addresses: Iterable[str], ids: dict[str, str], presorted: bool = False) -> None:
+        cols = {"name": name, "addresses": tuple(addresses if presorted else sorted(set(addresses))), "external_ids": ids}
         self.rows[(AS, name)] = DesiredRow(AS, name, self.src, cols)
 
     def acl(
@@ -346,37 +350,97 @@ def policy_rows(
     """Every Port_Group, Address_Set and ACL the policies of ``source`` need
     (see the module docstring for the scheme).  Deterministic: the same input
     gives equal rows, whatever the iteration order of the inputs.
-    ``hairpin_ip``: the load balancers' hairpin SNAT address ("" : no hairpin allow)."""
+    ``hairpin_ip``: the load balancers' hairpin SNAT address ("" : no hairpin allow).
+
+    The whole-source derivation: :class:`PolicyIndex` keeps the same rows
+    incrementally, and this is its oracle."""
     pols = sorted(policies, key=lambda p: p.uid)
     if not pols:
         return []
-    eps = sorted(endpoints, key=lambda e: (e.network, e.uid))
+    eps = sorted(endpoints, key=_ep_order)
     cands = candidates(eps, namespaces)
     b = RowBuilder(source, hub_id)
     deny: dict[str, set[str]] = {}
     for pol in pols:
         chosen = selected(pol, cands)
+
+        def peers(direction: str, index: int, rule: Rule, pol: Policy = pol) -> dict[str, Endpoint]:
+            found: dict[str, Endpoint] = {}
+            for peer in rule.peers:
+                if peer.cidr is None:
+                    for ep in peer_endpoints(peer, pol, cands):
+                        found[ep.key] = ep
+            return found
+
+        one_policy(b, pol, chosen, peers, eps)
         ports = [lsp_name(ep) for ep in chosen]
-        pg = pg_name(source, pol.uid)
-        b.port_group(pg, ports, b.ids(pol))
-        for direction, rules in (("in", pol.ingress), ("eg", pol.egress)):
-            if rules is None:
-                continue
+        for direction in _directions(pol):
             deny.setdefault(direction, set()).update(ports)
-            for i, rule in enumerate(rules):
-                _rule_acls(b, pol, pg, direction, i, rule, chosen, eps, cands)
     for direction, members in sorted(deny.items()):
-        name = deny_pg_name(source, direction)
-        ids = b.ids(None, f"default-deny-{direction}")
-        b.port_group(name, members, ids)
-        if direction == "in":
-            b.acl(name, "to-lport", DENY_PRIORITY, f"outport == @{name} && ip", "drop", ids)
-            if hairpin_ip:
-                hairpin = f"outport == @{name} && {_family(hairpin_ip)}.src == {hairpin_ip}"
-                b.acl(name, "to-lport", ALLOW_PRIORITY, hairpin, "allow-related", b.ids(None, "hairpin"))
-        else:
-            b.acl(name, "from-lport", DENY_PRIORITY, f"inport == @{name} && ip", "drop", ids)
+        deny_rows(b, direction, sorted(members), hairpin_ip)
     return list(b.rows.values())
+
+
+def _ep_order(ep: Endpoint) -> tuple[str, str]:
+    return (ep.network, ep.uid)
+
+
+def _directions(pol: Policy) -> list[str]:
+    """The directions ``pol`` isolates its pods in ("in", "eg")."""
+    return [d for d, rules in (("in", pol.ingress), ("eg", pol.egress)) if rules is not None]
+
+
+def one_policy(
+    b: RowBuilder,
+    pol: Policy,
+    chosen: list[Endpoint],
+    peers: Callable[[str, int, Rule], Mapping[str, Endpoint]],
+    pool: Iterable[Endpoint],
+) -> None:
+    """The rows of one policy: its Port_Group holding ``chosen`` (the selected
+    endpoints, in (network, uid) order), its rules' Address_Sets and ACLs.
+    ``peers``: the endpoints (by key) of the selector peers of rule (direction, index, rule); ``pool``: every
+    endpoint of the source (read only by egress rules to a named port without
+    selector-only peers: :func:`reads_every_endpoint`)."""
+    pg = pg_name(b.source, pol.uid)
+    b.port_group(pg, (lsp_name(ep) for ep in chosen), b.ids(pol))
+    for direction, rules in (("in", pol.ingress), ("eg", pol.egress)):
+        for i, rule in enumerate(rules or ()):
+            _rule_acls(b, pol, pg, direction, i, rule, chosen, peers(direction, i, rule) if _selector_peers(rule) else {}, pool)
+
+
+def reads_every_endpoint(pol: Policy) -> bool:
+    """Whether the rows of ``pol`` read endpoints beyond its selected ones and its
+    rules' selector peers: an egress rule to a named port whose destinations may
+    be any endpoint (no peers) or any endpoint inside an ipBlock."""
+    return any(
+        isinstance(pp.port, str) and (not rule.peers or any(p.cidr is not None for p in rule.peers))
+        for rule in pol.egress or ()
+        for pp in rule.ports
+    )
+
+
+def _named_ports(pol: Policy) -> bool:
+    return any(isinstance(pp.port, str) for rules in (pol.ingress, pol.egress) for rule in rules or () for pp in rule.ports)
+
+
+def _selector_peers(rule: Rule) -> bool:
+    return any(p.cidr is None for p in rule.peers)
+
+
+def deny_rows(b: RowBuilder, direction: str, members: Sequence[str], hairpin_ip: str) -> None:
+    """The default-deny Port_Group of ``direction`` and its ACLs; ``members``:
+    the port names, sorted and unique."""
+    name = deny_pg_name(b.source, direction)
+    ids = b.ids(None, f"default-deny-{direction}")
+    b.rows[(PG, name)] = DesiredRow(PG, name, b.src, {"name": name, "external_ids": ids}, members=tuple(members))
+    if direction == "in":
+        b.acl(name, "to-lport", DENY_PRIORITY, f"outport == @{name} && ip", "drop", ids)
+        if hairpin_ip:
+            hairpin = f"outport == @{name} && {_family(hairpin_ip)}.src == {hairpin_ip}"
+            b.acl(name, "to-lport", ALLOW_PRIORITY, hairpin, "allow-related", b.ids(None, "hairpin"))
+    else:
+        b.acl(name, "from-lport", DENY_PRIORITY, f"inport == @{name} && ip", "drop", ids)
 
 
 def _rule_acls(
@@ -387,8 +451,8 @@ def _rule_acls(
     index: int,
     rule: Rule,
     chosen: list[Endpoint],
-    eps: list[Endpoint],
-    cands: list[Candidate],
+    peer_eps: Mapping[str, Endpoint],
+    eps: Iterable[Endpoint],
 ) -> None:
     ingress = direction == "in"
     side = "src" if ingress else "dst"
@@ -400,11 +464,7 @@ def _rule_acls(
     selector_peers = [p for p in rule.peers if p.cidr is None]
     blocks = [p for p in rule.peers if p.cidr is not None]
     peer_terms: list[str] = []
-    peer_eps: dict[str, Endpoint] = {}
     if selector_peers:
-        for peer in selector_peers:
-            for ep in peer_endpoints(peer, pol, cands):
-                peer_eps[ep.key] = ep
         ips = [ip for ep in peer_eps.values() for ip in ep.ips]
         base = f"{pg}_{direction}{index}"
         b.address_set(f"{base}_v4", (ip for ip in ips if ":" not in ip), ids)
@@ -453,6 +513,370 @@ def names_in_match(match: str) -> set[str]:
 
 
 
+# ---------------------------------------------------------------- incremental
+#: where a selector group is filed in :class:`PolicyIndex`: (namespace or "" for any, label key, label value);
+#: (ns, "", "") holds the groups every endpoint of ``ns`` must be checked against (no matchLabels to file by)
+_Slot = tuple[str, str, str]
+_GroupId = tuple[str, str, int]  # (policy uid, "" for its subject or "in"/"eg", rule index)
+
+
+@dataclass(slots=True)
+class _Term:
+    """One way into a group: namespace ("": any), namespace selector, pod selector."""
+
+    namespace: str
+    ns_selector: Selector | None
+    pod_selector: Selector | None
+
+    def matches(self, c: Candidate) -> bool:
+        if self.namespace and c.ep.namespace != self.namespace:
+            return False
+        if self.ns_selector is not None and not selector_matches(self.ns_selector, c.ns_labels):
+            return False
+        return self.pod_selector is None or selector_matches(self.pod_selector, c.labels)
+
+    def slot(self) -> _Slot:
+        ml = self.pod_selector.match_labels if self.pod_selector is not None else {}
+        if ml:
+            k = min(ml)
+            return (self.namespace, k, ml[k])
+        return (self.namespace, "", "")
+
+
+@dataclass(slots=True)
+class _Group:
+    """A policy's selected endpoints (its subject), or one rule's selector peers;
+    and, kept in order as members come and go, what its rows hold of them: the
+    subject's port names, the peers' IPv4 and IPv6 addresses (``counts``: how
+    many members hold each)."""
+
+    terms: list[_Term]
+    subject: bool
+    members: dict[str, Endpoint] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    v4: list[str] = field(default_factory=list)  # the subject's port names, or the peers' IPv4 addresses
+    v6: list[str] = field(default_factory=list)
+
+    def matches(self, c: Candidate) -> bool:
+        return any(t.matches(c) for t in self.terms)
+
+    def _items(self, ep: Endpoint) -> Iterable[str]:
+        return (lsp_name(ep),) if self.subject else ep.ips
+
+    def fill(self) -> None:
+        """``counts`` and the lists from ``members`` (after a bulk load)."""
+        counts = self.counts
+        for ep in self.members.values():
+            for x in self._items(ep):
+                counts[x] = counts.get(x, 0) + 1
+        self.v4 = sorted(x for x in counts if self.subject or ":" not in x)
+        self.v6 = [] if self.subject else sorted(x for x in counts if ":" in x)
+
+    def track(self, ep: Endpoint, sign: int) -> None:
+        """``ep`` joined (sign 1) or left (-1)."""
+        counts = self.counts
+        for x in self._items(ep):
+            n = counts.get(x, 0) + sign
+            order = self.v6 if not self.subject and ":" in x else self.v4
+            if n == 0:
+                del counts[x]
+                del order[bisect.bisect_left(order, x)]
+            else:
+                counts[x] = n
+                if n == 1 and sign == 1:
+                    bisect.insort(order, x)
+
+
+class PolicyIndex:
+    """:func:`policy_rows`, incrementally (its oracle): the same rows, kept per unit,
+    a unit per policy (its Port_Group, Address_Sets and ACLs) and one per default-deny
+    direction.
+
+    Every policy's subject and every rule's selector peers are a *group* whose members
+    are kept.  Groups are filed by namespace (a subject and a podSelector-only peer see
+    one namespace, a namespaceSelector peer any) and by one of their pod selector's
+    matchLabels: an endpoint's change is checked only against the groups filed under
+    its namespace (or any) and one of its labels, or under no label (old and new
+    endpoint both).  Only a policy whose group's members changed (joined, left, or a
+    member's addresses or ports changed) is derived again, from its groups' members;
+    a namespace's relabelling re-checks its endpoints against the namespaceSelector
+    groups only.  The default-deny groups count, per port, the policies selecting it.
+    A policy whose rows read every endpoint (:func:`reads_every_endpoint`) is derived
+    again on every endpoint change."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.source: Source | None = None
+        self.hub_id = ""
+        self.hairpin = DEFAULT_HAIRPIN_IP
+        self.ns_objs: dict[str, Namespace] = {}
+        self.ns_labels: dict[str, Mapping[str, str]] = {}
+        self.cands: dict[str, Candidate] = {}
+        self.by_ns: dict[str, dict[str, Candidate]] = {}
+        self.policies: dict[str, Policy] = {}
+        self.groups: dict[_GroupId, _Group] = {}
+        self.slots: dict[_Slot, set[_GroupId]] = {}
+        self.ns_groups: set[_GroupId] = set()  # groups with a namespace selector
+        self.every: set[str] = set()  # policies reading every endpoint
+        self.acls: dict[str, list[DesiredRow]] = {}  # the ACLs of policies whose ACLs read no member
+        #: default deny: direction -> port -> policies (with that direction) selecting it; the
+        #: ports in order; the policies with the direction in effect
+        self.deny: dict[str, dict[str, int]] = {"in": {}, "eg": {}}
+        self.deny_sorted: dict[str, list[str]] = {"in": [], "eg": []}
+        self.deny_pols: dict[str, set[str]] = {"in": set(), "eg": set()}
+        self.dirty: set[str] = set()
+        self.deny_dirty: set[str] = set()
+
+    # ------------------------------------------------------------ inputs
+    def load(self, view: SourceView) -> None:
+        self._reset()
+        self.source = view.source
+        self.hub_id = view.hub_id
+        fab = view.fabric
+        self.hairpin = fab.spec.hairpin_snat_ip if fab is not None else DEFAULT_HAIRPIN_IP
+        st = view.state
+        self.ns_objs = dict(st.namespaces)
+        for ep in view.endpoints:
+            self._add_cand(ep)
+        for pol in st.policies.values():
+            self._add_policy(pol)
+
+    def _labels_of(self, ns: str) -> Mapping[str, str]:
+        nl = self.ns_labels.get(ns)
+        if nl is None:
+            obj = self.ns_objs.get(ns)
+            assert self.source is not None
+            nl = self.ns_labels[ns] = namespace_selector_labels(self.source, ns, obj.labels if obj else None)
+        return nl
+
+    def _add_cand(self, ep: Endpoint) -> Candidate:
+        c = Candidate(ep, selector_labels(ep), self._labels_of(ep.namespace))
+        self.cands[ep.key] = c
+        self.by_ns.setdefault(ep.namespace, {})[ep.key] = c
+        return c
+
+    def _drop_cand(self, ep: Endpoint) -> Candidate | None:
+        c = self.cands.pop(ep.key, None)
+        if c is not None:
+            objs = self.by_ns.get(c.ep.namespace)
+            if objs is not None:
+                objs.pop(ep.key, None)
+                if not objs:
+                    del self.by_ns[c.ep.namespace]
+        return c
+
+    def _candidate_groups(self, c: Candidate, into: set[_GroupId]) -> None:
+        slots = self.slots
+        for ns in (c.ep.namespace, ""):
+            g = slots.get((ns, "", ""))
+            if g:
+                into |= g
+            for k, v in c.labels.items():
+                g = slots.get((ns, k, v))
+                if g:
+                    into |= g
+
+    def endpoint(self, old: Endpoint | None, new: Endpoint | None) -> None:
+        oc = self._drop_cand(old) if old is not None else None
+        nc = self._add_cand(new) if new is not None else None
+        if not self.policies:
+            return
+        gids: set[_GroupId] = set()
+        if oc is not None:
+            self._candidate_groups(oc, gids)
+        if nc is not None:
+            self._candidate_groups(nc, gids)
+        for gid in gids:
+            self._recheck(gid, self.groups[gid], (new or old).key, nc)  # type: ignore[union-attr]
+        if self.every:
+            self.dirty |= self.every
+
+    def _recheck(self, gid: _GroupId, g: _Group, key: str, c: Candidate | None) -> None:
+        """Endpoint ``key`` is now ``c`` (None: gone): is it in group ``gid``?"""
+        cur = g.members.get(key)
+        if c is not None and g.matches(c):
+            ep = c.ep
+            if cur is None or cur.ips != ep.ips or cur.ports != ep.ports:
+                self.dirty.add(gid[0])
+                if cur is None:
+                    g.track(ep, 1)
+                elif not g.subject and cur.ips != ep.ips:
+                    g.track(cur, -1)
+                    g.track(ep, 1)
+            g.members[key] = ep
+            if cur is None and g.subject:
+                self._deny_add(gid[0], lsp_name(ep))
+        elif cur is not None:
+            del g.members[key]
+            g.track(cur, -1)
+            self.dirty.add(gid[0])
+            if g.subject:
+                self._deny_drop(gid[0], lsp_name(cur))
+
+    def _deny_add(self, uid: str, port: str) -> None:
+        for d in _directions(self.policies[uid]):
+            counts = self.deny[d]
+            n = counts.get(port, 0)
+            counts[port] = n + 1
+            if n == 0:
+                bisect.insort(self.deny_sorted[d], port)
+                self.deny_dirty.add(d)
+
+    def _deny_drop(self, uid: str, port: str) -> None:
+        for d in _directions(self.policies[uid]):
+            counts = self.deny[d]
+            n = counts[port] - 1
+            if n:
+                counts[port] = n
+                continue
+            del counts[port]
+            ports = self.deny_sorted[d]
+            del ports[bisect.bisect_left(ports, port)]
+            self.deny_dirty.add(d)
+
+    def policy(self, old: Policy | None, new: Policy | None) -> None:
+        if old is not None and old.uid in self.policies:
+            self._drop_policy(self.policies[old.uid])
+        if new is not None:
+            self._add_policy(new)
+
+    def _group_ids(self, pol: Policy) -> list[_GroupId]:
+        gids: list[_GroupId] = [(pol.uid, "", 0)]
+        for d, rules in (("in", pol.ingress), ("eg", pol.egress)):
+            gids += [(pol.uid, d, i) for i, rule in enumerate(rules or ()) if _selector_peers(rule)]
+        return gids
+
+    def _add_policy(self, pol: Policy) -> None:
+        self.policies[pol.uid] = pol
+        self.dirty.add(pol.uid)
+        for d in _directions(pol):
+            if not self.deny_pols[d]:
+                self.deny_dirty.add(d)
+            self.deny_pols[d].add(pol.uid)
+        if reads_every_endpoint(pol):
+            self.every.add(pol.uid)
+        for gid in self._group_ids(pol):
+            if not gid[1]:
+                terms = [_Term(pol.namespace, None, pol.pod_selector)]
+            else:
+                rules = (pol.ingress if gid[1] == "in" else pol.egress) or ()
+                terms = [_Term(pol.namespace if p.namespace_selector is None else "", p.namespace_selector, p.pod_selector)
+                         for p in rules[gid[2]].peers
+                         if p.cidr is None and (p.pod_selector is not None or p.namespace_selector is not None)]  # fmt: skip
+            g = self.groups[gid] = _Group(terms, subject=not gid[1])
+            for t in terms:
+                self.slots.setdefault(t.slot(), set()).add(gid)
+                if t.ns_selector is not None:
+                    self.ns_groups.add(gid)
+            scopes = {t.namespace for t in terms}
+            pool: Iterable[Candidate] = (
+                self.cands.values() if "" in scopes else (c for ns in scopes for c in self.by_ns.get(ns, {}).values())
+            )
+            for c in pool:
+                if g.matches(c):
+                    g.members[c.ep.key] = c.ep
+                    if not gid[1]:
+                        self._deny_add(pol.uid, lsp_name(c.ep))
+            g.fill()
+        if not reads_every_endpoint(pol) and not _named_ports(pol):
+            # its ACLs read no member (no named port): derived once; its group and sets from the kept orders
+            b = RowBuilder(self.source, self.hub_id)  # type: ignore[arg-type]
+            one_policy(b, pol, [], lambda d, i, r: {}, ())
+            self.acls[pol.uid] = [r for r in b.rows.values() if r.table == ACL]
+
+    def _drop_policy(self, pol: Policy) -> None:
+        for gid in self._group_ids(pol):
+            g = self.groups.pop(gid)
+            for t in g.terms:
+                slot = self.slots.get(t.slot())
+                if slot is not None:
+                    slot.discard(gid)
+                    if not slot:
+                        del self.slots[t.slot()]
+            self.ns_groups.discard(gid)
+            if not gid[1]:
+                for ep in g.members.values():
+                    self._deny_drop(pol.uid, lsp_name(ep))
+        for d in _directions(pol):
+            self.deny_pols[d].discard(pol.uid)
+            if not self.deny_pols[d]:
+                self.deny_dirty.add(d)
+        self.every.discard(pol.uid)
+        self.acls.pop(pol.uid, None)
+        del self.policies[pol.uid]
+        self.dirty.add(pol.uid)
+
+    def namespace(self, name: str, old: Namespace | None, new: Namespace | None) -> None:
+        if new is None:
+            self.ns_objs.pop(name, None)
+        else:
+            self.ns_objs[name] = new
+        self.ns_labels.pop(name, None)
+        members = self.by_ns.get(name)
+        if not members:
+            return
+        for key, c in list(members.items()):  # candidates of the namespace see its new labels
+            members[key] = self.cands[key] = Candidate(c.ep, c.labels, self._labels_of(name))
+        for gid in self.ns_groups:
+            g = self.groups[gid]
+            for key, c in members.items():
+                self._recheck(gid, g, key, c)
+
+    def service(self, old: object, new: object) -> None:
+        return None
+
+    # ------------------------------------------------------------ rows
+    def rows(self, view: SourceView) -> dict[Unit, list[DesiredRow]]:
+        out: dict[Unit, list[DesiredRow]] = {}
+        if not self.dirty and not self.deny_dirty:
+            return out
+        assert self.source is not None
+        pool: list[Endpoint] | None = None
+        for uid in self.dirty:
+            pol = self.policies.get(uid)
+            if pol is None:
+                out[uid] = []
+                continue
+            b = RowBuilder(self.source, self.hub_id)
+            acls = self.acls.get(uid)
+            if acls is not None:
+                out[uid] = self._kept_rows(b, pol, acls)
+                continue
+            chosen = sorted(self.groups[(uid, "", 0)].members.values(), key=_ep_order)
+
+            def peers(direction: str, index: int, rule: Rule, uid: str = uid) -> Mapping[str, Endpoint]:
+                return self.groups[(uid, direction, index)].members
+
+            if uid in self.every and pool is None:
+                pool = [c.ep for c in self.cands.values()]
+            one_policy(b, pol, chosen, peers, pool or ())
+            out[uid] = list(b.rows.values())
+        for d in self.deny_dirty:
+            b = RowBuilder(self.source, self.hub_id)
+            if self.deny_pols[d]:
+                deny_rows(b, d, self.deny_sorted[d], self.hairpin)
+            out[("deny", d)] = list(b.rows.values())
+        self.dirty.clear()
+        self.deny_dirty.clear()
+        return out
+
+    def _kept_rows(self, b: RowBuilder, pol: Policy, acls: list[DesiredRow]) -> list[DesiredRow]:
+        """The rows of a policy without named ports: what :func:`one_policy` gives, from
+        the orders its groups keep (no sort, no pass over the members)."""
+        pg = pg_name(b.source, pol.uid)
+        b.port_group(pg, self.groups[(pol.uid, "", 0)].v4, b.ids(pol), presorted=True)
+        for direction, rules in (("in", pol.ingress), ("eg", pol.egress)):
+            for i, rule in enumerate(rules or ()):
+                if _selector_peers(rule):
+                    g = self.groups[(pol.uid, direction, i)]
+                    ids = b.ids(pol, f"{'ingress' if direction == 'in' else 'egress'}/{i}")
+                    b.address_set(f"{pg}_{direction}{i}_v4", g.v4, ids, presorted=True)
+                    b.address_set(f"{pg}_{direction}{i}_v6", g.v6, ids, presorted=True)
+        return [*b.rows.values(), *acls]
+
+
 # ---------------------------------------------------------------- kinds
 def derive(view: SourceView) -> list[DesiredRow]:
     st = view.state
@@ -488,6 +912,7 @@ PG_KIND = register(
     RowKind(table=PG, columns=PG_COLUMNS, rank=3, members=Ref(port.TABLE, "ports", strong=False), named=True,
             whole_batch=True, programmed=object_programmed),
     derive,
+    incremental=PolicyIndex,
 )  # fmt: skip
 register(
     RowKind(table=ACL, columns=ACL_COLUMNS, rank=5, key=by_external_id(ACL_KEY), parent=Ref(PG, "acls"),

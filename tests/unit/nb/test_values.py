@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from core.nb import Programmer
 from core.ovsdb.values import Col, apply_update2, decode, decode_row
 
@@ -92,3 +95,13 @@ def test_the_switch_store_knows_which_switch_holds_each_port() -> None:
     assert store.parent_of == {"p1": "ls-1", "p3": "ls-1"}  # type: ignore[attr-defined]
     p.replica.on_update({LS: {"ls-1": {"delete": None}}})
     assert store.parent_of == {}  # type: ignore[attr-defined]
+
+
+@given(st.sets(st.integers(0, 400), max_size=300), st.lists(st.integers(0, 400), max_size=30))
+@settings(max_examples=200, derandomize=True)
+def test_a_few_toggles_of_a_large_set_fold_like_any_other(cur: set[int], toggles: list[int]) -> None:
+    """A set's update2 toggles members; a few toggles of a large set are folded in
+    place in its order (a port joining a group of 50k), with the same result."""
+    plain = tuple(sorted(f"u{x:03d}" for x in cur))
+    diff = ["set", [["uuid", f"u{x:03d}"] for x in dict.fromkeys(toggles)]]
+    assert apply_update2(Col.UUIDS, plain, diff) == tuple(sorted(set(plain) ^ {f"u{x:03d}" for x in toggles}))
