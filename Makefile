@@ -6,7 +6,7 @@
 #              (two chassis, everything started and removed again)
 # Python dependencies come from requirements.lock (pinned, with hashes); `make lock` refreshes it after an edit
 # of pyproject.toml (`make lock LOCK_ARGS=--upgrade` moves every pin to the newest release that fits).
-.PHONY: run test test-fast deps lint bench demo lock schemas fuzz
+.PHONY: run test test-fast deps lint bench demo lock schemas fuzz faults
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -48,6 +48,11 @@ test: lint
 FUZZ_EXAMPLES ?= 100000
 fuzz: deps
 	OVN_HUB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:logging tests/unit/test_fuzz_doors.py
+
+# The fault suite alone, with three times the injections (seeded: OVN_HUB_FAULT_SEED); the JSON report goes to
+# faults-report.json. `make test` runs it once at the normal count.
+faults: deps
+	OVN_HUB_FAULT_SCALE=3 OVN_HUB_FAULT_REPORT=faults-report.json $(PY) -m pytest -q -p no:cacheprovider tests/system/faults
 
 # tests/unit alone (no Debian daemons, no lint): the loop while editing; `make test` runs it again with the rest.
 test-fast: deps
