@@ -68,7 +68,7 @@ def start(workdir: Path, nb: str, data: Path, **kw: Any) -> Hubd:
     return h
 
 
-def settled(h: Hubd, db: str, before: list[str], timeout: float = 120) -> float:
+def settled(h: Hubd, db: str, before: list[str], timeout: float = 240) -> float:
     """The writer's plan is empty, no twins, the operator's rows untouched; returns when."""
     sync_wait_until(lambda: "nothing to write" in h.ctl("plan").stdout, timeout, "an empty plan", interval=0.1)
     t = time.monotonic()
