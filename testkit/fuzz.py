@@ -70,9 +70,13 @@ def _paths(value: Any, prefix: tuple[Any, ...] = (), out: list[tuple[Any, ...]] 
     out.append(prefix)
     if isinstance(value, dict):
         for k, v in value.items():
+            if len(out) >= limit:  # stop here, not after a call per remaining child (100k of them in a grown list)
+                break
             _paths(v, (*prefix, k), out, limit)
     elif isinstance(value, list):
         for i, v in enumerate(value):
+            if len(out) >= limit:
+                break
             _paths(v, (*prefix, i), out, limit)
     return out
 
@@ -85,10 +89,13 @@ def _copy_text(value: Any) -> str:
 
 
 def _copy(value: Any) -> Any:
+    """A copy that shares nothing with ``value``.  A value too deep to copy (made so by an earlier
+    mutation; how deep is too deep depends on the caller's stack) becomes a fresh deep value: returning
+    ``value`` itself once let mutations write into the seed documents, which then grew input after input."""
     try:
         return json.loads(json.dumps(value))
-    except (RecursionError, ValueError):  # a value made deep by an earlier mutation: shared, not copied
-        return value
+    except (RecursionError, ValueError):
+        return Mutator._deep(3000)
 
 
 def _get(value: Any, path: tuple[Any, ...]) -> Any:
@@ -135,7 +142,9 @@ class Mutator:
             return json.loads("[" * depth + "]" * depth) if depth < 900 else self._deep(depth)
         if how == 5 and isinstance(old, list) and old:
             size = len(_copy_text(old))
-            return old * max(1, min(r.choice((2, 100, 3000)), _MAX_GROWTH // max(size, 1)))
+            # Copied, not ``old * n``: n references to the same elements would let a later mutation inside one
+            # of them grow the document n-fold (a 100 KB change times 3,000: gigabytes of JSON to write out).
+            return _copy(old * max(1, min(r.choice((2, 100, 3000)), _MAX_GROWTH // max(size, 1))))
         if how == 6 and isinstance(old, str) and old:
             return {"value": old} if r.random() < 0.5 else [old]
         return r.choice(HOSTILE_VALUES)
