@@ -68,9 +68,19 @@ def start(workdir: Path, nb: str, data: Path, **kw: Any) -> Hubd:
     return h
 
 
-def settled(h: Hubd, db: str, before: list[str], timeout: float = 240) -> float:
-    """The writer's plan is empty, no twins, the operator's rows untouched; returns when."""
-    sync_wait_until(lambda: "nothing to write" in h.ctl("plan").stdout, timeout, "an empty plan", interval=0.1)
+def settled(h: Hubd, db: str, before: list[str], timeout: float = 240, cluster: NbCluster | None = None) -> float:
+    """The writer's plan is empty, no twins, the operator's rows untouched; returns when.
+    On a timeout the error carries what explains it: the plan, hubd's status and the
+    end of its log, and the cluster members' roles."""
+    try:
+        sync_wait_until(lambda: "nothing to write" in h.ctl("plan").stdout, timeout, "an empty plan", interval=0.1)
+    except AssertionError as exc:
+        plan = h.ctl("plan", check=False)
+        status = h.ctl("status", check=False)
+        roles = [cluster.role(i) for i in range(cluster.n)] if cluster is not None else []
+        log = "\n".join(h.logtext().splitlines()[-60:])
+        raise AssertionError(f"{exc}\nmembers' roles: {roles}\nhubctl plan: {plan.stdout[-3000:]}{plan.stderr[-500:]}"
+                             f"\nhubctl status: {status.stdout[-2000:]}{status.stderr[-500:]}\nhubd log (end):\n{log}") from exc  # fmt: skip
     t = time.monotonic()
     assert twins(db, HUB) == {}
     assert foreign(db) == before
@@ -110,7 +120,7 @@ def test_raft_leader_killed_during_churn_and_a_forced_transfer(cluster: NbCluste
             t0 = time.monotonic()
             cluster.kill(dead)
             killed.injected += 1
-            killed.converge_seconds.append(settled(h, db(), before) - t0)
+            killed.converge_seconds.append(settled(h, db(), before, cluster=cluster) - t0)
             killed.converged += 1
             cluster.start_member(dead)
         for k in range(2 * SCALE):
@@ -119,7 +129,7 @@ def test_raft_leader_killed_during_churn_and_a_forced_transfer(cluster: NbCluste
             t0 = time.monotonic()
             cluster.transfer_leadership()
             moved.injected += 1
-            moved.converge_seconds.append(settled(h, db(), before) - t0)
+            moved.converge_seconds.append(settled(h, db(), before, cluster=cluster) - t0)
             moved.converged += 1
         assert "Traceback" not in h.logtext()
     finally:
