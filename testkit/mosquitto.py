@@ -1,25 +1,20 @@
 """A real mosquitto on free loopback ports, from a generated config in a temp dir.
 
 Optional password file (``mosquitto_passwd``) and a TLS listener with
-``require_certificate`` and a CA / server / client certificate generated here
-(``cryptography``).  Stopped by its pid (``stop``/``kill``); ``restart`` keeps
+``require_certificate`` and a CA / server / client certificate from
+:func:`testkit.pki.make_pki`.  Stopped by its pid (``stop``/``kill``); ``restart`` keeps
 the ports (persistence is off: a restart loses every retained message).
 """
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from testkit.pki import make_pki
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -31,56 +26,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _key(path: Path) -> ec.EllipticCurvePrivateKey:
-    key = ec.generate_private_key(ec.SECP256R1())
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    path.chmod(0o600)
-    return key
-
-
-def _cert(path: Path, cn: str, key: ec.EllipticCurvePrivateKey, issuer_key: ec.EllipticCurvePrivateKey,
-          issuer: x509.Name | None, ca: bool = False, server: bool = False) -> x509.Name:
-    now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer or name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        b = b.add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-    if server:
-        b = b.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                         x509.DNSName("localhost")]), critical=False)
-    path.write_bytes(b.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
-    return name
-
-
-class Certs:
-    """ca.pem, server.pem/server.key (SAN 127.0.0.1), client.pem/client.key, all signed by the CA."""
-
-    def __init__(self, d: Path) -> None:
-        d.mkdir(parents=True, exist_ok=True)
-        self.ca, self.server, self.server_key = d / "ca.pem", d / "server.pem", d / "server.key"
-        self.client, self.client_key = d / "client.pem", d / "client.key"
-        ca_key = _key(d / "ca.key")
-        ca_name = _cert(self.ca, "ovn-hub test CA", ca_key, ca_key, None, ca=True)
-        _cert(self.server, "localhost", _key(self.server_key), ca_key, ca_name, server=True)
-        _cert(self.client, "hubd", _key(self.client_key), ca_key, ca_name)
-
-
 class Mosquitto:
     def __init__(self, workdir: Path, users: dict[str, str] | None = None, tls: bool = False) -> None:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.tls_port = free_port() if tls else 0
-        self.certs = Certs(workdir / "certs") if tls else None
+        self.certs = make_pki(workdir / "certs") if tls else None
         self.users = users or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.conf = workdir / "mosquitto.conf"
@@ -98,7 +50,7 @@ class Mosquitto:
             lines += ["allow_anonymous true"]
         if self.certs is not None:
             lines += [f"listener {self.tls_port} 127.0.0.1", "allow_anonymous true", f"cafile {self.certs.ca}",
-                      f"certfile {self.certs.server}", f"keyfile {self.certs.server_key}", "require_certificate true"]
+                      f"certfile {self.certs.server_cert}", f"keyfile {self.certs.server_key}", "require_certificate true"]
         self.conf.write_text("\n".join(lines) + "\n")
         self.log = open(workdir / "mosquitto.log", "ab")
 

@@ -22,7 +22,7 @@ from core.adapter import AdapterSpec
 from core.model import LABEL_WORKLOAD, Delete, Endpoint, PortSpec, Rejected, Service, Snapshot, Source, Upsert
 from testkit.conformance import Recorder
 from testkit.mesos_fake import FakeMarathon, FakeMesosMaster, docker_inspect_data, task_record
-from testkit.mosquitto import Certs
+from testkit.pki import make_pki
 from testkit.proxy import BreakableProxy
 from testkit.wait import wait_until
 from tests.conftest import FIXTURES_DIR
@@ -260,9 +260,9 @@ async def test_basic_auth(running: Callable[..., Running], tmp_path: Path) -> No
 
 
 async def test_tls(running: Callable[..., Running], tmp_path: Path) -> None:
-    certs = Certs(tmp_path / "certs")
+    certs = make_pki(tmp_path / "certs")
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(certs.server, certs.server_key)
+    ctx.load_cert_chain(certs.server_cert, certs.server_key)
     m = FakeMesosMaster(ssl_context=ctx)
     await m.start()
     try:

@@ -210,7 +210,7 @@ async def test_wrong_password_and_missing_client_cert_refused(tmpdir_short: Path
         with pytest.raises((aiomqtt.MqttError, OSError)):
             await retained(m.tls_url, ca_file=str(m.certs.ca))
         assert "certificate required" in caplog.text
-        ok = await retained(m.tls_url, ca_file=str(m.certs.ca), cert_file=str(m.certs.client), key_file=str(m.certs.client_key))
+        ok = await retained(m.tls_url, ca_file=str(m.certs.ca), cert_file=str(m.certs.client_cert), key_file=str(m.certs.client_key))
         assert ok == {}
     finally:
         m.close()
@@ -228,7 +228,7 @@ async def test_hubd_with_password_file_or_client_cert(ovn: OvnSandbox, tmpdir_sh
         write(data, ["e1", "e2"])
         if via == "tls":
             assert m.certs is not None
-            opts: dict[str, Any] = {"ca_file": str(m.certs.ca), "cert_file": str(m.certs.client), "key_file": str(m.certs.client_key)}
+            opts: dict[str, Any] = {"ca_file": str(m.certs.ca), "cert_file": str(m.certs.client_cert), "key_file": str(m.certs.client_key)}
             url = m.tls_url
         else:
             opts, url = {"username": "hub", "password_file": str(pw)}, m.url
