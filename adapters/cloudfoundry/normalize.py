@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from msgspec.structs import replace
 
 from core.model import (
     LABEL_WORKLOAD,
@@ -599,12 +600,15 @@ def lrp_endpoint(rec: LRP, source: Source, meta: AppMeta, network: str) -> Endpo
         _PORT_SPECS[rec.ports] = ports
     name = f"{meta.app_name}/{meta.process_type}/{rec.index}"
     state = UP_STATES[rec.state]
+    uid, ips = rec.instance_guid, rec.ips
+    # one address that validate_ip answered with itself (canonical: what the Endpoint's check asks of
+    # it) is left out of the check below; anything else is checked there
+    known = not ips or (len(ips) == 1 and _IP_CACHE.get(ips[0]) == ips[0])
     # everything but the labels, checked above (and the workload's id is the uid, checked here)
-    validate(Endpoint(source=source, uid=rec.instance_guid, namespace=meta.namespace, name=name, kind=KIND,
-                      network=network, node=rec.cell_id, ips=rec.ips, ports=ports, state=state))  # fmt: skip
-    return Endpoint(source=source, uid=rec.instance_guid, namespace=meta.namespace, name=name, kind=KIND,
-                    network=network, node=rec.cell_id, ips=rec.ips, ports=ports, state=state,
-                    labels={**labels, LABEL_WORKLOAD: f"cloudfoundry:{rec.instance_guid}"})  # = workload()  # fmt: skip
+    ep = Endpoint(source=source, uid=uid, namespace=meta.namespace, name=name, kind=KIND, network=network,
+                  node=rec.cell_id, ips=() if known else ips, ports=ports, state=state)  # fmt: skip
+    validate(ep)
+    return replace(ep, ips=ips, labels={**labels, LABEL_WORKLOAD: f"cloudfoundry:{uid}"})  # = workload()
 
 
 def workload(instance_guid: str) -> str:
