@@ -25,6 +25,7 @@ import collections
 import contextlib
 import datetime as dt
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -43,16 +44,33 @@ from core.model import LIMITS, Endpoint, Invalid, Network, Object, Policy, Rejec
 
 from .driver import MIRROR_LABEL
 from .normalize import (
+    decode_inspect,
     event_container_id,
     event_key,
     event_time_nano,
     is_host_network,
     normalize_container,
+    normalize_inspect,
     normalize_network,
     parse_event_line,
 )
 
 __all__ = ["DockerAdapter", "DockerOptions"]
+
+
+def _json_body(body: bytes) -> Any:
+    """A response body as aiohttp's ``json()`` gives it to aiodocker (an empty body is None)."""
+    text = body.strip()
+    return json.loads(text.decode("utf-8")) if text else None
+
+
+def _network_ids(data: Any) -> list[tuple[str, object]]:
+    """(network name, NetworkID) of an inspect's attachments (a bad type: none; normalize rejects it)."""
+    settings = data.get("NetworkSettings") if isinstance(data, dict) else None
+    nets = settings.get("Networks") if isinstance(settings, dict) else None
+    if not isinstance(nets, dict):
+        return []
+    return [(name, att.get("NetworkID") if isinstance(att, dict) else None) for name, att in nets.items()]
 
 #: Container actions that cannot change networking or run state: not worth an inspect.
 _NOISE_ACTIONS = frozenset(
@@ -437,36 +455,49 @@ class DockerAdapter:
 
     async def sync_container(self, docker: aiodocker.Docker, cid: str, sink: EventSink) -> None:
         """Re-inspect one container and upsert/delete its endpoints (no-ops emit nothing)."""
+        # The body is decoded here, typed (the fields the endpoints need, the rest skipped); an inspect
+        # that decode refuses, or that normalize_inspect is not sure of, takes the dict path (json.loads
+        # as aiohttp does it for aiodocker's show(), normalize_container), which decides.
         try:
-            data: Any = await docker.containers.container(cid).show()
+            async with docker._query(f"containers/{cid}/json") as resp:
+                body = await resp.read()
         except aiodocker.DockerError as exc:
             if exc.status != 404:
                 raise
-            data = None
-        if data is None:
-            endpoints: list[Endpoint] = []
+            body = None
+        body = body or b""  # aiohttp's json() of an empty body is None: the container is gone
+        typed = decode_inspect(body) if body else None
+        data: Any = _json_body(body) if typed is None else None
+        endpoints: list[Endpoint] | None = None
+        if typed is None and data is None:
+            endpoints = []
             self._host_logged.discard(cid)
         else:
-            await self._learn_networks(docker, data)
-            try:
-                endpoints = normalize_container(
-                    data,
-                    self.source,
-                    node=self.node,
-                    default_namespace=self.options.namespace,
-                    hub_networks=self.hub_networks,
-                    skip_networks=self._unmirrored(),
-                )
-            except Invalid as exc:
-                await self._reject(sink, exc, cid)
-                return
-            self._note_host_network(data)
-            uid = data.get("Id")
+            await self._learn_networks(docker, typed.network_ids() if typed is not None else _network_ids(data))
+            kw: dict[str, Any] = {"node": self.node, "default_namespace": self.options.namespace,
+                                  "hub_networks": self.hub_networks, "skip_networks": self._unmirrored()}  # fmt: skip
+            if typed is not None:
+                endpoints = normalize_inspect(typed, self.source, **kw)
+            if endpoints is None:
+                if data is None:
+                    data = _json_body(body)
+                try:
+                    endpoints = normalize_container(data, self.source, **kw)
+                except Invalid as exc:
+                    await self._reject(sink, exc, cid)
+                    return
+            if typed is not None and data is None:
+                uid = typed.Id
+                if typed.host_network():
+                    self._log_host_network(uid or "", (typed.Name or "").removeprefix("/"))
+            else:
+                self._note_host_network(data)
+                uid = data.get("Id")
             if isinstance(uid, str) and uid != cid:  # event carried a short id
                 self._by_container.setdefault(uid, set()).update(self._by_container.pop(cid, set()))
                 cid = uid
         new_keys: set[str] = set()
-        for ep in endpoints:
+        for ep in endpoints or ():
             new_keys.add(ep.key)
             await self._emit(sink, self.cache.upsert(ep))
         for key in sorted(self._by_container.get(cid, set()) - new_keys):
@@ -662,12 +693,9 @@ class DockerAdapter:
     def _unmirrored(self) -> frozenset[str]:
         return frozenset(n for n in self._drivers if self._served_by_docker(n))
 
-    async def _learn_networks(self, docker: aiodocker.Docker, data: Any) -> None:
-        """The drivers of networks a container is attached to that no list or event named yet."""
-        settings = data.get("NetworkSettings") if isinstance(data, dict) else None
-        nets = settings.get("Networks") if isinstance(settings, dict) else None  # a bad type: normalize rejects it
-        for name, att in nets.items() if isinstance(nets, dict) else ():
-            nid = att.get("NetworkID") if isinstance(att, dict) else None
+    async def _learn_networks(self, docker: aiodocker.Docker, attached: list[tuple[str, object]]) -> None:
+        """The drivers of networks a container is attached to (name, NetworkID) that no list or event named yet."""
+        for name, nid in attached:
             if name in self._drivers or name in ("host", "none") or not isinstance(nid, str) or not nid:
                 continue
             try:
@@ -690,12 +718,12 @@ class DockerAdapter:
         return True
 
     def _note_host_network(self, data: Any) -> None:
-        if not is_host_network(data):
-            return
-        cid = data.get("Id", "")
+        if is_host_network(data):
+            self._log_host_network(data.get("Id", ""), str(data.get("Name", "")).removeprefix("/"))
+
+    def _log_host_network(self, cid: Any, name: str) -> None:
         if cid not in self._host_logged:
             self._host_logged.add(cid)
-            name = str(data.get("Name", "")).removeprefix("/")
             self.log.info("container %s (%s) uses host networking: not mapped", cid[:12], name)
 
     async def _emit(self, sink: EventSink, ev: Any) -> None:
