@@ -778,6 +778,11 @@ def _actor(ev: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def event_key(ev: Mapping[str, Any]) -> tuple[int, str, str, str]:
     """De-duplication key: (timeNano or time, Type, Action, Actor.ID)."""
+    actor, tn, typ, action = ev.get("Actor"), ev.get("timeNano"), ev.get("Type"), ev.get("Action")
+    if type(actor) is dict and type(tn) is int and type(typ) is str and type(action) is str:  # the usual event
+        aid = actor.get("ID")
+        if type(aid) is str and aid:
+            return (tn, typ, action.partition(":")[0].strip(), aid)
     aid, _ = _actor(ev)
     if not aid:
         legacy = ev.get("id")
@@ -793,6 +798,11 @@ def event_container_id(ev: Mapping[str, Any]) -> str | None:
     ``disconnect``: ``Actor.Attributes.container``.
     """
     typ = ev.get("Type")
+    if typ == "container":  # the usual event first
+        actor = ev.get("Actor")
+        aid = actor.get("ID") if type(actor) is dict else None
+        if type(aid) is str and aid:
+            return aid
     aid, attrs = _actor(ev)
     if typ == "container":
         if aid:
