@@ -72,6 +72,7 @@ def _network_ids(data: Any) -> list[tuple[str, object]]:
         return []
     return [(name, att.get("NetworkID") if isinstance(att, dict) else None) for name, att in nets.items()]
 
+
 #: Container actions that cannot change networking or run state: not worth an inspect.
 _NOISE_ACTIONS = frozenset(
     {
