@@ -181,8 +181,9 @@ def _labels(value: Any, what: str) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- ActualLRPs
-class LRP(msgspec.Struct, frozen=True, kw_only=True):
-    """One ActualLRP record, as the BBS keys it: (process guid, index, presence)."""
+class LRP(msgspec.Struct, frozen=True):
+    """One ActualLRP record, as the BBS keys it: (process guid, index, presence).  ``ips`` are
+    canonical (:func:`core.model.validate_ip`'s answers), without duplicates."""
 
     process_guid: str
     index: int
@@ -281,18 +282,18 @@ def _lrp(
         index = _int(index, "index", 0, _MAX_INDEX)
     v4, v6 = net.instance_address, net.instance_ipv6_address
     mappings = net.ports
-    return LRP(
-        process_guid=pguid,
-        index=index,
-        instance_guid=iguid,
-        cell_id=cell,
-        state=state,
-        presence=pres,
-        ips=(_ip(v4, "instance_address"),) if v4 and not v6 else _lrp_ips(v4, v6),
-        ports=_ports(mappings) if mappings else (),
-        domain=key.domain,
-        address=net.address,
-        tags=tuple(sorted(tags.items())) if tags else (),
+    return LRP(  # positionally: a record per event (process_guid, index, instance_guid, cell_id, state, presence,
+        pguid,  # ips, ports, domain, address, tags)
+        index,
+        iguid,
+        cell,
+        state,
+        pres,
+        (_ip(v4, "instance_address"),) if v4 and not v6 else _lrp_ips(v4, v6),
+        _ports(mappings) if mappings else (),
+        key.domain,
+        net.address,
+        tuple(sorted(tags.items())) if tags else (),
     )
 
 
@@ -337,13 +338,13 @@ def decode_event(name: str, data: str | bytes) -> LrpChange | None:
         rec = _lrp(msg.actual_lrp_key, msg.actual_lrp_instance_key, after.actual_lrp_net_info, after.state,
                    after.presence)  # fmt: skip
         old = (rec.process_guid, rec.index, proto.PRESENCE.get(before.presence, "ORDINARY"))
-        return LrpChange(name, upserts=(rec,), moved_from=(old,) if old != rec.record else ())
+        return LrpChange(name, (rec,), (), (old,) if old != rec.record else ())  # upserts, removes, moved_from
     if name == "actual_lrp_crashed":
         # the crashed instance (the before instance key); the changed/removed event that comes with it says the rest
         return LrpChange(name)
     rec = lrp_from_proto(msg.actual_lrp)
     if name == "actual_lrp_instance_created":
-        return LrpChange(name, upserts=(rec,))
+        return LrpChange(name, (rec,))  # upserts
     return LrpChange(name, removes=(rec.record,), upserts=())
 
 
