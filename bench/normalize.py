@@ -12,8 +12,9 @@ per CPU-second and per wall second (:mod:`bench.normrate`), medians count.
               ``docker inspect`` (the compose-redis fixture: a running container
               on one compose network, compose labels, an exposed port), name,
               id, IP and MAC varied.  ``parse_normalize`` is the adapter's own
-              code per event, without the inspect request: ``parse_event_line``,
-              ``event_key`` and the de-duplication set, ``event_container_id``,
+              code per event, without the inspect request: ``container_event``
+              (the usual container event, typed; else ``parse_event_line``,
+              ``event_key``, ``event_container_id``), the de-duplication set,
               then the inspect body as ``DockerAdapter.sync_container`` takes it
               (``decode_inspect``: typed msgspec, the fields the endpoints need;
               ``normalize_inspect``; the dict path for what they decline).
@@ -52,6 +53,7 @@ from typing import Any
 import msgspec
 
 from adapters.docker.normalize import (
+    container_event,
     decode_inspect,
     event_container_id,
     event_key,
@@ -115,7 +117,13 @@ def run_docker(args: argparse.Namespace) -> dict[str, Any]:
     assert len(typed) == n
 
     def event(ev_line: bytes, seen: set[tuple[int, str, str, str]]) -> bool:
-        ev = parse_event_line(ev_line)  # DockerAdapter.handle_line
+        fast = container_event(ev_line)  # DockerAdapter.handle_line: the usual container event, typed
+        if fast is not None:
+            if fast.key in seen:  # _first_time: de-duplication
+                return False
+            seen.add(fast.key)
+            return bool(fast.container)
+        ev = parse_event_line(ev_line)  # else the dict path
         key = event_key(ev)  # handle_event: de-duplication
         if key in seen:
             return False

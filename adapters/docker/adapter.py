@@ -44,6 +44,7 @@ from core.model import LIMITS, Endpoint, Invalid, Network, Object, Policy, Rejec
 
 from .driver import MIRROR_LABEL
 from .normalize import (
+    container_event,
     decode_inspect,
     event_container_id,
     event_key,
@@ -398,6 +399,11 @@ class DockerAdapter:
         """Process one raw ``/events`` line; bad input becomes a Rejected."""
         if not line.strip():
             return
+        fast = container_event(line)  # the usual container event, typed (its labels skipped)
+        if fast is not None:
+            if self._first_time(fast.key, fast.time_nano):
+                await self._container_event(fast.action, fast.container, fast.time_nano, fast.key, sink, docker)
+            return
         try:
             ev = parse_event_line(line)
         except Invalid as exc:
@@ -405,29 +411,45 @@ class DockerAdapter:
             return
         await self.handle_event(ev, sink, docker)
 
-    async def handle_event(self, ev: dict[str, Any], sink: EventSink, docker: aiodocker.Docker) -> None:
-        """Process one decoded event (level-triggered: re-inspect what it concerns)."""
-        key = event_key(ev)
+    def _first_time(self, key: tuple[int, str, str, str], time_nano: int) -> bool:
+        """De-duplication: False if the event of this key was seen (among the last ``_SEEN_KEYS``)."""
         if key in self._seen_set:
-            return
+            return False
         self._seen.append(key)
         self._seen_set.add(key)
         if len(self._seen) > _SEEN_KEYS:
             self._seen_set.discard(self._seen.popleft())
-        self._last_ns = max(self._last_ns, event_time_nano(ev))
+        self._last_ns = max(self._last_ns, time_nano)
+        return True
 
-        typ, action = ev["Type"], ev["Action"]
+    async def _container_event(
+        self, action: str, cid: str | None, stamp: int, key: tuple[int, str, str, str], sink: EventSink,
+        docker: aiodocker.Docker,
+    ) -> None:  # fmt: skip
         try:
-            if typ == "container":
-                if action in _NOISE_ACTIONS:
-                    return
-                cid = event_container_id(ev)
-                if cid:
-                    await self.sync_container(docker, cid, sink)
-                    stamp = event_time_nano(ev)
-                    if stamp:  # the engine's clock: same host, or NTP-close
-                        ADAPTER_EVENT_LAG.labels(self.spec.name).observe(max(0.0, time.time() - stamp / 1e9))
-            elif typ == "network":
+            if action in _NOISE_ACTIONS:
+                return
+            if cid:
+                await self.sync_container(docker, cid, sink)
+                if stamp:  # the engine's clock: same host, or NTP-close
+                    ADAPTER_EVENT_LAG.labels(self.spec.name).observe(max(0.0, time.time() - stamp / 1e9))
+        except _RECOVERABLE:
+            raise
+        except Exception as exc:  # a bug or an unforeseen payload: one event must not kill run()
+            self.log.exception("failed to process %s %s event", "container", action)
+            await self._reject(sink, Invalid("internal-error", f"container {action}: {describe_exception(exc)}"), key[3])
+
+    async def handle_event(self, ev: dict[str, Any], sink: EventSink, docker: aiodocker.Docker) -> None:
+        """Process one decoded event (level-triggered: re-inspect what it concerns)."""
+        key = event_key(ev)
+        if not self._first_time(key, event_time_nano(ev)):
+            return
+        typ, action = ev["Type"], ev["Action"]
+        if typ == "container":
+            await self._container_event(action, event_container_id(ev), event_time_nano(ev), key, sink, docker)
+            return
+        try:
+            if typ == "network":
                 actor = ev.get("Actor") or {}
                 nid = actor.get("ID") or ""
                 attrs = actor.get("Attributes") or {}

@@ -58,7 +58,9 @@ __all__ = [
     "LABEL_NETWORK",
     "MESOS_CONTAINER_NAME",
     "NAMESPACE_LABELS",
+    "ContainerEvent",
     "Inspect",
+    "container_event",
     "decode_inspect",
     "event_action",
     "event_container_id",
@@ -714,6 +716,64 @@ def parse_event_line(line: bytes | str) -> dict[str, Any]:
     except RecursionError:
         raise Invalid("bad-json", "event line is nested too deeply") from None
     return _check_event(ev)
+
+
+# ---------------------------------------------------------------- container events: the typed fast path
+# What the adapter takes from a container event (its de-duplication key, the container, the
+# action, the time), typed; the rest of the line (Actor.Attributes: the container's labels, most
+# of its bytes) is skipped, not built.
+class _TActor(msgspec.Struct):
+    ID: str | None = None
+    Attributes: msgspec.Raw = msgspec.Raw(b"null")  # skipped (an object, or null, is all that is checked)
+
+
+class _TEvent(msgspec.Struct):
+    Type: str | None = None
+    Action: str | None = None
+    Actor: _TActor | None = None
+    id: str | None = None
+    timeNano: int | None = None
+    time: int | float | None = None
+
+
+_EVENT = msgspec.json.Decoder(_TEvent)
+
+
+class ContainerEvent(msgspec.Struct, frozen=True):
+    """A container event as the adapter uses it: the key :func:`event_key` gives it, the
+    container (:func:`event_container_id`), its action and ``timeNano``."""
+
+    key: tuple[int, str, str, str]
+    container: str
+    action: str
+    time_nano: int
+
+
+def container_event(line: bytes | str) -> ContainerEvent | None:
+    """One ``/events`` line that is a container event of the usual shape (ASCII; ``Type``
+    ``container``; an ``Action`` without a detail or surrounding spaces; ``Actor.ID``;
+    ``timeNano``; every field of the type :func:`parse_event_line` asks), decoded typed
+    (the Actor's attributes skipped): the key, container, action and time that
+    :func:`parse_event_line`, :func:`event_key`, :func:`event_container_id` and
+    :func:`event_time_nano` give.  None for anything else: the caller then takes that
+    path, which decides (the event, or its rejection and reason)."""
+    if type(line) is not bytes or not line.isascii() or len(line) > _MAX_EVENT_LINE:
+        return None
+    if len(line) > 2 * _FAST_BRACKETS and line.count(b"{") + line.count(b"[") > _FAST_BRACKETS:
+        return None  # the nesting parse_event_line leaves to json.loads
+    try:
+        ev = _EVENT.decode(line)
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        return None
+    actor, action, tn, t = ev.Actor, ev.Action, ev.timeNano, ev.time
+    if ev.Type != "container" or actor is None or tn is None or tn < 0 or (t is not None and t < 0):
+        return None
+    aid, attrs = actor.ID, memoryview(actor.Attributes)
+    if not aid or not action or ":" in action or action != action.strip():
+        return None
+    if attrs[0] != 0x7B and attrs.tobytes() != b"null":  # an object ("{"), or null
+        return None
+    return ContainerEvent((tn, "container", action, aid), aid, action, tn)
 
 
 def parse_stream(text: bytes | str) -> Iterator[dict[str, Any] | Invalid]:

@@ -161,3 +161,53 @@ def test_event_key_and_container_id_as_before() -> None:
     for ev in cases:
         assert event_key(ev) == _old_event_key(ev), ev
         assert event_container_id(ev) == _old_event_container_id(ev), ev
+
+
+# ---------------------------------------------------------------- container_event: the typed path of the usual event
+def _container_lines() -> list[bytes]:
+    """The variants above, and container events with their fields mutated, as bytes."""
+    from testkit.fuzz import HOSTILE_STRINGS, HOSTILE_VALUES, Mutator
+
+    rng = random.Random(7)
+    m = Mutator(rng)
+    out = [v.encode(errors="surrogatepass") if isinstance(v, str) else v for v in _variants()]
+    events = [ev for ev in (json.loads(line) for line in LINES) if ev.get("Type") == "container"]
+    for _ in range(4000):
+        ev = json.loads(json.dumps(rng.choice(events)))
+        for _ in range(rng.choice((0, 1, 1, 2))):
+            where = rng.random()
+            if where < 0.25 and isinstance(ev.get("Actor"), dict):
+                ev["Actor"][rng.choice(("ID", "Attributes"))] = rng.choice((*HOSTILE_VALUES, *HOSTILE_STRINGS[:20], "x"))
+            elif where < 0.7:
+                ev[rng.choice(("Type", "Action", "Actor", "id", "timeNano", "time", "status"))] = rng.choice(
+                    (*HOSTILE_VALUES, *HOSTILE_STRINGS[:20], "container", "network", " start", "start ", "exec_start: sh",
+                     "health_status: healthy", "start", "die", 1.5, -3, 10**20))  # fmt: skip
+            elif where < 0.85:
+                ev.pop(rng.choice(("Type", "Action", "Actor", "id", "timeNano", "time")), None)
+            else:
+                mutated = m.mutate(ev, 1)
+                if isinstance(mutated, dict):
+                    ev = mutated
+        text = m.dumps(ev)
+        out.append(m.damage(m.bytes_of(text)) if rng.random() < 0.1 else m.bytes_of(text))
+    return out
+
+
+def test_container_event_as_the_dict_path() -> None:
+    from adapters.docker.normalize import container_event, event_container_id, event_key, event_time_nano
+
+    answered = 0
+    for line in _container_lines():
+        fast = container_event(line)
+        if fast is None:
+            continue
+        answered += 1
+        ev = parse_event_line(line)  # never rejects what the typed path answers
+        assert ev["Type"] == "container", line[:200]
+        assert (fast.key, fast.container, fast.action, fast.time_nano) == (
+            event_key(ev), event_container_id(ev), ev["Action"], event_time_nano(ev)), line[:200]  # fmt: skip
+    assert answered > 1500
+    for line in LINES:  # the fixture's container events take it
+        ev = json.loads(line)
+        if ev.get("Type") == "container" and ":" not in ev["Action"]:
+            assert container_event(line) is not None, line[:200]
