@@ -12,11 +12,19 @@ per CPU-second and per wall second (:mod:`bench.normrate`), medians count.
               ``docker inspect`` (the compose-redis fixture: a running container
               on one compose network, compose labels, an exposed port), name,
               id, IP and MAC varied.  ``parse_normalize`` is the adapter's own
-              code per event, without the inspect request: ``parse_event_line``,
-              ``event_key`` and the de-duplication set, ``event_container_id``,
-              ``normalize_container`` of the decoded inspect.
-              ``parse_decode_normalize`` adds the decode of the inspect body
-              (``json.loads``, as aiodocker does it in the adapter's process).
+              code per event, without the inspect request: ``container_event``
+              (the usual container event, typed; else ``parse_event_line``,
+              ``event_key``, ``event_container_id``), the de-duplication set,
+              then the inspect body as ``DockerAdapter.sync_container`` takes it
+              (``decode_inspect``: typed msgspec, the fields the endpoints need;
+              ``normalize_inspect``; the dict path for what they decline).
+              ``parse_normalize_predecoded`` is the same without decoding the
+              inspect (its :class:`Inspect` decoded beforehand, kept for all
+              events), ``parse_normalize_dict`` the dict path with the inspect
+              decoded beforehand by ``json.loads`` (what the adapter did before
+              it read the body itself: aiodocker decoded it), and
+              ``parse_decode_normalize`` that dict path with the ``json.loads``
+              of each body (what the adapter's process paid per event then).
               Baselines: bare ``msgspec`` decode of the event line, and of the
               event line and the inspect body.
 * ``static``  a JSON-lines file of ``--objects`` canonical objects (one Network,
@@ -44,7 +52,15 @@ from typing import Any
 
 import msgspec
 
-from adapters.docker.normalize import event_container_id, event_key, normalize_container, parse_event_line
+from adapters.docker.normalize import (
+    container_event,
+    decode_inspect,
+    event_container_id,
+    event_key,
+    normalize_container,
+    normalize_inspect,
+    parse_event_line,
+)
 from adapters.static import StaticAdapter
 from bench.bulk import _profile_report
 from bench.common import emit, environment, log, short_tmpdir
@@ -97,23 +113,46 @@ def run_docker(args: argparse.Namespace) -> dict[str, Any]:
     log(f"docker: {n} events ({len(lines[0])} bytes) with inspects of {len(bodies[0])} bytes, {args.rounds} rounds")
     dec = msgspec.json.Decoder()
 
-    def handle(ev_line: bytes, inspect: Any, seen: set[tuple[int, str, str, str]]) -> list[Endpoint]:
-        ev = parse_event_line(ev_line)  # DockerAdapter.handle_line
+    typed = [insp for b in bodies if (insp := decode_inspect(b)) is not None]
+    assert len(typed) == n
+
+    def event(ev_line: bytes, seen: set[tuple[int, str, str, str]]) -> bool:
+        fast = container_event(ev_line)  # DockerAdapter.handle_line: the usual container event, typed
+        if fast is not None:
+            if fast.key in seen:  # _first_time: de-duplication
+                return False
+            seen.add(fast.key)
+            return bool(fast.container)
+        ev = parse_event_line(ev_line)  # else the dict path
         key = event_key(ev)  # handle_event: de-duplication
         if key in seen:
-            return []
+            return False
         seen.add(key)
-        if event_container_id(ev) is None:
-            return []
-        return normalize_container(inspect, DOCKER, node="node-1")  # sync_container, after the inspect
+        return event_container_id(ev) is not None
+
+    def from_body(body: bytes) -> list[Endpoint]:  # sync_container, after the inspect request
+        insp = decode_inspect(body)
+        eps = normalize_inspect(insp, DOCKER, node="node-1") if insp is not None else None
+        return eps if eps is not None else normalize_container(json.loads(body), DOCKER, node="node-1")
 
     def parse_normalize() -> int:
         seen: set[tuple[int, str, str, str]] = set()
-        return sum(len(handle(line, insp, seen)) for line, insp in zip(lines, decoded, strict=True))
+        return sum(len(from_body(body)) for line, body in zip(lines, bodies, strict=True) if event(line, seen))
+
+    def parse_normalize_predecoded() -> int:
+        seen: set[tuple[int, str, str, str]] = set()
+        return sum(len(normalize_inspect(insp, DOCKER, node="node-1") or ())
+                   for line, insp in zip(lines, typed, strict=True) if event(line, seen))  # fmt: skip
+
+    def parse_normalize_dict() -> int:
+        seen: set[tuple[int, str, str, str]] = set()
+        return sum(len(normalize_container(insp, DOCKER, node="node-1"))
+                   for line, insp in zip(lines, decoded, strict=True) if event(line, seen))  # fmt: skip
 
     def parse_decode_normalize() -> int:
         seen: set[tuple[int, str, str, str]] = set()
-        return sum(len(handle(line, json.loads(body), seen)) for line, body in zip(lines, bodies, strict=True))
+        return sum(len(normalize_container(json.loads(body), DOCKER, node="node-1"))
+                   for line, body in zip(lines, bodies, strict=True) if event(line, seen))  # fmt: skip
 
     def msgspec_event() -> None:
         for line in lines:
@@ -125,9 +164,10 @@ def run_docker(args: argparse.Namespace) -> dict[str, Any]:
             dec.decode(body)
 
     endpoints = parse_normalize()
-    assert endpoints == n, endpoints
+    assert endpoints == n == parse_normalize_predecoded() == parse_normalize_dict(), endpoints
     variants: dict[str, Callable[[], object]] = {
-        "parse_normalize": parse_normalize, "parse_decode_normalize": parse_decode_normalize,
+        "parse_normalize": parse_normalize, "parse_normalize_predecoded": parse_normalize_predecoded,
+        "parse_normalize_dict": parse_normalize_dict, "parse_decode_normalize": parse_decode_normalize,
         "baseline_msgspec_decode_event": msgspec_event, "baseline_msgspec_decode_event_and_inspect": msgspec_event_inspect,
     }  # fmt: skip
     return _alternate(n, variants, "parse_normalize", args) | {"endpoints": endpoints}

@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from msgspec.structs import replace
 
 from core.model import (
     LABEL_WORKLOAD,
@@ -180,8 +181,9 @@ def _labels(value: Any, what: str) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- ActualLRPs
-class LRP(msgspec.Struct, frozen=True, kw_only=True):
-    """One ActualLRP record, as the BBS keys it: (process guid, index, presence)."""
+class LRP(msgspec.Struct, frozen=True):
+    """One ActualLRP record, as the BBS keys it: (process guid, index, presence).  ``ips`` are
+    canonical (:func:`core.model.validate_ip`'s answers), without duplicates."""
 
     process_guid: str
     index: int
@@ -280,18 +282,18 @@ def _lrp(
         index = _int(index, "index", 0, _MAX_INDEX)
     v4, v6 = net.instance_address, net.instance_ipv6_address
     mappings = net.ports
-    return LRP(
-        process_guid=pguid,
-        index=index,
-        instance_guid=iguid,
-        cell_id=cell,
-        state=state,
-        presence=pres,
-        ips=(_ip(v4, "instance_address"),) if v4 and not v6 else _lrp_ips(v4, v6),
-        ports=_ports(mappings) if mappings else (),
-        domain=key.domain,
-        address=net.address,
-        tags=tuple(sorted(tags.items())) if tags else (),
+    return LRP(  # positionally: a record per event (process_guid, index, instance_guid, cell_id, state, presence,
+        pguid,  # ips, ports, domain, address, tags)
+        index,
+        iguid,
+        cell,
+        state,
+        pres,
+        (_ip(v4, "instance_address"),) if v4 and not v6 else _lrp_ips(v4, v6),
+        _ports(mappings) if mappings else (),
+        key.domain,
+        net.address,
+        tuple(sorted(tags.items())) if tags else (),
     )
 
 
@@ -336,13 +338,13 @@ def decode_event(name: str, data: str | bytes) -> LrpChange | None:
         rec = _lrp(msg.actual_lrp_key, msg.actual_lrp_instance_key, after.actual_lrp_net_info, after.state,
                    after.presence)  # fmt: skip
         old = (rec.process_guid, rec.index, proto.PRESENCE.get(before.presence, "ORDINARY"))
-        return LrpChange(name, upserts=(rec,), moved_from=(old,) if old != rec.record else ())
+        return LrpChange(name, (rec,), (), (old,) if old != rec.record else ())  # upserts, removes, moved_from
     if name == "actual_lrp_crashed":
         # the crashed instance (the before instance key); the changed/removed event that comes with it says the rest
         return LrpChange(name)
     rec = lrp_from_proto(msg.actual_lrp)
     if name == "actual_lrp_instance_created":
-        return LrpChange(name, upserts=(rec,))
+        return LrpChange(name, (rec,))  # upserts
     return LrpChange(name, removes=(rec.record,), upserts=())
 
 
@@ -599,12 +601,15 @@ def lrp_endpoint(rec: LRP, source: Source, meta: AppMeta, network: str) -> Endpo
         _PORT_SPECS[rec.ports] = ports
     name = f"{meta.app_name}/{meta.process_type}/{rec.index}"
     state = UP_STATES[rec.state]
+    uid, ips = rec.instance_guid, rec.ips
+    # one address that validate_ip answered with itself (canonical: what the Endpoint's check asks of
+    # it) is left out of the check below; anything else is checked there
+    known = not ips or (len(ips) == 1 and _IP_CACHE.get(ips[0]) == ips[0])
     # everything but the labels, checked above (and the workload's id is the uid, checked here)
-    validate(Endpoint(source=source, uid=rec.instance_guid, namespace=meta.namespace, name=name, kind=KIND,
-                      network=network, node=rec.cell_id, ips=rec.ips, ports=ports, state=state))  # fmt: skip
-    return Endpoint(source=source, uid=rec.instance_guid, namespace=meta.namespace, name=name, kind=KIND,
-                    network=network, node=rec.cell_id, ips=rec.ips, ports=ports, state=state,
-                    labels={**labels, LABEL_WORKLOAD: f"cloudfoundry:{rec.instance_guid}"})  # = workload()  # fmt: skip
+    ep = Endpoint(source=source, uid=uid, namespace=meta.namespace, name=name, kind=KIND, network=network,
+                  node=rec.cell_id, ips=() if known else ips, ports=ports, state=state)  # fmt: skip
+    validate(ep)
+    return replace(ep, ips=ips, labels={**labels, LABEL_WORKLOAD: f"cloudfoundry:{uid}"})  # = workload()
 
 
 def workload(instance_guid: str) -> str:

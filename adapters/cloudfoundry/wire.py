@@ -18,6 +18,9 @@ with ``error`` set and the stream goes on.
 
 from __future__ import annotations
 
+import itertools
+import re
+
 import msgspec
 
 __all__ = ["MAX_CHUNK", "MAX_FRAME", "ChunkDecoder", "Frame", "FramingError", "SSEParser", "encode_chunk", "encode_frame"]
@@ -202,6 +205,11 @@ class SSEParser:
 _TOO_LONG = Frame(error=f"too-long: a frame of more than {MAX_FRAME} bytes")
 
 
+#: a frame as the BBS writes it: ``id``, ``event`` (not empty), ``data`` (not empty), a blank line
+_BBS_FRAME = re.compile(r"id: ([^\n]*)\nevent: ([^\n]+)\ndata: ([^\n]+)\n\n")
+_FRAME_FIXED = len("id: \nevent: \ndata: \n\n")
+
+
 def _whole_frames(buf: bytearray, pos: int, frames: list[Frame]) -> int:
     """Frames of ``buf[pos:]`` up to its last blank line, appended to ``frames``
     when those bytes are ASCII without CR; the position after them (``pos``
@@ -213,7 +221,15 @@ def _whole_frames(buf: bytearray, pos: int, frames: list[Frame]) -> int:
     chunk = buf[pos:end]
     if not chunk.isascii() or b"\r" in chunk:
         return pos
-    for piece in chunk.decode("ascii").split("\n\n"):
+    text = chunk.decode("ascii")
+    if len(text) <= MAX_FRAME:  # no frame can be too long
+        # every frame "id: …\nevent: …\ndata: …\n\n" (what the BBS writes): one findall; when the matches
+        # cover the whole text, nothing lies between them, and they are exactly the frames the loop makes
+        found = _BBS_FRAME.findall(text)
+        if len(text) == _FRAME_FIXED * len(found) + sum(map(len, itertools.chain.from_iterable(found))):
+            frames.extend(itertools.starmap(Frame, found))
+            return end
+    for piece in text.split("\n\n"):
         if piece.startswith("\n"):  # a blank line after a frame's end: nothing
             piece = piece[1:]
         if not piece:

@@ -25,6 +25,7 @@ import collections
 import contextlib
 import datetime as dt
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -43,16 +44,35 @@ from core.model import LIMITS, Endpoint, Invalid, Network, Object, Policy, Rejec
 
 from .driver import MIRROR_LABEL
 from .normalize import (
+    container_event,
+    decode_inspect,
     event_container_id,
     event_key,
     event_time_nano,
     is_host_network,
     normalize_container,
+    normalize_inspect,
     normalize_network,
     parse_event_line,
 )
 
 __all__ = ["DockerAdapter", "DockerOptions"]
+
+
+def _json_body(body: bytes) -> Any:
+    """A response body as aiohttp's ``json()`` gives it to aiodocker (an empty body is None)."""
+    text = body.strip()
+    return json.loads(text.decode("utf-8")) if text else None
+
+
+def _network_ids(data: Any) -> list[tuple[str, object]]:
+    """(network name, NetworkID) of an inspect's attachments (a bad type: none; normalize rejects it)."""
+    settings = data.get("NetworkSettings") if isinstance(data, dict) else None
+    nets = settings.get("Networks") if isinstance(settings, dict) else None
+    if not isinstance(nets, dict):
+        return []
+    return [(name, att.get("NetworkID") if isinstance(att, dict) else None) for name, att in nets.items()]
+
 
 #: Container actions that cannot change networking or run state: not worth an inspect.
 _NOISE_ACTIONS = frozenset(
@@ -379,6 +399,11 @@ class DockerAdapter:
         """Process one raw ``/events`` line; bad input becomes a Rejected."""
         if not line.strip():
             return
+        fast = container_event(line)  # the usual container event, typed (its labels skipped)
+        if fast is not None:
+            if self._first_time(fast.key, fast.time_nano):
+                await self._container_event(fast.action, fast.container, fast.time_nano, fast.key, sink, docker)
+            return
         try:
             ev = parse_event_line(line)
         except Invalid as exc:
@@ -386,29 +411,45 @@ class DockerAdapter:
             return
         await self.handle_event(ev, sink, docker)
 
-    async def handle_event(self, ev: dict[str, Any], sink: EventSink, docker: aiodocker.Docker) -> None:
-        """Process one decoded event (level-triggered: re-inspect what it concerns)."""
-        key = event_key(ev)
+    def _first_time(self, key: tuple[int, str, str, str], time_nano: int) -> bool:
+        """De-duplication: False if the event of this key was seen (among the last ``_SEEN_KEYS``)."""
         if key in self._seen_set:
-            return
+            return False
         self._seen.append(key)
         self._seen_set.add(key)
         if len(self._seen) > _SEEN_KEYS:
             self._seen_set.discard(self._seen.popleft())
-        self._last_ns = max(self._last_ns, event_time_nano(ev))
+        self._last_ns = max(self._last_ns, time_nano)
+        return True
 
-        typ, action = ev["Type"], ev["Action"]
+    async def _container_event(
+        self, action: str, cid: str | None, stamp: int, key: tuple[int, str, str, str], sink: EventSink,
+        docker: aiodocker.Docker,
+    ) -> None:  # fmt: skip
         try:
-            if typ == "container":
-                if action in _NOISE_ACTIONS:
-                    return
-                cid = event_container_id(ev)
-                if cid:
-                    await self.sync_container(docker, cid, sink)
-                    stamp = event_time_nano(ev)
-                    if stamp:  # the engine's clock: same host, or NTP-close
-                        ADAPTER_EVENT_LAG.labels(self.spec.name).observe(max(0.0, time.time() - stamp / 1e9))
-            elif typ == "network":
+            if action in _NOISE_ACTIONS:
+                return
+            if cid:
+                await self.sync_container(docker, cid, sink)
+                if stamp:  # the engine's clock: same host, or NTP-close
+                    ADAPTER_EVENT_LAG.labels(self.spec.name).observe(max(0.0, time.time() - stamp / 1e9))
+        except _RECOVERABLE:
+            raise
+        except Exception as exc:  # a bug or an unforeseen payload: one event must not kill run()
+            self.log.exception("failed to process %s %s event", "container", action)
+            await self._reject(sink, Invalid("internal-error", f"container {action}: {describe_exception(exc)}"), key[3])
+
+    async def handle_event(self, ev: dict[str, Any], sink: EventSink, docker: aiodocker.Docker) -> None:
+        """Process one decoded event (level-triggered: re-inspect what it concerns)."""
+        key = event_key(ev)
+        if not self._first_time(key, event_time_nano(ev)):
+            return
+        typ, action = ev["Type"], ev["Action"]
+        if typ == "container":
+            await self._container_event(action, event_container_id(ev), event_time_nano(ev), key, sink, docker)
+            return
+        try:
+            if typ == "network":
                 actor = ev.get("Actor") or {}
                 nid = actor.get("ID") or ""
                 attrs = actor.get("Attributes") or {}
@@ -437,36 +478,49 @@ class DockerAdapter:
 
     async def sync_container(self, docker: aiodocker.Docker, cid: str, sink: EventSink) -> None:
         """Re-inspect one container and upsert/delete its endpoints (no-ops emit nothing)."""
+        # The body is decoded here, typed (the fields the endpoints need, the rest skipped); an inspect
+        # that decode refuses, or that normalize_inspect is not sure of, takes the dict path (json.loads
+        # as aiohttp does it for aiodocker's show(), normalize_container), which decides.
         try:
-            data: Any = await docker.containers.container(cid).show()
+            async with docker._query(f"containers/{cid}/json") as resp:
+                body = await resp.read()
         except aiodocker.DockerError as exc:
             if exc.status != 404:
                 raise
-            data = None
-        if data is None:
-            endpoints: list[Endpoint] = []
+            body = None
+        body = body or b""  # aiohttp's json() of an empty body is None: the container is gone
+        typed = decode_inspect(body) if body else None
+        data: Any = _json_body(body) if typed is None else None
+        endpoints: list[Endpoint] | None = None
+        if typed is None and data is None:
+            endpoints = []
             self._host_logged.discard(cid)
         else:
-            await self._learn_networks(docker, data)
-            try:
-                endpoints = normalize_container(
-                    data,
-                    self.source,
-                    node=self.node,
-                    default_namespace=self.options.namespace,
-                    hub_networks=self.hub_networks,
-                    skip_networks=self._unmirrored(),
-                )
-            except Invalid as exc:
-                await self._reject(sink, exc, cid)
-                return
-            self._note_host_network(data)
-            uid = data.get("Id")
+            await self._learn_networks(docker, typed.network_ids() if typed is not None else _network_ids(data))
+            kw: dict[str, Any] = {"node": self.node, "default_namespace": self.options.namespace,
+                                  "hub_networks": self.hub_networks, "skip_networks": self._unmirrored()}  # fmt: skip
+            if typed is not None:
+                endpoints = normalize_inspect(typed, self.source, **kw)
+            if endpoints is None:
+                if data is None:
+                    data = _json_body(body)
+                try:
+                    endpoints = normalize_container(data, self.source, **kw)
+                except Invalid as exc:
+                    await self._reject(sink, exc, cid)
+                    return
+            if typed is not None and data is None:
+                uid = typed.Id
+                if typed.host_network():
+                    self._log_host_network(uid or "", (typed.Name or "").removeprefix("/"))
+            else:
+                self._note_host_network(data)
+                uid = data.get("Id")
             if isinstance(uid, str) and uid != cid:  # event carried a short id
                 self._by_container.setdefault(uid, set()).update(self._by_container.pop(cid, set()))
                 cid = uid
         new_keys: set[str] = set()
-        for ep in endpoints:
+        for ep in endpoints or ():
             new_keys.add(ep.key)
             await self._emit(sink, self.cache.upsert(ep))
         for key in sorted(self._by_container.get(cid, set()) - new_keys):
@@ -662,12 +716,9 @@ class DockerAdapter:
     def _unmirrored(self) -> frozenset[str]:
         return frozenset(n for n in self._drivers if self._served_by_docker(n))
 
-    async def _learn_networks(self, docker: aiodocker.Docker, data: Any) -> None:
-        """The drivers of networks a container is attached to that no list or event named yet."""
-        settings = data.get("NetworkSettings") if isinstance(data, dict) else None
-        nets = settings.get("Networks") if isinstance(settings, dict) else None  # a bad type: normalize rejects it
-        for name, att in nets.items() if isinstance(nets, dict) else ():
-            nid = att.get("NetworkID") if isinstance(att, dict) else None
+    async def _learn_networks(self, docker: aiodocker.Docker, attached: list[tuple[str, object]]) -> None:
+        """The drivers of networks a container is attached to (name, NetworkID) that no list or event named yet."""
+        for name, nid in attached:
             if name in self._drivers or name in ("host", "none") or not isinstance(nid, str) or not nid:
                 continue
             try:
@@ -690,12 +741,12 @@ class DockerAdapter:
         return True
 
     def _note_host_network(self, data: Any) -> None:
-        if not is_host_network(data):
-            return
-        cid = data.get("Id", "")
+        if is_host_network(data):
+            self._log_host_network(data.get("Id", ""), str(data.get("Name", "")).removeprefix("/"))
+
+    def _log_host_network(self, cid: Any, name: str) -> None:
         if cid not in self._host_logged:
             self._host_logged.add(cid)
-            name = str(data.get("Name", "")).removeprefix("/")
             self.log.info("container %s (%s) uses host networking: not mapped", cid[:12], name)
 
     async def _emit(self, sink: EventSink, ev: Any) -> None:

@@ -38,6 +38,7 @@ from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 import msgspec
+from msgspec.structs import replace
 
 from core.model import (
     LABEL_WORKLOAD,
@@ -57,12 +58,17 @@ __all__ = [
     "LABEL_NETWORK",
     "MESOS_CONTAINER_NAME",
     "NAMESPACE_LABELS",
+    "ContainerEvent",
+    "Inspect",
+    "container_event",
+    "decode_inspect",
     "event_action",
     "event_container_id",
     "event_key",
     "event_time_nano",
     "is_host_network",
     "normalize_container",
+    "normalize_inspect",
     "normalize_network",
     "parse_event_line",
     "parse_stream",
@@ -393,6 +399,170 @@ def _wrapped(
     return ep
 
 
+# ---------------------------------------------------------------- containers: the typed fast path
+# The fields normalize_container reads, typed as it accepts them; everything else in an
+# inspect (Mounts, GraphDriver, the rest of HostConfig...) is skipped by the decoder
+# instead of becoming dicts.  A value of another type (a label that is not a string,
+# an attachment that is null, ExposedPorts as a list...) fails the decode, and the
+# inspect takes the dict path (json.loads + normalize_container), which decides.
+class _TState(msgspec.Struct):
+    Status: str | None = None
+    Running: bool | None = None
+    Paused: bool | None = None
+
+
+class _THostConfig(msgspec.Struct):
+    NetworkMode: str | None = None
+
+
+class _TConfig(msgspec.Struct):
+    Labels: msgspec.Raw = msgspec.Raw(b"null")  # decoded by normalize_inspect, unless known (_LABELS_OK)
+    ExposedPorts: dict[str, msgspec.Raw] | None = None  # only the keys count
+
+
+class _TAttachment(msgspec.Struct):
+    IPAddress: str | None = None
+    GlobalIPv6Address: str | None = None
+    MacAddress: str | None = None
+    NetworkID: str | None = None
+
+
+class _TSettings(msgspec.Struct):
+    Networks: dict[str, _TAttachment] | None = None
+
+
+class Inspect(msgspec.Struct):
+    """The fields of a container inspect that its endpoints and the adapter need (:func:`decode_inspect`)."""
+
+    Id: str | None = None
+    Name: str | None = None
+    State: _TState | None = None
+    HostConfig: _THostConfig | None = None
+    Config: _TConfig | None = None
+    NetworkSettings: _TSettings | None = None
+
+    def network_ids(self) -> list[tuple[str, object]]:
+        """(network name, NetworkID) of its attachments."""
+        nets = self.NetworkSettings.Networks if self.NetworkSettings is not None else None
+        return [(name, att.NetworkID) for name, att in nets.items()] if nets else []
+
+    def host_network(self) -> bool:
+        """:func:`is_host_network` of the inspect it was decoded from."""
+        if self.HostConfig is not None and self.HostConfig.NetworkMode == "host":
+            return True
+        nets = self.NetworkSettings.Networks if self.NetworkSettings is not None else None
+        return nets is not None and list(nets) == ["host"]
+
+
+_INSPECT = msgspec.json.Decoder(Inspect)
+_LABELS = msgspec.json.Decoder(dict[str, str] | None)
+#: Config.Labels as JSON text → those labels, which passed the Endpoint's label checks (in an endpoint
+#: that carried them).  Every event of a container (and each container of a compose service that is
+#: scaled) has the same labels; they are decoded and checked once while here.  Bounded: emptied when full.
+_LABELS_OK: dict[bytes, dict[str, str]] = {}
+_LABELS_OK_MAX = 512
+
+
+def decode_inspect(body: bytes) -> Inspect | None:
+    """A ``GET /containers/{id}/json`` body decoded into :class:`Inspect` (the rest skipped),
+    or None when msgspec refuses it (not that shape, a field of another type, not JSON
+    msgspec takes, or not ASCII: msgspec does not check the UTF-8 of the strings it skips,
+    the dict path's decode does): then ``json.loads`` and :func:`normalize_container` decide."""
+    if not body.isascii():
+        return None
+    try:
+        return _INSPECT.decode(body)
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        return None
+
+
+def normalize_inspect(
+    inspect: Inspect,
+    source: Source,
+    *,
+    node: str = "",
+    default_namespace: str = "default",
+    hub_networks: Mapping[str, Network] | None = None,
+    skip_networks: Collection[str] = (),
+) -> list[Endpoint] | None:
+    """:func:`normalize_container` of a decoded :class:`Inspect`, check for check: the same
+    endpoints, or None when it is not sure (the Id missing, no Networks, wrapper mode,
+    any check refusing a value): the caller then takes the dict path, which gives
+    today's result or rejection and reason.  So this never rejects, and never accepts
+    what the dict path would not."""
+    cid = inspect.Id
+    state = inspect.State
+    if not cid or state is None:
+        return None
+    status = state.Status or ""
+    running = state.Running
+    if running is None:
+        running = status in ("running", "paused")
+    if not status:
+        status = "paused" if state.Paused else ("running" if running else "exited")
+    if not running:
+        return []
+    hc, config, settings = inspect.HostConfig, inspect.Config, inspect.NetworkSettings
+    mode = hc.NetworkMode if hc is not None else None
+    if mode == "host":
+        return []
+    if mode == "none" or config is None or settings is None or settings.Networks is None:
+        return None  # wrapper mode, or an old API's attachment: the dict path
+    raw_labels = bytes(config.Labels)
+    known = _LABELS_OK.get(raw_labels)
+    if known is not None:
+        labels = dict(known)  # the endpoints' own (as the dict path's copy)
+    else:
+        try:
+            decoded = _LABELS.decode(raw_labels)
+        except (msgspec.DecodeError, ValueError, RecursionError):
+            return None  # not a map of strings: the dict path says why
+        labels = decoded if decoded is not None else {}
+    name = (inspect.Name or "").removeprefix("/") or _short(cid)
+    if name.startswith("mesos-") and LABEL_WORKLOAD not in labels:
+        return None  # maybe a Mesos task: the dict path
+    namespace = default_namespace
+    for key in NAMESPACE_LABELS:
+        value = labels.get(key)
+        if value:
+            namespace = value
+            break
+    hub_networks = hub_networks or {}
+    out: list[Endpoint] = []
+    try:
+        ports = _ports(config.ExposedPorts, "Config.ExposedPorts")
+        for net, att in settings.Networks.items():
+            if net in _SPECIAL_NETWORKS or net in hub_networks or net in skip_networks:
+                continue
+            v4, v6 = att.IPAddress, att.GlobalIPv6Address
+            if v4:
+                ip4 = validate_ip(v4)
+                ips: tuple[str, ...] = (ip4,) if not v6 or (ip6 := validate_ip(v6)) == ip4 else (ip4, ip6)
+            elif v6:
+                ips = (validate_ip(v6),)
+            else:
+                continue  # attached but not configured yet (or being torn down)
+            mac = att.MacAddress
+            # labels known to pass are left out of the check (it checks each field on its own)
+            ep = Endpoint(source=source, uid=cid, namespace=namespace, name=name, kind="container", network=net,
+                          node=node, ips=ips, mac=validate_mac(mac) if mac else None,
+                          labels=_NO_LABELS if known is not None else labels, ports=ports, state=status)  # fmt: skip
+            validate(ep)
+            if known is not None:
+                ep = replace(ep, labels=labels)
+            elif labels:
+                if len(_LABELS_OK) >= _LABELS_OK_MAX:
+                    _LABELS_OK.clear()
+                _LABELS_OK[raw_labels] = known = dict(labels)
+            out.append(ep)
+    except Invalid:
+        return None
+    return out
+
+
+_NO_LABELS: dict[str, str] = {}
+
+
 # ---------------------------------------------------------------- networks
 def normalize_network(inspect: object, source: Source) -> Network | None:
     """``GET /networks`` item or ``GET /networks/{id}`` → Network; None for
@@ -477,6 +647,26 @@ def _check_event(ev: object) -> dict[str, Any]:
     return ev
 
 
+def _checked_event(ev: object) -> dict[str, Any]:
+    """:func:`_check_event`, answered directly for the usual event (every field of the
+    expected type, an Actor, ``timeNano``, an Action without a detail): the same
+    checks, fewer calls; anything else goes through :func:`_check_event` itself."""
+    if type(ev) is dict:
+        typ, action, actor, tn = ev.get("Type"), ev.get("Action"), ev.get("Actor"), ev.get("timeNano")
+        if type(typ) is str and typ and type(action) is str and action and type(actor) is dict and type(tn) is int:
+            aid, attrs, legacy, t = actor.get("ID"), actor.get("Attributes"), ev.get("id"), ev.get("time")
+            if (
+                (aid is None or type(aid) is str)
+                and (attrs is None or type(attrs) is dict)
+                and (legacy is None or type(legacy) is str)
+                and tn >= 0
+                and (t is None or ((type(t) is int or type(t) is float) and t >= 0))
+                and ":" not in action
+            ):
+                return ev
+    return _check_event(ev)
+
+
 def parse_event_line(line: bytes | str) -> dict[str, Any]:
     """Decode one line of ``GET /events``; raise :class:`Invalid` on bad input.
 
@@ -484,6 +674,16 @@ def parse_event_line(line: bytes | str) -> dict[str, Any]:
     ``Action`` is reduced to its base (``"health_status: healthy"`` →
     ``"health_status"``); the suffix is kept as ``ActionDetail``.
     """
+    # An ASCII line that msgspec decodes as it is: JSON's whitespace (which strip removes, and
+    # nothing else is around the value) and one value; what the steps below would give it.
+    if type(line) is bytes and line.isascii() and len(line) <= _MAX_EVENT_LINE:
+        if len(line) <= 2 * _FAST_BRACKETS or line.count(b"{") + line.count(b"[") <= _FAST_BRACKETS:
+            try:
+                fast = _DECODE(line)
+            except (msgspec.DecodeError, ValueError, RecursionError):
+                pass
+            else:
+                return _checked_event(fast)
     if isinstance(line, (bytes, bytearray, memoryview)):
         if len(line) > _MAX_EVENT_LINE:
             raise Invalid("too-long", f"event line is longer than {_MAX_EVENT_LINE} bytes")
@@ -508,7 +708,7 @@ def parse_event_line(line: bytes | str) -> dict[str, Any]:
         except (msgspec.DecodeError, ValueError, RecursionError):
             pass
         else:
-            return _check_event(fast)
+            return _checked_event(fast)
     try:
         ev = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -516,6 +716,64 @@ def parse_event_line(line: bytes | str) -> dict[str, Any]:
     except RecursionError:
         raise Invalid("bad-json", "event line is nested too deeply") from None
     return _check_event(ev)
+
+
+# ---------------------------------------------------------------- container events: the typed fast path
+# What the adapter takes from a container event (its de-duplication key, the container, the
+# action, the time), typed; the rest of the line (Actor.Attributes: the container's labels, most
+# of its bytes) is skipped, not built.
+class _TActor(msgspec.Struct):
+    ID: str | None = None
+    Attributes: msgspec.Raw = msgspec.Raw(b"null")  # skipped (an object, or null, is all that is checked)
+
+
+class _TEvent(msgspec.Struct):
+    Type: str | None = None
+    Action: str | None = None
+    Actor: _TActor | None = None
+    id: str | None = None
+    timeNano: int | None = None
+    time: int | float | None = None
+
+
+_EVENT = msgspec.json.Decoder(_TEvent)
+
+
+class ContainerEvent(msgspec.Struct, frozen=True):
+    """A container event as the adapter uses it: the key :func:`event_key` gives it, the
+    container (:func:`event_container_id`), its action and ``timeNano``."""
+
+    key: tuple[int, str, str, str]
+    container: str
+    action: str
+    time_nano: int
+
+
+def container_event(line: bytes | str) -> ContainerEvent | None:
+    """One ``/events`` line that is a container event of the usual shape (ASCII; ``Type``
+    ``container``; an ``Action`` without a detail or surrounding spaces; ``Actor.ID``;
+    ``timeNano``; every field of the type :func:`parse_event_line` asks), decoded typed
+    (the Actor's attributes skipped): the key, container, action and time that
+    :func:`parse_event_line`, :func:`event_key`, :func:`event_container_id` and
+    :func:`event_time_nano` give.  None for anything else: the caller then takes that
+    path, which decides (the event, or its rejection and reason)."""
+    if type(line) is not bytes or not line.isascii() or len(line) > _MAX_EVENT_LINE:
+        return None
+    if len(line) > 2 * _FAST_BRACKETS and line.count(b"{") + line.count(b"[") > _FAST_BRACKETS:
+        return None  # the nesting parse_event_line leaves to json.loads
+    try:
+        ev = _EVENT.decode(line)
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        return None
+    actor, action, tn, t = ev.Actor, ev.Action, ev.timeNano, ev.time
+    if ev.Type != "container" or actor is None or tn is None or tn < 0 or (t is not None and t < 0):
+        return None
+    aid, attrs = actor.ID, memoryview(actor.Attributes)
+    if not aid or not action or ":" in action or action != action.strip():
+        return None
+    if attrs[0] != 0x7B and attrs.tobytes() != b"null":  # an object ("{"), or null
+        return None
+    return ContainerEvent((tn, "container", action, aid), aid, action, tn)
 
 
 def parse_stream(text: bytes | str) -> Iterator[dict[str, Any] | Invalid]:
@@ -580,6 +838,11 @@ def _actor(ev: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def event_key(ev: Mapping[str, Any]) -> tuple[int, str, str, str]:
     """De-duplication key: (timeNano or time, Type, Action, Actor.ID)."""
+    actor, tn, typ, action = ev.get("Actor"), ev.get("timeNano"), ev.get("Type"), ev.get("Action")
+    if type(actor) is dict and type(tn) is int and type(typ) is str and type(action) is str:  # the usual event
+        aid = actor.get("ID")
+        if type(aid) is str and aid:
+            return (tn, typ, action.partition(":")[0].strip(), aid)
     aid, _ = _actor(ev)
     if not aid:
         legacy = ev.get("id")
@@ -595,6 +858,11 @@ def event_container_id(ev: Mapping[str, Any]) -> str | None:
     ``disconnect``: ``Actor.Attributes.container``.
     """
     typ = ev.get("Type")
+    if typ == "container":  # the usual event first
+        actor = ev.get("Actor")
+        aid = actor.get("ID") if type(actor) is dict else None
+        if type(aid) is str and aid:
+            return aid
     aid, attrs = _actor(ev)
     if typ == "container":
         if aid:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gc
 import json
 import logging
@@ -30,7 +31,7 @@ import os
 import random
 import re
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +235,11 @@ class FakeDocker:
     async def show(self) -> Any:
         return self.inspect
 
+    @contextlib.asynccontextmanager
+    async def _query(self, path: str, **_kw: Any) -> AsyncIterator[_Body]:  # the inspect, as dockerd sends it
+        assert path.startswith("containers/"), path
+        yield _Body(self.inspect)
+
     async def _query_json(self, path: str, params: Any = None) -> Any:
         if path.startswith("networks"):
             return self.network
@@ -241,6 +247,17 @@ class FakeDocker:
 
     async def list(self, **_kw: Any) -> list[Any]:
         return self.listed
+
+
+class _Body:
+    def __init__(self, doc: Any) -> None:
+        self.doc = doc
+
+    async def read(self) -> bytes:
+        try:
+            return json.dumps(self.doc).encode("utf-8", "surrogatepass")
+        except (RecursionError, ValueError):  # nested too deeply to encode: no daemon sends that
+            return b"{}"
 
 
 class _Networks:
