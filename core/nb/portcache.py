@@ -26,7 +26,7 @@ import msgspec
 from core.gcpause import gc_paused
 from core.names import SHARD, owned
 from core.nb.store import Events
-from core.nb.tables.port import READ_COLUMNS, TABLE, PortRow, PortStore
+from core.nb.tables.port import READ_COLUMNS, TABLE, PortRow, PortStore, version_bytes
 from core.ovsdb import OvsdbClient, OvsdbError
 
 log = logging.getLogger("ovn_hub.programmer")
@@ -71,7 +71,8 @@ class PortCache(msgspec.Struct):
 
 
 #: Bump when lsp_digest or CachedPort changes (old caches are then ignored).
-PORT_CACHE_FORMAT = 2
+#: 3: digests of 60 bits, versions as their 16 bytes.
+PORT_CACHE_FORMAT = 3
 #: Every this many cache-based starts, one full read: a replica error (say, a
 #: foreign change hidden by a clustered NB's reply order) cannot outlive it.
 CACHE_MAX_GENERATIONS = 8
@@ -162,9 +163,9 @@ async def load_from(
         with gc_paused():
             for raw in result[0]["rows"]:
                 row = _version_decoder.decode(raw)
-                uuid, version = row.uuid[1], row.version[1]
+                uuid = row.uuid[1]
                 c = by_uuid.get(uuid)
-                if c is not None and c.version == version:
+                if c is not None and c.version == version_bytes(row.version[1]):
                     fresh.append(c)
                 else:
                     changed.append(uuid)
@@ -295,7 +296,7 @@ async def save(
         cur = store.rows.get(name) if name is not None else None
         if name is None or cur is None or cur.uuid != uuid or cur.digest is None:
             continue
-        ports.append(CachedPort(uuid, cur.source, cur.digest, cur.up, cur.dyn, row["_version"][1], name))
+        ports.append(CachedPort(uuid, cur.source, cur.digest, cur.up, cur.dyn, version_bytes(row["_version"][1]), name))
     data = msgspec.msgpack.encode(PortCache(format=PORT_CACHE_FORMAT, hub_id=hub_id, nb=nb, ports=ports, generation=generation))
     try:
         await asyncio.to_thread(write_private, path, data)

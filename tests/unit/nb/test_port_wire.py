@@ -51,3 +51,13 @@ def test_a_raw_row_installs_as_the_decoded_row(row: dict[str, Any]) -> None:
     raw.install_raw(msgspec.Raw(msgspec.json.encode(full)), ev_raw)
     assert raw.rows == plain.rows and raw.by_uuid == plain.by_uuid and ev_raw.ups == ev_plain.ups
     assert raw.rows[row["name"]].digest == lsp_digest(decode_row(COLUMNS, row))
+
+
+def test_versions_are_kept_as_their_16_bytes_and_digests_in_60_bits() -> None:
+    from core.nb.tables.port import version_bytes
+
+    v = "0e9c5c1e-7f1a-4c2b-9d3e-5a6b7c8d9e0f"
+    assert version_bytes(v) == bytes.fromhex(v.replace("-", "")) and len(version_bytes(v)) == 16
+    assert version_bytes(v) != version_bytes(v.replace("0f", "10"))
+    assert version_bytes("v-1") == b"v-1"  # anything else as itself
+    assert all(0 <= lsp_digest(decode_row(COLUMNS, r)) < 1 << 60 for r in ROWS)
