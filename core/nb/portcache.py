@@ -126,17 +126,24 @@ def read_cache(path: str | os.PathLike[str] | None, hub_id: str, nb: str) -> Por
     return cache
 
 
+#: A read of at least this many rows keys them by the desired state's name strings
+#: (``PortStore.canonical_names``: a dict of every desired port, worth it for a full read).
+CANON_MIN_ROWS = 1000
+
+
 def install_rows(store: PortStore, ev: Events, result: list[Any]) -> int:
     """Reply hook of port selects: install every returned row (in stream order).
     Rows come raw (``transact_rows``): each is decoded, digested and
     dropped before the next, and a row's bytes are let go once it is installed."""
     n = 0
+    many = sum(len(r.get("rows", ())) for r in result if isinstance(r, dict)) >= CANON_MIN_ROWS
+    canon = store.canonical_names() if many else None
     with gc_paused():
         for r in result:
             rows = r.get("rows", []) if isinstance(r, dict) else []
             for i, row in enumerate(rows):
                 if isinstance(row, msgspec.Raw):
-                    store.install_raw(row, ev)
+                    store.install_raw(row, ev, canon)
                 else:
                     store.install(row.pop("_uuid")[1], row, ev)
                 rows[i] = None

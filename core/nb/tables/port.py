@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -181,6 +181,14 @@ class PortStore(KeyedRows[PortRow]):
         self._early_full_warned = False
         #: digests of the columns a transaction in flight writes, by port: (the columns, their digest)
         self._prepared: dict[str, tuple[dict[str, Any], int]] = {}
+        #: the desired ports' names (the programmer's), for a read of many rows: each is keyed
+        #: by the desired state's own string, and the one it was decoded with is freed at once
+        self.desired_names: Callable[[], Iterable[str]] | None = None
+
+    def canonical_names(self) -> dict[str, str] | None:
+        """``{name: name}`` of the desired ports (None when there are none yet)."""
+        names = self.desired_names() if self.desired_names is not None else ()
+        return {n: n for n in names} or None
 
     def clear(self) -> None:
         super().clear()
@@ -226,11 +234,14 @@ class PortStore(KeyedRows[PortRow]):
         if cols["up"] is True:
             ev.up(name)
 
-    def install_raw(self, raw: msgspec.Raw, ev: Events) -> None:
+    def install_raw(self, raw: msgspec.Raw, ev: Events, canon: dict[str, str] | None = None) -> None:
         """A full row of a select (READ_COLUMNS) as its raw JSON: :meth:`install`
-        without decoding it into plain columns."""
+        without decoding it into plain columns.  ``canon``: name strings to key it by
+        (:meth:`canonical_names`: one string a port, not two)."""
         w = _wire_decoder.decode(raw)
         uuid, name = w.uuid[1], w.name
+        if canon is not None:
+            name = canon.get(name, name)
         source = ""
         if w.external_ids is not None:
             for k, v in _wire_map(w.external_ids):
