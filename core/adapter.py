@@ -17,6 +17,7 @@ Bad input never raises out of ``run``: the adapter emits
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
 import msgspec
@@ -138,7 +139,7 @@ class ObjectCache:
         return [o for o in self.objects.values() if isinstance(o, Network)]
 
 
-def unique(objects: list[Object], source: Source, refs: list[str] | None = None) -> tuple[list[Object], list[Rejected]]:
+def unique(objects: list[Object], source: Source, refs: Sequence[str] | None = None) -> tuple[list[Object], list[Rejected]]:  # fmt: skip
     """Split one listing into its first object per (kind, key) and a
     ``duplicate`` rejection for every later one, naming both (``refs[i]`` says
     where object ``i`` came from, e.g. ``file:line``).

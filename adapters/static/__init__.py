@@ -20,13 +20,47 @@ from __future__ import annotations
 
 import asyncio
 import os
+from array import array
+from collections.abc import Sequence
 from pathlib import Path
+from typing import overload
 
 import msgspec
 
-from core.adapter import Adapter, AdapterSpec, EventSink, ObjectCache, parse_options, unique
+from core.adapter import Adapter, AdapterSpec, EventSink, parse_options, unique
 from core.gcpause import gc_paused
-from core.model import LIMITS, Invalid, Object, Rejected, decode_object, validate
+from core.model import LIMITS, Endpoint, Invalid, Object, Rejected, Snapshot, Source, decode_object, validate
+
+_NO_LABELS: dict[str, str] = {}  # the one empty labels dict of the endpoints read (an endpoint is never modified)
+
+
+def _share(ep: Endpoint, src: Source, names: dict[str, str]) -> None:
+    """One copy of what endpoints repeat (the source, namespace, kind,
+    network, node, state; empty labels), in place, as each line is decoded.
+    The desired state would share them anyway (``_compact``), but only after
+    the whole file is read: 50k endpoints' copies, ~6 small objects each,
+    would then be freed among the objects kept, and pymalloc keeps such
+    holes (~15 MB at 50k).  Freed here, the next line's decode reuses them."""
+    set_ = msgspec.structs.force_setattr
+    get = names.setdefault
+    set_(ep, "source", src)  # (equal: checked before)
+    v = ep.namespace
+    if (c := get(v, v)) is not v:
+        set_(ep, "namespace", c)
+    v = ep.kind
+    if (c := get(v, v)) is not v:
+        set_(ep, "kind", c)
+    v = ep.network
+    if (c := get(v, v)) is not v:
+        set_(ep, "network", c)
+    v = ep.node
+    if (c := get(v, v)) is not v:
+        set_(ep, "node", c)
+    v = ep.state
+    if (c := get(v, v)) is not v:
+        set_(ep, "state", c)
+    if not ep.labels and ep.labels is not _NO_LABELS:
+        set_(ep, "labels", _NO_LABELS)
 
 
 class StaticOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -34,18 +68,44 @@ class StaticOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     poll_interval: float = 1.0
 
 
+class _Refs(Sequence[str]):
+    """``path:line`` of each object read, made only when asked (a duplicate):
+    50k strings made for nothing would be freed between the objects kept."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lines = array("L")
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def at(self, line: int) -> str:
+        return f"{self.path}:{line}"
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [f"{self.path}:{n}" for n in self.lines[i]]
+        return f"{self.path}:{self.lines[i]}"
+
+
 class StaticAdapter:
+    """Every read is a whole Snapshot, so the adapter keeps no objects of its
+    own between reads (no :class:`~core.adapter.ObjectCache`: the desired
+    state holds them; the cache would cost ~0.2 KB an object)."""
+
     def __init__(self, spec: AdapterSpec) -> None:
         self.spec = spec
         self.opts = parse_options(spec, StaticOptions)
-        self.cache = ObjectCache(spec.source)
         self.log = spec.logger()
         #: The last read() ended in an unterminated line it rejected (a write in progress?).
         self.torn = False
 
     def read(self) -> tuple[list[Object], list[Rejected]]:
         objects: list[Object] = []
-        refs: list[str] = []
         rejected: list[Rejected] = []
         src = self.spec.source
         limit = LIMITS["object_bytes"]
@@ -53,6 +113,8 @@ class StaticAdapter:
         # decoding makes only acyclic objects (Structs of strings, tuples, dicts of strings): the cyclic GC
         # would walk every object read so far, again and again, for nothing
         path = self.opts.path
+        refs = _Refs(path)
+        names: dict[str, str] = {}
         with gc_paused(), open(path, "rb") as fh:
             readline = fh.readline
             n = 0
@@ -62,11 +124,17 @@ class StaticAdapter:
                     break
                 self.torn = False
                 n += 1
-                ref = f"{path}:{n}"
                 if len(line) > limit and not line.endswith(b"\n"):
                     while line and not line.endswith(b"\n"):  # skip the rest of an over-long line
                         line = readline(limit + 1)
-                    rejected.append(Rejected(source=src, reason="too-long", message=f"line {n}: longer than {limit} bytes", ref=ref))
+                    rejected.append(
+                        Rejected(
+                            source=src,
+                            reason="too-long",
+                            message=f"line {n}: longer than {limit} bytes",
+                            ref=refs.at(n),
+                        )
+                    )
                     continue
                 if line.isspace():  # = not line.strip() for a non-empty line, without copying it
                     continue
@@ -75,10 +143,12 @@ class StaticAdapter:
                     if obj.source != src:
                         raise Invalid("wrong-source", f"object source {obj.source} is not this adapter's {src}")
                     validate(obj)
+                    if isinstance(obj, Endpoint):
+                        _share(obj, src, names)
                     objects.append(obj)
-                    refs.append(ref)
+                    refs.lines.append(n)
                 except Invalid as exc:
-                    rejected.append(Rejected(source=src, reason=exc.reason, message=f"line {n}: {exc}", ref=ref))
+                    rejected.append(Rejected(source=src, reason=exc.reason, message=f"line {n}: {exc}", ref=refs.at(n)))
                     self.torn = not line.endswith(b"\n")
             objects, dups = unique(objects, src, refs)
         return objects, rejected + dups
@@ -97,9 +167,14 @@ class StaticAdapter:
                     continue
                 for r in rejected:
                     await sink.emit(r)
-                await sink.emit(self.cache.snapshot(objects))
+                # (unique() left one object per kind and key, as ObjectCache.snapshot would)
+                count = len(objects)
+                snapshot = Snapshot(source=self.spec.source, objects=tuple(objects))
+                objects.clear()
+                await sink.emit(snapshot)
+                del snapshot  # (the consumer holds it as long as it needs it)
                 if last is None:
-                    self.log.info("loaded %d objects from %s", len(objects), self.opts.path)
+                    self.log.info("loaded %d objects from %s", count, self.opts.path)
                 last = stamp
             await asyncio.sleep(self.opts.poll_interval)
 

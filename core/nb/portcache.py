@@ -26,7 +26,7 @@ import msgspec
 from core.gcpause import gc_paused
 from core.names import SHARD, owned
 from core.nb.store import Events
-from core.nb.tables.port import READ_COLUMNS, TABLE, PortRow, PortStore
+from core.nb.tables.port import READ_COLUMNS, TABLE, PortRow, PortStore, version_bytes
 from core.ovsdb import OvsdbClient, OvsdbError
 
 log = logging.getLogger("ovn_hub.programmer")
@@ -71,7 +71,8 @@ class PortCache(msgspec.Struct):
 
 
 #: Bump when lsp_digest or CachedPort changes (old caches are then ignored).
-PORT_CACHE_FORMAT = 2
+#: 3: digests of 60 bits, versions as their 16 bytes.
+PORT_CACHE_FORMAT = 3
 #: Every this many cache-based starts, one full read: a replica error (say, a
 #: foreign change hidden by a clustered NB's reply order) cannot outlive it.
 CACHE_MAX_GENERATIONS = 8
@@ -125,17 +126,24 @@ def read_cache(path: str | os.PathLike[str] | None, hub_id: str, nb: str) -> Por
     return cache
 
 
+#: A read of at least this many rows keys them by the desired state's name strings
+#: (``PortStore.canonical_names``: a dict of every desired port, worth it for a full read).
+CANON_MIN_ROWS = 1000
+
+
 def install_rows(store: PortStore, ev: Events, result: list[Any]) -> int:
     """Reply hook of port selects: install every returned row (in stream order).
     Rows come raw (``transact_rows``): each is decoded, digested and
     dropped before the next, and a row's bytes are let go once it is installed."""
     n = 0
+    many = sum(len(r.get("rows", ())) for r in result if isinstance(r, dict)) >= CANON_MIN_ROWS
+    canon = store.canonical_names() if many else None
     with gc_paused():
         for r in result:
             rows = r.get("rows", []) if isinstance(r, dict) else []
             for i, row in enumerate(rows):
                 if isinstance(row, msgspec.Raw):
-                    store.install_raw(row, ev)
+                    store.install_raw(row, ev, canon)
                 else:
                     store.install(row.pop("_uuid")[1], row, ev)
                 rows[i] = None
@@ -162,9 +170,9 @@ async def load_from(
         with gc_paused():
             for raw in result[0]["rows"]:
                 row = _version_decoder.decode(raw)
-                uuid, version = row.uuid[1], row.version[1]
+                uuid = row.uuid[1]
                 c = by_uuid.get(uuid)
-                if c is not None and c.version == version:
+                if c is not None and c.version == version_bytes(row.version[1]):
                     fresh.append(c)
                 else:
                     changed.append(uuid)
@@ -295,7 +303,7 @@ async def save(
         cur = store.rows.get(name) if name is not None else None
         if name is None or cur is None or cur.uuid != uuid or cur.digest is None:
             continue
-        ports.append(CachedPort(uuid, cur.source, cur.digest, cur.up, cur.dyn, row["_version"][1], name))
+        ports.append(CachedPort(uuid, cur.source, cur.digest, cur.up, cur.dyn, version_bytes(row["_version"][1]), name))
     data = msgspec.msgpack.encode(PortCache(format=PORT_CACHE_FORMAT, hub_id=hub_id, nb=nb, ports=ports, generation=generation))
     try:
         await asyncio.to_thread(write_private, path, data)

@@ -108,6 +108,7 @@ class Programmer:
         self.changes = DirtyRows(self.desired, self.replica, self._status_q.put_nowait)
         self.dirty = self.changes.keys
         self.replica.events = self.changes
+        self.ports.desired_names = self.desired.ports.keys  # a full read keys ports by these strings
         self.view = View(self.desired, self.replica, hub_id)
         self.failures = Failures()
         #: display name -> NB's refusal, retried after retry_interval (core/nb/failures.py)

@@ -51,3 +51,33 @@ def test_a_raw_row_installs_as_the_decoded_row(row: dict[str, Any]) -> None:
     raw.install_raw(msgspec.Raw(msgspec.json.encode(full)), ev_raw)
     assert raw.rows == plain.rows and raw.by_uuid == plain.by_uuid and ev_raw.ups == ev_plain.ups
     assert raw.rows[row["name"]].digest == lsp_digest(decode_row(COLUMNS, row))
+
+
+def test_versions_are_kept_as_their_16_bytes_and_digests_in_60_bits() -> None:
+    from core.nb.tables.port import version_bytes
+
+    v = "0e9c5c1e-7f1a-4c2b-9d3e-5a6b7c8d9e0f"
+    assert version_bytes(v) == bytes.fromhex(v.replace("-", "")) and len(version_bytes(v)) == 16
+    assert version_bytes(v) != version_bytes(v.replace("0f", "10"))
+    assert version_bytes("v-1") == b"v-1"  # anything else as itself
+    assert all(0 <= lsp_digest(decode_row(COLUMNS, r)) < 1 << 60 for r in ROWS)
+
+
+def test_a_read_of_many_rows_is_keyed_by_the_desired_names() -> None:
+    from core.nb.portcache import CANON_MIN_ROWS, install_rows
+
+    names = [f"docker/node1/blue/u{i}" for i in range(CANON_MIN_ROWS)]
+    desired = {"".join(n): None for n in names}  # equal strings, other objects (as the desired state's are)
+    store, ev = PortStore(KINDS[TABLE]), _Ev()
+    store.desired_names = desired.keys
+    row = ROWS[0]
+    rows = [msgspec.Raw(msgspec.json.encode({**row, "name": n, "_uuid": ["uuid", f"u-{i}"], "_version": ["uuid", "v"]}))
+            for i, n in enumerate(names)]  # fmt: skip
+    again = list(rows)  # (a hook empties the rows it installs)
+    assert install_rows(store, ev, [{"rows": rows}]) == len(names)
+    own = {id(k) for k in desired}
+    assert set(store.rows) == set(names) and all(id(k) in own for k in store.rows)
+    assert all(id(store.by_uuid[f"u-{i}"]) in own for i in range(len(names)))
+    plain = PortStore(KINDS[TABLE])  # and the rows are the ones a read without names installs
+    install_rows(plain, _Ev(), [{"rows": again}])
+    assert plain.rows == store.rows and plain.by_uuid == store.by_uuid
