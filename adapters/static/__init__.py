@@ -29,38 +29,29 @@ import msgspec
 
 from core.adapter import Adapter, AdapterSpec, EventSink, parse_options, unique
 from core.gcpause import gc_paused
-from core.model import LIMITS, Endpoint, Invalid, Object, Rejected, Snapshot, Source, decode_object, validate
-
-_NO_LABELS: dict[str, str] = {}  # the one empty labels dict of the endpoints read (an endpoint is never modified)
+from core.model import (
+    LIMITS,
+    Endpoint,
+    Invalid,
+    Object,
+    Rejected,
+    Snapshot,
+    Source,
+    decode_object,
+    share_names,
+    validate,
+)
 
 
 def _share(ep: Endpoint, src: Source, names: dict[str, str]) -> None:
-    """One copy of what endpoints repeat (the source, namespace, kind,
-    network, node, state; empty labels), in place, as each line is decoded.
-    The desired state would share them anyway (``_compact``), but only after
-    the whole file is read: 50k endpoints' copies, ~6 small objects each,
-    would then be freed among the objects kept, and pymalloc keeps such
+    """One copy of what endpoints repeat (the source; namespace, kind, network,
+    node, state and empty labels by :func:`core.model.share_names`), in place,
+    as each line is decoded.  The desired state would share them anyway, but
+    only after the whole file is read: 50k endpoints' copies, ~6 small objects
+    each, would then be freed among the objects kept, and pymalloc keeps such
     holes (~15 MB at 50k).  Freed here, the next line's decode reuses them."""
-    set_ = msgspec.structs.force_setattr
-    get = names.setdefault
-    set_(ep, "source", src)  # (equal: checked before)
-    v = ep.namespace
-    if (c := get(v, v)) is not v:
-        set_(ep, "namespace", c)
-    v = ep.kind
-    if (c := get(v, v)) is not v:
-        set_(ep, "kind", c)
-    v = ep.network
-    if (c := get(v, v)) is not v:
-        set_(ep, "network", c)
-    v = ep.node
-    if (c := get(v, v)) is not v:
-        set_(ep, "node", c)
-    v = ep.state
-    if (c := get(v, v)) is not v:
-        set_(ep, "state", c)
-    if not ep.labels and ep.labels is not _NO_LABELS:
-        set_(ep, "labels", _NO_LABELS)
+    msgspec.structs.force_setattr(ep, "source", src)  # (equal: checked before)
+    share_names(ep, names)
 
 
 class StaticOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -9,6 +9,7 @@ from core.model.codec import decode_event, decode_object, encode, json_schema
 from core.model.objects import (
     LABEL_WORKLOAD,
     MODEL_VERSION,
+    NO_LABELS,
     OBJECT_KINDS,
     RUNTIME_RANKS,
     SCHEMA_ID,
@@ -38,6 +39,7 @@ from core.model.objects import (
     StatusEvent,
     Upsert,
     kind_of,
+    share_names,
     workload_of,
     workload_rank,
 )
@@ -58,10 +60,10 @@ from core.model.validate import (
 )
 
 __all__ = [
-    "LABEL_WORKLOAD", "LIMITS", "MAX_AFFINITY_TIMEOUT", "MODEL_VERSION", "NETWORK_NAME", "OBJECT_KINDS", "RUNTIME_RANKS", "SCHEMA_ID", "Delete", "Endpoint", "Event",
+    "LABEL_WORKLOAD", "LIMITS", "MAX_AFFINITY_TIMEOUT", "MODEL_VERSION", "NETWORK_NAME", "NO_LABELS", "OBJECT_KINDS", "RUNTIME_RANKS", "SCHEMA_ID", "Delete", "Endpoint", "Event",
     "Expr", "InputEvent", "Invalid", "LBRule", "Namespace", "Network", "Object", "ObjectKind", "Peer", "Policy",
     "PolicyPort", "PortSpec", "Programmed", "Ready", "Rejected", "Rule", "Selector", "Service", "Snapshot", "Source",
     "StatusEvent", "Upsert", "bad_characters", "decode_event", "decode_object", "encode", "json_schema", "kind_of",
-    "parse_hostport", "quote", "validate", "validate_ip", "validate_label_key", "validate_mac", "validate_selector",
+    "parse_hostport", "quote", "share_names", "validate", "validate_ip", "validate_label_key", "validate_mac", "validate_selector",
     "validate_source", "validate_subnet", "workload_of", "workload_rank",
 ]

@@ -81,6 +81,7 @@ from core.model import (
     Snapshot,
     Source,
     Upsert,
+    share_names,
     workload_of,
     workload_rank,
 )
@@ -102,7 +103,6 @@ from core.nb.tables.fabric import FabricIndex
 
 _FABRIC = str(FABRIC_SOURCE)
 
-_NO_LABELS: dict[str, str] = {}  # the one empty labels dict of compacted endpoints (never modified)
 
 #: mark(table, key, now): a desired row changed (``now`` for an endpoint's port: its event time)
 Mark = Callable[[str, str, "float | None"], None]
@@ -308,31 +308,12 @@ class DesiredState:
 
     def _compact(self, ep: Endpoint) -> None:
         """One copy of the names endpoints repeat (source, namespace, kind,
-        network, node, state) and of empty labels: each decoded endpoint brings
-        its own, ~0.4 KB an endpoint.  In place (equal values), so the adapter's
-        cache and the event share the compact endpoint too."""
-        setattr_ = msgspec.structs.force_setattr
-        get = self._names.setdefault
+        network, node, state) and of empty labels (:func:`core.model.share_names`),
+        in place, so the adapter's cache and the event share the compact endpoint too."""
         src = self._source_objs.setdefault(ep.source, ep.source)
         if src is not ep.source:
-            setattr_(ep, "source", src)
-        v = ep.namespace
-        if (c := get(v, v)) is not v:
-            setattr_(ep, "namespace", c)
-        v = ep.kind
-        if (c := get(v, v)) is not v:
-            setattr_(ep, "kind", c)
-        v = ep.network
-        if (c := get(v, v)) is not v:
-            setattr_(ep, "network", c)
-        v = ep.node
-        if (c := get(v, v)) is not v:
-            setattr_(ep, "node", c)
-        v = ep.state
-        if (c := get(v, v)) is not v:
-            setattr_(ep, "state", c)
-        if not ep.labels and ep.labels is not _NO_LABELS:
-            setattr_(ep, "labels", _NO_LABELS)  # (an endpoint is immutable: its labels are never changed in place)
+            msgspec.structs.force_setattr(ep, "source", src)
+        share_names(ep, self._names)
 
     def _del_endpoint(self, st: SourceState, source: Source, key: str, now: float) -> None:
         ep = st.endpoints.pop(key, None)
