@@ -92,6 +92,7 @@ from core.nb.kinds import (
     INCREMENTAL,
     KINDS,
     DesiredRow,
+    Members,
     FabricView,
     Incremental,
     SourceView,
@@ -758,12 +759,20 @@ class DesiredState:
                 _drop(self.children_of, (kind.parent.table, p), tk)
             for p in r.parents:
                 self.children_of.setdefault((kind.parent.table, p), set()).add(tk)
-        if kind.members is not None and prev.members != r.members:
-            was, now = set(prev.members), set(r.members)
-            for m in was - now:
-                _drop(self.holders, (kind.members.table, m), tk)
-            for m in now - was:
-                self.holders.setdefault((kind.members.table, m), set()).add(tk)
+        if kind.members is None:
+            return
+        ms = r.members
+        if isinstance(ms, Members) and ms.base is prev.members:  # what changed, from the deriver
+            gone, came = ms.left, ms.joined
+        elif prev.members != ms:
+            was, now = set(prev.members), set(ms)
+            gone, came = tuple(was - now), tuple(now - was)
+        else:
+            return
+        for m in gone:
+            _drop(self.holders, (kind.members.table, m), tk)
+        for m in came:
+            self.holders.setdefault((kind.members.table, m), set()).add(tk)
 
     def _index(self, r: DesiredRow) -> None:
         kind = KINDS[r.table]

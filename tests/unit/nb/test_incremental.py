@@ -42,6 +42,7 @@ from core.model import (
 from core.model.fabric import DnsSpec, Fabric, RouterSpec
 from core.names import lsp_name
 from core.nb.desired import DesiredState
+from core.nb.kinds import KINDS, Members
 from core.nb.tables import ACL, AS, LB, PG
 from core.nb.tables.dns import TABLE as DNS
 
@@ -219,6 +220,21 @@ class World:
             every = {k: r for s in d.sources.values() for (t, k), r in s.derived.items() if t == table}
             every.update({k: r for (t, k), r in d.fabric_derived.items() if t == table})
             assert d.rows[table] == every, table
+        # a member tuple that knows what it replaces (Members) says it right, and the
+        # index of member -> rows holding it (moved by those deltas) is the rows'
+        holders: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        for table, rows in d.rows.items():
+            kind = KINDS[table]
+            if kind.members is None:
+                continue
+            for key, r in rows.items():
+                ms = r.members
+                if isinstance(ms, Members) and ms.base is not None:
+                    assert not set(ms.joined) & set(ms.base) and set(ms.left) <= set(ms.base), key
+                    assert sorted((set(ms.base) - set(ms.left)) | set(ms.joined)) == list(ms), key
+                for m in ms:
+                    holders.setdefault((kind.members.table, m), set()).add((table, key))
+        assert d.holders == holders
 
 
 @settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
