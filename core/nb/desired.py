@@ -92,9 +92,9 @@ from core.nb.kinds import (
     INCREMENTAL,
     KINDS,
     DesiredRow,
-    Members,
     FabricView,
     Incremental,
+    Members,
     SourceView,
     Unit,
 )
