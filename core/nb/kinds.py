@@ -65,8 +65,9 @@ class Members(tuple[str, ...]):
     compare as values, the oracle's too); a reader that kept something of ``base``
     (the desired state's member index, the plan's in-sync record of a group) moves
     it by the change instead of comparing whole columns (a default-deny group holds
-    every isolated port: 50k).  Only the newest link is kept: :meth:`of` cuts its
-    base's own ``base``, so a row never holds more than one older tuple."""
+    every isolated port: 50k).  A reader that missed a link (derived twice between
+    two diffs) follows the chain; it is cut at :data:`MEMBER_LINKS` links, so a row
+    never holds more than that many older tuples."""
 
     base: tuple[str, ...] | None
     joined: tuple[str, ...]
@@ -78,9 +79,17 @@ class Members(tuple[str, ...]):
         m.base = base
         m.joined = tuple(joined)
         m.left = tuple(left)
-        if isinstance(base, Members):
-            base.base = None
+        link, depth = base, 1
+        while isinstance(link, Members) and link.base is not None:
+            if depth >= MEMBER_LINKS:
+                link.base = None
+                break
+            link, depth = link.base, depth + 1
         return m
+
+
+#: how many older member tuples a :class:`Members` chain keeps
+MEMBER_LINKS = 3
 
 
 class PlanOp(msgspec.Struct, frozen=True):

@@ -45,7 +45,7 @@ from core.nb.desired import DesiredState
 from core.nb.dirty import DirtyRows
 from core.nb.failures import Failures
 from core.nb.kinds import KINDS, PlanOp
-from core.nb.plan import View, plan_all, plan_batch
+from core.nb.plan import View, as_written, plan_all, plan_batch
 from core.nb.replica import NbReplica
 from core.nb.status import FabricStatus, NbRow, NbStatus, PortStatus, RouterPort, RouterStatus
 from core.nb.store import RowStore, XRow
@@ -251,6 +251,8 @@ class Programmer:
         reconnect = len(self.ports) > 0
         remembered = portcache.memory_entries(self.ports) if reconnect else []
         self.replica.clear()
+        self.view.in_sync.clear()  # (records of the old replica's tuples)
+        self.view.pending.clear()
         client.on_update = self.replica.on_update
         try:
             if self.lock_name is not None:
@@ -408,7 +410,8 @@ class Programmer:
                         log.warning("NB %s unreachable (%s); retrying in %.1fs", self.nb_remote, exc, delay)
                         await asyncio.sleep(delay)
                         continue
-                self._derive()
+                if not (self._is_dirty() and self.active):  # (one about to write derives in _write_batch, after coalescing)
+                    self._derive()
                 if not self._is_dirty() or not self.active:
                     self._idle.set()
                     metrics.DIRTY.set(0)
@@ -465,6 +468,7 @@ class Programmer:
                 await asyncio.sleep(0.01)
 
     async def _write_batch(self) -> None:
+        self._derive()  # events of the coalescing window: their derived rows go with their ports
         take = self.changes.take(self.failures, self.batch_size)
         metrics.DIRTY.set(self.changes.count())
         with gc_paused():
@@ -493,8 +497,13 @@ class Programmer:
         if self.lock_name is not None:  # fenced: the server refuses it unless we hold the lock
             ops.append({"op": "assert", "lock": self.lock_name})
         t0 = time.monotonic()
+        self.changes.watch({(u.table, u.name) for u in units if u.op == "update"})
         try:
-            result = await self._transact(ops, units)
+            try:
+                result = await self._transact(ops, units)
+            except BaseException:
+                self.changes.settle()
+                raise
         except (OvsdbError, TimeoutError) as exc:
             if isinstance(exc, ConnectionLost | TimeoutError):
                 if isinstance(exc, TimeoutError):  # a hung server: this session is over
@@ -524,6 +533,7 @@ class Programmer:
         try:
             self._committed(units, inserts, result, t0)
         finally:
+            self.changes.settle()  # (when _committed failed: its echoes are diffed again)
             self.ports.unprepare()
 
     async def _transact(self, ops: list[dict[str, Any]], units: list[PlanOp]) -> list[Any]:
@@ -574,6 +584,11 @@ class Programmer:
             joined = txn.record(self.view, units, inserts, result, self.changes)
             for t, k in joined:
                 self.dirty[t].add(k)
+            if self.changes.echoed:  # our own updates' echoes: no diff of a row NB holds as written
+                updates = {(u.table, u.name): u for u in units if u.op == "update"}
+                self.changes.settle(lambda t, k: as_written(self.view, updates[(t, k)]))
+            for u in units:  # (a write NB did not echo: its record goes, the next diff decides)
+                self.view.pending.pop((u.table, u.name), None)
             metrics.TXN_SECONDS.observe(now - t0)
             metrics.TXNS.labels("ok").inc()
             self.transactions += 1

@@ -565,8 +565,10 @@ class _Group:
     def emit(self) -> tuple[str, ...]:
         """The subject's port names as its port group's members: a :class:`Members`
         (what changed since the last time) once they were given before."""
-        d = self.delta
-        out = Members.of(self.v4, self.emitted, d.joined, d.left) if d is not None and self.emitted is not None else tuple(self.v4)
+        d, prev = self.delta, self.emitted
+        if d is not None and prev is not None and not d.joined and not d.left:
+            return prev  # the same tuple: readers keep what they hold of it
+        out = Members.of(self.v4, prev, d.joined, d.left) if d is not None and prev is not None else tuple(self.v4)
         self.emitted, self.delta = out, _Delta()
         return out
 
@@ -909,6 +911,8 @@ class PolicyIndex:
 
     def _deny_members(self, d: str) -> tuple[str, ...]:
         prev, delta = self.deny_emitted[d], self.deny_delta[d]
+        if prev is not None and not delta.joined and not delta.left:
+            return prev
         out = Members.of(self.deny_sorted[d], prev, delta.joined, delta.left) if prev is not None else tuple(self.deny_sorted[d])
         self.deny_emitted[d], self.deny_delta[d] = out, _Delta()
         return out
