@@ -434,7 +434,8 @@ class DesiredState:
             if old_net is not None:
                 self._unref_switch(source, old_net)
         self.stale.add(str(source))
-        self.fabric_stale = True  # a router's load-balancer group holds its services' balancers
+        if self.fabric.spec.routers:
+            self.fabric_stale = True  # a router's load-balancer group holds its services' balancers
 
     def _set_other(self, st: SourceState, source: Source, kind: ObjectKind, key: str, obj: Namespace | Policy | None) -> None:
         """Namespaces and policies only feed the derived rows."""
