@@ -15,7 +15,9 @@ the addresses OVN allocated filled in) and they answer the rows of the *units*
 that changed: one policy's rows (its port group, address sets, ACLs), one
 default-deny group, one service's balancers, one namespace's DNS records.
 A unit's rows are compared with its previous ones and only changed keys are
-marked.  So an endpoint event costs the policies whose groups it joins or
+marked; a policy's or a default-deny port group's members say what joined and
+left since the last time (``kinds.Members``), so the member index here and the
+plan's diff move by that change, not by the whole column.  So an endpoint event costs the policies whose groups it joins or
 leaves (found by namespace and by label, ``tables/policy.PolicyIndex``), its
 namespace's DNS records and nothing of the services; a policy or service
 event costs its own rows.  The derivers are loaded from the whole state the

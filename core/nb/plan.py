@@ -6,6 +6,16 @@ desired state and the replica, writes nothing.
 pulled in, deletes deferred while an owned row still refers to theirs, and
 the write order.  :func:`plan_all` is everything the writer would do now
 (``hubctl plan``).
+
+Port groups hold hundreds to 50k members, and a churning cluster moves a few
+of them in several groups per event, so a group's members are not diffed whole
+while it is known in sync (:class:`InSync`): its column, by identity, held
+exactly its wanted members; the deriver says what joined and left since
+(:class:`~core.nb.kinds.Members`), and only those are looked up.  After a
+commit, :func:`as_written` checks NB's echo of the row against what was written
+(the column as it was with the change applied), which keeps the group in sync
+and spares the echo a diff; anything else (someone else's change, a port
+re-created, a member without a port) goes through the whole diff.
 """
 
 from __future__ import annotations

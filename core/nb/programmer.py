@@ -19,6 +19,12 @@ kind obeys are in ``kinds.py``; this module is the loop around them:
 * **Batches** - dirty ports and switches go ``batch_size`` at a time; derived
   rows (load balancers, policy rows) all at once, so a policy change is one
   transaction in which the new allows come before the removal of the old.
+  A batch is derived after the coalescing window, so the derived rows of its
+  events go with their ports.
+* **Echoes** - NB sends a transaction's changes before its reply: the rows a
+  transaction in flight updates are held (``DirtyRows.watch``) and, once the
+  reply is recorded, diffed again only if they are not what was written and
+  wanted (``plan.as_written``).
 """
 
 from __future__ import annotations
