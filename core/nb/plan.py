@@ -107,6 +107,8 @@ def diff(view: View, table: str, key: str, new: Inserted | None = None) -> PlanO
         else:
             members, joins, leaves = _member_change(view, kind.members.table, want.members, current, new, row)
         moved = moved or bool(joins or leaves)
+        if isinstance(want.members, Members):
+            want.members.base = None  # read: the older tuples may go
         complete = members is want.members or members == want.members
         if not complete:
             view.in_sync.pop(row, None)

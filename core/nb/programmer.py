@@ -396,6 +396,7 @@ class Programmer:
         retry_at = time.monotonic() + self.retry_interval
         backoff = Backoff(0.1, 30.0)
         session_start = time.monotonic()
+        wrote = False  # the last turn wrote a batch: what is dirty now gathered while it was in flight
         try:
             while True:
                 if self._client is None or self._client.closed.is_set():
@@ -435,14 +436,17 @@ class Programmer:
                     if self.failed and time.monotonic() >= retry_at:
                         retry_at = time.monotonic() + self.retry_interval
                         self._retry_failed()
+                    wrote = False
                     continue
                 self._idle.clear()
-                if self.coalesce:
+                if self.coalesce and not wrote:  # (after a batch, its transaction's time was the window)
                     await asyncio.sleep(self.coalesce)
+                wrote = True
                 try:
                     with gc_paused():  # one collector pause per batch, not one per step
                         await self._write_batch()
                 except ConnectionLost:
+                    wrote = False
                     continue
         finally:
             publisher.cancel()
