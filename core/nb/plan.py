@@ -228,6 +228,21 @@ def as_written(view: View, unit: PlanOp) -> bool:
     return all((c := have.get(k)) == v or _norm(c) == _norm(v) for k, v in want.columns.items())
 
 
+def inserted(view: View, unit: PlanOp) -> None:
+    """``unit``, an insert, is recorded in the replica (NB does not echo our
+    inserts): a group inserted with every member it wants is in sync."""
+    kind = KINDS[unit.table]
+    if kind.members is None:
+        return
+    want = view.desired.rows[unit.table].get(unit.name)
+    row = view.replica.stores[unit.table].row(unit.name)
+    if want is None or row is None:
+        return
+    got = row.cols.get(kind.members.column, ())
+    if len(got) == len(want.members) == len(unit.members) and unit.members == want.members:
+        view.in_sync[(unit.table, unit.name)] = InSync(want.members, got)
+
+
 def _applied(view: View, mtable: str, p: InSync, got: tuple[str, ...]) -> bool:
     """``got`` is ``p.current`` with ``p.leaves`` taken out and ``p.joins`` put in."""
     mstore = view.replica.stores[mtable]

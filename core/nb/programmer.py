@@ -51,7 +51,7 @@ from core.nb.desired import DesiredState
 from core.nb.dirty import DirtyRows
 from core.nb.failures import Failures
 from core.nb.kinds import KINDS, PlanOp
-from core.nb.plan import View, as_written, plan_all, plan_batch
+from core.nb.plan import View, as_written, inserted, plan_all, plan_batch
 from core.nb.replica import NbReplica
 from core.nb.status import FabricStatus, NbRow, NbStatus, PortStatus, RouterPort, RouterStatus
 from core.nb.store import RowStore, XRow
@@ -599,6 +599,8 @@ class Programmer:
                 self.changes.settle(lambda t, k: as_written(self.view, updates[(t, k)]))
             for u in units:  # (a write NB did not echo: its record goes, the next diff decides)
                 self.view.pending.pop((u.table, u.name), None)
+                if u.op == "insert":
+                    inserted(self.view, u)
             metrics.TXN_SECONDS.observe(now - t0)
             metrics.TXNS.labels("ok").inc()
             self.transactions += 1

@@ -401,8 +401,9 @@ def _group_world() -> tuple[Any, Any, Any]:
 @settings(max_examples=200, derandomize=True, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["want", "want", "plain", "port", "unport", "drift", "commit", "commit", "commit",
                                            "echo-drift", "ids"]),
-                          st.sets(st.integers(0, 29), max_size=4)), min_size=1, max_size=40))  # fmt: skip
-def test_a_group_in_sync_diffs_as_a_whole_diff_and_a_wrong_echo_is_diffed(steps: list[tuple[str, set[int]]]) -> None:
+                          st.sets(st.integers(0, 29), max_size=4)), min_size=1, max_size=40), st.booleans())  # fmt: skip
+def test_a_group_in_sync_diffs_as_a_whole_diff_and_a_wrong_echo_is_diffed(steps: list[tuple[str, set[int]]],
+                                                                          all_ports: bool) -> None:  # fmt: skip
     """The diff of a group kept in sync (``plan.InSync``: only the members its
     ``Members`` say joined or left are looked up) equals a diff without any record
     (re-created ports, ports not inserted yet, someone else's changes of the
@@ -410,8 +411,8 @@ def test_a_group_in_sync_diffs_as_a_whole_diff_and_a_wrong_echo_is_diffed(steps:
     commit, ``plan.as_written`` says "no diff needed" only when the echoed row is
     what a whole diff finds equal: an echo that differs from what was written
     (someone else's change in it) is diffed."""
-    from core.nb.kinds import DesiredRow
-    from core.nb.plan import View, as_written, diff
+    from core.nb.kinds import DesiredRow, PlanOp
+    from core.nb.plan import View, as_written, diff, inserted
     from core.nb.tables.port import PortRow
 
     desired, replica, view = _group_world()
@@ -440,9 +441,17 @@ def test_a_group_in_sync_diffs_as_a_whole_diff_and_a_wrong_echo_is_diffed(steps:
         ports.rows[k] = PortRow(f"u{serial:03}", str(K8S), 0)
         ports.by_uuid[f"u{serial:03}"] = k
 
-    for x in range(25):
+    for x in range(25 if all_ports else 13):
         port(f"p{x:02}")
+    # the group inserted by this process (not echoed): in sync only if it holds every member it wants
+    wanted = tuple(f"p{x:02}" for x in range(15))
     want(wanted)
+    written = tuple(k for k in wanted if k in ports)
+    set_current({ports.uuid(k) for k in written})  # type: ignore[misc]
+    inserted(view, PlanOp("insert", PG, "g", {"name": "g", "external_ids": dict(ids)}, members=written))
+    for x in range(13, 25):
+        if f"p{x:02}" not in ports:
+            port(f"p{x:02}")
     for what, xs in steps:
         keys = {f"p{x:02}" for x in xs}
         if what in ("want", "plain"):  # derived again (several times between diffs, too)
