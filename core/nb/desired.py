@@ -15,7 +15,9 @@ the addresses OVN allocated filled in) and they answer the rows of the *units*
 that changed: one policy's rows (its port group, address sets, ACLs), one
 default-deny group, one service's balancers, one namespace's DNS records.
 A unit's rows are compared with its previous ones and only changed keys are
-marked.  So an endpoint event costs the policies whose groups it joins or
+marked; a policy's or a default-deny port group's members say what joined and
+left since the last time (``kinds.Members``), so the member index here and the
+plan's diff move by that change, not by the whole column.  So an endpoint event costs the policies whose groups it joins or
 leaves (found by namespace and by label, ``tables/policy.PolicyIndex``), its
 namespace's DNS records and nothing of the services; a policy or service
 event costs its own rows.  The derivers are loaded from the whole state the
@@ -95,6 +97,7 @@ from core.nb.kinds import (
     DesiredRow,
     FabricView,
     Incremental,
+    Members,
     SourceView,
     Unit,
 )
@@ -414,7 +417,8 @@ class DesiredState:
             if old_net is not None:
                 self._unref_switch(source, old_net)
         self.stale.add(str(source))
-        self.fabric_stale = True  # a router's load-balancer group holds its services' balancers
+        if self.fabric.spec.routers:
+            self.fabric_stale = True  # a router's load-balancer group holds its services' balancers
 
     def _set_other(self, st: SourceState, source: Source, kind: ObjectKind, key: str, obj: Namespace | Policy | None) -> None:
         """Namespaces and policies only feed the derived rows."""
@@ -739,12 +743,20 @@ class DesiredState:
                 _drop(self.children_of, (kind.parent.table, p), tk)
             for p in r.parents:
                 self.children_of.setdefault((kind.parent.table, p), set()).add(tk)
-        if kind.members is not None and prev.members != r.members:
-            was, now = set(prev.members), set(r.members)
-            for m in was - now:
-                _drop(self.holders, (kind.members.table, m), tk)
-            for m in now - was:
-                self.holders.setdefault((kind.members.table, m), set()).add(tk)
+        if kind.members is None:
+            return
+        ms = r.members
+        if isinstance(ms, Members) and ms.base is prev.members:  # what changed, from the deriver
+            gone, came = ms.left, ms.joined
+        elif prev.members != ms:
+            was, now = set(prev.members), set(ms)
+            gone, came = tuple(was - now), tuple(now - was)
+        else:
+            return
+        for m in gone:
+            _drop(self.holders, (kind.members.table, m), tk)
+        for m in came:
+            self.holders.setdefault((kind.members.table, m), set()).add(tk)
 
     def _index(self, r: DesiredRow) -> None:
         kind = KINDS[r.table]

@@ -36,6 +36,11 @@ class DirtyRows:
         self.wake = asyncio.Event()
         self.since: dict[str, float] = {}  # port name -> when an event first marked it (event-to-commit)
         self.committed_at: dict[str, float] = {}  # port name -> its insert's commit (commit-to-up)
+        #: rows a transaction in flight updates, and those of them NB's monitor changed meanwhile:
+        #: NB sends a transaction's changes before its reply, so our own echo is held here and
+        #: checked when the reply is recorded (:meth:`settle`), not diffed again
+        self.inflight: set[tuple[str, str]] = set()
+        self.echoed: set[tuple[str, str]] = set()
 
     def __bool__(self) -> bool:
         return any(self.keys.values())
@@ -52,8 +57,26 @@ class DirtyRows:
 
     # ------------------------------------------------------------ from the replica (Events)
     def mark_dirty(self, table: str, key: str) -> None:
-        self.keys[table].add(key)
+        if self.inflight and (table, key) in self.inflight:
+            self.echoed.add((table, key))
+        else:
+            self.keys[table].add(key)
         self.wake.set()
+
+    def watch(self, rows: set[tuple[str, str]]) -> None:
+        """A transaction updating ``rows`` is being sent."""
+        self.inflight = rows
+        self.echoed = set()
+
+    def settle(self, as_written: Callable[[str, str], bool] | None = None) -> None:
+        """The transaction is over: a row changed meanwhile is dirty unless
+        ``as_written`` (the transaction committed) says it is what was written and
+        wanted (core.nb.plan.as_written); a failed one passes None."""
+        for table, key in self.echoed:
+            if as_written is None or not as_written(table, key):
+                self.keys[table].add(key)
+        self.inflight = set()
+        self.echoed = set()
 
     def deleted(self, kind: RowKind, cols: dict[str, Any]) -> None:
         if kind.names_used is not None:  # what it named may now be deletable (referrers first)

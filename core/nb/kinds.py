@@ -24,7 +24,7 @@ these declarations (ovsdbapp keeps per-table facts as data in a
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -56,6 +56,40 @@ class DesiredRow(msgspec.Struct, frozen=True, gc=False):
     @property
     def parents(self) -> tuple[str, ...]:
         return (self.parent, *self.attach) if self.parent else self.attach
+
+
+class Members(tuple[str, ...]):
+    """A desired row's members (sorted keys) that know what they replace: the tuple
+    ``base`` (the one the same deriver gave the row before, by identity) with
+    ``joined`` added and ``left`` removed.  Equal to the plain tuple (rows still
+    compare as values, the oracle's too); a reader that kept something of ``base``
+    (the desired state's member index, the plan's in-sync record of a group) moves
+    it by the change instead of comparing whole columns (a default-deny group holds
+    every isolated port: 50k).  A reader that missed a link (derived twice between
+    two diffs) follows the chain; it is cut at :data:`MEMBER_LINKS` links, so a row
+    never holds more than that many older tuples."""
+
+    base: tuple[str, ...] | None
+    joined: tuple[str, ...]
+    left: tuple[str, ...]
+
+    @staticmethod
+    def of(items: Iterable[str], base: tuple[str, ...] | None, joined: Iterable[str], left: Iterable[str]) -> Members:
+        m = Members(items)
+        m.base = base
+        m.joined = tuple(joined)
+        m.left = tuple(left)
+        link, depth = base, 1
+        while isinstance(link, Members) and link.base is not None:
+            if depth >= MEMBER_LINKS:
+                link.base = None
+                break
+            link, depth = link.base, depth + 1
+        return m
+
+
+#: how many older member tuples a :class:`Members` chain keeps
+MEMBER_LINKS = 3
 
 
 class PlanOp(msgspec.Struct, frozen=True):

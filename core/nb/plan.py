@@ -6,10 +6,21 @@ desired state and the replica, writes nothing.
 pulled in, deletes deferred while an owned row still refers to theirs, and
 the write order.  :func:`plan_all` is everything the writer would do now
 (``hubctl plan``).
+
+Port groups hold hundreds to 50k members, and a churning cluster moves a few
+of them in several groups per event, so a group's members are not diffed whole
+while it is known in sync (:class:`InSync`): its column, by identity, held
+exactly its wanted members; the deriver says what joined and left since
+(:class:`~core.nb.kinds.Members`), and only those are looked up.  After a
+commit, :func:`as_written` checks NB's echo of the row against what was written
+(the column as it was with the change applied), which keeps the group in sync
+and spares the echo a diff; anything else (someone else's change, a port
+re-created, a member without a port) goes through the whole diff.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
 import operator
@@ -18,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.nb.desired import DesiredState
-from core.nb.kinds import KINDS, DesiredRow, PlanOp, RowKind
+from core.nb.kinds import KINDS, DesiredRow, Members, PlanOp, RowKind
 from core.nb.replica import NbReplica
 from core.nb.store import XRow
 
@@ -35,6 +46,10 @@ class View:
     warned: set[str] = field(default_factory=set)
     #: the members of large groups as last resolved, by (table, key) (see :func:`_member_change`)
     resolved: dict[tuple[str, str], Resolved] = field(default_factory=dict)
+    #: groups whose members column is known to hold exactly their wanted members, and the
+    #: member changes written and not yet seen committed, by (table, key) (:class:`InSync`)
+    in_sync: dict[tuple[str, str], InSync] = field(default_factory=dict)
+    pending: dict[tuple[str, str], InSync] = field(default_factory=dict)
 
     def synced(self, source: str) -> bool:
         return self.desired.synced(source)
@@ -76,15 +91,34 @@ def diff(view: View, table: str, key: str, new: Inserted | None = None) -> PlanO
     if cur is None:
         return PlanOp("insert", table, key, cols, ref=want.parent, members=_members(view, kind, want, new), attach=want.attach)
     # the name is compared too: a renamed row is renamed back
-    changed = {k: v for k, v in cols.items() if _norm(cur.cols.get(k)) != _norm(v)}
+    have = cur.cols
+    changed = {k: v for k, v in cols.items() if (c := have.get(k)) != v and _norm(c) != _norm(v)}
     moved = bool(changed)
     members: tuple[str, ...] = ()
     joins: tuple[str, ...] = ()
     leaves: tuple[str, ...] = ()
     if kind.members is not None:
-        members, joins, leaves = _member_change(view, kind.members.table, want.members, cur.cols.get(kind.members.column, ()), new,
-                                                (table, key))  # fmt: skip
+        row = (table, key)
+        current = have.get(kind.members.column, ())
+        view.pending.pop(row, None)
+        fast = _in_sync_change(view, kind.members.table, want.members, current, new, row)
+        if fast is not None:
+            members, joins, leaves = fast
+        else:
+            members, joins, leaves = _member_change(view, kind.members.table, want.members, current, new, row)
         moved = moved or bool(joins or leaves)
+        if isinstance(want.members, Members):
+            want.members.base = None  # read: the older tuples may go
+        complete = members is want.members or members == want.members
+        if not complete:
+            view.in_sync.pop(row, None)
+        elif not (joins or leaves):
+            view.in_sync[row] = InSync(want.members, current)
+        elif 4 * (len(joins) + len(leaves)) < len(members):
+            view.in_sync.pop(row, None)
+            view.pending[row] = InSync(want.members, current, joins, leaves)
+        else:
+            view.in_sync.pop(row, None)
         if 4 * (len(joins) + len(leaves)) >= len(members):
             joins, leaves = (), ()  # a small column, or much of it changes: written whole
     detach: tuple[str, ...] = ()
@@ -103,6 +137,130 @@ def diff(view: View, table: str, key: str, new: Inserted | None = None) -> PlanO
         return None
     return PlanOp("update", table, key, changed, ref=want.parent, members=members, detach=detach, attach=want.attach,
                   joins=joins, leaves=leaves)  # fmt: skip
+
+
+@dataclass(slots=True)
+class InSync:
+    """A group's members column (``current``, the replica's tuple, by identity) held
+    exactly its ``wanted`` members (the desired row's tuple, by identity), each by
+    the uuid its port has.  The next diff of the group, while the column is still
+    that tuple and the desired members are a :class:`~core.nb.kinds.Members` made
+    from ``wanted``, is that change alone (:func:`_in_sync_change`): no member is
+    looked up but those that joined or left.  Also, as ``View.pending``, a change
+    written (``joins``: keys, ``leaves``: uuids) whose commit :func:`as_written`
+    checks against the column NB echoed.
+
+    Why the record stays true: a port's uuid changes only by its delete and a new
+    insert, and NB takes a deleted port out of every group (a weak reference),
+    so the group's column changes and is a new tuple; any other change of the
+    column (someone else's, ours) is a new tuple too."""
+
+    wanted: tuple[str, ...]
+    current: tuple[str, ...]
+    joins: tuple[str, ...] = ()
+    leaves: tuple[str, ...] = ()
+
+
+def _in_sync_change(
+    view: View, mtable: str, wanted: tuple[str, ...], current: tuple[str, ...], new: Inserted | None, row: tuple[str, str]
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None:
+    """:func:`_member_change` of a group in sync (:class:`InSync`) whose wanted members
+    changed by what their :class:`~core.nb.kinds.Members` says; None: not known so
+    (the whole diff decides)."""
+    s = view.in_sync.get(row)
+    if s is None or current is not s.current:
+        return None
+    if wanted is s.wanted:
+        return wanted, (), ()
+    chain: list[Members] = []  # the links from s.wanted to wanted (derived more than once since)
+    link: tuple[str, ...] | None = wanted
+    while isinstance(link, Members) and link is not s.wanted:
+        chain.append(link)
+        link = link.base
+    if link is not s.wanted:
+        return None
+    joined: set[str] = set()
+    left: set[str] = set()
+    for m in reversed(chain):  # oldest first: net change (a key that came and went is neither)
+        j, lv = set(m.joined), set(m.left)
+        joined, left = (joined - lv) | (j - left), (left - j) | (lv - joined)
+    mstore = view.replica.stores[mtable]
+    fresh = new.get(mtable, _NONE) if new else _NONE
+    for k in joined:
+        if k not in mstore and k not in fresh:
+            return None  # a member with no port yet: the whole diff leaves it out
+    leaves = []
+    for k in left:
+        u = mstore.uuid(k)
+        if u is None or not view.synced(mstore.source(k)):
+            return None
+        leaves.append(u)
+    return wanted, tuple(sorted(joined)), tuple(sorted(leaves))
+
+
+def as_written(view: View, unit: PlanOp) -> bool:
+    """After the commit of ``unit`` (an update; NB's echo of it folded into the
+    replica): is the row what the desired state wants, without a diff?  Columns
+    are compared; a members column only through the change written
+    (``View.pending``: the column as it was, the joins and leaves applied, must
+    be the column NB echoed), which then puts the group in sync.  False: not
+    known (the row is diffed again)."""
+    kind = KINDS[unit.table]
+    rk = (unit.table, unit.name)
+    pending = view.pending.pop(rk, None)
+    if kind.diff is not None or (kind.parent is not None and not kind.parent.strong):
+        return False
+    row = view.replica.stores[unit.table].row(unit.name)
+    want = view.desired.rows[unit.table].get(unit.name)
+    if row is None or want is None:
+        return False
+    if kind.members is not None:
+        got = row.cols.get(kind.members.column, ())
+        if pending is not None:
+            if not _applied(view, kind.members.table, pending, got):
+                view.in_sync.pop(rk, None)
+                return False
+            view.in_sync[rk] = InSync(pending.wanted, got)
+        s = view.in_sync.get(rk)
+        if s is None or s.current is not got or s.wanted is not want.members:
+            return False
+    have = row.cols
+    return all((c := have.get(k)) == v or _norm(c) == _norm(v) for k, v in want.columns.items())
+
+
+def inserted(view: View, unit: PlanOp) -> None:
+    """``unit``, an insert, is recorded in the replica (NB does not echo our
+    inserts): a group inserted with every member it wants is in sync."""
+    kind = KINDS[unit.table]
+    if kind.members is None:
+        return
+    want = view.desired.rows[unit.table].get(unit.name)
+    row = view.replica.stores[unit.table].row(unit.name)
+    if want is None or row is None:
+        return
+    got = row.cols.get(kind.members.column, ())
+    if len(got) == len(want.members) == len(unit.members) and unit.members == want.members:
+        view.in_sync[(unit.table, unit.name)] = InSync(want.members, got)
+
+
+def _applied(view: View, mtable: str, p: InSync, got: tuple[str, ...]) -> bool:
+    """``got`` is ``p.current`` with ``p.leaves`` taken out and ``p.joins`` put in."""
+    mstore = view.replica.stores[mtable]
+    out = list(p.current)
+    for u in p.leaves:
+        i = bisect.bisect_left(out, u)
+        if i == len(out) or out[i] != u:
+            return False
+        del out[i]
+    for k in p.joins:
+        j = mstore.uuid(k)
+        if j is None:
+            return False
+        i = bisect.bisect_left(out, j)
+        if i < len(out) and out[i] == j:
+            return False
+        out.insert(i, j)
+    return len(out) == len(got) and tuple(out) == got
 
 
 #: a group with at least this many members keeps them resolved between diffs (``View.resolved``)

@@ -19,6 +19,12 @@ kind obeys are in ``kinds.py``; this module is the loop around them:
 * **Batches** - dirty ports and switches go ``batch_size`` at a time; derived
   rows (load balancers, policy rows) all at once, so a policy change is one
   transaction in which the new allows come before the removal of the old.
+  A batch is derived after the coalescing window, so the derived rows of its
+  events go with their ports.
+* **Echoes** - NB sends a transaction's changes before its reply: the rows a
+  transaction in flight updates are held (``DirtyRows.watch``) and, once the
+  reply is recorded, diffed again only if they are not what was written and
+  wanted (``plan.as_written``).
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from core.nb.desired import DesiredState
 from core.nb.dirty import DirtyRows
 from core.nb.failures import Failures
 from core.nb.kinds import KINDS, PlanOp
-from core.nb.plan import View, plan_all, plan_batch
+from core.nb.plan import View, as_written, inserted, plan_all, plan_batch
 from core.nb.replica import NbReplica
 from core.nb.status import FabricStatus, NbRow, NbStatus, PortStatus, RouterPort, RouterStatus
 from core.nb.store import RowStore, XRow
@@ -252,6 +258,8 @@ class Programmer:
         reconnect = len(self.ports) > 0
         remembered = portcache.memory_entries(self.ports) if reconnect else []
         self.replica.clear()
+        self.view.in_sync.clear()  # (records of the old replica's tuples)
+        self.view.pending.clear()
         client.on_update = self.replica.on_update
         try:
             if self.lock_name is not None:
@@ -389,6 +397,7 @@ class Programmer:
         retry_at = time.monotonic() + self.retry_interval
         backoff = Backoff(0.1, 30.0)
         session_start = time.monotonic()
+        wrote = False  # the last turn wrote a batch: what is dirty now gathered while it was in flight
         try:
             while True:
                 if self._client is None or self._client.closed.is_set():
@@ -409,7 +418,8 @@ class Programmer:
                         log.warning("NB %s unreachable (%s); retrying in %.1fs", self.nb_remote, exc, delay)
                         await asyncio.sleep(delay)
                         continue
-                self._derive()
+                if not (self._is_dirty() and self.active):  # (one about to write derives in _write_batch, after coalescing)
+                    self._derive()
                 if not self._is_dirty() or not self.active:
                     self._idle.set()
                     metrics.DIRTY.set(0)
@@ -427,14 +437,17 @@ class Programmer:
                     if self.failed and time.monotonic() >= retry_at:
                         retry_at = time.monotonic() + self.retry_interval
                         self._retry_failed()
+                    wrote = False
                     continue
                 self._idle.clear()
-                if self.coalesce:
+                if self.coalesce and not wrote:  # (after a batch, its transaction's time was the window)
                     await asyncio.sleep(self.coalesce)
+                wrote = True
                 try:
                     with gc_paused():  # one collector pause per batch, not one per step
                         await self._write_batch()
                 except ConnectionLost:
+                    wrote = False
                     continue
         finally:
             publisher.cancel()
@@ -466,6 +479,7 @@ class Programmer:
                 await asyncio.sleep(0.01)
 
     async def _write_batch(self) -> None:
+        self._derive()  # events of the coalescing window: their derived rows go with their ports
         take = self.changes.take(self.failures, self.batch_size)
         metrics.DIRTY.set(self.changes.count())
         with gc_paused():
@@ -494,8 +508,13 @@ class Programmer:
         if self.lock_name is not None:  # fenced: the server refuses it unless we hold the lock
             ops.append({"op": "assert", "lock": self.lock_name})
         t0 = time.monotonic()
+        self.changes.watch({(u.table, u.name) for u in units if u.op == "update"})
         try:
-            result = await self._transact(ops, units)
+            try:
+                result = await self._transact(ops, units)
+            except BaseException:
+                self.changes.settle()
+                raise
         except (OvsdbError, TimeoutError) as exc:
             if isinstance(exc, ConnectionLost | TimeoutError):
                 if isinstance(exc, TimeoutError):  # a hung server: this session is over
@@ -525,6 +544,7 @@ class Programmer:
         try:
             self._committed(units, inserts, result, t0)
         finally:
+            self.changes.settle()  # (when _committed failed: its echoes are diffed again)
             self.ports.unprepare()
 
     async def _transact(self, ops: list[dict[str, Any]], units: list[PlanOp]) -> list[Any]:
@@ -575,6 +595,13 @@ class Programmer:
             joined = txn.record(self.view, units, inserts, result, self.changes)
             for t, k in joined:
                 self.dirty[t].add(k)
+            if self.changes.echoed:  # our own updates' echoes: no diff of a row NB holds as written
+                updates = {(u.table, u.name): u for u in units if u.op == "update"}
+                self.changes.settle(lambda t, k: as_written(self.view, updates[(t, k)]))
+            for u in units:  # (a write NB did not echo: its record goes, the next diff decides)
+                self.view.pending.pop((u.table, u.name), None)
+                if u.op == "insert":
+                    inserted(self.view, u)
             metrics.TXN_SECONDS.observe(now - t0)
             metrics.TXNS.labels("ok").inc()
             self.transactions += 1

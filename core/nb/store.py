@@ -9,6 +9,7 @@ reports what changed through :class:`Events`.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -16,7 +17,7 @@ import msgspec
 
 from core.names import SOURCE
 from core.nb.kinds import PlanOp, RowKind
-from core.ovsdb.values import Col, apply_update2, decode_row
+from core.ovsdb.values import Col, apply_update2, decode_row, py_set
 
 FABRIC = "ovn-hub/fabric"  # core.model.fabric.FABRIC_SOURCE
 _DEFAULTS: dict[Col, Any] = {Col.OPTIONAL: None, Col.SET: (), Col.MAP: {}, Col.UUIDS: ()}
@@ -210,10 +211,12 @@ class RowStore(KeyedRows[XRow]):
             if kind is not None:
                 before = cur.cols.get(col)
                 cur.cols[col] = apply_update2(kind, before, val)
-                if col in self._child_cols:
-                    was, now = set(before or ()), set(cur.cols[col])
-                    self._release(uuid, was - now)
-                    self._hold(uuid, now - was)
+                if col in self._child_cols:  # the diff lists the children toggled (a switch holds 50k)
+                    now = cur.cols[col]
+                    toggled = py_set(val) if val != ["set", []] else ()
+                    came = [c for c in toggled if _holds(now, c)]
+                    self._release(uuid, [c for c in toggled if not _holds(now, c)])
+                    self._hold(uuid, came)
         if self._attach_cols.intersection(diff):  # (maybe someone) detached a row attached here
             ev.parent_changed(table, key)
         ev.mark_dirty(table, key)
@@ -227,6 +230,12 @@ class RowStore(KeyedRows[XRow]):
 
     def committed(self, unit: PlanOp) -> None:
         return None
+
+
+def _holds(column: tuple[str, ...], value: str) -> bool:
+    """``value`` is in ``column`` (a plain set: a sorted tuple)."""
+    i = bisect.bisect_left(column, value)
+    return i < len(column) and column[i] == value
 
 
 def _kinds() -> Iterable[RowKind]:

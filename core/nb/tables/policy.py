@@ -77,7 +77,7 @@ from dataclasses import dataclass, field
 from core.model import Endpoint, Namespace, Peer, Policy, PolicyPort, Programmed, Rule, Selector, Source
 from core.model.fabric import DEFAULT_HAIRPIN_IP, namespace_selector_labels, selector_labels
 from core.names import ACL_KEY, KIND, PARENT, RULE, SOURCE, UID, lsp_name, owner_ids
-from core.nb.kinds import DesiredRow, PlanOp, Ref, RowKind, SourceView, Unit, View, by_external_id, register
+from core.nb.kinds import DesiredRow, Members, PlanOp, Ref, RowKind, SourceView, Unit, View, by_external_id, register
 from core.nb.tables import port
 from core.ovsdb.values import Col
 
@@ -305,9 +305,10 @@ class RowBuilder:
         return ids
 
     def port_group(self, name: str, members: Iterable[str], ids: dict[str, str], presorted: bool = False) -> None:
-        """``presorted``: ``members`` are sorted and unique already."""
+        """``presorted``: ``members`` are sorted and unique already (a :class:`Members` is kept as it is)."""
         cols = {"name": name, "external_ids": ids}
-        self.rows[(PG, name)] = DesiredRow(PG, name, self.src, cols, members=tuple(members if presorted else sorted(set(members))))
+        ms = members if isinstance(members, Members) else tuple(members if presorted else sorted(set(members)))
+        self.rows[(PG, name)] = DesiredRow(PG, name, self.src, cols, members=ms)
 
     def address_set(self, name: str, addresses: Iterable[str], ids: dict[str, str], presorted: bool = False) -> None:
         cols = {"name": name, "addresses": tuple(addresses if presorted else sorted(set(addresses))), "external_ids": ids}
@@ -430,10 +431,11 @@ def _selector_peers(rule: Rule) -> bool:
 
 def deny_rows(b: RowBuilder, direction: str, members: Sequence[str], hairpin_ip: str) -> None:
     """The default-deny Port_Group of ``direction`` and its ACLs; ``members``:
-    the port names, sorted and unique."""
+    the port names, sorted and unique (a :class:`Members` is kept as it is)."""
     name = deny_pg_name(b.source, direction)
     ids = b.ids(None, f"default-deny-{direction}")
-    b.rows[(PG, name)] = DesiredRow(PG, name, b.src, {"name": name, "external_ids": ids}, members=tuple(members))
+    ms = members if isinstance(members, Members) else tuple(members)
+    b.rows[(PG, name)] = DesiredRow(PG, name, b.src, {"name": name, "external_ids": ids}, members=ms)
     if direction == "in":
         b.acl(name, "to-lport", DENY_PRIORITY, f"outport == @{name} && ip", "drop", ids)
         if hairpin_ip:
@@ -548,7 +550,8 @@ class _Group:
     """A policy's selected endpoints (its subject), or one rule's selector peers;
     and, kept in order as members come and go, what its rows hold of them: the
     subject's port names, the peers' IPv4 and IPv6 addresses (``counts``: how
-    many members hold each)."""
+    many members hold each).  A subject also notes the port names that joined and
+    left since its port group's members were last given (:meth:`emit`)."""
 
     terms: list[_Term]
     subject: bool
@@ -556,6 +559,18 @@ class _Group:
     counts: dict[str, int] = field(default_factory=dict)
     v4: list[str] = field(default_factory=list)  # the subject's port names, or the peers' IPv4 addresses
     v6: list[str] = field(default_factory=list)
+    emitted: tuple[str, ...] | None = None  # the subject's members as last given
+    delta: _Delta | None = None
+
+    def emit(self) -> tuple[str, ...]:
+        """The subject's port names as its port group's members: a :class:`Members`
+        (what changed since the last time) once they were given before."""
+        d, prev = self.delta, self.emitted
+        if d is not None and prev is not None and not d.joined and not d.left:
+            return prev  # the same tuple: readers keep what they hold of it
+        out = Members.of(self.v4, prev, d.joined, d.left) if d is not None and prev is not None else tuple(self.v4)
+        self.emitted, self.delta = out, _Delta()
+        return out
 
     def matches(self, c: Candidate) -> bool:
         return any(t.matches(c) for t in self.terms)
@@ -581,10 +596,35 @@ class _Group:
             if n == 0:
                 del counts[x]
                 del order[bisect.bisect_left(order, x)]
+                if self.delta is not None:
+                    self.delta.drop(x)
             else:
                 counts[x] = n
                 if n == 1 and sign == 1:
                     bisect.insort(order, x)
+                    if self.delta is not None:
+                        self.delta.add(x)
+
+
+@dataclass(slots=True)
+class _Delta:
+    """Names that joined and left a sorted list since it was last given (net: a name
+    that left and came back is neither)."""
+
+    joined: set[str] = field(default_factory=set)
+    left: set[str] = field(default_factory=set)
+
+    def add(self, x: str) -> None:
+        if x in self.left:
+            self.left.discard(x)
+        else:
+            self.joined.add(x)
+
+    def drop(self, x: str) -> None:
+        if x in self.joined:
+            self.joined.discard(x)
+        else:
+            self.left.add(x)
 
 
 class PolicyIndex:
@@ -626,6 +666,9 @@ class PolicyIndex:
         self.deny: dict[str, dict[str, int]] = {"in": {}, "eg": {}}
         self.deny_sorted: dict[str, list[str]] = {"in": [], "eg": []}
         self.deny_pols: dict[str, set[str]] = {"in": set(), "eg": set()}
+        #: the default-deny members as last given, and what joined and left since (``Members``)
+        self.deny_emitted: dict[str, tuple[str, ...] | None] = {"in": None, "eg": None}
+        self.deny_delta: dict[str, _Delta] = {"in": _Delta(), "eg": _Delta()}
         self.dirty: set[str] = set()
         self.deny_dirty: set[str] = set()
 
@@ -722,6 +765,7 @@ class PolicyIndex:
             counts[port] = n + 1
             if n == 0:
                 bisect.insort(self.deny_sorted[d], port)
+                self.deny_delta[d].add(port)
                 self.deny_dirty.add(d)
 
     def _deny_drop(self, uid: str, port: str) -> None:
@@ -734,6 +778,7 @@ class PolicyIndex:
             del counts[port]
             ports = self.deny_sorted[d]
             del ports[bisect.bisect_left(ports, port)]
+            self.deny_delta[d].drop(port)
             self.deny_dirty.add(d)
 
     def policy(self, old: Policy | None, new: Policy | None) -> None:
@@ -856,17 +901,27 @@ class PolicyIndex:
         for d in self.deny_dirty:
             b = RowBuilder(self.source, self.hub_id)
             if self.deny_pols[d]:
-                deny_rows(b, d, self.deny_sorted[d], self.hairpin)
+                deny_rows(b, d, self._deny_members(d), self.hairpin)
+            else:
+                self.deny_emitted[d] = None
             out[("deny", d)] = list(b.rows.values())
         self.dirty.clear()
         self.deny_dirty.clear()
+        return out
+
+    def _deny_members(self, d: str) -> tuple[str, ...]:
+        prev, delta = self.deny_emitted[d], self.deny_delta[d]
+        if prev is not None and not delta.joined and not delta.left:
+            return prev
+        out = Members.of(self.deny_sorted[d], prev, delta.joined, delta.left) if prev is not None else tuple(self.deny_sorted[d])
+        self.deny_emitted[d], self.deny_delta[d] = out, _Delta()
         return out
 
     def _kept_rows(self, b: RowBuilder, pol: Policy, acls: list[DesiredRow]) -> list[DesiredRow]:
         """The rows of a policy without named ports: what :func:`one_policy` gives, from
         the orders its groups keep (no sort, no pass over the members)."""
         pg = pg_name(b.source, pol.uid)
-        b.port_group(pg, self.groups[(pol.uid, "", 0)].v4, b.ids(pol), presorted=True)
+        b.port_group(pg, self.groups[(pol.uid, "", 0)].emit(), b.ids(pol), presorted=True)
         for direction, rules in (("in", pol.ingress), ("eg", pol.egress)):
             for i, rule in enumerate(rules or ()):
                 if _selector_peers(rule):
