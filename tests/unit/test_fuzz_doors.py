@@ -421,7 +421,7 @@ def test_fuzz_static_lines(report: Callable[[Door], None], tmp_path: Path) -> No
                     objects, rejected = adapter.read()
                     for r in rejected:
                         await sink.emit(r)
-                    await sink.emit(adapter.cache.snapshot(objects))
+                    await sink.emit(Snapshot(source=spec.source, objects=tuple(objects)))  # as its run() does
                 assert len(objects) + len(rejected) == (1 if line.strip() else 0)
                 door.outcome("object", len(objects))
                 drain(door, sub)
