@@ -142,12 +142,16 @@ def _normalize(d: dict[str, Any]) -> Iterator[Row]:
 
 
 def _churn(d: dict[str, Any]) -> Iterator[Row]:
-    base = d.get("raw_event_seconds") or dig(d, "baseline.p50_seconds") or dig(d, "raw.p50_seconds")
+    def sec(run: dict[str, Any], q: str) -> Any:  # (bench churn reports milliseconds: <q>_ms)
+        v = run.get(f"{q}_ms")
+        return v / 1000 if isinstance(v, int | float) else run.get(f"{q}_seconds", run.get(q))
+
+    base = sec(dig(d, "raw_one_event.port_update") or {}, "p50") or d.get("raw_event_seconds")
     for run in d.get("rates", d.get("runs", [])):
         rate = run.get("rate")
-        p99 = run.get("p99_seconds", run.get("p99"))
-        yield (f"churn at {rate} events/s (50k endpoints): p50 / p99", f"{num(run.get('p50_seconds', run.get('p50')), ' s', 3)} / "
-               f"{num(p99, ' s', 3)}", f"raw txn of one event {num(base, ' s', 4)}", "-", "p99 ≤ 0.1 s",
+        p99 = sec(run, "p99")
+        yield (f"churn at {num(rate)} events/s (50k endpoints): p50 / p99", f"{num(sec(run, 'p50'), ' s', 3)} / "
+               f"{num(p99, ' s', 3)}", f"raw txn of one port update {num(base * 1000 if base else None, ' ms', 3)}", "-", "p99 ≤ 0.1 s",
                met(p99 <= 0.1 if isinstance(p99, int | float) else None))  # fmt: skip
     if "max_rate_p99_under_100ms" in d:
         yield ("churn: highest rate with p99 ≤ 100 ms", num(d.get("max_rate_p99_under_100ms"), "/s"), "-", "-", "report", "-")

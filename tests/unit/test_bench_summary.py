@@ -34,3 +34,32 @@ def test_summary_rows_from_bench_json(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "99.7k/s" in cf_row and "940.0k/s" in cf_row and cf_row.rstrip(" |").endswith("NO")
     assert any("newthing: targets" in x and x.rstrip(" |").endswith("yes") for x in out)
     assert any("cut.json: not read" in x for x in out)
+
+
+def test_summary_reads_churn_in_milliseconds_and_docker_at_both_boundaries(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    churn = {"bench": "churn", "runs": [{"rate": 200.0, "p50_ms": 14.0, "p99_ms": 38.0},
+                                        {"rate": 1000.0, "p50_ms": 50.0, "p99_ms": 111.0}],
+             "max_rate_p99_under_100ms": 500.0, "raw_one_event": {"port_update": {"p50_ms": 0.139}}}  # fmt: skip
+    docker = {"benchmark": "normalize", "docker_events": {
+        "events_per_cpu_second": 82800.0, "target_events_per_cpu_second": 100000, "target_met": False,
+        "baseline_msgspec_decode_event": {"events_per_cpu_second": 830000.0},
+        "ratio_to_baseline_msgspec_decode_event": 10.0,
+        "baseline_msgspec_decode_event_and_inspect": {"events_per_cpu_second": 89000.0},
+        "ratio_to_baseline_msgspec_decode_event_and_inspect": 1.07,
+        "parse_normalize_predecoded": {"events_per_cpu_second": 140000.0}}}  # fmt: skip
+    files = []
+    for name, doc in (("churn", churn), ("docker", docker)):
+        p = tmp_path / f"{name}.json"
+        p.write_text(json.dumps(doc) + "\n")
+        files.append(str(p))
+    assert summary.main(argparse.Namespace(files=files)) == 0
+    out = capsys.readouterr().out.splitlines()
+    r200 = next(x for x in out if "churn at 200 events/s" in x)
+    assert "0.014 s / 0.038 s" in r200 and "0.139 ms" in r200 and r200.rstrip(" |").endswith("yes")
+    assert next(x for x in out if "churn at 1000 events/s" in x).rstrip(" |").endswith("NO")
+    assert any("highest rate" in x and "500/s" in x for x in out)
+    body = next(x for x in out if "Docker events normalized, one core" in x)
+    assert "82.8k/s" in body and "event and inspect 89.0k/s" in body and body.rstrip(" |").endswith("NO")
+    pre = next(x for x in out if "decoded beforehand" in x)
+    assert "140.0k/s" in pre and pre.rstrip(" |").endswith("yes")
