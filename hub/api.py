@@ -72,6 +72,11 @@ class HubView(Protocol):
         """The NB state of one Logical_Switch_Port."""
         ...
 
+    def port_addresses(self, port: str) -> tuple[str, tuple[str, ...]] | None:
+        """The MAC and IPs of an endpoint's port: its own, or what OVN allocated
+        to a ``dynamic`` one (None until northd has)."""
+        ...
+
     def plan(self) -> Sequence[Any]:
         """Everything the writer would do now (``/v1/plan``)."""
         ...
@@ -98,6 +103,9 @@ def endpoint_rows(view: HubView) -> list[dict[str, Any]]:
     for ep in view.endpoints():
         name = lsp_name(ep)
         st = view.port_status(name)
+        ips, mac, allocated = list(ep.ips), ep.mac, False
+        if not ep.ips and (got := view.port_addresses(name)) is not None:  # a dynamic port: OVN's allocation
+            mac, ips, allocated = got[0], list(got[1]), True
         rows.append(
             {
                 "source": str(ep.source),
@@ -107,8 +115,9 @@ def endpoint_rows(view: HubView) -> list[dict[str, Any]]:
                 "network": ep.network,
                 "uid": ep.uid,
                 "node": ep.node,
-                "ips": list(ep.ips),
-                "mac": ep.mac,
+                "ips": ips,
+                "mac": mac,
+                "allocated": allocated,
                 "port": name,
                 "programmed": st.programmed,
                 "up": bool(st.up),

@@ -135,7 +135,8 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
     table = [head]
     for r in rows:
         state = "error" if r["error"] else ("up" if r["up"] else ("programmed" if r["programmed"] else "pending"))
-        table.append((r["source"], r["namespace"], r["name"], r["network"], ",".join(r["ips"]) or "dynamic", r["mac"] or "-", r["port"], state))
+        ips = ",".join(r["ips"]) + (" (OVN)" if r.get("allocated") else "") if r["ips"] else "dynamic"  # (OVN): its IPAM's
+        table.append((r["source"], r["namespace"], r["name"], r["network"], ips, r["mac"] or "-", r["port"], state))
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

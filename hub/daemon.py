@@ -415,6 +415,9 @@ class Hub:
             return PortStatus(programmed=False, up=None, error=None)
         return self.programmer.port_status(port)
 
+    def port_addresses(self, port: str) -> tuple[str, tuple[str, ...]] | None:
+        return self.programmer.port_addresses(port) if self.programmer is not None else None
+
     def plan(self) -> Sequence[Any]:
         return self.programmer.plan() if self.programmer is not None else []
 
