@@ -16,7 +16,7 @@ if ! curl -sf --unix-socket "$DOCKER_SOCK" http://d/_ping >/dev/null 2>&1; then
             --pidfile $D/dockerd.pid --iptables=false --ip-masq=false --bridge=none >$D/dockerd.log 2>&1 &
         i=0
         until curl -sf --unix-socket "$DOCKER_SOCK" http://d/_ping >/dev/null 2>&1; do
-            i=$((i+1)); [ $i -lt 100 ] || { echo "dockerd did not start; see $D/dockerd.log"; exit 1; }
+            i=$((i+1)); [ $i -lt 300 ] || { echo "dockerd did not start within 60 s; see $D/dockerd.log"; exit 1; }
             sleep 0.2
         done
         echo "started a private dockerd (pid $(cat $D/dockerd.pid)); its socket: $DOCKER_SOCK"
