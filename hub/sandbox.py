@@ -23,6 +23,18 @@ class SandboxError(RuntimeError):
     pass
 
 
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """SIGTERM, ``grace`` seconds to exit, then SIGKILL; reaped either way (a process already gone: nothing)."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(grace)
+
+
 def _which(binary: str) -> str:
     path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin:/bin")
     if path is None:
@@ -133,14 +145,8 @@ class OvnSandbox:
     def stop(self) -> None:
         for name in ("northd", "sb", "nb"):
             proc = self.procs.pop(name, None)
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            if proc is not None:
+                stop_process(proc)
 
     def nbctl(self, *args: str) -> str:
         """Run ovn-nbctl against this NB; returns stdout."""

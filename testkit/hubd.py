@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from hub.sandbox import stop_process
+
 BIN = Path(sys.executable).parent
 #: the tree this testkit is part of: hubd imports its code from here (PYTHONPATH), not from
 #: wherever the venv's editable install points (another checkout, e.g. of a git worktree)
@@ -93,12 +95,8 @@ class Hubd:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+        if self.proc is not None:
+            stop_process(self.proc, 30)
 
     def logtext(self) -> str:
         self.log.flush()

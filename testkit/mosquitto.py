@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from hub.sandbox import stop_process
 from testkit.pki import make_pki
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -84,12 +85,8 @@ class Mosquitto:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc is not None:
+            stop_process(self.proc, 10)
 
     def restart(self) -> None:
         self.kill()

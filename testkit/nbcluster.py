@@ -21,7 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from hub.sandbox import SCHEMA_DIR, SandboxError, _which
+from hub.sandbox import SCHEMA_DIR, SandboxError, _which, stop_process
 from testkit.pki import Pki
 
 DB = "OVN_Northbound"
@@ -119,14 +119,7 @@ class NbCluster:
 
     def stop(self) -> None:
         for i in list(self.procs):
-            proc = self.procs.pop(i)
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop_process(self.procs.pop(i))
 
     # ------------------------------------------------------------ the cluster
     def appctl(self, i: int, *args: str, timeout: float = 10.0) -> str:
