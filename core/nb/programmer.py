@@ -45,7 +45,7 @@ from core.backoff import Backoff
 from core.gcpause import gc_paused
 from core.model import Endpoint, InputEvent, Policy, Rejected, Service, Snapshot, Source, StatusEvent
 from core.model.fabric import FABRIC_SOURCE, Fabric
-from core.names import OWNER, SOURCE, derived_mac, lsp_name, stable_mac
+from core.names import OWNER, SOURCE, derived_mac, lsp_name, owner_prefix, stable_mac
 from core.nb import portcache, txn
 from core.nb.desired import DesiredState
 from core.nb.dirty import DirtyRows
@@ -531,8 +531,8 @@ class Programmer:
                 self._set_role("paused" if self._paused else "standby")
                 return
             if len(units) == 1:
-                if await self._own_twin(ops, exc):
-                    self._redirty(units)  # the monitor has brought the row: the next plan sees it
+                if await self._own_twin(ops, exc, units[0]):
+                    self._redirty(units)  # the twin is in the replica now: the next plan diffs it
                     return
                 self._reject(units[0], str(exc))
                 return
@@ -567,24 +567,41 @@ class Programmer:
                 await sent
             raise
 
-    async def _own_twin(self, ops: list[dict[str, Any]], exc: OvsdbError) -> bool:
-        """An insert's guard (a ``wait`` that no such row exists) failed: is
-        the row there ours?  Then an earlier transaction of this hub committed
-        it although its reply was lost (a clustered NB commits at least once),
-        and the insert is simply dropped; a foreign row is a conflict."""
+    async def _own_twin(self, ops: list[dict[str, Any]], exc: OvsdbError, unit: PlanOp | None = None) -> bool:
+        """An insert failed on its guard (a ``wait`` that no such row exists)
+        or on NB's unique name index: is the row there ours?  Then an earlier
+        transaction of this hub committed it although its reply was lost (a
+        clustered NB commits at least once, and may commit it only after the
+        writer has reconnected and read the new leader), so the writer's
+        replica never saw it: the monitor does not echo inserts.  The row is
+        read and installed in the replica, and the insert is dropped (the next
+        diff updates the row if it differs).  A foreign row is a conflict."""
         op = ops[exc.index] if exc.index is not None and 0 <= exc.index < len(ops) else None
-        if op is None or op.get("op") != "wait" or self._client is None:
+        if self._client is None:
             return False
+        if op is not None and op.get("op") == "wait":
+            table, where = str(op["table"]), op["where"]
+        elif unit is not None and unit.op == "insert" and _index_clash(exc, unit.table):
+            table, where = unit.table, [["name", "==", unit.name]]
+        else:
+            return False
+        kind = KINDS[table]
+        columns = ["_uuid", *kind.columns, *kind.extra_columns]
         try:
-            reply = await self._client.transact([{"op": "select", "table": op["table"], "where": op["where"],
-                                                  "columns": ["external_ids"]}], timeout=30.0)  # fmt: skip
+            reply = await self._client.transact([{"op": "select", "table": table, "where": where, "columns": columns}],
+                                                timeout=30.0)  # fmt: skip
         except (OvsdbError, TimeoutError):
             return False
         rows = reply[0].get("rows", []) if reply else []
-        ours = [r for r in rows if py_map(r.get("external_ids", ["map", []])).get(OWNER) == self.hub_id]
+        if kind.owner_in_name:  # (the name carries the owner)
+            ours = [r for r in rows if str(r.get("name", "")).startswith(owner_prefix(self.hub_id))]
+        else:
+            ours = [r for r in rows if py_map(r.get("external_ids", ["map", []])).get(OWNER) == self.hub_id]
+        for r in ours:
+            self.replica.on_update({table: {r.pop("_uuid")[1]: {"initial": r}}})
         if ours:
-            log.info("%s insert already committed by an earlier transaction whose reply was lost: not inserted twice",
-                     op["table"])  # fmt: skip
+            log.info("%s insert already committed by an earlier transaction whose reply was lost: "
+                     "the row is taken into the replica, not inserted twice", table)  # fmt: skip
             metrics.TWINS_AVERTED.inc()
         return bool(ours)
 
@@ -814,3 +831,10 @@ def _same_ip(text: str, want: ipaddress.IPv4Address | ipaddress.IPv6Address) -> 
         return ipaddress.ip_address(text) == want
     except ValueError:
         return False
+
+
+def _index_clash(exc: OvsdbError, table: str) -> bool:
+    """NB refused a commit because two rows of ``table`` would share a value of
+    a unique index (the error is reported after the last operation)."""
+    details = exc.details if isinstance(exc.details, dict) else {}
+    return details.get("error") == "constraint violation" and f'"{table}" table' in str(details.get("details", ""))
