@@ -33,8 +33,10 @@ import asyncio
 import contextlib
 import ipaddress
 import itertools
+import json
 import logging
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -530,10 +532,10 @@ class Programmer:
                 self._redirty(units)  # deposed: the lock is someone else's; nothing of ours was written
                 self._set_role("paused" if self._paused else "standby")
                 return
+            if await self._own_twin(ops, exc, units[0] if len(units) == 1 else _clashing(units, exc)):
+                self._redirty(units)  # the twin is in the replica now: the next plan diffs it
+                return
             if len(units) == 1:
-                if await self._own_twin(ops, exc, units[0]):
-                    self._redirty(units)  # the twin is in the replica now: the next plan diffs it
-                    return
                 self._reject(units[0], str(exc))
                 return
             mid = len(units) // 2
@@ -831,6 +833,26 @@ def _same_ip(text: str, want: ipaddress.IPv4Address | ipaddress.IPv6Address) -> 
         return ipaddress.ip_address(text) == want
     except ValueError:
         return False
+
+
+_CLASH = re.compile(r'multiple rows in "([^"]+)" table to have identical values \((.*)\) for index on column "name"')
+
+
+def _clashing(units: list[PlanOp], exc: OvsdbError) -> PlanOp | None:
+    """The insert of ``units`` whose name NB's unique index found taken (its
+    error names the table and the value), so that a twin costs one read, not
+    a bisection down to its row."""
+    details = exc.details.get("details", "") if isinstance(exc.details, dict) else ""
+    m = _CLASH.search(str(details))
+    if m is None:
+        return None
+    name = m.group(2)
+    if name.startswith('"'):  # (ovsdb-server quotes a string only when it is not a bare identifier)
+        try:
+            name = json.loads(name)
+        except ValueError:
+            return None
+    return next((u for u in units if u.op == "insert" and u.table == m.group(1) and u.name == name), None)
 
 
 def _index_clash(exc: OvsdbError, table: str) -> bool:
