@@ -440,10 +440,10 @@ class OvsdbClient:
             assert self._writer is not None
             await self._writer.drain()
         except OSError as exc:  # the server went away while we were sending: the session is over
-            self._forget(rid)
+            self._forget(rid, fut)
             raise ConnectionLost(f"{self.remote}: {exc}") from None
         except BaseException:
-            self._forget(rid)
+            self._forget(rid, fut)
             raise
         try:
             async with asyncio.timeout(timeout):
@@ -469,10 +469,20 @@ class OvsdbClient:
             with contextlib.suppress(OSError, ConnectionError):
                 await self._writer.drain()
 
-    def _forget(self, rid: int) -> None:
+    def _forget(self, rid: int, fut: asyncio.Future[Any] | None = None) -> None:
+        """A request given up before its reply was awaited.  Its future is
+        settled too: the reader may already have failed it (the session ended
+        while the request was being sent), and an exception nobody retrieves is
+        logged with a traceback when the future is collected."""
         self._pending.pop(rid, None)
         self._reply_hooks.pop(rid, None)
         self._decoders.pop(rid, None)
+        if fut is not None:
+            if fut.done():
+                if not fut.cancelled():
+                    fut.exception()  # (retrieved: the caller raises its own error)
+            else:
+                fut.cancel()
 
     async def monitor_cond(self, tables: dict[str, Any], monitor_id: str = "hub") -> None:
         """Start a conditional monitor; ``on_update`` receives the initial

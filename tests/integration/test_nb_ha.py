@@ -334,6 +334,50 @@ def test_the_row_an_index_clash_names_is_found_quoted_or_bare() -> None:
     assert _clashing(units, OvsdbError("referential integrity violation", {"error": "x"})) is None
 
 
+async def test_a_session_lost_while_a_request_is_sent_leaves_no_unretrieved_exception(tmpdir_short: Path) -> None:
+    """The server goes away while a request is being written: the reader fails
+    the request's future (EOF) before the write does (EPIPE).  The caller gets
+    ConnectionLost, and the future's exception is not left for the collector
+    to log as "Future exception was never retrieved" (a traceback in hubd's log,
+    seen in the RAFT fault run)."""
+    import gc
+
+    from core.ovsdb import ConnectionLost
+
+    sock = tmpdir_short / "s.sock"
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+        writer.close()
+
+    server = await asyncio.start_unix_server(serve, path=str(sock))
+    loop = asyncio.get_running_loop()
+    unretrieved: list[str] = []
+    old_handler = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, ctx: unretrieved.append(str(ctx.get("message"))))
+    client = OvsdbClient(f"unix:{sock}")
+    try:
+        await client.connect()
+        assert client._writer is not None
+
+        async def drain() -> None:  # the reader's EOF first, then the write's error
+            client._fail_pending(ConnectionLost("connection closed by server"))
+            raise BrokenPipeError(32, "Broken pipe")
+
+        client._writer.drain = drain  # type: ignore[method-assign]
+        with pytest.raises(ConnectionLost, match="Broken pipe"):
+            await client.call("echo", [])
+        for _ in range(3):
+            gc.collect()
+            await asyncio.sleep(0)
+        assert unretrieved == []
+    finally:
+        loop.set_exception_handler(old_handler)
+        await client.close()
+        server.close()
+        await server.wait_closed()
+
+
 def test_node_ovs_over_ssl(tmpdir_short: Path, pki: Pki) -> None:
     """``node.ovs = "ssl:…"``: the node's bridge connection (ovsdbapp's IDL over
     OVS's stream-ssl) with the [ovn] TLS files, against an Open_vSwitch
