@@ -11,6 +11,16 @@
 
 Every path runs against its own fresh NB ovsdb-server.  ``ratio_vs_raw`` is
 ``raw_seconds / hub_seconds``: the hub's rate as a fraction of the raw rate.
+
+On a machine shared with other work, wall-clock times swing 2x with the
+neighbours' load, so ``hub`` and ``raw`` also report the CPU seconds spent in
+the timed window by the NB ovsdb-server (``server_cpu_seconds``, utime+stime
+from ``/proc``) and by this process (``process_cpu_seconds``: the Programmer,
+the bus and the bench's consumer for ``hub``; encode and decode for ``raw``),
+and the 1-minute load average when the run started (``loadavg``).
+``cpu_ratio_vs_raw`` is the raw path's CPU seconds (both processes) over the
+hub's, medians: what ``ratio_vs_raw`` would be if both ran on a saturated
+machine, where only the CPU they need counts.
 """
 
 from __future__ import annotations
@@ -67,7 +77,25 @@ _STACK_FOR_ARGV = 4 * _ARGV_CAP
 
 
 # ------------------------------------------------------------------ hub path
-async def hub_path(remote: str, snap: Snapshot, profile: cProfile.Profile | None) -> dict[str, Any]:
+def server_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) process ``pid`` has used (0.0: unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _nb_pid(sb: Any) -> int | None:
+    proc = getattr(sb, "procs", {}).get("nb")
+    return proc.pid if proc is not None else None
+
+
+async def hub_path(remote: str, snap: Snapshot, profile: cProfile.Profile | None,
+                   server_pid: int | None = None) -> dict[str, Any]:  # fmt: skip
     bus = Bus()
     prog = Programmer(remote, HUB_ID, publish=bus.publish)
     await prog.start()
@@ -107,11 +135,14 @@ async def hub_path(remote: str, snap: Snapshot, profile: cProfile.Profile | None
         await prog.flush(timeout=30)  # the writer's first (empty) pass after connect
         if profile is not None:
             profile.enable()
+        loadavg = os.getloadavg()[0]
+        c0, s0 = time.process_time(), server_cpu(server_pid)
         t0 = time.perf_counter()
         await bus.publish(snap)
         await applied.wait()
         await prog.flush()
         seconds = time.perf_counter() - t0
+        process_cpu, server = time.process_time() - c0, server_cpu(server_pid) - s0
         if profile is not None:
             profile.disable()
     finally:
@@ -121,6 +152,9 @@ async def hub_path(remote: str, snap: Snapshot, profile: cProfile.Profile | None
         await prog.close()
     return {
         "seconds": seconds,
+        "server_cpu_seconds": server,
+        "process_cpu_seconds": process_cpu,
+        "loadavg": round(loadavg, 2),
         "apply_seconds": apply_seconds,
         "transact_seconds": transact_seconds,
         "transactions": prog.transactions,
@@ -143,17 +177,21 @@ def raw_ops(net: Network, eps: list[Endpoint]) -> list[dict[str, Any]]:
     return ops
 
 
-async def raw_path(remote: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
+async def raw_path(remote: str, ops: list[dict[str, Any]], server_pid: int | None = None) -> dict[str, Any]:
     client = OvsdbClient(remote)
     await client.connect()
     try:
+        loadavg = os.getloadavg()[0]
+        c0, s0 = time.process_time(), server_cpu(server_pid)
         t0 = time.perf_counter()
         result = await client.transact(ops)
         seconds = time.perf_counter() - t0
+        process_cpu, server = time.process_time() - c0, server_cpu(server_pid) - s0
     finally:
         await client.close()
     assert len(result) == len(ops)
-    return {"seconds": seconds}
+    return {"seconds": seconds, "server_cpu_seconds": server, "process_cpu_seconds": process_cpu,
+            "loadavg": round(loadavg, 2)}  # fmt: skip
 
 
 # ------------------------------------------------------------------ ovn-nbctl path
@@ -310,7 +348,16 @@ def _profile_report(profile: cProfile.Profile, path: str | None, top: int = 30) 
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median time, plus every run's time."""
     ordered = sorted(runs, key=lambda x: x["seconds"])
-    return {**ordered[(len(ordered) - 1) // 2], "samples": [r(x["seconds"]) for x in runs]}
+    out = {**ordered[(len(ordered) - 1) // 2], "samples": [r(x["seconds"]) for x in runs]}
+    if all("server_cpu_seconds" in x for x in runs):
+        out["cpu_samples"] = [r(x["server_cpu_seconds"] + x["process_cpu_seconds"], 3) for x in runs]
+    return out
+
+
+def _median_cpu(runs: list[dict[str, Any]]) -> float:
+    """The median of the runs' CPU seconds, NB server and this process together."""
+    cpu = sorted(float(x["server_cpu_seconds"]) + float(x["process_cpu_seconds"]) for x in runs)
+    return cpu[(len(cpu) - 1) // 2]
 
 
 def _skipped(reason: str) -> dict[str, Any]:
@@ -348,24 +395,30 @@ def run_one(n: int, args: argparse.Namespace, profile: cProfile.Profile | None) 
             if "hub" in paths:
                 snap = Snapshot(source=SOURCE, objects=(net, *eps))
                 with nb_sandbox(tmp / f"hub{i}") as sb:
-                    hub_runs.append(asyncio.run(hub_path(sb.nb_remote, snap, None)))
+                    hub_runs.append(asyncio.run(hub_path(sb.nb_remote, snap, None, _nb_pid(sb))))
                     if i == 0:
                         prints["hub"] = asyncio.run(nb_fingerprint(sb.nb_remote, sample))
                 del snap
                 h = hub_runs[-1]
-                log(f"N={n}: hub #{i + 1} {h['seconds']:.3f}s ({h['transactions']} txns, {h['writes']} writes)")
+                log(f"N={n}: hub #{i + 1} {h['seconds']:.3f}s ({h['transactions']} txns, {h['writes']} writes; "
+                    f"CPU: NB {h['server_cpu_seconds']:.2f}s, hub {h['process_cpu_seconds']:.2f}s; load {h['loadavg']})")
             if "raw" in paths:
                 ops = raw_ops(net, eps)
                 with nb_sandbox(tmp / f"raw{i}") as sb:
-                    raw_runs.append(asyncio.run(raw_path(sb.nb_remote, ops)))
+                    raw_runs.append(asyncio.run(raw_path(sb.nb_remote, ops, _nb_pid(sb))))
                     if i == 0:
                         prints["raw"] = asyncio.run(nb_fingerprint(sb.nb_remote, sample))
                 del ops
-                log(f"N={n}: raw #{i + 1} {raw_runs[-1]['seconds']:.3f}s")
+                w = raw_runs[-1]
+                log(f"N={n}: raw #{i + 1} {w['seconds']:.3f}s (CPU: NB {w['server_cpu_seconds']:.2f}s, "
+                    f"client {w['process_cpu_seconds']:.2f}s; load {w['loadavg']})")
         if hub_runs:
             hub = _median_run(hub_runs)
         if raw_runs:
             raw = _median_run(raw_runs)
+        if hub_runs and raw_runs:
+            hub_cpu = _median_cpu(hub_runs)
+            res["cpu_ratio_vs_raw"] = r(_median_cpu(raw_runs) / hub_cpu, 3) if hub_cpu > 0 else None
 
         if "nbctl" in paths and n > args.nbctl_max:
             nbctl = _skipped(f"skipped: N > --nbctl-max {args.nbctl_max}")
