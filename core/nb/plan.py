@@ -32,6 +32,7 @@ from core.nb.desired import DesiredState
 from core.nb.kinds import KINDS, DesiredRow, Members, PlanOp, RowKind
 from core.nb.replica import NbReplica
 from core.nb.store import XRow
+from core.nb.tables import port
 
 log = logging.getLogger("ovn_hub.programmer")
 
@@ -50,6 +51,9 @@ class View:
     #: member changes written and not yet seen committed, by (table, key) (:class:`InSync`)
     in_sync: dict[tuple[str, str], InSync] = field(default_factory=dict)
     pending: dict[tuple[str, str], InSync] = field(default_factory=dict)
+    #: the desired ports' digests computed while NB loaded (``Programmer.digest_ahead``), for the
+    #: first :func:`plan_batch` after it: the ports they show unchanged are not diffed one by one
+    ahead: port.Ahead | None = None
 
     def synced(self, source: str) -> bool:
         return self.desired.synced(source)
@@ -416,10 +420,14 @@ def plan_batch(view: View, take: Mapping[str, Iterable[str]]) -> tuple[list[Plan
             if op.op == "insert":
                 new[op.table].add(op.name)
 
+    unchanged: set[str] = set()
+    if view.ahead is not None and take.get(port.TABLE):
+        unchanged = view.ahead.unchanged(view)  # (diff would leave each alone: not diffed one by one)
+        view.ahead = None
     for table in KINDS:  # rank order: members (ports) are known before their holders
         keys = take.get(table, ())
         planned.update((table, k) for k in keys)
-        for k in keys:
+        for k in keys if table != port.TABLE or not unchanged else set(keys) - unchanged:
             add(diff(view, table, k, new))
     # Rule 1: an insert or update needs its parent; pull a missing parent's insert in.
     for op in list(ops):

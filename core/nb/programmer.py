@@ -60,7 +60,7 @@ from core.nb.store import RowStore, XRow
 from core.nb.tables import policy, router, router_port, switch
 from core.nb.tables.fabric import FabricIndex
 from core.nb.tables.port import TABLE as PORTS
-from core.nb.tables.port import PortRow, PortStore, with_dynamic_ips
+from core.nb.tables.port import Ahead, PortRow, PortStore, with_dynamic_ips
 from core.ovsdb import ConnectionLost, NoUsableServer, OvsdbClient, OvsdbError, Tls, py_map
 
 log = logging.getLogger("ovn_hub.programmer")
@@ -200,8 +200,19 @@ class Programmer:
                     metrics.REJECTED.labels(str(rej.source), rej.reason).inc()  # with a bus, the bus counts
                 self._status_q.put_nowait(rej)
             self.desired.rejections.clear()
+        if isinstance(event, Snapshot) and not self.connected.is_set():
+            self.digest_ahead()
         self._wake.set()
         self._idle.clear()
+
+    def digest_ahead(self) -> None:
+        """While NB loads (no replica yet: nothing can be diffed), digest every
+        desired port's columns (``port.Ahead``): the first batch after the load
+        then leaves the ports they show unchanged without a diff each, instead
+        of digesting 50k ports after NB answered, on the way to READY."""
+        self.view.ahead = None
+        with gc_paused():  # (temporaries only: the collector would walk the whole desired state for nothing)
+            self.view.ahead = Ahead(self.desired.ports, self.hub_id)
 
     def remove_source(self, source: Source) -> None:
         """The source is gone from the config: its rows are collected."""
@@ -228,6 +239,8 @@ class Programmer:
         return self.desired.fabric
 
     def _derive(self) -> None:
+        if self.view.ahead is not None and not self.dirty[PORTS]:
+            self.view.ahead = None  # (no diff came to take it: a standby's, say)
         was_open = self.desired.fabric_open
         self.desired.derive(lambda ep: with_dynamic_ips(ep, self.ports))
         if self.desired.fabric_open and not was_open:

@@ -233,6 +233,57 @@ async def test_nb_restart_resyncs(ovn: OvnSandbox, prog_factory: object) -> None
     assert p.plan() == []
 
 
+async def test_endpoints_changed_while_stopped_are_rewritten_after_a_clean_restart(
+    ovn: OvnSandbox, prog_factory: object, tmp_path: object
+) -> None:
+    """hubd's order at start: the adapters' Snapshot is applied while NB still
+    loads, so the ports are digested ahead of the first diff (``Ahead``).  An
+    endpoint that changed while the hub was stopped (another IP, another node,
+    a MAC left to derive, gone, new) is written after a restart from the port
+    cache all the same; the unchanged ones are not touched."""
+    from pathlib import Path
+
+    cache = Path(str(tmp_path)) / "ports.cache"
+    net = Network(source=SRC, name="blue", subnets=("10.1.0.0/16",))
+    old = eps(200)
+    p = await prog_factory(cache_path=cache)  # type: ignore[operator]
+    p.apply(snap([net, *old]))
+    await p.flush(30)
+    assert await p.save_port_cache()
+    await stop(p)
+    before = lsp_by_name(ovn)
+
+    new = list(old)
+    new[3] = msgspec.structs.replace(old[3], ips=("10.1.9.3",))
+    new[4] = msgspec.structs.replace(old[4], node="node2")
+    new[5] = msgspec.structs.replace(old[5], mac=None)
+    del new[6]
+    new.append(eps(1, base=500)[0])
+    q = Programmer(ovn.nb_remote, "hub1", cache_path=cache)
+    q.apply(snap([net, *new]))  # before NB answered: digested ahead
+    assert q.view.ahead is not None
+    moved = msgspec.structs.replace(old[10], ips=("10.1.9.10",))
+    q.apply(Upsert(obj=moved))  # changed after it was digested (as NB had it)
+    await q.start()
+    task = asyncio.create_task(q.run())
+    try:
+        await q.flush(30)
+        assert (q.ports_from_cache, q.ports_read) == (200, 0)
+        assert q.view.ahead is None, "taken by the first batch"
+        assert q.writes == 6  # four updates, a delete, an insert: nothing else
+        after = lsp_by_name(ovn)
+        assert set(after) == {f"docker/local/blue/{e.uid}" for e in new}
+        assert ovs_set(after["docker/local/blue/u3"]["addresses"]) == ["02:00:00:00:00:03 10.1.9.3"]
+        assert ovs_map(after["docker/local/blue/u4"]["options"]) == {"requested-chassis": "node2"}
+        assert ovs_set(after["docker/local/blue/u10"]["addresses"]) == ["02:00:00:00:00:0a 10.1.9.10"]
+        assert ovs_set(after["docker/local/blue/u5"]["addresses"]) == ["0a:58:0a:01:00:07 10.1.0.7"]
+        for name in ("docker/local/blue/u0", "docker/local/blue/u199"):
+            assert after[name] == before[name], "unchanged: not written"
+        assert q.plan() == []
+    finally:
+        await stop(q, task)
+
+
 async def test_restart_cache_reads_only_changed_ports_and_still_repairs_drift(
     ovn: OvnSandbox, prog_factory: object, tmp_path: object
 ) -> None:

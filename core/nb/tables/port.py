@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import sys
 import zlib
-from collections.abc import Callable, Iterable
+from array import array
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -69,6 +70,34 @@ def lsp_columns(ep: Endpoint, hub_id: str) -> dict[str, Any]:
 
 
 _digest_enc = msgspec.msgpack.Encoder()
+#: external_ids of an endpoint's port, in the order lsp_digest sorts them (checked below)
+_EXT_SORTED = ("ovn-hub:kind", "ovn-hub:name", "ovn-hub:namespace", "ovn-hub:network", "ovn-hub:owner",
+               "ovn-hub:shard", "ovn-hub:source", "ovn-hub:uid")  # fmt: skip
+assert _EXT_SORTED == tuple(sorted((OWNER, SOURCE, KIND, UID, NAMESPACE, NAME, NETWORK, SHARD)))
+assert (KIND, NAME, NAMESPACE, NETWORK, OWNER, SHARD, SOURCE, UID) == _EXT_SORTED
+
+
+def endpoint_digest(ep: Endpoint, hub_id: str) -> int:
+    """``lsp_digest(lsp_columns(ep, hub_id))`` without building the columns:
+    the same canonical form (sorted sets and maps: one address, the options'
+    one key, the external_ids in their sorted order), so the same bytes and
+    digest (``tests/unit/nb/test_port_digest.py`` holds them equal), at about
+    half the cost.  The diff of a port OVN allocated nothing to compares this."""
+    src = str(ep.source)
+    name = f"{src}/{ep.network}/{ep.uid}"  # lsp_name(ep)
+    if ep.ips:
+        addresses = [" ".join((ep.mac or derived_mac(ep), *ep.ips))]
+        port_security = addresses
+    else:
+        addresses = [f"{ep.mac} dynamic" if ep.mac else "dynamic"]
+        port_security = []
+    return _digest((
+        addresses,
+        port_security,
+        [("requested-chassis", ep.node)] if ep.node else [],
+        [(KIND, ep.kind), (NAME, ep.name), (NAMESPACE, ep.namespace), (NETWORK, ep.network), (OWNER, hub_id),
+         (SHARD, str(zlib.crc32(name.encode()) % SHARDS)), (SOURCE, src), (UID, ep.uid)],
+    ))  # fmt: skip
 
 
 def lsp_digest(cols: dict[str, Any]) -> int:
@@ -327,6 +356,11 @@ def diff(view: View, name: str) -> PlanOp | None:
     store: PortStore = view.replica.stores[TABLE]
     cur = store.rows.get(name)
     if ep is not None:
+        if cur is not None and not cur.dyn:  # (nothing of OVN's to keep: the columns are lsp_columns(ep))
+            if cur.digest == endpoint_digest(ep, view.hub_id):
+                return None
+            want = lsp_columns(ep, view.hub_id)
+            return PlanOp("update", TABLE, name, {k: v for k, v in want.items() if k != "name"})
         if ep.ips and cur is not None and kept_allocation(ep, cur.dyn):
             # the orchestrator now reports the address OVN allocated (a pod's CNI ADD got it from the
             # dynamic port, then the kubelet wrote it in podIPs): the port stays as it is, with its MAC
@@ -353,6 +387,37 @@ def diff(view: View, name: str) -> PlanOp | None:
     if cur is not None and view.synced(cur.source):
         return PlanOp("delete", TABLE, name)
     return None
+
+
+class Ahead:
+    """The desired ports' column digests, computed before there is a replica to
+    diff them against (``Programmer.digest_ahead``: while NB answers the start's
+    reads), each with the endpoint it is of.  Flat arrays, no object per port:
+    it lives only until the first diff."""
+
+    __slots__ = ("digests", "eps", "hub_id", "names")
+
+    def __init__(self, ports: Mapping[str, Endpoint], hub_id: str) -> None:
+        self.hub_id = hub_id
+        self.names = list(ports)
+        self.eps = list(ports.values())
+        self.digests = array("Q", (endpoint_digest(ep, hub_id) for ep in self.eps))
+
+    def unchanged(self, view: View) -> set[str]:
+        """The ports :func:`diff` would leave alone, found without it: the
+        desired endpoint is the very one digested ahead, its row has no
+        allocation of OVN's (the columns are then ``lsp_columns``), and the
+        row's digest is the one computed.  (diff computes that same digest.)"""
+        rows: dict[str, PortRow] = view.replica.stores[TABLE].rows
+        want: dict[str, Endpoint] = view.desired.ports
+        out: set[str] = set()
+        if view.hub_id != self.hub_id:
+            return out
+        for name, ep, digest in zip(self.names, self.eps, self.digests, strict=True):
+            cur = rows.get(name)
+            if cur is not None and cur.digest == digest and not cur.dyn and want.get(name) is ep:
+                out.add(name)
+        return out
 
 
 def kept_allocation(ep: Endpoint, dyn: str) -> bool:
