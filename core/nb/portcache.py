@@ -131,13 +131,14 @@ def read_cache(path: str | os.PathLike[str] | None, hub_id: str, nb: str) -> Por
 CANON_MIN_ROWS = 1000
 
 
-def install_rows(store: PortStore, ev: Events, result: list[Any]) -> int:
+def install_rows(store: PortStore, ev: Events, result: list[Any], canon: dict[str, str] | None = None) -> int:
     """Reply hook of port selects: install every returned row (in stream order).
     Rows come raw (``transact_rows``): each is decoded, digested and
-    dropped before the next, and a row's bytes are let go once it is installed."""
+    dropped before the next, and a row's bytes are let go once it is installed.
+    ``canon``: the names to key rows by (default: the desired ones, for many rows)."""
     n = 0
-    many = sum(len(r.get("rows", ())) for r in result if isinstance(r, dict)) >= CANON_MIN_ROWS
-    canon = store.canonical_names() if many else None
+    if canon is None and sum(len(r.get("rows", ())) for r in result if isinstance(r, dict)) >= CANON_MIN_ROWS:
+        canon = store.canonical_names()
     with gc_paused():
         for r in result:
             rows = r.get("rows", []) if isinstance(r, dict) else []
@@ -163,20 +164,24 @@ async def load_from(
     cond = owned(hub_id)
     outcome: dict[str, Any] = {}
 
+    by_uuid = {c.uuid: c for c in entries}
+    fresh: list[CachedPort] = []
+    changed: list[str] = []
+
+    def check(raw: msgspec.Raw) -> None:  # each row as the reply arrives (the rest in versions())
+        row = _version_decoder.decode(raw)
+        uuid = row.uuid[1]
+        c = by_uuid.get(uuid)
+        if c is not None and c.version == version_bytes(row.version[1]):
+            fresh.append(c)
+        else:
+            changed.append(uuid)
+
     def versions(result: list[Any]) -> None:
-        by_uuid = {c.uuid: c for c in entries}
-        fresh: list[CachedPort] = []
-        changed: list[str] = []
         with gc_paused():
             for raw in result[0]["rows"]:
-                row = _version_decoder.decode(raw)
-                uuid = row.uuid[1]
-                c = by_uuid.get(uuid)
-                if c is not None and c.version == version_bytes(row.version[1]):
-                    fresh.append(c)
-                else:
-                    changed.append(uuid)
-        del by_uuid
+                check(raw)
+        by_uuid.clear()
         outcome.update(fresh=len(fresh), changed=changed, total=len(fresh) + len(changed))
         if len(changed) > min(CACHE_MAX_CHANGED, max(100, (len(fresh) + len(changed)) // 10)):
             return  # too stale: the caller reads everything
@@ -190,12 +195,12 @@ async def load_from(
         outcome["installed"] = True
 
     await client.transact_rows(
-        [{"op": "select", "table": TABLE, "where": cond, "columns": ["_uuid", "_version"]}], on_reply=versions
-    )
+        [{"op": "select", "table": TABLE, "where": cond, "columns": ["_uuid", "_version"]}],
+        on_reply=versions, on_row=check,
+    )  # fmt: skip
     if not outcome.get("installed"):
         log.info("%s: %d of %d ports changed since: reading every port", what, len(outcome.get("changed", ())), outcome.get("total", 0))
         return None
-    changed: list[str] = outcome["changed"]
     if changed:
         ops = [
             # the owner condition again: a row that lost its tag in between is not ours
@@ -223,25 +228,33 @@ READ_SPLIT: tuple[tuple[int, ...], ...] = ((),)
 async def load_all(client: OvsdbClient, store: PortStore, ev: Events, hub_id: str) -> int:
     """Read every port the hub owns (in the selects of READ_SPLIT).
 
-    Rows come raw (``transact_rows``) and are decoded, digested and
-    installed one at a time, so a reply costs its bytes (~0.5 KB a port) while
-    it is installed, not the ~150 MB of objects one 50k-row reply decodes into
-    (which the process then keeps).  The monitor is already running (without
+    Rows are decoded, digested and installed one at a time as the reply
+    arrives (``transact_rows``'s ``on_row``), so a reply costs what the socket
+    buffers hold, not its ~0.5 KB a port at once (~23 MB at 50k ports, the
+    peak of a start without the cache), nor the ~150 MB of objects one 50k-row
+    reply decodes into.  The monitor is already running (without
     initial contents), so a change racing with these reads arrives after the
     reply that returns the row."""
     store.rows.clear()
     store.by_uuid.clear()
     cond = owned(hub_id)
 
+    canon: list[dict[str, str] | None] = []  # at the first row: the desired state is complete by then
+
+    def on_row(raw: msgspec.Raw) -> None:  # in the reader, as the reply arrives: before any later update
+        if not canon:
+            canon.append(store.canonical_names())
+        store.install_raw(raw, ev, canon[0])
+
     def install(result: list[Any]) -> None:
-        install_rows(store, ev, result)  # in the reader: before any later update (stream order)
+        install_rows(store, ev, result, canon[0] if canon else None)  # the rows not streamed
 
     def where(leave_out: tuple[int, ...]) -> list[Any]:
         return cond + [["external_ids", "excludes", ["map", [[SHARD, str(k)]]]] for k in leave_out]
 
     reads = [
         client.transact_rows([{"op": "select", "table": TABLE, "where": where(x), "columns": READ_COLUMNS}],
-                             on_reply=install)
+                             on_reply=install, on_row=on_row)
         for x in READ_SPLIT
     ]
     await asyncio.gather(*reads)
