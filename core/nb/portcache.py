@@ -126,7 +126,9 @@ def read_cache(
     The names are decoded first and each replaced by the desired state's
     equal string (``canonical``: :meth:`PortStore.canonical_names`), so the
     ones decoded are freed before the ports are: the ports' objects then take
-    their place instead of the heap keeping ~3.6 MB of holes (at 50k)."""
+    their place instead of the heap keeping ~3.6 MB of holes (at 50k).  (A
+    start may read the cache before any adapter's snapshot is applied: then
+    :func:`load_from` takes the desired names once the versions are in.)"""
     if path is None:
         return None
     try:
@@ -205,11 +207,13 @@ def install_rows(store: PortStore, ev: Events, result: list[Any], canon: dict[st
 
 async def load_from(
     client: OvsdbClient, store: PortStore, ev: Events, hub_id: str, entries: list[CachedPort], names: list[str],
-    what: str,
+    what: str, share: bool = False,
 ) -> tuple[int, int] | None:  # fmt: skip
     """Install ``entries`` (``names[i]`` the i-th's name) whose ``_uuid``/``_version``
     NB still has, read the full columns of every other owned port; (fresh, read),
-    or None (nothing installed) when too many changed: the caller reads everything."""
+    or None (nothing installed) when too many changed: the caller reads everything.
+    ``share``: key them by the desired state's name strings (the cache was read
+    before the desired state had any: it may have them by the reply)."""
     store.rows.clear()
     store.by_uuid.clear()
     cond = owned(hub_id)
@@ -241,6 +245,11 @@ async def load_from(
         if len(changed) > min(CACHE_MAX_CHANGED, max(100, (fresh[0] + len(changed)) // 10)):
             by_uuid.clear()
             return  # too stale: the caller reads everything
+        canon = store.canonical_names() if share else None
+        if canon:
+            for i, n in enumerate(names):
+                names[i] = canon.get(n, n)
+        del canon
         with gc_paused():
             for name, c in zip(names, entries, strict=True):
                 if c.uuid in by_uuid:
@@ -344,11 +353,18 @@ async def load(
         if got is not None:
             return Loaded("in memory", got[0], got[1], 0)
     elif remembered is None:
-        cache = read_cache(cache_path, hub_id, nb, store.canonical_names)
+        shared: list[bool] = []
+
+        def canonical() -> dict[str, str] | None:
+            canon = store.canonical_names()
+            shared.append(canon is not None)
+            return canon
+
+        cache = read_cache(cache_path, hub_id, nb, canonical)
         if cache is not None and cache.generation >= CACHE_MAX_GENERATIONS:
             log.info("port cache: %d restarts in a row used it: reading every port this time", cache.generation)
         elif cache is not None:
-            got = await load_from(client, store, ev, hub_id, cache.ports, cache.names, "port cache")
+            got = await load_from(client, store, ev, hub_id, cache.ports, cache.names, "port cache", not any(shared))
             if got is not None:
                 return Loaded("port cache", got[0], got[1], cache.generation + 1)
     return Loaded("read", 0, await load_all(client, store, ev, hub_id), 0)
