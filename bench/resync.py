@@ -108,9 +108,13 @@ class HubdProcess:
         self.log_path = workdir / "hubd.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
+        #: PYTHONPATH of the next start (``--hubd-src``: another tree's code); None: this tree's
+        self.pythonpath: str | None = None
 
     def start(self) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1", NOTIFY_SOCKET=str(self.notify.path))
+        if self.pythonpath is not None:
+            env["PYTHONPATH"] = self.pythonpath
         env.pop("WATCHDOG_USEC", None)
         self.notify.drain()
         self.notify.messages.clear()
@@ -343,22 +347,28 @@ def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
                                                      "rss_mb", "hwm_mb")}  # fmt: skip
             out["first_run"]["ready_seconds"] = r(first["ready_seconds"], 3)
             reads: list[tuple[float, int, int]] = []
-            runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
+            variants: list[tuple[str, str | None]] = [("", None)]
+            if args.hubd_src:
+                variants = [(f"{name}:", path) for name, _, path in (v.partition("=") for v in args.hubd_src)]
+                modes = [m for m in ("crash", "clean") if m in modes]  # each variant's clean start reads its own cache
+            runs: dict[str, list[dict[str, Any]]] = {f"{v}{m}": [] for v, _ in variants for m in modes}
             for i in range(args.repeat):
-                for mode in modes:
-                    reads.append(asyncio.run(raw_read(sb.nb_remote)))
-                    log(f"N={n}: raw read #{len(reads)}: {reads[-1][0]:.3f}s ({reads[-1][1]} ports)")
-                    if mode == "crash":
-                        for stale in (tmp / "state").glob("nb-ports-*.cache"):
-                            stale.unlink()  # (only when clean is not measured: its SIGKILL left none)
-                    # a clean restart ends in SIGKILL so the crash restart after it finds no cache (measured
-                    # alone, in SIGTERM: the next clean restart needs the cache it writes)
-                    how = "kill" if mode == "clean" and "crash" in modes else "term"
-                    res = measure_restart(hubd, api, args.timeout, how)
-                    runs[mode].append(res)
-                    log(f"N={n}: {mode} restart #{i + 1}: READY after {res['ready_seconds']:.2f}s, "
-                        f"{res['nb_operations']} NB writes, RSS {res['rss_mb']} MB HWM {res['hwm_mb']} MB, "
-                        f"{res.get('ports_from_cache')} ports from the cache, {res.get('ports_read')} read")  # fmt: skip
+                for variant, path in variants:
+                    hubd.pythonpath = path
+                    for mode in modes:
+                        reads.append(asyncio.run(raw_read(sb.nb_remote)))
+                        log(f"N={n}: raw read #{len(reads)}: {reads[-1][0]:.3f}s ({reads[-1][1]} ports)")
+                        if mode == "crash":
+                            for stale in (tmp / "state").glob("nb-ports-*.cache"):
+                                stale.unlink()  # (only when clean is not measured: its SIGKILL left none)
+                        # a clean restart ends in SIGKILL so the crash restart after it finds no cache (measured
+                        # alone, in SIGTERM: the next clean restart needs the cache it writes)
+                        how = "kill" if mode == "clean" and "crash" in modes else "term"
+                        res = measure_restart(hubd, api, args.timeout, how)
+                        runs[f"{variant}{mode}"].append(res)
+                        log(f"N={n}: {variant}{mode} restart #{i + 1}: READY after {res['ready_seconds']:.2f}s, "
+                            f"{res['nb_operations']} NB writes, RSS {res['rss_mb']} MB HWM {res['hwm_mb']} MB, "
+                            f"{res.get('ports_from_cache')} ports from the cache, {res.get('ports_read')} read")  # fmt: skip
         except BaseException:
             log(f"hubd log tail:\n{hubd.log_tail()}")
             raise
@@ -373,9 +383,10 @@ def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
         "switches": reads[0][2],
         "columns": {"Logical_Switch_Port": LSP_COLUMNS, "Logical_Switch": LS_COLUMNS},
     }
-    for mode in modes:
-        out[mode] = summarize(runs[mode], raw_seconds, n, TARGET_CLEAN_RATIO if mode == "clean" else TARGET_RATIO)
-    out["target_met"] = {mode: all(out[mode]["target_met"].values()) for mode in modes}
+    for key, got in runs.items():
+        mode = key.rpartition(":")[2]
+        out[key] = summarize(got, raw_seconds, n, TARGET_CLEAN_RATIO if mode == "clean" else TARGET_RATIO)
+    out["target_met"] = {key: all(out[key]["target_met"].values()) for key in runs}
     return out
 
 
@@ -386,9 +397,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out["interpreter_baseline"] = bare_interpreter()
     out["results"] = [run_one(n, args) for n in args.n]
     for res in out["results"]:
-        for mode in MODES:
-            if mode in res:
-                res[mode]["rss_over_interpreter_mb"] = round(res[mode]["rss_mb"] - out["interpreter_baseline"]["rss_mb"], 1)
+        for key in res["target_met"]:
+            res[key]["rss_over_interpreter_mb"] = round(res[key]["rss_mb"] - out["interpreter_baseline"]["rss_mb"], 1)
     out["all_targets_met"] = all(all(x["target_met"].values()) for x in out["results"])
     out["wall_seconds"] = round(time.perf_counter() - started, 1)
     return out
@@ -410,3 +420,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     )
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for READY=1")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (NB database, hubd log)")
+    ap.add_argument(
+        "--hubd-src",
+        action="append",
+        metavar="NAME=PYTHONPATH",
+        help="alternate hubds running another tree's code (PYTHONPATH before this venv's), e.g. old=/tmp/main new=.; "
+        "results under '<NAME>:clean', '<NAME>:crash'; each variant runs crash, then clean (its own cache)",
+    )

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import sys
 import tempfile
+from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -44,11 +47,16 @@ _version_decoder = msgspec.json.Decoder(_Version)
 
 class CachedPort(PortRow, array_like=True, gc=False):
     """One port of the restart cache: what the replica knew of a row at a given
-    ``_version`` (``version``), and its name.  A :class:`PortRow` itself, so a
-    port the cache vouches for goes into the replica as it was decoded (no
-    second copy of 50k rows while the cache is loaded)."""
+    ``_version`` (``version``).  A :class:`PortRow` itself, not a field more, so
+    a port the cache vouches for goes into the replica as it was decoded (no
+    second copy of 50k rows while the cache is loaded).  Its name and source
+    are kept apart (:class:`PortCache`), so neither is decoded once a port."""
 
-    name: str = ""
+
+class Remembered(list[CachedPort]):
+    """Ports a reconnect revalidates (:func:`memory_entries`), ``names[i]`` the i-th's name."""
+
+    names: list[str]
 
 
 class _CacheHead(msgspec.Struct):
@@ -65,14 +73,30 @@ class PortCache(msgspec.Struct):
     format: int
     hub_id: str
     nb: str
+    #: each source and how many ports in a row are its (``ports`` are grouped by source; theirs is "")
+    sources: list[tuple[str, int]]
+    #: the ports' names, in the order of ``ports`` (decoded before them: see :func:`read_cache`)
+    names: list[str]
     ports: list[CachedPort]
     #: Consecutive starts that used a cache (a safety net: see CACHE_MAX_GENERATIONS).
     generation: int = 0
 
 
+class _CacheNames(msgspec.Struct):
+    """The restart cache, its ports left undecoded."""
+
+    format: int
+    hub_id: str
+    nb: str
+    sources: list[tuple[str, int]]
+    names: list[str]
+    ports: msgspec.Raw
+    generation: int = 0
+
+
 #: Bump when lsp_digest or CachedPort changes (old caches are then ignored).
-#: 3: digests of 60 bits, versions as their 16 bytes.
-PORT_CACHE_FORMAT = 3
+#: 3: digests of 60 bits, versions as their 16 bytes; 4: names and sources apart from the entries.
+PORT_CACHE_FORMAT = 4
 #: Every this many cache-based starts, one full read: a replica error (say, a
 #: foreign change hidden by a clustered NB's reply order) cannot outlive it.
 CACHE_MAX_GENERATIONS = 8
@@ -80,19 +104,31 @@ CACHE_MAX_GENERATIONS = 8
 CACHE_MAX_CHANGED = 5000
 
 
-def memory_entries(store: PortStore) -> list[CachedPort]:
+def memory_entries(store: PortStore) -> Remembered:
     """The port replica in memory, as cache entries: what a reconnect can
     revalidate (rows of unknown version or rewritten under us are left out: read)."""
-    return [
-        CachedPort(r.uuid, r.source, r.digest, r.up, r.dyn, r.version, name)
-        for name, r in store.rows.items()
-        if r.version and r.digest is not None
-    ]
+    out = Remembered()
+    out.names = []
+    for name, r in store.rows.items():
+        if r.version and r.digest is not None:
+            out.append(CachedPort(r.uuid, r.source, r.digest, r.up, r.dyn, r.version))
+            out.names.append(name)
+    return out
 
 
-def read_cache(path: str | os.PathLike[str] | None, hub_id: str, nb: str) -> PortCache | None:
+def read_cache(
+    path: str | os.PathLike[str] | None, hub_id: str, nb: str,
+    canonical: Callable[[], dict[str, str] | None] | None = None,
+) -> PortCache | None:  # fmt: skip
     """The restart cache, once: it is removed as it is read (a later crash
-    must not find it; versions would reject it anyway)."""
+    must not find it; versions would reject it anyway).
+
+    The names are decoded first and each replaced by the desired state's
+    equal string (``canonical``: :meth:`PortStore.canonical_names`), so the
+    ones decoded are freed before the ports are: the ports' objects then take
+    their place instead of the heap keeping ~3.6 MB of holes (at 50k).  (A
+    start may read the cache before any adapter's snapshot is applied: then
+    :func:`load_from` takes the desired names once the versions are in.)"""
     if path is None:
         return None
     try:
@@ -112,18 +148,34 @@ def read_cache(path: str | os.PathLike[str] | None, hub_id: str, nb: str) -> Por
             log.info("port cache %s is for another hub, NB or format: reading every port", path)
             return None
         with gc_paused():
-            cache = msgspec.msgpack.decode(data, type=PortCache)
+            part = msgspec.msgpack.decode(data, type=_CacheNames)
+            names = part.names
+            canon = canonical() if canonical is not None else None
+            if canon:
+                for i, n in enumerate(names):
+                    names[i] = canon.get(n, n)
+            del canon
+            ports = msgspec.msgpack.decode(part.ports, type=list[CachedPort])
     except msgspec.DecodeError as exc:
         log.warning("port cache %s is damaged (%s): reading every port", path, exc)
         return None
     del data
-    sources: dict[str, str] = {}
-    for c in cache.ports:  # one copy of each source name
-        c.source = sources.setdefault(c.source, sys.intern(c.source))
-        if c.digest is None or not c.version or not c.name:
-            log.warning("port cache %s is damaged (an entry without digest, version or name): reading every port", path)
-            return None
-    return cache
+    sources, generation = part.sources, part.generation
+    del part  # (its ports' raw bytes)
+    if sum(count for _, count in sources) != len(ports) or len(names) != len(ports):
+        log.warning("port cache %s is damaged (%d ports, %d names): reading every port", path, len(ports), len(names))
+        return None
+    at = 0
+    for source, count in sources:  # one copy of each source name
+        shared = sys.intern(source)
+        for j in range(at, at + count):
+            ports[j].source = shared
+        at += count
+    if not all(names) or any(c.digest is None or not c.version for c in ports):
+        log.warning("port cache %s is damaged (an entry without digest, version or name): reading every port", path)
+        return None
+    return PortCache(format=head.format, hub_id=hub_id, nb=nb, sources=sources, names=names, ports=ports,
+                     generation=generation)  # fmt: skip
 
 
 #: A read of at least this many rows keys them by the desired state's name strings
@@ -131,13 +183,14 @@ def read_cache(path: str | os.PathLike[str] | None, hub_id: str, nb: str) -> Por
 CANON_MIN_ROWS = 1000
 
 
-def install_rows(store: PortStore, ev: Events, result: list[Any]) -> int:
+def install_rows(store: PortStore, ev: Events, result: list[Any], canon: dict[str, str] | None = None) -> int:
     """Reply hook of port selects: install every returned row (in stream order).
     Rows come raw (``transact_rows``): each is decoded, digested and
-    dropped before the next, and a row's bytes are let go once it is installed."""
+    dropped before the next, and a row's bytes are let go once it is installed.
+    ``canon``: the names to key rows by (default: the desired ones, for many rows)."""
     n = 0
-    many = sum(len(r.get("rows", ())) for r in result if isinstance(r, dict)) >= CANON_MIN_ROWS
-    canon = store.canonical_names() if many else None
+    if canon is None and sum(len(r.get("rows", ())) for r in result if isinstance(r, dict)) >= CANON_MIN_ROWS:
+        canon = store.canonical_names()
     with gc_paused():
         for r in result:
             rows = r.get("rows", []) if isinstance(r, dict) else []
@@ -153,49 +206,69 @@ def install_rows(store: PortStore, ev: Events, result: list[Any]) -> int:
 
 
 async def load_from(
-    client: OvsdbClient, store: PortStore, ev: Events, hub_id: str, entries: list[CachedPort], what: str
-) -> tuple[int, int] | None:
-    """Install ``entries`` whose ``_uuid``/``_version`` NB still has, read the
-    full columns of every other owned port; (fresh, read), or None (nothing
-    installed) when too many changed: the caller reads everything."""
+    client: OvsdbClient, store: PortStore, ev: Events, hub_id: str, entries: list[CachedPort], names: list[str],
+    what: str, share: bool = False,
+) -> tuple[int, int] | None:  # fmt: skip
+    """Install ``entries`` (``names[i]`` the i-th's name) whose ``_uuid``/``_version``
+    NB still has, read the full columns of every other owned port; (fresh, read),
+    or None (nothing installed) when too many changed: the caller reads everything.
+    ``share``: key them by the desired state's name strings (the cache was read
+    before the desired state had any: it may have them by the reply)."""
     store.rows.clear()
     store.by_uuid.clear()
     cond = owned(hub_id)
     outcome: dict[str, Any] = {}
 
+    #: the entries not vouched for yet: what is left once every row is checked changed or went
+    by_uuid = {c.uuid: c for c in entries}
+    if len(by_uuid) != len(entries) or len(names) != len(entries):
+        log.warning("%s: %d entries, %d uuids, %d names: reading every port", what, len(entries), len(by_uuid), len(names))
+        return None
+    fresh = [0]
+    changed: list[str] = []
+
+    def check(raw: msgspec.Raw) -> None:  # each row as the reply arrives (the rest in versions())
+        row = _version_decoder.decode(raw)
+        uuid = row.uuid[1]
+        c = by_uuid.get(uuid)
+        if c is not None and c.version == version_bytes(row.version[1]):
+            del by_uuid[uuid]
+            fresh[0] += 1
+        else:
+            changed.append(uuid)
+
     def versions(result: list[Any]) -> None:
-        by_uuid = {c.uuid: c for c in entries}
-        fresh: list[CachedPort] = []
-        changed: list[str] = []
         with gc_paused():
             for raw in result[0]["rows"]:
-                row = _version_decoder.decode(raw)
-                uuid = row.uuid[1]
-                c = by_uuid.get(uuid)
-                if c is not None and c.version == version_bytes(row.version[1]):
-                    fresh.append(c)
-                else:
-                    changed.append(uuid)
-        del by_uuid
-        outcome.update(fresh=len(fresh), changed=changed, total=len(fresh) + len(changed))
-        if len(changed) > min(CACHE_MAX_CHANGED, max(100, (len(fresh) + len(changed)) // 10)):
+                check(raw)
+        outcome.update(fresh=fresh[0], changed=changed, total=fresh[0] + len(changed))
+        if len(changed) > min(CACHE_MAX_CHANGED, max(100, (fresh[0] + len(changed)) // 10)):
+            by_uuid.clear()
             return  # too stale: the caller reads everything
+        canon = store.canonical_names() if share else None
+        if canon:
+            for i, n in enumerate(names):
+                names[i] = canon.get(n, n)
+        del canon
         with gc_paused():
-            for c in fresh:
-                store.rows[c.name] = c  # a PortRow: the cache's entry is the replica's row
-                store.by_uuid[c.uuid] = c.name
+            for name, c in zip(names, entries, strict=True):
+                if c.uuid in by_uuid:
+                    continue  # changed since (read) or gone
+                store.rows[name] = c  # a PortRow: the cache's entry is the replica's row
+                store.by_uuid[c.uuid] = name
                 store.early.pop(c.uuid, None)
                 if c.up is True:
-                    ev.up(c.name)
+                    ev.up(name)
+        by_uuid.clear()
         outcome["installed"] = True
 
     await client.transact_rows(
-        [{"op": "select", "table": TABLE, "where": cond, "columns": ["_uuid", "_version"]}], on_reply=versions
-    )
+        [{"op": "select", "table": TABLE, "where": cond, "columns": ["_uuid", "_version"]}],
+        on_reply=versions, on_row=check,
+    )  # fmt: skip
     if not outcome.get("installed"):
         log.info("%s: %d of %d ports changed since: reading every port", what, len(outcome.get("changed", ())), outcome.get("total", 0))
         return None
-    changed: list[str] = outcome["changed"]
     if changed:
         ops = [
             # the owner condition again: a row that lost its tag in between is not ours
@@ -223,25 +296,33 @@ READ_SPLIT: tuple[tuple[int, ...], ...] = ((),)
 async def load_all(client: OvsdbClient, store: PortStore, ev: Events, hub_id: str) -> int:
     """Read every port the hub owns (in the selects of READ_SPLIT).
 
-    Rows come raw (``transact_rows``) and are decoded, digested and
-    installed one at a time, so a reply costs its bytes (~0.5 KB a port) while
-    it is installed, not the ~150 MB of objects one 50k-row reply decodes into
-    (which the process then keeps).  The monitor is already running (without
+    Rows are decoded, digested and installed one at a time as the reply
+    arrives (``transact_rows``'s ``on_row``), so a reply costs what the socket
+    buffers hold, not its ~0.5 KB a port at once (~23 MB at 50k ports, the
+    peak of a start without the cache), nor the ~150 MB of objects one 50k-row
+    reply decodes into.  The monitor is already running (without
     initial contents), so a change racing with these reads arrives after the
     reply that returns the row."""
     store.rows.clear()
     store.by_uuid.clear()
     cond = owned(hub_id)
 
+    canon: list[dict[str, str] | None] = []  # at the first row: the desired state is complete by then
+
+    def on_row(raw: msgspec.Raw) -> None:  # in the reader, as the reply arrives: before any later update
+        if not canon:
+            canon.append(store.canonical_names())
+        store.install_raw(raw, ev, canon[0])
+
     def install(result: list[Any]) -> None:
-        install_rows(store, ev, result)  # in the reader: before any later update (stream order)
+        install_rows(store, ev, result, canon[0] if canon else None)  # the rows not streamed
 
     def where(leave_out: tuple[int, ...]) -> list[Any]:
         return cond + [["external_ids", "excludes", ["map", [[SHARD, str(k)]]]] for k in leave_out]
 
     reads = [
         client.transact_rows([{"op": "select", "table": TABLE, "where": where(x), "columns": READ_COLUMNS}],
-                             on_reply=install)
+                             on_reply=install, on_row=on_row)
         for x in READ_SPLIT
     ]
     await asyncio.gather(*reads)
@@ -267,15 +348,23 @@ async def load(
     ``cache_path`` (at most CACHE_MAX_GENERATIONS starts in a row); else every
     port is read."""
     if remembered:
-        got = await load_from(client, store, ev, hub_id, remembered, "in memory")
+        names: list[str] | None = getattr(remembered, "names", None)  # (memory_entries: a Remembered)
+        got = await load_from(client, store, ev, hub_id, remembered, names, "in memory") if names is not None else None
         if got is not None:
             return Loaded("in memory", got[0], got[1], 0)
     elif remembered is None:
-        cache = read_cache(cache_path, hub_id, nb)
+        shared: list[bool] = []
+
+        def canonical() -> dict[str, str] | None:
+            canon = store.canonical_names()
+            shared.append(canon is not None)
+            return canon
+
+        cache = read_cache(cache_path, hub_id, nb, canonical)
         if cache is not None and cache.generation >= CACHE_MAX_GENERATIONS:
             log.info("port cache: %d restarts in a row used it: reading every port this time", cache.generation)
         elif cache is not None:
-            got = await load_from(client, store, ev, hub_id, cache.ports, "port cache")
+            got = await load_from(client, store, ev, hub_id, cache.ports, cache.names, "port cache", not any(shared))
             if got is not None:
                 return Loaded("port cache", got[0], got[1], cache.generation + 1)
     return Loaded("read", 0, await load_all(client, store, ev, hub_id), 0)
@@ -296,15 +385,22 @@ async def save(
     except (OvsdbError, TimeoutError, OSError) as exc:
         log.warning("port cache not written: %s", exc)
         return False
-    ports: list[CachedPort] = []
+    rows: list[tuple[str, str, CachedPort]] = []  # (source, name, entry)
     for row in reply[0]["rows"]:
         uuid = row["_uuid"][1]
         name = store.by_uuid.get(uuid)
         cur = store.rows.get(name) if name is not None else None
         if name is None or cur is None or cur.uuid != uuid or cur.digest is None:
             continue
-        ports.append(CachedPort(uuid, cur.source, cur.digest, cur.up, cur.dyn, version_bytes(row["_version"][1]), name))
-    data = msgspec.msgpack.encode(PortCache(format=PORT_CACHE_FORMAT, hub_id=hub_id, nb=nb, ports=ports, generation=generation))
+        rows.append((cur.source, name, CachedPort(uuid, "", cur.digest, cur.up, cur.dyn, version_bytes(row["_version"][1]))))
+    del reply
+    rows.sort(key=itemgetter(0))  # grouped by source (a stable sort)
+    sources = [(source, len(list(group))) for source, group in itertools.groupby(rows, key=itemgetter(0))]
+    cache = PortCache(format=PORT_CACHE_FORMAT, hub_id=hub_id, nb=nb, sources=sources, names=[t[1] for t in rows],
+                      ports=[t[2] for t in rows], generation=generation)  # fmt: skip
+    del rows
+    data = msgspec.msgpack.encode(cache)
+    ports = cache.ports
     try:
         await asyncio.to_thread(write_private, path, data)
     except OSError as exc:

@@ -116,18 +116,30 @@ class _StreamParser:
     against 1.5 s and +329 MB for the ovs C parser.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, streams: dict[int, Callable[[msgspec.Raw], None]] | None = None) -> None:
         self._buf = bytearray()
         self._depth = 0
         self._tried_at = 0
+        #: rows callbacks of selects streamed as they arrive, by request id (:meth:`OvsdbClient.transact_rows`)
+        self._streams: dict[int, Callable[[msgspec.Raw], None]] = {} if streams is None else streams
+        #: the streamed reply's start, up to its ``rows`` array (which ``_buf`` then starts with, the
+        #: rows handed over cut out): the message is decoded as ``_head + _buf``
+        self._head = b""
+        self._on_row: Callable[[msgspec.Raw], None] | None = None
 
     @property
     def pending(self) -> bool:
         return bool(self._buf)
 
     def feed(self, data: bytes) -> list[_Msg]:
+        fresh = not self._buf
         self._buf += data
         self._depth += data.count(b"{") - data.count(b"}")
+        if self._streams:
+            if fresh and self._on_row is None:
+                self._start_stream()
+            if self._on_row is not None:
+                self._stream_rows()
         buf = self._buf
         # the last non-blank byte, without copying the buffer (a 50k-port reply
         # comes in ~1 MB reads: bytearray.rstrip() would copy all of it each time)
@@ -149,7 +161,9 @@ class _StreamParser:
     def _decode_all(self) -> list[_Msg]:
         out: list[_Msg] = []
         while self._buf:
-            buf = self._buf
+            buf: bytes | bytearray = self._buf
+            if self._head:  # a streamed reply: the rows not handed over yet (at most a read or two)
+                buf = self._head + buf
             try:
                 out.append(_msg_decoder.decode(buf))
             except msgspec.DecodeError as exc:
@@ -162,15 +176,69 @@ class _StreamParser:
                     self._buf = bytearray(rest)
                     self._depth = rest.count(b"{") - rest.count(b"}")
                     self._tried_at = 0
+                    self._end_stream()
+                    if self._streams:
+                        self._start_stream()
                     continue
                 if "truncated" in text:
-                    self._tried_at = len(buf)
+                    self._tried_at = len(self._buf)
                     return out
                 raise OvsdbError(f"malformed JSON from server: {text}") from None
             self._buf = bytearray()
             self._depth = 0
             self._tried_at = 0
+            self._end_stream()
         return out
+
+    def _start_stream(self) -> None:
+        """At a message's start: a reply whose rows are streamed (a select of
+        ``_streams``) is cut after its header, its rows array left in ``_buf``."""
+        m = _STREAM_HEAD.match(self._buf)
+        if m is None:
+            return
+        on_row = self._streams.get(int(m.group(1)))
+        if on_row is None:
+            return
+        cut = m.end() - 1  # the rows array's "["
+        self._head = bytes(self._buf[:cut])
+        del self._buf[:cut]
+        self._on_row = on_row
+
+    def _end_stream(self) -> None:
+        self._head = b""
+        self._on_row = None
+
+    def _stream_rows(self) -> None:
+        """Hand over the complete rows at the front of a streamed reply (``_buf``
+        starts with its rows array's ``[``), one at a time, and cut them out:
+        a big select then costs what the socket holds, not its whole reply.
+
+        A row is a JSON object whose values hold no object, so ``},{`` outside
+        a string is the end of a row; the last one in the buffer is tried: a
+        prefix that ends inside a string does not decode (the rows wait for
+        the next read, or for the reply's own decode)."""
+        buf = self._buf
+        k = buf.rfind(b"},{")
+        if k <= 0:
+            return
+        chunk = buf[: k + 1]
+        chunk.append(0x5D)  # "]"
+        try:
+            rows = _stream_rows_decoder.decode(chunk)
+        except msgspec.DecodeError:
+            return
+        buf[k + 1] = 0x5B  # the "," after the last row handed over becomes the rest's "["
+        del buf[: k + 1]
+        del chunk
+        # the header opens two objects; the rest (a row at most) is counted again, not the chunk
+        self._depth = 2 + buf.count(b"{") - buf.count(b"}")
+        self._tried_at = 0
+        on_row = self._on_row
+        assert on_row is not None
+        with gc_paused():
+            for row in rows:
+                on_row(row)
+        del rows
 
 
 #: The stream reader's buffer limit: it stops reading the socket at twice this
@@ -179,6 +247,9 @@ class _StreamParser:
 _LIMIT = 1 << 21
 
 _TRAILING = re.compile(r"trailing characters \(byte (\d+)\)")
+#: the start of a reply to a transaction of one select, up to its rows array (as ovsdb-server writes it)
+_STREAM_HEAD = re.compile(rb'\{"id":(\d+),"result":\[\{"rows":\[')
+_stream_rows_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 def _encode(msg: dict[str, Any]) -> bytes:
@@ -235,6 +306,8 @@ class OvsdbClient:
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._reply_hooks: dict[int, Callable[[Any], None]] = {}
         self._decoders: dict[int, Callable[[msgspec.Raw], Any]] = {}
+        #: selects whose rows are handed over as they arrive (the read loop's parser holds this dict)
+        self._streams: dict[int, Callable[[msgspec.Raw], None]] = {}
         self._reader_task: asyncio.Task[None] | None = None
         self.on_update: UpdateHandler | None = None
         #: ``locked``/``stolen`` notifications of an OVSDB lock: (lock name, held now)
@@ -337,6 +410,7 @@ class OvsdbClient:
 
     def _fail_pending(self, exc: Exception) -> None:
         self._reply_hooks.clear()
+        self._streams.clear()
         self._decoders.clear()
         for fut in self._pending.values():
             if not fut.done():
@@ -345,7 +419,7 @@ class OvsdbClient:
 
     async def _read_loop(self) -> None:
         assert self._reader is not None
-        parser = _StreamParser()
+        parser = _StreamParser(self._streams)
         try:
             while True:
                 if parser.pending:
@@ -385,6 +459,7 @@ class OvsdbClient:
             rid = msg.id if isinstance(msg.id, int) else -1
             fut = self._pending.pop(rid, None)
             hook = self._reply_hooks.pop(rid, None)
+            self._streams.pop(rid, None)
             decoder = self._decoders.pop(rid, None)
             if fut is not None and not fut.done():
                 if msg.error is not None:
@@ -420,12 +495,13 @@ class OvsdbClient:
         timeout: float | None = 120.0,
         on_reply: Callable[[Any], None] | None = None,
         decode: Callable[[msgspec.Raw], Any] | None = None,
+        on_row: Callable[[msgspec.Raw], None] | None = None,
     ) -> Any:
         """One request.  ``on_reply`` (if given) runs on a successful result
         inside the reader, in stream order: before any later notification is
         dispatched (a monitor's initial contents must precede its updates).
         ``decode`` turns the result's raw JSON into the value returned (default:
-        plain JSON)."""
+        plain JSON).  ``on_row``: see :meth:`transact_rows`."""
         rid = next(self._ids)
         data = _encode({"id": rid, "method": method, "params": params})  # may raise Refused: nothing sent
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -434,6 +510,8 @@ class OvsdbClient:
             self._reply_hooks[rid] = on_reply
         if decode is not None:
             self._decoders[rid] = decode
+        if on_row is not None:
+            self._streams[rid] = on_row
         try:
             self._write(data)
             del data
@@ -475,6 +553,7 @@ class OvsdbClient:
         while the request was being sent), and an exception nobody retrieves is
         logged with a traceback when the future is collected."""
         self._pending.pop(rid, None)
+        self._streams.pop(rid, None)
         self._reply_hooks.pop(rid, None)
         self._decoders.pop(rid, None)
         if fut is not None:
@@ -511,11 +590,19 @@ class OvsdbClient:
         ops: list[dict[str, Any]],
         timeout: float | None = 300.0,
         on_reply: Callable[[list[Any]], None] | None = None,
+        on_row: Callable[[msgspec.Raw], None] | None = None,
     ) -> list[Any]:
         """:meth:`transact`, a select's ``rows`` left raw (:class:`msgspec.Raw`,
         one JSON object each) for the caller to decode one at a time: a
-        50k-row reply then costs its bytes, not ~150 MB of objects at once."""
-        return await self._transact(ops, timeout, on_reply, _raw_rows)
+        50k-row reply then costs its bytes, not ~150 MB of objects at once.
+
+        ``on_row`` (a transaction of one select): rows are handed to it as
+        the reply arrives, in the reader and in stream order, so the reply is
+        never held whole (a 50k-port select is ~23 MB); ``on_reply`` and the
+        result then have only the rows not handed over yet.  A failing
+        transaction hands over none."""
+        stream = on_row if len(ops) == 1 and ops[0].get("op") == "select" else None
+        return await self._transact(ops, timeout, on_reply, _raw_rows, stream)
 
     async def _transact(
         self,
@@ -523,6 +610,7 @@ class OvsdbClient:
         timeout: float | None,
         on_reply: Callable[[list[Any]], None] | None,
         decode: Callable[[msgspec.Raw], Any] | None,
+        on_row: Callable[[msgspec.Raw], None] | None = None,
     ) -> list[Any]:
         def hook(result: Any) -> None:
             if on_reply is None or not isinstance(result, list) or len(result) > len(ops):
@@ -531,7 +619,9 @@ class OvsdbClient:
                 return
             on_reply(result)
 
-        result = await self.call("transact", [self.database, *ops], timeout=timeout, on_reply=hook, decode=decode)
+        result = await self.call(
+            "transact", [self.database, *ops], timeout=timeout, on_reply=hook, decode=decode, on_row=on_row
+        )
         for i, r in enumerate(result):
             if isinstance(r, dict) and r.get("error"):
                 raise OvsdbError(f"{r['error']}: {r.get('details', '')}", r, index=i)
