@@ -545,7 +545,7 @@ class Programmer:
                 self._redirty(units)  # deposed: the lock is someone else's; nothing of ours was written
                 self._set_role("paused" if self._paused else "standby")
                 return
-            if await self._own_twin(ops, exc, units[0] if len(units) == 1 else _clashing(units, exc)):
+            if await self._own_twin(ops, exc, _clashing(units, exc)):
                 self._redirty(units)  # the twin is in the replica now: the next plan diffs it
                 return
             if len(units) == 1:
@@ -596,7 +596,7 @@ class Programmer:
             return False
         if op is not None and op.get("op") == "wait":
             table, where = str(op["table"]), op["where"]
-        elif unit is not None and unit.op == "insert" and _index_clash(exc, unit.table):
+        elif unit is not None:  # (the insert NB's unique name index refused: :func:`_clashing`)
             table, where = unit.table, [["name", "==", unit.name]]
         else:
             return False
@@ -867,9 +867,3 @@ def _clashing(units: list[PlanOp], exc: OvsdbError) -> PlanOp | None:
             return None
     return next((u for u in units if u.op == "insert" and u.table == m.group(1) and u.name == name), None)
 
-
-def _index_clash(exc: OvsdbError, table: str) -> bool:
-    """NB refused a commit because two rows of ``table`` would share a value of
-    a unique index (the error is reported after the last operation)."""
-    details = exc.details if isinstance(exc.details, dict) else {}
-    return details.get("error") == "constraint violation" and f'"{table}" table' in str(details.get("details", ""))
