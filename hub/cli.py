@@ -80,7 +80,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"NB {nb['remote']} {conn}: {nb['switches']} switches, {nb['ports']} ports, {nb['dirty']} dirty")
     if nb.get("ports_from_cache") or nb.get("ports_read"):
         print(f"  ports loaded at connect: {nb.get('ports_from_cache', 0)} from the restart cache,"
-              f" {nb.get('ports_read', 0)} read from NB")
+              f" {nb.get('ports_read', 0)} read from NB ({nb.get('ports_load') or 'how unknown'})")
     for name, why in nb["failed"].items():
         print(f"  failed {name}: {why}")
     more = nb.get("failed_count", len(nb["failed"])) - len(nb["failed"])

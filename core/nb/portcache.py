@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Container, Iterable
 from operator import itemgetter
 from typing import Any
 
@@ -80,6 +80,8 @@ class PortCache(msgspec.Struct):
     ports: list[CachedPort]
     #: Consecutive starts that used a cache (a safety net: see CACHE_MAX_GENERATIONS).
     generation: int = 0
+    #: NB's last transaction when the cache was taken ("": NB keeps no history, a standalone server)
+    txn: str = ""
 
 
 class _CacheNames(msgspec.Struct):
@@ -92,11 +94,13 @@ class _CacheNames(msgspec.Struct):
     names: list[str]
     ports: msgspec.Raw
     generation: int = 0
+    txn: str = ""
 
 
 #: Bump when lsp_digest or CachedPort changes (old caches are then ignored).
-#: 3: digests of 60 bits, versions as their 16 bytes; 4: names and sources apart from the entries.
-PORT_CACHE_FORMAT = 4
+#: 3: digests of 60 bits, versions as their 16 bytes; 4: names and sources apart from the entries;
+#: 5: NB's last transaction id (a clustered NB's history answers what changed since).
+PORT_CACHE_FORMAT = 5
 #: Every this many cache-based starts, one full read: a replica error (say, a
 #: foreign change hidden by a clustered NB's reply order) cannot outlive it.
 CACHE_MAX_GENERATIONS = 8
@@ -160,7 +164,7 @@ def read_cache(
         log.warning("port cache %s is damaged (%s): reading every port", path, exc)
         return None
     del data
-    sources, generation = part.sources, part.generation
+    sources, generation, txn = part.sources, part.generation, part.txn
     del part  # (its ports' raw bytes)
     if sum(count for _, count in sources) != len(ports) or len(names) != len(ports):
         log.warning("port cache %s is damaged (%d ports, %d names): reading every port", path, len(ports), len(names))
@@ -175,7 +179,7 @@ def read_cache(
         log.warning("port cache %s is damaged (an entry without digest, version or name): reading every port", path)
         return None
     return PortCache(format=head.format, hub_id=hub_id, nb=nb, sources=sources, names=names, ports=ports,
-                     generation=generation)  # fmt: skip
+                     generation=generation, txn=txn)  # fmt: skip
 
 
 #: A read of at least this many rows keys them by the desired state's name strings
@@ -242,23 +246,10 @@ async def load_from(
             for raw in result[0]["rows"]:
                 check(raw)
         outcome.update(fresh=fresh[0], changed=changed, total=fresh[0] + len(changed))
-        if len(changed) > min(CACHE_MAX_CHANGED, max(100, (fresh[0] + len(changed)) // 10)):
+        if too_many(len(changed), fresh[0] + len(changed)):
             by_uuid.clear()
             return  # too stale: the caller reads everything
-        canon = store.canonical_names() if share else None
-        if canon:
-            for i, n in enumerate(names):
-                names[i] = canon.get(n, n)
-        del canon
-        with gc_paused():
-            for name, c in zip(names, entries, strict=True):
-                if c.uuid in by_uuid:
-                    continue  # changed since (read) or gone
-                store.rows[name] = c  # a PortRow: the cache's entry is the replica's row
-                store.by_uuid[c.uuid] = name
-                store.early.pop(c.uuid, None)
-                if c.up is True:
-                    ev.up(name)
+        vouch(store, ev, entries, names, by_uuid, share)
         by_uuid.clear()
         outcome["installed"] = True
 
@@ -269,18 +260,101 @@ async def load_from(
     if not outcome.get("installed"):
         log.info("%s: %d of %d ports changed since: reading every port", what, len(outcome.get("changed", ())), outcome.get("total", 0))
         return None
-    if changed:
-        ops = [
-            # the owner condition again: a row that lost its tag in between is not ours
-            {"op": "select", "table": TABLE, "where": [*cond, ["_uuid", "==", ["uuid", u]]], "columns": READ_COLUMNS}
-            for u in changed
-        ]
-        def install(result: list[Any]) -> None:
-            install_rows(store, ev, result)
-
-        await client.transact_rows(ops, on_reply=install)
+    await read_again(client, store, ev, hub_id, changed)
     log.info("%s: %d ports unchanged, %d read again", what, outcome["fresh"], len(changed))
     return outcome["fresh"], len(changed)
+
+
+def too_many(changed: int, total: int) -> bool:
+    """So many ports changed that reading them one by one costs more than reading all."""
+    return changed > min(CACHE_MAX_CHANGED, max(100, total // 10))
+
+
+def vouch(store: PortStore, ev: Events, entries: list[CachedPort], names: list[str], unsure: Container[str],
+          share: bool) -> None:  # fmt: skip
+    """Install every entry (``names[i]`` the i-th's name) whose uuid is not ``unsure``
+    (changed since, or gone).  ``share``: key them by the desired state's name strings."""
+    canon = store.canonical_names() if share else None
+    if canon:
+        for i, n in enumerate(names):
+            names[i] = canon.get(n, n)
+    del canon
+    with gc_paused():
+        for name, c in zip(names, entries, strict=True):
+            if c.uuid in unsure:
+                continue
+            store.rows[name] = c  # a PortRow: the cache's entry is the replica's row
+            store.by_uuid[c.uuid] = name
+            store.early.pop(c.uuid, None)
+            if c.up is True:
+                ev.up(name)
+
+
+async def read_again(client: OvsdbClient, store: PortStore, ev: Events, hub_id: str, uuids: Iterable[str]) -> None:
+    """Read the full columns of these ports (rows gone or no longer the hub's return nothing)."""
+    cond = owned(hub_id)
+    ops = [
+        # the owner condition again: a row that lost its tag in between is not ours
+        {"op": "select", "table": TABLE, "where": [*cond, ["_uuid", "==", ["uuid", u]]], "columns": READ_COLUMNS}
+        for u in uuids
+    ]
+    if not ops:
+        return
+
+    def install(result: list[Any]) -> None:
+        install_rows(store, ev, result)
+
+    await client.transact_rows(ops, on_reply=install)
+
+
+class _Stale(Exception):
+    """Too many ports changed since the cache was written: read them all."""
+
+
+async def load_since(
+    client: OvsdbClient, store: PortStore, ev: Events, hub_id: str, entries: list[CachedPort], names: list[str],
+    txn: str, share: bool,
+) -> tuple[int, int] | None:  # fmt: skip
+    """Install the cache's ``entries`` NB's transaction history shows unchanged
+    since ``txn`` (the last transaction when the cache was written), read the
+    full columns of every port inserted, modified or deleted since: one
+    ``monitor_cond_since`` query instead of a select of every port's version.
+    (fresh, read); None, nothing installed, when NB's history no longer holds
+    ``txn`` (over 100 transactions since, or a member whose log was compacted
+    past it): the versions decide then (:func:`load_from`).  Raises
+    :class:`_Stale` when too many changed.
+
+    The writer's monitor runs already: a port changed after it started is in
+    the query's answer (read again here), one changed after that answer comes
+    as an update after the rows installed in the answer's hook."""
+    store.rows.clear()
+    store.by_uuid.clear()
+    outcome: dict[str, Any] = {}
+
+    def answer(got: tuple[bool, str, dict[str, Any]]) -> None:  # in the reader, in stream order
+        found, _, updates = got
+        if not found:
+            return
+        changes: dict[str, Any] = updates.get(TABLE, {})
+        if too_many(len(changes), len(entries)):
+            outcome["stale"] = len(changes)
+            return
+        vouch(store, ev, entries, names, changes, share)
+        outcome["read"] = [u for u, change in changes.items() if "delete" not in change]
+        outcome["fresh"] = len(store.rows)
+
+    kind = store.kind
+    since = {TABLE: [{"columns": [*kind.columns, *kind.extra_columns], "where": owned(hub_id),
+                      "select": {"initial": False, "insert": True, "delete": True, "modify": True}}]}  # fmt: skip
+    await client.changes_since(since, txn, on_reply=answer)
+    if "stale" in outcome:
+        raise _Stale(outcome["stale"])
+    if "read" not in outcome:
+        return None
+    await read_again(client, store, ev, hub_id, outcome["read"])
+    log.info("port cache: NB's history since the cache shows %d of %d ports unchanged, %d read again",
+             outcome["fresh"], len(entries), len(outcome["read"]))  # fmt: skip
+    return outcome["fresh"], len(outcome["read"])
 
 
 #: The full read's selects, each leaving out these ``ovn-hub:shard`` values;
@@ -364,9 +438,16 @@ async def load(
         if cache is not None and cache.generation >= CACHE_MAX_GENERATIONS:
             log.info("port cache: %d restarts in a row used it: reading every port this time", cache.generation)
         elif cache is not None:
-            got = await load_from(client, store, ev, hub_id, cache.ports, cache.names, "port cache", not any(shared))
-            if got is not None:
-                return Loaded("port cache", got[0], got[1], cache.generation + 1)
+            share = not any(shared)
+            try:
+                got = await load_since(client, store, ev, hub_id, cache.ports, cache.names, cache.txn, share) if cache.txn else None
+                if got is not None:
+                    return Loaded("port cache, NB history", got[0], got[1], cache.generation + 1)
+                got = await load_from(client, store, ev, hub_id, cache.ports, cache.names, "port cache", share)
+                if got is not None:
+                    return Loaded("port cache", got[0], got[1], cache.generation + 1)
+            except _Stale as exc:
+                log.info("port cache: %s ports changed since: reading every port", exc)
     return Loaded("read", 0, await load_all(client, store, ev, hub_id), 0)
 
 
@@ -377,7 +458,21 @@ async def save(
     entry pairs a row's current ``_version`` with what the replica holds for
     it; update notifications precede this select's reply, so the replica
     already reflects every version returned.  Rows the replica would rewrite
-    whole (changed under it) are left out."""
+    whole (changed under it) are left out.
+
+    With the cache goes NB's last transaction id, asked before the select
+    (:meth:`OvsdbClient.last_txn_id`): every change after it is in NB's
+    history, so a start can ask what changed since instead of every version
+    (:func:`load_since`).  Not when a port NB has is left out: only versions
+    would show it."""
+    try:
+        txn = await client.last_txn_id() or ""
+    except OvsdbError as exc:  # (an ovsdb-server without monitor_cond_since)
+        log.info("port cache: NB's last transaction unknown (%s): the next start checks versions", exc)
+        txn = ""
+    except (TimeoutError, OSError) as exc:
+        log.warning("port cache not written: %s", exc)
+        return False
     try:
         reply = await client.transact(
             [{"op": "select", "table": TABLE, "where": owned(hub_id), "columns": ["_uuid", "_version"]}], timeout=30
@@ -391,13 +486,14 @@ async def save(
         name = store.by_uuid.get(uuid)
         cur = store.rows.get(name) if name is not None else None
         if name is None or cur is None or cur.uuid != uuid or cur.digest is None:
+            txn = ""
             continue
         rows.append((cur.source, name, CachedPort(uuid, "", cur.digest, cur.up, cur.dyn, version_bytes(row["_version"][1]))))
     del reply
     rows.sort(key=itemgetter(0))  # grouped by source (a stable sort)
     sources = [(source, len(list(group))) for source, group in itertools.groupby(rows, key=itemgetter(0))]
     cache = PortCache(format=PORT_CACHE_FORMAT, hub_id=hub_id, nb=nb, sources=sources, names=[t[1] for t in rows],
-                      ports=[t[2] for t in rows], generation=generation)  # fmt: skip
+                      ports=[t[2] for t in rows], generation=generation, txn=txn)  # fmt: skip
     del rows
     data = msgspec.msgpack.encode(cache)
     ports = cache.ports

@@ -106,6 +106,7 @@ class Programmer:
         self.cache_path = cache_path
         #: How the last (re)connect loaded the ports: ports taken from the cache (or memory), ports read.
         self.ports_from_cache = 0
+        self.ports_load = ""
         self.ports_read = 0
         self._cache_generation = 0  # starts in a row that used the cache (0: the last was a full read)
         #: reconnects whose port replica was revalidated in memory / read whole
@@ -311,7 +312,7 @@ class Programmer:
     async def _load_ports(self, client: OvsdbClient, reconnect: bool, remembered: list[portcache.CachedPort]) -> None:
         got = await portcache.load(client, self.ports, self.changes, self.hub_id, self.nb_remote,
                                    None if reconnect else self.cache_path, remembered if reconnect else None)  # fmt: skip
-        self.ports_from_cache, self.ports_read = got.fresh, got.read
+        self.ports_from_cache, self.ports_read, self.ports_load = got.fresh, got.read, got.how
         if not reconnect:  # (consecutive cache-based *starts*: a reconnect does not count)
             self._cache_generation = got.generation
         else:
@@ -718,6 +719,7 @@ class Programmer:
             role=self.role,
             takeovers=self.takeovers,
             member=self._client.remote if self._client is not None else "",
+            ports_load=self.ports_load,
         )
 
     def port_status(self, name: str) -> PortStatus:

@@ -42,6 +42,9 @@ class NbStatus(msgspec.Struct, frozen=True):
     takeovers: int = 0
     #: the cluster member in use and its raft index at connect ("" / None: a standalone NB)
     member: str = ""
+    #: how the last (re)connect loaded the ports: "port cache, NB history" (NB's transaction
+    #: history since the cache), "port cache" (versions checked), "in memory", "read" (every port)
+    ports_load: str = ""
 
 
 class RouterStatus(msgspec.Struct, frozen=True):

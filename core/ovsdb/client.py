@@ -252,6 +252,17 @@ _STREAM_HEAD = re.compile(rb'\{"id":(\d+),"result":\[\{"rows":\[')
 _stream_rows_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
 
+ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+def _since(result: Any) -> tuple[bool, str, dict[str, Any]]:
+    """A ``monitor_cond_since`` reply: [found, last-txn-id, table-updates2]."""
+    if not (isinstance(result, list) and len(result) == 3 and isinstance(result[0], bool)
+            and isinstance(result[1], str) and isinstance(result[2], dict)):  # fmt: skip
+        raise OvsdbError(f"malformed monitor_cond_since reply: {str(result)[:200]}")
+    return result[0], result[1], result[2]
+
+
 def _encode(msg: dict[str, Any]) -> bytes:
     """JSON of one request, or :class:`Refused` for bytes ovsdb-server drops
     the session on.  The NUL check is one scan in C over the encoded request
@@ -310,6 +321,8 @@ class OvsdbClient:
         self._streams: dict[int, Callable[[msgspec.Raw], None]] = {}
         self._reader_task: asyncio.Task[None] | None = None
         self.on_update: UpdateHandler | None = None
+        #: ids of the ``monitor_cond_since`` queries (:meth:`changes_since`): their updates are dropped
+        self._queries: set[str] = set()
         #: ``locked``/``stolen`` notifications of an OVSDB lock: (lock name, held now)
         self.on_lock: Callable[[str, bool], None] | None = None
         self.closed = asyncio.Event()
@@ -478,7 +491,9 @@ class OvsdbClient:
         elif method == "update2" and self.on_update is not None:
             self.on_update(msgspec.json.decode(msg.params)[1])
         elif method == "update3" and self.on_update is not None:
-            self.on_update(msgspec.json.decode(msg.params)[2])
+            params = msgspec.json.decode(msg.params)
+            if params[0] not in self._queries:  # (a query's monitor lives until its cancel is answered)
+                self.on_update(params[2])
 
     def _send(self, msg: dict[str, Any]) -> None:
         self._write(_encode(msg))
@@ -572,6 +587,43 @@ class OvsdbClient:
                 self.on_update(result)
 
         await self.call("monitor_cond", [self.database, monitor_id, tables], on_reply=initial)
+
+    async def last_txn_id(self, timeout: float | None = 30.0) -> str | None:
+        """The id of the last transaction this member applied, or None where NB
+        keeps no transaction history (a standalone ovsdb-server; clustered and
+        relay databases do).  Answered in stream order: every update sent
+        before it is already handed to ``on_update``."""
+        got = await self.changes_since({"NB_Global": [{"columns": ["name"], "where": [False], "select": {"initial": False}}]},
+                                       ZERO_UUID, timeout=timeout)  # fmt: skip
+        return got[1] if got[1] != ZERO_UUID else None
+
+    async def changes_since(
+        self,
+        tables: dict[str, Any],
+        last_id: str,
+        on_reply: Callable[[tuple[bool, str, dict[str, Any]]], None] | None = None,
+        monitor_id: str = "hub-since",
+        timeout: float | None = 120.0,
+    ) -> tuple[bool, str, dict[str, Any]]:
+        """What changed in ``tables`` (``monitor_cond_since`` requests) after
+        the transaction ``last_id``: (found, the last transaction's id, the
+        changes as ``table-updates2``).  Not found (NB's history no longer
+        holds it, or has none): no changes, whatever the ``select`` says of
+        ``initial``.  A query, not a monitor: it is cancelled at once and its
+        updates are never handed to ``on_update``.  ``on_reply`` runs in
+        stream order, like :meth:`call`'s."""
+        hook: Callable[[Any], None] | None = None
+        if on_reply is not None:
+            def hook(result: Any) -> None:
+                with contextlib.suppress(OvsdbError):  # (malformed: raised to the caller below)
+                    on_reply(_since(result))
+
+        self._queries.add(monitor_id)  # (left there if the cancel fails: the session is then lost anyway)
+        result = await self.call("monitor_cond_since", [self.database, monitor_id, tables, last_id],
+                                 timeout=timeout, on_reply=hook)  # fmt: skip
+        await self.call("monitor_cancel", [monitor_id], timeout=timeout)
+        self._queries.discard(monitor_id)
+        return _since(result)
 
     async def transact(
         self,

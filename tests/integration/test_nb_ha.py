@@ -19,12 +19,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from prometheus_client import REGISTRY
 
 from core.model import Delete, Endpoint, Network, Policy, Selector, Service, Snapshot, Source, Upsert
 from core.names import ACL_KEY, OWNER
 from core.nb import Programmer
+from core.nb.portcache import PortCache
 from core.nb.txn import build
 from core.ovsdb import NoUsableServer, OvsdbClient, OvsdbError, Tls
 from hub.config import ConfigError, loads
@@ -312,6 +314,67 @@ async def test_rows_committed_behind_the_replica_are_taken_in_not_refused(cluste
     assert failed <= got, (failed, got, sum(tables.values()))
     await plans_nothing(remote, objs)
     assert twins(cluster) == {}
+
+
+async def test_a_clean_restart_asks_the_clusters_history_what_changed_not_every_version(
+    cluster: NbCluster, tmpdir_short: Path
+) -> None:
+    """A clustered NB keeps its last transactions: the restart cache carries
+    the last one's id, and the next start asks NB what changed since
+    (``monitor_cond_since``) instead of selecting every port's version.  The
+    ports changed while the hub was down are read again and repaired; the
+    operator's rows changing around them cost nothing.  Over 100 transactions
+    later NB's history no longer holds the id: the versions decide, as on a
+    standalone NB."""
+    remote = followers_first(cluster)
+    cache = tmpdir_short / "ports.cache"
+    objs = world(300)
+    async with running(remote, cache_path=cache) as p:
+        p.apply(snap(objs))
+        await p.flush(60)
+        names = sorted(p.ports.rows)
+        assert len(names) == 300
+        # the hub at work: NB's history holds its small transactions (the first one, every
+        # row at once, weighs as much as the database: the next one pushes it out)
+        objs[2] = msgspec.structs.replace(objs[2], labels={"app": "web", "role": "client"})
+        p.apply(snap(objs))
+        await p.flush(60)
+        assert await p.save_port_cache()
+    saved = msgspec.msgpack.decode(cache.read_bytes(), type=PortCache)
+    assert saved.txn and len(saved.ports) == 300
+
+    # while the hub is down: one of its ports edited, one deleted; the operator adds rows of its own
+    edited, deleted = names[7], names[8]
+    cluster.nbctl("lsp-set-addresses", edited, "02:00:00:00:00:ff 10.0.9.9")
+    cluster.nbctl("lsp-del", deleted)
+    add_foreign(cluster, 20)
+    async with running(remote, cache_path=cache) as q:
+        assert q.ports_load == "port cache, NB history"
+        assert (q.ports_from_cache, q.ports_read) == (298, 1)
+        assert not cache.exists()
+        q.apply(snap(objs))
+        assert sorted((u.op, u.name) for u in q.plan()) == [("insert", deleted), ("update", edited)]
+        await q.flush(60)
+        assert q.plan() == []
+        assert await q.save_port_cache()
+    assert msgspec.msgpack.decode(cache.read_bytes(), type=PortCache).txn
+
+    # more transactions than NB's history keeps (100), then one port edited
+    client = OvsdbClient(remote, leader_only=True)
+    await client.connect()
+    try:
+        for i in range(110):
+            await client.transact([{"op": "insert", "table": "Logical_Switch", "row": {"name": f"operator{i}"}}])
+    finally:
+        await client.close()
+    cluster.nbctl("lsp-set-addresses", names[9], "02:00:00:00:00:fe 10.0.9.8")
+    async with running(remote, cache_path=cache) as r:
+        assert r.ports_load == "port cache"
+        assert (r.ports_from_cache, r.ports_read) == (299, 1)
+        r.apply(snap(objs))
+        assert [(u.op, u.name) for u in r.plan()] == [("update", names[9])]
+        await r.flush(60)
+    await plans_nothing(remote, objs)
 
 
 def test_the_row_an_index_clash_names_is_found_quoted_or_bare() -> None:
