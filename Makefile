@@ -66,6 +66,7 @@ bench: deps
 	@mkdir -p $(BENCH_OUT)
 	$(PY) -m bench bulk --n 10000 50000 100000 | tee $(BENCH_OUT)/bulk.json
 	$(PY) -m bench resync --n 50000 100000 | tee $(BENCH_OUT)/resync.json
+	$(PY) -m bench resync --n 50000 100000 --clustered | tee $(BENCH_OUT)/resync-clustered.json
 	$(PY) -m bench churn | tee $(BENCH_OUT)/churn.json
 	$(PY) -m bench normalize | tee $(BENCH_OUT)/normalize.json
 	$(PY) -m bench k8s | tee $(BENCH_OUT)/k8s.json

@@ -105,6 +105,25 @@ def nb_sandbox(state_dir: Path) -> Iterator[OvnSandbox]:
         sb.stop()
 
 
+@contextmanager
+def nb_server(state_dir: Path, clustered: bool = False) -> Iterator[str]:
+    """A private NB (no SB, no northd), always stopped; its remote.  ``clustered``:
+    a one-member RAFT cluster (``testkit.nbcluster``), as production runs NB:
+    unlike a standalone ovsdb-server it keeps a transaction history."""
+    if not clustered:
+        with nb_sandbox(state_dir) as sb:
+            yield sb.nb_remote
+        return
+    from testkit.nbcluster import NbCluster
+
+    cluster = NbCluster(state_dir, members=1)
+    cluster.start()
+    try:
+        yield cluster.unix(0)
+    finally:
+        cluster.stop()
+
+
 def proc_status_kb(pid: int, fields: tuple[str, ...] = ("VmRSS", "VmHWM")) -> dict[str, int]:
     """Selected ``/proc/<pid>/status`` values, in kB."""
     out: dict[str, int] = {}

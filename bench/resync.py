@@ -42,7 +42,7 @@ from bench.common import (
     make_endpoints,
     make_network,
     mb,
-    nb_sandbox,
+    nb_server,
     proc_status_kb,
     r,
     short_tmpdir,
@@ -213,6 +213,7 @@ async def api_counters(api_sock: Path) -> dict[str, Any]:
         "dirty": nb.get("dirty"),
         "ports_from_cache": nb.get("ports_from_cache"),
         "ports_read": nb.get("ports_read"),
+        "ports_load": nb.get("ports_load"),
         "endpoints": status.get("endpoints"),
         "ready": status.get("ready"),
     }
@@ -312,6 +313,7 @@ def summarize(runs: list[dict[str, Any]], raw_seconds: float, n: int, target_rat
             "writes": [x["nb_operations"] for x in runs],
             "ports_from_cache": [x.get("ports_from_cache") for x in runs],
             "ports_read": [x.get("ports_read") for x in runs],
+            "ports_load": [x.get("ports_load") for x in runs],
         },
         "median_run": {**median_run, "ready_seconds": r(median_run["ready_seconds"], 3)},
         "targets": {"ratio": target_ratio, "writes_during_resync": TARGET_WRITES, "rss_mb": rss_target,
@@ -333,9 +335,10 @@ def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
     (no cache: the full read; SIGTERM at READY writes the next cache)."""
     out: dict[str, Any] = {"n": n}
     modes = [m for m in MODES if m in args.modes.split(",")]
-    with short_tmpdir("br", keep=args.keep) as tmp, nb_sandbox(tmp / "ovn") as sb:
+    out["nb"] = "clustered (1 member)" if args.clustered else "standalone"
+    with short_tmpdir("br", keep=args.keep) as tmp, nb_server(tmp / "ovn", args.clustered) as nb_remote:
         log(f"N={n}: writing {n} endpoints to a JSON-lines file")
-        _, config = write_inputs(tmp, n, sb.nb_remote)
+        _, config = write_inputs(tmp, n, nb_remote)
         notify = NotifySocket(tmp / "n.sock")
         hubd = HubdProcess(tmp, config, notify)
         api = tmp / "api.sock"
@@ -356,7 +359,7 @@ def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
                 for variant, path in variants:
                     hubd.pythonpath = path
                     for mode in modes:
-                        reads.append(asyncio.run(raw_read(sb.nb_remote)))
+                        reads.append(asyncio.run(raw_read(nb_remote)))
                         log(f"N={n}: raw read #{len(reads)}: {reads[-1][0]:.3f}s ({reads[-1][1]} ports)")
                         if mode == "crash":
                             for stale in (tmp / "state").glob("nb-ports-*.cache"):
@@ -368,7 +371,7 @@ def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
                         runs[f"{variant}{mode}"].append(res)
                         log(f"N={n}: {variant}{mode} restart #{i + 1}: READY after {res['ready_seconds']:.2f}s, "
                             f"{res['nb_operations']} NB writes, RSS {res['rss_mb']} MB HWM {res['hwm_mb']} MB, "
-                            f"{res.get('ports_from_cache')} ports from the cache, {res.get('ports_read')} read")  # fmt: skip
+                            f"{res.get('ports_from_cache')} ports from the cache, {res.get('ports_read')} read ({res.get('ports_load')})")  # fmt: skip
         except BaseException:
             log(f"hubd log tail:\n{hubd.log_tail()}")
             raise
@@ -420,6 +423,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     )
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for READY=1")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (NB database, hubd log)")
+    ap.add_argument("--clustered", action="store_true",
+                    help="NB as a one-member RAFT cluster (a clean restart then asks NB's transaction history)")
     ap.add_argument(
         "--hubd-src",
         action="append",

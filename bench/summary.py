@@ -58,23 +58,22 @@ def _bulk(d: dict[str, Any]) -> Iterator[Row]:
 
 
 def _resync(d: dict[str, Any]) -> Iterator[Row]:
-    cases = d.get("cases")
-    if isinstance(cases, list):  # one entry per (n, how)
-        for c in cases:
-            yield (f"restart over {c.get('n')} ports ({c.get('how')}): READY", num(c.get("ready_seconds"), " s"),
-                   f"raw read {num(c.get('raw_read_seconds'), ' s')}", num(c.get("ratio")) + "x",
-                   f"≤ {c.get('target_ratio')}x", met(c.get("target_met")))  # fmt: skip
-            yield (f"  RSS / HWM at READY ({c.get('n')}, {c.get('how')})", f"{num(c.get('rss_mb'))} / {num(c.get('hwm_mb'))} MB",
-                   "-", "-", f"≤ {c.get('target_rss_mb', '-')} MB", met(c.get("rss_target_met")))  # fmt: skip
-        return
-    yield (f"restart over {d.get('n')} ports: READY", num(d.get("ready_seconds"), " s"),
-           f"raw read {num(d.get('raw_read_seconds'), ' s')}", num(d.get("ratio")) + "x",
-           f"≤ {dig(d, 'targets.ratio')}x", met(dig(d, "target_met.ratio")))  # fmt: skip
-    yield ("  writes during that restart", num(d.get("writes_during_resync")), "-", "-", "0",
-           met(dig(d, "target_met.writes_during_resync")))  # fmt: skip
-    yield ("  RSS / HWM at READY", f"{num(d.get('rss_mb'))} / {num(d.get('hwm_mb'))} MB",
-           f"interpreter {num(dig(d, 'interpreter_baseline.rss_mb'))} MB", "-", f"≤ {dig(d, 'targets.rss_mb')} MB",
-           met(dig(d, "target_met.rss_mb")))  # fmt: skip
+    """``bench resync``: per N, per restart (clean, crash; ``NAME:`` variants of --hubd-src)."""
+    for res in d.get("results") or []:
+        n, nb = res.get("n"), res.get("nb", "standalone")
+        raw = dig(res, "raw_read.seconds")
+        for key in res.get("target_met") or {}:
+            c = res.get(key) or {}
+            how = f"{key}, {nb} NB"
+            yield (f"restart over {n} ports ({how}): READY", num(c.get("ready_seconds"), " s"), f"raw read {num(raw, ' s')}",
+                   num(c.get("ratio")) + "x", f"≤ {dig(c, 'targets.ratio')}x", met(dig(c, "target_met.ratio")))  # fmt: skip
+            yield (f"  writes before READY ({n}, {key})", num(c.get("writes_during_resync")), "-", "-", "0",
+                   met(dig(c, "target_met.writes_during_resync")))  # fmt: skip
+            yield (f"  RSS at READY ({n}, {key})", num(c.get("rss_mb"), " MB"),
+                   f"interpreter {num(dig(d, 'interpreter_baseline.rss_mb'), ' MB')}", "-", f"≤ {dig(c, 'targets.rss_mb')} MB",
+                   met(dig(c, "target_met.rss_mb")))  # fmt: skip
+            yield (f"  HWM / RSS ({n}, {key})", num(c.get("hwm_mb"), " MB"), "-", num(c.get("hwm_over_rss")) + "x",
+                   f"≤ {dig(c, 'targets.hwm_over_rss')}x", met(dig(c, "target_met.hwm_over_rss")))  # fmt: skip
 
 
 def _rate_row(figure: str, hub: Any, base_name: str, base: Any, ratio: Any, target: Any, ok: Any) -> Row:

@@ -63,3 +63,29 @@ def test_summary_reads_churn_in_milliseconds_and_docker_at_both_boundaries(tmp_p
     assert "82.8k/s" in body and "event and inspect 89.0k/s" in body and body.rstrip(" |").endswith("NO")
     pre = next(x for x in out if "decoded beforehand" in x)
     assert "140.0k/s" in pre and pre.rstrip(" |").endswith("yes")
+
+
+def test_summary_reads_resync_per_n_and_restart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The shape ``bench resync`` writes: per N, one entry per restart (and per --hubd-src variant)."""
+
+    def restart(ready: float, ratio: float, target: float, hwm: float, ok: bool) -> dict[str, object]:
+        return {"ready_seconds": ready, "ratio": ratio, "writes_during_resync": 0, "rss_mb": 97.1, "hwm_mb": hwm,
+                "hwm_over_rss": round(hwm / 97.1, 3),
+                "targets": {"ratio": target, "writes_during_resync": 0, "rss_mb": 100.0, "hwm_over_rss": 1.2},
+                "target_met": {"ratio": ok, "writes_during_resync": True, "rss_mb": True, "hwm_over_rss": hwm / 97.1 <= 1.2}}  # fmt: skip
+
+    doc = {"bench": "resync", "interpreter_baseline": {"rss_mb": 31.4}, "results": [{
+        "n": 50000, "nb": "clustered (1 member)", "raw_read": {"seconds": 2.8},
+        "clean": restart(1.2, 0.43, 0.5, 115.9, True), "old:crash": restart(4.3, 1.54, 1.5, 112.0, False),
+        "target_met": {"clean": True, "old:crash": False}}]}  # fmt: skip
+    p = tmp_path / "resync.json"
+    p.write_text(json.dumps(doc) + "\n")
+    assert summary.main(argparse.Namespace(files=[str(p)])) == 0
+    out = capsys.readouterr().out.splitlines()
+    clean = next(x for x in out if "restart over 50000 ports (clean, clustered (1 member) NB)" in x)
+    assert "1.2 s" in clean and "raw read 2.8 s" in clean and "0.43x" in clean and clean.rstrip(" |").endswith("yes")
+    crash = next(x for x in out if "(old:crash, clustered" in x)
+    assert "1.54x" in crash and crash.rstrip(" |").endswith("NO")
+    hwm = next(x for x in out if "HWM / RSS (50000, clean)" in x)
+    assert "115.9 MB" in hwm and "1.19x" in hwm and hwm.rstrip(" |").endswith("yes")
+    assert any("RSS at READY (50000, old:crash)" in x and "interpreter 31.4 MB" in x for x in out)
