@@ -65,7 +65,7 @@ import functools
 import ipaddress
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import msgspec
 
@@ -186,9 +186,6 @@ class DesiredState:
         self.rejections: list[Rejected] = []
         self._source_objs: dict[Source, Source] = {}  # one Source object per source (_compact)
         self._names: dict[str, str] = {}  # one copy of each namespace, kind, network, node, state (_compact)
-        #: while a source's first snapshot is applied after the port replica loaded: its names,
-        #: so a desired port is keyed by the replica's own string (one copy of 100k names, not two)
-        self.port_names: Mapping[str, str] | None = None
 
     def state(self, source: Source) -> SourceState:
         st = self.sources.get(str(source))
@@ -302,8 +299,6 @@ class DesiredState:
         if self.fabric.spec.policies:
             self.fabric_stale = True  # hub-level policies select endpoints of every source
         name = lsp_name(ep)
-        if self.port_names is not None:
-            name = self.port_names.get(name, name)
         self._program(name, ep, old, now)
         if self.fabric.spec.externals and (self._floating_label(ep) or name in self.floating):
             if self._floating_label(ep):

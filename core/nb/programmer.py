@@ -67,8 +67,6 @@ log = logging.getLogger("ovn_hub.programmer")
 
 #: the monitor of a standby: the inserts of the active writer of the same hub id
 STANDBY_MONITOR = "standby"
-#: the writer's monitor of the parent tables (started after the port load: see _connect)
-PARENTS_MONITOR = "hub-parents"
 
 Publish = Callable[[StatusEvent | Rejected], Awaitable[None]]
 
@@ -185,15 +183,8 @@ class Programmer:
     def apply(self, event: InputEvent) -> None:
         """Fold one input event into the desired state (never writes)."""
         first = isinstance(event, Snapshot) and not self.desired.synced(str(event.source))
-        if first and len(self.ports) >= portcache.CANON_MIN_ROWS:
-            # the ports were loaded before any snapshot (the restart cache, a full read): the
-            # desired ports take the replica's name strings (the other order: PortStore.canonical_names)
-            self.desired.port_names = {k: k for k in self.ports.rows}
-        try:
-            if not self.desired.apply(event):
-                return
-        finally:
-            self.desired.port_names = None
+        if not self.desired.apply(event):
+            return
         if first:
             assert isinstance(event, Snapshot)
             src = str(event.source)
@@ -291,15 +282,9 @@ class Programmer:
                 # Before anything is read: the inserts of another writer of this hub id (the
                 # writer's own monitor leaves inserts out: it records its own from the replies)
                 await client.monitor_cond(self.replica.monitor_requests(inserts_only=True), STANDBY_MONITOR)
-            # the parents' monitor (a switch's 50k port uuids) once the ports are in: their uuid strings are
-            # swapped for the ports' own right after they are decoded, not kept through the port load
-            parents = self.replica.parent_tables()
-            await client.monitor_cond(self.replica.monitor_requests(tables=[t for t in KINDS if t not in parents]))
+            await client.monitor_cond(self.replica.monitor_requests())
             await self._load_ports(client, reconnect, remembered)
-            canonical = self.replica.child_uuids()
-            await client.monitor_cond(self.replica.monitor_requests(tables=parents), PARENTS_MONITOR,
-                                      decode=self.replica.parents_decoder(canonical))  # fmt: skip
-            del canonical
+            self.replica.share_uuids()
             self._client = client
             if self.lock_name is not None:
                 client.on_lock = self._on_lock

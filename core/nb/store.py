@@ -10,7 +10,7 @@ reports what changed through :class:`Events`.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
@@ -141,7 +141,7 @@ class RowStore(KeyedRows[XRow]):
         if column in self._child_cols:
             self._hold(row.uuid, new)
 
-    def share_children(self, canonical: Mapping[str, str]) -> None:
+    def share_children(self, canonical: dict[str, str]) -> None:
         """Hold the children's own uuid strings (``canonical``: uuid -> the
         child store's copy) in the child columns and the parent index: a
         switch's 50k port uuids are then not a second copy of the port

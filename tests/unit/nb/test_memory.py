@@ -46,30 +46,3 @@ def test_a_switch_holds_the_port_replica_uuid_strings() -> None:
         assert u is port.uuid
         assert sw.parent_of[u] == "s-1"  # type: ignore[attr-defined]
     assert all(k is p.lsp[p.ports.by_uuid[k]].uuid for k in sw.parent_of)  # type: ignore[attr-defined]
-
-
-def test_the_parents_monitor_reply_is_decoded_onto_the_port_replica_uuid_strings() -> None:
-    """The switch's monitor starts once the ports are in: its reply's port uuids
-    are decoded straight onto the port rows' own strings (``parents_decoder``),
-    never kept as a second copy, and the switch row equals the plain decode's."""
-    import msgspec
-
-    from core.ovsdb.values import decode_row
-
-    p = Programmer("unix:/nonexistent", "hub1")
-    uuids = [f"0000000{i}-0000-0000-0000-00000000000{i}" for i in range(5)]
-    for i, u in enumerate(uuids[:4]):  # the fifth is no port of ours: kept as decoded
-        own = "".join(u)
-        p.lsp[f"docker/node1/blue/u{i}"] = PortRow(own, "docker/node1", 1)
-        p.ports.by_uuid[own] = f"docker/node1/blue/u{i}"
-    initial = {"name": "docker/node1/blue", "ports": ["set", [["uuid", u] for u in reversed(uuids)]],
-               "load_balancer": ["set", []], "external_ids": ["map", [["ovn-hub:owner", "hub1"]]]}  # fmt: skip
-    reply = msgspec.json.encode({LS: {"s-1": {"initial": initial}}})
-    decoded = p.replica.parents_decoder(p.replica.child_uuids())(msgspec.Raw(reply))
-    sw = p.replica.stores[LS]
-    sw.apply("s-1", decoded[LS]["s-1"], p.changes)
-    row = p.rows(LS)["docker/node1/blue"]
-    assert row.cols == decode_row(sw.kind.columns, initial)
-    for u in row.cols["ports"][:4]:
-        assert u is p.lsp[p.ports.by_uuid[u]].uuid
-        assert sw.parent_of[u] == "s-1"  # type: ignore[attr-defined]
