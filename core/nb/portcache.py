@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Collection, Container, Iterable
 from operator import itemgetter
 from typing import Any
 
@@ -54,9 +54,11 @@ class CachedPort(PortRow, array_like=True, gc=False):
 
 
 class Remembered(list[CachedPort]):
-    """Ports a reconnect revalidates (:func:`memory_entries`), ``names[i]`` the i-th's name."""
+    """Ports a reconnect revalidates (:func:`memory_entries`), ``names[i]`` the i-th's name;
+    ``unsure``: uuids of the replica's rows it cannot vouch for (rewritten under it: read again)."""
 
     names: list[str]
+    unsure: list[str]
 
 
 class _CacheHead(msgspec.Struct):
@@ -108,13 +110,18 @@ CACHE_MAX_GENERATIONS = 8
 CACHE_MAX_CHANGED = 5000
 
 
-def memory_entries(store: PortStore) -> Remembered:
+def memory_entries(store: PortStore, unversioned: bool = False) -> Remembered:
     """The port replica in memory, as cache entries: what a reconnect can
-    revalidate (rows of unknown version or rewritten under us are left out: read)."""
+    revalidate (rows rewritten under us are left out: read; so are rows of
+    unknown version, the ones this process inserted, unless ``unversioned``:
+    NB's history vouches for rows, not their versions)."""
     out = Remembered()
     out.names = []
+    out.unsure = []
     for name, r in store.rows.items():
-        if r.version and r.digest is not None:
+        if r.digest is None:
+            out.unsure.append(r.uuid)
+        elif r.version or unversioned:
             out.append(CachedPort(r.uuid, r.source, r.digest, r.up, r.dyn, r.version))
             out.names.append(name)
     return out
@@ -313,7 +320,7 @@ class _Stale(Exception):
 
 async def load_since(
     client: OvsdbClient, store: PortStore, ev: Events, hub_id: str, entries: list[CachedPort], names: list[str],
-    txn: str, share: bool,
+    txn: str, share: bool, unsure: Collection[str] = (),
 ) -> tuple[int, int] | None:  # fmt: skip
     """Install the cache's ``entries`` NB's transaction history shows unchanged
     since ``txn`` (the last transaction when the cache was written), read the
@@ -326,7 +333,8 @@ async def load_since(
 
     The writer's monitor runs already: a port changed after it started is in
     the query's answer (read again here), one changed after that answer comes
-    as an update after the rows installed in the answer's hook."""
+    as an update after the rows installed in the answer's hook.  ``unsure``:
+    uuids of rows to read again whatever the history says."""
     store.rows.clear()
     store.by_uuid.clear()
     outcome: dict[str, Any] = {}
@@ -336,11 +344,14 @@ async def load_since(
         if not found:
             return
         changes: dict[str, Any] = updates.get(TABLE, {})
-        if too_many(len(changes), len(entries)):
-            outcome["stale"] = len(changes)
+        if too_many(len(changes) + len(unsure), len(entries)):
+            outcome["stale"] = len(changes) + len(unsure)
             return
-        vouch(store, ev, entries, names, changes, share)
-        outcome["read"] = [u for u, change in changes.items() if "delete" not in change]
+        skip = changes.keys() | unsure if unsure else changes
+        vouch(store, ev, entries, names, skip, share)
+        read = {u for u, change in changes.items() if "delete" not in change}
+        read.update(u for u in unsure if "delete" not in changes.get(u, ()))
+        outcome["read"] = sorted(read)
         outcome["fresh"] = len(store.rows)
 
     kind = store.kind
@@ -352,8 +363,8 @@ async def load_since(
     if "read" not in outcome:
         return None
     await read_again(client, store, ev, hub_id, outcome["read"])
-    log.info("port cache: NB's history since the cache shows %d of %d ports unchanged, %d read again",
-             outcome["fresh"], len(entries), len(outcome["read"]))  # fmt: skip
+    log.info("NB's history since transaction %s shows %d of %d ports unchanged, %d read again",
+             txn, outcome["fresh"], len(entries), len(outcome["read"]))  # fmt: skip
     return outcome["fresh"], len(outcome["read"])
 
 
@@ -415,14 +426,24 @@ class Loaded(msgspec.Struct, frozen=True):
 
 async def load(
     client: OvsdbClient, store: PortStore, ev: Events, hub_id: str, nb: str,
-    cache_path: str | os.PathLike[str] | None, remembered: list[CachedPort] | None,
+    cache_path: str | os.PathLike[str] | None, remembered: list[CachedPort] | None, txn: str | None = None,
 ) -> Loaded:  # fmt: skip
     """Load the port replica the cheapest way that is safe: a reconnect
-    revalidates what it ``remembered``; a start uses the restart cache at
-    ``cache_path`` (at most CACHE_MAX_GENERATIONS starts in a row); else every
-    port is read."""
+    revalidates what it ``remembered`` (by NB's history since ``txn``, the
+    last transaction it is known to reflect, else by versions); a start uses
+    the restart cache at ``cache_path`` (at most CACHE_MAX_GENERATIONS starts
+    in a row); else every port is read."""
     if remembered:
         names: list[str] | None = getattr(remembered, "names", None)  # (memory_entries: a Remembered)
+        if names is not None and txn:
+            try:
+                got = await load_since(client, store, ev, hub_id, remembered, names, txn, False,
+                                       getattr(remembered, "unsure", ()))  # fmt: skip
+                if got is not None:
+                    return Loaded("in memory, NB history", got[0], got[1], 0)
+            except _Stale as exc:
+                log.info("in memory: %s ports changed since: reading every port", exc)
+                return Loaded("read", 0, await load_all(client, store, ev, hub_id), 0)
         got = await load_from(client, store, ev, hub_id, remembered, names, "in memory") if names is not None else None
         if got is not None:
             return Loaded("in memory", got[0], got[1], 0)

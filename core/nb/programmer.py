@@ -67,6 +67,8 @@ log = logging.getLogger("ovn_hub.programmer")
 
 #: the monitor of a standby: the inserts of the active writer of the same hub id
 STANDBY_MONITOR = "standby"
+#: seconds between two notes of NB's last transaction (each costs a query of two round trips)
+HISTORY_MARK_INTERVAL = 1.0
 
 Publish = Callable[[StatusEvent | Rejected], Awaitable[None]]
 
@@ -106,6 +108,11 @@ class Programmer:
         self.cache_path = cache_path
         #: How the last (re)connect loaded the ports: ports taken from the cache (or memory), ports read.
         self.ports_from_cache = 0
+        #: NB's last transaction the replica is known to reflect (a clustered NB: see _mark_history)
+        self._txn_mark: str | None = None
+        self._marked_at = -HISTORY_MARK_INTERVAL
+        self._history: bool | None = None  # None: not asked yet; False: NB keeps none (standalone)
+        self._unmarked = False  # a transaction committed since the last note
         self.ports_load = ""
         self.ports_read = 0
         self._cache_generation = 0  # starts in a row that used the cache (0: the last was a full read)
@@ -272,7 +279,8 @@ class Programmer:
         client = OvsdbClient(self.nb_remote, tls=self.tls, leader_only=True)
         await client.connect()
         reconnect = len(self.ports) > 0
-        remembered = portcache.memory_entries(self.ports) if reconnect else []
+        mark = self._txn_mark if reconnect else None
+        remembered = portcache.memory_entries(self.ports, unversioned=mark is not None) if reconnect else []
         self.replica.clear()
         self.view.in_sync.clear()  # (records of the old replica's tuples)
         self.view.pending.clear()
@@ -283,7 +291,7 @@ class Programmer:
                 # writer's own monitor leaves inserts out: it records its own from the replies)
                 await client.monitor_cond(self.replica.monitor_requests(inserts_only=True), STANDBY_MONITOR)
             await client.monitor_cond(self.replica.monitor_requests())
-            await self._load_ports(client, reconnect, remembered)
+            await self._load_ports(client, reconnect, remembered, mark)
             self.replica.share_uuids()
             self._client = client
             if self.lock_name is not None:
@@ -309,14 +317,39 @@ class Programmer:
         counts = ", ".join(f"{len(s)} {t}" for t, s in self.replica.stores.items())
         log.info("NB synced: %s rows owned by %s", counts, self.hub_id)
 
-    async def _load_ports(self, client: OvsdbClient, reconnect: bool, remembered: list[portcache.CachedPort]) -> None:
+    async def _load_ports(
+        self, client: OvsdbClient, reconnect: bool, remembered: list[portcache.CachedPort], mark: str | None
+    ) -> None:
         got = await portcache.load(client, self.ports, self.changes, self.hub_id, self.nb_remote,
-                                   None if reconnect else self.cache_path, remembered if reconnect else None)  # fmt: skip
+                                   None if reconnect else self.cache_path, remembered if reconnect else None, mark)  # fmt: skip
         self.ports_from_cache, self.ports_read, self.ports_load = got.fresh, got.read, got.how
         if not reconnect:  # (consecutive cache-based *starts*: a reconnect does not count)
             self._cache_generation = got.generation
         else:
-            self.reconnect_loads["revalidated" if got.how == "in memory" else "read"] += 1
+            how = {"in memory": "revalidated", "in memory, NB history": "history"}
+            self.reconnect_loads[how.get(got.how, "read")] += 1
+
+    async def _mark_history(self, client: OvsdbClient) -> None:
+        """Note NB's last transaction (at most every HISTORY_MARK_INTERVAL, with
+        nothing in flight): the replica reflects every transaction up to it, so a
+        reconnect, even to another member of a cluster, asks NB's history what
+        changed since instead of reading every port (``_version`` is each
+        member's own).  A standalone NB keeps no history: not asked again."""
+        now = time.monotonic()
+        if self._history is False or now - self._marked_at < HISTORY_MARK_INTERVAL or client.closed.is_set():
+            return
+        self._marked_at = now
+        try:
+            mark = await client.last_txn_id(timeout=10.0)
+        except (OvsdbError, TimeoutError) as exc:
+            log.debug("NB's last transaction not known (%s)", exc)
+            return
+        if mark is None:
+            self._history = False
+        else:
+            self._history = True
+            self._txn_mark = mark
+            self._unmarked = False
 
     # ------------------------------------------------------------ active / standby
     @property
@@ -437,12 +470,19 @@ class Programmer:
                 if not (self._is_dirty() and self.active):  # (one about to write derives in _write_batch, after coalescing)
                     self._derive()
                 if not self._is_dirty() or not self.active:
+                    client = self._client
+                    assert client is not None
+                    with contextlib.suppress(ConnectionLost):
+                        await self._mark_history(client)
+                    if self._is_dirty() and self.active:
+                        continue  # (events came while NB answered)
                     self._idle.set()
                     metrics.DIRTY.set(0)
                     self._wake.clear()
                     timeout = max(0.0, retry_at - time.monotonic()) if self.failed else None
-                    client = self._client
-                    assert client is not None
+                    if self._unmarked and self._history is not False:  # wake to note the last write's transaction
+                        mark_in = max(0.0, self._marked_at + HISTORY_MARK_INTERVAL - time.monotonic())
+                        timeout = mark_in if timeout is None else min(timeout, mark_in)
                     closed = asyncio.ensure_future(client.closed.wait())
                     waker = asyncio.ensure_future(self._wake.wait())
                     try:
@@ -462,6 +502,8 @@ class Programmer:
                 try:
                     with gc_paused():  # one collector pause per batch, not one per step
                         await self._write_batch()
+                    if self._client is not None:
+                        await self._mark_history(self._client)  # (under steady churn the writer is never idle)
                 except ConnectionLost:
                     wrote = False
                     continue
@@ -639,6 +681,7 @@ class Programmer:
             metrics.TXNS.labels("ok").inc()
             self.transactions += 1
             self.writes += len(units)
+            self._unmarked = True
             op_counts: Counter[tuple[str, str]] = Counter()
             waited: list[float] = []
             seen: set[tuple[str, str, str]] = set()
