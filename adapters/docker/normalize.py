@@ -38,7 +38,7 @@ from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 import msgspec
-from msgspec.structs import replace
+from msgspec.structs import force_setattr
 
 from core.model import (
     LABEL_WORKLOAD,
@@ -405,33 +405,33 @@ def _wrapped(
 # instead of becoming dicts.  A value of another type (a label that is not a string,
 # an attachment that is null, ExposedPorts as a list...) fails the decode, and the
 # inspect takes the dict path (json.loads + normalize_container), which decides.
-class _TState(msgspec.Struct):
+class _TState(msgspec.Struct, gc=False):
     Status: str | None = None
     Running: bool | None = None
     Paused: bool | None = None
 
 
-class _THostConfig(msgspec.Struct):
+class _THostConfig(msgspec.Struct, gc=False):
     NetworkMode: str | None = None
 
 
-class _TConfig(msgspec.Struct):
+class _TConfig(msgspec.Struct, gc=False):
     Labels: msgspec.Raw = msgspec.Raw(b"null")  # decoded by normalize_inspect, unless known (_LABELS_OK)
     ExposedPorts: dict[str, msgspec.Raw] | None = None  # only the keys count
 
 
-class _TAttachment(msgspec.Struct):
+class _TAttachment(msgspec.Struct, gc=False):
     IPAddress: str | None = None
     GlobalIPv6Address: str | None = None
     MacAddress: str | None = None
     NetworkID: str | None = None
 
 
-class _TSettings(msgspec.Struct):
+class _TSettings(msgspec.Struct, gc=False):
     Networks: dict[str, _TAttachment] | None = None
 
 
-class Inspect(msgspec.Struct):
+class Inspect(msgspec.Struct, gc=False):
     """The fields of a container inspect that its endpoints and the adapter need (:func:`decode_inspect`)."""
 
     Id: str | None = None
@@ -549,7 +549,7 @@ def normalize_inspect(
                           labels=_NO_LABELS if known is not None else labels, ports=ports, state=status)  # fmt: skip
             validate(ep)
             if known is not None:
-                ep = replace(ep, labels=labels)
+                force_setattr(ep, "labels", labels)  # (before anyone else holds it)
             elif labels:
                 if len(_LABELS_OK) >= _LABELS_OK_MAX:
                     _LABELS_OK.clear()
@@ -722,12 +722,16 @@ def parse_event_line(line: bytes | str) -> dict[str, Any]:
 # What the adapter takes from a container event (its de-duplication key, the container, the
 # action, the time), typed; the rest of the line (Actor.Attributes: the container's labels, most
 # of its bytes) is skipped, not built.
-class _TActor(msgspec.Struct):
+class _TSkipped(msgspec.Struct, gc=False):
+    """An object whose members are skipped, not built (anything but an object fails the decode)."""
+
+
+class _TActor(msgspec.Struct, gc=False):
     ID: str | None = None
-    Attributes: msgspec.Raw = msgspec.Raw(b"null")  # skipped (an object, or null, is all that is checked)
+    Attributes: _TSkipped | None = None  # skipped: an object, or null, is all that is checked
 
 
-class _TEvent(msgspec.Struct):
+class _TEvent(msgspec.Struct, gc=False):
     Type: str | None = None
     Action: str | None = None
     Actor: _TActor | None = None
@@ -739,7 +743,7 @@ class _TEvent(msgspec.Struct):
 _EVENT = msgspec.json.Decoder(_TEvent)
 
 
-class ContainerEvent(msgspec.Struct, frozen=True):
+class ContainerEvent(msgspec.Struct, frozen=True, gc=False):
     """A container event as the adapter uses it: the key :func:`event_key` gives it, the
     container (:func:`event_container_id`), its action and ``timeNano``."""
 
@@ -768,10 +772,8 @@ def container_event(line: bytes | str) -> ContainerEvent | None:
     actor, action, tn, t = ev.Actor, ev.Action, ev.timeNano, ev.time
     if ev.Type != "container" or actor is None or tn is None or tn < 0 or (t is not None and t < 0):
         return None
-    aid, attrs = actor.ID, memoryview(actor.Attributes)
+    aid = actor.ID
     if not aid or not action or ":" in action or action != action.strip():
-        return None
-    if attrs[0] != 0x7B and attrs.tobytes() != b"null":  # an object ("{"), or null
         return None
     return ContainerEvent((tn, "container", action, aid), aid, action, tn)
 
