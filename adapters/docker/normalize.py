@@ -459,8 +459,9 @@ _LABELS = msgspec.json.Decoder(dict[str, str] | None)
 #: Config.Labels as JSON text → those labels, which passed the Endpoint's label checks (in an endpoint
 #: that carried them).  Every event of a container (and each container of a compose service that is
 #: scaled) has the same labels; they are decoded and checked once while here.  Bounded: emptied when full.
-_LABELS_OK: dict[bytes, dict[str, str]] = {}
+_LABELS_OK: dict[bytes, tuple[dict[str, str], str]] = {}  # (the labels, the namespace they give or '')
 _LABELS_OK_MAX = 512
+_NO_NETWORKS: dict[str, Network] = {}
 
 
 def decode_inspect(body: bytes) -> Inspect | None:
@@ -494,44 +495,43 @@ def normalize_inspect(
     state = inspect.State
     if not cid or state is None:
         return None
-    status = state.Status or ""
+    status = state.Status
     running = state.Running
-    if running is None:
-        running = status in ("running", "paused")
-    if not status:
-        status = "paused" if state.Paused else ("running" if running else "exited")
-    if not running:
-        return []
+    if running is not True or status != "running":  # (the usual container: running, "running")
+        status = status or ""
+        if running is None:
+            running = status in ("running", "paused")
+        if not status:
+            status = "paused" if state.Paused else ("running" if running else "exited")
+        if not running:
+            return []
     hc, config, settings = inspect.HostConfig, inspect.Config, inspect.NetworkSettings
     mode = hc.NetworkMode if hc is not None else None
     if mode == "host":
         return []
-    if mode == "none" or config is None or settings is None or settings.Networks is None:
+    if mode == "none" or config is None or settings is None or (networks := settings.Networks) is None:
         return None  # wrapper mode, or an old API's attachment: the dict path
     raw_labels = bytes(config.Labels)
     known = _LABELS_OK.get(raw_labels)
     if known is not None:
-        labels = dict(known)  # the endpoints' own (as the dict path's copy)
+        labels = dict(known[0])  # the endpoints' own (as the dict path's copy)
+        namespace = known[1] or default_namespace
     else:
         try:
             decoded = _LABELS.decode(raw_labels)
         except (msgspec.DecodeError, ValueError, RecursionError):
             return None  # not a map of strings: the dict path says why
         labels = decoded if decoded is not None else {}
+        namespace = _label_namespace(labels) or default_namespace
     name = (inspect.Name or "").removeprefix("/") or _short(cid)
     if name.startswith("mesos-") and LABEL_WORKLOAD not in labels:
         return None  # maybe a Mesos task: the dict path
-    namespace = default_namespace
-    for key in NAMESPACE_LABELS:
-        value = labels.get(key)
-        if value:
-            namespace = value
-            break
-    hub_networks = hub_networks or {}
+    if hub_networks is None:
+        hub_networks = _NO_NETWORKS
     out: list[Endpoint] = []
     try:
         ports = _ports(config.ExposedPorts, "Config.ExposedPorts")
-        for net, att in settings.Networks.items():
+        for net, att in networks.items():
             if net in _SPECIAL_NETWORKS or net in hub_networks or net in skip_networks:
                 continue
             v4, v6 = att.IPAddress, att.GlobalIPv6Address
@@ -553,11 +553,20 @@ def normalize_inspect(
             elif labels:
                 if len(_LABELS_OK) >= _LABELS_OK_MAX:
                     _LABELS_OK.clear()
-                _LABELS_OK[raw_labels] = known = dict(labels)
+                _LABELS_OK[raw_labels] = known = (dict(labels), _label_namespace(labels))
             out.append(ep)
     except Invalid:
         return None
     return out
+
+
+def _label_namespace(labels: Mapping[str, str]) -> str:
+    """The namespace the labels give (:data:`NAMESPACE_LABELS`), or ''."""
+    for key in NAMESPACE_LABELS:
+        value = labels.get(key)
+        if value:
+            return value
+    return ""
 
 
 _NO_LABELS: dict[str, str] = {}

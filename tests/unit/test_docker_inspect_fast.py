@@ -173,4 +173,4 @@ def test_typed_inspect_declines_what_it_cannot_be_sure_of() -> None:
     for _ in range(2):
         typed = decode_inspect(bad)
         assert typed is not None and normalize_inspect(typed, SRC) is None
-    assert all("v\x07" not in labels.values() for labels in dn._LABELS_OK.values())
+    assert all("v\x07" not in labels.values() for labels, _ in dn._LABELS_OK.values())
