@@ -42,6 +42,7 @@ from msgspec.structs import force_setattr
 
 from core.model import (
     LABEL_WORKLOAD,
+    LIMITS,
     Endpoint,
     Invalid,
     Network,
@@ -497,7 +498,9 @@ def normalize_inspect(
         return None
     status = state.Status
     running = state.Running
-    if running is not True or status != "running":  # (the usual container: running, "running")
+    if running is True and status == "running":  # the usual container
+        status = "running"  # (this one str: the context memo below compares by identity)
+    else:
         status = status or ""
         if running is None:
             running = status in ("running", "paused")
@@ -547,7 +550,17 @@ def normalize_inspect(
             ep = Endpoint(source=source, uid=cid, namespace=namespace, name=name, kind="container", network=net,
                           node=node, ips=ips, mac=validate_mac(mac) if mac else None,
                           labels=_NO_LABELS if known is not None else labels, ports=ports, state=status)  # fmt: skip
-            validate(ep)
+            ctx = _CONTEXT_OK
+            if (
+                known is None or ctx[0] is not source or ctx[1] is not namespace or ctx[2] is not node
+                or ctx[3] is not status or ctx[4] is not ports or net not in _NETWORKS_OK
+                or len(cid) > (text := LIMITS["text"]) or len(name) > text or len(ips) > LIMITS["ips"]
+                or not (cid + name).isprintable() or " " in cid
+            ):  # fmt: skip
+                validate(ep)
+                _remember_context(source, namespace, node, status, ports, net)
+            # else: as an endpoint validate() passed, but for uid, name and network (checked above as validate()
+            # checks them), ips and mac (validate_ip and validate_mac gave them: canonical, checked)
             if known is not None:
                 force_setattr(ep, "labels", labels)  # (before anyone else holds it)
             elif labels:
@@ -558,6 +571,22 @@ def normalize_inspect(
     except Invalid:
         return None
     return out
+
+
+#: (source, namespace, node, state, ports) of the last endpoint validate() passed here: an endpoint with
+#: these very objects (immutable) passes the checks of these fields (validate() checks each on its own)
+_CONTEXT_OK: tuple[object, ...] = (None,) * 5
+#: networks of endpoints validate() passed here (their names passed its check); bounded: emptied when full
+_NETWORKS_OK: set[str] = set()
+
+
+def _remember_context(source: Source, namespace: str, node: str, state: str, ports: tuple[PortSpec, ...], net: str) -> None:
+    global _CONTEXT_OK
+    _CONTEXT_OK = (source, namespace, node, state, ports)
+    if net not in _NETWORKS_OK:
+        if len(_NETWORKS_OK) >= 4096:
+            _NETWORKS_OK.clear()
+        _NETWORKS_OK.add(net)
 
 
 def _label_namespace(labels: Mapping[str, str]) -> str:
