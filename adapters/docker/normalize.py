@@ -38,10 +38,11 @@ from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 import msgspec
-from msgspec.structs import replace
+from msgspec.structs import force_setattr
 
 from core.model import (
     LABEL_WORKLOAD,
+    LIMITS,
     Endpoint,
     Invalid,
     Network,
@@ -405,33 +406,33 @@ def _wrapped(
 # instead of becoming dicts.  A value of another type (a label that is not a string,
 # an attachment that is null, ExposedPorts as a list...) fails the decode, and the
 # inspect takes the dict path (json.loads + normalize_container), which decides.
-class _TState(msgspec.Struct):
+class _TState(msgspec.Struct, gc=False):
     Status: str | None = None
     Running: bool | None = None
     Paused: bool | None = None
 
 
-class _THostConfig(msgspec.Struct):
+class _THostConfig(msgspec.Struct, gc=False):
     NetworkMode: str | None = None
 
 
-class _TConfig(msgspec.Struct):
+class _TConfig(msgspec.Struct, gc=False):
     Labels: msgspec.Raw = msgspec.Raw(b"null")  # decoded by normalize_inspect, unless known (_LABELS_OK)
     ExposedPorts: dict[str, msgspec.Raw] | None = None  # only the keys count
 
 
-class _TAttachment(msgspec.Struct):
+class _TAttachment(msgspec.Struct, gc=False):
     IPAddress: str | None = None
     GlobalIPv6Address: str | None = None
     MacAddress: str | None = None
     NetworkID: str | None = None
 
 
-class _TSettings(msgspec.Struct):
+class _TSettings(msgspec.Struct, gc=False):
     Networks: dict[str, _TAttachment] | None = None
 
 
-class Inspect(msgspec.Struct):
+class Inspect(msgspec.Struct, gc=False):
     """The fields of a container inspect that its endpoints and the adapter need (:func:`decode_inspect`)."""
 
     Id: str | None = None
@@ -459,8 +460,9 @@ _LABELS = msgspec.json.Decoder(dict[str, str] | None)
 #: Config.Labels as JSON text → those labels, which passed the Endpoint's label checks (in an endpoint
 #: that carried them).  Every event of a container (and each container of a compose service that is
 #: scaled) has the same labels; they are decoded and checked once while here.  Bounded: emptied when full.
-_LABELS_OK: dict[bytes, dict[str, str]] = {}
+_LABELS_OK: dict[bytes, tuple[dict[str, str], str]] = {}  # (the labels, the namespace they give or '')
 _LABELS_OK_MAX = 512
+_NO_NETWORKS: dict[str, Network] = {}
 
 
 def decode_inspect(body: bytes) -> Inspect | None:
@@ -494,44 +496,45 @@ def normalize_inspect(
     state = inspect.State
     if not cid or state is None:
         return None
-    status = state.Status or ""
+    status = state.Status
     running = state.Running
-    if running is None:
-        running = status in ("running", "paused")
-    if not status:
-        status = "paused" if state.Paused else ("running" if running else "exited")
-    if not running:
-        return []
+    if running is True and status == "running":  # the usual container
+        status = "running"  # (this one str: the context memo below compares by identity)
+    else:
+        status = status or ""
+        if running is None:
+            running = status in ("running", "paused")
+        if not status:
+            status = "paused" if state.Paused else ("running" if running else "exited")
+        if not running:
+            return []
     hc, config, settings = inspect.HostConfig, inspect.Config, inspect.NetworkSettings
     mode = hc.NetworkMode if hc is not None else None
     if mode == "host":
         return []
-    if mode == "none" or config is None or settings is None or settings.Networks is None:
+    if mode == "none" or config is None or settings is None or (networks := settings.Networks) is None:
         return None  # wrapper mode, or an old API's attachment: the dict path
     raw_labels = bytes(config.Labels)
     known = _LABELS_OK.get(raw_labels)
     if known is not None:
-        labels = dict(known)  # the endpoints' own (as the dict path's copy)
+        labels = dict(known[0])  # the endpoints' own (as the dict path's copy)
+        namespace = known[1] or default_namespace
     else:
         try:
             decoded = _LABELS.decode(raw_labels)
         except (msgspec.DecodeError, ValueError, RecursionError):
             return None  # not a map of strings: the dict path says why
         labels = decoded if decoded is not None else {}
+        namespace = _label_namespace(labels) or default_namespace
     name = (inspect.Name or "").removeprefix("/") or _short(cid)
     if name.startswith("mesos-") and LABEL_WORKLOAD not in labels:
         return None  # maybe a Mesos task: the dict path
-    namespace = default_namespace
-    for key in NAMESPACE_LABELS:
-        value = labels.get(key)
-        if value:
-            namespace = value
-            break
-    hub_networks = hub_networks or {}
+    if hub_networks is None:
+        hub_networks = _NO_NETWORKS
     out: list[Endpoint] = []
     try:
         ports = _ports(config.ExposedPorts, "Config.ExposedPorts")
-        for net, att in settings.Networks.items():
+        for net, att in networks.items():
             if net in _SPECIAL_NETWORKS or net in hub_networks or net in skip_networks:
                 continue
             v4, v6 = att.IPAddress, att.GlobalIPv6Address
@@ -547,17 +550,52 @@ def normalize_inspect(
             ep = Endpoint(source=source, uid=cid, namespace=namespace, name=name, kind="container", network=net,
                           node=node, ips=ips, mac=validate_mac(mac) if mac else None,
                           labels=_NO_LABELS if known is not None else labels, ports=ports, state=status)  # fmt: skip
-            validate(ep)
+            ctx = _CONTEXT_OK
+            if (
+                known is None or ctx[0] is not source or ctx[1] is not namespace or ctx[2] is not node
+                or ctx[3] is not status or ctx[4] is not ports or net not in _NETWORKS_OK
+                or len(cid) > (text := LIMITS["text"]) or len(name) > text or len(ips) > LIMITS["ips"]
+                or not (cid + name).isprintable() or " " in cid
+            ):  # fmt: skip
+                validate(ep)
+                _remember_context(source, namespace, node, status, ports, net)
+            # else: as an endpoint validate() passed, but for uid, name and network (checked above as validate()
+            # checks them), ips and mac (validate_ip and validate_mac gave them: canonical, checked)
             if known is not None:
-                ep = replace(ep, labels=labels)
+                force_setattr(ep, "labels", labels)  # (before anyone else holds it)
             elif labels:
                 if len(_LABELS_OK) >= _LABELS_OK_MAX:
                     _LABELS_OK.clear()
-                _LABELS_OK[raw_labels] = known = dict(labels)
+                _LABELS_OK[raw_labels] = known = (dict(labels), _label_namespace(labels))
             out.append(ep)
     except Invalid:
         return None
     return out
+
+
+#: (source, namespace, node, state, ports) of the last endpoint validate() passed here: an endpoint with
+#: these very objects (immutable) passes the checks of these fields (validate() checks each on its own)
+_CONTEXT_OK: tuple[object, ...] = (None,) * 5
+#: networks of endpoints validate() passed here (their names passed its check); bounded: emptied when full
+_NETWORKS_OK: set[str] = set()
+
+
+def _remember_context(source: Source, namespace: str, node: str, state: str, ports: tuple[PortSpec, ...], net: str) -> None:
+    global _CONTEXT_OK
+    _CONTEXT_OK = (source, namespace, node, state, ports)
+    if net not in _NETWORKS_OK:
+        if len(_NETWORKS_OK) >= 4096:
+            _NETWORKS_OK.clear()
+        _NETWORKS_OK.add(net)
+
+
+def _label_namespace(labels: Mapping[str, str]) -> str:
+    """The namespace the labels give (:data:`NAMESPACE_LABELS`), or ''."""
+    for key in NAMESPACE_LABELS:
+        value = labels.get(key)
+        if value:
+            return value
+    return ""
 
 
 _NO_LABELS: dict[str, str] = {}
@@ -722,12 +760,16 @@ def parse_event_line(line: bytes | str) -> dict[str, Any]:
 # What the adapter takes from a container event (its de-duplication key, the container, the
 # action, the time), typed; the rest of the line (Actor.Attributes: the container's labels, most
 # of its bytes) is skipped, not built.
-class _TActor(msgspec.Struct):
+class _TSkipped(msgspec.Struct, gc=False):
+    """An object whose members are skipped, not built (anything but an object fails the decode)."""
+
+
+class _TActor(msgspec.Struct, gc=False):
     ID: str | None = None
-    Attributes: msgspec.Raw = msgspec.Raw(b"null")  # skipped (an object, or null, is all that is checked)
+    Attributes: _TSkipped | None = None  # skipped: an object, or null, is all that is checked
 
 
-class _TEvent(msgspec.Struct):
+class _TEvent(msgspec.Struct, gc=False):
     Type: str | None = None
     Action: str | None = None
     Actor: _TActor | None = None
@@ -739,7 +781,7 @@ class _TEvent(msgspec.Struct):
 _EVENT = msgspec.json.Decoder(_TEvent)
 
 
-class ContainerEvent(msgspec.Struct, frozen=True):
+class ContainerEvent(msgspec.Struct, frozen=True, gc=False):
     """A container event as the adapter uses it: the key :func:`event_key` gives it, the
     container (:func:`event_container_id`), its action and ``timeNano``."""
 
@@ -768,10 +810,8 @@ def container_event(line: bytes | str) -> ContainerEvent | None:
     actor, action, tn, t = ev.Actor, ev.Action, ev.timeNano, ev.time
     if ev.Type != "container" or actor is None or tn is None or tn < 0 or (t is not None and t < 0):
         return None
-    aid, attrs = actor.ID, memoryview(actor.Attributes)
+    aid = actor.ID
     if not aid or not action or ":" in action or action != action.strip():
-        return None
-    if attrs[0] != 0x7B and attrs.tobytes() != b"null":  # an object ("{"), or null
         return None
     return ContainerEvent((tn, "container", action, aid), aid, action, tn)
 

@@ -146,6 +146,10 @@ def validate_source(src: Source) -> None:
 
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _V4 = re.compile(rf"{_OCTET}(\.{_OCTET}){{3}}")  # used with fullmatch: no "$" that matches before a newline
+# The canonical dotted quads validate_ip accepts: not 0/8, 127/8, 224-239/8 (multicast), 255.255.255.255.
+_V4_HOST = re.compile(rf"(?!0\.|127\.|22[4-9]\.|23[0-9]\.|255\.255\.255\.255\Z){_OCTET}(?:\.{_OCTET}){{3}}")
+# The MACs validate_mac returns as they are: lower case, the multicast bit (of the first octet) clear.
+_MAC_UNICAST = re.compile(r"[0-9a-f][02468ace](?::[0-9a-f]{2}){5}")
 _SPACE = re.compile(r"\s")
 
 
@@ -160,12 +164,13 @@ def validate_ip(text: str, field: str = "ip") -> str:
         raise Invalid("bad-ip", f"{field} {quote(text)} is not a string")
     if text in _IPS_OK:  # canonical addresses this function returned before
         return text
-    if _V4.fullmatch(text):  # fast path: canonical dotted quad (no leading zeros)
-        first = int(text[: text.index(".")])
-        if 224 <= first <= 239 or first in (0, 127) or text == "255.255.255.255":
-            raise Invalid("bad-ip", f"{field} {text!r} is not a unicast host address")
-        _remember(_IPS_OK, text)
+    if _V4_HOST.fullmatch(text):  # fast path: a canonical dotted quad (no leading zeros) of a unicast host
+        if len(_IPS_OK) >= _KNOWN_MAX:  # (_remember, inline)
+            _IPS_OK.clear()
+        _IPS_OK.add(text)
         return text
+    if _V4.fullmatch(text):  # a canonical dotted quad that _V4_HOST refused
+        raise Invalid("bad-ip", f"{field} {text!r} is not a unicast host address")
     if "%" in text:
         raise Invalid("bad-ip", f"{field} {quote(text)} has an IPv6 scope id (not allowed)")
     try:
@@ -186,8 +191,14 @@ _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 def validate_mac(text: str) -> str:
-    if type(text) is str and text in _MACS_OK:  # lower-case MACs this function returned before
-        return text
+    if type(text) is str:
+        if text in _MACS_OK:  # lower-case MACs this function returned before
+            return text
+        if _MAC_UNICAST.fullmatch(text):  # what the checks below return as it is
+            if len(_MACS_OK) >= _KNOWN_MAX:  # (_remember, inline)
+                _MACS_OK.clear()
+            _MACS_OK.add(text)
+            return text
     mac = text.lower()
     if not _MAC.fullmatch(mac):
         raise Invalid("bad-mac", f"mac {quote(text)} is not six colon-separated hex octets")

@@ -19,6 +19,8 @@ import random
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapters.docker import normalize as dn
 from adapters.docker.normalize import decode_inspect, normalize_container, normalize_inspect
@@ -112,7 +114,7 @@ def _inputs(seed: int, n: int) -> list[bytes]:
     return out
 
 
-def _dict_path(body: bytes, kw: dict[str, Any]) -> Any:
+def _dict_path(body: bytes, kw: dict[str, Any], source: Source = SRC) -> Any:
     """What the adapter did with the body before (aiohttp's json(), then normalize_container)."""
     try:
         text = body.strip()
@@ -122,7 +124,7 @@ def _dict_path(body: bytes, kw: dict[str, Any]) -> Any:
     if data is None:
         return ("gone",)
     try:
-        return ("ok", normalize_container(data, SRC, **kw))
+        return ("ok", normalize_container(data, source, **kw))
     except Invalid as exc:
         return ("invalid", exc.reason, str(exc))
 
@@ -173,4 +175,83 @@ def test_typed_inspect_declines_what_it_cannot_be_sure_of() -> None:
     for _ in range(2):
         typed = decode_inspect(bad)
         assert typed is not None and normalize_inspect(typed, SRC) is None
-    assert all("v\x07" not in labels.values() for labels in dn._LABELS_OK.values())
+    assert all("v\x07" not in labels.values() for labels, _ in dn._LABELS_OK.values())
+
+
+# ---------------------------------------------------------------- the context memo: endpoints checked by their varying fields
+_TEXTS = st.one_of(
+    st.text(min_size=1, max_size=12),
+    st.sampled_from(["a b", "a\tb", "a\u00a0b", "a\u200bb", "a\u202eb", "x\x00", "x" * 253, "x" * 254, "x" * 300,
+                     "é", "mesos-x", "/", "//x", "host", "none", "-x", "a.b_c-d", "a" * 128, "a" * 129]),
+)  # fmt: skip
+_IPS = st.one_of(
+    st.builds("10.{}.{}.{}".format, st.integers(0, 255), st.integers(0, 255), st.integers(0, 256)),
+    st.sampled_from(["127.0.0.1", "224.0.0.1", "0.1.2.3", "255.255.255.255", "010.1.2.3", "fd00::1", "FD00::1", ""]),
+)  # fmt: skip
+_MACS = st.one_of(
+    st.builds("02:42:{:02x}:{:02x}:{:02x}:{:02x}".format, *(st.integers(0, 255) for _ in range(4))),
+    st.sampled_from(["01:00:5e:00:00:01", "02:42:AC:11:00:02", "02-42-ac-11-00-02", "", "02:42:ac:11:00"]),
+)  # fmt: skip
+
+
+#: what each field of the checked endpoint is drawn from, besides its usual value
+_VARIED: dict[str, Any] = {
+    "cid": st.one_of(st.builds("{:064x}".format, st.integers(0, 2**256 - 1)), _TEXTS), "name": _TEXTS, "net": _TEXTS,
+    "ip": _IPS, "mac": _MACS, "status": _TEXTS, "namespace": _TEXTS, "node": _TEXTS, "no_project": st.booleans(),
+    "src": st.sampled_from([Source("docker", "other"), Source("Docker", "test"), Source("ovn-hub", "x")]),
+    "ports": st.sampled_from([2, 1025]),
+}  # fmt: skip
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), kw=st.sampled_from(OPTIONS[:2]), no_project=st.booleans(), n=st.integers(0, 2**24),
+       varied=st.lists(st.sampled_from(sorted(_VARIED)), min_size=0, max_size=2, unique=True))  # fmt: skip
+def test_context_memo_answers_as_the_dict_path(
+    data: st.DataObject, kw: dict[str, Any], no_project: bool, n: int, varied: list[str]
+) -> None:
+    """An endpoint of a container whose labels, namespace, node, state and ports passed before is
+    checked by its id, name, network, address and MAC only: the answers stay the dict path's, with
+    one or two of its fields (or of what the memo compares: the source, node, default namespace,
+    state, ports) varied (as when another adapter, with other options, sees the same labels)."""
+    v: dict[str, Any] = {"cid": f"{n:064x}", "name": f"redis-{n}", "net": "redis-docker_default",
+                         "ip": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255 or 1}",
+                         "mac": f"02:42:0a:{n >> 16 & 255:02x}:{n >> 8 & 255:02x}:{n & 255:02x}", "status": "running",
+                         "namespace": None, "node": None, "no_project": no_project, "src": SRC, "ports": 1}  # fmt: skip
+    for field in varied:
+        v[field] = data.draw(_VARIED[field], label=field)
+    doc = json.loads(json.dumps(INSPECTS[0]))
+    if v["no_project"] or no_project:  # (the labels of the warm container and this one alike)
+        del doc["Config"]["Labels"]["com.docker.compose.project"]
+    warm = decode_inspect(json.dumps(doc).encode())
+    assert warm is not None and normalize_inspect(warm, SRC, **kw) is not None  # the labels and the context known
+    if v["namespace"] is not None:
+        kw = {**kw, "default_namespace": v["namespace"]}
+    if v["node"] is not None:
+        kw = {**kw, "node": v["node"]}
+    doc["Id"], doc["Name"], doc["State"]["Status"] = v["cid"], "/" + v["name"], v["status"]
+    doc["NetworkSettings"]["Networks"] = {v["net"]: {"IPAddress": v["ip"], "MacAddress": v["mac"], "NetworkID": "n" * 64}}
+    doc["Config"]["ExposedPorts"] = {f"{p}/tcp": {} for p in range(6379, 6379 + v["ports"])}
+    body = json.dumps(doc).encode()
+    typed = decode_inspect(body)
+    fast = normalize_inspect(typed, v["src"], **kw) if typed is not None else None
+    if fast is not None:
+        assert _dict_path(body, kw, v["src"]) == ("ok", fast), v
+
+
+def test_context_memo_is_taken_for_the_usual_container(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The usual container (compose labels, running, one network) after one like it: no validate() call."""
+    calls: list[int] = []
+    real = dn.validate
+    dn._LABELS_OK.clear()
+    doc = json.loads(json.dumps(INSPECTS[0]))
+    for i in range(5):
+        doc["Id"], doc["Name"] = f"{i:064x}", f"/redis-{i}"
+        doc["NetworkSettings"]["Networks"]["redis-docker_default"].update(
+            IPAddress=f"10.0.0.{i + 2}", MacAddress=f"02:42:0a:00:00:{i + 2:02x}")  # fmt: skip
+        typed = decode_inspect(json.dumps(doc).encode())
+        assert typed is not None
+        monkeypatch.setattr(dn, "validate", lambda obj, i=i: (calls.append(i), real(obj))[1])
+        eps = normalize_inspect(typed, SRC)
+        monkeypatch.setattr(dn, "validate", real)
+        assert eps is not None and eps == normalize_container(json.loads(json.dumps(doc)), SRC)
+    assert all(i == 0 for i in calls)  # only the first container's endpoint (its labels new): then none

@@ -10,15 +10,22 @@ other fields' values.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import random
+import re
+import sys
 from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from core.model import LABEL_WORKLOAD, Endpoint, Invalid, PortSpec, Source, validate
+from core.model import LABEL_WORKLOAD, Endpoint, Invalid, PortSpec, Source, validate, validate_ip, validate_mac
 from core.model.validate import _endpoint_passes, _validate_endpoint
+
+validate_module = sys.modules["core.model.validate"]  # (core.model's validate is the function)
 
 GOOD = Endpoint(
     source=Source("k8s", "prod"), uid="3f1c2a9e-0000-4000-8000-000000000001", namespace="team-a", name="web-0",
@@ -96,3 +103,64 @@ def test_fast_path_takes_the_common_endpoint() -> None:
     validate(GOOD)
     assert _endpoint_passes(GOOD)
     assert _endpoint_passes(msgspec.structs.replace(GOOD, uid="other", ips=("10.9.9.9",), labels={}))
+
+
+# ---------------------------------------------------------------- validate_ip / validate_mac: the one-regex fast paths
+def _ip_reference(text: str) -> tuple[str, str]:
+    """What validate_ip answers, from ipaddress alone (its slow path, no regex, no memo)."""
+    if "%" in text:
+        return ("bad-ip", "")
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return ("bad-ip", "")
+    if ip.is_multicast or ip.is_unspecified or ip.is_loopback:
+        return ("bad-ip", "")
+    if isinstance(ip, ipaddress.IPv4Address) and (ip.packed[0] == 0 or ip == ipaddress.IPv4Address("255.255.255.255")):
+        return ("bad-ip", "")
+    return ("ok", str(ip))
+
+
+def _mac_reference(text: str) -> tuple[str, str]:
+    mac = text.lower()
+    if not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", mac) or int(mac[:2], 16) & 1:
+        return ("bad-mac", "")
+    return ("ok", mac)
+
+
+def _answer(check: Any, text: str) -> tuple[str, str]:
+    try:
+        return ("ok", check(text))
+    except Invalid as exc:
+        return (exc.reason, "")
+
+
+_OCTETS = st.one_of(st.integers(0, 255).map(str), st.sampled_from(["00", "01", "010", "256", "999", "", "1 ", "-1", "0x1"]))
+_DOTTED = st.builds(lambda a, b, c, d, sep: sep.join((a, b, c, d)), _OCTETS, _OCTETS, _OCTETS, _OCTETS,
+                    st.sampled_from([".", ".", ".", ":", ". "]))  # fmt: skip
+_EDGES = st.sampled_from(["0.0.0.0", "0.1.2.3", "1.0.0.0", "126.255.255.255", "127.0.0.1", "128.0.0.1", "223.255.255.255",
+                          "224.0.0.0", "239.255.255.255", "240.0.0.1", "254.255.255.255", "255.255.255.254",
+                          "255.255.255.255", "255.255.255.255\n", "10.0.0.1\n", "1.2.3.4.5", "fd00::1", "::ffff:1.2.3.4"])  # fmt: skip
+_HEX = st.text("0123456789abcdefABCDEFg", min_size=2, max_size=2)
+_MACS = st.one_of(st.builds(lambda parts, sep: sep.join(parts), st.lists(_HEX, min_size=5, max_size=7),
+                            st.sampled_from([":", ":", ":", "-"])),
+                  st.sampled_from(["01:00:5e:00:00:01", "02:42:ac:11:00:02", "0A:58:0A:00:00:05", "ff:ff:ff:ff:ff:ff",
+                                   "02:42:ac:11:00:02\n", " 02:42:ac:11:00:02"]))  # fmt: skip
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.one_of(_DOTTED, _EDGES, st.text(max_size=20)))
+def test_validate_ip_fast_path_answers_as_ipaddress(text: str) -> None:
+    validate_module._IPS_OK.discard(text)  # first sight: the regexes answer, not the memo
+    first = _answer(validate_ip, text)
+    assert first == _ip_reference(text), text
+    assert _answer(validate_ip, text) == first, text  # and the memo, after
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.one_of(_MACS, st.text(max_size=20)))
+def test_validate_mac_fast_path_answers_as_the_reference(text: str) -> None:
+    validate_module._MACS_OK.discard(text)
+    first = _answer(validate_mac, text)
+    assert first == _mac_reference(text), text
+    assert _answer(validate_mac, text) == first, text
