@@ -667,8 +667,7 @@ class Programmer:
                 self._since.clear()
             for (table, op), n in op_counts.items():
                 metrics.NB_OPS.labels(table, op).inc(n)
-            for w in waited:
-                metrics.EVENT_TO_COMMIT.observe(w)
+            metrics.observe_many(metrics.EVENT_TO_COMMIT, waited)
 
     def _redirty(self, units: Iterable[PlanOp]) -> None:
         for u in units:
