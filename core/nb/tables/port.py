@@ -49,7 +49,8 @@ def lsp_columns(ep: Endpoint, hub_id: str) -> dict[str, Any]:
         addresses = (f"{ep.mac} dynamic",) if ep.mac else ("dynamic",)
         port_security = ()
     options = {"requested-chassis": ep.node} if ep.node else {}
-    name = lsp_name(ep)
+    src = str(ep.source)
+    name = f"{src}/{ep.network}/{ep.uid}"  # lsp_name(ep)
     return {
         "name": name,
         "type": "",
@@ -58,7 +59,7 @@ def lsp_columns(ep: Endpoint, hub_id: str) -> dict[str, Any]:
         "options": options,
         "external_ids": {
             OWNER: hub_id,
-            SOURCE: str(ep.source),
+            SOURCE: src,
             KIND: ep.kind,
             UID: ep.uid,
             NAMESPACE: ep.namespace,
