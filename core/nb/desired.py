@@ -290,14 +290,15 @@ class DesiredState:
     def _set_endpoint(self, st: SourceState, ep: Endpoint, now: float, refresh: bool = True) -> bool:
         """``refresh``: the switch is refreshed here (a snapshot refreshes each of its
         networks once, after all its endpoints).  False: ``ep`` was already so."""
-        old = st.endpoints.get(ep.key)
+        key = ep.key
+        old = st.endpoints.get(key)
         if old == ep:
             return False
         self._compact(ep)
         if old is None:
             self.switch_refs[ls_name(ep.source, ep.network)] += 1
-        st.endpoints[ep.key] = ep
-        self._touch_ep(st, str(ep.source), ep.key)
+        st.endpoints[key] = ep
+        self._touch_ep(st, str(ep.source), key)
         if self.fabric.spec.policies:
             self.fabric_stale = True  # hub-level policies select endpoints of every source
         name = lsp_name(ep)
