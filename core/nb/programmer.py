@@ -16,7 +16,8 @@ kind obeys are in ``kinds.py``; this module is the loop around them:
 * **Quarantine** - a session lost *inside* a transaction commits that batch
   apart, half by half, on the next sessions (:meth:`_suspect`); a row that
   drops the session twice alone is ``nb-refused``.
-* **Batches** - dirty ports and switches go ``batch_size`` at a time; derived
+* **Batches** - dirty ports go ``batch_size`` at a time, their switches along
+  (up to as many again: ``DirtyRows.take``); derived
   rows (load balancers, policy rows) all at once, so a policy change is one
   transaction in which the new allows come before the removal of the old.
   A batch is derived after the coalescing window, so the derived rows of its
