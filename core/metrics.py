@@ -5,6 +5,9 @@ Defined once per process on the default registry; ``/metrics`` serves them.
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Sequence
+
 from prometheus_client import Counter, Gauge, Histogram
 
 _BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 30.0, 60.0)
@@ -49,3 +52,23 @@ TWINS_AVERTED = Counter(
     "ovn_hub_nb_duplicate_inserts_averted_total",
     "Inserts whose guard found the hub's own row: an earlier transaction committed it though its reply was lost",
 )
+
+
+def observe_many(hist: Histogram, amounts: Sequence[float]) -> None:
+    """``hist.observe(a)`` for every amount of a histogram without labels, each
+    bucket counted once (a 50k-port batch observes 50k event-to-commit times:
+    one ``observe`` each cost ~1.5 us, with its lock and bucket scan)."""
+    bounds = getattr(hist, "_upper_bounds", None)
+    buckets = getattr(hist, "_buckets", None)
+    total = getattr(hist, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(amounts) < 64:
+        for a in amounts:  # (a labelled parent raises as observe would; few amounts: as they are)
+            hist.observe(a)
+        return
+    counts: dict[int, int] = {}
+    for a in amounts:  # observe: the first bucket whose bound is >= the amount
+        i = bisect.bisect_left(bounds, a)
+        counts[i] = counts.get(i, 0) + 1
+    total.inc(sum(amounts))
+    for i, n in counts.items():
+        buckets[i].inc(n)

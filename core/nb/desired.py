@@ -287,15 +287,18 @@ class DesiredState:
             return False
         return True
 
-    def _set_endpoint(self, st: SourceState, ep: Endpoint, now: float) -> None:
-        old = st.endpoints.get(ep.key)
+    def _set_endpoint(self, st: SourceState, ep: Endpoint, now: float, refresh: bool = True) -> bool:
+        """``refresh``: the switch is refreshed here (a snapshot refreshes each of its
+        networks once, after all its endpoints).  False: ``ep`` was already so."""
+        key = ep.key
+        old = st.endpoints.get(key)
         if old == ep:
-            return
+            return False
         self._compact(ep)
         if old is None:
             self.switch_refs[ls_name(ep.source, ep.network)] += 1
-        st.endpoints[ep.key] = ep
-        self._touch_ep(st, str(ep.source), ep.key)
+        st.endpoints[key] = ep
+        self._touch_ep(st, str(ep.source), key)
         if self.fabric.spec.policies:
             self.fabric_stale = True  # hub-level policies select endpoints of every source
         name = lsp_name(ep)
@@ -307,7 +310,9 @@ class DesiredState:
                 del self.floating[name]
             self.fabric_stale = True
         self.mark(port.TABLE, name, now)
-        self._refresh_switch(ep.source, ep.network)
+        if refresh:
+            self._refresh_switch(ep.source, ep.network)
+        return True
 
     def _compact(self, ep: Endpoint) -> None:
         """One copy of the names endpoints repeat (source, namespace, kind,
@@ -578,8 +583,12 @@ class DesiredState:
             if old_nets.get(name) != new_nets.get(name):
                 self._resharing(st, snap.source, old_nets.get(name), new_nets.get(name))
                 self._refresh_switch(snap.source, name)
+        networks: dict[tuple[Source, str], None] = {}  # (in order: each refreshed as its first endpoint's would be)
         for ep in new_eps.values():
-            self._set_endpoint(st, ep, now)
+            if self._set_endpoint(st, ep, now, refresh=False):
+                networks[(ep.source, ep.network)] = None
+        for source, network in networks:  # (endpoints only add references here: once per network is the same)
+            self._refresh_switch(source, network)
 
     # ------------------------------------------------------------ derived rows
     def derive(self, with_ips: Callable[[Endpoint], Endpoint]) -> None:

@@ -118,7 +118,10 @@ class DirtyRows:
         ``retry_interval`` (or a change of their own); while a dropped session
         is being bisected, only the front probe group goes; otherwise up to
         ``batch_size`` of the batched kinds and every dirty derived row (a
-        policy change is then one transaction)."""
+        policy change is then one transaction).  The kinds other rows hang
+        from (switches, routers) take up to ``batch_size`` of their own: 50k
+        ports and their switch are one transaction, not 49,999 and then one
+        more whose ``mutate`` of the switch's ``ports`` NB writes whole."""
         if failures.failed:
             for table, keys in self.keys.items():
                 keys.difference_update(failures.held(table, keys))
@@ -135,6 +138,7 @@ class DirtyRows:
                 return take
         take = {}
         room = batch_size
+        parents = {k.parent.table for k in KINDS.values() if k.parent is not None}  # (their room is their own)
         for table, kind in KINDS.items():
             keys = self.keys[table]
             if not keys:
@@ -142,12 +146,13 @@ class DirtyRows:
             if kind.whole_batch:
                 take[table] = list(keys)
                 keys.clear()
-            elif room > 0:
-                chunk = list(itertools.islice(keys, room))
+            elif (n := batch_size if table in parents else room) > 0:
+                chunk = list(itertools.islice(keys, n))
                 if len(chunk) == len(keys):
                     keys.clear()  # (clear gives a 50k set's table back; removing every key would not)
                 else:
                     keys.difference_update(chunk)
-                room -= len(chunk)
+                if table not in parents:
+                    room -= len(chunk)
                 take[table] = chunk
         return take

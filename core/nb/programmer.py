@@ -16,7 +16,8 @@ kind obeys are in ``kinds.py``; this module is the loop around them:
 * **Quarantine** - a session lost *inside* a transaction commits that batch
   apart, half by half, on the next sessions (:meth:`_suspect`); a row that
   drops the session twice alone is ``nb-refused``.
-* **Batches** - dirty ports and switches go ``batch_size`` at a time; derived
+* **Batches** - dirty ports go ``batch_size`` at a time, their switches along
+  (up to as many again: ``DirtyRows.take``); derived
   rows (load balancers, policy rows) all at once, so a policy change is one
   transaction in which the new allows come before the removal of the old.
   A batch is derived after the coalescing window, so the derived rows of its
@@ -517,13 +518,18 @@ class Programmer:
             self.dirty[table].add(key)
 
     async def _publisher(self) -> None:
+        q = self._status_q
         while True:
-            ev = await self._status_q.get()
-            if self.publish is not None:
-                try:
-                    await self.publish(ev)
-                except Exception:
-                    log.exception("publishing a status event failed")
+            ev = await q.get()
+            while True:  # (what a batch queued: taken without a get() a status event)
+                if self.publish is not None:
+                    try:
+                        await self.publish(ev)
+                    except Exception:
+                        log.exception("publishing a status event failed")
+                if q.empty():
+                    break
+                ev = q.get_nowait()
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until no row is dirty and no transaction is in flight."""
@@ -673,9 +679,12 @@ class Programmer:
             if self.changes.echoed:  # our own updates' echoes: no diff of a row NB holds as written
                 updates = {(u.table, u.name): u for u in units if u.op == "update"}
                 self.changes.settle(lambda t, k: as_written(self.view, updates[(t, k)]))
+            pending = self.view.pending
+            holding = {t for t, k in KINDS.items() if k.members is not None}
             for u in units:  # (a write NB did not echo: its record goes, the next diff decides)
-                self.view.pending.pop((u.table, u.name), None)
-                if u.op == "insert":
+                if pending:
+                    pending.pop((u.table, u.name), None)
+                if u.op == "insert" and u.table in holding:
                     inserted(self.view, u)
             metrics.TXN_SECONDS.observe(now - t0)
             metrics.TXNS.labels("ok").inc()
@@ -686,19 +695,22 @@ class Programmer:
             waited: list[float] = []
             seen: set[tuple[str, str, str]] = set()
             self.failures.committed(units)
+            view, since_pop, committed_at, put = self.view, self._since.pop, self._committed_at, self._status_q.put_nowait
             for u in units:
-                kind = KINDS[u.table]
-                stores[u.table].committed(u)
-                op_counts[(u.table, u.op)] += 1
-                since = self._since.pop(u.name, None)
+                table, op, name = u.table, u.op, u.name
+                kind = KINDS[table]
+                stores[table].committed(u)
+                op_counts[(table, op)] += 1
+                since = since_pop(name, None)
                 if since is not None:
                     waited.append(now - since)
                 if kind.reports_up:
-                    if u.op == "insert":
-                        self._committed_at[u.name] = now
-                    elif u.op == "delete":
-                        self._committed_at.pop(u.name, None)  # never came up: nothing to time
-                ev = kind.programmed(self.view, u) if kind.programmed is not None else None
+                    if op == "insert":
+                        committed_at[name] = now
+                    elif op == "delete":
+                        committed_at.pop(name, None)  # never came up: nothing to time
+                programmed = kind.programmed
+                ev = programmed(view, u) if programmed is not None else None
                 if ev is None:
                     continue
                 if kind.whole_batch:  # derived rows: one event per service or policy, not per row
@@ -706,13 +718,12 @@ class Programmer:
                     if seen_key in seen:
                         continue
                     seen.add(seen_key)
-                self._status_q.put_nowait(ev)
+                put(ev)
             if not self._since:
                 self._since.clear()
             for (table, op), n in op_counts.items():
                 metrics.NB_OPS.labels(table, op).inc(n)
-            for w in waited:
-                metrics.EVENT_TO_COMMIT.observe(w)
+            metrics.observe_many(metrics.EVENT_TO_COMMIT, waited)
 
     def _redirty(self, units: Iterable[PlanOp]) -> None:
         for u in units:

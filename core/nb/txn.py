@@ -180,13 +180,14 @@ def record(view: View, units: list[PlanOp], inserts: dict[int, int], result: lis
     them as a member and must now join it."""
     stores = view.replica.stores
     new_uuid: dict[tuple[str, str], str] = {}
+    done: list[tuple[PlanOp, str]] = []
     for op_index, ui in inserts.items():
         u = units[ui]
-        new_uuid[(u.table, u.name)] = result[op_index]["uuid"][1]
-    for ui in inserts.values():
-        u = units[ui]
+        uuid = result[op_index]["uuid"][1]
+        new_uuid[(u.table, u.name)] = uuid
+        done.append((u, uuid))
+    for u, uuid in done:
         kind = KINDS[u.table]
-        uuid = new_uuid[(u.table, u.name)]
         cols = u.columns
         if kind.members is not None:
             mt, mstore = kind.members.table, stores[kind.members.table]
@@ -197,11 +198,12 @@ def record(view: View, units: list[PlanOp], inserts: dict[int, int], result: lis
         stores[u.table].record_insert(u.name, uuid, cols, ev)
     # children inserted into (or attached to) a parent inserted here: not echoed either
     into: dict[tuple[str, str, str], list[str]] = {}
+    parents = {t: k.parent for t, k in KINDS.items()}
     for u in units:
-        p = KINDS[u.table].parent
+        p = parents[u.table]
         if p is None or u.op == "delete" or (u.op == "update" and p.strong):
             continue
-        for ref in u.parents:
+        for ref in (u.ref, *u.attach) if u.ref else u.attach:  # (u.parents)
             if (p.table, ref) not in new_uuid:
                 continue
             child = new_uuid.get((u.table, u.name)) or stores[u.table].uuid(u.name)
@@ -212,6 +214,8 @@ def record(view: View, units: list[PlanOp], inserts: dict[int, int], result: lis
         if isinstance(pstore, RowStore):
             pstore.add_children(k, col, uuids)
     joined: list[tuple[str, str]] = []
-    for (t, k) in new_uuid:
-        joined.extend(view.desired.holders.get((t, k), ()))
+    holders = view.desired.holders
+    if holders:  # (no row holds members: nothing joins)
+        for tk in new_uuid:
+            joined.extend(holders.get(tk, ()))
     return joined

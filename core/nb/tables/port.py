@@ -49,7 +49,8 @@ def lsp_columns(ep: Endpoint, hub_id: str) -> dict[str, Any]:
         addresses = (f"{ep.mac} dynamic",) if ep.mac else ("dynamic",)
         port_security = ()
     options = {"requested-chassis": ep.node} if ep.node else {}
-    name = lsp_name(ep)
+    src = str(ep.source)
+    name = f"{src}/{ep.network}/{ep.uid}"  # lsp_name(ep)
     return {
         "name": name,
         "type": "",
@@ -58,7 +59,7 @@ def lsp_columns(ep: Endpoint, hub_id: str) -> dict[str, Any]:
         "options": options,
         "external_ids": {
             OWNER: hub_id,
-            SOURCE: str(ep.source),
+            SOURCE: src,
             KIND: ep.kind,
             UID: ep.uid,
             NAMESPACE: ep.namespace,
@@ -208,8 +209,9 @@ class PortStore(KeyedRows[PortRow]):
         super().__init__(kind)
         self.early: dict[str, list[dict[str, Any]]] = {}
         self._early_full_warned = False
-        #: digests of the columns a transaction in flight writes, by port: (the columns, their digest)
-        self._prepared: dict[str, tuple[dict[str, Any], int]] = {}
+        #: digests of the columns a transaction in flight writes, by port: (the columns, their digest,
+        #: the row an insert of them is recorded as, its uuid to come)
+        self._prepared: dict[str, tuple[dict[str, Any], int, PortRow | None]] = {}
         #: the desired ports' names (the programmer's), for a read of many rows: each is keyed
         #: by the desired state's own string, and the one it was decoded with is freed at once
         self.desired_names: Callable[[], Iterable[str]] | None = None
@@ -231,9 +233,13 @@ class PortStore(KeyedRows[PortRow]):
         again is digested again."""
         prepared = self._prepared
         prepared.clear()
+        intern = sys.intern
         for u in units:
             if u.table == TABLE and u.op != "delete":
-                prepared[u.name] = (u.columns, lsp_digest(u.columns))
+                cols = u.columns
+                digest = lsp_digest(cols)
+                row = PortRow("", intern(cols["external_ids"].get(SOURCE, "")), digest) if u.op == "insert" else None
+                prepared[u.name] = (cols, digest, row)
 
     def unprepare(self) -> None:
         self._prepared.clear()  # (clear, not pops: gives a 50k table back)
@@ -338,7 +344,13 @@ class PortStore(KeyedRows[PortRow]):
 
     def record_insert(self, key: str, uuid: str, cols: dict[str, Any], ev: Events) -> None:
         """A port this process inserted: its digest, and the changes that raced ahead of the reply."""
-        self.rows[key] = PortRow(uuid, sys.intern(cols["external_ids"].get(SOURCE, "")), self._digest_of(key, cols))
+        got = self._prepared.get(key)
+        row = got[2] if got is not None and got[0] is cols else None
+        if row is not None and not row.uuid:  # (built while NB worked on the transaction)
+            row.uuid = uuid
+        else:
+            row = PortRow(uuid, sys.intern(cols["external_ids"].get(SOURCE, "")), self._digest_of(key, cols))
+        self.rows[key] = row
         self.by_uuid[uuid] = key
         for diff in self.early.pop(uuid, ()):
             self.apply(uuid, {"modify": diff}, ev)
