@@ -291,7 +291,7 @@ class Programmer:
                 # Before anything is read: the inserts of another writer of this hub id (the
                 # writer's own monitor leaves inserts out: it records its own from the replies)
                 await client.monitor_cond(self.replica.monitor_requests(inserts_only=True), STANDBY_MONITOR)
-            await client.monitor_cond(self.replica.monitor_requests())
+            await client.monitor_cond(self.replica.monitor_requests(), decode=self.replica.decoder())
             await self._load_ports(client, reconnect, remembered, mark)
             self.replica.share_uuids()
             self._client = client

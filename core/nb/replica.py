@@ -13,12 +13,14 @@ after a read's reply always finds its row.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from core.gcpause import gc_paused
 from core.names import owned, owner_prefix
 from core.nb.kinds import KINDS, RowKind
 from core.nb.store import Events, RowStore, Store
+from core.ovsdb.values import updates_decoder
 
 
 class NbReplica:
@@ -60,6 +62,19 @@ class NbReplica:
             for table, store in self.stores.items():
                 for uuid, change in updates.get(table, {}).items():
                     store.apply(uuid, change, ev)
+
+    def decoder(self) -> Callable[[Any], Any]:
+        """The decoder of the writer's monitor reply: the parents' child
+        columns (a switch's 100k port uuids) come as the plain tuples the
+        stores keep (:func:`core.ovsdb.values.updates_decoder`), not as ~28 MB of
+        decoded JSON (a list, an ``"uuid"`` and a string each) until the store
+        converts them; :meth:`share_uuids` then swaps them for the children's own."""
+        cols: dict[str, set[str]] = {}
+        for kind in KINDS.values():
+            p = kind.parent
+            if p is not None and p.strong:
+                cols.setdefault(p.table, set()).add(p.column)
+        return updates_decoder(cols, {})
 
     def share_uuids(self) -> None:
         """After a load: parents' child columns hold their children's own uuid

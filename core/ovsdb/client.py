@@ -578,15 +578,18 @@ class OvsdbClient:
             else:
                 fut.cancel()
 
-    async def monitor_cond(self, tables: dict[str, Any], monitor_id: str = "hub") -> None:
+    async def monitor_cond(
+        self, tables: dict[str, Any], monitor_id: str = "hub", decode: Callable[[msgspec.Raw], Any] | None = None
+    ) -> None:
         """Start a conditional monitor; ``on_update`` receives the initial
-        contents, in stream order (before any update that follows them)."""
+        contents, in stream order (before any update that follows them).
+        ``decode``: the initial contents' decoder (default: plain JSON)."""
 
         def initial(result: Any) -> None:
             if self.on_update is not None and result:
                 self.on_update(result)
 
-        await self.call("monitor_cond", [self.database, monitor_id, tables], on_reply=initial)
+        await self.call("monitor_cond", [self.database, monitor_id, tables], on_reply=initial, decode=decode)
 
     async def last_txn_id(self, timeout: float | None = 30.0) -> str | None:
         """The id of the last transaction this member applied, or None where NB

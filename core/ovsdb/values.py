@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import bisect
 import enum
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Container, Mapping
 from typing import Any
+
+import msgspec
 
 
 class Col(enum.Enum):
@@ -70,6 +73,8 @@ def decode(col: Col, value: Any) -> Any:
     if col is Col.MAP:
         return py_map(value)
     if col is Col.SET or col is Col.UUIDS:
+        if isinstance(value, tuple):  # plain already (:func:`updates_decoder`); JSON arrays decode as lists
+            return value
         return tuple(sorted(py_set(value))) if value != ["set", []] else ()
     if col is Col.OPTIONAL:
         vals = py_set(value) if value != ["set", []] else ()
@@ -114,3 +119,55 @@ def apply_update2(col: Col, cur: Any, diff: Any) -> Any:
             return tuple(out)
         return tuple(sorted(set(cur or ()) ^ set(members)))
     return decode(col, diff)
+
+
+_UUID_ATOM = re.compile(rb'\[\s*"uuid"\s*,\s*"([0-9a-fA-F-]{36})"\s*\]')
+_changes = msgspec.json.Decoder(dict[str, dict[str, dict[str, msgspec.Raw]]])
+_row = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def uuid_set(raw: Any, canonical: Mapping[str, str]) -> tuple[str, ...] | None:
+    """A set-of-uuids column's raw JSON (bytes-like) → its plain form, each
+    uuid the string ``canonical`` holds for it (the one decoded is dropped at
+    once); None if it is not only uuid atoms."""
+    get = canonical.get
+    out: list[str] = []
+    for m in _UUID_ATOM.finditer(raw):
+        u = m.group(1).decode()
+        out.append(get(u, u))
+    # what is left without the atoms (commas, the set's brackets) must be a set's frame or nothing
+    rest = _UUID_ATOM.sub(b"", raw).translate(None, b" \t\n\r,")
+    if rest != b'["set"[]]' and not (rest == b"" and len(out) == 1):
+        return None
+    out.sort()
+    return tuple(out)
+
+
+def updates_decoder(uuid_cols: Mapping[str, Container[str]], canonical: Mapping[str, str]) -> Callable[[Any], Any]:
+    """A decoder of ``table-updates2`` (a monitor's reply or notification)
+    whose ``uuid_cols`` (table → columns) come plain already (:func:`uuid_set`),
+    every other value as :func:`msgspec.json.decode` gives it.  A switch's 100k
+    port uuids then cost their tuple, not ~28 MB of decoded JSON (a list, an
+    ``"uuid"`` and a string per member) before the replica shares them."""
+
+    def decode_updates(raw: Any) -> Any:
+        out: dict[str, Any] = {}
+        for table, rows in _changes.decode(raw).items():
+            plain = uuid_cols.get(table, ())
+            t: dict[str, Any] = {}
+            for uuid, change in rows.items():
+                c: dict[str, Any] = {}
+                for how, body in change.items():
+                    if how not in ("initial", "insert") or not plain:
+                        c[how] = msgspec.json.decode(body)
+                        continue
+                    row: dict[str, Any] = {}
+                    for col, value in _row.decode(body).items():
+                        got = uuid_set(value, canonical) if col in plain else None
+                        row[col] = got if got is not None else msgspec.json.decode(value)
+                    c[how] = row
+                t[uuid] = c
+            out[table] = t
+        return out
+
+    return decode_updates

@@ -46,3 +46,32 @@ def test_a_switch_holds_the_port_replica_uuid_strings() -> None:
         assert u is port.uuid
         assert sw.parent_of[u] == "s-1"  # type: ignore[attr-defined]
     assert all(k is p.lsp[p.ports.by_uuid[k]].uuid for k in sw.parent_of)  # type: ignore[attr-defined]
+
+
+def test_the_monitor_reply_gives_a_switch_its_port_uuids_as_the_plain_tuple() -> None:
+    """The writer's monitor reply is read by ``NbReplica.decoder``: a switch's
+    port uuids come as the tuple the store keeps (not a list, an "uuid" and a
+    string per member first), the row equals the plain decode's, and
+    ``share_uuids`` still swaps them for the port rows' own strings."""
+    import msgspec
+
+    from core.ovsdb.values import decode_row
+
+    p = Programmer("unix:/nonexistent", "hub1")
+    uuids = [f"0000000{i}-0000-0000-0000-00000000000{i}" for i in range(5)]
+    initial = {"name": "docker/node1/blue", "ports": ["set", [["uuid", u] for u in reversed(uuids)]],
+               "load_balancer": ["set", []], "external_ids": ["map", [["ovn-hub:owner", "hub1"]]]}  # fmt: skip
+    decoded = p.replica.decoder()(msgspec.Raw(msgspec.json.encode({LS: {"s-1": {"initial": initial}}})))
+    assert decoded[LS]["s-1"]["initial"]["ports"] == tuple(uuids)
+    sw = p.replica.stores[LS]
+    sw.apply("s-1", decoded[LS]["s-1"], p.changes)
+    row = p.rows(LS)["docker/node1/blue"]
+    assert row.cols == decode_row(sw.kind.columns, initial)
+    for i, u in enumerate(uuids[:4]):  # the fifth is no port of ours
+        own = "".join(u)
+        p.lsp[f"docker/node1/blue/u{i}"] = PortRow(own, "docker/node1", 1)
+        p.ports.by_uuid[own] = f"docker/node1/blue/u{i}"
+    p.replica.share_uuids()
+    for u in p.rows(LS)["docker/node1/blue"].cols["ports"][:4]:
+        assert u is p.lsp[p.ports.by_uuid[u]].uuid
+        assert sw.parent_of[u] == "s-1"  # type: ignore[attr-defined]
