@@ -605,7 +605,7 @@ class OvsdbClient:
         tables: dict[str, Any],
         last_id: str,
         on_reply: Callable[[tuple[bool, str, dict[str, Any]]], None] | None = None,
-        monitor_id: str = "hub-since",
+        monitor_id: str | None = None,
         timeout: float | None = 120.0,
     ) -> tuple[bool, str, dict[str, Any]]:
         """What changed in ``tables`` (``monitor_cond_since`` requests) after
@@ -614,7 +614,10 @@ class OvsdbClient:
         holds it, or has none): no changes, whatever the ``select`` says of
         ``initial``.  A query, not a monitor: it is cancelled at once and its
         updates are never handed to ``on_update``.  ``on_reply`` runs in
-        stream order, like :meth:`call`'s."""
+        stream order, like :meth:`call`'s.  Each query has a monitor id of its
+        own (``monitor_id``, default ``hub-since-<n>``): two at once do not clash."""
+        if monitor_id is None:
+            monitor_id = f"hub-since-{next(self._ids)}"
         hook: Callable[[Any], None] | None = None
         if on_reply is not None:
             def hook(result: Any) -> None:

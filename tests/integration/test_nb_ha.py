@@ -395,6 +395,30 @@ async def test_a_clean_restart_asks_the_clusters_history_what_changed_not_every_
     await plans_nothing(remote, objs)
 
 
+async def test_history_queries_at_once_do_not_clash_and_leave_no_monitor(cluster: NbCluster) -> None:
+    """The writer's note of NB's last transaction and a restart cache's may be asked at once
+    (a clean stop while the writer idles): each query has a monitor of its own, cancelled at once,
+    and its updates never reach the replica."""
+    client = OvsdbClient(followers_first(cluster), leader_only=True)
+    seen: list[Any] = []
+    client.on_update = seen.append
+    await client.connect()
+    try:
+        first = await client.last_txn_id()
+        assert first is not None
+        await client.transact([{"op": "insert", "table": "Logical_Switch", "row": {"name": "q1"}}])
+        got = await asyncio.gather(client.last_txn_id(), client.last_txn_id(), client.changes_since(
+            {"Logical_Switch": [{"columns": ["name"], "select": {"initial": False}}]}, first))  # fmt: skip
+        assert got[0] == got[1] != first
+        found, last, changes = got[2]
+        assert found and last == got[0] and [c["insert"]["name"] for c in changes["Logical_Switch"].values()] == ["q1"]
+        await client.transact([{"op": "insert", "table": "Logical_Switch", "row": {"name": "q2"}}])
+        await client.call("echo", [])
+        assert seen == [] and client._queries == set()
+    finally:
+        await client.close()
+
+
 def test_the_row_an_index_clash_names_is_found_quoted_or_bare() -> None:
     """ovsdb-server quotes the clashing value only when it is not a bare identifier."""
     from core.nb.kinds import PlanOp
