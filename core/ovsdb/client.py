@@ -596,8 +596,7 @@ class OvsdbClient:
         keeps no transaction history (a standalone ovsdb-server; clustered and
         relay databases do).  Answered in stream order: every update sent
         before it is already handed to ``on_update``."""
-        got = await self.changes_since({"NB_Global": [{"columns": ["name"], "where": [False], "select": {"initial": False}}]},
-                                       ZERO_UUID, timeout=timeout)  # fmt: skip
+        got = await self.changes_since({}, ZERO_UUID, timeout=timeout)  # (a monitor of no table: any database)
         return got[1] if got[1] != ZERO_UUID else None
 
     async def changes_since(
