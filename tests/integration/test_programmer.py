@@ -284,6 +284,82 @@ async def test_endpoints_changed_while_stopped_are_rewritten_after_a_clean_resta
         await stop(q, task)
 
 
+async def test_a_start_sends_its_read_at_once_and_holds_the_answer_until_the_adapters_snapshots_are_in(
+    ovn: OvnSandbox, prog_factory: object, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hubd's start: NB works on the port read while the adapters' snapshots
+    are applied, but its answer is handed over only once they are in
+    (``Programmer.settled``), so the ports the cache vouches for key the desired
+    state's very name strings (one copy of each name), and a port edited
+    while the hub was down is still read again and repaired.  A snapshot that
+    never comes holds the start at most SETTLE_MAX seconds, and a start
+    without a cache (of HOLD_MIN_PORTS) not at all."""
+    from pathlib import Path
+
+    from core.nb import portcache
+
+    cache = Path(str(tmp_path)) / "ports.cache"
+    net = Network(source=SRC, name="blue", subnets=("10.1.0.0/16",))
+    objs: list[Endpoint | Network] = [net, *eps(200)]
+    p = await prog_factory(cache_path=cache)  # type: ignore[operator]
+    p.apply(snap(objs))
+    await p.flush(30)
+    assert await p.save_port_cache()
+    await stop(p)
+    edited = "docker/local/blue/u7"
+    wanted = lsp_by_name(ovn)[edited]["addresses"]
+    ovn.nbctl("lsp-set-addresses", edited, "02:00:00:00:00:ff 10.1.9.9")
+
+    monkeypatch.setattr(portcache, "SETTLE_MAX", 30.0)
+    monkeypatch.setattr(portcache, "HOLD_MIN_PORTS", 100)
+    q = Programmer(ovn.nb_remote, "hub1", cache_path=cache)
+    settled = asyncio.Event()
+    q.settled = settled.wait
+    start = asyncio.create_task(q.start())
+    task: asyncio.Task[None] | None = None
+    try:
+        await asyncio.sleep(1.0)  # NB answered long ago (200 ports): held
+        assert not start.done() and len(q.ports.rows) == 0
+        q.apply(snap(objs))
+        settled.set()
+        await asyncio.wait_for(start, 20)
+        assert (q.ports_from_cache, q.ports_read) == (199, 1)
+        canon = q.ports.canonical_names()
+        assert canon is not None
+        own = [name for name in q.ports.rows if canon[name] is not name]
+        assert own == [edited], "the cache's ports key the desired state's strings (the one read again its own)"
+        task = asyncio.create_task(q.run())
+        await q.flush(30)
+        assert ovs_set(lsp_by_name(ovn)[edited]["addresses"]) == ovs_set(wanted), "drift repaired"
+        assert q.writes == 1
+        assert await q.save_port_cache()
+    finally:
+        for t in (start, task):
+            if t is not None:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+        await q.close()
+
+    # no snapshot ever comes: the start goes on after SETTLE_MAX (the names are its own then)
+    monkeypatch.setattr(portcache, "SETTLE_MAX", 0.3)
+    r = Programmer(ovn.nb_remote, "hub1", cache_path=cache)
+    r.settled = asyncio.Event().wait
+    try:
+        await asyncio.wait_for(r.start(), 20)
+        assert (r.ports_from_cache, r.ports_read) == (200, 0)
+    finally:
+        await r.close()
+    monkeypatch.setattr(portcache, "SETTLE_MAX", 30.0)
+    s = Programmer(ovn.nb_remote, "hub1", cache_path=cache)  # (r stopped without writing one)
+    s.settled = asyncio.Event().wait
+    try:
+        await asyncio.wait_for(s.start(), 10)
+        assert (s.ports_from_cache, s.ports_read) == (0, 200)
+    finally:
+        await s.close()
+
+
 async def test_restart_cache_reads_only_changed_ports_and_still_repairs_drift(
     ovn: OvnSandbox, prog_factory: object, tmp_path: object
 ) -> None:
