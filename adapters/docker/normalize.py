@@ -48,6 +48,8 @@ from core.model import (
     Network,
     PortSpec,
     Source,
+    match_unicast_mac,
+    match_v4_host,
     validate,
     validate_ip,
     validate_mac,
@@ -470,12 +472,12 @@ def decode_inspect(body: bytes) -> Inspect | None:
     or None when msgspec refuses it (not that shape, a field of another type, not JSON
     msgspec takes, or not ASCII: msgspec does not check the UTF-8 of the strings it skips,
     the dict path's decode does): then ``json.loads`` and :func:`normalize_container` decide."""
-    if not body.isascii():
-        return None
     try:
-        return _INSPECT.decode(body)
+        inspect = _INSPECT.decode(body)
     except (msgspec.DecodeError, ValueError, RecursionError):
         return None
+    # checked after the decode: the bytes are in the cache then (the decode reads them all in any case)
+    return inspect if body.isascii() else None
 
 
 def normalize_inspect(
@@ -533,34 +535,44 @@ def normalize_inspect(
         hub_networks = _NO_NETWORKS
     out: list[Endpoint] = []
     try:
-        ports = _ports(config.ExposedPorts, "Config.ExposedPorts")
+        exposed = config.ExposedPorts  # (_ports' memo, inline)
+        ports = _PORTS_SEEN.get(tuple(exposed)) if exposed else ()
+        if ports is None:
+            ports = _ports(exposed, "Config.ExposedPorts")
         for net, att in networks.items():
             if net in _SPECIAL_NETWORKS or net in hub_networks or net in skip_networks:
                 continue
             v4, v6 = att.IPAddress, att.GlobalIPv6Address
+            # a container's addresses are mostly new ones: the canonical v4 and MAC that validate_ip and
+            # validate_mac return as they are, matched here without the look at their memos and the insert
             if v4:
-                ip4 = validate_ip(v4)
+                ip4 = v4 if match_v4_host(v4) else validate_ip(v4)
                 ips: tuple[str, ...] = (ip4,) if not v6 or (ip6 := validate_ip(v6)) == ip4 else (ip4, ip6)
             elif v6:
                 ips = (validate_ip(v6),)
             else:
                 continue  # attached but not configured yet (or being torn down)
-            mac = att.MacAddress
-            # labels known to pass are left out of the check (it checks each field on its own)
-            ep = Endpoint(source=source, uid=cid, namespace=namespace, name=name, kind="container", network=net,
-                          node=node, ips=ips, mac=validate_mac(mac) if mac else None,
-                          labels=_NO_LABELS if known is not None else labels, ports=ports, state=status)  # fmt: skip
+            if mac := att.MacAddress:
+                mac = mac if match_unicast_mac(mac) else validate_mac(mac)
             ctx = _CONTEXT_OK
             if (
-                known is None or ctx[0] is not source or ctx[1] is not namespace or ctx[2] is not node
-                or ctx[3] is not status or ctx[4] is not ports or net not in _NETWORKS_OK
-                or len(cid) > (text := LIMITS["text"]) or len(name) > text or len(ips) > LIMITS["ips"]
-                or not (cid + name).isprintable() or " " in cid
+                known is not None and ctx[0] is source and ctx[1] is namespace and ctx[2] is node
+                and ctx[3] is status and ctx[4] is ports and net in _NETWORKS_OK
+                and len(cid) <= (text := LIMITS["text"]) and len(name) <= text and len(ips) <= LIMITS["ips"]
+                and (cid + name).isprintable() and " " not in cid
             ):  # fmt: skip
-                validate(ep)
-                _remember_context(source, namespace, node, status, ports, net)
-            # else: as an endpoint validate() passed, but for uid, name and network (checked above as validate()
-            # checks them), ips and mac (validate_ip and validate_mac gave them: canonical, checked)
+                # as an endpoint validate() passed, but for uid, name and network (checked above as validate()
+                # checks them), ips and mac (validate_ip and validate_mac gave them: canonical, checked)
+                out.append(Endpoint(source=source, uid=cid, namespace=namespace, name=name, kind="container",
+                                    network=net, node=node, ips=ips, mac=mac or None, labels=labels, ports=ports,
+                                    state=status))  # fmt: skip
+                continue
+            # labels known to pass are left out of the check (it checks each field on its own)
+            ep = Endpoint(source=source, uid=cid, namespace=namespace, name=name, kind="container", network=net,
+                          node=node, ips=ips, mac=mac or None,
+                          labels=_NO_LABELS if known is not None else labels, ports=ports, state=status)  # fmt: skip
+            validate(ep)
+            _remember_context(source, namespace, node, status, ports, net)
             if known is not None:
                 force_setattr(ep, "labels", labels)  # (before anyone else holds it)
             elif labels:

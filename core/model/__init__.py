@@ -48,6 +48,8 @@ from core.model.validate import (
     MAX_AFFINITY_TIMEOUT,
     NETWORK_NAME,
     bad_characters,
+    match_unicast_mac,
+    match_v4_host,
     parse_hostport,
     quote,
     validate,
@@ -64,6 +66,6 @@ __all__ = [
     "Expr", "InputEvent", "Invalid", "LBRule", "Namespace", "Network", "Object", "ObjectKind", "Peer", "Policy",
     "PolicyPort", "PortSpec", "Programmed", "Ready", "Rejected", "Rule", "Selector", "Service", "Snapshot", "Source",
     "StatusEvent", "Upsert", "bad_characters", "decode_event", "decode_object", "encode", "json_schema", "kind_of",
-    "parse_hostport", "quote", "share_names", "validate", "validate_ip", "validate_label_key", "validate_mac", "validate_selector",
+    "match_unicast_mac", "match_v4_host", "parse_hostport", "quote", "share_names", "validate", "validate_ip", "validate_label_key", "validate_mac", "validate_selector",
     "validate_source", "validate_subnet", "workload_of", "workload_rank",
 ]

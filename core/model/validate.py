@@ -151,6 +151,12 @@ _V4_HOST = re.compile(rf"(?!0\.|127\.|22[4-9]\.|23[0-9]\.|255\.255\.255\.255\Z){
 # The MACs validate_mac returns as they are: lower case, the multicast bit (of the first octet) clear.
 _MAC_UNICAST = re.compile(r"[0-9a-f][02468ace](?::[0-9a-f]{2}){5}")
 _SPACE = re.compile(r"\s")
+#: ``fullmatch`` of the text :func:`validate_ip` returns as it is (its fast path, without its memo): a
+#: canonical dotted quad of a unicast host.  For callers that see mostly first-seen addresses (a
+#: container's new IP), where the memo's lookup, insert and churn cost more than this one regex.
+match_v4_host = _V4_HOST.fullmatch
+#: ``fullmatch`` of the text :func:`validate_mac` returns as it is (its fast path, without its memo).
+match_unicast_mac = _MAC_UNICAST.fullmatch
 
 
 def validate_ip(text: str, field: str = "ip") -> str:

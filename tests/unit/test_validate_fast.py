@@ -22,7 +22,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.model import LABEL_WORKLOAD, Endpoint, Invalid, PortSpec, Source, validate, validate_ip, validate_mac
+from core.model import (
+    LABEL_WORKLOAD,
+    Endpoint,
+    Invalid,
+    PortSpec,
+    Source,
+    match_unicast_mac,
+    match_v4_host,
+    validate,
+    validate_ip,
+    validate_mac,
+)
 from core.model.validate import _endpoint_passes, _validate_endpoint
 
 validate_module = sys.modules["core.model.validate"]  # (core.model's validate is the function)
@@ -164,3 +175,14 @@ def test_validate_mac_fast_path_answers_as_the_reference(text: str) -> None:
     first = _answer(validate_mac, text)
     assert first == _mac_reference(text), text
     assert _answer(validate_mac, text) == first, text
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.one_of(_DOTTED, _EDGES, _MACS, st.text(max_size=20)))
+def test_the_exported_matchers_accept_only_what_the_checks_return_as_it_is(text: str) -> None:
+    """``match_v4_host`` / ``match_unicast_mac`` (callers skip the check on a match): a match is a
+    value the check returns unchanged."""
+    if match_v4_host(text):
+        assert _ip_reference(text) == ("ok", text), text
+    if match_unicast_mac(text):
+        assert _mac_reference(text) == ("ok", text), text
