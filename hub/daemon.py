@@ -93,8 +93,6 @@ class Hub:
         self.api_ingest: ApiIngest | None = None  # [api] ingest: node agents' cni/<node> sources
         self.shared_ipam: SharedIpam | None = None  # /v1/ipam: addresses of shared networks (made on first use)
         self._applied: set[str] = set()  # sources whose snapshot the programmer applied
-        #: set once every source READY waits for has its first snapshot applied (or none is awaited)
-        self._settled = asyncio.Event()
         #: what the hub builds between the sources; its ``policies`` are the [policies] file's
         self.fabric = config.fabric_spec()
         self.policy_file = PoliciesFile(config.policies, reject=self.bus.publish)
@@ -132,7 +130,6 @@ class Hub:
             )
             stack.push_async_callback(self.programmer.close)
             self.programmer.on_role = self._on_role
-            self.programmer.settled = self._settled.wait
             if not self.policy_file.checks:  # (hubd's main read it already, refusing a bad file)
                 self.policy_file.read()
             self._set_fabric(self.config)
@@ -248,8 +245,6 @@ class Hub:
                 self.programmer.apply(ev)
                 if isinstance(ev, Snapshot):
                     self._applied.add(str(ev.source))
-                    if self._wanted() <= self._applied:
-                        self._settled.set()
 
     def _wanted(self) -> set[str]:
         """Sources whose first snapshot READY waits for: local adapters and remote sources."""
@@ -263,7 +258,6 @@ class Hub:
         while True:
             missing = sorted(self._wanted() - self._applied)
             if not missing:
-                self._settled.set()
                 await self.programmer.flush()
                 if self._wanted() <= self._applied:
                     break

@@ -17,13 +17,12 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import mmap
 import os
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Collection, Container, Iterable
+from collections.abc import Callable, Collection, Container, Iterable
 from operator import itemgetter
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 
@@ -34,7 +33,6 @@ from core.nb.tables.port import READ_COLUMNS, TABLE, PortRow, PortStore, version
 from core.ovsdb import OvsdbClient, OvsdbError
 
 log = logging.getLogger("ovn_hub.programmer")
-_T = TypeVar("_T")
 
 
 class _Version(msgspec.Struct, gc=False, rename={"uuid": "_uuid", "version": "_version"}):
@@ -69,14 +67,6 @@ class _CacheHead(msgspec.Struct):
     format: int
     hub_id: str
     nb: str
-
-
-class _CachePeek(_CacheHead):
-    """What a start needs of the cache before its entries: whether to use it, and how."""
-
-    sources: list[tuple[str, int]] = []
-    generation: int = 0
-    txn: str = ""
 
 
 class PortCache(msgspec.Struct):
@@ -226,54 +216,29 @@ def install_rows(store: PortStore, ev: Events, result: list[Any], canon: dict[st
     return n
 
 
-#: The cache's entries, their names (``names[i]`` the i-th's name) and whether those are yet
-#: to be keyed by the desired state's strings (read before it had any), asked for when NB's
-#: answer is handed over (:func:`load`: the file is read meanwhile); None: none to use.
-Entries = Callable[[], "tuple[list[CachedPort], list[str], bool] | None"]
-
-
-def given(entries: list[CachedPort], names: list[str]) -> Entries:
-    return lambda: (entries, names, False)
-
-
 async def load_from(
-    client: OvsdbClient, store: PortStore, ev: Events, hub_id: str, entries: Entries, what: str,
-    then: Callable[[], None] | None = None,
+    client: OvsdbClient, store: PortStore, ev: Events, hub_id: str, entries: list[CachedPort], names: list[str],
+    what: str, share: bool = False,
 ) -> tuple[int, int] | None:  # fmt: skip
-    """Install the ``entries`` whose ``_uuid``/``_version`` NB still has, read
-    the full columns of every other owned port; (fresh, read), or None
-    (nothing installed) when too many changed or the entries are unusable: the
-    caller reads everything.  ``then``: see :func:`load`."""
+    """Install ``entries`` (``names[i]`` the i-th's name) whose ``_uuid``/``_version``
+    NB still has, read the full columns of every other owned port; (fresh, read),
+    or None (nothing installed) when too many changed: the caller reads everything.
+    ``share``: key them by the desired state's name strings (the cache was read
+    before the desired state had any: it may have them by the reply)."""
     store.rows.clear()
     store.by_uuid.clear()
     cond = owned(hub_id)
     outcome: dict[str, Any] = {}
-    #: the entries not vouched for yet (what is left once every row is checked changed or
-    #: went); None until the first row
-    by_uuid: dict[str, CachedPort] | None = None
-    ports: list[CachedPort] = []
-    names: list[str] = []
-    share = False
+
+    #: the entries not vouched for yet: what is left once every row is checked changed or went
+    by_uuid = {c.uuid: c for c in entries}
+    if len(by_uuid) != len(entries) or len(names) != len(entries):
+        log.warning("%s: %d entries, %d uuids, %d names: reading every port", what, len(entries), len(by_uuid), len(names))
+        return None
     fresh = [0]
     changed: list[str] = []
 
-    def begin() -> dict[str, CachedPort]:
-        nonlocal by_uuid, ports, names, share
-        got = entries()
-        if got is not None:
-            ports, names, share = got
-            by_uuid = {c.uuid: c for c in ports}
-            if len(by_uuid) == len(ports) == len(names):
-                return by_uuid
-            log.warning("%s: %d entries, %d uuids, %d names: reading every port", what, len(ports), len(by_uuid), len(names))
-        outcome["unusable"] = True
-        by_uuid = {}
-        return by_uuid
-
     def check(raw: msgspec.Raw) -> None:  # each row as the reply arrives (the rest in versions())
-        nonlocal by_uuid
-        if by_uuid is None:
-            by_uuid = begin()
         row = _version_decoder.decode(raw)
         uuid = row.uuid[1]
         c = by_uuid.get(uuid)
@@ -284,43 +249,27 @@ async def load_from(
             changed.append(uuid)
 
     def versions(result: list[Any]) -> None:
-        nonlocal by_uuid
-        if by_uuid is None:
-            by_uuid = begin()
         with gc_paused():
             for raw in result[0]["rows"]:
                 check(raw)
         outcome.update(fresh=fresh[0], changed=changed, total=fresh[0] + len(changed))
-        if outcome.get("unusable") or too_many(len(changed), fresh[0] + len(changed)):
+        if too_many(len(changed), fresh[0] + len(changed)):
             by_uuid.clear()
-            return  # unusable or too stale: the caller reads everything
-        vouch(store, ev, ports, names, by_uuid, share)
+            return  # too stale: the caller reads everything
+        vouch(store, ev, entries, names, by_uuid, share)
         by_uuid.clear()
         outcome["installed"] = True
 
-    await _first(client.transact_rows(
+    await client.transact_rows(
         [{"op": "select", "table": TABLE, "where": cond, "columns": ["_uuid", "_version"]}],
         on_reply=versions, on_row=check,
-    ), then)  # fmt: skip
-    if outcome.get("unusable"):
-        return None
+    )  # fmt: skip
     if not outcome.get("installed"):
         log.info("%s: %d of %d ports changed since: reading every port", what, len(outcome.get("changed", ())), outcome.get("total", 0))
         return None
     await read_again(client, store, ev, hub_id, changed)
     log.info("%s: %d ports unchanged, %d read again", what, outcome["fresh"], len(changed))
     return outcome["fresh"], len(changed)
-
-
-async def _first(request: Awaitable[_T], then: Callable[[], None] | None) -> _T:
-    """Await ``request`` (a client call), ``then`` sent right after it: a task
-    started after the request's (tasks start in the order made; a call writes
-    its request before it awaits anything)."""
-    if then is None:
-        return await request
-    task = asyncio.ensure_future(request)
-    then()
-    return await task
 
 
 def too_many(changed: int, total: int) -> bool:
@@ -370,8 +319,8 @@ class _Stale(Exception):
 
 
 async def load_since(
-    client: OvsdbClient, store: PortStore, ev: Events, hub_id: str, entries: Entries, txn: str,
-    unsure: Collection[str] = (), then: Callable[[], None] | None = None,
+    client: OvsdbClient, store: PortStore, ev: Events, hub_id: str, entries: list[CachedPort], names: list[str],
+    txn: str, share: bool, unsure: Collection[str] = (),
 ) -> tuple[int, int] | None:  # fmt: skip
     """Install the cache's ``entries`` NB's transaction history shows unchanged
     since ``txn`` (the last transaction when the cache was written), read the
@@ -392,17 +341,14 @@ async def load_since(
 
     def answer(got: tuple[bool, str, dict[str, Any]]) -> None:  # in the reader, in stream order
         found, _, updates = got
-        usable = entries()
-        if not found or usable is None:
+        if not found:
             return
-        ports, names, share = usable
-        outcome["entries"] = len(ports)
         changes: dict[str, Any] = updates.get(TABLE, {})
-        if too_many(len(changes) + len(unsure), len(ports)):
+        if too_many(len(changes) + len(unsure), len(entries)):
             outcome["stale"] = len(changes) + len(unsure)
             return
         skip = changes.keys() | unsure if unsure else changes
-        vouch(store, ev, ports, names, skip, share)
+        vouch(store, ev, entries, names, skip, share)
         read = {u for u, change in changes.items() if "delete" not in change}
         read.update(u for u in unsure if "delete" not in changes.get(u, ()))
         outcome["read"] = sorted(read)
@@ -411,14 +357,14 @@ async def load_since(
     kind = store.kind
     since = {TABLE: [{"columns": [*kind.columns, *kind.extra_columns], "where": owned(hub_id),
                       "select": {"initial": False, "insert": True, "delete": True, "modify": True}}]}  # fmt: skip
-    await _first(client.changes_since(since, txn, on_reply=answer), then)
+    await client.changes_since(since, txn, on_reply=answer)
     if "stale" in outcome:
         raise _Stale(outcome["stale"])
     if "read" not in outcome:
         return None
     await read_again(client, store, ev, hub_id, outcome["read"])
     log.info("NB's history since transaction %s shows %d of %d ports unchanged, %d read again",
-             txn, outcome["fresh"], outcome["entries"], len(outcome["read"]))  # fmt: skip
+             txn, outcome["fresh"], len(entries), len(outcome["read"]))  # fmt: skip
     return outcome["fresh"], len(outcome["read"])
 
 
@@ -432,8 +378,7 @@ async def load_since(
 READ_SPLIT: tuple[tuple[int, ...], ...] = ((),)
 
 
-async def load_all(client: OvsdbClient, store: PortStore, ev: Events, hub_id: str,
-                   then: Callable[[], None] | None = None) -> int:  # fmt: skip
+async def load_all(client: OvsdbClient, store: PortStore, ev: Events, hub_id: str) -> int:
     """Read every port the hub owns (in the selects of READ_SPLIT).
 
     Rows are decoded, digested and installed one at a time as the reply
@@ -461,13 +406,10 @@ async def load_all(client: OvsdbClient, store: PortStore, ev: Events, hub_id: st
         return cond + [["external_ids", "excludes", ["map", [[SHARD, str(k)]]]] for k in leave_out]
 
     reads = [
-        asyncio.ensure_future(client.transact_rows(
-            [{"op": "select", "table": TABLE, "where": where(x), "columns": READ_COLUMNS}], on_reply=install, on_row=on_row,
-        ))
+        client.transact_rows([{"op": "select", "table": TABLE, "where": where(x), "columns": READ_COLUMNS}],
+                             on_reply=install, on_row=on_row)
         for x in READ_SPLIT
-    ]  # fmt: skip
-    if then is not None:
-        then()
+    ]
     await asyncio.gather(*reads)
     return len(store.rows)  # (a port read twice counts once)
 
@@ -482,155 +424,52 @@ class Loaded(msgspec.Struct, frozen=True):
     generation: int
 
 
-#: A start holds NB's answers at most this long for the adapters' first snapshots (:func:`load`).
-SETTLE_MAX = 3.0
-#: ... and only for a cache of at least this many ports (where one copy of each name counts).
-HOLD_MIN_PORTS = 1000
-
-
 async def load(
     client: OvsdbClient, store: PortStore, ev: Events, hub_id: str, nb: str,
     cache_path: str | os.PathLike[str] | None, remembered: list[CachedPort] | None, txn: str | None = None,
-    settled: Callable[[], Awaitable[Any]] | None = None, then: Callable[[], None] | None = None,
 ) -> Loaded:  # fmt: skip
     """Load the port replica the cheapest way that is safe: a reconnect
     revalidates what it ``remembered`` (by NB's history since ``txn``, the
     last transaction it is known to reflect, else by versions); a start uses
     the restart cache at ``cache_path`` (at most CACHE_MAX_GENERATIONS starts
-    in a row); else every port is read.
-
-    ``settled`` (a start): awaits the adapters' first snapshots.  The start's
-    request goes out at once and NB works on it while they are applied.  With
-    a cache of HOLD_MIN_PORTS or more, its answer is held
-    (:meth:`OvsdbClient.hold_replies`) until they are in (at most SETTLE_MAX
-    seconds: an adapter that cannot list holds NB that long), and its hooks
-    read the cache then, so the names it keys share the desired state's
-    strings, and the cache's entries are decoded where the names they replace
-    were (:func:`read_cache`).
-
-    ``then`` sends what is to follow the load's first request (and may be
-    called again: it must send once), such as the monitors whose initial
-    answers are big: ovsdb-server works on a session's next request only
-    once the last answer is read, so behind them the read would wait for
-    this process to read theirs."""
+    in a row); else every port is read."""
     if remembered:
         names: list[str] | None = getattr(remembered, "names", None)  # (memory_entries: a Remembered)
         if names is not None and txn:
             try:
-                got = await load_since(client, store, ev, hub_id, given(remembered, names), txn,
-                                       getattr(remembered, "unsure", ()), then)  # fmt: skip
+                got = await load_since(client, store, ev, hub_id, remembered, names, txn, False,
+                                       getattr(remembered, "unsure", ()))  # fmt: skip
                 if got is not None:
                     return Loaded("in memory, NB history", got[0], got[1], 0)
             except _Stale as exc:
                 log.info("in memory: %s ports changed since: reading every port", exc)
-                return Loaded("read", 0, await load_all(client, store, ev, hub_id, then), 0)
-        got = await load_from(client, store, ev, hub_id, given(remembered, names), "in memory", then) if names is not None else None
+                return Loaded("read", 0, await load_all(client, store, ev, hub_id), 0)
+        got = await load_from(client, store, ev, hub_id, remembered, names, "in memory") if names is not None else None
         if got is not None:
             return Loaded("in memory", got[0], got[1], 0)
     elif remembered is None:
-        return await _start(client, store, ev, hub_id, nb, cache_path, settled, then)
-    return Loaded("read", 0, await load_all(client, store, ev, hub_id, then), 0)
+        shared: list[bool] = []
 
+        def canonical() -> dict[str, str] | None:
+            canon = store.canonical_names()
+            shared.append(canon is not None)
+            return canon
 
-async def _start(
-    client: OvsdbClient, store: PortStore, ev: Events, hub_id: str, nb: str,
-    cache_path: str | os.PathLike[str] | None, settled: Callable[[], Awaitable[Any]] | None,
-    then: Callable[[], None] | None,
-) -> Loaded:  # fmt: skip
-    """:func:`load` at a start."""
-    head = peek_cache(cache_path, hub_id, nb)
-    if head is not None and head.generation >= CACHE_MAX_GENERATIONS:
-        log.info("port cache: %d restarts in a row used it: reading every port this time", head.generation)
-        discard(cache_path)
-        head = None
-    read: list[tuple[list[CachedPort], list[str], bool] | None] = []
-
-    def entries() -> tuple[list[CachedPort], list[str], bool] | None:
-        if not read:
-            shared: list[bool] = []
-
-            def canonical() -> dict[str, str] | None:
-                canon = store.canonical_names()
-                shared.append(canon is not None)
-                return canon
-
-            cache = read_cache(cache_path, hub_id, nb, canonical)
-            read.append((cache.ports, cache.names, not any(shared)) if cache is not None else None)
-        return read[0]
-
-    async def by_cache(txn: str, generation: int) -> Loaded | None:
-        try:
-            if txn:
-                got = await load_since(client, store, ev, hub_id, entries, txn, then=then)
+        cache = read_cache(cache_path, hub_id, nb, canonical)
+        if cache is not None and cache.generation >= CACHE_MAX_GENERATIONS:
+            log.info("port cache: %d restarts in a row used it: reading every port this time", cache.generation)
+        elif cache is not None:
+            share = not any(shared)
+            try:
+                got = await load_since(client, store, ev, hub_id, cache.ports, cache.names, cache.txn, share) if cache.txn else None
                 if got is not None:
-                    return Loaded("port cache, NB history", got[0], got[1], generation + 1)
-            if not read or read[0] is not None:  # (not known unusable yet: its request goes first)
-                got = await load_from(client, store, ev, hub_id, entries, "port cache", then)
+                    return Loaded("port cache, NB history", got[0], got[1], cache.generation + 1)
+                got = await load_from(client, store, ev, hub_id, cache.ports, cache.names, "port cache", share)
                 if got is not None:
-                    return Loaded("port cache", got[0], got[1], generation + 1)
-        except _Stale as exc:
-            log.info("port cache: %s ports changed since: reading every port", exc)
-        return None
-
-    async def read_all() -> Loaded:
-        return Loaded("read", 0, await load_all(client, store, ev, hub_id, then), 0)
-
-    if head is None or sum(count for _, count in head.sources) < HOLD_MIN_PORTS:
-        settled = None  # (a full read takes long enough; a failing adapter would hold NB SETTLE_MAX)
-    if settled is not None:
-        client.hold_replies()
-    try:
-        first = asyncio.ensure_future(by_cache(head.txn, head.generation) if head is not None else read_all())
-        try:
-            if settled is not None:  # (the read's hooks read the cache: after the monitors' answers)
-                settle = asyncio.ensure_future(settled())
-                try:
-                    done, _ = await asyncio.wait((first, settle), timeout=SETTLE_MAX, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    settle.cancel()
-                if not done:
-                    log.info("not every adapter's snapshot is in after %.0fs: loading the ports meanwhile", SETTLE_MAX)
-        except BaseException:
-            first.cancel()
-            raise
-    finally:
-        client.resume_replies()
-    got = await first
-    return got if got is not None else await read_all()
-
-
-def peek_cache(path: str | os.PathLike[str] | None, hub_id: str, nb: str) -> _CachePeek | None:
-    """The restart cache's header, its NB transaction and generation (its
-    entries undecoded): None, the cache removed, when there is none to use."""
-    if path is None:
-        return None
-    try:
-        # mapped, not read: a read's ~5 MB (50k ports) freed before the snapshots are applied
-        # would raise glibc's mmap threshold, and the desired state's big tables would then
-        # come from the heap and leave holes in it (+5 MB of RSS measured at 50k)
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            head = msgspec.msgpack.decode(data, type=_CachePeek)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:  # (an empty file cannot be mapped: ValueError)
-        log.warning("port cache %s unreadable (%s): reading every port", path, exc)
-        discard(path)
-        return None
-    except msgspec.DecodeError as exc:
-        log.warning("port cache %s is damaged (%s): reading every port", path, exc)
-        discard(path)
-        return None
-    if head.format != PORT_CACHE_FORMAT or head.hub_id != hub_id or head.nb != nb:
-        log.info("port cache %s is for another hub, NB or format: reading every port", path)
-        discard(path)
-        return None
-    return head
-
-
-def discard(path: str | os.PathLike[str] | None) -> None:
-    if path is not None:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+                    return Loaded("port cache", got[0], got[1], cache.generation + 1)
+            except _Stale as exc:
+                log.info("port cache: %s ports changed since: reading every port", exc)
+    return Loaded("read", 0, await load_all(client, store, ev, hub_id), 0)
 
 
 async def save(

@@ -68,8 +68,6 @@ log = logging.getLogger("ovn_hub.programmer")
 
 #: the monitor of a standby: the inserts of the active writer of the same hub id
 STANDBY_MONITOR = "standby"
-#: Monitor id of the writer's monitor of its ports (the rest is the default "hub")
-PORTS_MONITOR = "hub-ports"
 #: seconds between two notes of NB's last transaction (each costs a query of two round trips)
 HISTORY_MARK_INTERVAL = 1.0
 
@@ -107,9 +105,6 @@ class Programmer:
         self.batch_size = batch_size
         self.coalesce = coalesce
         self.retry_interval = retry_interval
-        #: A start's wait for the adapters' first snapshots (set by the hub), so the port
-        #: load keys the desired state's names (``portcache.load``); None: no wait.
-        self.settled: Callable[[], Awaitable[Any]] | None = None
         #: Restart cache of the port replica (core/nb/portcache.py); None: always read everything.
         self.cache_path = cache_path
         #: How the last (re)connect loaded the ports: ports taken from the cache (or memory), ports read.
@@ -292,38 +287,12 @@ class Programmer:
         self.view.pending.clear()
         client.on_update = self.replica.on_update
         try:
-            # Sent at once, in this order (``OvsdbClient.call`` writes before it awaits; tasks
-            # start in the order made; NB answers a session's requests in order): the ports'
-            # monitor (its answer is empty: no initial rows), the load's first request, then the
-            # monitor of every other table, whose initial answer is big (a switch's 100k port
-            # uuids): NB takes a session's next request only once the last answer is read, so the
-            # read waits for nothing this process has to read first, and NB works on it while a
-            # start applies the adapters' snapshots (portcache.load).
-            requests = self.replica.monitor_requests()
-            ports_only = {PORTS: requests.pop(PORTS)}
-            monitors = []
             if self.lock_name is not None:
                 # Before anything is read: the inserts of another writer of this hub id (the
                 # writer's own monitor leaves inserts out: it records its own from the replies)
-                standby = client.monitor_cond(self.replica.monitor_requests(inserts_only=True), STANDBY_MONITOR)
-                monitors.append(asyncio.ensure_future(standby))
-            monitors.append(asyncio.ensure_future(client.monitor_cond(ports_only, PORTS_MONITOR)))
-            all_monitors = len(monitors) + 1
-
-            def rest() -> None:
-                if len(monitors) < all_monitors:
-                    rest_of = client.monitor_cond(requests, decode=self.replica.decoder())
-                    monitors.append(asyncio.ensure_future(rest_of))
-
-            try:
-                await self._load_ports(client, reconnect, remembered, mark, rest)
-                rest()
-                await asyncio.gather(*monitors)
-            except BaseException:
-                for t in monitors:
-                    t.cancel()
-                await asyncio.gather(*monitors, return_exceptions=True)
-                raise
+                await client.monitor_cond(self.replica.monitor_requests(inserts_only=True), STANDBY_MONITOR)
+            await client.monitor_cond(self.replica.monitor_requests(), decode=self.replica.decoder())
+            await self._load_ports(client, reconnect, remembered, mark)
             self.replica.share_uuids()
             self._client = client
             if self.lock_name is not None:
@@ -350,12 +319,10 @@ class Programmer:
         log.info("NB synced: %s rows owned by %s", counts, self.hub_id)
 
     async def _load_ports(
-        self, client: OvsdbClient, reconnect: bool, remembered: list[portcache.CachedPort], mark: str | None,
-        then: Callable[[], None],
-    ) -> None:  # fmt: skip
+        self, client: OvsdbClient, reconnect: bool, remembered: list[portcache.CachedPort], mark: str | None
+    ) -> None:
         got = await portcache.load(client, self.ports, self.changes, self.hub_id, self.nb_remote,
-                                   None if reconnect else self.cache_path, remembered if reconnect else None, mark,
-                                   None if reconnect else self.settled, then)  # fmt: skip
+                                   None if reconnect else self.cache_path, remembered if reconnect else None, mark)  # fmt: skip
         self.ports_from_cache, self.ports_read, self.ports_load = got.fresh, got.read, got.how
         if not reconnect:  # (consecutive cache-based *starts*: a reconnect does not count)
             self._cache_generation = got.generation
@@ -955,5 +922,4 @@ def _clashing(units: list[PlanOp], exc: OvsdbError) -> PlanOp | None:
         except ValueError:
             return None
     return next((u for u in units if u.op == "insert" and u.table == m.group(1) and u.name == name), None)
-
 

@@ -13,7 +13,7 @@ after a read's reply always finds its row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from core.gcpause import gc_paused
@@ -68,17 +68,13 @@ class NbReplica:
         columns (a switch's 100k port uuids) come as the plain tuples the
         stores keep (:func:`core.ovsdb.values.updates_decoder`), not as ~28 MB of
         decoded JSON (a list, an ``"uuid"`` and a string each) until the store
-        converts them.  Each uuid is the child store's own string when it
-        holds the child by then (a monitor answered after the children were
-        loaded: no second copy made at all), else :meth:`share_uuids` swaps it."""
+        converts them; :meth:`share_uuids` then swaps them for the children's own."""
         cols: dict[str, set[str]] = {}
-        children: list[Store] = []
-        for table, kind in KINDS.items():
+        for kind in KINDS.values():
             p = kind.parent
             if p is not None and p.strong:
                 cols.setdefault(p.table, set()).add(p.column)
-                children.append(self.stores[table])
-        return updates_decoder(cols, ChildUuids(children))
+        return updates_decoder(cols, {})
 
     def share_uuids(self) -> None:
         """After a load: parents' child columns hold their children's own uuid
@@ -106,39 +102,3 @@ class NbReplica:
 
     def kind(self, table: str) -> RowKind:
         return self.stores[table].kind
-
-
-class ChildUuids(Mapping[str, str]):
-    """uuid -> the string of it a child store keeps (the uuid itself: a
-    mapping onto itself, looked up when asked, not built)."""
-
-    def __init__(self, stores: list[Store]) -> None:
-        self.stores = stores
-
-    def __getitem__(self, uuid: str) -> str:
-        for store in self.stores:
-            key = store.key_of(uuid)
-            if key is not None:
-                own = store.uuid(key)
-                if own is not None:
-                    return own
-        raise KeyError(uuid)
-
-    def get(self, uuid: str, default: Any = None) -> Any:  # (a lookup per uuid: no KeyError raised)
-        for store in self.stores:
-            key = store.key_of(uuid)
-            if key is not None:
-                own = store.uuid(key)
-                if own is not None:
-                    return own
-        return default
-
-    def __iter__(self) -> Iterator[str]:
-        for store in self.stores:
-            for key in list(store.keys()):
-                own = store.uuid(key)
-                if own is not None:
-                    yield own
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)

@@ -326,26 +326,6 @@ class OvsdbClient:
         #: ``locked``/``stolen`` notifications of an OVSDB lock: (lock name, held now)
         self.on_lock: Callable[[str, bool], None] | None = None
         self.closed = asyncio.Event()
-        #: cleared by :meth:`hold_replies`: nothing received is handed over until it is set again
-        self._replies_open = asyncio.Event()
-        self._replies_open.set()
-
-    def hold_replies(self) -> None:
-        """Hand over nothing received (replies, their hooks and streamed rows,
-        updates) until :meth:`resume_replies`: what the server sends waits in
-        the socket and the server meanwhile (a request sent now is answered
-        while this process does other work, its rows installed later).  In
-        stream order still; keep it short (the server's inactivity probe)."""
-        self._replies_open.clear()
-        transport = self._writer.transport if self._writer is not None else None
-        if isinstance(transport, asyncio.Transport):  # nothing more read meanwhile: it waits in the socket
-            transport.pause_reading()
-
-    def resume_replies(self) -> None:
-        transport = self._writer.transport if self._writer is not None else None
-        if not self._replies_open.is_set() and isinstance(transport, asyncio.Transport) and not transport.is_closing():
-            transport.resume_reading()
-        self._replies_open.set()
 
     async def connect(self, timeout: float = 10.0) -> None:
         """Open a session to the first usable member of the remote list,
@@ -453,24 +433,18 @@ class OvsdbClient:
     async def _read_loop(self) -> None:
         assert self._reader is not None
         parser = _StreamParser(self._streams)
-        held = self._replies_open
         try:
             while True:
-                if not held.is_set():
-                    await held.wait()
                 if parser.pending:
                     try:
                         data = await asyncio.wait_for(self._reader.read(1 << 20), 0.05)
                     except TimeoutError:
-                        if held.is_set():
-                            self._dispatch_all(parser.flush())
+                        self._dispatch_all(parser.flush())
                         continue
                 else:
                     data = await self._reader.read(1 << 20)
                 if not data:
                     raise ConnectionLost(f"{self.remote}: connection closed by server")
-                if not held.is_set():  # held while this was read: handed over once resumed
-                    await held.wait()
                 self._dispatch_all(parser.feed(data))
                 del data  # do not pin a large message while idle
         except asyncio.CancelledError:
