@@ -40,7 +40,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,7 @@ def _nb_pid(sb: Any) -> int | None:
 async def hub_path(remote: str, snap: Snapshot, profile: cProfile.Profile | None,
                    server_pid: int | None = None) -> dict[str, Any]:  # fmt: skip
     bus = Bus()
-    prog = Programmer(remote, HUB_ID, publish=bus.publish)
+    prog = Programmer(remote, HUB_ID, publish=bus.publish, publish_many=bus.publish_many)
     await prog.start()
     sub = bus.subscribe("programmer", accept=lambda e: isinstance(e, Snapshot | Upsert | Delete))
     applied = asyncio.Event()
@@ -128,7 +128,19 @@ async def hub_path(remote: str, snap: Snapshot, profile: cProfile.Profile | None
         finally:
             transact_seconds += time.perf_counter() - t
 
+    orig_stream = client.transact_stream
+
+    async def timed_stream(chunks: Iterable[list[dict[str, Any]]], timeout: float | None = 300.0,
+                           on_sent: Callable[[], None] | None = None) -> list[Any]:
+        nonlocal transact_seconds
+        t = time.perf_counter()
+        try:
+            return await orig_stream(chunks, timeout, on_sent)
+        finally:
+            transact_seconds += time.perf_counter() - t
+
     client.transact = timed_transact  # type: ignore[method-assign]
+    client.transact_stream = timed_stream  # type: ignore[method-assign]
     writer = asyncio.create_task(prog.run(), name="nb-writer")
     consumer = asyncio.create_task(consume(), name="consumer")
     try:

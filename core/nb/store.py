@@ -58,6 +58,8 @@ class Store(Protocol):
     def apply(self, uuid: str, change: dict[str, Any], ev: Events) -> None: ...
     def record_insert(self, key: str, uuid: str, cols: dict[str, Any], ev: Events) -> None:
         """A row this process inserted (inserts are not echoed by the monitor)."""
+    def record_inserts(self, done: Iterable[tuple[PlanOp, str]], ev: Events) -> None:
+        """:meth:`record_insert` of each insert and the uuid NB gave its row."""
     def committed(self, unit: PlanOp) -> None: ...
 
 
@@ -227,6 +229,10 @@ class RowStore(KeyedRows[XRow]):
             if col not in full and c in _DEFAULTS:
                 full[col] = _DEFAULTS[c]
         self.put(uuid, full)
+
+    def record_inserts(self, done: Iterable[tuple[PlanOp, str]], ev: Events) -> None:
+        for u, uuid in done:
+            self.record_insert(u.name, uuid, u.columns, ev)
 
     def committed(self, unit: PlanOp) -> None:
         return None

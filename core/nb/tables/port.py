@@ -355,6 +355,23 @@ class PortStore(KeyedRows[PortRow]):
         for diff in self.early.pop(uuid, ()):
             self.apply(uuid, {"modify": diff}, ev)
 
+    def record_inserts(self, done: Iterable[tuple[PlanOp, str]], ev: Events) -> None:
+        """:meth:`record_insert` of many: the rows :meth:`prepare` built get their uuid."""
+        prepared, rows, by_uuid, early = self._prepared, self.rows, self.by_uuid, self.early
+        for u, uuid in done:
+            key, cols = u.name, u.columns
+            got = prepared.get(key)
+            row = got[2] if got is not None and got[0] is cols else None
+            if row is not None and not row.uuid:  # (built while NB worked on the transaction)
+                row.uuid = uuid
+                rows[key] = row
+                by_uuid[uuid] = key
+                if early and uuid in early:
+                    for diff in early.pop(uuid):
+                        self.apply(uuid, {"modify": diff}, ev)
+            else:
+                self.record_insert(key, uuid, cols, ev)
+
     def committed(self, unit: PlanOp) -> None:
         if unit.op == "update":
             r = self.rows.get(unit.name)
