@@ -58,7 +58,7 @@ class Store(Protocol):
     def apply(self, uuid: str, change: dict[str, Any], ev: Events) -> None: ...
     def record_insert(self, key: str, uuid: str, cols: dict[str, Any], ev: Events) -> None:
         """A row this process inserted (inserts are not echoed by the monitor)."""
-    def record_inserts(self, done: Iterable[tuple[PlanOp, str]], ev: Events) -> None:
+    def record_inserts(self, done: list[tuple[PlanOp, str]], ev: Events) -> None:
         """:meth:`record_insert` of each insert and the uuid NB gave its row."""
     def committed(self, unit: PlanOp) -> None: ...
 
@@ -230,7 +230,7 @@ class RowStore(KeyedRows[XRow]):
                 full[col] = _DEFAULTS[c]
         self.put(uuid, full)
 
-    def record_inserts(self, done: Iterable[tuple[PlanOp, str]], ev: Events) -> None:
+    def record_inserts(self, done: list[tuple[PlanOp, str]], ev: Events) -> None:
         for u, uuid in done:
             self.record_insert(u.name, uuid, u.columns, ev)
 

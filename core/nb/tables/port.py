@@ -355,22 +355,26 @@ class PortStore(KeyedRows[PortRow]):
         for diff in self.early.pop(uuid, ()):
             self.apply(uuid, {"modify": diff}, ev)
 
-    def record_inserts(self, done: Iterable[tuple[PlanOp, str]], ev: Events) -> None:
-        """:meth:`record_insert` of many: the rows :meth:`prepare` built get their uuid."""
-        prepared, rows, by_uuid, early = self._prepared, self.rows, self.by_uuid, self.early
-        for u, uuid in done:
-            key, cols = u.name, u.columns
-            got = prepared.get(key)
-            row = got[2] if got is not None and got[0] is cols else None
-            if row is not None and not row.uuid:  # (built while NB worked on the transaction)
-                row.uuid = uuid
-                rows[key] = row
-                by_uuid[uuid] = key
-                if early and uuid in early:
-                    for diff in early.pop(uuid):
-                        self.apply(uuid, {"modify": diff}, ev)
-            else:
-                self.record_insert(key, uuid, cols, ev)
+    def record_inserts(self, done: list[tuple[PlanOp, str]], ev: Events) -> None:
+        """:meth:`record_insert` of many: the rows :meth:`prepare` built get
+        their uuid, and go into the indexes at once."""
+        prepared = self._prepared
+        made = [got[2] if (got := prepared.get(u.name)) is not None and got[0] is u.columns else None for u, _ in done]
+        if None in made or any(row.uuid for row in made if row is not None):  # (not all prepared: one by one)
+            for u, uuid in done:
+                self.record_insert(u.name, uuid, u.columns, ev)
+            return
+        uuids = [uuid for _, uuid in done]
+        names = [u.name for u, _ in done]
+        for row, uuid in zip(made, uuids, strict=True):
+            row.uuid = uuid  # type: ignore[union-attr]
+        self.rows.update(zip(names, made, strict=True))  # type: ignore[arg-type]
+        self.by_uuid.update(zip(uuids, names, strict=True))
+        early = self.early
+        if early:
+            for uuid in uuids:
+                for diff in early.pop(uuid, ()):
+                    self.apply(uuid, {"modify": diff}, ev)
 
     def committed(self, unit: PlanOp) -> None:
         if unit.op == "update":
