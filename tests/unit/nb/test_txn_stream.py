@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from core.model import Snapshot
 from core.nb import Programmer, txn
 from core.nb.tables import LS, LSP
@@ -68,3 +70,36 @@ def test_sent_frees_the_rows_and_keeps_what_an_error_reads() -> None:
     assert all("row" not in op for op in b.ops if op["op"] == "insert")
     assert first["row"]["name"] == units[0].name  # (let go, not changed: a caller holding it sees it whole)
     assert b.ops[0]["op"] == "wait" and b.ops[0]["where"] == [["name", "==", units[0].name]]
+
+
+def test_an_insert_is_encoded_short_and_means_the_same_row() -> None:
+    """A set of one as its atom, an insert's empty set or map left out (its
+    default), an update's kept (there it would mean "unchanged")."""
+    from core.nb.txn import _json_row
+    from core.ovsdb.values import to_ovsdb
+
+    cols = {"name": "p", "type": "", "addresses": ("m 10.0.0.1",), "port_security": (), "options": {},
+            "external_ids": {"a": "b"}, "tags": ("x", "y")}  # fmt: skip
+    short = _json_row(cols, txn.OMIT_EMPTY[LSP])
+    assert short == {"name": "p", "type": "", "addresses": "m 10.0.0.1", "external_ids": ("map", (("a", "b"),)),
+                     "tags": ("set", ("x", "y"))}  # fmt: skip
+    whole = _json_row(cols)
+    assert whole["port_security"] == ("set", ()) and whole["options"] == ("map", ())
+    assert msgspec.json.encode(whole) == msgspec.json.encode({**to_ovsdb(cols), "addresses": "m 10.0.0.1"})
+
+
+def test_the_columns_an_insert_leaves_out_default_to_empty() -> None:
+    import json
+    from pathlib import Path
+
+    import pytest
+
+    schema = next((p for p in (Path("/usr/share/ovn/ovn-nb.ovsschema"), Path("/usr/local/share/ovn/ovn-nb.ovsschema"))
+                   if p.exists()), None)  # fmt: skip
+    if schema is None:
+        pytest.skip("no ovn-nb.ovsschema")
+    tables = json.loads(schema.read_text())["tables"]
+    for table, cols in txn.OMIT_EMPTY.items():
+        for c in cols:
+            ty = tables[table]["columns"][c]["type"]
+            assert isinstance(ty, dict) and ty.get("min", 1) == 0, (table, c, ty)
