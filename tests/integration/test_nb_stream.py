@@ -15,7 +15,7 @@ import pytest
 import core.nb.programmer
 from core.model import Snapshot
 from core.nb import Programmer
-from core.ovsdb import OvsdbClient
+from core.ovsdb import OvsdbClient, OvsdbError
 from core.ovsdb.client import Refused
 from hub.sandbox import OvnSandbox
 from testkit.nb import nb_rows
@@ -106,5 +106,20 @@ async def test_a_call_made_while_a_request_streams_goes_after_it(ovn: OvnSandbox
         assert len(result) == 6 and all("uuid" in r for r in result)
         assert "OVN_Northbound" in await asyncio.wait_for(other[0], 10)
         assert sorted(r["name"] for r in nb_rows(ovn, "Logical_Switch")) == [f"s{i}" for i in range(6)]
+    finally:
+        await client.close()
+
+
+async def test_a_failing_operation_of_a_streamed_transaction_is_named_by_its_index(ovn: OvnSandbox) -> None:
+    client = OvsdbClient(ovn.nb_remote)
+    await client.connect()
+    try:
+        never = {"op": "wait", "table": "Logical_Switch", "where": [], "columns": ["name"], "until": "==",
+                 "rows": [{"name": "nope"}], "timeout": 0}  # fmt: skip
+        with pytest.raises(OvsdbError) as err:
+            await client.transact_stream(iter([[_ls("s1"), _ls("s2")], [never], [_ls("s3")]]))
+        assert err.value.index == 2 and "timed out" in str(err.value)
+        assert not client.closed.is_set()
+        assert nb_rows(ovn, "Logical_Switch") == []
     finally:
         await client.close()
