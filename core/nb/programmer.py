@@ -135,6 +135,8 @@ class Programmer:
         self._desired_gen = 0
         #: (units, _desired_gen, {id(unit): its Programmed event}) made while NB works on units
         self._events_ahead: tuple[list[PlanOp], int, dict[int, StatusEvent]] | None = None
+        #: the recording of the reply of the transaction in flight, made while NB works (txn.Recording)
+        self._recording: txn.Recording | None = None
         self.desired = DesiredState(hub_id, self._mark)
         self.replica = NbReplica(hub_id)
         self.changes = DirtyRows(self.desired, self.replica, self._status_q.put_nowait)
@@ -517,7 +519,8 @@ class Programmer:
                     wrote = False
                     continue
                 self._idle.clear()
-                if self.coalesce and not wrote:  # (after a batch, its transaction's time was the window)
+                # (after a batch, its transaction's time was the window; a full batch waiting gains nothing by one)
+                if self.coalesce and not wrote and self.changes.count() < self.batch_size:
                     await asyncio.sleep(self.coalesce)
                 wrote = True
                 try:
@@ -673,6 +676,7 @@ class Programmer:
                 if built.stream:  # (nothing else holds its operations)
                     built.sent()
                 self.ports.prepare(units)
+                self._recording = txn.Recording(self.view, units, built.inserts)
                 self._events_for(units)
             return await sent
         except BaseException:
@@ -725,7 +729,10 @@ class Programmer:
         now = time.monotonic()
         stores = self.replica.stores
         with gc_paused():
-            joined = txn.record(self.view, units, inserts, result, self.changes)
+            rec, self._recording = self._recording, None
+            if rec is None or rec.units is not units or rec.inserts is not inserts:
+                rec = txn.Recording(self.view, units, inserts)  # (not made while NB worked)
+            joined = rec.finish(result, self.changes)
             for t, k in joined:
                 self.dirty[t].add(k)
             if self.changes.echoed:  # our own updates' echoes: no diff of a row NB holds as written

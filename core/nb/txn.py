@@ -17,6 +17,7 @@ never a twin).
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Container, Iterator
 from typing import Any
 
@@ -292,63 +293,104 @@ def record(view: View, units: list[PlanOp], inserts: dict[int, int], result: lis
     """Put the rows this transaction inserted into the replica (the monitor
     does not echo inserts); returns the (table, key) of rows that hold one of
     them as a member and must now join it."""
-    stores = view.replica.stores
-    new_uuid: dict[str, dict[str, str]] = {}  # table -> key -> the uuid NB gave it
-    done = [(units[ui], result[op_index]["uuid"][1]) for op_index, ui in inserts.items()]
-    runs = [(table, list(run)) for table, run in itertools.groupby(done, key=_table_of)]
-    for table, recorded in runs:
-        got = new_uuid.setdefault(table, {})
-        got.update([(u.name, uuid) for u, uuid in recorded])
-    for table, recorded in runs:
-        kind = KINDS[table]
-        store = stores[table]
-        if kind.members is None:
-            store.record_inserts(recorded, ev)
-            continue
-        mt, mstore = kind.members.table, stores[kind.members.table]
-        fresh = new_uuid.get(mt, {})
-        for u, uuid in recorded:
-            cols = dict(u.columns)
-            cols[kind.members.column] = tuple(sorted(
-                v for x in u.members if (v := fresh.get(x) or mstore.uuid(x)) is not None
-            ))  # fmt: skip
-            store.record_insert(u.name, uuid, cols, ev)
-    # children inserted into (or attached to) a parent inserted here: not echoed either
-    into: dict[tuple[str, str, str], list[str]] = {}
-    for (table, op), run in itertools.groupby(units, key=_table_op):
-        p = KINDS[table].parent
-        if p is None or op == "delete" or (op == "update" and p.strong):
-            continue
-        parents_new = new_uuid.get(p.table)
-        if not parents_new:
-            continue
-        mine = new_uuid.get(table, {})
-        store = stores[table]
-        last, children = "", []  # (a run's children mostly share their parent: its list is kept at hand)
-        for u in run:
-            for ref in (u.ref, *u.attach) if u.attach else (u.ref,) if u.ref else ():  # (u.parents)
-                if ref not in parents_new:
-                    continue
-                child = mine.get(u.name) or store.uuid(u.name)
-                if child is not None:
+    return Recording(view, units, inserts).finish(result, ev)
+
+
+class Recording:
+    """:func:`record` in two parts: what needs no reply is made here (the
+    writer makes it while NB works on the transaction), :meth:`finish` puts
+    the uuids of the reply in."""
+
+    def __init__(self, view: View, units: list[PlanOp], inserts: dict[int, int]) -> None:
+        self.view = view
+        self.units = units
+        self.inserts = inserts
+        stores = view.replica.stores
+        #: op index of each insert, in order, and its unit
+        self.indexes = list(inserts)
+        order = [units[ui] for ui in inserts.values()]
+        #: runs of one table: (table, first position, end, units, names, the rows the store prepared or None)
+        self.runs: list[tuple[str, int, int, list[PlanOp], list[str], list[Any] | None]] = []
+        at: dict[str, dict[str, int]] = {}  # table -> key -> its position among the inserts
+        pos = 0
+        for table, run in itertools.groupby(order, key=_TABLE):
+            us = list(run)
+            names = [u.name for u in us]
+            made = stores[table].prepared_rows(us) if KINDS[table].members is None else None
+            self.runs.append((table, pos, pos + len(us), us, names, made))
+            at.setdefault(table, {}).update(zip(names, range(pos, pos + len(us)), strict=True))
+            pos += len(us)
+        # children inserted into (or attached to) a parent inserted here: not echoed either.
+        # Each child is its position among the inserts, or (table, key) of a row that exists.
+        into: dict[tuple[str, str, str], list[int | tuple[str, str]]] = {}
+        for (table, op), run in itertools.groupby(units, key=_table_op):
+            p = KINDS[table].parent
+            if p is None or op == "delete" or (op == "update" and p.strong):
+                continue
+            parents_new = at.get(p.table)
+            if not parents_new:
+                continue
+            mine = at.get(table, {})
+            last, children = "", []  # (a run's children mostly share their parent: its list is kept at hand)
+            for u in run:
+                for ref in (u.ref, *u.attach) if u.attach else (u.ref,) if u.ref else ():  # (u.parents)
+                    if ref not in parents_new:
+                        continue
                     if ref != last:
                         last, children = ref, into.setdefault((p.table, ref, p.column), [])
-                    children.append(child)
-    for (t, k, col), uuids in into.items():
-        pstore = stores[t]
-        if isinstance(pstore, RowStore):
-            pstore.add_children(k, col, uuids)
-    joined: list[tuple[str, str]] = []
-    holders = view.desired.holders
-    if holders:  # (no row holds members: nothing joins)
-        for table, keys in new_uuid.items():
-            for k in keys:
-                joined.extend(holders.get((table, k), ()))
-    return joined
+                    x = mine.get(u.name)
+                    children.append(x if x is not None else (table, u.name))
+        #: (parent table, key, column) -> its children: a range of the inserts, or each one
+        self.into: list[tuple[tuple[str, str, str], range | list[int | tuple[str, str]]]] = []
+        for k, xs in into.items():
+            first = xs[0]
+            span = range(first, first + len(xs)) if isinstance(first, int) else None
+            self.into.append((k, span if span is not None and xs == list(span) else xs))
+
+    def finish(self, result: list[Any], ev: Events) -> list[tuple[str, str]]:
+        view = self.view
+        stores = view.replica.stores
+        uuids: list[str] = [result[i]["uuid"][1] for i in self.indexes]
+        new_uuid: dict[str, dict[str, str]] = {}  # table -> key -> the uuid NB gave it
+        for table, a, b, _us, names, _made in self.runs:
+            new_uuid.setdefault(table, {}).update(zip(names, uuids[a:b], strict=True))
+        for table, a, b, us, names, made in self.runs:
+            kind = KINDS[table]
+            store = stores[table]
+            if kind.members is None:
+                store.record_inserts(us, names, uuids[a:b], made, ev)
+                continue
+            mt, mstore = kind.members.table, stores[kind.members.table]
+            fresh = new_uuid.get(mt, {})
+            for u, uuid in zip(us, uuids[a:b], strict=True):
+                cols = dict(u.columns)
+                cols[kind.members.column] = tuple(sorted(
+                    v for x in u.members if (v := fresh.get(x) or mstore.uuid(x)) is not None
+                ))  # fmt: skip
+                store.record_insert(u.name, uuid, cols, ev)
+        for (t, k, col), xs in self.into:
+            pstore = stores[t]
+            if not isinstance(pstore, RowStore):
+                continue
+            if isinstance(xs, range):
+                kids = uuids[xs.start:xs.stop]
+            else:
+                kids = []
+                for x in xs:
+                    child = uuids[x] if isinstance(x, int) else stores[x[0]].uuid(x[1])
+                    if child is not None:
+                        kids.append(child)
+            pstore.add_children(k, col, kids)
+        joined: list[tuple[str, str]] = []
+        holders = view.desired.holders
+        if holders:  # (no row holds members: nothing joins)
+            for table, keys in new_uuid.items():
+                for key in keys:
+                    joined.extend(holders.get((table, key), ()))
+        return joined
 
 
-def _table_of(done: tuple[PlanOp, str]) -> str:
-    return done[0].table
+_TABLE = operator.attrgetter("table")
 
 
 def _table_op(u: PlanOp) -> tuple[str, str]:
