@@ -151,10 +151,20 @@ class Build:
         for _ in self.steps(size):
             if len(self.ops) > self._sent:
                 yield self.ops[self._sent:]
+                self._let_go(self._sent, len(self.ops))  # (encoded and written by now)
                 self._sent = len(self.ops)
         if len(self.ops) > self._sent:
             yield self.ops[self._sent:]
+            self._let_go(self._sent, len(self.ops))
             self._sent = len(self.ops)
+
+    def _let_go(self, start: int, end: int) -> None:
+        """The inserts of ``ops[start:end]`` are sent: not held any more (a
+        batch's request is then never in memory whole, only its chunk)."""
+        ops, inserts = self.ops, self.inserts
+        for i in range(start, end):
+            if i in inserts:
+                ops[i] = _SENT_INSERT
 
     def steps(self, every: int) -> Iterator[None]:
         """Build, pausing every ``every`` units."""
