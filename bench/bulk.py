@@ -40,7 +40,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +95,11 @@ def _nb_pid(sb: Any) -> int | None:
 
 
 async def hub_path(remote: str, snap: Snapshot, profile: cProfile.Profile | None,
-                   server_pid: int | None = None) -> dict[str, Any]:  # fmt: skip
+                   server_pid: int | None = None, batch_size: int | None = None) -> dict[str, Any]:  # fmt: skip
     bus = Bus()
-    prog = Programmer(remote, HUB_ID, publish=bus.publish)
+    prog = Programmer(remote, HUB_ID, publish=bus.publish, publish_many=bus.publish_many)
+    if batch_size is not None:
+        prog.batch_size = batch_size
     await prog.start()
     sub = bus.subscribe("programmer", accept=lambda e: isinstance(e, Snapshot | Upsert | Delete))
     applied = asyncio.Event()
@@ -128,7 +130,19 @@ async def hub_path(remote: str, snap: Snapshot, profile: cProfile.Profile | None
         finally:
             transact_seconds += time.perf_counter() - t
 
+    orig_stream = client.transact_stream
+
+    async def timed_stream(chunks: Iterable[list[dict[str, Any]]], timeout: float | None = 300.0,
+                           on_sent: Callable[[], None] | None = None) -> list[Any]:
+        nonlocal transact_seconds
+        t = time.perf_counter()
+        try:
+            return await orig_stream(chunks, timeout, on_sent)
+        finally:
+            transact_seconds += time.perf_counter() - t
+
     client.transact = timed_transact  # type: ignore[method-assign]
+    client.transact_stream = timed_stream  # type: ignore[method-assign]
     writer = asyncio.create_task(prog.run(), name="nb-writer")
     consumer = asyncio.create_task(consume(), name="consumer")
     try:
@@ -387,7 +401,7 @@ def run_one(n: int, args: argparse.Namespace, profile: cProfile.Profile | None) 
         if profile is not None and "hub" in paths:
             snap = Snapshot(source=SOURCE, objects=(net, *eps))
             with nb_sandbox(tmp / "prof") as sb:
-                profiled = asyncio.run(hub_path(sb.nb_remote, snap, profile))
+                profiled = asyncio.run(hub_path(sb.nb_remote, snap, profile, batch_size=args.batch_size))
             del snap
             res["hub_profiled_seconds"] = r(profiled["seconds"])
             log(f"N={n}: hub under cProfile {profiled['seconds']:.3f}s (not counted)")
@@ -395,7 +409,7 @@ def run_one(n: int, args: argparse.Namespace, profile: cProfile.Profile | None) 
             if "hub" in paths:
                 snap = Snapshot(source=SOURCE, objects=(net, *eps))
                 with nb_sandbox(tmp / f"hub{i}") as sb:
-                    hub_runs.append(asyncio.run(hub_path(sb.nb_remote, snap, None, _nb_pid(sb))))
+                    hub_runs.append(asyncio.run(hub_path(sb.nb_remote, snap, None, _nb_pid(sb), args.batch_size)))
                     if i == 0:
                         prints["hub"] = asyncio.run(nb_fingerprint(sb.nb_remote, sample))
                 del snap
@@ -484,6 +498,8 @@ def main(args: argparse.Namespace) -> int:
         "repeat": args.repeat,
         "gc_threshold": list(gc.get_threshold()),
         "gc_tuned": args.gc_threshold is not None,
+        "batch_size": args.batch_size,  # None: the Programmer's default (hubd's ovn.batch_size default)
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "results": results,
         "target_met": all(x["target_met"] for x in results),
         "wall_seconds": round(time.perf_counter() - started, 1),
@@ -515,5 +531,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="experiment: gc.set_threshold(VALUE) in this process (hubd does not tune the GC; default: untouched)",
+    )
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="experiment: the Programmer's batch_size (hubd's ovn.batch_size; default: its default, 50000)",
     )
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (NB databases and logs)")

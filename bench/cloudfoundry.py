@@ -166,7 +166,7 @@ async def run_relist(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _hub_relist(remote: str, bbs: FakeBBS, pki: Any) -> dict[str, Any]:
     bus = Bus()
-    prog = Programmer(remote, HUB_ID, publish=bus.publish)
+    prog = Programmer(remote, HUB_ID, publish=bus.publish, publish_many=bus.publish_many)
     await prog.start()
     sub = bus.subscribe("programmer", accept=lambda e: isinstance(e, Snapshot | Upsert | Delete))
     snap_seen = asyncio.Event()

@@ -603,7 +603,7 @@ async def hub_k8s_path(
     from adapters.k8s.adapter import K8sAdapter
 
     bus = Bus()
-    prog = Programmer(nb_remote, HUB_ID, publish=bus.publish)
+    prog = Programmer(nb_remote, HUB_ID, publish=bus.publish, publish_many=bus.publish_many)
     await prog.start()
     sub = bus.subscribe("programmer", accept=lambda e: isinstance(e, Snapshot | Upsert | Delete))
     applied = asyncio.Event()

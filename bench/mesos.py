@@ -352,7 +352,7 @@ async def hub_mesos_path(nb_remote: str, master_url: str, shape: Shape, cpu: Cpu
     from adapters.mesos.adapter import MesosAdapter
 
     bus = Bus()
-    prog = Programmer(nb_remote, HUB_ID, publish=bus.publish)
+    prog = Programmer(nb_remote, HUB_ID, publish=bus.publish, publish_many=bus.publish_many)
     await prog.start()
     sub = bus.subscribe("programmer", accept=lambda e: isinstance(e, Snapshot | Upsert | Delete))
     applied = asyncio.Event()

@@ -6,6 +6,7 @@ Defined once per process on the default registry; ``/metrics`` serves them.
 from __future__ import annotations
 
 import bisect
+import collections
 from collections.abc import Sequence
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -66,9 +67,9 @@ def observe_many(hist: Histogram, amounts: Sequence[float]) -> None:
             hist.observe(a)
         return
     counts: dict[int, int] = {}
-    for a in amounts:  # observe: the first bucket whose bound is >= the amount
-        i = bisect.bisect_left(bounds, a)
-        counts[i] = counts.get(i, 0) + 1
+    for a, n in collections.Counter(amounts).items():  # (a batch's amounts are few distinct values)
+        i = bisect.bisect_left(bounds, a)  # observe: the first bucket whose bound is >= the amount
+        counts[i] = counts.get(i, 0) + n
     total.inc(sum(amounts))
     for i, n in counts.items():
         buckets[i].inc(n)

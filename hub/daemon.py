@@ -123,6 +123,7 @@ class Hub:
                 nb,
                 self.config.hub.id,
                 publish=self.bus.publish,
+                publish_many=self.bus.publish_many,
                 batch_size=self.config.ovn.batch_size,
                 retry_interval=self.config.ovn.retry_interval,
                 cache_path=Path(self.config.hub.state_dir) / f"nb-ports-{self.config.hub.id}.cache",

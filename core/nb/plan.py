@@ -411,7 +411,7 @@ def plan_batch(view: View, take: Mapping[str, Iterable[str]]) -> tuple[list[Plan
     deferred until what refers to them is gone (rule 2)."""
     ops: list[PlanOp] = []
     new: dict[str, set[str]] = {t: set() for t in KINDS}
-    planned: set[tuple[str, str]] = set()
+    planned: dict[str, set[str]] = {t: set() for t in KINDS}  # table -> keys
     pulled: list[tuple[str, str]] = []
 
     def add(op: PlanOp | None) -> None:
@@ -426,38 +426,50 @@ def plan_batch(view: View, take: Mapping[str, Iterable[str]]) -> tuple[list[Plan
         view.ahead = None
     for table in KINDS:  # rank order: members (ports) are known before their holders
         keys = take.get(table, ())
-        planned.update((table, k) for k in keys)
+        planned[table].update(keys)
         for k in keys if table != port.TABLE or not unchanged else set(keys) - unchanged:
             add(diff(view, table, k, new))
     # Rule 1: an insert or update needs its parent; pull a missing parent's insert in.
+    present: dict[str, set[str]] = {t: set() for t in KINDS}  # parents found (ports share a few switches)
     for op in list(ops):
         kind = KINDS[op.table]
         if op.op == "delete" or kind.parent is None:
             continue
         ptable = kind.parent.table
-        for ref in op.parents:
-            if ref in view.replica.stores[ptable] or ref in new[ptable] or (ptable, ref) in planned:
+        found = present[ptable]
+        for ref in (op.ref, *op.attach) if op.attach else (op.ref,) if op.ref else ():  # (op.parents)
+            if ref in found:
+                continue
+            if ref in view.replica.stores[ptable] or ref in new[ptable] or ref in planned[ptable]:
+                found.add(ref)
                 continue
             extra = diff(view, ptable, ref, new)
-            planned.add((ptable, ref))
+            planned[ptable].add(ref)
             if extra is not None and extra.op == "insert":
                 add(extra)
                 pulled.append((ptable, ref))
     # A (re)created parent takes back the rows attached to it (weak children).
+    holders = {k.parent.table for k in KINDS.values() if k.parent is not None and not k.parent.strong}
+    children_of = view.desired.children_of
     for op in list(ops):
-        if op.op != "insert":
+        if op.op != "insert" or op.table not in holders:
             continue
-        for ct, ck in view.desired.children_of.get((op.table, op.name), ()):
+        for ct, ck in children_of.get((op.table, op.name), ()):
             child = KINDS[ct]
-            if child.parent is not None and not child.parent.strong and (ct, ck) not in planned:
-                planned.add((ct, ck))
+            if child.parent is not None and not child.parent.strong and ck not in planned[ct]:
+                planned[ct].add(ck)
                 pulled.append((ct, ck))
                 add(diff(view, ct, ck, new))
     ready, deferred = _referrers_first(view, ops)
+    # a stable sort by rank (deletes: reversed), run by run: the ops come in runs of one table
     rank = {t: i for i, t in enumerate(KINDS)}
-    ups = sorted((o for o in ready if o.op != "delete"), key=lambda o: rank[o.table])
-    dels = sorted((o for o in ready if o.op == "delete"), key=lambda o: -rank[o.table])
+    runs = [(t_op, list(run)) for t_op, run in itertools.groupby(ready, key=_TABLE_OP)]
+    ups = [o for _, run in sorted((r for r in runs if r[0][1] != "delete"), key=lambda r: rank[r[0][0]]) for o in run]
+    dels = [o for _, run in sorted((r for r in runs if r[0][1] == "delete"), key=lambda r: -rank[r[0][0]]) for o in run]
     return ups + dels, pulled, deferred
+
+
+_TABLE_OP = operator.attrgetter("table", "op")
 
 
 def _referrers_first(view: View, ops: list[PlanOp]) -> tuple[list[PlanOp], set[tuple[str, str]]]:

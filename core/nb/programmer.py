@@ -40,7 +40,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from core import metrics
@@ -70,8 +70,13 @@ log = logging.getLogger("ovn_hub.programmer")
 STANDBY_MONITOR = "standby"
 #: seconds between two notes of NB's last transaction (each costs a query of two round trips)
 HISTORY_MARK_INTERVAL = 1.0
+#: a batch of at least this many rows is built as it is sent, STREAM_CHUNK rows at a time
+#: (NB parses the first while the last are built)
+STREAM_MIN = 1000
+STREAM_CHUNK = 250
 
 Publish = Callable[[StatusEvent | Rejected], Awaitable[None]]
+PublishMany = Callable[[list[StatusEvent]], Awaitable[None]]
 
 
 class Programmer:
@@ -90,6 +95,7 @@ class Programmer:
         hub_id: str,
         publish: Publish | None = None,
         *,
+        publish_many: PublishMany | None = None,
         batch_size: int = 50000,
         coalesce: float = 0.01,
         retry_interval: float = 30.0,
@@ -102,9 +108,13 @@ class Programmer:
         self.tls = tls
         self.hub_id = hub_id
         self.publish = publish
+        #: ``publish`` of a committed batch's events at once (the bus's ``publish_many``); None: one by one
+        self.publish_many = publish_many
         self.batch_size = batch_size
         self.coalesce = coalesce
         self.retry_interval = retry_interval
+        #: a batch of at least this many rows is sent as it is built (``txn.Build.chunks``)
+        self.stream_min = STREAM_MIN
         #: Restart cache of the port replica (core/nb/portcache.py); None: always read everything.
         self.cache_path = cache_path
         #: How the last (re)connect loaded the ports: ports taken from the cache (or memory), ports read.
@@ -119,7 +129,14 @@ class Programmer:
         self._cache_generation = 0  # starts in a row that used the cache (0: the last was a full read)
         #: reconnects whose port replica was revalidated in memory / read whole
         self.reconnect_loads: Counter[str] = Counter()
-        self._status_q: asyncio.Queue[StatusEvent | Rejected] = asyncio.Queue()
+        #: status events to publish (a committed batch's Programmed events: one list)
+        self._status_q: asyncio.Queue[StatusEvent | Rejected | list[StatusEvent]] = asyncio.Queue()
+        #: bumped by every change of the desired state (events made ahead are then made again)
+        self._desired_gen = 0
+        #: (units, _desired_gen, {id(unit): its Programmed event}) made while NB works on units
+        self._events_ahead: tuple[list[PlanOp], int, dict[int, StatusEvent]] | None = None
+        #: the recording of the reply of the transaction in flight, made while NB works (txn.Recording)
+        self._recording: txn.Recording | None = None
         self.desired = DesiredState(hub_id, self._mark)
         self.replica = NbReplica(hub_id)
         self.changes = DirtyRows(self.desired, self.replica, self._status_q.put_nowait)
@@ -184,12 +201,14 @@ class Programmer:
 
     # ------------------------------------------------------------ desired state
     def _mark(self, table: str, key: str, now: float | None) -> None:
+        self._desired_gen += 1
         self.changes.mark(table, key, now)
         if now is not None:
             self.failed.pop(key, None)  # its object changed: try it again now
 
     def apply(self, event: InputEvent) -> None:
         """Fold one input event into the desired state (never writes)."""
+        self._desired_gen += 1
         first = isinstance(event, Snapshot) and not self.desired.synced(str(event.source))
         if not self.desired.apply(event):
             return
@@ -230,12 +249,14 @@ class Programmer:
     def set_fabric(self, fabric: Fabric) -> None:
         """The fabric spec (at start and on every reload): routers, external
         networks, DNS, hub-level policies.  Written by the next batch."""
+        self._desired_gen += 1
         self.desired.set_fabric(fabric)
         self._wake.set()
         self._idle.clear()
 
     def expect(self, sources: Iterable[Source | str]) -> None:
         """The sources whose snapshots the fabric waits for (the configured adapters)."""
+        self._desired_gen += 1
         self.desired.expect({str(s) for s in sources})
         self._wake.set()
 
@@ -250,6 +271,7 @@ class Programmer:
     def _derive(self) -> None:
         if self.view.ahead is not None and not self.dirty[PORTS]:
             self.view.ahead = None  # (no diff came to take it: a standby's, say)
+        self._desired_gen += 1
         was_open = self.desired.fabric_open
         self.desired.derive(lambda ep: with_dynamic_ips(ep, self.ports))
         if self.desired.fabric_open and not was_open:
@@ -497,7 +519,8 @@ class Programmer:
                     wrote = False
                     continue
                 self._idle.clear()
-                if self.coalesce and not wrote:  # (after a batch, its transaction's time was the window)
+                # (after a batch, its transaction's time was the window; a full batch waiting gains nothing by one)
+                if self.coalesce and not wrote and self.changes.count() < self.batch_size:
                     await asyncio.sleep(self.coalesce)
                 wrote = True
                 try:
@@ -520,16 +543,22 @@ class Programmer:
     async def _publisher(self) -> None:
         q = self._status_q
         while True:
-            ev = await q.get()
+            item = await q.get()
             while True:  # (what a batch queued: taken without a get() a status event)
-                if self.publish is not None:
+                if self.publish_many is not None and isinstance(item, list):
                     try:
-                        await self.publish(ev)
+                        await self.publish_many(item)
                     except Exception:
-                        log.exception("publishing a status event failed")
+                        log.exception("publishing status events failed")
+                elif self.publish is not None:
+                    for ev in item if isinstance(item, list) else (item,):
+                        try:
+                            await self.publish(ev)
+                        except Exception:
+                            log.exception("publishing a status event failed")
                 if q.empty():
                     break
-                ev = q.get_nowait()
+                item = q.get_nowait()
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until no row is dirty and no transaction is in flight."""
@@ -567,15 +596,20 @@ class Programmer:
             self._since.pop(u.name, None)
         if not units:
             return
-        with gc_paused():
-            ops, inserts = txn.build(self.view, units)
-        if self.lock_name is not None:  # fenced: the server refuses it unless we hold the lock
-            ops.append({"op": "assert", "lock": self.lock_name})
+        # fenced: the server refuses it unless we hold the lock
+        tail = [{"op": "assert", "lock": self.lock_name}] if self.lock_name is not None else []
+        built = txn.Build(self.view, units, stream=len(units) >= self.stream_min and txn.streamable(units))
+        if not built.stream:
+            with gc_paused():
+                for _ in built.steps(len(units) + 1):
+                    pass
+            built.ops.extend(tail)
+        ops = built.ops  # (a streamed build fills it as it is sent)
         t0 = time.monotonic()
         self.changes.watch({(u.table, u.name) for u in units if u.op == "update"})
         try:
             try:
-                result = await self._transact(ops, units)
+                result = await self._transact(built, tail, units)
             except BaseException:
                 self.changes.settle()
                 raise
@@ -606,22 +640,44 @@ class Programmer:
             await self._commit(units[mid:])
             return
         try:
-            self._committed(units, inserts, result, t0)
+            self._committed(units, built.inserts, result, t0)
         finally:
             self.changes.settle()  # (when _committed failed: its echoes are diffed again)
             self.ports.unprepare()
 
-    async def _transact(self, ops: list[dict[str, Any]], units: list[PlanOp]) -> list[Any]:
-        """Commit ``ops``; once they are sent, while NB works on them, digest the
-        ports they write (recording the reply then costs no digest)."""
+    async def _transact(self, built: txn.Build, tail: list[dict[str, Any]], units: list[PlanOp]) -> list[Any]:
+        """Commit the operations ``built`` (then ``tail``); once they are sent,
+        while NB works on them, digest the ports they write (recording the
+        reply then costs no digest).  A streamed build is built as it is sent
+        (``txn.Build.chunks``): NB parses the first rows while the last are built."""
         client = self._client
         assert client is not None
-        sent = asyncio.ensure_future(client.transact(ops))
+        if built.stream:
+            written = asyncio.Event()
+
+            def chunks() -> Iterator[list[dict[str, Any]]]:
+                yield from built.chunks(STREAM_CHUNK)
+                built.ops.extend(tail)
+                yield tail
+
+            sent = asyncio.ensure_future(client.transact_stream(chunks(), on_sent=written.set))
+        else:
+            sent = asyncio.ensure_future(client.transact(built.ops))
         try:
+            if built.stream:
+                waiting = asyncio.ensure_future(written.wait())
+                try:
+                    await asyncio.wait({sent, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiting.cancel()
             await asyncio.sleep(0)  # the request is written ...
             await client.drained()  # ... and with the server
             if not sent.done():
+                if built.stream:  # (nothing else holds its operations)
+                    built.sent()
                 self.ports.prepare(units)
+                self._recording = txn.Recording(self.view, units, built.inserts)
+                self._events_for(units)
             return await sent
         except BaseException:
             self.ports.unprepare()
@@ -673,7 +729,10 @@ class Programmer:
         now = time.monotonic()
         stores = self.replica.stores
         with gc_paused():
-            joined = txn.record(self.view, units, inserts, result, self.changes)
+            rec, self._recording = self._recording, None
+            if rec is None or rec.units is not units or rec.inserts is not inserts:
+                rec = txn.Recording(self.view, units, inserts)  # (not made while NB worked)
+            joined = rec.finish(result, self.changes)
             for t, k in joined:
                 self.dirty[t].add(k)
             if self.changes.echoed:  # our own updates' echoes: no diff of a row NB holds as written
@@ -681,49 +740,85 @@ class Programmer:
                 self.changes.settle(lambda t, k: as_written(self.view, updates[(t, k)]))
             pending = self.view.pending
             holding = {t for t, k in KINDS.items() if k.members is not None}
-            for u in units:  # (a write NB did not echo: its record goes, the next diff decides)
-                if pending:
-                    pending.pop((u.table, u.name), None)
-                if u.op == "insert" and u.table in holding:
-                    inserted(self.view, u)
+            if pending or holding.intersection(u.table for u in units if u.op == "insert"):
+                for u in units:  # (a write NB did not echo: its record goes, the next diff decides)
+                    if pending:
+                        pending.pop((u.table, u.name), None)
+                    if u.op == "insert" and u.table in holding:
+                        inserted(self.view, u)
             metrics.TXN_SECONDS.observe(now - t0)
             metrics.TXNS.labels("ok").inc()
             self.transactions += 1
             self.writes += len(units)
             self._unmarked = True
-            op_counts: Counter[tuple[str, str]] = Counter()
             waited: list[float] = []
             seen: set[tuple[str, str, str]] = set()
+            events: list[StatusEvent] = []
             self.failures.committed(units)
-            view, since_pop, committed_at, put = self.view, self._since.pop, self._committed_at, self._status_q.put_nowait
-            for u in units:
-                table, op, name = u.table, u.op, u.name
+            view, since_pop, committed_at = self.view, self._since.pop, self._committed_at
+            ahead = self._events_ahead
+            self._events_ahead = None
+            if ahead is not None and (ahead[0] is not units or ahead[1] != self._desired_gen):
+                ahead = None  # (the desired state changed since they were made: made again)
+            # units come in runs of one table and operation (rank order): each run at once
+            for (table, op), run in itertools.groupby(units, key=_table_op):
                 kind = KINDS[table]
-                stores[table].committed(u)
-                op_counts[(table, op)] += 1
-                since = since_pop(name, None)
-                if since is not None:
-                    waited.append(now - since)
+                run_units = list(run)
+                metrics.NB_OPS.labels(table, op).inc(len(run_units))
+                if op == "update" or not isinstance(stores[table], PortStore):
+                    committed = stores[table].committed
+                    for u in run_units:
+                        committed(u)
+                for u in run_units:
+                    since = since_pop(u.name, None)
+                    if since is not None:
+                        waited.append(now - since)
                 if kind.reports_up:
                     if op == "insert":
-                        committed_at[name] = now
+                        committed_at.update(dict.fromkeys([u.name for u in run_units], now))
                     elif op == "delete":
-                        committed_at.pop(name, None)  # never came up: nothing to time
+                        for u in run_units:
+                            committed_at.pop(u.name, None)  # never came up: nothing to time
                 programmed = kind.programmed
-                ev = programmed(view, u) if programmed is not None else None
-                if ev is None:
+                if programmed is None:
                     continue
-                if kind.whole_batch:  # derived rows: one event per service or policy, not per row
-                    seen_key = (str(ev.source), ev.kind, ev.key)
-                    if seen_key in seen:
+                if ahead is not None and not kind.whole_batch:
+                    got = ahead[2]
+                    events.extend(ev for u in run_units if (ev := got.get(id(u))) is not None)
+                    continue
+                for u in run_units:
+                    ev = programmed(view, u)
+                    if ev is None:
                         continue
-                    seen.add(seen_key)
-                put(ev)
+                    if kind.whole_batch:  # derived rows: one event per service or policy, not per row
+                        seen_key = (str(ev.source), ev.kind, ev.key)
+                        if seen_key in seen:
+                            continue
+                        seen.add(seen_key)
+                    events.append(ev)
+            if events:
+                self._status_q.put_nowait(events)  # (one item: the publisher hands them over one by one)
             if not self._since:
                 self._since.clear()
-            for (table, op), n in op_counts.items():
-                metrics.NB_OPS.labels(table, op).inc(n)
             metrics.observe_many(metrics.EVENT_TO_COMMIT, waited)
+
+    def _events_for(self, units: list[PlanOp]) -> None:
+        """The Programmed events of ``units`` (kinds not whole_batch), made
+        while NB works on their transaction: recording its reply then hands
+        them over as they are, unless the desired state changed meanwhile."""
+        gen = self._desired_gen
+        view = self.view
+        got: dict[int, StatusEvent] = {}
+        for (table, _op), run in itertools.groupby(units, key=_table_op):
+            kind = KINDS[table]
+            programmed = kind.programmed
+            if programmed is None or kind.whole_batch:
+                continue
+            for u in run:
+                ev = programmed(view, u)
+                if ev is not None:
+                    got[id(u)] = ev
+        self._events_ahead = (units, gen, got)
 
     def _redirty(self, units: Iterable[PlanOp]) -> None:
         for u in units:
@@ -895,6 +990,10 @@ class Programmer:
         pols = sorted(st.policies.values(), key=lambda p: (p.namespace, p.name, p.uid))
         cands = policy.candidates([ep], st.namespaces)
         return [p for p in pols if getattr(p, direction) is not None and policy.selected(p, cands)]
+
+
+def _table_op(u: PlanOp) -> tuple[str, str]:
+    return u.table, u.op
 
 
 def _same_ip(text: str, want: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

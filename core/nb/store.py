@@ -58,6 +58,13 @@ class Store(Protocol):
     def apply(self, uuid: str, change: dict[str, Any], ev: Events) -> None: ...
     def record_insert(self, key: str, uuid: str, cols: dict[str, Any], ev: Events) -> None:
         """A row this process inserted (inserts are not echoed by the monitor)."""
+    def prepared_rows(self, units: list[PlanOp]) -> list[Any] | None:
+        """The rows made for ``units``' inserts while NB works on them (None: none made)."""
+        ...
+    def record_inserts(self, units: list[PlanOp], names: list[str], uuids: list[str], made: list[Any] | None,
+                       ev: Events) -> None:
+        """:meth:`record_insert` of each insert (its name, the uuid NB gave its
+        row; ``made``: :meth:`prepared_rows` of them)."""
     def committed(self, unit: PlanOp) -> None: ...
 
 
@@ -227,6 +234,14 @@ class RowStore(KeyedRows[XRow]):
             if col not in full and c in _DEFAULTS:
                 full[col] = _DEFAULTS[c]
         self.put(uuid, full)
+
+    def prepared_rows(self, units: list[PlanOp]) -> list[Any] | None:
+        return None
+
+    def record_inserts(self, units: list[PlanOp], names: list[str], uuids: list[str], made: list[Any] | None,
+                       ev: Events) -> None:
+        for u, uuid in zip(units, uuids, strict=True):
+            self.record_insert(u.name, uuid, u.columns, ev)
 
     def committed(self, unit: PlanOp) -> None:
         return None

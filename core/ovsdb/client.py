@@ -21,7 +21,7 @@ import contextlib
 import itertools
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -245,6 +245,8 @@ class _StreamParser:
 #: while the loop is busy, so a big reply is not held twice (there and in the
 #: parser's buffer).  Only ``read`` is used: no line length depends on it.
 _LIMIT = 1 << 21
+#: what a streamed request (:meth:`OvsdbClient.transact_stream`) may hold in the transport
+_STREAM_BUFFER = 4 << 20
 
 _TRAILING = re.compile(r"trailing characters \(byte (\d+)\)")
 #: the start of a reply to a transaction of one select, up to its rows array (as ovsdb-server writes it)
@@ -263,7 +265,7 @@ def _since(result: Any) -> tuple[bool, str, dict[str, Any]]:
     return result[0], result[1], result[2]
 
 
-def _encode(msg: dict[str, Any]) -> bytes:
+def _encode(msg: dict[str, Any] | list[dict[str, Any]]) -> bytes:
     """JSON of one request, or :class:`Refused` for bytes ovsdb-server drops
     the session on.  The NUL check is one scan in C over the encoded request
     (msgspec writes U+0000 as ``\\u0000``); text that literally spells
@@ -320,6 +322,8 @@ class OvsdbClient:
         #: selects whose rows are handed over as they arrive (the read loop's parser holds this dict)
         self._streams: dict[int, Callable[[msgspec.Raw], None]] = {}
         self._reader_task: asyncio.Task[None] | None = None
+        #: while a request is streamed (:meth:`transact_stream`): the other messages written meanwhile
+        self._held: list[bytes] | None = None
         self.on_update: UpdateHandler | None = None
         #: ids of the ``monitor_cond_since`` queries (:meth:`changes_since`): their updates are dropped
         self._queries: set[str] = set()
@@ -501,6 +505,9 @@ class OvsdbClient:
     def _write(self, data: bytes) -> None:
         if self._writer is None or self.closed.is_set():
             raise ConnectionLost(f"{self.remote}: not connected")
+        if self._held is not None:  # a request is being streamed: this one follows it
+            self._held.append(data)
+            return
         self._writer.write(data)
 
     async def call(
@@ -660,6 +667,99 @@ class OvsdbClient:
         transaction hands over none."""
         stream = on_row if len(ops) == 1 and ops[0].get("op") == "select" else None
         return await self._transact(ops, timeout, on_reply, _raw_rows, stream)
+
+    async def transact_stream(
+        self,
+        chunks: Iterable[list[dict[str, Any]]],
+        timeout: float | None = 300.0,
+        on_sent: Callable[[], None] | None = None,
+    ) -> list[Any]:
+        """:meth:`transact` of the operations ``chunks`` yields, each chunk
+        encoded and written as soon as it is yielded: ovsdb-server parses a
+        request as its bytes arrive, so a big transaction is parsed there
+        while the rest of it is still being built here.  ``on_sent``: called
+        once the last byte is handed to the transport.
+
+        A chunk that cannot be sent (:class:`Refused`) ends the request with
+        an ``abort`` operation, so nothing of it commits and the session stays
+        up, and raises :class:`Refused`.  Other messages written meanwhile
+        (an ``echo`` reply, another call) go after the request; a stream
+        broken off (cancelled, or the session lost) ends the session."""
+        writer = self._writer
+        if writer is None or self.closed.is_set() or self._held is not None:
+            raise ConnectionLost(f"{self.remote}: not connected" if self._held is None else "a request is being streamed")
+        rid = next(self._ids)
+        head = _enc.encode({"id": rid, "method": "transact", "params": [self.database]})
+        assert head.endswith(b"]}")
+        sent = 0  # operations written
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        clean = False  # the reply names no error (one scan of its bytes, not a look at each of 50k results)
+
+        def decode(raw: msgspec.Raw) -> Any:
+            nonlocal clean
+            clean = b'"error"' not in bytes(raw)
+            return msgspec.json.decode(raw)
+
+        self._decoders[rid] = decode
+        self._held = []
+        refused: Refused | None = None
+        transport = writer.transport
+        limits = transport.get_write_buffer_limits()
+        transport.set_write_buffer_limits(high=_STREAM_BUFFER)
+        try:
+            writer.write(head[:-2])
+            for ops in chunks:
+                if not ops:
+                    continue
+                try:
+                    data = _encode(ops)
+                except Refused as exc:
+                    refused = exc
+                    break
+                writer.write(b"," + data[1:-1])  # (a list's items, without its brackets)
+                sent += len(ops)
+                del data
+                # the loop hands what is written to the socket while the next chunk is built;
+                # at most _STREAM_BUFFER is kept here when the server reads slower
+                await asyncio.sleep(0)
+                await writer.drain()
+                if self.closed.is_set():
+                    raise ConnectionLost(f"{self.remote}: connection lost while sending")
+            writer.write(b',{"op":"abort"}]}' if refused is not None else b"]}")
+        except BaseException as exc:
+            self._held = None
+            self._forget(rid, fut)
+            if not self.closed.is_set():  # half a request is on the wire: nothing else can follow it
+                self.drop(f"a streamed request was broken off ({type(exc).__name__})")
+            if isinstance(exc, OSError):
+                raise ConnectionLost(f"{self.remote}: {exc}") from None
+            raise
+        finally:
+            if not transport.is_closing():
+                transport.set_write_buffer_limits(high=limits[1], low=limits[0])
+        held, self._held = self._held, None
+        for data in held:
+            writer.write(data)
+        if refused is not None:
+            self._forget(rid, fut)  # (its reply: the aborted transaction's, dropped by the reader)
+            raise refused
+        if on_sent is not None:
+            on_sent()
+        try:
+            async with asyncio.timeout(timeout):
+                result = await fut
+        finally:
+            del fut
+        if not isinstance(result, list):
+            raise OvsdbError(f"malformed transact reply: {str(result)[:200]}")
+        for i, r in enumerate(() if clean else result):
+            if isinstance(r, dict) and r.get("error"):
+                raise OvsdbError(f"{r['error']}: {r.get('details', '')}", r, index=i)
+        if len(result) > sent:  # commit error appended after the ops
+            extra = result[sent]
+            raise OvsdbError(f"{extra.get('error')}: {extra.get('details', '')}", extra)
+        return result
 
     async def _transact(
         self,

@@ -42,9 +42,8 @@ def lsp_columns(ep: Endpoint, hub_id: str) -> dict[str, Any]:
     """Desired Logical_Switch_Port columns."""
     if ep.ips:
         mac = ep.mac or derived_mac(ep)
-        addr = " ".join((mac, *ep.ips))
-        addresses: tuple[str, ...] = (addr,)
-        port_security: tuple[str, ...] = (addr,)
+        addresses: tuple[str, ...] = (" ".join((mac, *ep.ips)),)
+        port_security: tuple[str, ...] = addresses  # (one tuple: the same value)
     else:
         addresses = (f"{ep.mac} dynamic",) if ep.mac else ("dynamic",)
         port_security = ()
@@ -65,9 +64,12 @@ def lsp_columns(ep: Endpoint, hub_id: str) -> dict[str, Any]:
             NAMESPACE: ep.namespace,
             NAME: ep.name,
             NETWORK: ep.network,
-            SHARD: str(zlib.crc32(name.encode()) % SHARDS),
+            SHARD: _SHARD_TEXT[zlib.crc32(name.encode()) % SHARDS],
         },
     }
+
+
+_SHARD_TEXT = [str(i) for i in range(SHARDS)]
 
 
 _digest_enc = msgspec.msgpack.Encoder()
@@ -354,6 +356,30 @@ class PortStore(KeyedRows[PortRow]):
         self.by_uuid[uuid] = key
         for diff in self.early.pop(uuid, ()):
             self.apply(uuid, {"modify": diff}, ev)
+
+    def prepared_rows(self, units: list[PlanOp]) -> list[Any] | None:
+        """The rows :meth:`prepare` made for these inserts (None unless it made every one)."""
+        prepared = self._prepared
+        made = [got[2] if (got := prepared.get(u.name)) is not None and got[0] is u.columns else None for u in units]
+        return None if None in made else made
+
+    def record_inserts(self, units: list[PlanOp], names: list[str], uuids: list[str], made: list[Any] | None,
+                       ev: Events) -> None:
+        """:meth:`record_insert` of many: the rows :meth:`prepare` made get
+        their uuid, and go into the indexes at once."""
+        if made is None or any(row.uuid for row in made):  # (not all made, or recorded already: one by one)
+            for u, uuid in zip(units, uuids, strict=True):
+                self.record_insert(u.name, uuid, u.columns, ev)
+            return
+        for row, uuid in zip(made, uuids, strict=True):
+            row.uuid = uuid
+        self.rows.update(zip(names, made, strict=True))
+        self.by_uuid.update(zip(uuids, names, strict=True))
+        early = self.early
+        if early:
+            for uuid in uuids:
+                for diff in early.pop(uuid, ()):
+                    self.apply(uuid, {"modify": diff}, ev)
 
     def committed(self, unit: PlanOp) -> None:
         if unit.op == "update":
