@@ -178,14 +178,35 @@ async def hub_path(remote: str, snap: Snapshot, profile: cProfile.Profile | None
 
 
 # ------------------------------------------------------------------ raw path
+#: an insert's columns whose schema default is empty (ovn-nb.ovsschema: min 0)
+_EMPTY_DEFAULT = {"addresses", "port_security", "options"}
+
+
+def shortest(row: dict[str, Any]) -> dict[str, Any]:
+    """A row in OVSDB's shortest forms, as the hub writes an insert: a set of
+    one string as that string (RFC 7047 5.1), an empty set or map left out
+    where it is the insert's default.  The baseline sends no byte more than
+    the hub (~10% fewer than ``to_ovsdb``'s forms at 50k ports)."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, list) and v and v[0] in ("set", "map"):
+            if not v[1] and k in _EMPTY_DEFAULT:
+                continue
+            if v[0] == "set" and len(v[1]) == 1 and isinstance(v[1][0], str):
+                v = v[1][0]
+        out[k] = v
+    return out
+
+
 def raw_ops(net: Network, eps: list[Endpoint]) -> list[dict[str, Any]]:
     """One LS insert whose ``ports`` are the named uuids of N LSP inserts, with
-    the columns the programmer writes (core/nb/tables)."""
-    ls_row = to_ovsdb(ls_columns(net.source, net.name, net, HUB_ID))
+    the columns the programmer writes (core/nb/tables), in the shortest forms
+    the hub's inserts use (:func:`shortest`)."""
+    ls_row = shortest(to_ovsdb(ls_columns(net.source, net.name, net, HUB_ID)))
     ls_row["ports"] = ["set", [["named-uuid", f"p{i}"] for i in range(len(eps))]]
     ops: list[dict[str, Any]] = [{"op": "insert", "table": LS, "row": ls_row, "uuid-name": "s0"}]
     ops.extend(
-        {"op": "insert", "table": LSP, "row": to_ovsdb(lsp_columns(ep, HUB_ID)), "uuid-name": f"p{i}"}
+        {"op": "insert", "table": LSP, "row": shortest(to_ovsdb(lsp_columns(ep, HUB_ID))), "uuid-name": f"p{i}"}
         for i, ep in enumerate(eps)
     )
     return ops
