@@ -119,13 +119,18 @@ class Bus:
     async def publish_many(self, events: Sequence[Event]) -> None:
         """:meth:`publish` of each event, in order (each subscriber gets them in
         that order; a batch of the programmer's 50k Programmed events costs one
-        call, not one per event)."""
+        call, not one per event).  Unlike one :meth:`publish` per event, the
+        subscribers get the batch one after the other: a blocking one with a
+        full queue holds the later ones for the whole batch."""
         if any(isinstance(e, Rejected) for e in events):
             for event in events:
                 await self.publish(event)
             return
         for sub in list(self._subs):
-            await sub.put_many(events)
+            try:
+                await sub.put_many(events)
+            except Exception:  # (a subscriber's filter that raises: the others still get the batch)
+                log.exception("subscriber %s: events of a batch lost", sub.name)
 
     def idle(self) -> bool:
         return all(s.queue.empty() for s in self._subs)

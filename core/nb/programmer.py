@@ -681,6 +681,8 @@ class Programmer:
             return await sent
         except BaseException:
             self.ports.unprepare()
+            self._recording = None  # (a failed batch's: not kept until the next commit)
+            self._events_ahead = None
             if not sent.done():
                 sent.cancel()
             with contextlib.suppress(BaseException):

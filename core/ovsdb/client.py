@@ -324,6 +324,7 @@ class OvsdbClient:
         self._reader_task: asyncio.Task[None] | None = None
         #: while a request is streamed (:meth:`transact_stream`): the other messages written meanwhile
         self._held: list[bytes] | None = None
+        self._streaming = asyncio.Lock()
         self.on_update: UpdateHandler | None = None
         #: ids of the ``monitor_cond_since`` queries (:meth:`changes_since`): their updates are dropped
         self._queries: set[str] = set()
@@ -338,6 +339,7 @@ class OvsdbClient:
         after the last one names every member and why."""
         remotes = split_remotes(self.remotes)
         why: list[str] = []
+        self._held = None
         for i in range(len(remotes)):
             at = (self._next + i) % len(remotes)
             self.remote = remotes[at]
@@ -426,6 +428,7 @@ class OvsdbClient:
         self.closed.set()
 
     def _fail_pending(self, exc: Exception) -> None:
+        self._held = None  # (writes held behind a stream: the session is over)
         self._reply_hooks.clear()
         self._streams.clear()
         self._decoders.clear()
@@ -685,9 +688,15 @@ class OvsdbClient:
         up, and raises :class:`Refused`.  Other messages written meanwhile
         (an ``echo`` reply, another call) go after the request; a stream
         broken off (cancelled, or the session lost) ends the session."""
+        async with self._streaming:  # (one stream at a time: a second waits, it is no lost session)
+            return await self._transact_stream(chunks, timeout, on_sent)
+
+    async def _transact_stream(
+        self, chunks: Iterable[list[dict[str, Any]]], timeout: float | None, on_sent: Callable[[], None] | None
+    ) -> list[Any]:
         writer = self._writer
-        if writer is None or self.closed.is_set() or self._held is not None:
-            raise ConnectionLost(f"{self.remote}: not connected" if self._held is None else "a request is being streamed")
+        if writer is None or self.closed.is_set():
+            raise ConnectionLost(f"{self.remote}: not connected")
         rid = next(self._ids)
         head = _enc.encode({"id": rid, "method": "transact", "params": [self.database]})
         assert head.endswith(b"]}")
@@ -702,31 +711,32 @@ class OvsdbClient:
             return msgspec.json.decode(raw)
 
         self._decoders[rid] = decode
-        self._held = []
         refused: Refused | None = None
         transport = writer.transport
         limits = transport.get_write_buffer_limits()
-        transport.set_write_buffer_limits(high=_STREAM_BUFFER)
         try:
-            writer.write(head[:-2])
-            for ops in chunks:
-                if not ops:
-                    continue
-                try:
-                    data = _encode(ops)
-                except Refused as exc:
-                    refused = exc
-                    break
-                writer.write(b"," + data[1:-1])  # (a list's items, without its brackets)
-                sent += len(ops)
-                del data
-                # the loop hands what is written to the socket while the next chunk is built;
-                # at most _STREAM_BUFFER is kept here when the server reads slower
-                await asyncio.sleep(0)
-                await writer.drain()
-                if self.closed.is_set():
-                    raise ConnectionLost(f"{self.remote}: connection lost while sending")
-            writer.write(b',{"op":"abort"}]}' if refused is not None else b"]}")
+            self._held = []
+            transport.set_write_buffer_limits(high=_STREAM_BUFFER)
+            async with asyncio.timeout(timeout):  # (a server that stops reading: the session is dropped)
+                writer.write(head[:-2])
+                for ops in chunks:
+                    if not ops:
+                        continue
+                    try:
+                        data = _encode(ops)
+                    except Refused as exc:
+                        refused = exc
+                        break
+                    writer.write(b"," + data[1:-1])  # (a list's items, without its brackets)
+                    sent += len(ops)
+                    del data
+                    # the loop hands what is written to the socket while the next chunk is built;
+                    # at most _STREAM_BUFFER is kept here when the server reads slower
+                    await asyncio.sleep(0)
+                    await writer.drain()
+                    if self.closed.is_set():
+                        raise ConnectionLost(f"{self.remote}: connection lost while sending")
+                writer.write(b',{"op":"abort"}]}' if refused is not None else b"]}")
         except BaseException as exc:
             self._held = None
             self._forget(rid, fut)

@@ -123,3 +123,22 @@ async def test_a_failing_operation_of_a_streamed_transaction_is_named_by_its_ind
         assert nb_rows(ovn, "Logical_Switch") == []
     finally:
         await client.close()
+
+
+async def test_two_streams_at_once_take_turns_on_one_session(ovn: OvnSandbox) -> None:
+    """A second streamed request waits for the first (a lock), not refused as
+    a lost session: both commit, each a request of its own."""
+    client = OvsdbClient(ovn.nb_remote)
+    await client.connect()
+    try:
+
+        def chunks(prefix: str) -> Iterator[list[dict[str, Any]]]:
+            for i in range(5):
+                yield [_ls(f"{prefix}{i}-{j}") for j in range(3)]
+
+        got = await asyncio.gather(client.transact_stream(chunks("a")), client.transact_stream(chunks("b")))
+        assert [len(r) for r in got] == [15, 15]
+        names = {r["name"] for r in nb_rows(ovn, "Logical_Switch")}
+        assert {f"{p}{i}-{j}" for p in "ab" for i in range(5) for j in range(3)} <= names
+    finally:
+        await client.close()
