@@ -40,7 +40,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,30 +119,20 @@ async def hub_path(remote: str, snap: Snapshot, profile: cProfile.Profile | None
 
     client = prog._client
     assert client is not None
-    orig_transact = client.transact
+    def timed(call: Callable[..., Awaitable[list[Any]]]) -> Callable[..., Awaitable[list[Any]]]:
+        async def run(*args: Any, **kwargs: Any) -> list[Any]:
+            nonlocal transact_seconds
+            t = time.perf_counter()
+            try:
+                return await call(*args, **kwargs)
+            finally:
+                transact_seconds += time.perf_counter() - t
 
-    async def timed_transact(ops: list[dict[str, Any]], timeout: float | None = 300.0,
-                             on_reply: Callable[[list[Any]], None] | None = None) -> list[Any]:
-        nonlocal transact_seconds
-        t = time.perf_counter()
-        try:
-            return await orig_transact(ops, timeout, on_reply)
-        finally:
-            transact_seconds += time.perf_counter() - t
+        return run
 
-    orig_stream = client.transact_stream
-
-    async def timed_stream(chunks: Iterable[list[dict[str, Any]]], timeout: float | None = 300.0,
-                           on_sent: Callable[[], None] | None = None) -> list[Any]:
-        nonlocal transact_seconds
-        t = time.perf_counter()
-        try:
-            return await orig_stream(chunks, timeout, on_sent)
-        finally:
-            transact_seconds += time.perf_counter() - t
-
-    client.transact = timed_transact  # type: ignore[method-assign]
-    client.transact_stream = timed_stream  # type: ignore[method-assign]
+    timed_transact, timed_stream = timed(client.transact), timed(client.transact_stream)
+    client.transact = timed_transact  # type: ignore[method-assign,assignment]
+    client.transact_stream = timed_stream  # type: ignore[method-assign,assignment]
     writer = asyncio.create_task(prog.run(), name="nb-writer")
     consumer = asyncio.create_task(consume(), name="consumer")
     try:

@@ -41,10 +41,13 @@ class Published:
         return [e for e in self.events if isinstance(e, Rejected) and e.reason == reason]
 
 
-@pytest.fixture
-async def programmer(ovn: OvnSandbox) -> AsyncIterator[tuple[Programmer, Published]]:
+@contextlib.asynccontextmanager
+async def running(ovn: OvnSandbox, stream_min: int | None = None) -> AsyncIterator[tuple[Programmer, Published]]:
+    """A started programmer and its writer task, stopped after (``stream_min``: batches streamed from that size)."""
     pub = Published()
     p = Programmer(ovn.nb_remote, "hub1", publish=pub, retry_interval=0.5, coalesce=0)
+    if stream_min is not None:
+        p.stream_min = stream_min
     await p.start()
     task = asyncio.create_task(p.run())
     try:
@@ -54,6 +57,12 @@ async def programmer(ovn: OvnSandbox) -> AsyncIterator[tuple[Programmer, Publish
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await p.close()
+
+
+@pytest.fixture
+async def programmer(ovn: OvnSandbox) -> AsyncIterator[tuple[Programmer, Published]]:
+    async with running(ovn) as got:
+        yield got
 
 
 def ports(ovn: OvnSandbox) -> dict[str, dict[str, Any]]:

@@ -6,7 +6,6 @@ ending the session, and messages written meanwhile follow the request."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -20,7 +19,7 @@ from core.ovsdb.client import Refused
 from hub.sandbox import OvnSandbox
 from testkit.nb import nb_rows
 from testkit.wait import wait_until
-from tests.integration.test_hostile_input import Published
+from tests.integration.test_hostile_input import Published, running
 from tests.unit.test_hostile_input import NET, SRC, ep
 
 
@@ -31,18 +30,8 @@ def _ls(name: str) -> dict[str, Any]:
 @pytest.fixture
 async def streaming(ovn: OvnSandbox, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Programmer, Published]]:
     monkeypatch.setattr(core.nb.programmer, "STREAM_CHUNK", 4)
-    pub = Published()
-    p = Programmer(ovn.nb_remote, "hub1", publish=pub, retry_interval=0.5, coalesce=0)
-    p.stream_min = 1  # every batch is streamed
-    await p.start()
-    task = asyncio.create_task(p.run())
-    try:
-        yield p, pub
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await p.close()
+    async with running(ovn, stream_min=1) as got:  # every batch is streamed
+        yield got
 
 
 async def test_a_streamed_batch_writes_every_port_into_its_switch(ovn: OvnSandbox, streaming: Any) -> None:
